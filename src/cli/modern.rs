@@ -1,0 +1,309 @@
+//! The `deploy-lock` persona: one clap definition (which also feeds the man
+//! pages and completions) and the dispatch of its subcommands.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use deploy_lock::context::{
+    ENV_PROJECT_ROOT, find_project_root, parse_fractional_secs, parse_whole_secs,
+};
+use deploy_lock::{Context, Environment, Settings};
+
+use super::exit;
+use super::ops::{self, ForceEnd, WaitEnd};
+use super::render;
+use super::run;
+use super::style::Style;
+
+const AFTER_HELP: &str = "\
+Rules: a lock whose holder is alive is never taken, whatever its age. A lock
+whose holder is dead (or on another host) is taken over automatically once
+older than the stale timeout (30 minutes), or at any age with --force.
+
+Exit status: 0 success; 1 cancelled at the confirmation; 2 usage error;
+65 state file not valid; 74 I/O error; 75 lock held; 124 wait timed out.
+`run` and the ENV shorthand exit with the command's own status.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deploy-lock",
+    version,
+    about = "Deployment locks for bash deploy scripts, safe against races, crashes and pre-emption",
+    long_about = "Deployment locks for bash deploy scripts.\n\n\
+        `deploy-lock ENV [DEPLOY_SH_ARGS...]` runs deploy/scripts/deploy.sh ENV under the \
+        environment's lock. The lock is the legacy one (/tmp/togather-deploy-ENV.lock plus \
+        deploy/config/deployment-state.json), so the legacy unlock.sh and deploy.sh see it. \
+        Invoked as `unlock.sh`, this binary is the legacy unlock.sh, byte for byte.",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "ENV|COMMAND",
+    allow_external_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every subcommand; each defaults to its variable.
+#[derive(Args, Debug, Default)]
+pub struct GlobalOpts {
+    /// Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub lock_dir: Option<PathBuf>,
+    /// Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
+    /// A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]
+    #[arg(long, global = true, value_name = "SECS", value_parser = stale_secs)]
+    pub stale_secs: Option<Duration>,
+    /// Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]
+    #[arg(long, global = true, value_name = "SECS", value_parser = wait_interval)]
+    pub wait_interval: Option<Duration>,
+    /// Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]
+    #[arg(long, global = true, value_name = "SECS", value_parser = wait_timeout)]
+    pub wait_timeout: Option<Duration>,
+}
+
+const RUN_AFTER_HELP: &str = "\
+Rules, liveness first and age second:
+  - A holder that is alive on this host (its pid runs, with the recorded start
+    time and boot id when the record has them) is never taken over, whatever
+    the lock's age, even with --force: exit 75, or wait with --wait.
+  - A holder that is dead, or on another host, is taken over automatically
+    once the lock is older than the stale timeout (30 minutes), or at any age
+    with --force. A lock directory without a readable locked_at is aged by
+    its modification time.
+  - Judge, remove and re-create happen under a guard flock, so of several
+    processes taking over one stale lock exactly one wins.
+  - The lock is released only after COMMAND has exited, and only if it is
+    still ours; deploy-lock then exits with COMMAND's status (or dies of the
+    same signal).
+Signals INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock reach
+COMMAND once; the terminal's own Ctrl-C and Ctrl-\\ reach it directly.";
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)
+    #[arg(long, value_name = "SECS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub wait: Option<String>,
+    /// Take over a dead holder's lock before it is stale (never a live holder's)
+    #[arg(long)]
+    pub force: bool,
+    #[arg(value_enum)]
+    pub env: Environment,
+    /// The command to run (default: deploy/scripts/deploy.sh ENV --force, deploy-lock holding the lock for it)
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+fn stale_secs(s: &str) -> Result<Duration, String> {
+    parse_whole_secs("--stale-secs", s).map_err(|e| e.to_string())
+}
+fn wait_interval(s: &str) -> Result<Duration, String> {
+    match parse_fractional_secs("--wait-interval", s) {
+        Ok(d) if d.is_zero() => Err("--wait-interval must be greater than 0".into()),
+        r => r.map_err(|e| e.to_string()),
+    }
+}
+fn wait_timeout(s: &str) -> Result<Duration, String> {
+    parse_fractional_secs("--wait-timeout", s).map_err(|e| e.to_string())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the lock status (the unlock.sh status block, or JSON)
+    Status {
+        #[arg(value_enum)]
+        env: Environment,
+        /// Print one JSON object instead of the status block
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until the lock is released (exit 124 on timeout)
+    Wait {
+        #[arg(value_enum)]
+        env: Environment,
+    },
+    /// Force-unlock: remove the lock whoever holds it (asks for 'yes')
+    Unlock {
+        #[arg(value_enum)]
+        env: Environment,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Run a command (default: deploy/scripts/deploy.sh ENV) under the lock
+    #[command(after_help = RUN_AFTER_HELP)]
+    Run(RunArgs),
+    /// `deploy-lock ENV [DEPLOY_SH_ARGS...]`: deploy.sh ENV under the lock.
+    #[command(external_subcommand)]
+    Deploy(Vec<OsString>),
+}
+
+pub fn main(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    let ctx = match context(&cli.global) {
+        Ok(ctx) => ctx,
+        Err(msg) => {
+            eprintln!("{}", Style::for_stderr().red(&format!("ERROR: {msg}")));
+            return exit::USAGE;
+        }
+    };
+    match cli.command {
+        Command::Status { env, json } => status(&ctx, env, json),
+        Command::Wait { env } => wait(&ctx, env),
+        Command::Unlock { env, yes } => unlock(&ctx, env, yes),
+        Command::Run(r) => {
+            let wait = match r.wait.as_deref() {
+                None => None,
+                Some("") => Some(ctx.settings.wait_timeout),
+                Some(v) => match parse_fractional_secs("--wait", v) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        eprintln!("{}", Style::for_stderr().red(&format!("ERROR: {e}")));
+                        return exit::USAGE;
+                    }
+                },
+            };
+            run::run(&ctx, run::run_plan(&ctx, r.env, wait, r.force, r.command))
+        }
+        Command::Deploy(words)
+            if words
+                .first()
+                .and_then(|w| w.to_str())
+                .and_then(Environment::parse)
+                .is_some() =>
+        {
+            let env = Environment::parse(words[0].to_str().unwrap_or_default()).expect("checked");
+            run::run(&ctx, run::shorthand_plan(&ctx, env, words[1..].to_vec()))
+        }
+        Command::Deploy(words) => {
+            let first = words
+                .first()
+                .map(|w| w.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            eprintln!(
+                "{}",
+                Style::for_stderr().red(&format!(
+                    "ERROR: '{first}' is neither an environment (development, staging, production) nor a command; see deploy-lock --help"
+                ))
+            );
+            exit::USAGE
+        }
+    }
+}
+
+/// Variables first, flags over them; then the checkout.
+fn context(g: &GlobalOpts) -> Result<Context, String> {
+    let mut s = Settings::from_process_env().map_err(|e| e.to_string())?;
+    if let Some(d) = &g.lock_dir {
+        s.lock_root = d.clone();
+    }
+    if let Some(v) = g.stale_secs {
+        s.stale_after = v;
+    }
+    if let Some(v) = g.wait_interval {
+        s.wait_interval = v;
+    }
+    if let Some(v) = g.wait_timeout {
+        s.wait_timeout = v;
+    }
+    let root = match g.project_root.clone().or_else(|| {
+        std::env::var_os(ENV_PROJECT_ROOT)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }) {
+        Some(r) => r,
+        None => {
+            let cwd = std::env::current_dir()
+                .map_err(|e| format!("cannot read the working directory: {e}"))?;
+            find_project_root(&cwd).map_err(|e| e.to_string())?
+        }
+    };
+    Ok(Context::new(s, root))
+}
+
+fn status(ctx: &Context, env: Environment, json: bool) -> i32 {
+    let insp = match ops::inspect(ctx, env) {
+        Ok(i) => i,
+        Err(e) => return ops::report_error(&e),
+    };
+    if json {
+        let v = render::status_json(&insp, ctx);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serialisable")
+        );
+    } else {
+        print!("{}", render::status_block(&insp, ctx, Style::for_stdout()));
+        println!("{}", render::verdict_line(&insp, ctx));
+    }
+    exit::OK
+}
+
+fn wait(ctx: &Context, env: Environment) -> i32 {
+    let insp = match ops::inspect(ctx, env) {
+        Ok(i) => i,
+        Err(e) => return ops::report_error(&e),
+    };
+    print!("{}", render::status_block(&insp, ctx, Style::for_stdout()));
+    let _ = std::io::stdout().flush();
+    match ops::wait_for_release(ctx, env) {
+        Ok(WaitEnd::Released) => exit::OK,
+        Ok(WaitEnd::TimedOut) => exit::WAIT_TIMED_OUT,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            exit::IO_ERROR
+        }
+    }
+}
+
+fn unlock(ctx: &Context, env: Environment, yes: bool) -> i32 {
+    let insp = match ops::inspect(ctx, env) {
+        Ok(i) => i,
+        Err(e) => return ops::report_error(&e),
+    };
+    print!("{}", render::status_block(&insp, ctx, Style::for_stdout()));
+    match ops::force_unlock(ctx, env, yes) {
+        Ok(ForceEnd::Done) => exit::OK,
+        Ok(ForceEnd::Cancelled) => exit::CANCELLED,
+        Err(e) => ops::report_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn env_shorthand_is_external() {
+        let cli = Cli::try_parse_from(["deploy-lock", "staging", "--dry-run"]).unwrap();
+        match cli.command {
+            Command::Deploy(w) => {
+                assert_eq!(w, vec![OsString::from("staging"), "--dry-run".into()])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The flows both personas share: load a consistent look at the lock, wait
+//! for a release, force-unlock with the legacy confirmation, and turn errors
+//! into one clear message. Output is the legacy text.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use deploy_lock::lock::{LocalLock, LockError};
+use deploy_lock::state::StateError;
+use deploy_lock::status::{Holder, Inspection};
+use deploy_lock::wait::{Watcher, Woke};
+use deploy_lock::{Context, Environment, audit};
+use serde_json::json;
+
+use super::exit;
+use super::style::Style;
+use super::texts;
+
+/// Prints `err` on stderr as one `ERROR:` line (plus the guide's recovery
+/// steps for a state file that cannot be parsed) and returns the modern exit
+/// code for it.
+pub fn report_error(err: &LockError) -> i32 {
+    let style = Style::for_stderr();
+    let mut msg = style.red(&format!("ERROR: {err}"));
+    msg.push('\n');
+    let code = match err {
+        LockError::State(StateError::Io { .. }) | LockError::Io { .. } => exit::IO_ERROR,
+        LockError::State(e) => {
+            for l in texts::state_recovery(e.path()) {
+                msg.push_str(&l);
+                msg.push('\n');
+            }
+            exit::DATA_ERROR
+        }
+        LockError::OtherEnvironment { .. } => exit::LOCK_HELD,
+    };
+    let _ = io::stderr().write_all(msg.as_bytes());
+    code
+}
+
+pub fn warn(message: &str) {
+    let style = Style::for_stderr();
+    eprintln!("{}", style.yellow(&format!("warning: {message}")));
+}
+
+/// Appends an audit line; a failure is a warning, never a failed operation.
+pub fn audit(
+    ctx: &Context,
+    event: &str,
+    env: Environment,
+    holder: Option<&Holder>,
+    extra: serde_json::Value,
+) {
+    if let Err(e) = audit::record(ctx, event, env, holder, extra) {
+        let place = audit::log_path(ctx)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "~/.togather/logs/deployments/locks.log".into());
+        warn(&format!("could not append to the audit log {place}: {e}"));
+    }
+}
+
+pub fn inspect(ctx: &Context, env: Environment) -> Result<Inspection, LockError> {
+    LocalLock::new(ctx, env).inspect()
+}
+
+fn out_line(out: &mut impl Write, style_fn: impl Fn(&str) -> String, s: &str) -> io::Result<()> {
+    writeln!(out, "{}", style_fn(s))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitEnd {
+    Released,
+    TimedOut,
+}
+
+/// The legacy `--wait` after the status block: header, a progress line every
+/// interval (rewritten in place on a terminal), then `✓ Lock released!` the
+/// moment the directory goes, or the timeout message.
+pub fn wait_for_release(ctx: &Context, env: Environment) -> io::Result<WaitEnd> {
+    let style = Style::for_stdout();
+    let stdout = io::stdout();
+    let tty = stdout.is_terminal();
+    let mut out = stdout.lock();
+    for l in texts::WAITING_HEADER {
+        writeln!(out, "{l}")?;
+    }
+    out.flush()?;
+    let watcher = Watcher::new(&ctx.lock_dir(env));
+    let interval = ctx.settings.wait_interval;
+    let timeout = ctx.settings.wait_timeout;
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut ticks: u32 = 0;
+    let mut progress_open = false;
+    let end = loop {
+        let elapsed = start.elapsed();
+        if elapsed >= timeout && !watcher_gone(&watcher)? {
+            break WaitEnd::TimedOut;
+        }
+        if watcher_gone(&watcher)? {
+            break WaitEnd::Released;
+        }
+        let progress = texts::waiting_progress(elapsed.as_secs());
+        if tty {
+            write!(out, "\r{progress}\x1b[K")?;
+            progress_open = true;
+        } else {
+            writeln!(out, "{progress}")?;
+        }
+        out.flush()?;
+        ticks += 1;
+        let next_tick = start + interval.saturating_mul(ticks);
+        match watcher.wait(next_tick.min(deadline), None)? {
+            Woke::Released => break WaitEnd::Released,
+            Woke::Timeout | Woke::Extra => {}
+        }
+    };
+    if progress_open {
+        writeln!(out)?;
+    }
+    match end {
+        WaitEnd::Released => out_line(&mut out, |s| style.green(s), texts::LOCK_RELEASED)?,
+        WaitEnd::TimedOut => {
+            writeln!(out)?;
+            for l in texts::wait_timeout(timeout.as_secs_f64()) {
+                writeln!(out, "{l}")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(end)
+}
+
+fn watcher_gone(w: &Watcher) -> io::Result<bool> {
+    Ok(w.wait(Instant::now() - Duration::from_millis(1), None)? == Woke::Released)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForceEnd {
+    Done,
+    Cancelled,
+}
+
+/// The legacy force-unlock after the status block: the warning, the
+/// confirmation (skipped with `assume_yes`), then the removal report.
+pub fn force_unlock(
+    ctx: &Context,
+    env: Environment,
+    assume_yes: bool,
+) -> Result<ForceEnd, LockError> {
+    let style = Style::for_stdout();
+    let lock_dir = ctx.lock_dir(env);
+    {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out);
+        for l in texts::force_warning(&lock_dir) {
+            let painted = if l.starts_with('⚠') {
+                style.yellow(&l)
+            } else {
+                l
+            };
+            let _ = writeln!(out, "{painted}");
+        }
+        let _ = out.flush();
+    }
+    if !assume_yes && !confirmed() {
+        println!("{}", texts::CANCELLED);
+        return Ok(ForceEnd::Cancelled);
+    }
+    let done = LocalLock::new(ctx, env).force_unlock()?;
+    let mut out = io::stdout().lock();
+    let mut say = |s: String| {
+        let _ = writeln!(out, "{s}");
+    };
+    match &done.dir_removed {
+        None => say(texts::DIR_ALREADY_REMOVED.to_string()),
+        Some(r) if r.had_foreign_entries => {
+            say(style.yellow(texts::DIR_NOT_EMPTY[0]));
+            say(texts::DIR_NOT_EMPTY[1].to_string());
+            say(style.green(texts::DIR_NOT_EMPTY[2]));
+        }
+        Some(_) => say(style.green(texts::DIR_REMOVED)),
+    }
+    if done.state_updated {
+        say(style.green(texts::STATE_UPDATED));
+    } else {
+        say(texts::STATE_MISSING.to_string());
+    }
+    for l in texts::FORCE_DONE {
+        say(if l.starts_with('✓') {
+            style.green(l)
+        } else {
+            l.to_string()
+        });
+    }
+    let _ = out.flush();
+    drop(out);
+    audit(
+        ctx,
+        "force_unlock",
+        env,
+        done.removed_holder.as_ref(),
+        json!({
+            "lock_dir_removed": done.dir_removed.is_some(),
+            "state_updated": done.state_updated,
+        }),
+    );
+    Ok(ForceEnd::Done)
+}
+
+/// One line from stdin, the prompt on stderr only when stdin is a terminal
+/// (as bash's `read -p`). Like `read`, surrounding blanks are dropped; a last
+/// line without a newline still counts.
+fn confirmed() -> bool {
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprint!("{}", texts::CONFIRM_PROMPT);
+        let _ = io::stderr().flush();
+    }
+    let mut line = String::new();
+    if stdin.lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    line.trim_end_matches('\n').trim_matches([' ', '\t']) == "yes"
+}

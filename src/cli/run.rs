@@ -1,0 +1,370 @@
+//! `deploy-lock run` and the `deploy-lock ENV ...` shorthand: take the lock
+//! (waiting or taking over a dead holder's as the rules allow), run the
+//! command under it with signals relayed, release only what is ours, and end
+//! the way the command ended.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use deploy_lock::liveness::ProcessIdentity;
+use deploy_lock::lock::{Acquire, BusyReason, LocalLock, Release};
+use deploy_lock::status::{Inspection, Liveness};
+use deploy_lock::supervise::{self, Signals};
+use deploy_lock::wait::{Watcher, Woke};
+use deploy_lock::{Context, Environment};
+use serde_json::json;
+
+use super::exit;
+use super::ops;
+use super::render;
+use super::style::Style;
+use super::texts;
+
+/// What to run and how to get the lock for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPlan {
+    pub env: Environment,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// None: fail with 75 when held. Some(limit): wait up to limit.
+    pub wait: Option<Duration>,
+    /// Take over a dead holder's lock before it is stale (never a live one).
+    pub force: bool,
+    /// Run without taking the local lock (deploy.sh --help, --remote).
+    pub lockless: bool,
+}
+
+pub fn deploy_script(ctx: &Context) -> PathBuf {
+    ctx.project_root.join("deploy/scripts/deploy.sh")
+}
+
+/// The plan for `deploy-lock ENV [DEPLOY_SH_ARGS...]`: deploy.sh gets every
+/// argument unchanged. Because the legacy deploy.sh takes this same lock
+/// itself unless given `--force` (which only skips its own lock), `--force`
+/// is added when absent: deploy-lock already holds the lock for it. A
+/// `--force` the user typed also lets deploy-lock take over a dead holder's
+/// lock at any age (never a live one). `--help` needs no lock; `--remote`
+/// deploys elsewhere, where the server's deploy.sh takes the server's lock.
+pub fn shorthand_plan(ctx: &Context, env: Environment, deploy_args: Vec<OsString>) -> RunPlan {
+    let has = |flag: &str| deploy_args.iter().any(|a| a == flag);
+    let lockless = has("--help") || has("--remote");
+    let force = has("--force");
+    let mut args = vec![OsString::from(env.as_str())];
+    if !force && !lockless {
+        args.push("--force".into());
+    }
+    args.extend(deploy_args);
+    RunPlan {
+        env,
+        program: deploy_script(ctx),
+        args,
+        wait: None,
+        force,
+        lockless,
+    }
+}
+
+/// The plan for `deploy-lock run [--wait[=SECS]] [--force] ENV [-- CMD...]`.
+pub fn run_plan(
+    ctx: &Context,
+    env: Environment,
+    wait: Option<Duration>,
+    force: bool,
+    command: Vec<OsString>,
+) -> RunPlan {
+    let mut plan = shorthand_plan(ctx, env, Vec::new());
+    plan.wait = wait;
+    plan.force = force;
+    if let Some((program, args)) = command.split_first() {
+        plan.program = PathBuf::from(program);
+        plan.args = args.to_vec();
+    }
+    plan
+}
+
+fn error(msg: &str) {
+    eprintln!("{}", Style::for_stderr().red(&format!("ERROR: {msg}")));
+}
+
+/// Runs the plan; returns only with an exit code for deploy-lock's own
+/// outcomes, otherwise ends the process the way the command ended.
+pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
+    // First, before anything could start a thread.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            error(&format!("cannot set up signal handling: {e}"));
+            return exit::IO_ERROR;
+        }
+    };
+    if plan.program.components().count() > 1 && !plan.program.exists() {
+        error(&format!(
+            "{} does not exist; name the command to run: deploy-lock run {} -- COMMAND [ARGS...]",
+            plan.program.display(),
+            plan.env
+        ));
+        return 127;
+    }
+    if plan.lockless {
+        return match spawn_and_supervise(&signals, &plan, |_| {}) {
+            Ok(end) => supervise::exit_like(end),
+            Err(code) => code,
+        };
+    }
+    let lock = LocalLock::new(ctx, plan.env);
+    let mut held = match acquire(ctx, &lock, &plan, &signals) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    if let Some(signo) = signals.next_terminating() {
+        // Interrupted before the command started: it never starts.
+        let _ = lock.release(*held);
+        return 128 + signo;
+    }
+    let (lock_id, deployment_id) = (
+        held.record.lock_id.clone(),
+        held.record.deployment_id.clone(),
+    );
+    let event = if held.took_over.is_some() {
+        "takeover"
+    } else {
+        "acquire"
+    };
+    let ids = json!({ "lock_id": lock_id, "deployment_id": deployment_id });
+    ops::audit(ctx, event, plan.env, held.took_over.as_ref(), ids);
+    if let Some(prev) = &held.took_over {
+        eprintln!(
+            "deploy-lock: took over the {} lock left by {} (pid {}, not running)",
+            plan.env,
+            prev.locked_by.as_deref().unwrap_or("an unknown holder"),
+            prev.pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        );
+    }
+    let ended = spawn_and_supervise(&signals, &plan, |pid| {
+        if let Some(id) = ProcessIdentity::of_pid(pid)
+            && let Err(e) = lock.record_process(&mut held, id)
+        {
+            ops::warn(&format!(
+                "could not record the command's pid in the lock: {e}"
+            ));
+        }
+    });
+    // Only now, with the command reaped, is the lock let go.
+    release(ctx, &lock, *held, &lock_id, plan.env);
+    let _ = (std::io::stdout().flush(), std::io::stderr().flush());
+    match ended {
+        Ok(end) => supervise::exit_like(end),
+        Err(code) => code,
+    }
+}
+
+fn release(
+    ctx: &Context,
+    lock: &LocalLock<'_>,
+    held: deploy_lock::lock::HeldLock,
+    lock_id: &str,
+    env: Environment,
+) {
+    let ids = |note: Option<&str>| match note {
+        Some(note) => json!({ "lock_id": lock_id, "note": note }),
+        None => json!({ "lock_id": lock_id }),
+    };
+    match lock.release(held) {
+        Ok(Release::Released) => ops::audit(ctx, "release", env, None, ids(None)),
+        Ok(Release::AlreadyGone) => ops::audit(
+            ctx,
+            "release",
+            env,
+            None,
+            ids(Some("already removed by someone else")),
+        ),
+        Ok(Release::TakenByOther { holder }) => {
+            let who = holder
+                .as_ref()
+                .and_then(|h| h.locked_by.clone())
+                .unwrap_or_else(|| "another holder".into());
+            ops::warn(&format!(
+                "the {env} lock was force-unlocked during this run and is now held by {who}; left it alone"
+            ));
+            ops::audit(
+                ctx,
+                "release_skipped",
+                env,
+                holder.as_ref(),
+                ids(Some("taken by someone else; left alone")),
+            );
+        }
+        Err(e) => {
+            ops::report_error(&e);
+        }
+    }
+}
+
+/// Spawns the command in our process group and relays signals until it
+/// ends. Err carries deploy-lock's exit code when it could not start
+/// (127 not found, 126 not executable, as a shell would).
+fn spawn_and_supervise(
+    signals: &Signals,
+    plan: &RunPlan,
+    on_start: impl FnOnce(i32),
+) -> Result<supervise::ChildEnd, i32> {
+    let mut cmd = Command::new(&plan.program);
+    cmd.args(&plan.args);
+    signals.prepare(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        error(&format!("cannot run {}: {e}", plan.program.display()));
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            126
+        } else {
+            127
+        }
+    })?;
+    on_start(child.id() as i32);
+    signals.supervise(&mut child).map_err(|e| {
+        error(&format!("lost track of the command: {e}"));
+        exit::IO_ERROR
+    })
+}
+
+/// Takes the lock, or returns deploy-lock's exit code for why not.
+fn acquire(
+    ctx: &Context,
+    lock: &LocalLock<'_>,
+    plan: &RunPlan,
+    signals: &Signals,
+) -> Result<Box<deploy_lock::lock::HeldLock>, i32> {
+    let me = ProcessIdentity::of_self().unwrap_or(ProcessIdentity {
+        pid: std::process::id() as i32,
+        ..Default::default()
+    });
+    let watcher = plan.wait.map(|_| Watcher::new(&lock.lock_dir()));
+    let start = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut ticks: u32 = 0;
+    loop {
+        let (reason, inspection) = match lock.try_acquire(plan.force, me.clone()) {
+            Ok(Acquire::Acquired(h)) => {
+                if tty && ticks > 0 {
+                    eprintln!();
+                }
+                return Ok(h);
+            }
+            Ok(Acquire::Busy { reason, inspection }) => (reason, inspection),
+            Err(e) => return Err(ops::report_error(&e)),
+        };
+        let (Some(limit), Some(watcher)) = (plan.wait, &watcher) else {
+            report_busy(ctx, plan, reason, &inspection);
+            return Err(exit::LOCK_HELD);
+        };
+        let elapsed = start.elapsed();
+        if elapsed >= limit {
+            if tty && ticks > 0 {
+                eprintln!();
+            }
+            error(&format!(
+                "gave up after {} waiting for the {} lock ({})",
+                texts::span(limit.as_secs()),
+                plan.env,
+                holder_phrase(&inspection)
+            ));
+            return Err(exit::WAIT_TIMED_OUT);
+        }
+        if tty {
+            eprint!(
+                "\rWaiting for the {} lock ({})... {}m {}s\x1b[K",
+                plan.env,
+                holder_phrase(&inspection),
+                elapsed.as_secs() / 60,
+                elapsed.as_secs() % 60
+            );
+        }
+        ticks += 1;
+        let next = start + ctx.settings.wait_interval.saturating_mul(ticks);
+        match watcher.wait(next.min(start + limit), Some(signals.fd())) {
+            Ok(Woke::Extra) => {
+                if let Some(signo) = signals.next_terminating() {
+                    if tty {
+                        eprintln!();
+                    }
+                    return Err(128 + signo);
+                }
+            }
+            Ok(Woke::Released | Woke::Timeout) => {}
+            Err(e) => {
+                error(&format!(
+                    "cannot wait for {}: {e}",
+                    lock.lock_dir().display()
+                ));
+                return Err(exit::IO_ERROR);
+            }
+        }
+    }
+}
+
+fn holder_phrase(insp: &Inspection) -> String {
+    match (&insp.liveness, &insp.holder) {
+        (Liveness::Alive { pid, comm }, _) => format!("held by {comm}, pid {pid}"),
+        (_, Some(h)) => format!(
+            "held by {}",
+            h.locked_by.as_deref().unwrap_or("an unknown holder")
+        ),
+        _ => "held".to_string(),
+    }
+}
+
+/// The status block and what to do, on stderr (stdout is the command's).
+fn report_busy(ctx: &Context, plan: &RunPlan, reason: BusyReason, insp: &Inspection) {
+    let style = Style::for_stderr();
+    let env = plan.env;
+    let mut msg = render::status_block(insp, ctx, style);
+    let age = insp
+        .age_seconds
+        .map(|a| format!("{}m {}s", a / 60, a % 60))
+        .unwrap_or_else(|| "unknown".into());
+    let stale = texts::span(ctx.settings.stale_after.as_secs());
+    let lines: Vec<String> = match (reason, &insp.liveness) {
+        (BusyReason::HolderAlive, Liveness::Alive { pid, comm }) => vec![
+            format!(
+                "ERROR: the {env} lock is held by a running deployment: {comm} (pid {pid}), for {age}."
+            ),
+            "A live holder's lock is never taken over, whatever its age. Either:".into(),
+            format!("  wait for it:          deploy-lock run --wait {env}"),
+            format!("  watch it:             deploy-lock wait {env}"),
+            format!("  or stop that process: kill {pid}"),
+        ],
+        (BusyReason::Obstructed, _) => vec![format!(
+            "ERROR: {} is not a directory, so it is not a lock deploy-lock can judge; check what it is and remove it by hand",
+            insp.lock_dir.display()
+        )],
+        (_, Liveness::OtherHost) => vec![
+            format!(
+                "ERROR: the {env} lock is held from another host ({}) for {age}.",
+                insp.holder
+                    .as_ref()
+                    .and_then(|h| h.hostname.clone())
+                    .unwrap_or_default()
+            ),
+            format!("It is taken over automatically once older than {stale}. Either:"),
+            format!("  wait for it:        deploy-lock run --wait {env}"),
+            format!("  or, once you have checked that host: deploy-lock run --force {env}"),
+        ],
+        _ => vec![
+            format!(
+                "ERROR: the {env} lock's holder is not running, but the lock is only {age} old."
+            ),
+            format!("It is taken over automatically once older than {stale}. Either:"),
+            format!("  wait for that:        deploy-lock run --wait {env}"),
+            format!("  or take it over now:  deploy-lock run --force {env}"),
+        ],
+    };
+    for (i, l) in lines.iter().enumerate() {
+        msg.push_str(&if i == 0 { style.red(l) } else { l.clone() });
+        msg.push('\n');
+    }
+    let _ = std::io::stderr().write_all(msg.as_bytes());
+}

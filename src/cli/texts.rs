@@ -1,0 +1,188 @@
+//! Every user-facing text of the legacy `unlock.sh`, as whole lines, so this
+//! file can be read side by side with COMPAT.md. Texts that are ours (not
+//! legacy) are marked so.
+
+use std::path::Path;
+
+pub const RULE: &str = "============================================";
+
+pub fn usage(argv0: &str) -> String {
+    format!(
+        "Usage: {argv0} ENVIRONMENT [--force|--wait|--status]
+
+Environments: development, staging, production
+
+Options:
+  --status    Show lock status (default)
+  --force     Force unlock (DANGEROUS - use only if deployment crashed)
+  --wait      Wait for lock to be released naturally
+
+Examples:
+  {argv0} staging                  # Show lock status
+  {argv0} staging --wait           # Wait for deployment to finish
+  {argv0} staging --force          # Force unlock (last resort)
+"
+    )
+}
+
+pub fn invalid_environment(env: &str) -> [String; 2] {
+    [
+        format!("ERROR: Invalid environment '{env}'"),
+        "Must be one of: development, staging, production".to_string(),
+    ]
+}
+
+pub fn invalid_action(action: &str) -> [String; 2] {
+    [
+        format!("ERROR: Invalid action '{action}'"),
+        "Use: --status, --wait, or --force".to_string(),
+    ]
+}
+
+// Status block.
+pub fn header(env: &str) -> String {
+    format!("Deployment Lock Status: {env}")
+}
+pub const LOCK_DIR_EXISTS_LABEL: &str = "Lock directory exists:";
+pub const LOCK_DIR_LABEL: &str = "Lock directory:";
+pub const NOT_FOUND_UNLOCKED: &str = "Not found (unlocked)";
+pub const STATE_FILE_INFO: &str = "State file info:";
+pub fn state_file_not_found(path: &Path) -> String {
+    format!("State file not found: {}", path.display())
+}
+pub const NA: &str = "N/A";
+pub fn field(label: &str, value: &str) -> String {
+    format!("  {label}: {value}")
+}
+pub fn lock_age(age_secs: i64) -> String {
+    // Bash arithmetic: division and remainder truncate toward zero.
+    format!("  Lock age: {}m {}s", age_secs / 60, age_secs % 60)
+}
+/// `⚠ Lock is stale (>30 minutes)`; the span follows DEPLOY_LOCK_STALE_SECS.
+pub fn lock_is_stale(stale_secs: u64) -> String {
+    format!("⚠ Lock is stale (>{})", span(stale_secs))
+}
+pub fn process_running(pid: &str, comm: &str) -> String {
+    format!("✓ Process {pid} is still running: {comm}")
+}
+pub fn process_not_running(pid: &str) -> String {
+    format!("⚠ Process {pid} is not running (deployment may have crashed)")
+}
+
+// --wait.
+pub const WAITING_HEADER: [&str; 3] = [
+    "Waiting for deployment to complete...",
+    "Press Ctrl+C to cancel",
+    "",
+];
+pub fn waiting_progress(elapsed_secs: u64) -> String {
+    format!("Waiting... {}m {}s", elapsed_secs / 60, elapsed_secs % 60)
+}
+pub const LOCK_RELEASED: &str = "✓ Lock released!";
+/// `Timeout after 1 hour. Lock still exists.`; the span follows
+/// DEPLOY_LOCK_WAIT_TIMEOUT.
+pub fn wait_timeout(timeout_secs: f64) -> [String; 2] {
+    [
+        format!("Timeout after {}. Lock still exists.", span_f(timeout_secs)),
+        "Consider using --force if deployment crashed.".to_string(),
+    ]
+}
+
+// --force.
+pub fn force_warning(lock_dir: &Path) -> Vec<String> {
+    vec![
+        "⚠ FORCE UNLOCK - This is dangerous!".to_string(),
+        String::new(),
+        "This will:".to_string(),
+        format!("  1. Remove lock directory: {}", lock_dir.display()),
+        "  2. Update state file to unlocked".to_string(),
+        String::new(),
+        "Only do this if:".to_string(),
+        "  - The deployment process crashed".to_string(),
+        "  - You've verified no deployment is running".to_string(),
+        "  - The lock is stale (>30 minutes old)".to_string(),
+        String::new(),
+    ]
+}
+pub const CONFIRM_PROMPT: &str = "Are you sure you want to force unlock? (type 'yes' to confirm): ";
+pub const CANCELLED: &str = "Cancelled.";
+pub const DIR_REMOVED: &str = "✓ Lock directory removed";
+pub const DIR_ALREADY_REMOVED: &str = "Lock directory does not exist (already removed)";
+pub const DIR_NOT_EMPTY: [&str; 3] = [
+    "⚠ Could not remove lock directory (may not be empty)",
+    "  Trying force remove...",
+    "✓ Lock directory force removed",
+];
+pub const STATE_UPDATED: &str = "✓ State file updated to unlocked";
+pub const STATE_MISSING: &str = "State file does not exist";
+pub const FORCE_DONE: [&str; 4] = [
+    "",
+    "✓ Lock forcefully released",
+    "",
+    "Next deployment will proceed normally.",
+];
+
+// Ours, not legacy: the legacy printed empty fields for a corrupted state file.
+/// The recovery steps of the lock-management guide, for `path`.
+pub fn state_recovery(path: &Path) -> Vec<String> {
+    let p = path.display();
+    vec![
+        "To recover (see \"State File Corrupted\" in the lock-management guide):".to_string(),
+        format!("  cp {p}{{,.backup}}"),
+        format!("  # repair the JSON at the position above, or reset the lock record:"),
+        format!("  jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}"),
+    ]
+}
+
+/// `30 minutes`, `1 hour`, `90 seconds`.
+pub fn span(secs: u64) -> String {
+    let unit = |n: u64, one: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    if secs != 0 && secs.is_multiple_of(3600) {
+        unit(secs / 3600, "hour")
+    } else if secs != 0 && secs.is_multiple_of(60) {
+        unit(secs / 60, "minute")
+    } else {
+        unit(secs, "second")
+    }
+}
+
+fn span_f(secs: f64) -> String {
+    if secs.fract() == 0.0 {
+        span(secs as u64)
+    } else {
+        format!("{secs} seconds")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_like_the_legacy_defaults() {
+        assert_eq!(span(1800), "30 minutes");
+        assert_eq!(span(3600), "1 hour");
+        assert_eq!(span(7200), "2 hours");
+        assert_eq!(span(90), "90 seconds");
+        assert_eq!(span(1), "1 second");
+        assert_eq!(span(0), "0 seconds");
+        assert_eq!(span_f(0.5), "0.5 seconds");
+        assert_eq!(
+            wait_timeout(3600.0)[0],
+            "Timeout after 1 hour. Lock still exists."
+        );
+    }
+
+    #[test]
+    fn lock_age_is_minutes_and_seconds_without_hours() {
+        assert_eq!(lock_age(72030), "  Lock age: 1200m 30s");
+        assert_eq!(lock_age(195), "  Lock age: 3m 15s");
+        assert_eq!(lock_age(-65), "  Lock age: -1m -5s");
+    }
+}

@@ -1,0 +1,388 @@
+//! Everything the engine needs from the outside world (settings, paths, host,
+//! user, clock) in one value, so tests inject a lock dir and a clock instead of
+//! touching /tmp, and the CLI layers resolve it once.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::environment::Environment;
+
+pub const ENV_LOCK_DIR: &str = "DEPLOY_LOCK_DIR";
+pub const ENV_STALE_SECS: &str = "DEPLOY_LOCK_STALE_SECS";
+pub const ENV_WAIT_INTERVAL: &str = "DEPLOY_LOCK_WAIT_INTERVAL";
+pub const ENV_WAIT_TIMEOUT: &str = "DEPLOY_LOCK_WAIT_TIMEOUT";
+pub const ENV_PROJECT_ROOT: &str = "DEPLOY_LOCK_PROJECT_ROOT";
+
+/// The state file's place inside a checkout.
+pub const STATE_FILE_REL: &str = "deploy/config/deployment-state.json";
+
+/// Tunables, each settable by a `DEPLOY_LOCK_*` variable (and, for the
+/// `deploy-lock` persona, a flag).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// Folder holding `togather-deploy-{env}.lock`: literally `/tmp` by default,
+    /// not `$TMPDIR`, because the legacy scripts hard-code it.
+    pub lock_root: PathBuf,
+    pub stale_after: Duration,
+    pub wait_interval: Duration,
+    pub wait_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lock_root: PathBuf::from("/tmp"),
+            stale_after: Duration::from_secs(1800),
+            wait_interval: Duration::from_secs(5),
+            wait_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A setting whose value cannot be used; its Display is the one-line error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingError {
+    pub name: String,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} '{}': expected {}",
+            self.name, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// Whole seconds (stale timeout). Zero is allowed: every lock then counts as
+/// old, which is what a user asking for it means.
+pub fn parse_whole_secs(name: &str, value: &str) -> Result<Duration, SettingError> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| SettingError {
+            name: name.to_string(),
+            value: value.to_string(),
+            expected: "a whole number of seconds, e.g. 1800",
+        })
+}
+
+/// Seconds with an optional fraction (`0.5`); must be finite and not negative.
+pub fn parse_fractional_secs(name: &str, value: &str) -> Result<Duration, SettingError> {
+    let err = || SettingError {
+        name: name.to_string(),
+        value: value.to_string(),
+        expected: "a number of seconds such as 5 or 0.25",
+    };
+    let v: f64 = value.trim().parse().map_err(|_| err())?;
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
+        return Err(err());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Settings {
+    /// Defaults overridden by the `DEPLOY_LOCK_*` variables found by `get`
+    /// (a function so tests need not mutate the process environment).
+    pub fn from_vars(get: impl Fn(&str) -> Option<OsString>) -> Result<Settings, SettingError> {
+        let mut s = Settings::default();
+        let text = |name: &str| -> Option<String> {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.to_string_lossy().into_owned())
+        };
+        if let Some(dir) = get(ENV_LOCK_DIR).filter(|v| !v.is_empty()) {
+            s.lock_root = PathBuf::from(dir);
+        }
+        if let Some(v) = text(ENV_STALE_SECS) {
+            s.stale_after = parse_whole_secs(ENV_STALE_SECS, &v)?;
+        }
+        if let Some(v) = text(ENV_WAIT_INTERVAL) {
+            s.wait_interval = parse_fractional_secs(ENV_WAIT_INTERVAL, &v)?;
+            if s.wait_interval.is_zero() {
+                return Err(SettingError {
+                    name: ENV_WAIT_INTERVAL.into(),
+                    value: v,
+                    expected: "a number of seconds greater than 0",
+                });
+            }
+        }
+        if let Some(v) = text(ENV_WAIT_TIMEOUT) {
+            s.wait_timeout = parse_fractional_secs(ENV_WAIT_TIMEOUT, &v)?;
+        }
+        Ok(s)
+    }
+
+    pub fn from_process_env() -> Result<Settings, SettingError> {
+        Settings::from_vars(|name| std::env::var_os(name))
+    }
+
+    pub fn lock_dir(&self, env: Environment) -> PathBuf {
+        self.lock_root.join(env.lock_dir_name())
+    }
+
+    pub fn guard_file(&self, env: Environment) -> PathBuf {
+        self.lock_root.join(env.guard_file_name())
+    }
+}
+
+/// Where "now" comes from: the system clock, or a fixed instant in tests.
+#[derive(Clone, Copy, Debug)]
+pub enum Clock {
+    System,
+    Fixed(Timestamp),
+}
+
+impl Clock {
+    pub fn now(self) -> Timestamp {
+        match self {
+            Clock::System => Timestamp::now(),
+            Clock::Fixed(t) => t,
+        }
+    }
+}
+
+/// The resolved world one command runs in.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub settings: Settings,
+    pub project_root: PathBuf,
+    pub state_file: PathBuf,
+    /// This host's name as `hostname` prints it.
+    pub host: String,
+    /// `$USER`, else the name of the effective uid.
+    pub user: String,
+    /// Where the audit log goes: `$HOME/.togather/logs/deployments/locks.log`.
+    pub home: Option<PathBuf>,
+    pub clock: Clock,
+}
+
+impl Context {
+    pub fn new(settings: Settings, project_root: PathBuf) -> Context {
+        let state_file = project_root.join(STATE_FILE_REL);
+        Context {
+            settings,
+            project_root,
+            state_file,
+            host: this_host(),
+            user: this_user(),
+            home: std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from),
+            clock: Clock::System,
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn lock_dir(&self, env: Environment) -> PathBuf {
+        self.settings.lock_dir(env)
+    }
+
+    /// `$USER@host`, the legacy `locked_by`.
+    pub fn locked_by(&self) -> String {
+        format!("{}@{}", self.user, self.host)
+    }
+}
+
+pub fn this_host() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+pub fn this_user() -> String {
+    if let Some(u) = std::env::var_os("USER").filter(|u| !u.is_empty()) {
+        return u.to_string_lossy().into_owned();
+    }
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}
+
+/// Why no project root could be found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoProjectRoot {
+    pub searched_from: PathBuf,
+}
+
+impl fmt::Display for NoProjectRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no checkout found: neither {} nor any folder above it has deploy/scripts or deploy/config; \
+             run from inside the checkout, or pass --project-root DIR (or set {ENV_PROJECT_ROOT})",
+            self.searched_from.display()
+        )
+    }
+}
+
+impl std::error::Error for NoProjectRoot {}
+
+/// The nearest ancestor of `start` (itself included) holding `deploy/scripts`
+/// or `deploy/config`.
+pub fn find_project_root(start: &Path) -> Result<PathBuf, NoProjectRoot> {
+    start
+        .ancestors()
+        .find(|dir| dir.join("deploy/scripts").is_dir() || dir.join("deploy/config").is_dir())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| NoProjectRoot {
+            searched_from: start.to_path_buf(),
+        })
+}
+
+/// The project root for a script invoked as `invoked` (argv[0]), the way the
+/// legacy computed it: `cd "$(dirname "$0")/../.." && pwd`. That is a
+/// *logical* walk (bash's `cd` without -P), so `..` is removed lexically and
+/// symlinks in the directory part stay as typed. Returns None when the script
+/// is not inside a `deploy/scripts` folder (e.g. installed on PATH).
+pub fn script_project_root(invoked: &Path, logical_cwd: &Path) -> Option<PathBuf> {
+    let dir = invoked.parent()?;
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        logical_cwd.join(dir)
+    };
+    let dir = lexical_normalize(&abs);
+    let scripts = dir.file_name()?;
+    let deploy = dir.parent()?.file_name()?;
+    if scripts != "scripts" || deploy != "deploy" {
+        return None;
+    }
+    dir.parent()?.parent().map(Path::to_path_buf)
+}
+
+/// `.` dropped and `..` applied to the preceding component, as bash's logical
+/// `cd` does.
+pub fn lexical_normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("/");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push("/");
+    }
+    out
+}
+
+/// The shell's idea of the working directory: `$PWD` when it is absolute and
+/// names the same directory as ".", else the physical one (what bash does).
+pub fn logical_cwd() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let physical = std::env::current_dir()?;
+    if let Some(pwd) = std::env::var_os("PWD").map(PathBuf::from)
+        && pwd.is_absolute()
+        && let (Ok(a), Ok(b)) = (std::fs::metadata(&pwd), std::fs::metadata("."))
+        && a.dev() == b.dev()
+        && a.ino() == b.ino()
+    {
+        return Ok(pwd);
+    }
+    Ok(physical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        move |name| {
+            owned
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn settings_defaults_and_overrides() {
+        assert_eq!(Settings::from_vars(vars(&[])).unwrap(), Settings::default());
+        let s = Settings::from_vars(vars(&[
+            (ENV_LOCK_DIR, "/var/tmp/x"),
+            (ENV_STALE_SECS, "60"),
+            (ENV_WAIT_INTERVAL, "0.25"),
+            (ENV_WAIT_TIMEOUT, "2"),
+        ]))
+        .unwrap();
+        assert_eq!(s.lock_root, PathBuf::from("/var/tmp/x"));
+        assert_eq!(s.stale_after, Duration::from_secs(60));
+        assert_eq!(s.wait_interval, Duration::from_millis(250));
+        assert_eq!(s.wait_timeout, Duration::from_secs(2));
+        assert_eq!(
+            s.lock_dir(Environment::Staging),
+            PathBuf::from("/var/tmp/x/togather-deploy-staging.lock")
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable_and_value() {
+        let e = Settings::from_vars(vars(&[(ENV_STALE_SECS, "soon")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid DEPLOY_LOCK_STALE_SECS 'soon': expected a whole number of seconds, e.g. 1800"
+        );
+        assert!(Settings::from_vars(vars(&[(ENV_WAIT_INTERVAL, "0")])).is_err());
+        assert!(Settings::from_vars(vars(&[(ENV_WAIT_INTERVAL, "-1")])).is_err());
+        assert!(Settings::from_vars(vars(&[(ENV_WAIT_TIMEOUT, "NaN")])).is_err());
+    }
+
+    #[test]
+    fn script_root_is_two_levels_above_the_script_dir() {
+        let cwd = Path::new("/home/u/app");
+        assert_eq!(
+            script_project_root(Path::new("./deploy/scripts/unlock.sh"), cwd),
+            Some(PathBuf::from("/home/u/app"))
+        );
+        assert_eq!(
+            script_project_root(Path::new("/opt/x/deploy/scripts/unlock.sh"), cwd),
+            Some(PathBuf::from("/opt/x"))
+        );
+        assert_eq!(
+            script_project_root(Path::new("../app/deploy/scripts/../scripts/unlock.sh"), cwd),
+            Some(PathBuf::from("/home/u/app"))
+        );
+        assert_eq!(script_project_root(Path::new("unlock.sh"), cwd), None);
+        assert_eq!(
+            script_project_root(Path::new("/usr/local/bin/unlock.sh"), cwd),
+            None
+        );
+    }
+
+    #[test]
+    fn lexical_normalize_never_climbs_above_root() {
+        assert_eq!(
+            lexical_normalize(Path::new("/a/../../b")),
+            PathBuf::from("/b")
+        );
+        assert_eq!(
+            lexical_normalize(Path::new("/a/./b/..")),
+            PathBuf::from("/a")
+        );
+    }
+}

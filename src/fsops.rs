@@ -1,0 +1,366 @@
+//! File-system primitives the lock needs to be safe in a shared, sticky /tmp:
+//! no-follow opens and removals relative to a directory fd, atomic replace of
+//! the state file, and flock guards.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+fn nix_io(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// A directory's identity: the same (dev, ino) means the same directory, so a
+/// lock removed and re-created by someone else is never mistaken for ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirIdentity {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// What sits at a lock path, seen without following a symlink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    Missing,
+    Directory,
+    Symlink,
+    Other,
+}
+
+pub fn path_kind(path: &Path) -> io::Result<PathKind> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_dir() => Ok(PathKind::Directory),
+        Ok(m) if m.file_type().is_symlink() => Ok(PathKind::Symlink),
+        Ok(_) => Ok(PathKind::Other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(PathKind::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    Ok((parent.unwrap_or(Path::new(".")), name))
+}
+
+fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
+        .open(path)?;
+    Ok(f.into())
+}
+
+fn open_dir_at(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
+    openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(nix_io)
+}
+
+/// A snapshot of a lock directory's contents, read through a no-follow fd.
+#[derive(Clone, Debug, Default)]
+pub struct DirSnapshot {
+    pub identity: Option<DirIdentity>,
+    pub mtime: i64,
+    /// Entry names other than `.` and `..`.
+    pub entries: Vec<OsString>,
+}
+
+/// Largest file we read from inside a lock directory; ours are tiny.
+const SMALL_FILE_LIMIT: u64 = 64 * 1024;
+
+/// Opens `path` as a directory without following a symlink and lists it.
+pub fn snapshot_dir(path: &Path) -> io::Result<(OwnedFd, DirSnapshot)> {
+    let fd = open_dir(path)?;
+    let st = fstat(&fd).map_err(nix_io)?;
+    let mut dir = Dir::from_fd(fd.try_clone()?).map_err(nix_io)?;
+    let mut entries = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(nix_io)?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            entries.push(OsStr::from_bytes(name).to_os_string());
+        }
+    }
+    Ok((
+        fd,
+        DirSnapshot {
+            identity: Some(DirIdentity {
+                dev: st.st_dev,
+                ino: st.st_ino,
+            }),
+            mtime: st.st_mtime,
+            entries,
+        },
+    ))
+}
+
+/// Reads a small regular file inside `dir` without following a symlink.
+/// None when absent, not a regular file, or larger than a lock file can be.
+pub fn read_small_file_at(dir: impl AsFd, name: &str) -> Option<Vec<u8>> {
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    let st = fstat(&fd).ok()?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG
+        || st.st_size as u64 > SMALL_FILE_LIMIT
+    {
+        return None;
+    }
+    let mut buf = Vec::new();
+    File::from(fd)
+        .take(SMALL_FILE_LIMIT)
+        .read_to_end(&mut buf)
+        .ok()?;
+    Some(buf)
+}
+
+/// Creates `name` inside `dir` exclusively (never through a symlink) and writes
+/// `content` to it.
+pub fn create_file_at(dir: impl AsFd, name: &str, content: &[u8]) -> io::Result<()> {
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(nix_io)?;
+    let mut f = File::from(fd);
+    f.write_all(content)?;
+    Ok(())
+}
+
+/// Replaces `name` inside `dir` atomically (temp + rename in the same dir).
+pub fn replace_file_at(dir: impl AsFd, name: &str, content: &[u8]) -> io::Result<()> {
+    let tmp = format!(".{name}.{}.tmp", std::process::id());
+    let _ = unlinkat(dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+    create_file_at(dir.as_fd(), &tmp, content)?;
+    nix::fcntl::renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name).map_err(nix_io)
+}
+
+/// `mkdir` with the process umask, as the legacy `mkdir` did. Ok(false) when
+/// something already exists there.
+pub fn create_dir(path: &Path) -> io::Result<bool> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a removal found inside the directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// Entries other than `ours` were present (and were removed too).
+    pub had_foreign_entries: bool,
+}
+
+/// Removes the directory at `path` and everything in it, never following a
+/// symlink (a symlink inside is unlinked, not entered). With `expect`, the
+/// directory is removed only if it is still that directory.
+pub fn remove_dir_tree(
+    path: &Path,
+    expect: Option<DirIdentity>,
+    ours: &[&str],
+) -> io::Result<Option<Removal>> {
+    let (parent, name) = split(path)?;
+    let parent_fd = open_dir(parent)?;
+    let fd = match open_dir_at(&parent_fd, name) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let st = fstat(&fd).map_err(nix_io)?;
+    if let Some(want) = expect
+        && (want.dev != st.st_dev || want.ino != st.st_ino)
+    {
+        return Ok(None);
+    }
+    let mut removal = Removal::default();
+    empty_dir(&fd, ours, &mut removal)?;
+    unlinkat(&parent_fd, name, UnlinkatFlags::RemoveDir).map_err(nix_io)?;
+    Ok(Some(removal))
+}
+
+fn empty_dir(fd: &OwnedFd, ours: &[&str], removal: &mut Removal) -> io::Result<()> {
+    let mut dir = Dir::from_fd(fd.try_clone()?).map_err(nix_io)?;
+    let names: Vec<OsString> = dir
+        .iter()
+        .filter_map(Result::ok)
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    for name in names {
+        if !ours.iter().any(|o| name == *o) {
+            removal.had_foreign_entries = true;
+        }
+        let st = fstatat(
+            fd,
+            name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(nix_io)?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            let sub = open_dir_at(fd, &name)?;
+            empty_dir(&sub, ours, removal)?;
+            unlinkat(fd, name.as_os_str(), UnlinkatFlags::RemoveDir).map_err(nix_io)?;
+        } else {
+            unlinkat(fd, name.as_os_str(), UnlinkatFlags::NoRemoveDir).map_err(nix_io)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `path` atomically: a temp file in the same folder, fsync, rename over
+/// the old file, fsync the folder. An existing file keeps its mode (and, when
+/// we may, its owner); a new one is created 0600.
+pub fn atomic_write(path: &Path, content: &[u8]) -> io::Result<()> {
+    let (dir, name) = split(path)?;
+    let existing = std::fs::metadata(path).ok();
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp: PathBuf = dir.join(&tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
+        .open(&tmp)?;
+    let result = (|| {
+        f.write_all(content)?;
+        if let Some(m) = &existing {
+            f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+            if nix::unistd::geteuid().is_root() {
+                let _ = nix::unistd::fchown(
+                    &f,
+                    Some(nix::unistd::Uid::from_raw(m.uid())),
+                    Some(nix::unistd::Gid::from_raw(m.gid())),
+                );
+            }
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// An exclusive flock held until dropped.
+#[derive(Debug)]
+pub struct FlockGuard {
+    _file: File,
+}
+
+/// Takes an exclusive flock on `path`, creating it if needed. The file is
+/// opened read-only and without following symlinks: in a sticky /tmp another
+/// user may own it, and flock works on a read-only descriptor. An existing
+/// file is opened without O_CREAT because `fs.protected_regular` refuses
+/// O_CREAT on another user's file there.
+pub fn flock_exclusive(path: &Path) -> io::Result<FlockGuard> {
+    let open_existing = || {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlag::O_NOFOLLOW.bits())
+            .open(path)
+    };
+    let file = match open_existing() {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(OFlag::O_NOFOLLOW.bits())
+                .open(path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_existing()?,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    file.lock()?;
+    Ok(FlockGuard { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_dir_tree_does_not_follow_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("precious"), "x").unwrap();
+        let lock = t.path().join("l.lock");
+        std::fs::create_dir(&lock).unwrap();
+        std::fs::write(lock.join("locked_at"), "1\n").unwrap();
+        std::os::unix::fs::symlink(&outside, lock.join("link")).unwrap();
+        std::fs::create_dir(lock.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&outside, lock.join("sub/link2")).unwrap();
+        let r = remove_dir_tree(&lock, None, &["locked_at"])
+            .unwrap()
+            .unwrap();
+        assert!(r.had_foreign_entries);
+        assert!(!lock.exists());
+        assert!(outside.join("precious").exists());
+    }
+
+    #[test]
+    fn remove_dir_tree_refuses_a_symlinked_lock_and_other_identities() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("f"), "x").unwrap();
+        let lock = t.path().join("l.lock");
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        assert!(remove_dir_tree(&lock, None, &[]).is_err());
+        assert!(target.join("f").exists());
+
+        let real = t.path().join("r.lock");
+        std::fs::create_dir(&real).unwrap();
+        let wrong = DirIdentity { dev: 0, ino: 1 };
+        assert_eq!(remove_dir_tree(&real, Some(wrong), &[]).unwrap(), None);
+        assert!(real.exists());
+    }
+
+    #[test]
+    fn atomic_write_keeps_mode_and_creates_0600() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.json");
+        atomic_write(&p, b"{}\n").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        atomic_write(&p, b"{\"a\":1}\n").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n");
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,19 @@
+//! deploy-lock's engine: the mkdir lock, the checkout's state file, holder
+//! liveness and the status model. Nothing in this library prints; the CLI
+//! layers in `src/cli/` render what it returns.
+
+pub mod audit;
+pub mod context;
+pub mod environment;
+pub mod fsops;
+pub mod ids;
+pub mod liveness;
+pub mod lock;
+pub mod lsld;
+pub mod state;
+pub mod status;
+pub mod supervise;
+pub mod wait;
+
+pub use context::{Context, Settings};
+pub use environment::Environment;

@@ -1,0 +1,187 @@
+//! Is a recorded holder still running? Answered from /proc without spawning
+//! `ps`, and never for a pid that is not a positive integer.
+
+use std::fs;
+
+use serde_json::Value;
+
+/// What /proc says about one live process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// The kernel's command name (at most 15 bytes), as `ps -o comm=` starts it.
+    pub comm: String,
+    /// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
+    pub start_ticks: u64,
+    /// Field 3: R, S, D, Z, T, ...
+    pub state: char,
+}
+
+impl ProcInfo {
+    /// The name exactly as `ps -o comm=` prints it: control characters shown as
+    /// `?`, and ` <defunct>` after a zombie.
+    pub fn ps_comm(&self) -> String {
+        let mut s: String = self
+            .comm
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        if self.state == 'Z' {
+            s.push_str(" <defunct>");
+        }
+        s
+    }
+}
+
+/// A pid from a state file, if it is one we may probe: a JSON integer in
+/// 1..=i32::MAX (a string of digits, which hand-edits produce, is accepted too).
+/// Zero, negatives, fractions and anything else would make kill(2) or /proc
+/// address something other than one process.
+pub fn valid_pid(v: &Value) -> Option<i32> {
+    let n: i64 = match v {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()?
+        }
+        _ => return None,
+    };
+    i32::try_from(n).ok().filter(|p| *p > 0)
+}
+
+/// Reads /proc/PID/stat. None when no such process exists (or it is a thread
+/// id rather than a process id, which `ps -p` would not list either).
+pub fn probe(pid: i32) -> Option<ProcInfo> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let info = parse_stat(&stat)?;
+    Some(info)
+}
+
+/// Parses `pid (comm) S ppid ...`; comm may itself hold spaces and ')'.
+pub fn parse_stat(stat: &[u8]) -> Option<ProcInfo> {
+    let open = stat.iter().position(|&b| b == b'(')?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let comm = String::from_utf8_lossy(stat.get(open + 1..close)?).into_owned();
+    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Fields after the comm start at field 3, so field 22 is index 19.
+    let start_ticks = fields.get(19)?.parse().ok()?;
+    Some(ProcInfo {
+        comm,
+        start_ticks,
+        state,
+    })
+}
+
+/// This boot's id; with a start time it pins a pid to one process even across
+/// reboots and pid reuse.
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// A recorded process identity.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ProcessIdentity {
+    pub pid: i32,
+    pub start_ticks: Option<u64>,
+    pub boot_id: Option<String>,
+}
+
+impl ProcessIdentity {
+    pub fn of_pid(pid: i32) -> Option<ProcessIdentity> {
+        let info = probe(pid)?;
+        Some(ProcessIdentity {
+            pid,
+            start_ticks: Some(info.start_ticks),
+            boot_id: boot_id(),
+        })
+    }
+
+    pub fn of_self() -> Option<ProcessIdentity> {
+        ProcessIdentity::of_pid(std::process::id() as i32)
+    }
+
+    /// The running process this identity names, if it still runs. A pid alone
+    /// (the legacy record) counts as alive while that pid exists; with a start
+    /// time and boot id both must match, so a recycled pid is not mistaken for
+    /// the holder.
+    pub fn running(&self) -> Option<ProcInfo> {
+        let info = probe(self.pid)?;
+        if let Some(ticks) = self.start_ticks
+            && ticks != info.start_ticks
+        {
+            return None;
+        }
+        if let Some(recorded) = &self.boot_id
+            && boot_id().is_some_and(|now| &now != recorded)
+        {
+            return None;
+        }
+        Some(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_positive_integers_are_pids() {
+        assert_eq!(valid_pid(&json!(12345)), Some(12345));
+        assert_eq!(valid_pid(&json!("12345")), Some(12345));
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!(4294967297u64),
+            json!("1; rm -rf /"),
+            json!(""),
+            json!(null),
+            json!(true),
+            json!([1]),
+        ] {
+            assert_eq!(valid_pid(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parse_stat_handles_parens_in_comm() {
+        let line = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 777 1000 10";
+        let info = parse_stat(line).unwrap();
+        assert_eq!(info.comm, "a) b (c)");
+        assert_eq!(info.state, 'S');
+        assert_eq!(info.start_ticks, 777);
+    }
+
+    #[test]
+    fn self_is_running_and_a_wrong_start_time_is_not() {
+        let me = ProcessIdentity::of_self().unwrap();
+        assert!(me.running().is_some());
+        let other = ProcessIdentity {
+            start_ticks: me.start_ticks.map(|t| t + 1),
+            ..me.clone()
+        };
+        assert!(other.running().is_none());
+        let rebooted = ProcessIdentity {
+            boot_id: Some("not-this-boot".into()),
+            ..me
+        };
+        assert!(rebooted.running().is_none());
+    }
+
+    #[test]
+    fn zombie_comm_is_marked_defunct() {
+        let z = ProcInfo {
+            comm: "deploy.sh".into(),
+            start_ticks: 1,
+            state: 'Z',
+        };
+        assert_eq!(z.ps_comm(), "deploy.sh <defunct>");
+    }
+}

@@ -1,0 +1,638 @@
+//! The local lock backend: the legacy mkdir lock in the lock folder plus the
+//! checkout's state record. Its whole surface is inspect, acquire (with
+//! takeover of a dead holder's lock), release-if-owned and force-unlock, so a
+//! network backend can later stand beside it without touching the CLI.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use crate::context::Context;
+use crate::environment::Environment;
+use crate::fsops::{self, DirIdentity, FlockGuard, PathKind};
+use crate::ids::new_ids;
+use crate::liveness::{self, ProcessIdentity, valid_pid};
+use crate::state::{self, Edit, StateDoc, StateError};
+use crate::status::{
+    Holder, HolderSource, Inspection, LOCKED_AT_FILE, Liveness, OUR_FILES, OWNER_FILE, OwnerRecord,
+    verdict,
+};
+
+/// The legacy refuses `locked_at` values below this as "manual intervention".
+const PLAUSIBLE_EPOCH: i64 = 1_000_000_000;
+
+#[derive(Debug)]
+pub enum LockError {
+    State(StateError),
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The checkout's single `lock` record belongs to another environment
+    /// whose lock is live: writing ours would hide theirs.
+    OtherEnvironment {
+        environment: String,
+        holder: String,
+    },
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::State(e) => e.fmt(f),
+            LockError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            LockError::OtherEnvironment {
+                environment,
+                holder,
+            } => write!(
+                f,
+                "the state file's lock record belongs to a live {environment} deployment ({holder}); \
+                 one checkout records one lock at a time: wait for it to finish or deploy from another checkout"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+impl From<StateError> for LockError {
+    fn from(e: StateError) -> Self {
+        LockError::State(e)
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LockError + '_ {
+    move |source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Why an acquisition did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusyReason {
+    /// The holder is alive: never taken, whatever its age or `--force`.
+    HolderAlive,
+    /// Holder dead or unknowable, but younger than the stale timeout.
+    NotStale,
+    /// Something that is not a directory sits at the lock path.
+    Obstructed,
+}
+
+/// A lock we hold. Dropping it releases it (only if it is still ours); the
+/// `run` path releases explicitly because destructors do not run on `raise`.
+#[derive(Debug)]
+pub struct HeldLock {
+    pub environment: Environment,
+    pub lock_dir: PathBuf,
+    pub identity: DirIdentity,
+    pub record: OwnerRecord,
+    /// The holder whose stale or dead lock we removed to get this one.
+    pub took_over: Option<Holder>,
+    guard_file: PathBuf,
+    state_file: PathBuf,
+    released: bool,
+}
+
+pub enum Acquire {
+    Acquired(Box<HeldLock>),
+    Busy {
+        reason: BusyReason,
+        inspection: Box<Inspection>,
+    },
+}
+
+/// What a release found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Our directory and state record were removed/reset.
+    Released,
+    /// Someone removed our lock already (a force-unlock, or the legacy script's
+    /// EXIT trap); nothing of anyone else's was touched.
+    AlreadyGone,
+    /// Our lock was force-unlocked and someone else holds it now: left alone.
+    TakenByOther { holder: Option<Holder> },
+}
+
+/// What a force-unlock did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForceUnlock {
+    /// None: there was no lock directory.
+    pub dir_removed: Option<fsops::Removal>,
+    /// false: there was no state file.
+    pub state_updated: bool,
+    /// The holder whose lock was removed, for the audit trail.
+    pub removed_holder: Option<Holder>,
+}
+
+pub struct LocalLock<'a> {
+    ctx: &'a Context,
+    env: Environment,
+}
+
+impl<'a> LocalLock<'a> {
+    pub fn new(ctx: &'a Context, env: Environment) -> LocalLock<'a> {
+        LocalLock { ctx, env }
+    }
+
+    pub fn lock_dir(&self) -> PathBuf {
+        self.ctx.lock_dir(self.env)
+    }
+
+    fn guard(&self) -> Result<FlockGuard, LockError> {
+        let path = self.ctx.settings.guard_file(self.env);
+        fsops::flock_exclusive(&path).map_err(io_at(&path))
+    }
+
+    /// One consistent look at the lock: directory, state file, holder,
+    /// liveness, age, verdict. Fails only on an unusable state file or an
+    /// unreadable lock path.
+    pub fn inspect(&self) -> Result<Inspection, LockError> {
+        let lock_dir = self.lock_dir();
+        let state = StateDoc::load(&self.ctx.state_file)?;
+        let path_kind = fsops::path_kind(&lock_dir).map_err(io_at(&lock_dir))?;
+        let (mut dir, mut locked_at_file, mut owner) = (None, None, None);
+        if path_kind == PathKind::Directory {
+            match fsops::snapshot_dir(&lock_dir) {
+                Ok((fd, snap)) => {
+                    locked_at_file = fsops::read_small_file_at(&fd, LOCKED_AT_FILE)
+                        .and_then(|b| parse_locked_at(&b));
+                    owner = fsops::read_small_file_at(&fd, OWNER_FILE)
+                        .and_then(|b| serde_json::from_slice::<OwnerRecord>(&b).ok())
+                        .filter(|o| o.environment == self.env.as_str());
+                    dir = Some(snap);
+                }
+                // Removed between the lstat and the open: it is free now.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return self.inspect();
+                }
+                // Unlistable (another user's 0700 directory): still a lock.
+                Err(_) => dir = None,
+            }
+        }
+        let holder = if path_kind == PathKind::Directory {
+            holder_from(owner.as_ref(), state.as_ref(), self.env)
+        } else {
+            None
+        };
+        let liveness = holder
+            .as_ref()
+            .map(|h| liveness_of(h, &self.ctx.host))
+            .unwrap_or(Liveness::NoRecord);
+        let now = self.ctx.now().as_second();
+        let taken_at = locked_at_file.or_else(|| dir.as_ref().map(|d| d.mtime));
+        let age_seconds = taken_at.map(|t| now - t);
+        let stale = age_seconds.is_some_and(|a| a > self.ctx.settings.stale_after.as_secs() as i64);
+        let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
+        Ok(Inspection {
+            environment: self.env,
+            lock_dir,
+            path_kind,
+            dir,
+            locked_at_file,
+            owner,
+            state_file: self.ctx.state_file.clone(),
+            state,
+            holder,
+            liveness,
+            age_seconds,
+            stale,
+            verdict,
+        })
+    }
+
+    /// Takes the lock if it is free, or if its holder is not alive and the
+    /// lock is stale (or `force`). Judging, removing and re-creating happen
+    /// under the environment's guard flock with the lock re-read there, so of
+    /// several processes judging one stale lock at once exactly one wins.
+    pub fn try_acquire(&self, force: bool, pid: ProcessIdentity) -> Result<Acquire, LockError> {
+        let _guard = self.guard()?;
+        let lock_dir = self.lock_dir();
+        let mut took_over = None;
+        // Each pass either takes the lock, reports it busy, or removes a dead
+        // lock; a few passes cover a legacy script racing us without the guard.
+        for _ in 0..4 {
+            if fsops::create_dir(&lock_dir).map_err(io_at(&lock_dir))? {
+                return self.finish_acquire(pid, took_over);
+            }
+            let inspection = self.inspect()?;
+            let reason = match (&inspection.path_kind, &inspection.liveness) {
+                (PathKind::Missing, _) => continue,
+                (PathKind::Symlink | PathKind::Other, _) => Some(BusyReason::Obstructed),
+                (_, Liveness::Alive { .. }) => Some(BusyReason::HolderAlive),
+                _ if !(inspection.stale || force) => Some(BusyReason::NotStale),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                return Ok(Acquire::Busy {
+                    reason,
+                    inspection: Box::new(inspection),
+                });
+            }
+            let expect = inspection.dir.as_ref().and_then(|d| d.identity);
+            let removed =
+                fsops::remove_dir_tree(&lock_dir, expect, OUR_FILES).map_err(io_at(&lock_dir))?;
+            if removed.is_some() {
+                took_over = inspection.holder.clone().or(took_over);
+            }
+        }
+        Ok(Acquire::Busy {
+            reason: BusyReason::NotStale,
+            inspection: Box::new(self.inspect()?),
+        })
+    }
+
+    fn finish_acquire(
+        &self,
+        pid: ProcessIdentity,
+        took_over: Option<Holder>,
+    ) -> Result<Acquire, LockError> {
+        let lock_dir = self.lock_dir();
+        let undo = |e: LockError| {
+            let _ = fsops::remove_dir_tree(&lock_dir, None, OUR_FILES);
+            e
+        };
+        let now = self.ctx.now();
+        let ids = new_ids(now).map_err(io_at(Path::new("/dev/urandom")))?;
+        let me = ProcessIdentity::of_self().unwrap_or(ProcessIdentity {
+            pid: std::process::id() as i32,
+            ..Default::default()
+        });
+        let record = OwnerRecord {
+            environment: self.env.as_str().to_string(),
+            lock_id: ids.lock_id,
+            deployment_id: ids.deployment_id,
+            locked_by: self.ctx.locked_by(),
+            locked_at: utc_seconds(now),
+            hostname: self.ctx.host.clone(),
+            pid: pid.pid,
+            pid_start_ticks: pid.start_ticks,
+            holder_pid: me.pid,
+            holder_start_ticks: me.start_ticks,
+            boot_id: liveness::boot_id(),
+        };
+        let (fd, snap) = fsops::snapshot_dir(&lock_dir)
+            .map_err(io_at(&lock_dir))
+            .map_err(undo)?;
+        let write_files = || -> io::Result<()> {
+            fsops::create_file_at(
+                &fd,
+                LOCKED_AT_FILE,
+                format!("{}\n", now.as_second()).as_bytes(),
+            )?;
+            let owner = serde_json::to_vec_pretty(&record).expect("serialisable");
+            fsops::create_file_at(&fd, OWNER_FILE, &owner)
+        };
+        write_files().map_err(io_at(&lock_dir)).map_err(undo)?;
+        self.write_state_record(&record).map_err(undo)?;
+        Ok(Acquire::Acquired(Box::new(HeldLock {
+            environment: self.env,
+            lock_dir,
+            identity: snap.identity.expect("snapshot has an identity"),
+            record,
+            took_over,
+            guard_file: self.ctx.settings.guard_file(self.env),
+            state_file: self.ctx.state_file.clone(),
+            released: false,
+        })))
+    }
+
+    fn write_state_record(&self, record: &OwnerRecord) -> Result<(), LockError> {
+        let ctx = self.ctx;
+        state::update(&ctx.state_file, true, |doc| {
+            let doc = doc.expect("create=true always yields a document");
+            if let Some(other) = live_other_environment(doc, self.env, ctx) {
+                return Err(other);
+            }
+            let expires = parse_time(&record.locked_at)
+                .and_then(|t| {
+                    t.checked_add(jiff::SignedDuration::from_secs(
+                        ctx.settings.stale_after.as_secs() as i64,
+                    ))
+                    .ok()
+                })
+                .map(utc_seconds);
+            doc.root.insert(
+                "environment".into(),
+                Value::String(record.environment.clone()),
+            );
+            doc.root
+                .insert("lock".into(), state_lock_object(record, expires));
+            Ok(Edit::Write(()))
+        })
+    }
+
+    /// Records the started command as the holder process, so the status shows
+    /// its name (`deploy.sh`) and liveness follows it.
+    pub fn record_process(
+        &self,
+        held: &mut HeldLock,
+        pid: ProcessIdentity,
+    ) -> Result<(), LockError> {
+        held.record.pid = pid.pid;
+        held.record.pid_start_ticks = pid.start_ticks;
+        let _guard = self.guard()?;
+        let lock_dir = &held.lock_dir;
+        if let Ok((fd, snap)) = fsops::snapshot_dir(lock_dir)
+            && snap.identity == Some(held.identity)
+        {
+            let owner = serde_json::to_vec_pretty(&held.record).expect("serialisable");
+            fsops::replace_file_at(&fd, OWNER_FILE, &owner).map_err(io_at(lock_dir))?;
+        }
+        let record = held.record.clone();
+        state::update(&self.ctx.state_file, false, |doc| {
+            let Some(doc) = doc else {
+                return Ok(Edit::Keep(()));
+            };
+            if doc.lock_str("lock_id") != Some(record.lock_id.as_str()) {
+                return Ok(Edit::Keep(()));
+            }
+            let lock = doc.lock_mut();
+            lock.insert("pid".into(), json!(record.pid));
+            set_opt(
+                lock,
+                "pid_start_ticks",
+                record.pid_start_ticks.map(|t| json!(t)),
+            );
+            Ok::<_, LockError>(Edit::Write(()))
+        })
+    }
+
+    /// Releases `held` if it is still ours: the directory only if it is the
+    /// very directory we created and still names our lock id; the state record
+    /// only if it still carries our lock id.
+    pub fn release(&self, mut held: HeldLock) -> Result<Release, LockError> {
+        held.released = true;
+        release_owned(&held)
+    }
+
+    /// The legacy force-unlock: remove the directory whoever holds it, then
+    /// `locked: false` and `deployment_id: null` with the other lock fields
+    /// kept. The CLI asks for confirmation first.
+    pub fn force_unlock(&self) -> Result<ForceUnlock, LockError> {
+        let _guard = self.guard()?;
+        let inspection = self.inspect()?;
+        let lock_dir = self.lock_dir();
+        let dir_removed = match inspection.path_kind {
+            PathKind::Missing => None,
+            _ => fsops::remove_dir_tree(&lock_dir, None, OUR_FILES).map_err(io_at(&lock_dir))?,
+        };
+        let state_updated = state::update(&self.ctx.state_file, false, |doc| match doc {
+            None => Ok::<_, LockError>(Edit::Keep(false)),
+            Some(doc) => {
+                let lock = doc.lock_mut();
+                lock.insert("locked".into(), Value::Bool(false));
+                lock.insert("deployment_id".into(), Value::Null);
+                Ok(Edit::Write(true))
+            }
+        })?;
+        Ok(ForceUnlock {
+            dir_removed,
+            state_updated,
+            removed_holder: inspection.holder,
+        })
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if !self.released {
+            self.released = true;
+            let _ = release_owned(self);
+        }
+    }
+}
+
+fn release_owned(held: &HeldLock) -> Result<Release, LockError> {
+    let _guard = fsops::flock_exclusive(&held.guard_file).map_err(io_at(&held.guard_file))?;
+    let lock_dir = &held.lock_dir;
+    let ours = |fd: &std::os::fd::OwnedFd| {
+        fsops::read_small_file_at(fd, OWNER_FILE)
+            .and_then(|b| serde_json::from_slice::<OwnerRecord>(&b).ok())
+            .is_some_and(|o| o.lock_id == held.record.lock_id)
+    };
+    let mut outcome = match fsops::path_kind(lock_dir).map_err(io_at(lock_dir))? {
+        PathKind::Missing => Release::AlreadyGone,
+        _ => match fsops::snapshot_dir(lock_dir) {
+            Ok((fd, snap)) if snap.identity == Some(held.identity) && ours(&fd) => {
+                match fsops::remove_dir_tree(lock_dir, Some(held.identity), OUR_FILES)
+                    .map_err(io_at(lock_dir))?
+                {
+                    Some(_) => Release::Released,
+                    None => Release::AlreadyGone,
+                }
+            }
+            _ => Release::TakenByOther { holder: None },
+        },
+    };
+    let lock_id = held.record.lock_id.as_str();
+    let env = held.environment;
+    let state_owner = state::update(&held.state_file, false, |doc| {
+        let Some(doc) = doc else {
+            return Ok::<_, LockError>(Edit::Keep(None));
+        };
+        if doc.lock_str("lock_id") == Some(lock_id) {
+            // The legacy's normal release writes exactly this.
+            doc.root.insert("lock".into(), json!({ "locked": false }));
+            return Ok(Edit::Write(None));
+        }
+        Ok(Edit::Keep(holder_from(None, Some(doc), env)))
+    })?;
+    if let Release::TakenByOther { holder } = &mut outcome {
+        *holder = state_owner;
+    }
+    Ok(outcome)
+}
+
+/// The state file's `lock` object for a record we write: the documented
+/// fields first, then what liveness needs.
+fn state_lock_object(record: &OwnerRecord, expires: Option<String>) -> Value {
+    let mut lock = Map::new();
+    lock.insert("locked".into(), Value::Bool(true));
+    lock.insert("lock_id".into(), json!(record.lock_id));
+    lock.insert("deployment_id".into(), json!(record.deployment_id));
+    lock.insert("locked_by".into(), json!(record.locked_by));
+    lock.insert("locked_at".into(), json!(record.locked_at));
+    set_opt(&mut lock, "lock_expires_at", expires.map(Value::String));
+    lock.insert("pid".into(), json!(record.pid));
+    lock.insert("hostname".into(), json!(record.hostname));
+    set_opt(
+        &mut lock,
+        "pid_start_ticks",
+        record.pid_start_ticks.map(|t| json!(t)),
+    );
+    lock.insert("holder_pid".into(), json!(record.holder_pid));
+    set_opt(
+        &mut lock,
+        "holder_start_ticks",
+        record.holder_start_ticks.map(|t| json!(t)),
+    );
+    set_opt(
+        &mut lock,
+        "boot_id",
+        record.boot_id.clone().map(Value::String),
+    );
+    Value::Object(lock)
+}
+
+fn set_opt(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    match value {
+        Some(v) => {
+            map.insert(key.into(), v);
+        }
+        None => {
+            map.remove(key);
+        }
+    }
+}
+
+/// When the state's lock record is another environment's and that lock is
+/// live (its directory exists and its holder is not known dead), the error to
+/// refuse with.
+fn live_other_environment(doc: &StateDoc, env: Environment, ctx: &Context) -> Option<LockError> {
+    let other = Environment::parse(doc.environment()?)?;
+    if other == env || !doc.is_locked() {
+        return None;
+    }
+    if fsops::path_kind(&ctx.lock_dir(other)).ok()? != PathKind::Directory {
+        return None;
+    }
+    let holder = holder_from(None, Some(doc), other)?;
+    if liveness_of(&holder, &ctx.host) == Liveness::Dead {
+        return None;
+    }
+    Some(LockError::OtherEnvironment {
+        environment: other.as_str().to_string(),
+        holder: describe(&holder),
+    })
+}
+
+fn describe(h: &Holder) -> String {
+    let who = h.locked_by.as_deref().unwrap_or("unknown");
+    match h.pid {
+        Some(pid) => format!("{who}, pid {pid}"),
+        None => who.to_string(),
+    }
+}
+
+/// `locked_at` file contents: epoch seconds, plausible (the legacy's rule).
+fn parse_locked_at(bytes: &[u8]) -> Option<i64> {
+    let n: i64 = std::str::from_utf8(bytes).ok()?.trim().parse().ok()?;
+    (n >= PLAUSIBLE_EPOCH).then_some(n)
+}
+
+/// Reads the time formats a state file's `locked_at` may hold (RFC 3339 / ISO
+/// 8601 with an offset or `Z`; a civil time without one is read as UTC).
+pub fn parse_time(s: &str) -> Option<Timestamp> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Some(t);
+    }
+    let civil: jiff::civil::DateTime = s.parse().ok()?;
+    civil
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// `2026-02-03T20:25:46Z`: UTC, second precision.
+pub fn utc_seconds(t: Timestamp) -> String {
+    Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The holder of a lock directory: its own `owner.json` if deploy-lock wrote
+/// one, else the state record when it is a locked record for this environment
+/// (what the legacy deploy.sh leaves).
+pub fn holder_from(
+    owner: Option<&OwnerRecord>,
+    state: Option<&StateDoc>,
+    env: Environment,
+) -> Option<Holder> {
+    if let Some(o) = owner {
+        let mut processes = vec![ProcessIdentity {
+            pid: o.pid,
+            start_ticks: o.pid_start_ticks,
+            boot_id: o.boot_id.clone(),
+        }];
+        if o.holder_pid != o.pid {
+            processes.push(ProcessIdentity {
+                pid: o.holder_pid,
+                start_ticks: o.holder_start_ticks,
+                boot_id: o.boot_id.clone(),
+            });
+        }
+        return Some(Holder {
+            source: HolderSource::LockDir,
+            lock_id: Some(o.lock_id.clone()),
+            deployment_id: Some(o.deployment_id.clone()),
+            locked_by: Some(o.locked_by.clone()),
+            locked_at: Some(o.locked_at.clone()),
+            pid: Some(o.pid),
+            hostname: Some(o.hostname.clone()),
+            processes,
+        });
+    }
+    let doc = state?;
+    if !doc.is_locked() || doc.environment().is_some_and(|e| e != env.as_str()) {
+        return None;
+    }
+    let text = |k: &str| doc.lock_str(k).map(str::to_string);
+    let ticks = |k: &str| doc.lock_field(k).and_then(Value::as_u64);
+    let boot = text("boot_id");
+    let pid = doc.lock_field("pid").and_then(valid_pid);
+    let mut processes: Vec<ProcessIdentity> = pid
+        .map(|pid| ProcessIdentity {
+            pid,
+            start_ticks: ticks("pid_start_ticks"),
+            boot_id: boot.clone(),
+        })
+        .into_iter()
+        .collect();
+    if let Some(hp) = doc.lock_field("holder_pid").and_then(valid_pid)
+        && Some(hp) != pid
+    {
+        processes.push(ProcessIdentity {
+            pid: hp,
+            start_ticks: ticks("holder_start_ticks"),
+            boot_id: boot.clone(),
+        });
+    }
+    Some(Holder {
+        source: HolderSource::StateFile,
+        lock_id: text("lock_id"),
+        deployment_id: text("deployment_id"),
+        locked_by: text("locked_by"),
+        locked_at: text("locked_at"),
+        pid,
+        hostname: text("hostname"),
+        processes,
+    })
+}
+
+/// Alive if any of the holder's processes still runs here; unknowable on
+/// another host or without a usable pid.
+pub fn liveness_of(h: &Holder, this_host: &str) -> Liveness {
+    match &h.hostname {
+        Some(host) if host != this_host => return Liveness::OtherHost,
+        None => return Liveness::NoRecord,
+        _ => {}
+    }
+    if h.processes.is_empty() {
+        return Liveness::NoRecord;
+    }
+    let mut first_alive = None;
+    for p in &h.processes {
+        if let Some(info) = p.running() {
+            first_alive.get_or_insert(Liveness::Alive {
+                pid: p.pid,
+                comm: info.ps_comm(),
+            });
+        }
+    }
+    first_alive.unwrap_or(Liveness::Dead)
+}

@@ -1,0 +1,308 @@
+//! The checkout's `deploy/config/deployment-state.json`: read it strictly, view
+//! its `lock` record, and rewrite it atomically under an flock, keeping every
+//! key we do not own exactly as it was.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::fsops;
+
+/// The state file could not be used. Display is one line naming the file.
+#[derive(Debug)]
+pub enum StateError {
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// Not JSON; line and column as the parser reports them (1-based line).
+    Parse {
+        path: PathBuf,
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    /// Valid JSON, but not an object at the top (or `lock` is not an object).
+    Shape {
+        path: PathBuf,
+        what: String,
+    },
+}
+
+impl StateError {
+    pub fn path(&self) -> &Path {
+        match self {
+            StateError::Io { path, .. }
+            | StateError::Parse { path, .. }
+            | StateError::Shape { path, .. } => path,
+        }
+    }
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Io { path, source } => {
+                write!(f, "cannot use state file {}: {source}", path.display())
+            }
+            StateError::Parse {
+                path,
+                message,
+                line,
+                column,
+            } => write!(
+                f,
+                "state file {} is not valid JSON: {message} (line {line}, column {column})",
+                path.display()
+            ),
+            StateError::Shape { path, what } => {
+                write!(f, "state file {} is not usable: {what}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// serde_json reports an error found at a newline as column 0 of the next
+/// line; a person looks for it at the end of the line before.
+fn position(bytes: &[u8], line: usize, column: usize) -> (usize, usize) {
+    if column > 0 || line < 2 {
+        return (line, column);
+    }
+    let prev = bytes.split(|&b| b == b'\n').nth(line - 2).unwrap_or(&[]);
+    (
+        line - 1,
+        String::from_utf8_lossy(prev).chars().count().max(1),
+    )
+}
+
+/// A parsed state file: a JSON object, keys in their original order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateDoc {
+    pub root: Map<String, Value>,
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl StateDoc {
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<StateDoc, StateError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            let full = e.to_string();
+            // serde_json appends " at line L column C"; we report those apart.
+            let message = match full.rfind(" at line ") {
+                Some(i) => full[..i].to_string(),
+                None => full,
+            };
+            let (line, column) = position(bytes, e.line(), e.column());
+            StateError::Parse {
+                path: path.to_path_buf(),
+                message,
+                line,
+                column,
+            }
+        })?;
+        match value {
+            Value::Object(root) => {
+                if let Some(lock) = root.get("lock")
+                    && !lock.is_object()
+                    && !lock.is_null()
+                {
+                    return Err(StateError::Shape {
+                        path: path.to_path_buf(),
+                        what: format!("\"lock\" is {}, expected an object", json_type(lock)),
+                    });
+                }
+                Ok(StateDoc { root })
+            }
+            other => Err(StateError::Shape {
+                path: path.to_path_buf(),
+                what: format!("the top level is {}, expected an object", json_type(&other)),
+            }),
+        }
+    }
+
+    /// Loads the file; Ok(None) when it does not exist.
+    pub fn load(path: &Path) -> Result<Option<StateDoc>, StateError> {
+        match std::fs::read(path) {
+            Ok(bytes) => StateDoc::parse(path, &bytes).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// The top-level `environment` the current lock record belongs to.
+    pub fn environment(&self) -> Option<&str> {
+        self.root.get("environment").and_then(Value::as_str)
+    }
+
+    pub fn lock(&self) -> Option<&Map<String, Value>> {
+        self.root.get("lock").and_then(Value::as_object)
+    }
+
+    pub fn lock_field(&self, key: &str) -> Option<&Value> {
+        self.lock().and_then(|l| l.get(key))
+    }
+
+    /// `lock.locked` is the JSON boolean true (the only way the legacy reads
+    /// "locked").
+    pub fn is_locked(&self) -> bool {
+        self.lock_field("locked") == Some(&Value::Bool(true))
+    }
+
+    pub fn lock_str(&self, key: &str) -> Option<&str> {
+        self.lock_field(key).and_then(Value::as_str)
+    }
+
+    pub fn lock_mut(&mut self) -> &mut Map<String, Value> {
+        let slot = self
+            .root
+            .entry("lock")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        slot.as_object_mut().expect("just made an object")
+    }
+
+    /// Pretty-printed with two-space indents and a final newline, as jq wrote it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(&self.root).expect("a JSON map always serialises");
+        out.push(b'\n');
+        out
+    }
+}
+
+/// Sidecar flock file serialising read-modify-write of the state file.
+pub fn sidecar_lock_path(state_file: &Path) -> PathBuf {
+    let mut name = state_file
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".lock");
+    state_file.with_file_name(name)
+}
+
+/// What an update closure decided.
+pub enum Edit<T> {
+    /// Write the document back.
+    Write(T),
+    /// Leave the file as it is.
+    Keep(T),
+}
+
+/// Read-modify-write under the sidecar flock, so two processes updating the
+/// same checkout never lose each other's changes. `edit` receives the current
+/// document (None if there is no file). A file that does not parse is never
+/// passed to `edit` and never rewritten. `create` says whether a missing file
+/// (and its folder) may be created.
+pub fn update<T, E: From<StateError>>(
+    path: &Path,
+    create: bool,
+    edit: impl FnOnce(Option<&mut StateDoc>) -> Result<Edit<T>, E>,
+) -> Result<T, E> {
+    let io_err = |source: io::Error| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if create && let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    let sidecar = sidecar_lock_path(path);
+    let _guard = match fsops::flock_exclusive(&sidecar) {
+        Ok(g) => Some(g),
+        // A checkout we may read but not write into (another user's): without
+        // the sidecar we cannot write the state either, so go on unguarded and
+        // let the write report the real error.
+        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(e).into()),
+    };
+    let mut doc = StateDoc::load(path)?;
+    let existed = doc.is_some();
+    if doc.is_none() && create {
+        doc = Some(StateDoc { root: Map::new() });
+    }
+    match edit(doc.as_mut())? {
+        Edit::Keep(t) => Ok(t),
+        Edit::Write(t) => {
+            if let Some(doc) = doc
+                && (existed || create)
+            {
+                fsops::atomic_write(path, &doc.to_bytes()).map_err(io_err)?;
+            }
+            Ok(t)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_carry_position() {
+        let e = StateDoc::parse(
+            Path::new("/x/s.json"),
+            b"{\n  \"lock\": {\n    \"locked\": nope\n}",
+        )
+        .unwrap_err();
+        match &e {
+            StateError::Parse { line, .. } => assert_eq!(*line, 3),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            e.to_string()
+                .starts_with("state file /x/s.json is not valid JSON: ")
+        );
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        assert!(matches!(
+            StateDoc::parse(Path::new("s"), b"[1]"),
+            Err(StateError::Shape { .. })
+        ));
+        assert!(matches!(
+            StateDoc::parse(Path::new("s"), b"{\"lock\": [1]}"),
+            Err(StateError::Shape { .. })
+        ));
+        assert!(StateDoc::parse(Path::new("s"), b"{\"lock\": null}").is_ok());
+    }
+
+    #[test]
+    fn rewrite_keeps_unknown_keys_order_and_number_digits() {
+        // Digits are kept exactly; only an exponent gains its explicit sign.
+        let src = b"{\"zeta\": 1.50, \"lock\": {\"locked\": true, \"x\": 1e3}, \"alpha\": [10000000000000000000001]}";
+        let mut doc = StateDoc::parse(Path::new("s"), src).unwrap();
+        doc.lock_mut().insert("locked".into(), Value::Bool(false));
+        let out = String::from_utf8(doc.to_bytes()).unwrap();
+        assert_eq!(
+            out,
+            "{\n  \"zeta\": 1.50,\n  \"lock\": {\n    \"locked\": false,\n    \"x\": 1e+3\n  },\n  \"alpha\": [\n    10000000000000000000001\n  ]\n}\n"
+        );
+    }
+
+    #[test]
+    fn update_never_rewrites_an_unparsable_file() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.json");
+        std::fs::write(&p, b"{broken").unwrap();
+        let r: Result<(), StateError> = update(&p, true, |_| Ok(Edit::Write(())));
+        assert!(matches!(r, Err(StateError::Parse { .. })));
+        assert_eq!(std::fs::read(&p).unwrap(), b"{broken");
+    }
+}

@@ -1,0 +1,206 @@
+//! The status model: what one look at a lock finds (directory, state record,
+//! holder, liveness, age) and the one-word verdict derived from it. Renderers
+//! (legacy text, JSON) read this; nothing here prints.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::environment::Environment;
+use crate::fsops::{DirSnapshot, PathKind};
+use crate::liveness::ProcessIdentity;
+use crate::state::StateDoc;
+
+/// Files deploy-lock or the legacy deploy.sh put inside a lock directory.
+pub const LOCKED_AT_FILE: &str = "locked_at";
+pub const OWNER_FILE: &str = "owner.json";
+pub const OUR_FILES: &[&str] = &[LOCKED_AT_FILE, OWNER_FILE];
+
+/// `owner.json` inside a lock directory taken by deploy-lock: who holds this
+/// very directory, with enough to tell a live holder from a recycled pid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerRecord {
+    pub environment: String,
+    pub lock_id: String,
+    pub deployment_id: String,
+    pub locked_by: String,
+    pub locked_at: String,
+    pub hostname: String,
+    /// The process the status shows (the deploy command once started).
+    pub pid: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_ticks: Option<u64>,
+    /// The deploy-lock process holding the lock for it.
+    pub holder_pid: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_start_ticks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+}
+
+/// Where the holder's description came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HolderSource {
+    /// `owner.json` in the lock directory (written by deploy-lock).
+    LockDir,
+    /// The state file's `lock` record (all the legacy deploy.sh writes).
+    StateFile,
+}
+
+/// Who holds a lock, as far as the records say.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    pub source: HolderSource,
+    pub lock_id: Option<String>,
+    pub deployment_id: Option<String>,
+    pub locked_by: Option<String>,
+    pub locked_at: Option<String>,
+    pub pid: Option<i32>,
+    pub hostname: Option<String>,
+    /// Processes whose survival means the holder is alive.
+    #[serde(skip)]
+    pub processes: Vec<ProcessIdentity>,
+}
+
+/// Whether the holder still runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Running on this host; `comm` as `ps -o comm=` shows it.
+    Alive { pid: i32, comm: String },
+    /// Recorded on this host and no longer running.
+    Dead,
+    /// Recorded on another host: we cannot look.
+    OtherHost,
+    /// Nothing to check: no holder record, or no usable pid in it.
+    NoRecord,
+}
+
+impl Liveness {
+    /// true, false, or None when unknowable.
+    pub fn as_option(&self) -> Option<bool> {
+        match self {
+            Liveness::Alive { .. } => Some(true),
+            Liveness::Dead => Some(false),
+            Liveness::OtherHost | Liveness::NoRecord => None,
+        }
+    }
+}
+
+/// The one-word summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No lock directory.
+    Free,
+    /// Held by a live holder, or by one on another host that is not stale yet.
+    Held,
+    /// Older than the stale timeout and the holder is not known to be alive.
+    Stale,
+    /// The directory exists but its holder is dead or unrecorded (not stale yet).
+    Orphaned,
+    /// Something that is not a directory sits at the lock path.
+    Obstructed,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Free => "free",
+            Verdict::Held => "held",
+            Verdict::Stale => "stale",
+            Verdict::Orphaned => "orphaned",
+            Verdict::Obstructed => "obstructed",
+        }
+    }
+}
+
+/// One look at an environment's lock.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    pub environment: Environment,
+    pub lock_dir: PathBuf,
+    pub path_kind: PathKind,
+    /// The directory's listing and identity, when it is a directory.
+    pub dir: Option<DirSnapshot>,
+    /// Epoch seconds from `locked_at`, when it holds a plausible time.
+    pub locked_at_file: Option<i64>,
+    pub owner: Option<OwnerRecord>,
+    pub state_file: PathBuf,
+    pub state: Option<StateDoc>,
+    pub holder: Option<Holder>,
+    pub liveness: Liveness,
+    /// Seconds since the lock was taken (`locked_at`, else the directory mtime).
+    pub age_seconds: Option<i64>,
+    pub stale: bool,
+    pub verdict: Verdict,
+}
+
+impl Inspection {
+    pub fn lock_dir_exists(&self) -> bool {
+        self.path_kind == PathKind::Directory
+    }
+
+    /// Whether anyone holds the lock: the lock path is occupied.
+    pub fn locked(&self) -> bool {
+        self.path_kind != PathKind::Missing
+    }
+}
+
+/// Liveness first, age second (see the README's rules).
+pub fn verdict(
+    path_kind: &PathKind,
+    liveness: &Liveness,
+    has_holder: bool,
+    stale: bool,
+) -> Verdict {
+    match path_kind {
+        PathKind::Missing => Verdict::Free,
+        PathKind::Symlink | PathKind::Other => Verdict::Obstructed,
+        PathKind::Directory => match liveness {
+            Liveness::Alive { .. } => Verdict::Held,
+            _ if stale => Verdict::Stale,
+            Liveness::OtherHost => Verdict::Held,
+            Liveness::Dead => Verdict::Orphaned,
+            Liveness::NoRecord if has_holder => Verdict::Held,
+            Liveness::NoRecord => Verdict::Orphaned,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_beats_age() {
+        let alive = Liveness::Alive {
+            pid: 1,
+            comm: "x".into(),
+        };
+        let d = PathKind::Directory;
+        assert_eq!(verdict(&d, &alive, true, true), Verdict::Held);
+        assert_eq!(verdict(&d, &Liveness::Dead, true, true), Verdict::Stale);
+        assert_eq!(verdict(&d, &Liveness::Dead, true, false), Verdict::Orphaned);
+        assert_eq!(
+            verdict(&d, &Liveness::OtherHost, true, false),
+            Verdict::Held
+        );
+        assert_eq!(
+            verdict(&d, &Liveness::OtherHost, true, true),
+            Verdict::Stale
+        );
+        assert_eq!(
+            verdict(&d, &Liveness::NoRecord, false, false),
+            Verdict::Orphaned
+        );
+        assert_eq!(
+            verdict(&PathKind::Missing, &alive, true, true),
+            Verdict::Free
+        );
+        assert_eq!(
+            verdict(&PathKind::Symlink, &Liveness::NoRecord, false, false),
+            Verdict::Obstructed
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Running a command under a held lock: signals blocked and read from a
+//! signalfd, the child in our process group with PR_SET_PDEATHSIG, terminal
+//! signals not delivered twice, others forwarded exactly once, and how the
+//! child ended reported as a value. Nothing here prints.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::{Pid, getpgid, getpgrp, getpid};
+
+/// Signals `run` relays to the command. TSTP/TTIN/TTOU/CONT are left alone
+/// so Ctrl-Z stops wrapper and child together.
+pub const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// The kernel's si_code for signals it generates itself (a terminal's
+/// Ctrl-C, Ctrl-\ and resize go to the whole foreground group at once).
+const SI_KERNEL: i32 = 0x80;
+
+/// How the command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildEnd {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ChildEnd {
+    /// The status a shell would show: the code, or 128+N.
+    pub fn shell_status(self) -> i32 {
+        match self {
+            ChildEnd::Exited(c) => c,
+            ChildEnd::Signaled(n) => 128 + n,
+        }
+    }
+}
+
+/// The signal handling `run` installs before anything else happens.
+pub struct Signals {
+    fd: SignalFd,
+    /// What we blocked (and will unblock in the child).
+    blocked: SigSet,
+}
+
+/// Whether `sig`'s disposition is SIG_IGN (inherited from `nohup` or `&`).
+fn ignored_on_entry(sig: Signal) -> bool {
+    let mut old: nix::libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: querying only (null new action), into a zeroed struct we own.
+    let rc = unsafe { nix::libc::sigaction(sig as i32, std::ptr::null(), &mut old) };
+    rc == 0 && old.sa_sigaction == nix::libc::SIG_IGN
+}
+
+impl Signals {
+    /// Must run while the process has a single thread: resets an inherited
+    /// SIGCHLD=SIG_IGN (which would lose the child's status), keeps signals
+    /// that were ignored on entry ignored, blocks the rest of the forwarded
+    /// set plus SIGCHLD and reads them from a signalfd.
+    pub fn install() -> io::Result<Signals> {
+        // SAFETY: setting a default disposition; no handler code runs.
+        unsafe {
+            nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigDfl)
+                .map_err(io::Error::from)?;
+        }
+        let mut blocked = SigSet::empty();
+        blocked.add(Signal::SIGCHLD);
+        for sig in FORWARDED {
+            if !ignored_on_entry(sig) {
+                blocked.add(sig);
+            }
+        }
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None).map_err(io::Error::from)?;
+        let fd = SignalFd::with_flags(&blocked, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(io::Error::from)?;
+        Ok(Signals { fd, blocked })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The next pending signal, if any: (signal number, si_code, sender pid).
+    pub fn next(&self) -> Option<(i32, i32, i32)> {
+        match self.fd.read_signal() {
+            Ok(Some(info)) => Some((info.ssi_signo as i32, info.ssi_code, info.ssi_pid as i32)),
+            _ => None,
+        }
+    }
+
+    /// The first pending signal other than SIGCHLD (for "a signal while
+    /// waiting for the lock ends the wait").
+    pub fn next_terminating(&self) -> Option<i32> {
+        while let Some((signo, _, _)) = self.next() {
+            if signo != Signal::SIGCHLD as i32 {
+                return Some(signo);
+            }
+        }
+        None
+    }
+
+    /// Prepares `cmd` so the child starts with an empty signal mask, dies with
+    /// SIGTERM if the wrapper dies (a SIGKILLed wrapper leaves no deploy
+    /// running, and the deploy's own EXIT trap still runs), and never starts
+    /// at all if the wrapper died between fork and prctl.
+    pub fn prepare(&self, cmd: &mut Command) {
+        let blocked = self.blocked;
+        let wrapper = getpid();
+        // SAFETY: only async-signal-safe calls (sigprocmask, prctl, getppid).
+        unsafe {
+            cmd.pre_exec(move || {
+                sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&blocked), None)
+                    .map_err(io::Error::from)?;
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from)?;
+                if nix::unistd::getppid() != wrapper {
+                    nix::libc::_exit(129);
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Relays signals to `child` until it exits, and reports how it ended.
+    /// A signal the terminal sent (si_code SI_KERNEL) or that came from our
+    /// own process group already reached the child: it is not sent again.
+    pub fn supervise(&self, child: &mut Child) -> io::Result<ChildEnd> {
+        let our_group = getpgrp();
+        let child_pid = Pid::from_raw(child.id() as i32);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(match (status.code(), status.signal()) {
+                    (Some(c), _) => ChildEnd::Exited(c),
+                    (None, Some(s)) => ChildEnd::Signaled(s),
+                    (None, None) => ChildEnd::Exited(1),
+                });
+            }
+            let mut fds = [nix::poll::PollFd::new(
+                self.fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            while let Some((signo, code, sender)) = self.next() {
+                if signo == Signal::SIGCHLD as i32 {
+                    continue;
+                }
+                if code == SI_KERNEL {
+                    continue;
+                }
+                if sender > 0 && getpgid(Some(Pid::from_raw(sender))).is_ok_and(|g| g == our_group)
+                {
+                    continue;
+                }
+                // Never signal a reaped child: its pid may belong to someone else.
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+                if let Ok(sig) = Signal::try_from(signo) {
+                    let _ = kill(child_pid, sig);
+                }
+            }
+        }
+    }
+}
+
+/// Ends this process the way the child ended: the same exit code, or death by
+/// the same signal (default disposition restored and unblocked, core dumps
+/// off), so the calling shell sees a real signal death. Falls back to 128+N.
+pub fn exit_like(end: ChildEnd) -> ! {
+    match end {
+        ChildEnd::Exited(c) => std::process::exit(c),
+        ChildEnd::Signaled(n) => {
+            if let Ok(sig) = Signal::try_from(n) {
+                let no_core =
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+                let _ = no_core;
+                // SAFETY: restoring the default disposition; no handler runs.
+                unsafe {
+                    let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl);
+                }
+                let mut set = SigSet::empty();
+                set.add(sig);
+                let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+                let _ = nix::sys::signal::raise(sig);
+            }
+            std::process::exit(128 + n)
+        }
+    }
+}

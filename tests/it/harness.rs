@@ -1,0 +1,427 @@
+//! The small harness every integration test uses: a temp checkout with the
+//! real binary symlinked as deploy/scripts/unlock.sh, an isolated lock folder
+//! and HOME, commands built like sentences, and a real pty for prompts.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_deploy-lock");
+
+/// One test's world. Dropped, it removes everything it made.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    /// The temp checkout (project root).
+    pub root: PathBuf,
+    /// What DEPLOY_LOCK_DIR points at.
+    pub locks: PathBuf,
+    pub home: PathBuf,
+}
+
+impl World {
+    pub fn new() -> World {
+        let tmp = tempfile::Builder::new()
+            .prefix("deploy-lock-it.")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().join("checkout");
+        let locks = tmp.path().join("locks");
+        let home = tmp.path().join("home");
+        for d in [
+            root.join("deploy/scripts"),
+            root.join("deploy/config"),
+            locks.clone(),
+            home.clone(),
+        ] {
+            fs::create_dir_all(d).unwrap();
+        }
+        std::os::unix::fs::symlink(BIN, root.join("deploy/scripts/unlock.sh")).unwrap();
+        World {
+            tmp,
+            root,
+            locks,
+            home,
+        }
+    }
+
+    /// A command with the test environment: our lock folder and HOME, UTC,
+    /// the C locale, no inherited colour or DEPLOY_LOCK_* settings.
+    pub fn cmd(&self, program: impl AsRef<OsStr>) -> Cmd {
+        let mut c = Command::new(program);
+        for (k, _) in std::env::vars_os() {
+            let k_s = k.to_string_lossy();
+            if k_s.starts_with("DEPLOY_LOCK_") || k_s == "NO_COLOR" || k_s == "CLICOLOR_FORCE" {
+                c.env_remove(&k);
+            }
+        }
+        c.env("DEPLOY_LOCK_DIR", &self.locks)
+            .env("HOME", &self.home)
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C")
+            .env("USER", "tester")
+            .current_dir(&self.root);
+        Cmd {
+            cmd: c,
+            stdin: None,
+        }
+    }
+
+    /// `./deploy/scripts/unlock.sh ARGS` from the checkout.
+    pub fn unlock_sh(&self, args: &[&str]) -> Cmd {
+        let mut c = self.cmd("./deploy/scripts/unlock.sh");
+        c.cmd.args(args);
+        c
+    }
+
+    /// `deploy-lock ARGS` (the binary under its own name).
+    pub fn deploy_lock(&self, args: &[&str]) -> Cmd {
+        let mut c = self.cmd(BIN);
+        c.cmd.args(args);
+        c
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.root.join("deploy/config/deployment-state.json")
+    }
+
+    pub fn write_state(&self, json: &str) {
+        fs::write(self.state_path(), json).unwrap();
+    }
+
+    pub fn state(&self) -> String {
+        fs::read_to_string(self.state_path()).unwrap()
+    }
+
+    pub fn state_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.state()).unwrap()
+    }
+
+    pub fn lock_path(&self, env: &str) -> PathBuf {
+        self.locks.join(format!("togather-deploy-{env}.lock"))
+    }
+
+    /// A lock directory as the legacy deploy.sh leaves it: the directory and
+    /// `locked_at` with the given epoch seconds.
+    pub fn legacy_lock(&self, env: &str, locked_at: i64) -> PathBuf {
+        let p = self.lock_path(env);
+        fs::create_dir(&p).unwrap();
+        fs::write(p.join("locked_at"), format!("{locked_at}\n")).unwrap();
+        p
+    }
+
+    /// The legacy state record for a lock taken `age` seconds ago by `pid`.
+    pub fn legacy_state(&self, env: &str, locked_at: i64, pid: &str, hostname: &str) {
+        self.write_state(&format!(
+            r#"{{
+  "environment": "{env}",
+  "lock": {{
+    "locked": true,
+    "lock_id": "lock_1890d66a41888860_47448a50c1f61cc6be49eaf4",
+    "deployment_id": "dep_1890d66a41888860_47448a50c1f61cc6be49eaf4",
+    "locked_by": "deploy@localhost",
+    "locked_at": "{}",
+    "lock_expires_at": "{}",
+    "pid": {pid},
+    "hostname": "{hostname}"
+  }},
+  "deployments": [{{"id": 1, "ok": true}}]
+}}
+"#,
+            iso(locked_at),
+            iso(locked_at + 1800)
+        ));
+    }
+
+    pub fn audit_log(&self) -> String {
+        fs::read_to_string(self.home.join(".togather/logs/deployments/locks.log"))
+            .unwrap_or_default()
+    }
+
+    /// Writes an executable script into the checkout.
+    pub fn script(&self, rel: &str, body: &str) -> PathBuf {
+        let p = self.root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, body).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `2026-02-03T20:25:46Z` for epoch seconds.
+pub fn iso(t: i64) -> String {
+    jiff::Timestamp::from_second(t)
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// What real `ls -ld PATH` prints (C locale, TZ given).
+pub fn real_ls_ld(path: &Path, tz: &str) -> String {
+    let out = Command::new("ls")
+        .arg("-ld")
+        .arg(path)
+        .env("LC_ALL", "C")
+        .env("TZ", tz)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_string()
+}
+
+pub struct Cmd {
+    pub cmd: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Cmd {
+    pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Cmd {
+        self.cmd.env(k, v);
+        self
+    }
+    pub fn env_remove(mut self, k: &str) -> Cmd {
+        self.cmd.env_remove(k);
+        self
+    }
+    pub fn dir(mut self, d: impl AsRef<Path>) -> Cmd {
+        self.cmd.current_dir(d);
+        self
+    }
+    pub fn stdin(mut self, bytes: &[u8]) -> Cmd {
+        self.stdin = Some(bytes.to_vec());
+        self
+    }
+
+    /// Runs to completion (stdin empty unless given).
+    pub fn run(mut self) -> Out {
+        self.cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().unwrap();
+        let mut sin = child.stdin.take().unwrap();
+        let input = self.stdin.take().unwrap_or_default();
+        let writer = std::thread::spawn(move || {
+            let _ = sin.write_all(&input);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        Out {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code(),
+            signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
+        }
+    }
+
+    pub fn spawn(mut self) -> Child {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.cmd.spawn().unwrap()
+    }
+
+    /// Runs under a new pty as its controlling terminal (stdin, stdout and
+    /// stderr all the pty), in a session of its own.
+    pub fn spawn_pty(mut self) -> Pty {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = pty.slave;
+        let s = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+        self.cmd
+            .stdin(s(&slave))
+            .stdout(s(&slave))
+            .stderr(s(&slave));
+        unsafe {
+            self.cmd.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = self.cmd.spawn().unwrap();
+        drop(slave);
+        Pty::new(pty.master, child)
+    }
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl Out {
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Out {
+        assert_eq!(
+            self.code,
+            Some(want),
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn stdout(&self, want: &str) -> &Out {
+        assert_text(&self.stdout, want, "stdout", &self.stderr);
+        self
+    }
+    #[track_caller]
+    pub fn stderr(&self, want: &str) -> &Out {
+        assert_text(&self.stderr, want, "stderr", &self.stdout);
+        self
+    }
+    /// stdout equals one of `wants` (a clock second may tick during the run).
+    #[track_caller]
+    pub fn stdout_one_of(&self, wants: &[String]) -> &Out {
+        if !wants.contains(&self.stdout) {
+            assert_text(
+                &self.stdout,
+                &wants[0],
+                "stdout (none of the candidates)",
+                &self.stderr,
+            );
+        }
+        self
+    }
+}
+
+#[track_caller]
+pub fn assert_text(got: &str, want: &str, what: &str, other: &str) {
+    if got != want {
+        panic!(
+            "{what} differs\n--- want\n{want}\n--- got\n{got}\n--- (other stream)\n{other}\n--- first difference at line {}",
+            got.lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .map(|i| i + 1)
+                .unwrap_or_else(|| got.lines().count().min(want.lines().count()) + 1)
+        );
+    }
+}
+
+/// A child on a real terminal: read what it shows, type into it.
+pub struct Pty {
+    pub master: fs::File,
+    pub child: Child,
+    rx: mpsc::Receiver<Vec<u8>>,
+    pub seen: Vec<u8>,
+}
+
+impl Pty {
+    fn new(master: OwnedFd, child: Child) -> Pty {
+        let master = fs::File::from(master);
+        let mut reader = master.try_clone().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Pty {
+            master,
+            child,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+
+    /// Waits until the screen output contains `needle`.
+    #[track_caller]
+    pub fn expect(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.text().contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(chunk) => self.seen.extend(chunk),
+                Err(_) => panic!("pty never showed {needle:?}; saw:\n{}", self.text()),
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).unwrap();
+        self.master.flush().unwrap();
+    }
+
+    /// Waits for the child to exit, then collects the rest of its output.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                while let Ok(chunk) = self.rx.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.extend(chunk);
+                }
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("child did not exit; saw:\n{}", self.text());
+            }
+            while let Ok(chunk) = self.rx.try_recv() {
+                self.seen.extend(chunk);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.master.as_raw_fd()
+    }
+}
+
+/// Polls `cond` until true or `timeout`; for waiting on files a child writes
+/// (a ready file), never for asserting timing.
+#[track_caller]
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

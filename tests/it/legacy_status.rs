@@ -1,0 +1,371 @@
+//! unlock.sh's status block in every state COMPAT.md lists, compared whole.
+
+use std::process::{Child, Command};
+
+use crate::harness::*;
+
+const HEADER: &str =
+    "Deployment Lock Status: staging\n============================================\n";
+
+fn no_dir_line() -> &'static str {
+    "Lock directory: Not found (unlocked)\n"
+}
+
+fn dir_lines(w: &World, env: &str) -> String {
+    let p = w.lock_path(env);
+    format!(
+        "Lock directory exists: {}\n{}\n",
+        p.display(),
+        real_ls_ld(&p, "UTC")
+    )
+}
+
+/// A live process whose command name is `deploy.sh`, like a real deploy.
+pub fn fake_deploy(w: &World) -> Child {
+    let script = w.script("bin/deploy.sh", "#!/bin/bash\nsleep 60 &\nwait\n");
+    let child = Command::new(script).spawn().unwrap();
+    let pid = child.id();
+    wait_until(
+        std::time::Duration::from_secs(5),
+        "deploy.sh to start",
+        || std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "deploy.sh\n"),
+    );
+    child
+}
+
+/// Every status block the run may have printed, one per clock second the run
+/// spanned (the lock age is computed from the real clock).
+fn blocks(before: i64, after: i64, make: impl Fn(i64) -> String) -> Vec<String> {
+    (before..=after).map(make).collect()
+}
+
+#[test]
+fn no_lock_and_no_state() {
+    let w = World::new();
+    w.unlock_sh(&["staging"]).run().code(0).stdout(&format!(
+        "{HEADER}{}\nState file not found: {}\n\n",
+        no_dir_line(),
+        w.state_path().display()
+    ));
+}
+
+#[test]
+fn unlocked_state() {
+    let w = World::new();
+    w.write_state("{\"environment\": \"staging\", \"lock\": {\"locked\": false}}\n");
+    w.unlock_sh(&["staging"]).run().code(0).stdout(&format!(
+        "{HEADER}{}\nState file info:\n  Locked: false\n  Locked by: N/A\n  Locked at: N/A\n  Deployment ID: N/A\n  PID: N/A\n  Hostname: N/A\n\n",
+        no_dir_line()
+    ));
+}
+
+#[test]
+fn state_without_lock_key() {
+    let w = World::new();
+    w.write_state("{\"deployments\": []}\n");
+    w.unlock_sh(&["staging", "status"]).run().code(0).stdout(&format!(
+        "{HEADER}{}\nState file info:\n  Locked: false\n  Locked by: N/A\n  Locked at: N/A\n  Deployment ID: N/A\n  PID: N/A\n  Hostname: N/A\n\n",
+        no_dir_line()
+    ));
+}
+
+#[test]
+fn held_and_alive() {
+    let w = World::new();
+    let mut deploy = fake_deploy(&w);
+    let pid = deploy.id();
+    let locked_at = now() - 195;
+    w.legacy_lock("staging", locked_at);
+    w.legacy_state("staging", locked_at, &pid.to_string(), &hostname());
+    let before = now();
+    let out = w.unlock_sh(&["staging", "--status"]).run();
+    let after = now();
+    deploy.kill().unwrap();
+    deploy.wait().unwrap();
+    out.code(0).stdout_one_of(&blocks(before, after, |t| {
+        let age = t - locked_at;
+        format!(
+            "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: {pid}\n  Hostname: {}\n  Lock age: {}m {}s\n  ✓ Process {pid} is still running: deploy.sh\n\n",
+            dir_lines(&w, "staging"),
+            iso(locked_at),
+            hostname(),
+            age / 60,
+            age % 60
+        )
+    }));
+}
+
+/// A pid that certainly does not run: a child we started and reaped.
+pub fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+#[test]
+fn stale_and_dead() {
+    let w = World::new();
+    let pid = dead_pid();
+    let locked_at = now() - 72030;
+    w.legacy_lock("staging", locked_at);
+    w.legacy_state("staging", locked_at, &pid.to_string(), &hostname());
+    let before = now();
+    let out = w.unlock_sh(&["staging"]).run();
+    let after = now();
+    out.code(0).stdout_one_of(&blocks(before, after, |t| {
+        let age = t - locked_at;
+        format!(
+            "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: {pid}\n  Hostname: {}\n  Lock age: {}m {}s\n  ⚠ Lock is stale (>30 minutes)\n  ⚠ Process {pid} is not running (deployment may have crashed)\n\n",
+            dir_lines(&w, "staging"),
+            iso(locked_at),
+            hostname(),
+            age / 60,
+            age % 60
+        )
+    }));
+}
+
+#[test]
+fn held_on_another_host_has_no_process_line() {
+    let w = World::new();
+    let locked_at = now() - 60;
+    w.legacy_lock("staging", locked_at);
+    w.legacy_state("staging", locked_at, "12345", "build-server-7");
+    let before = now();
+    let out = w.unlock_sh(&["staging"]).run();
+    let after = now();
+    out.code(0).stdout_one_of(&blocks(before, after, |t| {
+        let age = t - locked_at;
+        format!(
+            "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: 12345\n  Hostname: build-server-7\n  Lock age: {}m {}s\n\n",
+            dir_lines(&w, "staging"),
+            iso(locked_at),
+            age / 60,
+            age % 60
+        )
+    }));
+}
+
+#[test]
+fn orphaned_directory_with_unlocked_state() {
+    let w = World::new();
+    w.legacy_lock("staging", now() - 10);
+    w.write_state("{\"environment\": \"staging\", \"lock\": {\"locked\": false}}\n");
+    w.unlock_sh(&["staging"]).run().code(0).stdout(&format!(
+        "{HEADER}{}\nState file info:\n  Locked: false\n  Locked by: N/A\n  Locked at: N/A\n  Deployment ID: N/A\n  PID: N/A\n  Hostname: N/A\n\n",
+        dir_lines(&w, "staging")
+    ));
+    let json = w.deploy_lock(&["status", "staging", "--json"]).run();
+    json.code(0);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["verdict"], "orphaned");
+    assert_eq!(v["locked"], true);
+    assert_eq!(v["holder"], serde_json::Value::Null);
+    assert_eq!(v["holder_alive"], serde_json::Value::Null);
+}
+
+#[test]
+fn usage_without_environment_names_the_invoked_path() {
+    let w = World::new();
+    let want = "Usage: ./deploy/scripts/unlock.sh ENVIRONMENT [--force|--wait|--status]
+
+Environments: development, staging, production
+
+Options:
+  --status    Show lock status (default)
+  --force     Force unlock (DANGEROUS - use only if deployment crashed)
+  --wait      Wait for lock to be released naturally
+
+Examples:
+  ./deploy/scripts/unlock.sh staging                  # Show lock status
+  ./deploy/scripts/unlock.sh staging --wait           # Wait for deployment to finish
+  ./deploy/scripts/unlock.sh staging --force          # Force unlock (last resort)
+";
+    w.unlock_sh(&[]).run().code(1).stdout(want).stderr("");
+    let abs = w.root.join("deploy/scripts/unlock.sh");
+    w.cmd(&abs)
+        .dir("/")
+        .run()
+        .code(1)
+        .stdout(&want.replace("./deploy/scripts/unlock.sh", &abs.to_string_lossy()));
+}
+
+#[test]
+fn invalid_environment_and_action() {
+    let w = World::new();
+    w.unlock_sh(&["bogus"]).run().code(1).stdout(
+        "ERROR: Invalid environment 'bogus'\nMust be one of: development, staging, production\n",
+    );
+    w.unlock_sh(&["Staging"]).run().code(1).stdout(
+        "ERROR: Invalid environment 'Staging'\nMust be one of: development, staging, production\n",
+    );
+    w.unlock_sh(&["staging", "--bogus"])
+        .run()
+        .code(1)
+        .stdout("ERROR: Invalid action '--bogus'\nUse: --status, --wait, or --force\n");
+    assert!(!w.lock_path("staging").exists());
+}
+
+#[test]
+fn corrupted_state_file_is_an_error_and_untouched() {
+    let w = World::new();
+    let broken = "{\n  \"environment\": \"staging\",\n  \"lock\": {\"locked\": tru\n";
+    w.write_state(broken);
+    let p = w.state_path();
+    let p = p.display();
+    for action in ["--status", "--force", "--wait"] {
+        w.unlock_sh(&["staging", action])
+            .stdin(b"yes\n")
+            .run()
+            .code(1)
+            .stdout("")
+            .stderr(&format!(
+                "ERROR: state file {p} is not valid JSON: expected ident (line 3, column 24)\n\
+                 To recover (see \"State File Corrupted\" in the lock-management guide):\n  \
+                 cp {p}{{,.backup}}\n  \
+                 # repair the JSON at the position above, or reset the lock record:\n  \
+                 jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}\n"
+            ));
+        assert_eq!(w.state(), broken);
+    }
+    w.deploy_lock(&["status", "staging"]).run().code(65);
+}
+
+#[test]
+fn state_file_found_from_anywhere_through_the_script_path() {
+    let w = World::new();
+    w.write_state("{\"lock\": {\"locked\": false}}\n");
+    let abs = w.root.join("deploy/scripts/unlock.sh");
+    let out = w.cmd(&abs).dir("/").env("PWD", "/").run();
+    let out = {
+        let mut c = w.cmd(&abs).dir("/");
+        c.cmd.arg("staging");
+        let _ = out;
+        c.run()
+    };
+    out.code(0);
+    assert!(
+        out.stdout.contains("State file info:\n  Locked: false\n"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn unlock_sh_on_path_uses_the_working_directory_checkout() {
+    let w = World::new();
+    let bin = w.tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("unlock.sh")).unwrap();
+    w.write_state("{\"lock\": {\"locked\": false}}\n");
+    let sub = w.root.join("deploy/config");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut c = w.cmd("unlock.sh").dir(&sub).env("PATH", &path);
+    c.cmd.arg("staging");
+    let out = c.run();
+    out.code(0);
+    assert!(out.stdout.contains("  Locked: false\n"), "{}", out.stdout);
+    // Outside any checkout: one clear error.
+    let mut c = w.cmd("unlock.sh").dir(w.tmp.path()).env("PATH", &path);
+    c.cmd.arg("staging");
+    let out = c.run();
+    out.code(1).stdout("");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "ERROR: no checkout found: neither {} nor any folder above it has deploy/scripts or deploy/config; run from inside the checkout, or pass --project-root DIR (or set DEPLOY_LOCK_PROJECT_ROOT)\n",
+            w.tmp.path().display()
+        )
+    );
+}
+
+/// The `ls -ld` line equals real `ls -ld` over modes, owners, times and zones.
+#[test]
+fn ls_line_matches_real_ls_over_a_table_of_cases() {
+    let w = World::new();
+    let lock = w.lock_path("staging");
+    let day = 86_400;
+    let cases: &[(u32, Option<u32>, i64)] = &[
+        (0o775, None, -3600),
+        (0o700, None, -200 * day),
+        (0o1777, None, day),
+        (0o2755, None, -10 * 365 * day),
+        (0o4755, Some(54321), -60),
+        (0o1776, Some(54321), 3650 * day),
+        (0o2745, None, -(15_778_476 + 100)),
+    ];
+    let zones = [
+        "UTC",
+        "America/New_York",
+        "Asia/Kolkata",
+        "Australia/Lord_Howe",
+    ];
+    let root = nix::unistd::geteuid().is_root();
+    for (mode, owner, offset) in cases {
+        let _ = std::fs::remove_dir(&lock);
+        std::fs::create_dir(&lock).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(*mode)).unwrap();
+        if let Some(uid) = owner {
+            if !root {
+                eprintln!("skip: chown to an unknown uid needs root");
+                continue;
+            }
+            std::os::unix::fs::chown(&lock, Some(*uid), Some(*uid)).unwrap();
+        }
+        let t = now() + offset;
+        let ts = nix::sys::time::TimeSpec::new(t, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &lock,
+            &ts,
+            &ts,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        for tz in zones {
+            let out = w.unlock_sh(&["staging"]).env("TZ", tz).run();
+            let line = out.stdout.lines().nth(3).unwrap_or("").to_string();
+            assert_eq!(
+                line,
+                real_ls_ld(&lock, tz),
+                "mode {mode:o} offset {offset} TZ={tz}"
+            );
+        }
+    }
+}
+
+#[test]
+fn colour_only_on_request_or_terminal() {
+    let w = World::new();
+    let plain = w.unlock_sh(&["staging"]).run();
+    assert!(!plain.stdout.contains('\x1b'));
+    let forced = w.unlock_sh(&["staging"]).env("CLICOLOR_FORCE", "1").run();
+    assert!(
+        forced
+            .stdout
+            .starts_with("\x1b[34mDeployment Lock Status: staging\x1b[39m\n"),
+        "{:?}",
+        forced.stdout
+    );
+    assert!(
+        forced
+            .stdout
+            .contains("Lock directory: \x1b[32mNot found (unlocked)\x1b[39m\n")
+    );
+    let no = w
+        .unlock_sh(&["staging"])
+        .env("CLICOLOR_FORCE", "1")
+        .env("NO_COLOR", "1")
+        .run();
+    assert_eq!(no.stdout, plain.stdout);
+    let mut tty = w.unlock_sh(&["staging"]).spawn_pty();
+    assert!(tty.wait(std::time::Duration::from_secs(10)).success());
+    assert!(
+        tty.text()
+            .contains("\x1b[34mDeployment Lock Status: staging"),
+        "{:?}",
+        tty.text()
+    );
+}
