@@ -12,6 +12,7 @@ use deploy_lock::context::{
 };
 use deploy_lock::{Context, Environment, Settings};
 
+use super::docs;
 use super::exit;
 use super::ops::{self, ForceEnd, WaitEnd};
 use super::render;
@@ -86,6 +87,34 @@ Rules, liveness first and age second:
 Signals INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock reach
 COMMAND once; the terminal's own Ctrl-C and Ctrl-\\ reach it directly.";
 
+/// Arguments handed to deploy.sh unchanged (see THE LEGACY DEPLOY.SH).
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// deploy.sh's own flags: --force, --remote USER@HOST, --dry-run, --skip-migrations, --version COMMIT, --branch BRANCH, --env-diff, --help
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "DEPLOY_SH_ARGS"
+    )]
+    pub args: Vec<OsString>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Generate {
+    /// Man pages for both personas into DIR
+    Man { dir: PathBuf },
+    /// One completion script on stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        /// Which persona to complete
+        #[arg(long = "for", default_value = "deploy-lock", value_parser = ["deploy-lock", "unlock.sh"])]
+        persona: String,
+    },
+    /// Everything: ROOT/man/*.1 and ROOT/completions/{bash,zsh,fish}/*
+    All { root: PathBuf },
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)
@@ -140,9 +169,24 @@ pub enum Command {
     /// Run a command (default: deploy/scripts/deploy.sh ENV) under the lock
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
-    /// `deploy-lock ENV [DEPLOY_SH_ARGS...]`: deploy.sh ENV under the lock.
+    /// Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock
+    #[command(disable_help_flag = true)]
+    Development(DeployArgs),
+    /// Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock
+    #[command(disable_help_flag = true)]
+    Staging(DeployArgs),
+    /// Run deploy/scripts/deploy.sh production [DEPLOY_SH_ARGS...] under the lock
+    #[command(disable_help_flag = true)]
+    Production(DeployArgs),
+    /// Write the man pages or completions (used to refresh man/ and completions/)
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+    /// Anything else: reported as an unknown environment or command.
     #[command(external_subcommand)]
-    Deploy(Vec<OsString>),
+    Other(Vec<OsString>),
 }
 
 pub fn main(args: Vec<OsString>) -> i32 {
@@ -157,6 +201,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             };
         }
     };
+    if let Command::Generate { what } = &cli.command {
+        return generate(what);
+    }
     let ctx = match context(&cli.global) {
         Ok(ctx) => ctx,
         Err(msg) => {
@@ -182,17 +229,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
             };
             run::run(&ctx, run::run_plan(&ctx, r.env, wait, r.force, r.command))
         }
-        Command::Deploy(words)
-            if words
-                .first()
-                .and_then(|w| w.to_str())
-                .and_then(Environment::parse)
-                .is_some() =>
-        {
-            let env = Environment::parse(words[0].to_str().unwrap_or_default()).expect("checked");
-            run::run(&ctx, run::shorthand_plan(&ctx, env, words[1..].to_vec()))
-        }
-        Command::Deploy(words) => {
+        Command::Development(d) => deploy(&ctx, Environment::Development, d),
+        Command::Staging(d) => deploy(&ctx, Environment::Staging, d),
+        Command::Production(d) => deploy(&ctx, Environment::Production, d),
+        Command::Generate { .. } => unreachable!("handled before the context"),
+        Command::Other(words) => {
             let first = words
                 .first()
                 .map(|w| w.to_string_lossy().into_owned())
@@ -204,6 +245,35 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 ))
             );
             exit::USAGE
+        }
+    }
+}
+
+fn deploy(ctx: &Context, env: Environment, d: DeployArgs) -> i32 {
+    run::run(ctx, run::shorthand_plan(ctx, env, d.args))
+}
+
+fn generate(what: &Generate) -> i32 {
+    let result = match what {
+        Generate::Man { dir } => docs::write_man_pages(dir).map(|_| ()),
+        Generate::Completions { shell, persona } => {
+            docs::completions(*shell, persona, &mut std::io::stdout());
+            Ok(())
+        }
+        Generate::All { root } => docs::write_man_pages(&root.join("man")).and_then(|_| {
+            for (rel, bytes) in docs::all_completions() {
+                let path = root.join("completions").join(rel);
+                std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+                std::fs::write(path, bytes)?;
+            }
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            exit::IO_ERROR
         }
     }
 }
@@ -297,13 +367,21 @@ mod tests {
     }
 
     #[test]
-    fn env_shorthand_is_external() {
-        let cli = Cli::try_parse_from(["deploy-lock", "staging", "--dry-run"]).unwrap();
+    fn env_shorthand_passes_everything_through() {
+        let cli = Cli::try_parse_from(["deploy-lock", "staging", "--dry-run", "--help", "--force"])
+            .unwrap();
         match cli.command {
-            Command::Deploy(w) => {
-                assert_eq!(w, vec![OsString::from("staging"), "--dry-run".into()])
-            }
+            Command::Staging(d) => assert_eq!(
+                d.args,
+                vec![
+                    OsString::from("--dry-run"),
+                    "--help".into(),
+                    "--force".into()
+                ]
+            ),
             other => panic!("{other:?}"),
         }
+        let cli = Cli::try_parse_from(["deploy-lock", "bogus"]).unwrap();
+        assert!(matches!(cli.command, Command::Other(_)));
     }
 }

@@ -1,5 +1,6 @@
 //! deploy-lock's integration tests: one crate, real binary, real processes.
 
+mod docs;
 mod harness;
 mod legacy_force;
 mod legacy_status;

@@ -1,0 +1,131 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_deploy_lock_global_optspecs
+    string join \n lock-dir= project-root= stale-secs= wait-interval= wait-timeout= h/help V/version
+end
+
+function __fish_deploy_lock_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_deploy_lock_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_deploy_lock_using_subcommand
+    set -l cmd (__fish_deploy_lock_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -s V -l version -d 'Print version'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "status" -d 'Show the lock status (the unlock.sh status block, or JSON)'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "wait" -d 'Wait until the lock is released (exit 124 on timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "unlock" -d 'Force-unlock: remove the lock whoever holds it (asks for \'yes\')'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "run" -d 'Run a command (default: deploy/scripts/deploy.sh ENV) under the lock'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "development" -d 'Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "staging" -d 'Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "production" -d 'Run deploy/scripts/deploy.sh production [DEPLOY_SH_ARGS...] under the lock'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "generate" -d 'Write the man pages or completions (used to refresh man/ and completions/)'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l json -d 'Print one JSON object instead of the status block'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s y -l yes -d 'Do not ask for confirmation'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -f -a "man" -d 'Man pages for both personas into DIR'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -f -a "completions" -d 'One completion script on stdout'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -f -a "all" -d 'Everything: ROOT/man/*.1 and ROOT/completions/{bash,zsh,fish}/*'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l for -d 'Which persona to complete' -r -f -a "deploy-lock\t''
+unlock.sh\t''"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "man" -d 'Man pages for both personas into DIR'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "completions" -d 'One completion script on stdout'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "all" -d 'Everything: ROOT/man/*.1 and ROOT/completions/{bash,zsh,fish}/*'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "status" -d 'Show the lock status (the unlock.sh status block, or JSON)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "wait" -d 'Wait until the lock is released (exit 124 on timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "unlock" -d 'Force-unlock: remove the lock whoever holds it (asks for \'yes\')'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "run" -d 'Run a command (default: deploy/scripts/deploy.sh ENV) under the lock'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "development" -d 'Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "staging" -d 'Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "production" -d 'Run deploy/scripts/deploy.sh production [DEPLOY_SH_ARGS...] under the lock'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "generate" -d 'Write the man pages or completions (used to refresh man/ and completions/)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "man" -d 'Man pages for both personas into DIR'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "completions" -d 'One completion script on stdout'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "all" -d 'Everything: ROOT/man/*.1 and ROOT/completions/{bash,zsh,fish}/*'
