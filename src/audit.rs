@@ -36,7 +36,7 @@ pub fn record(
         "time": utc_seconds(ctx.now()),
         "event": event,
         "environment": env.as_str(),
-        "user": ctx.user,
+        "user": ctx.user(),
         "host": ctx.host,
         "pid": std::process::id(),
         "holder": holder,

@@ -160,8 +160,9 @@ pub struct Context {
     pub state_file: PathBuf,
     /// This host's name as `hostname` prints it.
     pub host: String,
-    /// `$USER`, else the name of the effective uid.
-    pub user: String,
+    /// `$USER`, else the name of the effective uid; looked up only when a
+    /// lock is taken or audited (status never needs the passwd database).
+    user: std::cell::OnceCell<String>,
     /// Where the audit log goes: `$HOME/.togather/logs/deployments/locks.log`.
     pub home: Option<PathBuf>,
     pub clock: Clock,
@@ -175,7 +176,7 @@ impl Context {
             project_root,
             state_file,
             host: this_host(),
-            user: this_user(),
+            user: std::cell::OnceCell::new(),
             home: std::env::var_os("HOME")
                 .filter(|h| !h.is_empty())
                 .map(PathBuf::from),
@@ -191,9 +192,13 @@ impl Context {
         self.settings.lock_dir(env)
     }
 
+    pub fn user(&self) -> &str {
+        self.user.get_or_init(this_user)
+    }
+
     /// `$USER@host`, the legacy `locked_by`.
     pub fn locked_by(&self) -> String {
-        format!("{}@{}", self.user, self.host)
+        format!("{}@{}", self.user(), self.host)
     }
 }
 

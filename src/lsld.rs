@@ -100,11 +100,13 @@ pub fn system_time_zone() -> TimeZone {
 /// without mutating the process environment.
 fn time_zone_from_env(tz: Option<&OsStr>, tzdir: Option<&OsStr>) -> TimeZone {
     let Some(tz) = tz else {
-        // jiff's own lookup agrees with glibc here (the zone /etc/localtime
-        // holds or links to). Its TZ handling does not: it tries POSIX rules
-        // before files and matches names case-insensitively, hence the manual
-        // handling below.
-        return TimeZone::try_system().unwrap_or(TimeZone::UTC);
+        // As glibc does: the zone in /etc/localtime, else UTC. Read directly
+        // rather than through jiff's `TimeZone::system()`, which walks the
+        // whole zoneinfo tree to name the zone (a few hundred syscalls on
+        // every status call). jiff's TZ handling differs from glibc's too: it
+        // tries POSIX rules before files and matches names case-insensitively,
+        // hence the manual handling below.
+        return local_time_zone(Path::new("/etc/localtime"));
     };
     let bytes = tz.as_bytes();
     let bytes = bytes.strip_prefix(b":").unwrap_or(bytes);
@@ -147,6 +149,24 @@ fn time_zone_from_env(tz: Option<&OsStr>, tzdir: Option<&OsStr>) -> TimeZone {
         return zone;
     }
     TimeZone::UTC
+}
+
+/// The zone in a TZif file such as /etc/localtime, named after the zoneinfo
+/// path its symlink points to when it is one; UTC when unreadable.
+fn local_time_zone(path: &Path) -> TimeZone {
+    let Some(data) = read_capped(path) else {
+        return TimeZone::UTC;
+    };
+    let target = std::fs::read_link(path).ok();
+    let name = target
+        .as_deref()
+        .and_then(|t| t.to_str())
+        .and_then(|t| {
+            t.rfind("zoneinfo/")
+                .map(|i| t[i + "zoneinfo/".len()..].to_string())
+        })
+        .unwrap_or_else(|| "localtime".to_string());
+    TimeZone::tzif(&name, &data).unwrap_or(TimeZone::UTC)
 }
 
 /// TZif files are a few KiB; the cap keeps `TZ=/dev/zero` from eating memory
