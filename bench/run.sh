@@ -1,0 +1,121 @@
+#!/bin/bash
+# deploy-lock's benchmark: every performance figure of the README in one run,
+# each measured side by side with its baseline on this machine.
+#   bench/run.sh [PATH_TO_DEPLOY_LOCK]   (default: the installed deploy-lock on
+#   PATH, else target/release/deploy-lock, built if missing)
+# Uses hyperfine when installed, a built-in timer otherwise. Touches only a
+# temporary folder (DEPLOY_LOCK_DIR points there), never /tmp/togather-*.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bin="${1:-}"
+if [ -z "$bin" ]; then
+    if command -v deploy-lock >/dev/null; then
+        bin="$(command -v deploy-lock)"
+    else
+        bin="$here/../target/release/deploy-lock"
+        [ -x "$bin" ] || (cd "$here/.." && cargo build --release --locked >&2)
+    fi
+fi
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/deploy-lock-bench.XXXXXX")"
+holder=""
+cleanup() {
+    if [ -n "$holder" ]; then kill "$holder" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+export DEPLOY_LOCK_DIR="$work/locks" HOME="$work/home" LC_ALL=C
+mkdir -p "$DEPLOY_LOCK_DIR" "$HOME" "$work/checkout/deploy/scripts" "$work/checkout/deploy/config"
+ln -s "$bin" "$work/checkout/deploy/scripts/unlock.sh"
+cd "$work/checkout"
+state="$work/checkout/deploy/config/deployment-state.json"
+lock="$DEPLOY_LOCK_DIR/togather-deploy-staging.lock"
+
+now_ns() { date +%s%N; }
+ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# Median wall time in ns of a command, over N runs.
+time_cmd() {
+    local runs="$1"; shift
+    if command -v hyperfine >/dev/null; then
+        hyperfine -N --warmup 20 --runs "$runs" --export-json "$work/h.json" "$*" >/dev/null 2>&1
+        jq '.results[0].median * 1e9 | floor' "$work/h.json"
+    else
+        local i t0 t1
+        for ((i = 0; i < 20; i++)); do "$@" >/dev/null 2>&1; done
+        for ((i = 0; i < runs; i++)); do
+            t0=$(now_ns); "$@" >/dev/null 2>&1; t1=$(now_ns)
+            echo $((t1 - t0))
+        done | median
+    fi
+}
+
+echo "deploy-lock benchmark: $("$bin" --version), $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
+echo "binary: $bin ($(stat -c %s "$bin") bytes)"
+echo "timer: $(command -v hyperfine >/dev/null && hyperfine --version || echo 'built-in (date +%s%N)')"
+echo
+
+# 1. Status of a held lock with a live holder, against ls -ld and the bash+jq baseline.
+sleep 600 & holder=$!
+mkdir "$lock"; date +%s > "$lock/locked_at"
+cat > "$state" <<JSON
+{"environment": "staging", "lock": {"locked": true, "lock_id": "lock_bench", "deployment_id": "dep_bench",
+ "locked_by": "bench@$(hostname)", "locked_at": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "pid": $holder, "hostname": "$(hostname)"}}
+JSON
+t_status=$(time_cmd 300 ./deploy/scripts/unlock.sh staging)
+t_ls=$(time_cmd 300 ls -ld "$lock")
+t_legacy=$(time_cmd 50 "$here/legacy-status.sh" staging "$state")
+rss_kib=$(/usr/bin/time -f %M ./deploy/scripts/unlock.sh staging 2>&1 >/dev/null | tail -1)
+rss_ls=$(/usr/bin/time -f %M ls -ld "$lock" 2>&1 >/dev/null | tail -1)
+rss_legacy=$(/usr/bin/time -f %M "$here/legacy-status.sh" staging "$state" 2>&1 >/dev/null | tail -1)
+kill "$holder"; wait "$holder" 2>/dev/null || true; holder=""
+rm -rf "$lock"
+printf '%-46s %10s  %s\n' "figure" "value" "baseline / target"
+printf '%-46s %8s ms  ls -ld %s ms: %sx (target <= 1.5x); bash+jq %s ms: %sx\n' \
+    "status (held, live holder), median" "$(ms "$t_status")" "$(ms "$t_ls")" \
+    "$(awk -v a="$t_status" -v b="$t_ls" 'BEGIN { printf "%.2f", a / b }')" \
+    "$(ms "$t_legacy")" "$(awk -v a="$t_status" -v b="$t_legacy" 'BEGIN { printf "%.3f", a / b }')"
+printf '%-46s %7s KiB  ls -ld %s KiB; bash+jq %s KiB (target <= 4096)\n' \
+    "status peak RSS" "$rss_kib" "$rss_ls" "$rss_legacy"
+
+# 2. How soon a release is noticed, default settings (median of 15).
+notice() { # the waiter command; prints the median ns from rmdir to the waiter's exit
+    local i t_rm t_done out=()
+    for ((i = 0; i < 15; i++)); do
+        mkdir "$lock"; date +%s > "$lock/locked_at"
+        rm -f "$work/ready"
+        ( "$@" >/dev/null 2>&1; now_ns > "$work/done" ) &
+        local w=$!
+        # Let the waiter reach its wait (it prints nothing we can sync on in a pipe).
+        sleep 0.15
+        t_rm=$(now_ns); rm -rf "$lock"
+        wait "$w"
+        t_done=$(cat "$work/done")
+        out+=($((t_done - t_rm)))
+        rm -rf "$lock"
+    done
+    printf '%s\n' "${out[@]}" | median
+}
+echo '{"lock": {"locked": false}}' > "$state"
+n1=$(notice ./deploy/scripts/unlock.sh staging --wait)
+n2=$(notice "$bin" wait staging)
+n3=$(notice "$bin" run --wait staging -- true)
+legacy_poll_ms=2500
+printf '%-46s %8s ms  legacy 5 s poll: %s ms on average (target <= 50)\n' "release noticed: unlock.sh --wait" "$(ms "$n1")" "$legacy_poll_ms"
+printf '%-46s %8s ms  (target <= 50)\n' "release noticed: deploy-lock wait" "$(ms "$n2")"
+printf '%-46s %8s ms  (target <= 50; includes taking the lock and running true)\n' "release noticed: run --wait" "$(ms "$n3")"
+
+# 3. 100 contended hand-offs: 4 processes x 25 runs of `run --wait ENV -- true`.
+log="$HOME/.togather/logs/deployments/locks.log"
+before=$(grep -c '"event":"acquire"' "$log" || true)
+t0=$(now_ns)
+for _ in 1 2 3 4; do
+    ( for ((i = 0; i < 25; i++)); do "$bin" run --wait staging -- true; done ) &
+done
+wait
+t1=$(now_ns)
+handoffs=$(( $(grep -c '"event":"acquire"' "$log" || true) - before ))
+printf '%-46s %8s ms  %s acquisitions logged (target <= 3000 ms)\n' "100 contended hand-offs (4 x 25 run --wait)" "$(ms $((t1 - t0)))" "$handoffs"
