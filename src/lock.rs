@@ -31,6 +31,17 @@ pub enum LockError {
         path: PathBuf,
         source: io::Error,
     },
+    /// Something other than a directory sits at the lock path: never followed
+    /// or removed by us.
+    NotADirectory {
+        path: PathBuf,
+        what: String,
+    },
+    /// A lock directory we may not remove (another user's, in sticky /tmp).
+    NotPermitted {
+        path: PathBuf,
+        owner: String,
+    },
     /// The checkout's single `lock` record belongs to another environment
     /// whose lock is live: writing ours would hide theirs.
     OtherEnvironment {
@@ -44,6 +55,20 @@ impl fmt::Display for LockError {
         match self {
             LockError::State(e) => e.fmt(f),
             LockError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            LockError::NotADirectory { path, what } => write!(
+                f,
+                "{} is {what}, not a lock directory; deploy-lock never follows or removes it: \
+                 check what it is (ls -la {}) and remove it by hand",
+                path.display(),
+                path.display()
+            ),
+            LockError::NotPermitted { path, owner } => write!(
+                f,
+                "cannot remove {}: it belongs to {owner} and its folder only lets owners remove \
+                 entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
+                path.display(),
+                path.display()
+            ),
             LockError::OtherEnvironment {
                 environment,
                 holder,
@@ -80,6 +105,9 @@ pub enum BusyReason {
     NotStale,
     /// Something that is not a directory sits at the lock path.
     Obstructed,
+    /// The dead holder's directory holds files that are neither ours nor the
+    /// legacy's: a takeover would have to delete them, so it is refused.
+    ForeignContents,
 }
 
 /// A lock we hold. Dropping it releases it (only if it is still ours); the
@@ -232,9 +260,19 @@ impl<'a> LocalLock<'a> {
                     inspection: Box::new(inspection),
                 });
             }
+            if inspection
+                .dir
+                .as_ref()
+                .is_some_and(|d| d.entries.iter().any(|e| !is_ours(e)))
+            {
+                return Ok(Acquire::Busy {
+                    reason: BusyReason::ForeignContents,
+                    inspection: Box::new(inspection),
+                });
+            }
             let expect = inspection.dir.as_ref().and_then(|d| d.identity);
-            let removed =
-                fsops::remove_dir_tree(&lock_dir, expect, OUR_FILES).map_err(io_at(&lock_dir))?;
+            let removed = fsops::remove_dir_tree(&lock_dir, expect, OUR_FILES)
+                .map_err(|e| removal_error(&lock_dir, e))?;
             if removed.is_some() {
                 took_over = inspection.holder.clone().or(took_over);
             }
@@ -378,7 +416,14 @@ impl<'a> LocalLock<'a> {
         let lock_dir = self.lock_dir();
         let dir_removed = match inspection.path_kind {
             PathKind::Missing => None,
-            _ => fsops::remove_dir_tree(&lock_dir, None, OUR_FILES).map_err(io_at(&lock_dir))?,
+            PathKind::Directory => fsops::remove_dir_tree(&lock_dir, None, OUR_FILES)
+                .map_err(|e| removal_error(&lock_dir, e))?,
+            PathKind::Symlink | PathKind::Other => {
+                return Err(LockError::NotADirectory {
+                    what: describe_non_directory(&lock_dir),
+                    path: lock_dir,
+                });
+            }
         };
         let state_updated = state::update(&self.ctx.state_file, false, |doc| match doc {
             None => Ok::<_, LockError>(Edit::Keep(false)),
@@ -515,6 +560,49 @@ fn describe(h: &Holder) -> String {
     match h.pid {
         Some(pid) => format!("{who}, pid {pid}"),
         None => who.to_string(),
+    }
+}
+
+/// Files deploy-lock or the legacy put in a lock directory, including the
+/// temp file of an interrupted `owner.json` replace.
+fn is_ours(name: &std::ffi::OsStr) -> bool {
+    let n = name.to_string_lossy();
+    OUR_FILES.iter().any(|o| n == *o) || (n.starts_with(".owner.json.") && n.ends_with(".tmp"))
+}
+
+/// A removal that failed for lack of permission names the owner to ask.
+fn removal_error(path: &Path, e: io::Error) -> LockError {
+    use std::os::unix::fs::MetadataExt;
+    if e.kind() == io::ErrorKind::PermissionDenied
+        && let Ok(m) = std::fs::symlink_metadata(path)
+    {
+        let uid = nix::unistd::Uid::from_raw(m.uid());
+        let owner = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("uid {uid}"));
+        return LockError::NotPermitted {
+            path: path.to_path_buf(),
+            owner,
+        };
+    }
+    LockError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// "a symbolic link to /x", "a regular file", ...
+pub fn describe_non_directory(path: &Path) -> String {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(path) {
+            Ok(t) => format!("a symbolic link to {}", t.display()),
+            Err(_) => "a symbolic link".into(),
+        },
+        Ok(m) if m.file_type().is_file() => "a regular file".into(),
+        Ok(_) => "not a directory".into(),
+        Err(e) => format!("unreadable ({e})"),
     }
 }
 

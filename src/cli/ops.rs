@@ -32,7 +32,8 @@ pub fn report_error(err: &LockError) -> i32 {
             }
             exit::DATA_ERROR
         }
-        LockError::OtherEnvironment { .. } => exit::LOCK_HELD,
+        LockError::OtherEnvironment { .. } | LockError::NotADirectory { .. } => exit::LOCK_HELD,
+        LockError::NotPermitted { .. } => exit::IO_ERROR,
     };
     let _ = io::stderr().write_all(msg.as_bytes());
     code

@@ -79,6 +79,16 @@ fn state_lines(doc: &StateDoc, ctx: &Context, style: Style) -> Vec<String> {
         texts::field("PID", &pid),
         texts::field("Hostname", &hostname),
     ];
+    let warn = |text: String| format!("  {}", style.yellow(&text));
+    // Hand edits produce values of the wrong type; the legacy printed them
+    // silently. Each gets one ⚠ line saying what is wrong (never shown for the
+    // documented shapes).
+    if let Some(v) = get("locked").filter(|v| !v.is_null() && !v.is_boolean()) {
+        lines.push(warn(texts::not_a_boolean("Locked", v)));
+    }
+    if locked == "true" && locked_at != texts::NA && parse_time(&locked_at).is_none() {
+        lines.push(warn(texts::not_a_time(&locked_at)));
+    }
     if locked == "true"
         && let Some(t) = parse_time(&locked_at)
     {
@@ -88,6 +98,15 @@ fn state_lines(doc: &StateDoc, ctx: &Context, style: Style) -> Vec<String> {
         if age > stale as i64 {
             lines.push(format!("  {}", style.yellow(&texts::lock_is_stale(stale))));
         }
+    }
+    let pid_value = get("pid").filter(|v| !v.is_null() && *v != &Value::Bool(false));
+    if let Some(v) = pid_value
+        && valid_pid(v).is_none()
+    {
+        // Never probed or signalled: 0, -1 or a huge value would address a
+        // process group or every process.
+        lines.push(warn(texts::not_a_pid(v)));
+        return lines;
     }
     if pid != texts::NA && hostname == ctx.host {
         // The legacy asked `ps -p PID`; a pid that is not a positive integer is

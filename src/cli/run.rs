@@ -306,6 +306,15 @@ fn acquire(
     }
 }
 
+fn foreign_entries(insp: &Inspection) -> String {
+    let names = insp.dir.iter().flat_map(|d| d.entries.iter());
+    names
+        .map(|e| e.to_string_lossy().into_owned())
+        .filter(|e| !deploy_lock::status::OUR_FILES.contains(&e.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn holder_phrase(insp: &Inspection) -> String {
     match (&insp.liveness, &insp.holder) {
         (Liveness::Alive { pid, comm }, _) => format!("held by {comm}, pid {pid}"),
@@ -338,8 +347,15 @@ fn report_busy(ctx: &Context, plan: &RunPlan, reason: BusyReason, insp: &Inspect
             format!("  or stop that process: kill {pid}"),
         ],
         (BusyReason::Obstructed, _) => vec![format!(
-            "ERROR: {} is not a directory, so it is not a lock deploy-lock can judge; check what it is and remove it by hand",
+            "ERROR: {} is {}, not a lock directory; deploy-lock never follows or removes it: check what it is (ls -la {}) and remove it by hand",
+            insp.lock_dir.display(),
+            deploy_lock::lock::describe_non_directory(&insp.lock_dir),
             insp.lock_dir.display()
+        )],
+        (BusyReason::ForeignContents, _) => vec![format!(
+            "ERROR: the {env} lock's holder is not running, but {} holds files deploy-lock did not put there ({}); a takeover would delete them, so it is refused: check them, then remove the directory by hand or with unlock.sh {env} --force",
+            insp.lock_dir.display(),
+            foreign_entries(insp)
         )],
         (_, Liveness::OtherHost) => vec![
             format!(

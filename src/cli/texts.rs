@@ -134,6 +134,17 @@ pub fn state_recovery(path: &Path) -> Vec<String> {
     ]
 }
 
+// Ours: what is wrong with a hand-edited state record.
+pub fn not_a_boolean(label: &str, v: &serde_json::Value) -> String {
+    format!("⚠ {label} is {v}, not true or false: the record was edited by hand")
+}
+pub fn not_a_time(v: &str) -> String {
+    format!("⚠ Locked at '{v}' is not a time: lock age unknown")
+}
+pub fn not_a_pid(v: &serde_json::Value) -> String {
+    format!("⚠ PID {v} is not a process id: not checked")
+}
+
 /// `30 minutes`, `1 hour`, `90 seconds`.
 pub fn span(secs: u64) -> String {
     let unit = |n: u64, one: &str| {
