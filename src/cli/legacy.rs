@@ -10,6 +10,7 @@ use deploy_lock::{Context, Environment, Settings};
 
 use super::exit::LEGACY_FAILURE;
 use super::ops::{self, ForceEnd, WaitEnd};
+use super::remote::{self, Program, Remote};
 use super::render;
 use super::style::Style;
 use super::texts;
@@ -33,6 +34,8 @@ pub enum Request {
         env: Environment,
         action: Action,
         project_root: Option<PathBuf>,
+        /// `--remote USER@HOST [--remote-dir DIR]`: run it on the server.
+        remote: Option<Remote>,
     },
 }
 
@@ -42,6 +45,7 @@ pub enum Request {
 pub fn parse(args: &[OsString]) -> Request {
     let mut positional: Vec<String> = Vec::new();
     let mut project_root = None;
+    let (mut remote_target, mut remote_dir) = (None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let s = a.to_string_lossy();
@@ -56,6 +60,21 @@ pub fn parse(args: &[OsString]) -> Request {
             }
         } else if let Some(dir) = s.strip_prefix("--project-root=") {
             project_root = Some(PathBuf::from(dir));
+        } else if s == "--remote" || s == "--remote-dir" {
+            let Some(v) = it.next().map(|v| v.to_string_lossy().into_owned()) else {
+                return Request::Usage {
+                    exit: LEGACY_FAILURE,
+                };
+            };
+            if s == "--remote" {
+                remote_target = Some(v);
+            } else {
+                remote_dir = Some(v);
+            }
+        } else if let Some(v) = s.strip_prefix("--remote=") {
+            remote_target = Some(v.to_string());
+        } else if let Some(v) = s.strip_prefix("--remote-dir=") {
+            remote_dir = Some(v.to_string());
         } else {
             positional.push(s.into_owned());
         }
@@ -77,10 +96,15 @@ pub fn parse(args: &[OsString]) -> Request {
         Some("--force") | Some("force") => Action::Force,
         Some(other) => return Request::InvalidAction(other.to_string()),
     };
+    let remote = remote_target.map(|target| Remote {
+        target,
+        dir: remote_dir.unwrap_or_else(|| remote::DEFAULT_REMOTE_DIR.to_string()),
+    });
     Request::Run {
         env,
         action,
         project_root,
+        remote,
     }
 }
 
@@ -120,7 +144,28 @@ pub fn main(argv0: OsString, args: Vec<OsString>) -> i32 {
         Request::Run {
             env,
             action,
+            remote: Some(remote),
+            ..
+        } => {
+            let word = match action {
+                Action::Status => "--status",
+                Action::Wait => "--wait",
+                Action::Force => "--force",
+            };
+            let args = [env.as_str().to_string(), word.to_string()];
+            return match remote::run(&remote, Program::UnlockSh, &args) {
+                Ok(code) => code,
+                Err(e) => {
+                    remote::report(&e);
+                    LEGACY_FAILURE
+                }
+            };
+        }
+        Request::Run {
+            env,
+            action,
             project_root,
+            remote: None,
         } => (env, action, project_root),
     };
     let ctx = match context(&invoked, flag_root) {
@@ -217,7 +262,8 @@ mod tests {
                 Request::Run {
                     env: Environment::Production,
                     action,
-                    project_root: None
+                    project_root: None,
+                    remote: None
                 }
             );
         }
@@ -226,7 +272,26 @@ mod tests {
             Request::Run {
                 env: Environment::Staging,
                 action: Action::Status,
-                project_root: Some("/x".into())
+                project_root: Some("/x".into()),
+                remote: None
+            }
+        );
+        assert_eq!(
+            p(&[
+                "staging",
+                "--force",
+                "--remote",
+                "deploy@h",
+                "--remote-dir=/srv/x y"
+            ]),
+            Request::Run {
+                env: Environment::Staging,
+                action: Action::Force,
+                project_root: None,
+                remote: Some(Remote {
+                    target: "deploy@h".into(),
+                    dir: "/srv/x y".into()
+                })
             }
         );
     }

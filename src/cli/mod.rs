@@ -7,6 +7,7 @@ pub mod exit;
 pub mod legacy;
 pub mod modern;
 pub mod ops;
+pub mod remote;
 pub mod render;
 pub mod run;
 pub mod style;

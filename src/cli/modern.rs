@@ -15,6 +15,7 @@ use deploy_lock::{Context, Environment, Settings};
 use super::docs;
 use super::exit;
 use super::ops::{self, ForceEnd, WaitEnd};
+use super::remote::{self, Program, Remote};
 use super::render;
 use super::run;
 use super::style::Style;
@@ -87,6 +88,38 @@ Rules, liveness first and age second:
 Signals INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock reach
 COMMAND once; the terminal's own Ctrl-C and Ctrl-\\ reach it directly.";
 
+/// Where a lock that lives on a server is.
+#[derive(Args, Debug, Default, Clone)]
+pub struct RemoteOpts {
+    /// Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)
+    #[arg(long, value_name = "USER@HOST", value_hint = clap::ValueHint::Hostname)]
+    pub remote: Option<String>,
+    /// The server's checkout
+    #[arg(long, value_name = "DIR", requires = "remote", default_value = remote::DEFAULT_REMOTE_DIR, hide_default_value = false)]
+    pub remote_dir: String,
+}
+
+impl RemoteOpts {
+    fn get(&self) -> Option<Remote> {
+        self.remote.clone().map(|target| Remote {
+            target,
+            dir: self.remote_dir.clone(),
+        })
+    }
+}
+
+/// Runs a deploy-lock subcommand on the server; 74 when ssh itself failed.
+fn on_server(remote: &Remote, args: &[&str]) -> i32 {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    match remote::run(remote, Program::DeployLock, &args) {
+        Ok(code) => code,
+        Err(e) => {
+            remote::report(&e);
+            exit::IO_ERROR
+        }
+    }
+}
+
 /// Arguments handed to deploy.sh unchanged (see THE LEGACY DEPLOY.SH).
 #[derive(Args, Debug)]
 pub struct DeployArgs {
@@ -152,11 +185,15 @@ pub enum Command {
         /// Print one JSON object instead of the status block
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        remote: RemoteOpts,
     },
     /// Wait until the lock is released (exit 124 on timeout)
     Wait {
         #[arg(value_enum)]
         env: Environment,
+        #[command(flatten)]
+        remote: RemoteOpts,
     },
     /// Force-unlock: remove the lock whoever holds it (asks for 'yes')
     Unlock {
@@ -165,6 +202,8 @@ pub enum Command {
         /// Do not ask for confirmation
         #[arg(long, short = 'y')]
         yes: bool,
+        #[command(flatten)]
+        remote: RemoteOpts,
     },
     /// Run a command (default: deploy/scripts/deploy.sh ENV) under the lock
     #[command(after_help = RUN_AFTER_HELP)]
@@ -204,6 +243,28 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if let Command::Generate { what } = &cli.command {
         return generate(what);
     }
+    // A lock on a server needs nothing local: no checkout, no settings.
+    match &cli.command {
+        Command::Status { env, json, remote } if remote.remote.is_some() => {
+            let r = remote.get().expect("checked");
+            let mut args = vec!["status", env.as_str()];
+            if *json {
+                args.push("--json");
+            }
+            return on_server(&r, &args);
+        }
+        Command::Wait { env, remote } if remote.remote.is_some() => {
+            return on_server(&remote.get().expect("checked"), &["wait", env.as_str()]);
+        }
+        Command::Unlock { env, yes, remote } if remote.remote.is_some() => {
+            let mut args = vec!["unlock", env.as_str()];
+            if *yes {
+                args.push("--yes");
+            }
+            return on_server(&remote.get().expect("checked"), &args);
+        }
+        _ => {}
+    }
     let ctx = match context(&cli.global) {
         Ok(ctx) => ctx,
         Err(msg) => {
@@ -212,9 +273,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     match cli.command {
-        Command::Status { env, json } => status(&ctx, env, json),
-        Command::Wait { env } => wait(&ctx, env),
-        Command::Unlock { env, yes } => unlock(&ctx, env, yes),
+        Command::Status { env, json, .. } => status(&ctx, env, json),
+        Command::Wait { env, .. } => wait(&ctx, env),
+        Command::Unlock { env, yes, .. } => unlock(&ctx, env, yes),
         Command::Run(r) => {
             let wait = match r.wait.as_deref() {
                 None => None,
@@ -249,8 +310,126 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
+/// deploy-lock's own flags inside the shorthand's arguments, taken out before
+/// the rest goes to deploy.sh: `--wait[=SECS]` and `--remote-dir DIR`.
+#[derive(Debug, Default, PartialEq)]
+struct OwnFlags {
+    wait: Option<Option<String>>,
+    remote_dir: Option<String>,
+    remote: Option<String>,
+}
+
+fn take_own_flags(args: Vec<OsString>) -> (OwnFlags, Vec<OsString>) {
+    let mut own = OwnFlags::default();
+    let mut rest = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy().into_owned();
+        if s == "--wait" {
+            own.wait = Some(None);
+        } else if let Some(v) = s.strip_prefix("--wait=") {
+            own.wait = Some(Some(v.to_string()));
+        } else if s == "--remote-dir" {
+            own.remote_dir = it.next().map(|v| v.to_string_lossy().into_owned());
+        } else if let Some(v) = s.strip_prefix("--remote-dir=") {
+            own.remote_dir = Some(v.to_string());
+        } else {
+            if s == "--remote" {
+                // deploy.sh's flag: seen here, passed on unchanged.
+                rest.push(a);
+                if let Some(v) = it.next() {
+                    own.remote = Some(v.to_string_lossy().into_owned());
+                    rest.push(v);
+                }
+                continue;
+            }
+            if let Some(v) = s.strip_prefix("--remote=") {
+                own.remote = Some(v.to_string());
+            }
+            rest.push(a);
+        }
+    }
+    (own, rest)
+}
+
 fn deploy(ctx: &Context, env: Environment, d: DeployArgs) -> i32 {
-    run::run(ctx, run::shorthand_plan(ctx, env, d.args))
+    let (own, args) = take_own_flags(d.args);
+    let wait = match own.wait {
+        None => None,
+        Some(None) => Some(ctx.settings.wait_timeout),
+        Some(Some(v)) => match parse_fractional_secs("--wait", &v) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("{}", Style::for_stderr().red(&format!("ERROR: {e}")));
+                return exit::USAGE;
+            }
+        },
+    };
+    if let Some(target) = own.remote {
+        let remote = Remote {
+            target,
+            dir: own
+                .remote_dir
+                .unwrap_or_else(|| remote::DEFAULT_REMOTE_DIR.into()),
+        };
+        if let Err(code) = server_lock_free(&remote, env, wait) {
+            return code;
+        }
+    }
+    let mut plan = run::shorthand_plan(ctx, env, args);
+    plan.wait = wait;
+    run::run(ctx, plan)
+}
+
+/// Before deploy.sh's own remote mode: Ok once the server's lock is not held
+/// by a live deployment (waiting for it with --wait), else the exit code.
+fn server_lock_free(
+    remote: &Remote,
+    env: Environment,
+    wait: Option<std::time::Duration>,
+) -> Result<(), i32> {
+    let args = [
+        "status".to_string(),
+        env.as_str().to_string(),
+        "--json".to_string(),
+    ];
+    let verdict = || -> Result<String, i32> {
+        let (code, out) = remote::capture(remote, Program::DeployLock, &args).map_err(|e| {
+            remote::report(&e);
+            exit::IO_ERROR
+        })?;
+        if code != 0 {
+            return Err(code);
+        }
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
+            eprintln!("ERROR: the server's status is not JSON ({e})");
+            exit::IO_ERROR
+        })?;
+        Ok(v["verdict"].as_str().unwrap_or("").to_string())
+    };
+    if verdict()? != "held" {
+        return Ok(());
+    }
+    if wait.is_some() {
+        let code = on_server(remote, &["wait", env.as_str()]);
+        if code != 0 {
+            return Err(code);
+        }
+        return if verdict()? == "held" {
+            Err(exit::LOCK_HELD)
+        } else {
+            Ok(())
+        };
+    }
+    let _ = on_server(remote, &["status", env.as_str()]);
+    eprintln!(
+        "{}",
+        Style::for_stderr().red(&format!(
+            "ERROR: a deployment holds the {env} lock on {}; wait for it (deploy-lock {env} --remote {} --wait) or check it there",
+            remote.target, remote.target
+        ))
+    );
+    Err(exit::LOCK_HELD)
 }
 
 fn generate(what: &Generate) -> i32 {
