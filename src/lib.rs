@@ -13,6 +13,7 @@ pub mod lsld;
 pub mod state;
 pub mod status;
 pub mod supervise;
+pub mod tz;
 pub mod wait;
 
 pub use context::{Context, Settings};

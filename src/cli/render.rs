@@ -40,7 +40,7 @@ pub fn status_block(insp: &Inspection, ctx: &Context, style: Style) -> String {
             style.yellow(texts::LOCK_DIR_EXISTS_LABEL),
             insp.lock_dir.display()
         ));
-        let tz = lsld::system_time_zone();
+        let tz = deploy_lock::tz::system_time_zone();
         if let Ok(ls) = lsld::ls_ld(&insp.lock_dir, ctx.now(), &tz) {
             line(&ls);
         }
