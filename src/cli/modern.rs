@@ -26,7 +26,8 @@ whose holder is dead (or on another host) is taken over automatically once
 older than the stale timeout (30 minutes), or at any age with --force.
 
 Exit status: 0 success; 1 cancelled at the confirmation; 2 usage error;
-65 state file not valid; 74 I/O error; 75 lock held; 124 wait timed out.
+65 state file not valid; 74 I/O error; 75 lock held (or not a directory
+at the lock path); 124 wait timed out.
 `run` and the ENV shorthand exit with the command's own status.";
 
 #[derive(Parser, Debug)]
@@ -40,7 +41,6 @@ Exit status: 0 success; 1 cancelled at the confirmation; 2 usage error;
         deploy/config/deployment-state.json), so the legacy unlock.sh and deploy.sh see it. \
         Invoked as `unlock.sh`, this binary is the legacy unlock.sh, byte for byte.",
     after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true,
     subcommand_value_name = "ENV|COMMAND",
     allow_external_subcommands = true
 )]
@@ -383,50 +383,67 @@ fn deploy(ctx: &Context, env: Environment, d: DeployArgs) -> i32 {
 
 /// Before deploy.sh's own remote mode: Ok once the server's lock is not held
 /// by a live deployment (waiting for it with --wait), else the exit code.
+/// What the server prints goes to stderr: stdout is deploy.sh's.
 fn server_lock_free(
     remote: &Remote,
     env: Environment,
     wait: Option<std::time::Duration>,
 ) -> Result<(), i32> {
-    let args = [
-        "status".to_string(),
-        env.as_str().to_string(),
-        "--json".to_string(),
-    ];
-    let verdict = || -> Result<String, i32> {
-        let (code, out) = remote::capture(remote, Program::DeployLock, &args).map_err(|e| {
-            remote::report(&e);
-            exit::IO_ERROR
-        })?;
-        if code != 0 {
-            return Err(code);
+    let query = |args: &[&str]| -> Result<String, i32> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        match remote::capture(remote, Program::DeployLock, &args) {
+            Ok((0, out)) => Ok(out),
+            Ok((code, _)) => Err(code),
+            Err(e) => {
+                remote::report(&e);
+                Err(exit::IO_ERROR)
+            }
         }
+    };
+    let verdict = || -> Result<String, i32> {
+        let out = query(&["status", env.as_str(), "--json"])?;
         let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
             eprintln!("ERROR: the server's status is not JSON ({e})");
             exit::IO_ERROR
         })?;
         Ok(v["verdict"].as_str().unwrap_or("").to_string())
     };
+    let dir_flag = if remote.dir == remote::DEFAULT_REMOTE_DIR {
+        String::new()
+    } else {
+        format!(" --remote-dir {}", remote::sh_quote(&remote.dir))
+    };
+    if let Some(limit) = wait {
+        let deadline = std::time::Instant::now() + limit;
+        while verdict()? == "held" {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let timeout = format!("--wait-timeout={}", left.as_secs_f64());
+            let args: Vec<String> = ["wait", env.as_str(), timeout.as_str()]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            match remote::run_to(remote, Program::DeployLock, &args, remote::Output::Stderr) {
+                Ok(0) => {}
+                Ok(code) => return Err(code),
+                Err(e) => {
+                    remote::report(&e);
+                    return Err(exit::IO_ERROR);
+                }
+            }
+        }
+        return Ok(());
+    }
     if verdict()? != "held" {
         return Ok(());
     }
-    if wait.is_some() {
-        let code = on_server(remote, &["wait", env.as_str()]);
-        if code != 0 {
-            return Err(code);
-        }
-        return if verdict()? == "held" {
-            Err(exit::LOCK_HELD)
-        } else {
-            Ok(())
-        };
+    if let Ok(block) = query(&["status", env.as_str()]) {
+        eprint!("{block}");
     }
-    let _ = on_server(remote, &["status", env.as_str()]);
     eprintln!(
         "{}",
         Style::for_stderr().red(&format!(
-            "ERROR: a deployment holds the {env} lock on {}; wait for it (deploy-lock {env} --remote {} --wait) or check it there",
-            remote.target, remote.target
+            "ERROR: a deployment holds the {env} lock on {}: wait for it with deploy-lock {env} --remote {}{dir_flag} --wait, or watch it with deploy-lock wait {env} --remote {}{dir_flag}",
+            remote.target, remote.target, remote.target
         ))
     );
     Err(exit::LOCK_HELD)
@@ -459,7 +476,24 @@ fn generate(what: &Generate) -> i32 {
 
 /// Variables first, flags over them; then the checkout.
 fn context(g: &GlobalOpts) -> Result<Context, String> {
-    let mut s = Settings::from_process_env().map_err(|e| e.to_string())?;
+    use deploy_lock::context::{ENV_LOCK_DIR, ENV_STALE_SECS, ENV_WAIT_INTERVAL, ENV_WAIT_TIMEOUT};
+    // A flag replaces its variable outright, so a valid flag rescues an
+    // invalid variable instead of failing on it.
+    let overridden = |name: &str| match name {
+        ENV_LOCK_DIR => g.lock_dir.is_some(),
+        ENV_STALE_SECS => g.stale_secs.is_some(),
+        ENV_WAIT_INTERVAL => g.wait_interval.is_some(),
+        ENV_WAIT_TIMEOUT => g.wait_timeout.is_some(),
+        _ => false,
+    };
+    let mut s = Settings::from_vars(|name| {
+        if overridden(name) {
+            None
+        } else {
+            std::env::var_os(name)
+        }
+    })
+    .map_err(|e| e.to_string())?;
     if let Some(d) = &g.lock_dir {
         s.lock_root = d.clone();
     }

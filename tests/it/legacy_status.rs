@@ -22,8 +22,23 @@ fn dir_lines(w: &World, env: &str) -> String {
 
 /// A live process whose command name is `deploy.sh`, like a real deploy.
 pub fn fake_deploy(w: &World) -> Child {
-    let script = w.script("bin/deploy.sh", "#!/bin/bash\nsleep 60 &\nwait\n");
-    let child = Command::new(script).spawn().unwrap();
+    // Blocks on a fifo it holds open itself: no child process, so nothing is
+    // left behind holding the test's output open once it is killed.
+    let script = w.script(
+        "bin/deploy.sh",
+        "#!/bin/bash\nread -r -t 60 <> \"$0.fifo\"\n",
+    );
+    nix::unistd::mkfifo(
+        &w.root.join("bin/deploy.sh.fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let child = Command::new(script)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     wait_until(
         std::time::Duration::from_secs(5),
