@@ -1,100 +1,257 @@
 #!/usr/bin/env bash
 # Builds deploy-lock from this checkout and installs it: the binary, unlock.sh
-# (a link to it), man pages and shell completions. Run ./install.sh --help.
+# (a link to it), man pages and shell completions; optionally the unlock.sh
+# shim of a project checkout. Records what it installed, so that --uninstall
+# removes exactly that. Run ./install.sh --help.
 set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: ./install.sh [--prefix DIR] [--project CHECKOUT] [--uninstall]
+Usage: ./install.sh [--prefix DIR] [--project CHECKOUT] [--binary FILE]
+       ./install.sh [--prefix DIR] --uninstall
 
-  --prefix DIR        install under DIR (default: $HOME/.local, or /usr/local as root)
-  --project CHECKOUT  also install CHECKOUT/deploy/scripts/unlock.sh as a link to
-                      deploy-lock, keeping the legacy script as unlock.sh.legacy
-  --uninstall         remove what an install with the same options put there
-                      (and restore the legacy unlock.sh)
+Builds deploy-lock with `cargo build --release --locked` and installs
+  PREFIX/bin/deploy-lock
+  PREFIX/bin/unlock.sh                      (a link to deploy-lock)
+  PREFIX/share/man/man1/*.1                 (man deploy-lock, man unlock.sh)
+  PREFIX/share/bash-completion/completions/{deploy-lock,unlock.sh}
+  PREFIX/share/zsh/site-functions/{_deploy-lock,_unlock.sh}
+  PREFIX/share/fish/vendor_completions.d/{deploy-lock,unlock.sh}.fish
+recording them in PREFIX/share/deploy-lock/installed. Running it again
+updates them in place.
+
+Options:
+  --prefix DIR        install under DIR (default: $HOME/.local, or /usr/local
+                      as root)
+  --project CHECKOUT  also make CHECKOUT/deploy/scripts/unlock.sh a link to
+                      PREFIX/bin/deploy-lock, keeping the legacy script beside
+                      it as unlock.sh.legacy (CHECKOUT must have a deploy/
+                      folder)
+  --binary FILE       install FILE, an already built deploy-lock, instead of
+                      building (no cargo needed)
+  --uninstall         remove everything recorded in PREFIX, including every
+                      --project link made with this PREFIX (each legacy
+                      unlock.sh is put back), and the folders the install
+                      created if they are empty
+  -h, --help          show this help
 USAGE
+}
+
+die() {
+    echo "install.sh: $*" >&2
+    exit 1
+}
+
+absolute() {
+    case "$1" in
+        /*) printf '%s\n' "$1" ;;
+        *) printf '%s\n' "$PWD/$1" ;;
+    esac
 }
 
 if [ "$(id -u)" = 0 ]; then prefix=/usr/local; else prefix="$HOME/.local"; fi
 project=""
+binary=""
 uninstall=0
 while [ $# -gt 0 ]; do
     case "$1" in
-        --prefix) prefix="${2:?--prefix needs a DIR}"; shift ;;
+        --prefix | --project | --binary)
+            if [ $# -lt 2 ] || [ -z "$2" ]; then
+                echo "install.sh: $1 needs a value (see ./install.sh --help)" >&2
+                exit 2
+            fi
+            case "$1" in
+                --prefix) prefix="$2" ;;
+                --project) project="$2" ;;
+                --binary) binary="$2" ;;
+            esac
+            shift
+            ;;
         --prefix=*) prefix="${1#--prefix=}" ;;
-        --project) project="${2:?--project needs a CHECKOUT}"; shift ;;
         --project=*) project="${1#--project=}" ;;
+        --binary=*) binary="${1#--binary=}" ;;
         --uninstall) uninstall=1 ;;
-        -h|--help) usage; exit 0 ;;
+        -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown option '$1' (see ./install.sh --help)" >&2; exit 2 ;;
     esac
     shift
 done
+[ -n "$prefix" ] || { echo "install.sh: --prefix needs a value (see ./install.sh --help)" >&2; exit 2; }
 
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+prefix="$(absolute "${prefix%/}")"
 bin="$prefix/bin"
 man1="$prefix/share/man/man1"
 bash_c="$prefix/share/bash-completion/completions"
 zsh_c="$prefix/share/zsh/site-functions"
 fish_c="$prefix/share/fish/vendor_completions.d"
+record_dir="$prefix/share/deploy-lock"
+record="$record_dir/installed"
 
-installed_files() {
-    echo "$bin/deploy-lock"
-    echo "$bin/unlock.sh"
-    for f in "$src"/man/*.1; do [ -e "$f" ] && echo "$man1/$(basename "$f")"; done
-    for f in "$src"/completions/bash/*; do [ -e "$f" ] && echo "$bash_c/$(basename "$f")"; done
-    for f in "$src"/completions/zsh/*; do [ -e "$f" ] && echo "$zsh_c/$(basename "$f")"; done
-    for f in "$src"/completions/fish/*; do [ -e "$f" ] && echo "$fish_c/$(basename "$f")"; done
+# The record: one "KIND<TAB>PATH" line per thing installed, KIND being file,
+# dir (a folder the install created) or shim (a project's unlock.sh link).
+recorded() {
+    [ -f "$record" ] || return 0
+    awk -F '\t' -v k="$1" '$1 == k { print $2 }' "$record"
 }
 
-if [ -n "$project" ]; then
-    if [ ! -d "$project/deploy" ]; then
-        echo "install.sh: $project has no deploy/ folder; --project takes a checkout of the deploying project" >&2
-        exit 1
-    fi
-    shim="$project/deploy/scripts/unlock.sh"
-fi
-
 if [ "$uninstall" = 1 ]; then
-    while IFS= read -r f; do
-        if [ -e "$f" ] || [ -L "$f" ]; then rm -f "$f"; echo "removed $f"; fi
-    done < <(installed_files)
-    if [ -n "$project" ]; then
-        if [ -L "$shim" ]; then rm -f "$shim"; echo "removed $shim"; fi
-        if [ -e "$shim.legacy" ]; then mv "$shim.legacy" "$shim"; echo "restored $shim"; fi
+    if [ ! -f "$record" ]; then
+        echo "nothing to uninstall: $record does not exist"
+        exit 0
     fi
+    if [ -n "$project" ]; then
+        shim="$(absolute "${project%/}")/deploy/scripts/unlock.sh"
+        recorded shim | grep -qxF -- "$shim" ||
+            echo "install.sh: $shim is not recorded in $record; nothing to restore there" >&2
+    fi
+    while IFS= read -r shim; do
+        if [ -L "$shim" ] && [ "$(readlink "$shim")" = "$bin/deploy-lock" ]; then
+            rm -f "$shim"
+            if [ -e "$shim.legacy" ] || [ -L "$shim.legacy" ]; then
+                mv "$shim.legacy" "$shim"
+                echo "restored $shim (the legacy script)"
+            else
+                echo "removed $shim"
+            fi
+        elif [ -e "$shim.legacy" ] || [ -L "$shim.legacy" ]; then
+            echo "install.sh: left $shim and $shim.legacy alone: $shim is no longer the link to $bin/deploy-lock" >&2
+        fi
+    done < <(recorded shim)
+    while IFS= read -r f; do
+        if [ -e "$f" ] || [ -L "$f" ]; then
+            rm -f "$f"
+            echo "removed $f"
+        fi
+    done < <(recorded file)
+    dirs="$(recorded dir)"
+    rm -f "$record"
+    echo "removed $record"
+    # Created folders, deepest first; only those now empty.
+    while IFS= read -r d; do
+        [ -n "$d" ] || continue
+        if rmdir "$d" 2>/dev/null; then
+            echo "removed $d/"
+        elif [ -d "$d" ]; then
+            echo "kept $d/ (not empty)"
+        fi
+    done < <(printf '%s\n' "$dirs" | awk '{ l[NR] = $0 } END { for (i = NR; i > 0; i--) print l[i] }')
     exit 0
 fi
 
-(cd "$src" && cargo build --release --locked)
-install -d "$bin"
-install -m 0755 "$src/target/release/deploy-lock" "$bin/deploy-lock"
-ln -sfn deploy-lock "$bin/unlock.sh"
-echo "installed $bin/deploy-lock and $bin/unlock.sh"
-copy_all() {
-    local from="$1" to="$2" f
-    for f in "$from"/*; do
-        [ -e "$f" ] || continue
-        install -d "$to"
-        install -m 0644 "$f" "$to/$(basename "$f")"
-        echo "installed $to/$(basename "$f")"
+# Check everything before changing anything.
+if [ -n "$project" ]; then
+    project="$(absolute "${project%/}")"
+    [ -d "$project/deploy" ] ||
+        die "$project has no deploy/ folder; --project takes a checkout of the project that deploys with deploy/scripts"
+    shim="$project/deploy/scripts/unlock.sh"
+    if { [ -e "$shim" ] || [ -L "$shim" ]; } && ! { [ -L "$shim" ] && [ "$(readlink "$shim")" = "$bin/deploy-lock" ]; } &&
+        { [ -e "$shim.legacy" ] || [ -L "$shim.legacy" ]; }; then
+        die "both $shim and $shim.legacy exist; move one of them away first"
+    fi
+fi
+if { [ -e "$bin/unlock.sh" ] || [ -L "$bin/unlock.sh" ]; } && [ "$(readlink "$bin/unlock.sh" || true)" != deploy-lock ]; then
+    die "$bin/unlock.sh exists and is not the link to deploy-lock (a legacy unlock.sh?); move it away first"
+fi
+for f in "$src"/man/*.1 "$src"/completions/bash/deploy-lock "$src"/completions/bash/unlock.sh \
+    "$src"/completions/zsh/_deploy-lock "$src"/completions/zsh/_unlock.sh "$src"/completions/fish/*.fish; do
+    [ -f "$f" ] || die "$f is missing: this is not a complete deploy-lock checkout"
+done
+
+if [ -n "$binary" ]; then
+    binary="$(absolute "$binary")"
+    { [ -f "$binary" ] && [ -x "$binary" ]; } || die "--binary $binary is not an executable file"
+else
+    command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs), or pass --binary FILE"
+    (cd "$src" && cargo build --release --locked)
+    target="${CARGO_TARGET_DIR:-target}"
+    case "$target" in /*) ;; *) target="$src/$target" ;; esac
+    binary="$target/release/deploy-lock"
+fi
+version="$("$binary" --version 2>/dev/null || true)"
+case "$version" in
+    "deploy-lock "*) ;;
+    *) die "$binary does not answer --version as deploy-lock does" ;;
+esac
+
+new_entries=()
+# mkdir -p that remembers the folders it created, outermost first.
+make_dir() {
+    local d="$1" missing=()
+    while [ ! -d "$d" ]; do
+        missing=("$d" "${missing[@]}")
+        d="$(dirname "$d")"
+    done
+    for d in "${missing[@]}"; do
+        mkdir "$d"
+        new_entries+=("dir	$d")
     done
 }
-copy_all "$src/man" "$man1"
-copy_all "$src/completions/bash" "$bash_c"
-copy_all "$src/completions/zsh" "$zsh_c"
-copy_all "$src/completions/fish" "$fish_c"
+put() { # put MODE FROM TO
+    make_dir "$(dirname "$3")"
+    # (--binary may name the installed file itself: nothing to copy then)
+    [ "$2" -ef "$3" ] || install -m "$1" "$2" "$3"
+    new_entries+=("file	$3")
+    echo "installed $3"
+}
+
+make_dir "$record_dir"
+put 0755 "$binary" "$bin/deploy-lock"
+ln -sfn deploy-lock "$bin/unlock.sh"
+new_entries+=("file	$bin/unlock.sh")
+echo "installed $bin/unlock.sh -> deploy-lock"
+for f in "$src"/man/*.1; do put 0644 "$f" "$man1/$(basename "$f")"; done
+for f in deploy-lock unlock.sh; do put 0644 "$src/completions/bash/$f" "$bash_c/$f"; done
+for f in _deploy-lock _unlock.sh; do put 0644 "$src/completions/zsh/$f" "$zsh_c/$f"; done
+for f in "$src"/completions/fish/*.fish; do put 0644 "$f" "$fish_c/$(basename "$f")"; done
 
 if [ -n "$project" ]; then
-    install -d "$project/deploy/scripts"
-    if [ -e "$shim" ] && [ ! -L "$shim" ] && [ ! -e "$shim.legacy" ]; then
+    make_dir "$project/deploy/scripts"
+    if { [ -e "$shim" ] || [ -L "$shim" ]; } && ! { [ -L "$shim" ] && [ "$(readlink "$shim")" = "$bin/deploy-lock" ]; }; then
         mv "$shim" "$shim.legacy"
         echo "kept the legacy script as $shim.legacy"
     fi
     ln -sfn "$bin/deploy-lock" "$shim"
+    new_entries+=("shim	$shim")
     echo "installed $shim -> $bin/deploy-lock"
 fi
 
+# Merge into the record: what an earlier install recorded stays, once.
+{
+    [ -f "$record" ] && cat "$record"
+    printf '%s\n' "${new_entries[@]}"
+} | awk '!seen[$0]++' >"$record.tmp"
+mv "$record.tmp" "$record"
+echo "recorded in $record (./install.sh --prefix $prefix --uninstall removes it all)"
+
+# Where each tool looks, so that the advice below is only what is needed.
+in_list() { # in_list ITEM COLON:LIST
+    case ":$2:" in *":$1:"*) return 0 ;; *) return 1 ;; esac
+}
+share="$prefix/share"
+data_home="${XDG_DATA_HOME:-$HOME/.local/share}"
 echo
-echo "zsh users: add this line to ~/.zshrc before compinit for completions:"
-echo "  fpath=($zsh_c \$fpath)"
+echo "To use it:"
+if in_list "$bin" "$PATH"; then
+    echo "  PATH  $bin is on your PATH"
+    echo "  man   man deploy-lock; man unlock.sh"
+else
+    echo "  PATH  add $bin to PATH, e.g. in ~/.profile:"
+    echo "          export PATH=\"$bin:\$PATH\""
+    echo "  man   man deploy-lock; man unlock.sh, once $bin is on PATH"
+    echo "          (before that: man -l $man1/unlock.sh.1)"
+fi
+if [ "$share" = "$data_home" ] || in_list "$share" "${XDG_DATA_DIRS:-/usr/local/share:/usr/share}"; then
+    echo "  bash  completions load on demand (with the bash-completion package)"
+else
+    echo "  bash  add to ~/.bashrc:"
+    echo "          for f in $bash_c/*; do . \"\$f\"; done"
+fi
+echo "  zsh   add to ~/.zshrc, before compinit:"
+echo "          fpath=($zsh_c \$fpath)"
+if [ "$share" = "$data_home" ] || { [ -n "${XDG_DATA_DIRS:-}" ] && in_list "$share" "$XDG_DATA_DIRS"; }; then
+    echo "  fish  completions load on demand (for commands on PATH)"
+else
+    echo "  fish  add to ~/.config/fish/config.fish:"
+    echo "          set -p fish_complete_path $fish_c"
+fi

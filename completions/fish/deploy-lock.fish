@@ -29,7 +29,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l project-root -d
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -s V -l version -d 'Print version'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "status" -d 'Show the lock status (the unlock.sh status block, or JSON)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "wait" -d 'Wait until the lock is released (exit 124 on timeout)'
@@ -38,8 +38,8 @@ complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "run" -d 'Ru
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "development" -d 'Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "staging" -d 'Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "production" -d 'Run deploy/scripts/deploy.sh production [DEPLOY_SH_ARGS...] under the lock'
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "generate" -d 'Write the man pages or completions (used to refresh man/ and completions/)'
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
@@ -47,12 +47,16 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l json -d 'Print one JSON object instead of the status block'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
@@ -60,7 +64,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s y -l yes -d 'Do not ask for confirmation'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
@@ -83,49 +87,5 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l p
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -f -a "man" -d 'Man pages for both personas into DIR'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -f -a "completions" -d 'One completion script on stdout'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -f -a "all" -d 'Everything: ROOT/man/*.1 and ROOT/completions/{bash,zsh,fish}/*'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and not __fish_seen_subcommand_from man completions all help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from man" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l for -d 'Which persona to complete' -r -f -a "deploy-lock\t''
-unlock.sh\t''"
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from completions" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from all" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "man" -d 'Man pages for both personas into DIR'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "completions" -d 'One completion script on stdout'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "all" -d 'Everything: ROOT/man/*.1 and ROOT/completions/{bash,zsh,fish}/*'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "status" -d 'Show the lock status (the unlock.sh status block, or JSON)'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "wait" -d 'Wait until the lock is released (exit 124 on timeout)'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "unlock" -d 'Force-unlock: remove the lock whoever holds it (asks for \'yes\')'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "run" -d 'Run a command (default: deploy/scripts/deploy.sh ENV) under the lock'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "development" -d 'Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "staging" -d 'Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "production" -d 'Run deploy/scripts/deploy.sh production [DEPLOY_SH_ARGS...] under the lock'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "generate" -d 'Write the man pages or completions (used to refresh man/ and completions/)'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and not __fish_seen_subcommand_from status wait unlock run development staging production generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "man" -d 'Man pages for both personas into DIR'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "completions" -d 'One completion script on stdout'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "all" -d 'Everything: ROOT/man/*.1 and ROOT/completions/{bash,zsh,fish}/*'
+# Added by deploy-lock's generator: the environment argument.
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status wait unlock run; and not __fish_seen_subcommand_from development staging production" -f -a "development staging production" -d 'Environment'

@@ -3,3 +3,6 @@ complete -c unlock.sh -l status -d 'Show lock status (default; also the word `st
 complete -c unlock.sh -l wait -d 'Wait for lock to be released naturally (also `wait`): progress every DEPLOY_LOCK_WAIT_INTERVAL seconds, exit 1 after DEPLOY_LOCK_WAIT_TIMEOUT'
 complete -c unlock.sh -l force -d 'Force unlock after typing \'yes\' (also `force`): DANGEROUS - use only if deployment crashed'
 complete -c unlock.sh -s h -l help -d 'Print help (see more with \'--help\')'
+# Added by deploy-lock's generator: the environment argument.
+complete -c unlock.sh -f
+complete -c unlock.sh -n "not __fish_seen_subcommand_from development staging production" -f -a "development staging production" -d 'Environment'

@@ -70,14 +70,212 @@ pub fn deploy_lock_command() -> Command {
     Cli::command()
 }
 
-/// Writes the completion script for `shell` for both personas, in the file
-/// layout `completions/` uses.
+/// Writes the completion script for `shell` for `persona` (`deploy-lock` or
+/// `unlock.sh`): clap_complete's script, then the fixes in [`finish_bash`],
+/// [`finish_zsh`] and [`finish_fish`] (tests/it/completions.rs proves the
+/// result in the real shells).
 pub fn completions(shell: Shell, persona: &str, out: &mut dyn Write) {
-    let mut cmd = match persona {
-        "unlock.sh" => unlock_command(),
-        _ => deploy_lock_command(),
+    let mut cmd = completion_command(persona);
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, persona, &mut buf);
+    let script = String::from_utf8(buf).expect("clap_complete writes UTF-8");
+    let script = match shell {
+        Shell::Bash => finish_bash(&script, persona),
+        Shell::Fish => finish_fish(&script, persona, &cmd),
+        Shell::Zsh => finish_zsh(&script, persona),
+        _ => script,
     };
-    clap_complete::generate(shell, &mut cmd, persona, out);
+    out.write_all(script.as_bytes())
+        .expect("failed to write completion script");
+}
+
+/// The command the completions describe: for deploy-lock, what users type,
+/// without the hidden `generate` (kept for maintainers) and without the
+/// `help` subcommand (`--help` is offered), like the man page.
+fn completion_command(persona: &str) -> Command {
+    if persona == "unlock.sh" {
+        return unlock_command();
+    }
+    let full = deploy_lock_command();
+    let mut cmd = Command::new("deploy-lock")
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+        .args_conflicts_with_subcommands(true)
+        .disable_help_subcommand(true);
+    if full.get_version().is_some() {
+        cmd = cmd.version(env!("CARGO_PKG_VERSION"));
+    }
+    if let Some(a) = full.get_about() {
+        cmd = cmd.about(a.clone());
+    }
+    cmd
+}
+
+/// `text` with `from` replaced by `to`, which must occur: if clap_complete's
+/// output changes shape, regenerating fails loudly instead of shipping a
+/// completion that silently stopped working.
+fn patch(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "clap_complete's output changed: {from:?} not found; revisit docs.rs"
+    );
+    text.replace(from, to)
+}
+
+fn env_alternatives(sep: &str) -> String {
+    env_names().join(sep)
+}
+
+/// clap_complete's zsh script, with `run --wait[=SECS]` taking its value
+/// only in the same word (`--wait=-` in `_arguments`), so that the word after
+/// `--wait` completes as the environment, not as a file name; and `run`'s
+/// options offered after the environment.
+fn finish_zsh(script: &str, persona: &str) -> String {
+    if persona == "unlock.sh" {
+        return script.to_string();
+    }
+    let s = patch(script, "\n'--wait=[", "\n'--wait=-[");
+    // `run ENV [-- COMMAND...]`: COMMAND comes only after `--` (clap's
+    // `last`), so options still complete after ENV; `*::` would take every
+    // later word, options included, for COMMAND.
+    patch(&s, "\n'*::command -- ", "\n'*:command -- ")
+}
+
+/// clap_complete's bash script, fixed and tidied:
+/// - clap_complete 4.6 names the `case` arms of a binary with a dash
+///   `deploy__subcmd__lock__subcmd__status` but dispatches to
+///   `deploy__lock__subcmd__status`, so nothing after a subcommand completed;
+/// - `run --wait[=SECS]` takes its value only after `=`, so the word after
+///   `--wait` is the environment, not a file;
+/// - a wrapper offers the environments (or subcommands) until one is typed,
+///   and the flags after it, never an environment twice; after `--` it
+///   completes a command name;
+/// - loaded lazily by bash-completion for a command typed with its path, it
+///   registers that path too, or the first TAB would complete nothing.
+fn finish_bash(script: &str, persona: &str) -> String {
+    const SEP: &str = "__subcmd__";
+    let fn_name = format!("_{}", persona.replace('-', "__"));
+    let mut s = script.to_string();
+    if persona.contains('-') {
+        s = patch(
+            &s,
+            &format!("        {}{SEP}", persona.replace('-', SEP)),
+            &format!("        {}{SEP}", persona.replace('-', "__")),
+        );
+        s = patch(
+            &s,
+            "                --wait)\n                    COMPREPLY=($(compgen -f \"${cur}\"))\n                    return 0\n                    ;;\n",
+            "",
+        );
+    }
+    let wrapper = format!("{fn_name}_tidy");
+    s = patch(
+        &s,
+        &format!("    complete -F {fn_name} "),
+        &format!("    complete -F {wrapper} "),
+    );
+    let envs = env_alternatives("|");
+    let tidy = format!(
+        r#"# Added by deploy-lock's generator: environments (or subcommands) until one is
+# typed, then the flags; never an environment twice; a command after `--`.
+_deploy_lock_tidy() {{
+    local inner=$1 w env_given="" after_dashdash=""
+    shift
+    "$inner" "$@"
+    local ret=$?
+    for w in "${{COMP_WORDS[@]:1:COMP_CWORD-1}}"; do
+        case $w in
+            {envs}) env_given=1 ;;
+            --) after_dashdash=1 ;;
+        esac
+    done
+    if [[ -n $after_dashdash ]]; then
+        if [[ ${{COMP_WORDS[COMP_CWORD-1]}} == -- ]]; then
+            COMPREPLY=($(compgen -c -- "$2"))
+        else
+            COMPREPLY=()
+        fi
+        return 0
+    fi
+    local kept=()
+    for w in "${{COMPREPLY[@]}}"; do
+        if [[ -n $env_given ]]; then
+            case $w in {envs}) continue ;; esac
+        elif [[ $w == -* && $2 != -* ]]; then
+            continue
+        fi
+        kept+=("$w")
+    done
+    COMPREPLY=("${{kept[@]}}")
+    return $ret
+}}
+
+{wrapper}() {{
+    _deploy_lock_tidy {fn_name} "$@"
+}}
+
+"#
+    );
+    const REGISTER: &str = "if [[ \"${BASH_VERSINFO[0]}\" -eq 4 &&";
+    s = patch(&s, REGISTER, &format!("{tidy}{REGISTER}"));
+    s.push_str(&format!(
+        r#"
+# bash-completion loads this file on the first TAB after the command. When the
+# command was typed with a path (./deploy/scripts/{persona}), bash retries that
+# TAB only if the path itself now has a completion: give it one.
+if [[ ${{COMP_WORDS[0]-}} == */{persona} ]]; then
+    complete -F {wrapper} -o bashdefault -o default -- "${{COMP_WORDS[0]}}"
+fi
+"#
+    ));
+    s
+}
+
+/// clap_complete's fish script plus what it leaves out: the environment as
+/// the positional argument (of unlock.sh, and of deploy-lock's subcommands
+/// that take one), with no file names offered in its place; and `run
+/// --wait[=SECS]` takes its value only after `=`.
+fn finish_fish(script: &str, persona: &str, cmd: &Command) -> String {
+    let envs = env_alternatives(" ");
+    let mut s = script.to_string();
+    let mut extra = String::from("# Added by deploy-lock's generator: the environment argument.\n");
+    if persona == "unlock.sh" {
+        extra.push_str(&format!(
+            "complete -c unlock.sh -f\ncomplete -c unlock.sh -n \"not __fish_seen_subcommand_from {envs}\" -f -a \"{envs}\" -d 'Environment'\n"
+        ));
+    } else {
+        let fn_prefix = format!("__fish_{}", persona.replace('-', "_"));
+        let with_env: Vec<&str> = cmd
+            .get_subcommands()
+            .filter(|sc| sc.get_arguments().any(|a| a.get_id() == "env"))
+            .map(|sc| sc.get_name())
+            .collect();
+        // `run --wait[=SECS]`: clap_complete says it requires a value (`-r`),
+        // so fish would take the environment for it.
+        let wait =
+            format!("complete -c {persona} -n \"{fn_prefix}_using_subcommand run\" -l wait ");
+        let mut found = false;
+        s = s
+            .lines()
+            .map(|l| match l.strip_suffix(" -r") {
+                Some(rest) if l.starts_with(&wait) => {
+                    found = true;
+                    format!("{rest}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        assert!(
+            found,
+            "clap_complete's output changed: {wait:?} not found; revisit docs.rs"
+        );
+        extra.push_str(&format!(
+            "complete -c {persona} -n \"{fn_prefix}_using_subcommand {}; and not __fish_seen_subcommand_from {envs}\" -f -a \"{envs}\" -d 'Environment'\n",
+            with_env.join(" ")
+        ));
+    }
+    s.push_str(&extra);
+    s
 }
 
 /// The file name a completion script is installed under.
@@ -136,7 +334,7 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
     let rules = Section {
         title: "LOCK RULES",
         items: vec![
-            ("", "A lock is the directory /tmp/togather\u{2d}deploy\u{2d}ENV.lock, created atomically with mkdir. Its holder is read from owner.json inside it (written by deploy\u{2d}lock) or, for a lock taken by the legacy deploy.sh, from the state file's lock record.".replace('\u{2d}', "-")),
+            ("", "A lock is the directory /tmp/togather-deploy-ENV.lock, created atomically with mkdir. Its holder is read from owner.json inside it (written by deploy-lock) or, for a lock taken by the legacy deploy.sh, from the state file's lock record.".into()),
             ("alive", "The holder's pid runs on this host and, when the record carries them, its process start time and boot id match. A live holder's lock is never taken over, whatever its age, even with --force.".into()),
             ("stale", "The lock is older than DEPLOY_LOCK_STALE_SECS (1800 s) and its holder is not known to be alive (dead, or on another host). The next deploy takes a stale lock over automatically. Age comes from locked_at inside the directory, else from the directory's modification time.".into()),
             ("orphaned", "The directory exists but its holder is not running (or there is no record of one), and it is not stale yet. deploy-lock run --force takes it over; unlock clears it.".into()),

@@ -1,0 +1,795 @@
+//! install.sh for real, into temp prefixes and temp checkouts only: what it
+//! prints, the exact tree it leaves, idempotence, uninstall, the project
+//! shim and its legacy script, refusals, and the installed completions and
+//! man pages found where bash-completion, zsh, fish and man look.
+//!
+//! Every install but one passes `--binary` (the test binary) so the suite
+//! stays fast; `default_build_path_*` runs the real `cargo build --release
+//! --locked` once, at low priority, sharing the repo's target folder (a
+//! no-op when the release build is current).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::completions::{
+    LineShell, ShellWorld, TAB_LINES, available, check_tab_lines, fish_candidates, repo,
+};
+use crate::harness::*;
+
+fn install_sh(w: &World, args: &[&str]) -> Out {
+    install_cmd(w, args).run()
+}
+
+/// `install.sh ARGS` from the temp folder (not the repo), with the test
+/// environment and none of the variables that would change its advice.
+fn install_cmd(w: &World, args: &[&str]) -> Cmd {
+    let mut c = w
+        .cmd(repo().join("install.sh"))
+        .dir(w.tmp.path())
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_DATA_DIRS")
+        .env_remove("MANPATH");
+    c.cmd.args(args);
+    c
+}
+
+fn names_in(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(repo().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| keep(n))
+        .collect();
+    v.sort();
+    v
+}
+
+/// (installed path, repo file it copies), in install.sh's order.
+fn doc_files(p: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let mut v = Vec::new();
+    for n in names_in("man", |n| n.ends_with(".1")) {
+        v.push((
+            p.join("share/man/man1").join(&n),
+            repo().join("man").join(&n),
+        ));
+    }
+    for n in ["deploy-lock", "unlock.sh"] {
+        v.push((
+            p.join("share/bash-completion/completions").join(n),
+            repo().join("completions/bash").join(n),
+        ));
+    }
+    for n in ["_deploy-lock", "_unlock.sh"] {
+        v.push((
+            p.join("share/zsh/site-functions").join(n),
+            repo().join("completions/zsh").join(n),
+        ));
+    }
+    for n in names_in("completions/fish", |n| n.ends_with(".fish")) {
+        v.push((
+            p.join("share/fish/vendor_completions.d").join(&n),
+            repo().join("completions/fish").join(&n),
+        ));
+    }
+    v
+}
+
+fn listing(p: &Path) -> String {
+    let mut s = format!(
+        "installed {0}/bin/deploy-lock\ninstalled {0}/bin/unlock.sh -> deploy-lock\n",
+        p.display()
+    );
+    for (to, _) in doc_files(p) {
+        s.push_str(&format!("installed {}\n", to.display()));
+    }
+    s
+}
+
+fn recorded_line(p: &Path) -> String {
+    format!(
+        "recorded in {0}/share/deploy-lock/installed (./install.sh --prefix {0} --uninstall removes it all)\n",
+        p.display()
+    )
+}
+
+/// The advice for a prefix that no tool searches by default, with its bin
+/// not on PATH.
+fn advice_elsewhere(p: &Path) -> String {
+    let p = p.display();
+    format!(
+        r#"
+To use it:
+  PATH  add {p}/bin to PATH, e.g. in ~/.profile:
+          export PATH="{p}/bin:$PATH"
+  man   man deploy-lock; man unlock.sh, once {p}/bin is on PATH
+          (before that: man -l {p}/share/man/man1/unlock.sh.1)
+  bash  add to ~/.bashrc:
+          for f in {p}/share/bash-completion/completions/*; do . "$f"; done
+  zsh   add to ~/.zshrc, before compinit:
+          fpath=({p}/share/zsh/site-functions $fpath)
+  fish  add to ~/.config/fish/config.fish:
+          set -p fish_complete_path {p}/share/fish/vendor_completions.d
+"#
+    )
+}
+
+/// The advice for ~/.local with ~/.local/bin on PATH.
+fn advice_home_local(p: &Path) -> String {
+    let p = p.display();
+    format!(
+        r#"
+To use it:
+  PATH  {p}/bin is on your PATH
+  man   man deploy-lock; man unlock.sh
+  bash  completions load on demand (with the bash-completion package)
+  zsh   add to ~/.zshrc, before compinit:
+          fpath=({p}/share/zsh/site-functions $fpath)
+  fish  completions load on demand (for commands on PATH)
+"#
+    )
+}
+
+/// Everything under `root`: path -> what it is ("dir", "file MODE", "link -> T").
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if !root.exists() {
+        return out;
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    format!("link -> {}", std::fs::read_link(&p).unwrap().display()),
+                );
+            } else if m.is_dir() {
+                out.insert(rel, "dir".into());
+                stack.push(p);
+            } else {
+                out.insert(rel, format!("file {:o}", m.permissions().mode() & 0o7777));
+            }
+        }
+    }
+    out
+}
+
+fn expected_tree(p: &Path) -> BTreeMap<String, String> {
+    let mut t = BTreeMap::new();
+    for d in [
+        "bin",
+        "share",
+        "share/man",
+        "share/man/man1",
+        "share/bash-completion",
+        "share/bash-completion/completions",
+        "share/zsh",
+        "share/zsh/site-functions",
+        "share/fish",
+        "share/fish/vendor_completions.d",
+        "share/deploy-lock",
+    ] {
+        t.insert(d.to_string(), "dir".to_string());
+    }
+    t.insert("bin/deploy-lock".into(), "file 755".into());
+    t.insert("bin/unlock.sh".into(), "link -> deploy-lock".into());
+    t.insert("share/deploy-lock/installed".into(), "file 644".into());
+    for (to, _) in doc_files(p) {
+        t.insert(
+            to.strip_prefix(p).unwrap().display().to_string(),
+            "file 644".into(),
+        );
+    }
+    t
+}
+
+/// The record install.sh writes into an existing prefix whose tree was `before`:
+/// folders it creates (outermost first) and files, in install order.
+fn expected_record(p: &Path, before: &BTreeMap<String, String>) -> String {
+    let pre = p.display();
+    let mut exists: std::collections::BTreeSet<String> = before
+        .iter()
+        .filter(|(_, k)| *k == "dir")
+        .map(|(d, _)| d.clone())
+        .collect();
+    let mut record = String::new();
+    let mut make = |record: &mut String, dir: &Path| {
+        let rel = dir.strip_prefix(p).unwrap();
+        let mut acc = PathBuf::new();
+        for c in rel.components() {
+            acc.push(c);
+            let a = acc.display().to_string();
+            if exists.insert(a.clone()) {
+                record.push_str(&format!("dir\t{pre}/{a}\n"));
+            }
+        }
+    };
+    make(&mut record, &p.join("share/deploy-lock"));
+    make(&mut record, &p.join("bin"));
+    record.push_str(&format!(
+        "file\t{pre}/bin/deploy-lock\nfile\t{pre}/bin/unlock.sh\n"
+    ));
+    for (to, _) in doc_files(p) {
+        make(&mut record, to.parent().unwrap());
+        record.push_str(&format!("file\t{}\n", to.display()));
+    }
+    record
+}
+
+#[track_caller]
+fn assert_installed_copies(p: &Path, binary: &Path) {
+    assert!(
+        std::fs::read(p.join("bin/deploy-lock")).unwrap() == std::fs::read(binary).unwrap(),
+        "bin/deploy-lock is not a copy of {}",
+        binary.display()
+    );
+    for (to, from) in doc_files(p) {
+        assert!(
+            std::fs::read(&to).unwrap() == std::fs::read(&from).unwrap(),
+            "{} is not a copy of {}",
+            to.display(),
+            from.display()
+        );
+    }
+}
+
+#[test]
+fn help_and_usage_errors() {
+    let w = World::new();
+    install_sh(&w, &["--help"]).code(0).stdout(
+        r#"Usage: ./install.sh [--prefix DIR] [--project CHECKOUT] [--binary FILE]
+       ./install.sh [--prefix DIR] --uninstall
+
+Builds deploy-lock with `cargo build --release --locked` and installs
+  PREFIX/bin/deploy-lock
+  PREFIX/bin/unlock.sh                      (a link to deploy-lock)
+  PREFIX/share/man/man1/*.1                 (man deploy-lock, man unlock.sh)
+  PREFIX/share/bash-completion/completions/{deploy-lock,unlock.sh}
+  PREFIX/share/zsh/site-functions/{_deploy-lock,_unlock.sh}
+  PREFIX/share/fish/vendor_completions.d/{deploy-lock,unlock.sh}.fish
+recording them in PREFIX/share/deploy-lock/installed. Running it again
+updates them in place.
+
+Options:
+  --prefix DIR        install under DIR (default: $HOME/.local, or /usr/local
+                      as root)
+  --project CHECKOUT  also make CHECKOUT/deploy/scripts/unlock.sh a link to
+                      PREFIX/bin/deploy-lock, keeping the legacy script beside
+                      it as unlock.sh.legacy (CHECKOUT must have a deploy/
+                      folder)
+  --binary FILE       install FILE, an already built deploy-lock, instead of
+                      building (no cargo needed)
+  --uninstall         remove everything recorded in PREFIX, including every
+                      --project link made with this PREFIX (each legacy
+                      unlock.sh is put back), and the folders the install
+                      created if they are empty
+  -h, --help          show this help
+"#,
+    );
+    install_sh(&w, &["--frobnicate"])
+        .code(2)
+        .stdout("")
+        .stderr("install.sh: unknown option '--frobnicate' (see ./install.sh --help)\n");
+    install_sh(&w, &["--prefix"])
+        .code(2)
+        .stdout("")
+        .stderr("install.sh: --prefix needs a value (see ./install.sh --help)\n");
+}
+
+#[test]
+fn install_again_and_uninstall_exactly() {
+    let w = World::new();
+    let p = w.tmp.path().join("prefix");
+    // Someone else's files in the prefix stay, and so do the folders that
+    // existed before.
+    for (f, body) in [
+        ("bin/other-tool", "#!/bin/sh\n"),
+        ("share/man/man1/other.1", ".TH OTHER 1\n"),
+    ] {
+        std::fs::create_dir_all(p.join(f).parent().unwrap()).unwrap();
+        std::fs::write(p.join(f), body).unwrap();
+        std::fs::set_permissions(p.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let before = tree(&p);
+    let want = format!(
+        "{}{}{}",
+        listing(&p),
+        recorded_line(&p),
+        advice_elsewhere(&p)
+    );
+
+    install_sh(&w, &["--prefix", p.to_str().unwrap(), "--binary", BIN])
+        .code(0)
+        .stdout(&want)
+        .stderr("");
+    let mut want_tree = expected_tree(&p);
+    want_tree.extend(before.clone());
+    assert_eq!(tree(&p), want_tree);
+    assert_installed_copies(&p, Path::new(BIN));
+    let record = expected_record(&p, &before);
+    let record_path = p.join("share/deploy-lock/installed");
+    assert_eq!(std::fs::read_to_string(&record_path).unwrap(), record);
+
+    // Again: the same files, the same words, the same record.
+    install_sh(&w, &["--prefix", p.to_str().unwrap(), "--binary", BIN])
+        .code(0)
+        .stdout(&want)
+        .stderr("");
+    assert_eq!(tree(&p), want_tree);
+    assert_eq!(std::fs::read_to_string(&record_path).unwrap(), record);
+
+    // Uninstall: every file it put there, then the folders it made, deepest
+    // first; nothing else.
+    let mut want = String::new();
+    for l in record.lines().filter_map(|l| l.strip_prefix("file\t")) {
+        want.push_str(&format!("removed {l}\n"));
+    }
+    want.push_str(&format!("removed {}\n", record_path.display()));
+    for l in record.lines().rev().filter_map(|l| l.strip_prefix("dir\t")) {
+        want.push_str(&format!("removed {l}/\n"));
+    }
+    install_sh(&w, &["--prefix", p.to_str().unwrap(), "--uninstall"])
+        .code(0)
+        .stdout(&want)
+        .stderr("");
+    assert_eq!(tree(&p), before);
+    install_sh(&w, &["--prefix", p.to_str().unwrap(), "--uninstall"])
+        .code(0)
+        .stdout(&format!(
+            "nothing to uninstall: {} does not exist\n",
+            record_path.display()
+        ))
+        .stderr("");
+    assert_eq!(tree(&p), before);
+
+    // Into a prefix that does not exist yet: uninstall removes the prefix too.
+    let fresh = w.tmp.path().join("fresh/prefix");
+    install_sh(&w, &["--prefix", fresh.to_str().unwrap(), "--binary", BIN]).code(0);
+    assert_eq!(tree(&fresh), expected_tree(&fresh));
+    let out = install_sh(&w, &["--prefix", fresh.to_str().unwrap(), "--uninstall"]);
+    out.code(0);
+    assert!(
+        out.stdout.ends_with(&format!(
+            "removed {0}/share/\nremoved {0}/\nremoved {1}/\n",
+            fresh.display(),
+            fresh.parent().unwrap().display()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(!w.tmp.path().join("fresh").exists());
+}
+
+fn unlocked_state_output() -> String {
+    "Deployment Lock Status: staging\n============================================\nLock directory: Not found (unlocked)\n\nState file info:\n  Locked: false\n  Locked by: alice@checkout\n  Locked at: N/A\n  Deployment ID: N/A\n  PID: N/A\n  Hostname: N/A\n\n".to_string()
+}
+
+#[test]
+fn installed_unlock_sh_works_from_anywhere_inside_a_checkout() {
+    let w = World::new();
+    let p = w.tmp.path().join("p");
+    install_sh(&w, &["--prefix", p.to_str().unwrap(), "--binary", BIN]).code(0);
+    let nested = w.root.join("services/api/src");
+    std::fs::create_dir_all(&nested).unwrap();
+    let no_state = format!(
+        "Deployment Lock Status: staging\n============================================\nLock directory: Not found (unlocked)\n\nState file not found: {}\n\n",
+        w.state_path().display()
+    );
+    for dir in [w.root.clone(), w.root.join("deploy/config"), nested.clone()] {
+        w.cmd(p.join("bin/unlock.sh"))
+            .dir(&dir)
+            .run_args(&["staging"])
+            .code(0)
+            .stdout(&no_state);
+    }
+    w.write_state("{\"environment\": \"staging\", \"lock\": {\"locked\": false, \"locked_by\": \"alice@checkout\"}}\n");
+    w.cmd(p.join("bin/unlock.sh"))
+        .dir(&nested)
+        .run_args(&["staging"])
+        .code(0)
+        .stdout(&unlocked_state_output());
+    // The deploy-lock persona under its own name, from the same place.
+    let out = w
+        .cmd(p.join("bin/deploy-lock"))
+        .dir(&nested)
+        .run_args(&["status", "staging", "--json"]);
+    out.code(0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["state_file"], w.state_path().display().to_string());
+}
+
+trait RunArgs {
+    fn run_args(self, args: &[&str]) -> Out;
+}
+impl RunArgs for Cmd {
+    fn run_args(mut self, args: &[&str]) -> Out {
+        self.cmd.args(args);
+        self.run()
+    }
+}
+
+const LEGACY: &str = "#!/bin/bash\necho \"legacy unlock.sh $*\"\n";
+
+#[test]
+fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script() {
+    let w = World::new();
+    let p = w.tmp.path().join("p");
+    let shim = w.root.join("deploy/scripts/unlock.sh");
+    std::fs::remove_file(&shim).unwrap();
+    std::fs::write(&shim, LEGACY).unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o750)).unwrap();
+    w.write_state("{\"environment\": \"staging\", \"lock\": {\"locked\": false, \"locked_by\": \"alice@checkout\"}}\n");
+    let root = w.root.display().to_string();
+    let (pre, sh) = (p.display().to_string(), shim.display().to_string());
+    let project_lines = format!("installed {sh} -> {pre}/bin/deploy-lock\n");
+    let kept = format!("kept the legacy script as {sh}.legacy\n");
+    let args = ["--prefix", &pre, "--binary", BIN, "--project", &root];
+
+    install_sh(&w, &args)
+        .code(0)
+        .stdout(&format!(
+            "{}{kept}{project_lines}{}{}",
+            listing(&p),
+            recorded_line(&p),
+            advice_elsewhere(&p)
+        ))
+        .stderr("");
+    assert_eq!(
+        std::fs::read_link(&shim).unwrap(),
+        p.join("bin/deploy-lock")
+    );
+    let legacy = w.root.join("deploy/scripts/unlock.sh.legacy");
+    assert_eq!(std::fs::read_to_string(&legacy).unwrap(), LEGACY);
+    assert_eq!(
+        std::fs::metadata(&legacy).unwrap().permissions().mode() & 0o777,
+        0o750
+    );
+
+    // From anywhere, even inside another checkout: the shim's own checkout.
+    let other = World::new();
+    other.write_state("{\"environment\": \"staging\", \"lock\": {\"locked\": false, \"locked_by\": \"bob@elsewhere\"}}\n");
+    for dir in [Path::new("/"), other.root.as_path(), w.tmp.path()] {
+        w.cmd(&shim)
+            .dir(dir)
+            .run_args(&["staging"])
+            .code(0)
+            .stdout(&unlocked_state_output());
+    }
+    // The legacy script is still there to run by hand.
+    w.cmd(&legacy)
+        .run_args(&["staging"])
+        .code(0)
+        .stdout("legacy unlock.sh staging\n");
+
+    // Again: nothing to keep this time, the legacy script untouched.
+    install_sh(&w, &args)
+        .code(0)
+        .stdout(&format!(
+            "{}{project_lines}{}{}",
+            listing(&p),
+            recorded_line(&p),
+            advice_elsewhere(&p)
+        ))
+        .stderr("");
+    assert_eq!(std::fs::read_to_string(&legacy).unwrap(), LEGACY);
+
+    let out = install_sh(&w, &["--prefix", &pre, "--project", &root, "--uninstall"]);
+    out.code(0).stderr("");
+    assert!(
+        out.stdout.starts_with(&format!(
+            "restored {sh} (the legacy script)\nremoved {pre}/bin/deploy-lock\n"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.ends_with(&format!("removed {pre}/\n")),
+        "{}",
+        out.stdout
+    );
+    assert!(!p.exists());
+    assert!(!legacy.exists());
+    assert_eq!(std::fs::read_to_string(&shim).unwrap(), LEGACY);
+    assert_eq!(
+        std::fs::symlink_metadata(&shim)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o750
+    );
+    w.cmd(&shim)
+        .run_args(&["staging"])
+        .code(0)
+        .stdout("legacy unlock.sh staging\n");
+}
+
+#[test]
+fn refusals_change_nothing() {
+    let w = World::new();
+    let p = w.tmp.path().join("p");
+    let pre = p.display().to_string();
+    let no_deploy = w.tmp.path().join("not-a-checkout");
+    std::fs::create_dir(&no_deploy).unwrap();
+    let before = tree(w.tmp.path());
+
+    install_sh(&w, &["--prefix", &pre, "--binary", BIN, "--project", no_deploy.to_str().unwrap()])
+        .code(1)
+        .stdout("")
+        .stderr(&format!(
+            "install.sh: {} has no deploy/ folder; --project takes a checkout of the project that deploys with deploy/scripts\n",
+            no_deploy.display()
+        ));
+    install_sh(
+        &w,
+        &["--prefix", &pre, "--binary", "/nonexistent/deploy-lock"],
+    )
+    .code(1)
+    .stdout("")
+    .stderr("install.sh: --binary /nonexistent/deploy-lock is not an executable file\n");
+    let not_ours = w.script("not-deploy-lock", "#!/bin/sh\necho something 1.0\n");
+    install_sh(
+        &w,
+        &["--prefix", &pre, "--binary", not_ours.to_str().unwrap()],
+    )
+    .code(1)
+    .stdout("")
+    .stderr(&format!(
+        "install.sh: {} does not answer --version as deploy-lock does\n",
+        not_ours.display()
+    ));
+    std::fs::remove_file(&not_ours).unwrap();
+    assert_eq!(tree(w.tmp.path()), before);
+
+    // A legacy unlock.sh already in PREFIX/bin is not overwritten.
+    std::fs::create_dir_all(p.join("bin")).unwrap();
+    std::fs::write(p.join("bin/unlock.sh"), LEGACY).unwrap();
+    let before = tree(w.tmp.path());
+    install_sh(&w, &["--prefix", &pre, "--binary", BIN])
+        .code(1)
+        .stdout("")
+        .stderr(&format!(
+            "install.sh: {pre}/bin/unlock.sh exists and is not the link to deploy-lock (a legacy unlock.sh?); move it away first\n"
+        ));
+    assert_eq!(tree(w.tmp.path()), before);
+    std::fs::remove_dir_all(&p).unwrap();
+
+    // A project whose legacy script was already set aside, and replaced.
+    let shim = w.root.join("deploy/scripts/unlock.sh");
+    std::fs::write(w.root.join("deploy/scripts/unlock.sh.legacy"), LEGACY).unwrap();
+    let before = tree(w.tmp.path());
+    install_sh(
+        &w,
+        &[
+            "--prefix",
+            &pre,
+            "--binary",
+            BIN,
+            "--project",
+            w.root.to_str().unwrap(),
+        ],
+    )
+    .code(1)
+    .stdout("")
+    .stderr(&format!(
+        "install.sh: both {0} and {0}.legacy exist; move one of them away first\n",
+        shim.display()
+    ));
+    assert_eq!(tree(w.tmp.path()), before);
+}
+
+/// ~/.local (HOME being a temp folder) is where bash-completion and fish
+/// look without being told and, with ~/.local/bin on PATH, where man looks:
+/// the installed files work there with no setup but zsh's one line.
+#[test]
+fn installed_completions_and_man_pages_are_found_where_each_tool_looks() {
+    let mut sw = ShellWorld::new();
+    let home = sw.w.home.clone();
+    let p = home.join(".local");
+    let system_path = std::env::var_os("PATH").unwrap_or_default();
+    let path: OsString = std::env::join_paths(
+        std::iter::once(p.join("bin")).chain(std::env::split_paths(&system_path)),
+    )
+    .unwrap();
+    sw.path = path.clone();
+    let out = install_cmd(&sw.w, &["--prefix", p.to_str().unwrap(), "--binary", BIN])
+        .env("PATH", &path)
+        .run();
+    out.code(0).stdout(&format!(
+        "{}{}{}",
+        listing(&p),
+        recorded_line(&p),
+        advice_home_local(&p)
+    ));
+
+    // man: found through PATH, and renders the flags.
+    if available("man", "installed man pages") {
+        let mut c = sw.w.cmd("man").env("PATH", &path).env_remove("MANPATH");
+        c.cmd.args(["-w", "unlock.sh", "deploy-lock"]);
+        c.run().code(0).stdout(&format!(
+            "{0}/share/man/man1/unlock.sh.1\n{0}/share/man/man1/deploy-lock.1\n",
+            p.display()
+        ));
+        let mut c =
+            sw.w.cmd("man")
+                .env("MANWIDTH", "100")
+                .env("MANPAGER", "cat")
+                .env("PAGER", "cat");
+        c.cmd.arg("-l").arg(p.join("share/man/man1/unlock.sh.1"));
+        let page = c.run();
+        page.code(0);
+        for needle in [
+            "--force",
+            "--wait",
+            "--status",
+            "--project-root",
+            "development",
+            "staging",
+            "production",
+            "LOCK RULES",
+            "stale",
+            "ENVIRONMENT",
+            "DEPLOY_LOCK_DIR",
+            "FILES",
+            "deployment-state.json",
+            "EXIT STATUS",
+            "EXAMPLES",
+            "./deploy/scripts/unlock.sh staging --wait",
+        ] {
+            assert!(
+                page.stdout.contains(needle),
+                "man -l unlock.sh.1 lacks {needle:?}:\n{}",
+                page.stdout
+            );
+        }
+    }
+
+    // bash: bash-completion's loader finds the files on first TAB, also for
+    // the script typed with its path.
+    let loader = Path::new("/usr/share/bash-completion/bash_completion");
+    if available("bash", "installed bash completions") {
+        if loader.exists() {
+            let rc = format!("source {:?}", loader.display().to_string());
+            let mut sh = LineShell::bash(&sw, &rc, &[]);
+            check_tab_lines(
+                "bash (bash-completion loading ~/.local)",
+                &mut sh,
+                &TAB_LINES,
+            );
+        } else {
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+                "bash-completion is not installed, and CI must not skip it"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP installed bash completions: bash-completion is not installed"
+            );
+        }
+    }
+
+    // zsh: with the one line install.sh printed.
+    if available("zsh", "installed zsh completions") {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("fpath=("))
+            .unwrap()
+            .trim();
+        let mut sh = LineShell::zsh(&sw, line);
+        check_tab_lines(
+            "zsh (installed, with the printed fpath line)",
+            &mut sh,
+            &TAB_LINES,
+        );
+    }
+
+    // fish: its default search path includes ~/.local/share/fish/vendor_completions.d.
+    if available("fish", "installed fish completions") {
+        let typed: Vec<String> = TAB_LINES.iter().map(|(t, _)| t.to_string()).collect();
+        let got = fish_candidates(&sw, "", &typed, &[]);
+        for ((typed, want), got) in TAB_LINES.iter().zip(got) {
+            let last = want.trim_end().rsplit(' ').next().unwrap();
+            assert_eq!(
+                got.into_iter().collect::<Vec<_>>(),
+                vec![last.to_string()],
+                "fish on {typed:?}"
+            );
+        }
+    }
+}
+
+/// As a user (id -u not 0), the default prefix is $HOME/.local. `id` is
+/// replaced by a stub on PATH, checked first, so that a root test run can
+/// never install into /usr/local.
+#[test]
+fn default_prefix_for_a_user_is_home_local() {
+    let w = World::new();
+    let stub = w.tmp.path().join("stub-bin");
+    std::fs::create_dir(&stub).unwrap();
+    let id = stub.join("id");
+    std::fs::write(&id, "#!/bin/sh\necho 1000\n").unwrap();
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(stub.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let mut guard = w.cmd("bash").env("PATH", &path);
+    guard.cmd.args(["-c", "id -u"]);
+    guard.run().code(0).stdout("1000\n");
+
+    let p = w.home.join(".local");
+    install_cmd(&w, &["--binary", BIN])
+        .env("PATH", &path)
+        .run()
+        .code(0);
+    assert_eq!(tree(&p), expected_tree(&p));
+    install_cmd(&w, &["--uninstall"])
+        .env("PATH", &path)
+        .run()
+        .code(0);
+    assert_eq!(tree(&w.home), BTreeMap::new());
+}
+
+/// The one real build: `cargo build --release --locked` through install.sh
+/// with no --binary. At low priority so that it does not disturb the timing
+/// tests running beside it.
+#[test]
+fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
+    if !available("cargo", "default_build_path") {
+        return;
+    }
+    let w = World::new();
+    let p = w.tmp.path().join("p");
+    // The real HOME: cargo and rustup find their toolchains and the
+    // registry cache through it (the prefix is given, so it changes nothing).
+    let mut c = w
+        .cmd("nice")
+        .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+        .dir(w.tmp.path())
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_DATA_DIRS");
+    c.cmd
+        .args(["-n", "19"])
+        .arg(repo().join("install.sh"))
+        .arg("--prefix")
+        .arg(&p);
+    let out = c.run();
+    out.code(0).stdout(&format!(
+        "{}{}{}",
+        listing(&p),
+        recorded_line(&p),
+        advice_elsewhere(&p)
+    ));
+    assert!(
+        out.stderr.contains("`release` profile"),
+        "cargo did not build release:\n{}",
+        out.stderr
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { repo().join(t) })
+        .unwrap_or_else(|| repo().join("target"));
+    assert_installed_copies(&p, &target.join("release/deploy-lock"));
+    let mut v = w.cmd(p.join("bin/deploy-lock"));
+    v.cmd.arg("--version");
+    let v = v.run();
+    v.code(0);
+    assert!(v.stdout.starts_with("deploy-lock "), "{}", v.stdout);
+}
+
+#[test]
+fn install_sh_is_shellcheck_clean() {
+    if !available("shellcheck", "install_sh_is_shellcheck_clean") {
+        return;
+    }
+    let w = World::new();
+    let mut c = w.cmd("shellcheck");
+    c.cmd.arg(repo().join("install.sh"));
+    c.run().code(0).stdout("").stderr("");
+}
