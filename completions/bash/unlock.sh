@@ -23,7 +23,7 @@ _unlock.sh() {
 
     case "${cmd}" in
         unlock.sh)
-            opts="-h --status --wait --force --project-root --help development staging production"
+            opts="-h --status --wait --force --project-root --remote --remote-dir --help development staging production"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -33,6 +33,17 @@ _unlock.sh() {
                     COMPREPLY=()
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --remote)
+                    if declare -F _known_hosts_real >/dev/null; then _known_hosts_real -a -- "${cur}"; else COMPREPLY=($(compgen -A hostname -- "${cur}")); fi
+                    return 0
+                    ;;
+                --remote-dir)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
                     fi
                     return 0
                     ;;

@@ -57,6 +57,21 @@ pub fn unlock_command() -> Command {
                 .value_hint(clap::ValueHint::DirPath)
                 .help("Checkout whose deploy/config/deployment-state.json to use (default: two folders above the script)"),
         )
+        .arg(
+            Arg::new("remote")
+                .long("remote")
+                .value_name("USER@HOST")
+                .value_hint(clap::ValueHint::Hostname)
+                .help("Run it on USER@HOST over ssh, in the server's checkout, passing its output and exit code through (DEPLOY_LOCK_SSH sets the ssh command)"),
+        )
+        .arg(
+            Arg::new("remote-dir")
+                .long("remote-dir")
+                .value_name("DIR")
+                .requires("remote")
+                .value_hint(clap::ValueHint::Other)
+                .help("The server's checkout (default: /opt/togather/src; ~/ means the server user's home)"),
+        )
 }
 
 fn env_names() -> Vec<&'static str> {
@@ -168,6 +183,18 @@ fn finish_bash(script: &str, persona: &str) -> String {
             "",
         );
     }
+    // `--remote USER@HOST` completes host names the way ssh's completion does
+    // (bash-completion's `_known_hosts_real`, which handles `USER@`), and
+    // `--remote-dir` names a folder on the server, not a local path.
+    s = patch(
+        &s,
+        "                --remote)\n                    COMPREPLY=($(compgen -f \"${cur}\"))\n",
+        "                --remote)\n                    if declare -F _known_hosts_real >/dev/null; then _known_hosts_real -a -- \"${cur}\"; else COMPREPLY=($(compgen -A hostname -- \"${cur}\")); fi\n",
+    );
+    s = s.replace(
+        "                --remote-dir)\n                    COMPREPLY=($(compgen -f \"${cur}\"))\n",
+        "                --remote-dir)\n                    COMPREPLY=()\n",
+    );
     let wrapper = format!("{fn_name}_tidy");
     s = patch(
         &s,
@@ -347,6 +374,7 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
         ("DEPLOY_LOCK_WAIT_INTERVAL", "Seconds between progress lines while waiting; decimals allowed (default 5). A release is noticed at once regardless.".into()),
         ("DEPLOY_LOCK_WAIT_TIMEOUT", "Seconds to wait before giving up (default 3600).".into()),
         ("DEPLOY_LOCK_PROJECT_ROOT", "The checkout whose deploy/config/deployment-state.json records the lock.".into()),
+        ("DEPLOY_LOCK_SSH", "The ssh command for --remote, run by sh like git's GIT_SSH_COMMAND, so it may carry options (\"ssh -p 2222 -i ~/.ssh/deploy\"). Default: ssh found on PATH. Connections use ConnectTimeout=10, and BatchMode when not on a terminal; your ssh config applies as usual.".into()),
         ("NO_COLOR", "When set and not empty, never colour. CLICOLOR_FORCE=1 colours even into a pipe; NO_COLOR wins. Without either, colour only on a terminal.".into()),
         ("TZ", "Time zone of the ls -ld line, as ls uses it.".into()),
         ("USER", "Recorded as USER@host in locked_by.".into()),
@@ -382,7 +410,8 @@ fn unlock_extra() -> Vec<Section<'static>> {
             title: "EXIT STATUS",
             items: vec![
                 ("0", "Status shown; lock released while waiting; force-unlock done or cancelled.".into()),
-                ("1", "Usage error, invalid environment or action, --wait timed out, or a state file that is not valid JSON (the file is left untouched; the recovery commands are printed).".into()),
+                ("1", "Usage error, invalid environment or action, --wait timed out, a state file that is not valid JSON (the file is left untouched; the recovery commands are printed), or, with --remote, ssh could not run it (one line says why: ssh not installed, host unreachable or timed out, login refused, host key not trusted, no checkout or no unlock.sh there).".into()),
+                ("other", "With --remote: the server's own exit status.".into()),
             ],
         },
         Section {
@@ -392,7 +421,8 @@ fn unlock_extra() -> Vec<Section<'static>> {
                 ("./deploy/scripts/unlock.sh staging --wait", "Wait for the deployment to finish (recommended over --force).".into()),
                 ("./deploy/scripts/unlock.sh staging --force", "Force unlock after confirming with 'yes'. Only if the deployment crashed: check ps aux | grep deploy.sh first.".into()),
                 ("echo yes | ./deploy/scripts/unlock.sh staging --force", "Force unlock from a script.".into()),
-                ("ssh deploy@server \"cd /opt/togather/src && ./deploy/scripts/unlock.sh staging --force\"", "Unlock a lock that lives on a server.".into()),
+                ("unlock.sh staging --remote deploy@server", "Status of the lock on a server, run in its checkout (/opt/togather/src; --remote-dir DIR for another).".into()),
+                ("unlock.sh staging --force --remote deploy@server", "Force unlock on the server: on a terminal the server's prompt is answered through a remote tty; echo yes | ... works too.".into()),
             ],
         },
         Section {
@@ -406,7 +436,15 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
     vec![
         Section {
             title: "THE LEGACY DEPLOY.SH",
-            items: vec![("", "The legacy deploy.sh takes the same lock itself unless given --force, which only skips its own lock. So that the unchanged script runs under deploy-lock's lock, deploy-lock ENV (and run without a command) adds --force to deploy.sh's arguments when absent: deploy-lock holds the lock for it. Every other argument reaches deploy.sh unchanged. A --force you type also lets deploy-lock take over a dead holder's lock at any age, never a live one. --help and --remote run without the local lock.".into())],
+            items: vec![("", "The legacy deploy.sh takes the same lock itself unless given --force, which only skips its own lock. So that the unchanged script runs under deploy-lock's lock, deploy-lock ENV (and run without a command) adds --force to deploy.sh's arguments when absent: deploy-lock holds the lock for it. Every other argument reaches deploy.sh unchanged. A --force you type also lets deploy-lock take over a dead holder's lock at any age, never a live one. --help runs without the lock. --wait[=SECS] and --remote-dir DIR are deploy-lock's own flags there and are not passed on.".into())],
+        },
+        Section {
+            title: "REMOTE LOCKS",
+            items: vec![
+                ("status|wait|unlock ENV --remote USER@HOST [--remote-dir DIR]", "Runs the same subcommand with deploy-lock on the server, in its checkout (default /opt/togather/src), over ssh (see DEPLOY_LOCK_SSH): its output and exit code come through unchanged; a terminal gets a remote tty, so prompts and Ctrl-C work as locally. Local settings flags are not sent; the server uses its own.".into()),
+                ("ENV --remote USER@HOST [DEPLOY_SH_ARGS...]", "deploy.sh's own remote mode, with the server's lock checked first (deploy-lock status ENV --json there): while a live deployment holds it, exit 75 with the server's status on stderr, or wait for it with --wait; once free, deploy.sh runs with every deploy.sh argument, --remote included. The local lock is not taken: the server's deploy.sh takes the server's.".into()),
+                ("errors", "One line each, exit 74: ssh not installed, the DEPLOY_LOCK_SSH command missing, host unreachable or timed out, login refused, host key not trusted, no checkout at the remote dir, no deploy-lock on the server.".into()),
+            ],
         },
         Section {
             title: "SIGNALS",
@@ -419,7 +457,7 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
                 ("1", "Cancelled at the force-unlock confirmation; nothing changed.".into()),
                 ("2", "Usage error.".into()),
                 ("65", "The state file is not valid JSON or not the documented shape; it is left untouched.".into()),
-                ("74", "A file or folder could not be read or written.".into()),
+                ("74", "A file or folder could not be read or written; with --remote, ssh could not run the command.".into()),
                 ("75", "The lock is held (by a live holder, or not stale yet).".into()),
                 ("124", "Waiting for the lock timed out.".into()),
                 ("126, 127", "run: the command could not be executed, or was not found.".into()),

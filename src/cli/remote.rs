@@ -32,11 +32,19 @@ pub enum Program {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteError {
     NoSsh,
+    /// `$DEPLOY_LOCK_SSH` names a program that is not there.
+    SshCommandMissing {
+        program: String,
+    },
     Unreachable {
         host: String,
         detail: String,
     },
     AuthRefused {
+        host: String,
+        detail: String,
+    },
+    HostKey {
         host: String,
         detail: String,
     },
@@ -62,6 +70,10 @@ impl std::fmt::Display for RemoteError {
                 f,
                 "ssh is not installed: install the OpenSSH client (e.g. apt-get install openssh-client) or set {ENV_SSH} to the ssh command to use"
             ),
+            RemoteError::SshCommandMissing { program } => write!(
+                f,
+                "{ENV_SSH} runs '{program}', which is not installed or not on PATH: fix {ENV_SSH} (e.g. {ENV_SSH}=\"ssh -p 2222\") or unset it to use ssh"
+            ),
             RemoteError::Unreachable { host, detail } => write!(
                 f,
                 "cannot reach {host} ({detail}): check the host name, the network and that sshd runs there"
@@ -69,6 +81,10 @@ impl std::fmt::Display for RemoteError {
             RemoteError::AuthRefused { host, detail } => write!(
                 f,
                 "{host} refused the ssh login ({detail}): check the user name and your key (ssh-add -l), or set {ENV_SSH}=\"ssh -i KEY\""
+            ),
+            RemoteError::HostKey { host, detail } => write!(
+                f,
+                "{host}'s host key is not trusted ({detail}): connect once with ssh {host} to check and accept it, or fix ~/.ssh/known_hosts"
             ),
             RemoteError::NoCheckout { host, dir } => write!(
                 f,
@@ -94,28 +110,73 @@ pub fn sh_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
 }
 
+/// The directory for the remote `cd`: quoted whole, except that a leading
+/// `~/` (or a lone `~`) is the remote user's home, as scp and rsync read it.
+fn quote_dir(dir: &str) -> String {
+    if dir == "~" {
+        "\"$HOME\"".to_string()
+    } else if let Some(rest) = dir.strip_prefix("~/") {
+        format!("\"$HOME\"/{}", sh_quote(rest))
+    } else {
+        sh_quote(dir)
+    }
+}
+
 const MARK: &str = "deploy-lock-remote:";
+/// The remote script's own exit codes (none of them a code deploy-lock or
+/// the legacy unlock.sh uses).
+const NO_CHECKOUT: i32 = 97;
+const NO_PROGRAM: i32 = 98;
+
+/// On a remote tty, Ctrl-C and Ctrl-\ reach the whole remote foreground
+/// group: the program dies of the signal and the shell, not exec'd away so
+/// that it can, exits 128+N for it (ssh itself reports a remote death by
+/// signal as a lost connection, 255).
+const TRAPS: &str = "trap 'exit 130' INT; trap 'exit 131' QUIT";
 
 /// The script the remote shell runs: enter the checkout, find the program,
-/// exec it with the quoted arguments. Failures print a marker line we turn
-/// into one clear error.
+/// run it with the quoted arguments. Failures exit 97/98 and, when stderr
+/// is not a terminal (where it would show), print a marker line as well.
 pub fn remote_script(dir: &str, program: Program, args: &[String]) -> String {
     let quoted: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
     let args = quoted.join(" ");
+    let fail =
+        |what: &str, code: i32| format!("{{ [ -t 2 ] || echo '{MARK} {what}' >&2; exit {code}; }}");
     let enter = format!(
-        "cd {} 2>/dev/null || {{ echo '{MARK} no-checkout' >&2; exit 97; }}",
-        sh_quote(dir)
+        "cd {} 2>/dev/null || {}",
+        quote_dir(dir),
+        fail("no-checkout", NO_CHECKOUT)
     );
     let run = match program {
         Program::UnlockSh => format!(
-            "[ -x ./deploy/scripts/unlock.sh ] || {{ echo '{MARK} no-program' >&2; exit 98; }}; exec ./deploy/scripts/unlock.sh {args}"
+            "[ -x ./deploy/scripts/unlock.sh ] || {}; {TRAPS}; ./deploy/scripts/unlock.sh {args}; exit $?",
+            fail("no-program", NO_PROGRAM)
         ),
         Program::DeployLock => format!(
             "b=$(command -v deploy-lock) || {{ for b in \"$HOME/.local/bin/deploy-lock\" /usr/local/bin/deploy-lock; do [ -x \"$b\" ] && break; b=; done; }}; \
-             [ -n \"$b\" ] || {{ echo '{MARK} no-program' >&2; exit 98; }}; exec \"$b\" {args}"
+             [ -n \"$b\" ] || {}; {TRAPS}; \"$b\" {args}; exit $?",
+            fail("no-program", NO_PROGRAM)
         ),
     };
     format!("{enter}; {run}")
+}
+
+/// The program `$DEPLOY_LOCK_SSH` starts with, when it can be told without a
+/// shell: its first word after any `NAME=value` assignments, unless quoting
+/// or expansions are involved.
+fn custom_program(custom: &str) -> Option<&str> {
+    let first = custom.split_whitespace().find(|w| {
+        let assignment = w.split_once('=').is_some_and(|(name, _)| {
+            !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        !assignment
+    })?;
+    let plain = !first.contains(['\'', '"', '\\', '$', '`', '(', ')', ';', '&', '|', '<', '>']);
+    // Shell words that run what follows: the program is not the first word.
+    let builtin = ["exec", "command", "eval", "time", "!", "{"].contains(&first);
+    (plain && !builtin).then_some(first)
 }
 
 /// The ssh command: `$DEPLOY_LOCK_SSH` (run by sh, so it may carry options,
@@ -126,10 +187,17 @@ fn ssh_command(extra: &[&str], target: &str, script: &str) -> Result<Command, Re
     args.push(script.into());
     match std::env::var(ENV_SSH).ok().filter(|s| !s.trim().is_empty()) {
         Some(custom) => {
+            if let Some(program) = custom_program(&custom)
+                && which::which(program).is_err()
+            {
+                return Err(RemoteError::SshCommandMissing {
+                    program: program.to_string(),
+                });
+            }
             let mut c = Command::new("sh");
             c.arg("-c")
                 .arg(format!("{custom} \"$@\""))
-                .arg("ssh")
+                .arg(ENV_SSH)
                 .args(args);
             Ok(c)
         }
@@ -142,6 +210,19 @@ fn ssh_command(extra: &[&str], target: &str, script: &str) -> Result<Command, Re
     }
 }
 
+/// Options every connection gets: a bounded connect (the issue's "fails
+/// within 15 s"), and keep-alives so a dropped link ends a long `wait`.
+/// Options in `$DEPLOY_LOCK_SSH` come first, so they win (ssh keeps the first
+/// value it sees).
+const COMMON: [&str; 6] = [
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "ServerAliveCountMax=4",
+];
+
 fn host_of(target: &str) -> String {
     target.rsplit('@').next().unwrap_or(target).to_string()
 }
@@ -152,15 +233,27 @@ fn classify(target: &str, stderr: &str) -> RemoteError {
     let detail = stderr
         .lines()
         .rev()
-        .find(|l| !l.trim().is_empty() && !l.starts_with("Warning: Permanently added"))
-        .unwrap_or("no details")
-        .trim()
-        .trim_start_matches("ssh: ")
-        .to_string();
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
+        .map(|l| {
+            l.trim_start_matches("ssh: ")
+                .trim_end_matches('.')
+                .to_string()
+        });
     let l = stderr.to_ascii_lowercase();
-    if l.contains("permission denied")
+    let Some(detail) = detail else {
+        return RemoteError::Ssh {
+            host,
+            detail: "the connection ended without an exit status (dropped, or the remote command was killed)".into(),
+        };
+    };
+    if l.contains("host key verification failed")
+        || l.contains("remote host identification has changed")
+    {
+        RemoteError::HostKey { host, detail }
+    } else if l.contains("permission denied")
         || l.contains("authentication")
-        || l.contains("host key verification failed")
+        || l.contains("no more authentication methods")
     {
         RemoteError::AuthRefused { host, detail }
     } else if l.contains("could not resolve")
@@ -177,6 +270,16 @@ fn classify(target: &str, stderr: &str) -> RemoteError {
     }
 }
 
+/// Where the remote program's stdout goes, and whether it may read stdin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Our stdout, stdin passed through: the operation itself.
+    Stdout,
+    /// Our stderr, stdin left alone and no remote tty: a check before a
+    /// deploy, whose stdout and stdin are deploy.sh's.
+    Stderr,
+}
+
 /// Runs `program args` on the server and passes its output through. Returns
 /// the remote exit code, or the reason it could not run. A terminal on both
 /// stdin and stdout gets a remote tty (`ssh -t`), so prompts, progress lines
@@ -184,25 +287,37 @@ fn classify(target: &str, stderr: &str) -> RemoteError {
 /// (so `echo yes | … --force` answers the remote prompt) and ssh never asks
 /// for a password (BatchMode).
 pub fn run(remote: &Remote, program: Program, args: &[String]) -> Result<i32, RemoteError> {
+    run_to(remote, program, args, Output::Stdout)
+}
+
+/// [`run`], with the remote stdout sent where `output` says.
+pub fn run_to(
+    remote: &Remote,
+    program: Program,
+    args: &[String],
+    output: Output,
+) -> Result<i32, RemoteError> {
     let script = remote_script(&remote.dir, program, args);
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let mut extra = vec!["-o", "ConnectTimeout=10"];
+    let interactive = output == Output::Stdout
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal();
+    let mut extra = COMMON.to_vec();
     if interactive {
         extra.push("-t");
     } else {
         extra.extend(["-T", "-o", "BatchMode=yes"]);
     }
     let mut cmd = ssh_command(&extra, &remote.target, &script)?;
-    cmd.stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => RemoteError::NoSsh,
-        _ => RemoteError::Ssh {
-            host: host_of(&remote.target),
-            detail: e.to_string(),
-        },
-    })?;
+    let stdout = match output {
+        Output::Stdout => Stdio::inherit(),
+        Output::Stderr => Stdio::from(std::io::stderr()),
+    };
+    let stdin = match output {
+        Output::Stdout => Stdio::inherit(),
+        Output::Stderr => Stdio::null(),
+    };
+    cmd.stdin(stdin).stdout(stdout).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| spawn_error(remote, e))?;
     // The remote program's stderr comes through ssh's; pass it on line by line,
     // holding back only our markers and ssh's own complaints for classifying.
     let mut stderr = child.stderr.take().expect("piped");
@@ -211,7 +326,9 @@ pub fn run(remote: &Remote, program: Program, args: &[String]) -> Result<i32, Re
     let mut pending = Vec::new();
     loop {
         match stderr.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
             Ok(n) => {
                 pending.extend_from_slice(&buf[..n]);
                 while let Some(i) = pending.iter().position(|&b| b == b'\n') {
@@ -232,40 +349,72 @@ pub fn run(remote: &Remote, program: Program, args: &[String]) -> Result<i32, Re
         host: host_of(&remote.target),
         detail: e.to_string(),
     })?;
+    let code = match status.code() {
+        Some(c) => c,
+        None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(1),
+    };
     let text = String::from_utf8_lossy(&captured);
+    ending(remote, program, code, &text, interactive)
+}
+
+/// The remote exit code, or the error that ssh's code and text mean. On a
+/// remote tty our marker lines are not printed, so the code alone tells.
+fn ending(
+    remote: &Remote,
+    program: Program,
+    code: i32,
+    stderr: &str,
+    tty: bool,
+) -> Result<i32, RemoteError> {
     let host = host_of(&remote.target);
-    if text.contains(&format!("{MARK} no-checkout")) {
-        return Err(RemoteError::NoCheckout {
+    let marked = |what: &str| tty || stderr.contains(&format!("{MARK} {what}"));
+    match code {
+        NO_CHECKOUT if marked("no-checkout") => Err(RemoteError::NoCheckout {
             host,
             dir: remote.dir.clone(),
-        });
-    }
-    if text.contains(&format!("{MARK} no-program")) {
-        return Err(RemoteError::NoProgram {
+        }),
+        NO_PROGRAM if marked("no-program") => Err(RemoteError::NoProgram {
             host,
             dir: remote.dir.clone(),
             program,
-        });
-    }
-    match status.code() {
-        Some(255) => Err(classify(&remote.target, &text)),
-        Some(c) => Ok(c),
-        None => Ok(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(1)),
+        }),
+        255 => Err(classify(&remote.target, stderr)),
+        c => Ok(c),
     }
 }
 
-/// Lines that are ssh's own (or our markers), not the remote program's.
+fn spawn_error(remote: &Remote, e: std::io::Error) -> RemoteError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => RemoteError::NoSsh,
+        _ => RemoteError::Ssh {
+            host: host_of(&remote.target),
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// Lines that are ssh's own (or our markers), not the remote program's: held
+/// back, as the one-line error says what they meant.
 fn is_ssh_noise(line: &[u8]) -> bool {
+    const PREFIXES: [&str; 12] = [
+        MARK,
+        "ssh: ",
+        "Warning: Permanently added",
+        "Host key verification failed",
+        "kex_exchange_identification",
+        "Connection closed by",
+        "Connection reset by",
+        "Connection timed out",
+        "Connection to ",
+        "Received disconnect from",
+        "Disconnected from",
+        "Pseudo-terminal will not be allocated",
+    ];
     let l = String::from_utf8_lossy(line);
-    l.starts_with(MARK)
-        || l.starts_with("ssh: ")
-        || l.starts_with("Warning: Permanently added")
+    let l = l.trim_end();
+    PREFIXES.iter().any(|p| l.starts_with(p))
         || l.contains("Permission denied (")
-        || l.starts_with("Host key verification failed")
-        || l.starts_with("kex_exchange_identification")
-        || l.starts_with("Connection closed by")
-        || l.starts_with("Connection timed out")
-        || l.starts_with("Pseudo-terminal will not be allocated")
+        || l.contains("you have requested strict checking")
 }
 
 /// Prints a remote error as the one line it is.
@@ -281,42 +430,23 @@ pub fn capture(
     args: &[String],
 ) -> Result<(i32, String), RemoteError> {
     let script = remote_script(&remote.dir, program, args);
-    let mut cmd = ssh_command(
-        &["-o", "ConnectTimeout=10", "-T", "-o", "BatchMode=yes"],
-        &remote.target,
-        &script,
-    )?;
+    let mut extra = COMMON.to_vec();
+    extra.extend(["-T", "-o", "BatchMode=yes"]);
+    let mut cmd = ssh_command(&extra, &remote.target, &script)?;
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|_| RemoteError::NoSsh)?;
+        .map_err(|e| spawn_error(remote, e))?;
     let err = String::from_utf8_lossy(&out.stderr);
-    let host = host_of(&remote.target);
-    if err.contains(&format!("{MARK} no-checkout")) {
-        return Err(RemoteError::NoCheckout {
-            host,
-            dir: remote.dir.clone(),
-        });
+    let code = match out.status.code() {
+        Some(c) => c,
+        None => 128 + std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(1),
+    };
+    let code = ending(remote, program, code, &err, false)?;
+    for l in err.lines().filter(|l| !is_ssh_noise(l.as_bytes())) {
+        eprintln!("{l}");
     }
-    if err.contains(&format!("{MARK} no-program")) {
-        return Err(RemoteError::NoProgram {
-            host,
-            dir: remote.dir.clone(),
-            program,
-        });
-    }
-    match out.status.code() {
-        Some(255) => Err(classify(&remote.target, &err)),
-        code => {
-            for l in err.lines().filter(|l| !is_ssh_noise(l.as_bytes())) {
-                eprintln!("{l}");
-            }
-            Ok((
-                code.unwrap_or(1),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-            ))
-        }
-    }
+    Ok((code, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 #[cfg(test)]
@@ -337,10 +467,23 @@ mod tests {
         );
         assert_eq!(
             s,
-            "cd '/srv/a b' 2>/dev/null || { echo 'deploy-lock-remote: no-checkout' >&2; exit 97; }; \
-             [ -x ./deploy/scripts/unlock.sh ] || { echo 'deploy-lock-remote: no-program' >&2; exit 98; }; \
-             exec ./deploy/scripts/unlock.sh 'staging' '--force'"
+            "cd '/srv/a b' 2>/dev/null || { [ -t 2 ] || echo 'deploy-lock-remote: no-checkout' >&2; exit 97; }; \
+             [ -x ./deploy/scripts/unlock.sh ] || { [ -t 2 ] || echo 'deploy-lock-remote: no-program' >&2; exit 98; }; \
+             trap 'exit 130' INT; trap 'exit 131' QUIT; ./deploy/scripts/unlock.sh 'staging' '--force'; exit $?"
         );
+        assert_eq!(quote_dir("~/src/it's"), "\"$HOME\"/'src/it'\\''s'");
+        assert_eq!(quote_dir("~"), "\"$HOME\"");
+        assert_eq!(quote_dir("~other/x"), "'~other/x'");
+    }
+
+    #[test]
+    fn the_custom_ssh_program_is_found_when_it_can_be() {
+        assert_eq!(custom_program("ssh -p 2222"), Some("ssh"));
+        assert_eq!(custom_program("  /usr/bin/ssh"), Some("/usr/bin/ssh"));
+        assert_eq!(custom_program("A=1 B_2=x ssh -i k"), Some("ssh"));
+        assert_eq!(custom_program("\"$HOME/bin/ssh\" -v"), None);
+        assert_eq!(custom_program("=x ssh"), Some("=x"));
+        assert_eq!(custom_program("exec ssh -p 2"), None);
     }
 
     #[test]
@@ -371,5 +514,10 @@ mod tests {
             e.to_string(),
             "cannot reach h (connect to host h port 22: Connection timed out): check the host name, the network and that sshd runs there"
         );
+        assert!(matches!(
+            classify("h", "Host key verification failed.\n"),
+            RemoteError::HostKey { .. }
+        ));
+        assert!(matches!(classify("h", ""), RemoteError::Ssh { .. }));
     }
 }
