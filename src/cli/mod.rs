@@ -2,6 +2,7 @@
 //! name), the legacy `unlock.sh` and the modern `deploy-lock`, and the shared
 //! rendering they use. All printing lives under here.
 
+pub mod completions;
 pub mod docs;
 pub mod exit;
 pub mod legacy;

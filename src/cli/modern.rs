@@ -12,6 +12,7 @@ use deploy_lock::context::{
 };
 use deploy_lock::{Context, Environment, Settings};
 
+use super::completions;
 use super::docs;
 use super::exit;
 use super::ops::{self, ForceEnd, WaitEnd};
@@ -453,11 +454,11 @@ fn generate(what: &Generate) -> i32 {
     let result = match what {
         Generate::Man { dir } => docs::write_man_pages(dir).map(|_| ()),
         Generate::Completions { shell, persona } => {
-            docs::completions(*shell, persona, &mut std::io::stdout());
+            completions::completions(*shell, persona, &mut std::io::stdout());
             Ok(())
         }
         Generate::All { root } => docs::write_man_pages(&root.join("man")).and_then(|_| {
-            for (rel, bytes) in docs::all_completions() {
+            for (rel, bytes) in completions::all_completions() {
                 let path = root.join("completions").join(rel);
                 std::fs::create_dir_all(path.parent().expect("has a parent"))?;
                 std::fs::write(path, bytes)?;
