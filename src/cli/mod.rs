@@ -3,6 +3,7 @@
 //! rendering they use. All printing lives under here.
 
 pub mod completions;
+pub mod deploy;
 pub mod docs;
 pub mod exit;
 pub mod legacy;
