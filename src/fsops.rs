@@ -270,6 +270,29 @@ pub fn atomic_write(path: &Path, content: &[u8]) -> io::Result<()> {
     result
 }
 
+/// "a directory", "a FIFO", ... for an error naming what sits at a path.
+pub fn file_type_name(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// An exclusive flock held until dropped.
 #[derive(Debug)]
 pub struct FlockGuard {
@@ -282,10 +305,21 @@ pub struct FlockGuard {
 /// file is opened without O_CREAT because `fs.protected_regular` refuses
 /// O_CREAT on another user's file there.
 pub fn flock_exclusive(path: &Path) -> io::Result<FlockGuard> {
+    flock_exclusive_until(path, &|| false)
+}
+
+/// [`flock_exclusive`] that gives up with `ErrorKind::Interrupted` as soon as
+/// `interrupted()` says so while it waits (`run` passes "a signal came").
+pub fn flock_exclusive_until(
+    path: &Path,
+    interrupted: &dyn Fn() -> bool,
+) -> io::Result<FlockGuard> {
+    // O_NONBLOCK: a FIFO planted at the path would otherwise block the open
+    // forever (with `run`'s signals blocked, even Ctrl-C); it is refused below.
     let open_existing = || {
         OpenOptions::new()
             .read(true)
-            .custom_flags(OFlag::O_NOFOLLOW.bits())
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
             .open(path)
     };
     let file = match open_existing() {
@@ -305,9 +339,52 @@ pub fn flock_exclusive(path: &Path) -> io::Result<FlockGuard> {
         }
         Err(e) => return Err(e),
     };
-    file.lock()?;
-    Ok(FlockGuard { _file: file })
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "not a regular file but {}; check what it is (ls -la {}) and remove it",
+                file_type_name(&meta),
+                path.display()
+            ),
+        ));
+    }
+    // Our own holders keep a guard for milliseconds. Waiting without bound
+    // would let anyone who can open the file (it is world-readable in /tmp)
+    // hang every deploy, with `run`'s signals blocked; so wait a while, then
+    // say who to look for.
+    let deadline = std::time::Instant::now() + GUARD_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(FlockGuard { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) if interrupted() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "interrupted while waiting for the guard",
+                ));
+            }
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "held by another process for over {} s (deploy-lock holds it for milliseconds); \
+                         find the holder with: fuser -v {}",
+                        GUARD_PATIENCE.as_secs(),
+                        path.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
 }
+
+/// How long a guard flock may stay taken by someone else before we give up.
+const GUARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -16,5 +16,8 @@ pub mod supervise;
 pub mod tz;
 pub mod wait;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use context::{Context, Settings};
 pub use environment::Environment;

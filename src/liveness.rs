@@ -124,6 +124,28 @@ impl ProcessIdentity {
         }
         Some(info)
     }
+
+    /// [`running`](Self::running), except that a process that has exited and
+    /// only waits to be reaped is not alive: its deploy is over and `kill`
+    /// cannot stop it, so its lock may be recovered. (`ps`, and so the legacy
+    /// status line, still lists it, as `<defunct>`.) A thread-group leader
+    /// that called pthread_exit also shows `Z` while its other threads run:
+    /// that one is alive.
+    pub fn alive(&self) -> Option<ProcInfo> {
+        let info = self.running()?;
+        if matches!(info.state, 'Z' | 'X') && thread_count(self.pid).is_none_or(|n| n <= 1) {
+            return None;
+        }
+        Some(info)
+    }
+}
+
+/// Field 20 of /proc/PID/stat: the number of threads.
+fn thread_count(pid: i32) -> Option<u64> {
+    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
+    rest.split_ascii_whitespace().nth(17)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -173,6 +195,24 @@ mod tests {
             ..me
         };
         assert!(rebooted.running().is_none());
+    }
+
+    #[test]
+    fn an_unreaped_zombie_runs_for_ps_but_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped yet: wait until the kernel shows it as a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while probe(pid).is_none_or(|i| i.state != 'Z') {
+            assert!(std::time::Instant::now() < deadline, "never a zombie");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let id = ProcessIdentity::of_pid(pid).unwrap();
+        assert_eq!(id.running().unwrap().state, 'Z');
+        assert_eq!(id.alive(), None);
+        child.wait().unwrap();
+        let me = ProcessIdentity::of_self().unwrap();
+        assert!(me.alive().is_some());
     }
 
     #[test]

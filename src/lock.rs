@@ -31,6 +31,8 @@ pub enum LockError {
         path: PathBuf,
         source: io::Error,
     },
+    /// The wait for the guard was ended by the caller (a signal in `run`).
+    Interrupted,
     /// Something other than a directory sits at the lock path: never followed
     /// or removed by us.
     NotADirectory {
@@ -55,6 +57,7 @@ impl fmt::Display for LockError {
         match self {
             LockError::State(e) => e.fmt(f),
             LockError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            LockError::Interrupted => f.write_str("interrupted while waiting for the lock"),
             LockError::NotADirectory { path, what } => write!(
                 f,
                 "{} is {what}, not a lock directory; deploy-lock never follows or removes it: \
@@ -110,6 +113,13 @@ pub enum BusyReason {
     ForeignContents,
 }
 
+/// A dead or stale lock removed to make way for ours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Takeover {
+    /// Who held it, when anything recorded it (a bare directory has no one).
+    pub holder: Option<Holder>,
+}
+
 /// A lock we hold. Dropping it releases it (only if it is still ours); the
 /// `run` path releases explicitly because destructors do not run on `raise`.
 #[derive(Debug)]
@@ -119,7 +129,7 @@ pub struct HeldLock {
     pub identity: DirIdentity,
     pub record: OwnerRecord,
     /// The holder whose stale or dead lock we removed to get this one.
-    pub took_over: Option<Holder>,
+    pub took_over: Option<Takeover>,
     guard_file: PathBuf,
     state_file: PathBuf,
     released: bool,
@@ -159,11 +169,24 @@ pub struct ForceUnlock {
 pub struct LocalLock<'a> {
     ctx: &'a Context,
     env: Environment,
+    /// Asked while waiting for the guard: true ends the wait (a signal came).
+    interrupted: Option<&'a dyn Fn() -> bool>,
 }
 
 impl<'a> LocalLock<'a> {
     pub fn new(ctx: &'a Context, env: Environment) -> LocalLock<'a> {
-        LocalLock { ctx, env }
+        LocalLock {
+            ctx,
+            env,
+            interrupted: None,
+        }
+    }
+
+    /// Waits for the guard end with [`LockError::Interrupted`] once
+    /// `interrupted()` returns true.
+    pub fn interruptible(mut self, interrupted: &'a dyn Fn() -> bool) -> LocalLock<'a> {
+        self.interrupted = Some(interrupted);
+        self
     }
 
     pub fn lock_dir(&self) -> PathBuf {
@@ -172,7 +195,14 @@ impl<'a> LocalLock<'a> {
 
     fn guard(&self) -> Result<FlockGuard, LockError> {
         let path = self.ctx.settings.guard_file(self.env);
-        fsops::flock_exclusive(&path).map_err(io_at(&path))
+        let never = || false;
+        fsops::flock_exclusive_until(&path, self.interrupted.unwrap_or(&never)).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                LockError::Interrupted
+            } else {
+                LockError::Io { path, source: e }
+            }
+        })
     }
 
     /// One consistent look at the lock: directory, state file, holder,
@@ -211,7 +241,16 @@ impl<'a> LocalLock<'a> {
             .map(|h| liveness_of(h, &self.ctx.host))
             .unwrap_or(Liveness::NoRecord);
         let now = self.ctx.now().as_second();
-        let taken_at = locked_at_file.or_else(|| dir.as_ref().map(|d| d.mtime));
+        // A directory we may not list (another user's 0700 one) is still aged
+        // by its modification time, which lstat gives anyone.
+        let taken_at = locked_at_file
+            .or_else(|| dir.as_ref().map(|d| d.mtime))
+            .or_else(|| {
+                use std::os::unix::fs::MetadataExt;
+                (path_kind == PathKind::Directory)
+                    .then(|| std::fs::symlink_metadata(&lock_dir).ok().map(|m| m.mtime()))
+                    .flatten()
+            });
         let age_seconds = taken_at.map(|t| now - t);
         let stale = age_seconds.is_some_and(|a| a > self.ctx.settings.stale_after.as_secs() as i64);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
@@ -274,7 +313,9 @@ impl<'a> LocalLock<'a> {
             let removed = fsops::remove_dir_tree(&lock_dir, expect, OUR_FILES)
                 .map_err(|e| removal_error(&lock_dir, e))?;
             if removed.is_some() {
-                took_over = inspection.holder.clone().or(took_over);
+                took_over = Some(Takeover {
+                    holder: inspection.holder.clone(),
+                });
             }
         }
         Ok(Acquire::Busy {
@@ -286,7 +327,7 @@ impl<'a> LocalLock<'a> {
     fn finish_acquire(
         &self,
         pid: ProcessIdentity,
-        took_over: Option<Holder>,
+        took_over: Option<Takeover>,
     ) -> Result<Acquire, LockError> {
         let lock_dir = self.lock_dir();
         let undo = |e: LockError| {
@@ -715,7 +756,7 @@ pub fn liveness_of(h: &Holder, this_host: &str) -> Liveness {
     }
     let mut first_alive = None;
     for p in &h.processes {
-        if let Some(info) = p.running() {
+        if let Some(info) = p.alive() {
             first_alive.get_or_insert(Liveness::Alive {
                 pid: p.pid,
                 comm: info.ps_comm(),

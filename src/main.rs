@@ -5,6 +5,15 @@ mod cli;
 use std::ffi::OsString;
 
 fn main() {
+    // Like the shell tools it replaces: a reader that goes away (`| head`)
+    // ends us quietly with SIGPIPE instead of a panic on the next print.
+    // SAFETY: setting the default disposition; no handler code runs.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let argv0 = if args.is_empty() {
         OsString::from("deploy-lock")

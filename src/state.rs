@@ -28,6 +28,9 @@ pub enum StateError {
     Shape {
         path: PathBuf,
         what: String,
+        /// The top level is an object and only `lock` is wrong, so the lock
+        /// record alone can be reset.
+        only_lock: bool,
     },
 }
 
@@ -57,7 +60,7 @@ impl fmt::Display for StateError {
                 "state file {} is not valid JSON: {message} (line {line}, column {column})",
                 path.display()
             ),
-            StateError::Shape { path, what } => {
+            StateError::Shape { path, what, .. } => {
                 write!(f, "state file {} is not usable: {what}", path.display())
             }
         }
@@ -122,6 +125,7 @@ impl StateDoc {
                     return Err(StateError::Shape {
                         path: path.to_path_buf(),
                         what: format!("\"lock\" is {}, expected an object", json_type(lock)),
+                        only_lock: true,
                     });
                 }
                 Ok(StateDoc { root })
@@ -129,13 +133,14 @@ impl StateDoc {
             other => Err(StateError::Shape {
                 path: path.to_path_buf(),
                 what: format!("the top level is {}, expected an object", json_type(&other)),
+                only_lock: false,
             }),
         }
     }
 
     /// Loads the file; Ok(None) when it does not exist.
     pub fn load(path: &Path) -> Result<Option<StateDoc>, StateError> {
-        match std::fs::read(path) {
+        match read_regular_file(path) {
             Ok(bytes) => StateDoc::parse(path, &bytes).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StateError::Io {
@@ -187,6 +192,28 @@ impl StateDoc {
     }
 }
 
+/// Reads a regular file. Anything else at the path is refused before a byte
+/// is read: a FIFO would block the open (and so every command) forever, and a
+/// device such as /dev/zero never ends.
+fn read_regular_file(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file but {}", fsops::file_type_name(&meta)),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Sidecar flock file serialising read-modify-write of the state file.
 pub fn sidecar_lock_path(state_file: &Path) -> PathBuf {
     let mut name = state_file
@@ -195,6 +222,39 @@ pub fn sidecar_lock_path(state_file: &Path) -> PathBuf {
         .unwrap_or_default();
     name.push(".lock");
     state_file.with_file_name(name)
+}
+
+/// Removes `.NAME.tmp.PID` files that `fsops::atomic_write` left when its
+/// process was killed between creating and renaming one. Only called under
+/// the sidecar flock, which every writer holds while writing: any such file
+/// then belongs to a writer that is gone.
+fn remove_leftover_temp_files(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".tmp.");
+    let prefix = prefix.as_encoded_bytes().to_vec();
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name();
+        let n = n.as_encoded_bytes();
+        if n.len() > prefix.len()
+            && n.starts_with(&prefix)
+            && n[prefix.len()..].iter().all(u8::is_ascii_digit)
+            && e.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// What an update closure decided.
@@ -231,6 +291,9 @@ pub fn update<T, E: From<StateError>>(
         Err(e) if !create && e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_err(e).into()),
     };
+    if _guard.is_some() {
+        remove_leftover_temp_files(path);
+    }
     let mut doc = StateDoc::load(path)?;
     let existed = doc.is_some();
     if doc.is_none() && create {
@@ -293,6 +356,32 @@ mod tests {
         assert_eq!(
             out,
             "{\n  \"zeta\": 1.50,\n  \"lock\": {\n    \"locked\": false,\n    \"x\": 1e+3\n  },\n  \"alpha\": [\n    10000000000000000000001\n  ]\n}\n"
+        );
+    }
+
+    #[test]
+    fn update_sweeps_temp_files_left_by_killed_writers() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.json");
+        std::fs::write(&p, b"{}").unwrap();
+        std::fs::write(t.path().join(".s.json.tmp.12345"), b"{half").unwrap();
+        std::fs::write(t.path().join(".s.json.tmp.x"), b"not ours").unwrap();
+        std::fs::write(t.path().join(".other.json.tmp.1"), b"not ours").unwrap();
+        let r: Result<(), StateError> = update(&p, false, |_| Ok(Edit::Keep(())));
+        r.unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                ".other.json.tmp.1",
+                ".s.json.tmp.x",
+                "s.json",
+                "s.json.lock"
+            ]
         );
     }
 

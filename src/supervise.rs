@@ -50,6 +50,9 @@ pub struct Signals {
     fd: SignalFd,
     /// What we blocked (and will unblock in the child).
     blocked: SigSet,
+    /// A terminating signal already read (by [`Signals::interrupted`]) and
+    /// not yet handed out by [`Signals::next_terminating`].
+    pending: std::cell::Cell<Option<i32>>,
 }
 
 /// Whether `sig`'s disposition is SIG_IGN (inherited from `nohup` or `&`).
@@ -81,7 +84,11 @@ impl Signals {
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None).map_err(io::Error::from)?;
         let fd = SignalFd::with_flags(&blocked, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(io::Error::from)?;
-        Ok(Signals { fd, blocked })
+        Ok(Signals {
+            fd,
+            blocked,
+            pending: std::cell::Cell::new(None),
+        })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -96,15 +103,29 @@ impl Signals {
         }
     }
 
-    /// The first pending signal other than SIGCHLD (for "a signal while
-    /// waiting for the lock ends the wait").
+    /// The first pending signal that ends a wait for the lock: any but
+    /// SIGCHLD and SIGWINCH (a terminal resized while waiting, whose default
+    /// action is to be ignored, must not end the wait).
     pub fn next_terminating(&self) -> Option<i32> {
+        if let Some(signo) = self.pending.take() {
+            return Some(signo);
+        }
         while let Some((signo, _, _)) = self.next() {
-            if signo != Signal::SIGCHLD as i32 {
+            if signo != Signal::SIGCHLD as i32 && signo != Signal::SIGWINCH as i32 {
                 return Some(signo);
             }
         }
         None
+    }
+
+    /// Whether a terminating signal has arrived (kept for
+    /// [`Signals::next_terminating`]): for waits that cannot poll the fd.
+    pub fn interrupted(&self) -> bool {
+        if self.pending.get().is_none() {
+            let next = self.next_terminating();
+            self.pending.set(next);
+        }
+        self.pending.get().is_some()
     }
 
     /// Prepares `cmd` so the child starts with an empty signal mask, dies with
@@ -129,8 +150,13 @@ impl Signals {
     }
 
     /// Relays signals to `child` until it exits, and reports how it ended.
-    /// A signal the terminal sent (si_code SI_KERNEL) or that came from our
-    /// own process group already reached the child: it is not sent again.
+    /// A signal the terminal sent (si_code SI_KERNEL) already reached the
+    /// child, and so did one the command itself (or a process it started)
+    /// sent to our process group (`kill 0`): neither is sent again. Any
+    /// other sender's is forwarded, including our parent's when it shares our
+    /// group (a script's `kill $!`, a runner's terminate()): nothing tells a
+    /// signal sent to the group from one sent to us alone, and dropping a
+    /// signal that was meant for the deploy is worse than a repeat.
     pub fn supervise(&self, child: &mut Child) -> io::Result<ChildEnd> {
         let our_group = getpgrp();
         let child_pid = Pid::from_raw(child.id() as i32);
@@ -157,7 +183,9 @@ impl Signals {
                 if code == SI_KERNEL {
                     continue;
                 }
-                if sender > 0 && getpgid(Some(Pid::from_raw(sender))).is_ok_and(|g| g == our_group)
+                if sender > 0
+                    && getpgid(Some(Pid::from_raw(sender))).is_ok_and(|g| g == our_group)
+                    && in_subtree(sender, child_pid.as_raw())
                 {
                     continue;
                 }
@@ -171,6 +199,35 @@ impl Signals {
             }
         }
     }
+}
+
+/// The parent pid /proc/PID/stat records (field 4, after the command name,
+/// which may itself hold spaces and parentheses).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
+    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is `root` or one of its descendants, following parent pids
+/// up to init (a process whose parent died is not counted).
+fn in_subtree(pid: i32, root: i32) -> bool {
+    let mut p = pid;
+    // A parent chain is far shorter than this; the bound only guards a loop.
+    for _ in 0..4096 {
+        if p == root {
+            return true;
+        }
+        if p <= 1 {
+            return false;
+        }
+        match parent_of(p) {
+            Some(parent) => p = parent,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// Ends this process the way the child ended: the same exit code, or death by
@@ -195,5 +252,25 @@ pub fn exit_like(end: ChildEnd) -> ! {
             }
             std::process::exit(128 + n)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtree_follows_parent_pids() {
+        let me = std::process::id() as i32;
+        let parent = nix::unistd::getppid().as_raw();
+        assert_eq!(parent_of(me), Some(parent));
+        assert!(in_subtree(me, me));
+        assert!(in_subtree(me, parent));
+        assert!(!in_subtree(parent, me));
+        assert!(!in_subtree(1, me));
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id() as i32;
+        c.wait().unwrap();
+        assert!(!in_subtree(pid, me), "a reaped pid has no parent chain");
     }
 }

@@ -26,7 +26,14 @@ pub fn report_error(err: &LockError) -> i32 {
     let code = match err {
         LockError::State(StateError::Io { .. }) | LockError::Io { .. } => exit::IO_ERROR,
         LockError::State(e) => {
-            for l in texts::state_recovery(e.path()) {
+            let broken = match e {
+                StateError::Shape {
+                    only_lock: true, ..
+                } => texts::Broken::LockNotObject,
+                StateError::Shape { .. } => texts::Broken::NotObject,
+                _ => texts::Broken::NotJson,
+            };
+            for l in texts::state_recovery(e.path(), broken) {
                 msg.push_str(&l);
                 msg.push('\n');
             }
@@ -34,6 +41,7 @@ pub fn report_error(err: &LockError) -> i32 {
         }
         LockError::OtherEnvironment { .. } | LockError::NotADirectory { .. } => exit::LOCK_HELD,
         LockError::NotPermitted { .. } => exit::IO_ERROR,
+        LockError::Interrupted => exit::CANCELLED,
     };
     let _ = io::stderr().write_all(msg.as_bytes());
     code

@@ -31,6 +31,10 @@ pub enum Program {
 /// Why the remote operation did not run; Display is the one-line error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteError {
+    /// A target ssh would read as an option (`-oProxyCommand=...`).
+    BadTarget {
+        target: String,
+    },
     NoSsh,
     /// `$DEPLOY_LOCK_SSH` names a program that is not there.
     SshCommandMissing {
@@ -66,6 +70,10 @@ pub enum RemoteError {
 impl std::fmt::Display for RemoteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RemoteError::BadTarget { target } => write!(
+                f,
+                "invalid --remote '{target}': a host cannot start with '-'; give USER@HOST"
+            ),
             RemoteError::NoSsh => write!(
                 f,
                 "ssh is not installed: install the OpenSSH client (e.g. apt-get install openssh-client) or set {ENV_SSH} to the ssh command to use"
@@ -182,7 +190,15 @@ fn custom_program(custom: &str) -> Option<&str> {
 /// The ssh command: `$DEPLOY_LOCK_SSH` (run by sh, so it may carry options,
 /// as git's GIT_SSH_COMMAND), else `ssh` found on PATH.
 fn ssh_command(extra: &[&str], target: &str, script: &str) -> Result<Command, RemoteError> {
+    // A leading '-' would make the target an ssh option, and `--` ends ssh's
+    // options for good measure.
+    if target.starts_with('-') {
+        return Err(RemoteError::BadTarget {
+            target: target.to_string(),
+        });
+    }
     let mut args: Vec<OsString> = extra.iter().map(OsString::from).collect();
+    args.push("--".into());
     args.push(target.into());
     args.push(script.into());
     match std::env::var(ENV_SSH).ok().filter(|s| !s.trim().is_empty()) {

@@ -16,12 +16,17 @@ use super::texts;
 
 /// A value as `jq -r '.lock.KEY // "N/A"'` prints it: missing, null and false
 /// give the default; strings print raw; anything else as compact JSON.
+/// Control characters (an escape sequence or a newline typed into the file)
+/// show as `?`, as `ps` shows them, so a value cannot forge status lines.
 fn jq_raw(v: Option<&Value>, default: &str) -> String {
-    match v {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => default.to_string(),
+    let text = match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => return default.to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
-    }
+    };
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// The legacy status block, ending with its empty line.
@@ -50,6 +55,15 @@ pub fn status_block(insp: &Inspection, ctx: &Context, style: Style) -> String {
             texts::LOCK_DIR_LABEL,
             style.green(texts::NOT_FOUND_UNLOCKED)
         ));
+        // The legacy said no more; a file or dangling symlink there still
+        // blocks every deploy, so say what it is (never in documented states).
+        if std::fs::symlink_metadata(&insp.lock_dir).is_ok() {
+            let what = deploy_lock::lock::describe_non_directory(&insp.lock_dir);
+            line(&format!(
+                "  {}",
+                style.yellow(&texts::lock_path_not_a_directory(&insp.lock_dir, &what))
+            ));
+        }
     }
     line("");
     match &insp.state {
@@ -210,5 +224,189 @@ mod tests {
         assert_eq!(jq_raw(Some(&json!("a b")), "N/A"), "a b");
         assert_eq!(jq_raw(Some(&json!(12345)), "N/A"), "12345");
         assert_eq!(jq_raw(Some(&json!({"a": 1})), "N/A"), "{\"a\":1}");
+        assert_eq!(jq_raw(Some(&json!("a\nb\u{1b}[2J")), "N/A"), "a?b?[2J");
+    }
+}
+
+/// Property tests (bounded fuzzing) of the renderers over arbitrary lock
+/// records and lock-path states: never a panic, the legacy block's six lines
+/// always there and in order, one ⚠ line for a pid that is not a process id,
+/// the JSON always whole. PROPTEST_CASES sets the case count.
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use deploy_lock::context::{Clock, Settings};
+    use deploy_lock::fsops::PathKind;
+    use deploy_lock::lock::{holder_from, liveness_of};
+    use deploy_lock::status::verdict;
+    use deploy_lock::{Context, Environment};
+    use proptest::prelude::*;
+    use serde_json::Map;
+
+    const HOST: &str = "fuzz-host";
+
+    /// Field values: the documented types and what hand edits make of them.
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1e12f64..1e12).prop_map(Value::from),
+            "[ -~]{0,20}".prop_map(Value::String),
+            prop::sample::select(vec![
+                "2026-02-03T20:25:46Z",
+                "2026-02-03T20:25:46",
+                "2026-02-30T00:00:00Z",
+                "garbage",
+                "",
+                "1; rm -rf /",
+                "12345",
+                "0",
+                "-1",
+                HOST,
+                "true",
+            ])
+            .prop_map(|s| Value::String(s.to_string())),
+            prop::sample::select(vec![
+                "0",
+                "-1",
+                "1.5",
+                "2147483648",
+                "99999999999999999999999",
+                "1"
+            ])
+            .prop_map(|s| serde_json::from_str(s).unwrap()),
+            Just(serde_json::json!([1, {"a": null}])),
+            Just(serde_json::json!({"pid": 1})),
+        ]
+    }
+
+    fn record() -> impl Strategy<Value = Map<String, Value>> {
+        let keys = [
+            "locked",
+            "locked_by",
+            "locked_at",
+            "deployment_id",
+            "pid",
+            "hostname",
+            "lock_id",
+            "holder_pid",
+            "pid_start_ticks",
+            "boot_id",
+        ];
+        prop::collection::vec(prop::option::of(value()), keys.len()).prop_map(move |vals| {
+            keys.iter()
+                .zip(vals)
+                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+                .collect()
+        })
+    }
+
+    fn path_kind() -> impl Strategy<Value = PathKind> {
+        prop::sample::select(vec![
+            PathKind::Missing,
+            PathKind::Directory,
+            PathKind::Symlink,
+            PathKind::Other,
+        ])
+    }
+
+    fn context() -> Context {
+        let settings = Settings {
+            lock_root: "/nonexistent-deploy-lock-fuzz".into(),
+            ..Settings::default()
+        };
+        let mut ctx = Context::new(settings, "/nonexistent-deploy-lock-fuzz/checkout".into());
+        ctx.host = HOST.to_string();
+        ctx.clock = Clock::Fixed(jiff::Timestamp::from_second(1_770_150_346).unwrap());
+        ctx
+    }
+
+    proptest! {
+        #[test]
+        fn renderers_never_panic_and_keep_their_shape(
+            lock in prop::option::of(record()),
+            env_value in prop::option::of(value()),
+            kind in path_kind(),
+            age in prop::option::of(-100_000i64..10_000_000),
+            stale in any::<bool>(),
+        ) {
+            let ctx = context();
+            let env = Environment::Staging;
+            let mut root = Map::new();
+            if let Some(e) = env_value {
+                root.insert("environment".into(), e);
+            }
+            if let Some(l) = &lock {
+                root.insert("lock".into(), Value::Object(l.clone()));
+            }
+            let doc = StateDoc { root };
+            let holder = (kind == PathKind::Directory)
+                .then(|| holder_from(None, Some(&doc), env))
+                .flatten();
+            let liveness = holder
+                .as_ref()
+                .map(|h| liveness_of(h, &ctx.host))
+                .unwrap_or(Liveness::NoRecord);
+            let insp = Inspection {
+                environment: env,
+                lock_dir: ctx.lock_dir(env),
+                path_kind: kind.clone(),
+                dir: None,
+                locked_at_file: None,
+                owner: None,
+                state_file: ctx.state_file.clone(),
+                state: Some(doc.clone()),
+                verdict: verdict(&kind, &liveness, holder.is_some(), stale),
+                holder,
+                liveness,
+                age_seconds: age,
+                stale,
+            };
+            let block = status_block(&insp, &ctx, Style { color: false });
+            prop_assert!(block.starts_with(
+                "Deployment Lock Status: staging\n============================================\nLock directory: Not found (unlocked)\n\nState file info:\n"
+            ), "{}", block);
+            prop_assert!(block.ends_with("\n\n"), "{}", block);
+            let field = |k: &str| lock.as_ref().and_then(|l| l.get(k));
+            let one_line = lock.as_ref().is_none_or(|l| {
+                l.values().all(|v| !v.to_string().contains("\\n") && !matches!(v, Value::String(s) if s.contains('\n')))
+            });
+            if one_line {
+                let lines: Vec<&str> = block.lines().skip(5).collect();
+                for (line, label) in lines.iter().zip([
+                    "  Locked: ",
+                    "  Locked by: ",
+                    "  Locked at: ",
+                    "  Deployment ID: ",
+                    "  PID: ",
+                    "  Hostname: ",
+                ]) {
+                    prop_assert!(line.starts_with(label), "{:?} in\n{}", label, block);
+                }
+                let bad_pid = field("pid")
+                    .filter(|v| !v.is_null() && **v != Value::Bool(false))
+                    .is_some_and(|v| valid_pid(v).is_none());
+                let warned = block.lines().any(|l| l.starts_with("  ⚠ PID ") && l.ends_with(" is not a process id: not checked"));
+                prop_assert_eq!(bad_pid, warned, "{}", block);
+                if bad_pid {
+                    prop_assert!(!block.contains("✓ Process") && !block.contains("is not running (deployment may have crashed)"), "{}", block);
+                }
+            }
+            let json = status_json(&insp, &ctx);
+            let text = serde_json::to_string(&json).unwrap();
+            let back: Value = serde_json::from_str(&text).unwrap();
+            let keys: Vec<&str> = back.as_object().unwrap().keys().map(String::as_str).collect();
+            prop_assert_eq!(keys, [
+                "environment", "locked", "verdict", "lock_dir", "lock_dir_exists", "state_file",
+                "state_file_exists", "holder", "holder_alive", "age_seconds", "stale", "stale_after_seconds",
+            ]);
+            if let Some(pid) = back["holder"]["pid"].as_i64() {
+                prop_assert!(pid > 0);
+            }
+            let verdict_text = verdict_line(&insp, &ctx);
+            let prefix = format!("Verdict: {}: ", insp.verdict.as_str());
+            prop_assert!(verdict_text.starts_with(&prefix), "{}", verdict_text);
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use deploy_lock::liveness::ProcessIdentity;
-use deploy_lock::lock::{Acquire, BusyReason, LocalLock, Release};
+use deploy_lock::lock::{Acquire, BusyReason, LocalLock, LockError, Release};
 use deploy_lock::status::{Inspection, Liveness};
 use deploy_lock::supervise::{self, Signals};
 use deploy_lock::wait::{Watcher, Woke};
@@ -114,7 +114,9 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
             Err(code) => code,
         };
     }
-    let lock = LocalLock::new(ctx, plan.env);
+    // A signal while waiting for the guard ends the wait too.
+    let interrupted = || signals.interrupted();
+    let lock = LocalLock::new(ctx, plan.env).interruptible(&interrupted);
     let mut held = match acquire(ctx, &lock, &plan, &signals) {
         Ok(h) => h,
         Err(code) => return code,
@@ -134,16 +136,22 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
         "acquire"
     };
     let ids = json!({ "lock_id": lock_id, "deployment_id": deployment_id });
-    ops::audit(ctx, event, plan.env, held.took_over.as_ref(), ids);
-    if let Some(prev) = &held.took_over {
-        eprintln!(
+    let prev = held.took_over.as_ref().and_then(|t| t.holder.as_ref());
+    ops::audit(ctx, event, plan.env, prev, ids);
+    match (&held.took_over, prev) {
+        (Some(_), Some(prev)) => eprintln!(
             "deploy-lock: took over the {} lock left by {} (pid {}, not running)",
             plan.env,
             prev.locked_by.as_deref().unwrap_or("an unknown holder"),
             prev.pid
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "unknown".into()),
-        );
+        ),
+        (Some(_), None) => eprintln!(
+            "deploy-lock: took over the {} lock directory, which recorded no holder",
+            plan.env
+        ),
+        _ => {}
     }
     let ended = spawn_and_supervise(&signals, &plan, |pid| {
         if let Some(id) = ProcessIdentity::of_pid(pid)
@@ -247,38 +255,59 @@ fn acquire(
     let tty = std::io::stderr().is_terminal();
     let mut ticks: u32 = 0;
     loop {
-        let (reason, inspection) = match lock.try_acquire(plan.force, me.clone()) {
+        // What we wait on when busy: our own lock directory, or, when the
+        // checkout's one state record is another environment's live lock,
+        // that environment's directory (its release frees the record).
+        let (phrase, other_watcher) = match lock.try_acquire(plan.force, me.clone()) {
             Ok(Acquire::Acquired(h)) => {
                 if tty && ticks > 0 {
                     eprintln!();
                 }
                 return Ok(h);
             }
-            Ok(Acquire::Busy { reason, inspection }) => (reason, inspection),
+            Ok(Acquire::Busy { reason, inspection }) => {
+                if plan.wait.is_none() {
+                    report_busy(ctx, plan, reason, &inspection);
+                    return Err(exit::LOCK_HELD);
+                }
+                (holder_phrase(&inspection), None)
+            }
+            Err(LockError::OtherEnvironment {
+                environment,
+                holder,
+            }) if plan.wait.is_some() && Environment::parse(&environment).is_some() => {
+                let other = Environment::parse(&environment).expect("checked");
+                (
+                    format!("the state file records a live {environment} deployment: {holder}"),
+                    Some(Watcher::new(&ctx.lock_dir(other))),
+                )
+            }
+            Err(LockError::Interrupted) => {
+                // A signal while waiting for the guard: nothing started.
+                return Err(128 + signals.next_terminating().unwrap_or(2));
+            }
             Err(e) => return Err(ops::report_error(&e)),
         };
-        let (Some(limit), Some(watcher)) = (plan.wait, &watcher) else {
-            report_busy(ctx, plan, reason, &inspection);
-            return Err(exit::LOCK_HELD);
+        let (Some(limit), Some(own_watcher)) = (plan.wait, &watcher) else {
+            unreachable!("only a --wait run gets here");
         };
+        let watcher = other_watcher.as_ref().unwrap_or(own_watcher);
         let elapsed = start.elapsed();
         if elapsed >= limit {
             if tty && ticks > 0 {
                 eprintln!();
             }
             error(&format!(
-                "gave up after {} waiting for the {} lock ({})",
+                "gave up after {} waiting for the {} lock ({phrase})",
                 texts::span(limit.as_secs()),
                 plan.env,
-                holder_phrase(&inspection)
             ));
             return Err(exit::WAIT_TIMED_OUT);
         }
         if tty {
             eprint!(
-                "\rWaiting for the {} lock ({})... {}m {}s\x1b[K",
+                "\rWaiting for the {} lock ({phrase})... {}m {}s\x1b[K",
                 plan.env,
-                holder_phrase(&inspection),
                 elapsed.as_secs() / 60,
                 elapsed.as_secs() % 60
             );
@@ -313,6 +342,28 @@ fn foreign_entries(insp: &Inspection) -> String {
         .filter(|e| !deploy_lock::status::OUR_FILES.contains(&e.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The owner of a lock directory this user could not remove (another user's,
+/// in a folder that only lets owners remove entries, like sticky /tmp), when
+/// nothing recorded who holds it: a squatted lock.
+fn squatter(insp: &Inspection) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if insp.holder.is_some() || nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let m = std::fs::symlink_metadata(&insp.lock_dir).ok()?;
+    if m.uid() == nix::unistd::geteuid().as_raw() {
+        return None;
+    }
+    let uid = nix::unistd::Uid::from_raw(m.uid());
+    Some(
+        nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("uid {uid}")),
+    )
 }
 
 fn holder_phrase(insp: &Inspection) -> String {
@@ -369,6 +420,19 @@ fn report_busy(ctx: &Context, plan: &RunPlan, reason: BusyReason, insp: &Inspect
             format!("  wait for it:        deploy-lock run --wait {env}"),
             format!("  or, once you have checked that host: deploy-lock run --force {env}"),
         ],
+        _ if squatter(insp).is_some() => {
+            let owner = squatter(insp).unwrap_or_default();
+            vec![
+                format!(
+                    "ERROR: {} belongs to {owner}, records no holder deploy-lock can check, and cannot be removed by you.",
+                    insp.lock_dir.display()
+                ),
+                format!(
+                    "Ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
+                    insp.lock_dir.display()
+                ),
+            ]
+        }
         _ => vec![
             format!(
                 "ERROR: the {env} lock's holder is not running, but the lock is only {age} old."

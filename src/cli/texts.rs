@@ -123,15 +123,50 @@ pub const FORCE_DONE: [&str; 4] = [
 ];
 
 // Ours, not legacy: the legacy printed empty fields for a corrupted state file.
-/// The recovery steps of the lock-management guide, for `path`.
-pub fn state_recovery(path: &Path) -> Vec<String> {
+/// What is wrong with a state file, for choosing recovery steps that work
+/// (jq cannot read a file that is not JSON, nor set `.lock.locked` in a
+/// `lock` that is not an object).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broken {
+    NotJson,
+    LockNotObject,
+    NotObject,
+}
+
+/// The recovery steps of the lock-management guide, for `path`, adapted to
+/// what is wrong.
+pub fn state_recovery(path: &Path, broken: Broken) -> Vec<String> {
     let p = path.display();
-    vec![
+    let mut lines = vec![
         "To recover (see \"State File Corrupted\" in the lock-management guide):".to_string(),
         format!("  cp {p}{{,.backup}}"),
-        format!("  # repair the JSON at the position above, or reset the lock record:"),
-        format!("  jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}"),
-    ]
+    ];
+    match broken {
+        Broken::NotJson => {
+            lines.push(
+                "  # repair the JSON at the position above, then reset the lock record:".into(),
+            );
+            lines.push(format!(
+                "  jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}"
+            ));
+        }
+        Broken::LockNotObject => {
+            lines.push("  # reset the lock record:".into());
+            lines.push(format!(
+                "  jq '.lock = {{\"locked\": false}}' {p} > {p}.tmp && mv {p}.tmp {p}"
+            ));
+        }
+        Broken::NotObject => {
+            lines.push(
+                "  # restore it from a backup or version control, or start afresh (other keys are lost):"
+                    .into(),
+            );
+            lines.push(format!(
+                "  echo '{{\"lock\": {{\"locked\": false}}}}' > {p}"
+            ));
+        }
+    }
+    lines
 }
 
 // Ours: what is wrong with a hand-edited state record.
@@ -140,6 +175,12 @@ pub fn not_a_boolean(label: &str, v: &serde_json::Value) -> String {
 }
 pub fn not_a_time(v: &str) -> String {
     format!("⚠ Locked at '{v}' is not a time: lock age unknown")
+}
+pub fn lock_path_not_a_directory(path: &Path, what: &str) -> String {
+    format!(
+        "⚠ {} is {what}, not a lock directory: it blocks every deploy; check it and remove it by hand",
+        path.display()
+    )
 }
 pub fn not_a_pid(v: &serde_json::Value) -> String {
     format!("⚠ PID {v} is not a process id: not checked")

@@ -425,3 +425,314 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+// ---------------------------------------------------------------------------
+// For the run_* tests: fixtures, a child's talk-back folder, process helpers.
+
+/// How long anything may take before a test gives up. Only so that a hang
+/// fails instead of blocking; nothing asserts how fast things happen.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+impl World {
+    /// Installs tests/fixtures/NAME into the checkout at REL, executable.
+    pub fn install_fixture(&self, name: &str, rel: &str) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        self.install_executable(&src, rel)
+    }
+
+    /// Copies SRC into the checkout at REL, mode 0755, with `install(1)`: a
+    /// file this multi-threaded test process wrote itself could still be
+    /// open for writing in a child another test just forked (until that
+    /// child's exec), and running it would fail with ETXTBSY.
+    pub fn install_executable(&self, src: &Path, rel: &str) -> PathBuf {
+        let dst = self.root.join(rel);
+        let st = Command::new("install")
+            .args(["-D", "-m", "0755"])
+            .arg(src)
+            .arg(&dst)
+            .status()
+            .unwrap();
+        assert!(st.success(), "install {} {}", src.display(), dst.display());
+        dst
+    }
+}
+
+/// A folder a child under test talks through: `ctl`, a fifo it reads
+/// commands from; `ready`, its pid once it is set up; `trap`, one line per
+/// signal it received (see tests/fixtures/sig-child.sh).
+pub struct Probe {
+    pub dir: PathBuf,
+}
+
+impl Probe {
+    pub fn new(w: &World, name: &str) -> Probe {
+        let dir = w.tmp.path().join(name);
+        fs::create_dir(&dir).unwrap();
+        nix::unistd::mkfifo(&dir.join("ctl"), nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap();
+        Probe { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The child's pid once it has written `ready`.
+    #[track_caller]
+    pub fn wait_ready(&self) -> i32 {
+        let p = self.path("ready");
+        wait_until(PATIENCE, &format!("{} to be written", p.display()), || {
+            p.exists()
+        });
+        fs::read_to_string(&p).unwrap().trim().parse().unwrap()
+    }
+
+    /// Writes one line to `ctl` without ever blocking: a child that is gone
+    /// (no reader) is an error, not a hang.
+    #[track_caller]
+    pub fn send(&self, line: &str) {
+        if let Err(e) = self.try_send(line) {
+            panic!("cannot write to {}: {e}", self.path("ctl").display());
+        }
+    }
+
+    fn try_send(&self, line: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(self.path("ctl"))?
+            .write_all(format!("{line}\n").as_bytes())
+    }
+
+    /// The lines of `trap` so far.
+    pub fn lines(&self) -> Vec<String> {
+        fs::read_to_string(self.path("trap"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until `trap` has at least `n` lines, and returns them.
+    #[track_caller]
+    pub fn wait_lines(&self, n: usize) -> Vec<String> {
+        let what = format!("{n} line(s) in {}/trap", self.dir.display());
+        self.nudging(&what, || self.lines().len() >= n);
+        self.lines()
+    }
+
+    /// Polls `cond`, writing `nop` to `ctl` every 50 ms meanwhile: bash runs
+    /// a trap that went pending just before it blocked in read(2), or a
+    /// SIGWINCH trap, only once its read returns.
+    #[track_caller]
+    pub fn nudging(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let mut polls = 0u32;
+        wait_until(PATIENCE, what, || {
+            polls += 1;
+            if polls.is_multiple_of(10) {
+                // The child may be gone already (no reader): that is fine.
+                let _ = self.try_send("nop");
+            }
+            cond()
+        });
+    }
+}
+
+/// Waits for `child` to exit; kills it and panics after `PATIENCE`.
+#[track_caller]
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pid {} did not exit", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for a child from `Cmd::spawn` and collects what it printed.
+#[track_caller]
+pub fn finish(mut child: impl AsMut<Child>) -> Out {
+    let child = child.as_mut();
+    let status = wait_exit(child);
+    let read = |r: Option<&mut dyn Read>| {
+        let mut s = Vec::new();
+        if let Some(r) = r {
+            r.read_to_end(&mut s).unwrap();
+        }
+        String::from_utf8_lossy(&s).into_owned()
+    };
+    let stdout = read(child.stdout.as_mut().map(|r| r as &mut dyn Read));
+    let stderr = read(child.stderr.as_mut().map(|r| r as &mut dyn Read));
+    Out {
+        stdout,
+        stderr,
+        code: status.code(),
+        signal: std::os::unix::process::ExitStatusExt::signal(&status),
+    }
+}
+
+/// Sends `sig` to `pid` (from this test process).
+pub fn send_signal(pid: i32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+/// The state letter of /proc/PID/stat (R, S, T, Z...), None once gone.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// The signal mask /proc/PID/status shows (SigBlk), 0 when unreadable.
+pub fn blocked_signals(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A pid that certainly does not run: a child we started and reaped.
+pub fn reaped_pid() -> i32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id() as i32;
+    c.wait().unwrap();
+    pid
+}
+
+/// A child killed (and reaped) when the test ends, even by a panic, so a
+/// failed test leaves no process behind (a wrapper SIGKILLed this way sends
+/// its command SIGTERM; sig-child.sh then sees it was orphaned and ends).
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl AsMut<Child> for KillOnDrop {
+    fn as_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Cmd {
+    /// `spawn`, killed when the test ends (see `KillOnDrop`).
+    pub fn spawn_guarded(self) -> KillOnDrop {
+        KillOnDrop(self.spawn())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sets a path's access and modification times to epoch seconds `t`.
+pub fn set_mtime(path: &Path, t: i64) {
+    let ts = nix::sys::time::TimeSpec::new(t, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &ts,
+        &ts,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+}
+
+/// Epoch seconds of a `2026-02-03T20:25:46Z` time.
+pub fn epoch(iso_time: &str) -> i64 {
+    iso_time
+        .parse::<jiff::Timestamp>()
+        .unwrap_or_else(|e| panic!("{iso_time}: {e}"))
+        .as_second()
+}
+
+/// The audit log's events, in order.
+pub fn audit_events(w: &World) -> Vec<String> {
+    w.audit_log()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["event"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+impl Probe {
+    /// Waits until `trap` has the line `want`, and returns all lines.
+    #[track_caller]
+    pub fn wait_for(&self, want: &str) -> Vec<String> {
+        let what = format!("{want:?} in {}/trap", self.dir.display());
+        self.nudging(&what, || self.lines().iter().any(|l| l == want));
+        self.lines()
+    }
+}
+
+/// The pid the state file's lock record names, if any.
+pub fn state_pid(w: &World) -> Option<i32> {
+    let text = fs::read_to_string(w.state_path()).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["lock"]["pid"].as_i64().map(|p| p as i32)
+}
+
+/// Waits until the lock record names `pid` (`run` records the command's pid
+/// just after starting it).
+#[track_caller]
+pub fn wait_recorded(w: &World, pid: i32) {
+    wait_until(PATIENCE, "the state file to record the command's pid", || {
+        state_pid(w) == Some(pid)
+    });
+}
+
+/// The staging lock directory is gone and the state record is what the
+/// legacy's release writes.
+#[track_caller]
+pub fn assert_released(w: &World) {
+    assert!(
+        !w.lock_path("staging").exists(),
+        "the lock directory was left behind"
+    );
+    let st = w.state_json();
+    assert_eq!(st["lock"], serde_json::json!({ "locked": false }), "{}", w.state());
+    assert_eq!(st["environment"], "staging");
+}
+
+/// tests/fixtures/sig-child.sh installed in the checkout.
+pub fn sig_child(w: &World) -> PathBuf {
+    w.install_fixture("sig-child.sh", "bin/sig-child.sh")
+}
+
+/// `deploy-lock run staging -- sig-child.sh DIR` once the command runs and
+/// the lock records it: (wrapper, probe, the command's pid).
+pub fn hold_lock(w: &World, name: &str) -> (KillOnDrop, Probe, i32) {
+    let script = sig_child(w);
+    let probe = Probe::new(w, name);
+    let wrapper = w
+        .deploy_lock(&[
+            "run",
+            "staging",
+            "--",
+            script.to_str().unwrap(),
+            probe.dir.to_str().unwrap(),
+        ])
+        .spawn_guarded();
+    let pid = probe.wait_ready();
+    wait_recorded(w, pid);
+    (wrapper, probe, pid)
+}

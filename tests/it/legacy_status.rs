@@ -239,7 +239,7 @@ fn corrupted_state_file_is_an_error_and_untouched() {
                 "ERROR: state file {p} is not valid JSON: expected ident (line 3, column 24)\n\
                  To recover (see \"State File Corrupted\" in the lock-management guide):\n  \
                  cp {p}{{,.backup}}\n  \
-                 # repair the JSON at the position above, or reset the lock record:\n  \
+                 # repair the JSON at the position above, then reset the lock record:\n  \
                  jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}\n"
             ));
         assert_eq!(w.state(), broken);

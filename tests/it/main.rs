@@ -1,11 +1,18 @@
 //! deploy-lock's integration tests: one crate, real binary, real processes.
 
+mod completions;
 mod docs;
+mod faults;
 mod harness;
+mod hostile;
+mod install;
 mod legacy_force;
 mod legacy_status;
 mod legacy_wait;
 mod modern;
+mod remote;
 mod run_basic;
 mod run_concurrency;
 mod run_signals;
+mod soak;
+mod sshd;

@@ -1,1 +1,630 @@
-//! (tests to come)
+//! `deploy-lock run` and the `deploy-lock ENV` shorthand with real processes:
+//! the command's status passed through, the lock held while it runs and
+//! released after, liveness first and age second when a lock is taken over,
+//! release only of what is ours, and the legacy deploy.sh under deploy-lock.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::harness::*;
+
+const HEADER: &str =
+    "Deployment Lock Status: staging\n============================================\n";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The status block for the lock the state file records, held by the live
+/// process `pid` named `comm`, as rendered at epoch second `t`.
+fn held_block(w: &World, t: i64, pid: i32, comm: &str) -> String {
+    let st = w.state_json();
+    let at = st["lock"]["locked_at"].as_str().unwrap();
+    let age = t - epoch(at);
+    let lock = w.lock_path("staging");
+    let host = hostname();
+    format!(
+        "{HEADER}Lock directory exists: {}\n{}\n\nState file info:\n  Locked: true\n  Locked by: {}\n  Locked at: {at}\n  Deployment ID: {}\n  PID: {pid}\n  Hostname: {host}\n  Lock age: {}m {}s\n  ✓ Process {pid} is still running: {comm}\n\n",
+        lock.display(),
+        real_ls_ld(&lock, "UTC"),
+        st["lock"]["locked_by"].as_str().unwrap(),
+        st["lock"]["deployment_id"].as_str().unwrap(),
+        age / 60,
+        age % 60
+    )
+}
+
+#[test]
+fn exit_statuses_pass_through_and_the_lock_is_released_after_each() {
+    let w = World::new();
+    let lock = w.lock_path("staging");
+    // Each command first checks that the lock is held while it runs.
+    for code in [0, 3, 255] {
+        w.deploy_lock(&[
+            "run",
+            "staging",
+            "--",
+            "sh",
+            "-c",
+            &format!("[ -d \"$0\" ] || exit 99; exit {code}"),
+            s(&lock),
+        ])
+        .run()
+        .code(code)
+        .stdout("")
+        .stderr("");
+        assert_released(&w);
+    }
+    let out = w
+        .deploy_lock(&[
+            "run",
+            "staging",
+            "--",
+            "sh",
+            "-c",
+            "[ -d \"$0\" ] || exit 99; kill -KILL $$",
+            s(&lock),
+        ])
+        .run();
+    assert!(
+        out.signal == Some(9) || out.code == Some(137),
+        "want death by SIGKILL or 137: {out:?}"
+    );
+    assert_eq!(out.stdout, "");
+    assert_eq!(out.stderr, "");
+    assert_released(&w);
+    assert_eq!(audit_events(&w), ["acquire", "release"].repeat(4));
+}
+
+#[test]
+fn a_second_run_is_refused_with_the_status_while_a_live_run_holds_the_lock() {
+    let w = World::new();
+    let (wrapper, probe, pid) = hold_lock(&w, "holder");
+    let marker = w.tmp.path().join("second-ran");
+    let before = now();
+    let out = w
+        .deploy_lock(&["run", "staging", "--", "touch", s(&marker)])
+        .run();
+    let after = now();
+    out.code(75).stdout("");
+    assert!(!marker.exists());
+    // Status block and error line are rendered from two reads of the clock.
+    let mut wants = Vec::new();
+    for t1 in before..=after {
+        for t2 in t1..=after {
+            let age = t2 - epoch(w.state_json()["lock"]["locked_at"].as_str().unwrap());
+            wants.push(format!(
+                "{}ERROR: the staging lock is held by a running deployment: sig-child.sh (pid {pid}), for {}m {}s.\n\
+                 A live holder's lock is never taken over, whatever its age. Either:\n  \
+                 wait for it:          deploy-lock run --wait staging\n  \
+                 watch it:             deploy-lock wait staging\n  \
+                 or stop that process: kill {pid}\n",
+                held_block(&w, t1, pid, "sig-child.sh"),
+                age / 60,
+                age % 60
+            ));
+        }
+    }
+    if !wants.contains(&out.stderr) {
+        assert_text(&out.stderr, &wants[0], "stderr", &out.stdout);
+    }
+
+    // The legacy status and the JSON show the command, not deploy-lock.
+    let before = now();
+    let legacy = w.unlock_sh(&["staging"]).run();
+    let after = now();
+    legacy.code(0).stdout_one_of(
+        &(before..=after)
+            .map(|t| held_block(&w, t, pid, "sig-child.sh"))
+            .collect::<Vec<_>>(),
+    );
+    let json = w.deploy_lock(&["status", "staging", "--json"]).run();
+    json.code(0);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["verdict"], "held");
+    assert_eq!(v["holder_alive"], true);
+    assert_eq!(v["holder"]["pid"], pid);
+    assert_eq!(v["holder"]["process_name"], "sig-child.sh");
+
+    probe.send("exit 0");
+    finish(wrapper).code(0).stdout("").stderr("");
+    assert_released(&w);
+    assert_eq!(audit_events(&w), ["acquire", "release"]);
+}
+
+#[test]
+fn a_live_holder_is_never_taken_over_however_old_even_with_force() {
+    let w = World::new();
+    let holder = KillOnDrop(Command::new("sleep").arg("600").spawn().unwrap());
+    let pid = holder.pid();
+    wait_until(PATIENCE, "sleep to start", || {
+        fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+    });
+    let at = now() - 3 * 3600;
+    let lock = w.legacy_lock("staging", at);
+    w.legacy_state("staging", at, &pid.to_string(), &hostname());
+    let state = w.state();
+    let ino = fs::metadata(&lock).unwrap().ino();
+    let marker = w.tmp.path().join("ran");
+    for force in [false, true] {
+        let mut args = vec!["run"];
+        if force {
+            args.push("--force");
+        }
+        args.extend(["staging", "--", "touch", s(&marker)]);
+        let out = w.deploy_lock(&args).run();
+        out.code(75).stdout("");
+        assert!(
+            out.stderr.contains(&format!(
+                "  ⚠ Lock is stale (>30 minutes)\n  ✓ Process {pid} is still running: sleep\n\n\
+                 ERROR: the staging lock is held by a running deployment: sleep (pid {pid}), for 180m "
+            )),
+            "--force {force}:\n{}",
+            out.stderr
+        );
+        assert!(!marker.exists());
+        assert_eq!(w.state(), state);
+        assert_eq!(fs::metadata(&lock).unwrap().ino(), ino);
+        assert_eq!(
+            fs::read_to_string(lock.join("locked_at")).unwrap(),
+            format!("{at}\n")
+        );
+        assert_eq!(fs::read_dir(&lock).unwrap().count(), 1);
+    }
+    assert_eq!(audit_events(&w), Vec::<String>::new());
+}
+
+#[test]
+fn a_dead_holders_young_lock_is_taken_only_with_force() {
+    let w = World::new();
+    let pid = reaped_pid();
+    let at = now() - 120;
+    w.legacy_lock("staging", at);
+    w.legacy_state("staging", at, &pid.to_string(), &hostname());
+    let state = w.state();
+    let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    out.code(75).stdout("");
+    assert!(
+        out.stderr.contains(&format!(
+            "  ⚠ Process {pid} is not running (deployment may have crashed)\n\n\
+             ERROR: the staging lock's holder is not running, but the lock is only 2m "
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with(
+            " old.\nIt is taken over automatically once older than 30 minutes. Either:\n  \
+             wait for that:        deploy-lock run --wait staging\n  \
+             or take it over now:  deploy-lock run --force staging\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(w.state(), state);
+
+    let lock = w.lock_path("staging");
+    w.deploy_lock(&[
+        "run",
+        "--force",
+        "staging",
+        "--",
+        "sh",
+        "-c",
+        "[ -d \"$0\" ]",
+        s(&lock),
+    ])
+    .run()
+    .code(0)
+    .stdout("")
+    .stderr(&format!(
+        "deploy-lock: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
+    ));
+    assert_released(&w);
+    // Keys deploy-lock does not own are kept.
+    assert_eq!(w.state_json()["deployments"], json!([{"id": 1, "ok": true}]));
+    assert_eq!(audit_events(&w), ["takeover", "release"]);
+    let first: serde_json::Value =
+        serde_json::from_str(w.audit_log().lines().next().unwrap()).unwrap();
+    assert_eq!(first["holder"]["pid"], pid);
+    assert_eq!(first["holder"]["locked_by"], "deploy@localhost");
+}
+
+#[test]
+fn a_dead_holders_stale_lock_is_taken_automatically() {
+    let w = World::new();
+    let took_over = |pid: i32| {
+        format!(
+            "deploy-lock: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
+        )
+    };
+    // Older than the default 30 minutes.
+    let pid = reaped_pid();
+    let at = now() - 7200;
+    w.legacy_lock("staging", at);
+    w.legacy_state("staging", at, &pid.to_string(), &hostname());
+    w.deploy_lock(&["run", "staging", "--", "true"])
+        .run()
+        .code(0)
+        .stdout("")
+        .stderr(&took_over(pid));
+    assert_released(&w);
+
+    // DEPLOY_LOCK_STALE_SECS moves the line: 5 minutes is past 60 s...
+    let pid = reaped_pid();
+    let at = now() - 300;
+    w.legacy_lock("staging", at);
+    w.legacy_state("staging", at, &pid.to_string(), &hostname());
+    w.deploy_lock(&["run", "staging", "--", "true"])
+        .env("DEPLOY_LOCK_STALE_SECS", "60")
+        .run()
+        .code(0)
+        .stderr(&took_over(pid));
+    assert_released(&w);
+
+    // ...30 seconds is not.
+    let pid = reaped_pid();
+    let at = now() - 30;
+    w.legacy_lock("staging", at);
+    w.legacy_state("staging", at, &pid.to_string(), &hostname());
+    let out = w
+        .deploy_lock(&["run", "staging", "--", "true"])
+        .env("DEPLOY_LOCK_STALE_SECS", "60")
+        .run();
+    out.code(75);
+    assert!(
+        out.stderr
+            .contains("It is taken over automatically once older than 1 minute. Either:\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(w.lock_path("staging").join("locked_at").exists());
+    assert_eq!(
+        audit_events(&w),
+        ["takeover", "release", "takeover", "release"]
+    );
+}
+
+#[test]
+fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
+    let w = World::new();
+    let lock = w.lock_path("staging");
+    let pid = reaped_pid();
+    // The state record says two hours, but the directory is new: the
+    // directory's age decides.
+    fs::create_dir(&lock).unwrap();
+    w.legacy_state("staging", now() - 7200, &pid.to_string(), &hostname());
+    let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    out.code(75);
+    assert!(
+        out.stderr
+            .contains("ERROR: the staging lock's holder is not running, but the lock is only 0m "),
+        "{}",
+        out.stderr
+    );
+    assert!(lock.exists());
+
+    set_mtime(&lock, now() - 7200);
+    w.deploy_lock(&["run", "staging", "--", "true"])
+        .run()
+        .code(0)
+        .stderr(&format!(
+            "deploy-lock: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
+        ));
+    assert_released(&w);
+
+    // Nothing but an old, empty directory: no holder at all, aged by mtime.
+    fs::remove_file(w.state_path()).unwrap();
+    fs::create_dir(&lock).unwrap();
+    let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    out.code(75);
+    set_mtime(&lock, now() - 7200);
+    let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    out.code(0);
+    assert!(
+        out.stderr.starts_with("deploy-lock: took over the staging lock"),
+        "{}",
+        out.stderr
+    );
+    assert_released(&w);
+    assert_eq!(
+        audit_events(&w),
+        ["takeover", "release", "takeover", "release"]
+    );
+}
+
+#[test]
+fn a_holder_that_exited_but_is_not_reaped_yet_is_not_alive() {
+    let w = World::new();
+    // A child of this test that has exited and is not waited for: a zombie,
+    // as a crashed deploy stays where nothing reaps orphans.
+    let mut zombie = Command::new("true").spawn().unwrap();
+    let pid = zombie.id() as i32;
+    wait_until(PATIENCE, "the zombie", || proc_state(pid) == Some('Z'));
+    let at = now() - 7200;
+    w.legacy_lock("staging", at);
+    w.legacy_state("staging", at, &pid.to_string(), &hostname());
+    let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    zombie.wait().unwrap();
+    out.code(0).stderr(&format!(
+        "deploy-lock: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
+    ));
+    assert_released(&w);
+}
+
+#[test]
+fn a_release_leaves_alone_a_lock_someone_else_took_meanwhile() {
+    let w = World::new();
+    let script = sig_child(&w);
+    let b = Probe::new(&w, "b");
+    let d = w.tmp.path();
+    // The command force-unlocks its own lock, starts a second deploy-lock
+    // run (B) that takes the lock, and ends once B's command runs.
+    let body = format!(
+        r#"set -e
+echo yes | ./deploy/scripts/unlock.sh staging --force > "{d}/unlock.out" 2>&1
+( "{bin}" run staging -- "{script}" "{bdir}" > "{d}/b.out" 2> "{d}/b.err"; echo $? > "{d}/b.rc" ) > /dev/null 2>&1 &
+for _ in $(seq 3000); do
+    [ -e "{bdir}/ready" ] || [ -e "{d}/b.rc" ] && break
+    sleep 0.01
+done
+"#,
+        d = d.display(),
+        bin = BIN,
+        script = script.display(),
+        bdir = b.dir.display()
+    );
+    let a = w
+        .deploy_lock(&["run", "staging", "--", "bash", "-c", &body])
+        .run();
+    let host = hostname();
+    a.code(0).stdout("").stderr(&format!(
+        "warning: the staging lock was force-unlocked during this run and is now held by tester@{host}; left it alone\n"
+    ));
+    assert!(
+        fs::read_to_string(d.join("unlock.out"))
+            .unwrap()
+            .contains("✓ Lock forcefully released\n")
+    );
+    // B's lock is intact: its directory, its owner record, its state record.
+    let bpid = b.wait_ready();
+    wait_recorded(&w, bpid);
+    let lock = w.lock_path("staging");
+    let owner: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(lock.join("owner.json")).unwrap()).unwrap();
+    let st = w.state_json();
+    assert_eq!(st["lock"]["locked"], true);
+    assert_eq!(st["lock"]["lock_id"], owner["lock_id"]);
+    assert_eq!(owner["pid"], bpid);
+    assert!(lock.join("locked_at").exists());
+    let v: serde_json::Value = serde_json::from_str(
+        &w.deploy_lock(&["status", "staging", "--json"]).run().stdout,
+    )
+    .unwrap();
+    assert_eq!(v["verdict"], "held");
+    assert_eq!(v["holder"]["pid"], bpid);
+    assert_eq!(
+        audit_events(&w),
+        ["acquire", "force_unlock", "acquire", "release_skipped"]
+    );
+
+    // B ends normally and releases its own lock.
+    b.send("exit 0");
+    wait_until(PATIENCE, "B to end", || d.join("b.rc").exists() && !lock.exists());
+    wait_until(PATIENCE, "B's status", || {
+        fs::read_to_string(d.join("b.rc")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(fs::read_to_string(d.join("b.rc")).unwrap(), "0\n");
+    assert_eq!(fs::read_to_string(d.join("b.err")).unwrap(), "");
+    assert_released(&w);
+    assert_eq!(
+        audit_events(&w),
+        [
+            "acquire",
+            "force_unlock",
+            "acquire",
+            "release_skipped",
+            "release"
+        ]
+    );
+}
+
+fn install_legacy(w: &World) -> PathBuf {
+    w.install_fixture("legacy-deploy.sh", "deploy/scripts/deploy.sh")
+}
+
+const SKIPPING: &str = "WARNING: Force flag set - skipping deployment lock\n";
+
+#[test]
+fn the_legacy_deploy_sh_runs_under_deploy_lock_which_holds_the_lock_for_it() {
+    let w = World::new();
+    install_legacy(&w);
+    let p = Probe::new(&w, "deploy");
+    let run = w
+        .deploy_lock(&["staging"])
+        .env("FIXTURE_READY", p.path("ready"))
+        .env("FIXTURE_CTL", p.path("ctl"))
+        .spawn_guarded();
+    let pid = p.wait_ready();
+    wait_recorded(&w, pid);
+    let before = now();
+    let status = w.unlock_sh(&["staging"]).run();
+    let after = now();
+    status.code(0).stdout_one_of(
+        &(before..=after)
+            .map(|t| held_block(&w, t, pid, "deploy.sh"))
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        status
+            .stdout
+            .contains(&format!("  ✓ Process {pid} is still running: deploy.sh\n"))
+    );
+    p.send("go");
+    finish(run)
+        .code(0)
+        .stdout(&format!("deployed staging (pid {pid})\n"))
+        .stderr(SKIPPING);
+    assert_released(&w);
+    assert_eq!(audit_events(&w), ["acquire", "release"]);
+
+    // deploy.sh's own status is deploy-lock's.
+    w.deploy_lock(&["staging"])
+        .env("FIXTURE_EXIT", "3")
+        .run()
+        .code(3);
+    assert_released(&w);
+}
+
+#[test]
+fn a_deploy_sh_whose_exit_trap_releases_even_under_force_is_harmless() {
+    let w = World::new();
+    install_legacy(&w);
+    w.deploy_lock(&["staging"])
+        .env("FIXTURE_RELEASE_ALWAYS", "1")
+        .run()
+        .code(0)
+        .stderr(SKIPPING);
+    assert_released(&w);
+    assert_eq!(audit_events(&w), ["acquire", "release"]);
+    let last: serde_json::Value =
+        serde_json::from_str(w.audit_log().lines().last().unwrap()).unwrap();
+    assert_eq!(last["note"], "already removed by someone else");
+}
+
+#[test]
+fn the_legacy_deploy_sh_and_deploy_lock_exclude_each_other() {
+    let w = World::new();
+    let script = install_legacy(&w);
+    // A legacy deploy (run directly, taking the lock itself) holds it.
+    let p = Probe::new(&w, "legacy");
+    let mut c = w
+        .cmd(&script)
+        .env("FIXTURE_READY", p.path("ready"))
+        .env("FIXTURE_CTL", p.path("ctl"));
+    c.cmd.arg("staging");
+    let legacy = c.spawn_guarded();
+    let pid = p.wait_ready();
+    assert_eq!(state_pid(&w), Some(pid));
+    for args in [&["staging"][..], &["run", "--force", "staging", "--", "true"]] {
+        let out = w.deploy_lock(args).run();
+        out.code(75);
+        assert!(
+            out.stderr.contains(&format!(
+                "ERROR: the staging lock is held by a running deployment: deploy.sh (pid {pid}), for 0m "
+            )),
+            "{args:?}:\n{}",
+            out.stderr
+        );
+    }
+    p.send("go");
+    finish(legacy)
+        .code(0)
+        .stdout(&format!("deployed staging (pid {pid})\n"))
+        .stderr("");
+    assert_released(&w);
+
+    // deploy-lock holds it: the legacy deploy.sh cannot take it.
+    let (wrapper, probe, _) = hold_lock(&w, "holder");
+    let mut c = w.cmd(&script);
+    c.cmd.arg("staging");
+    let out = c.run();
+    out.code(1);
+    assert!(
+        out.stderr
+            .starts_with("ERROR: Deployment already in progress for staging"),
+        "{}",
+        out.stderr
+    );
+    probe.send("exit 0");
+    finish(wrapper).code(0);
+    assert_released(&w);
+}
+
+#[test]
+fn the_shorthand_hands_deploy_sh_its_flags_unchanged() {
+    let w = World::new();
+    install_legacy(&w);
+    let argv = w.tmp.path().join("argv");
+    let saw = w.tmp.path().join("saw-lock");
+    let run = |args: &[&str]| {
+        w.deploy_lock(args)
+            .env("FIXTURE_ARGV", &argv)
+            .env("FIXTURE_SAW_LOCK", &saw)
+            .run()
+    };
+    let read = |p: &Path| fs::read_to_string(p).unwrap();
+
+    run(&[
+        "staging",
+        "--dry-run",
+        "--branch",
+        "x",
+        "--version",
+        "y",
+        "--env-diff",
+        "--skip-migrations",
+    ])
+    .code(0)
+    .stderr(SKIPPING);
+    assert_eq!(
+        read(&argv),
+        "staging\n--force\n--dry-run\n--branch\nx\n--version\ny\n--env-diff\n--skip-migrations\n"
+    );
+    assert_eq!(read(&saw), "held\n");
+
+    run(&["staging", "--force"]).code(0).stderr(SKIPPING);
+    assert_eq!(read(&argv), "staging\n--force\n");
+    assert_eq!(read(&saw), "held\n");
+    assert_released(&w);
+    let events = audit_events(&w);
+
+    // --help takes no lock and writes nothing.
+    let state = w.state();
+    let usage = "Usage: deploy.sh ENVIRONMENT [--force] [--remote USER@HOST] [--dry-run] [--skip-migrations] [--version COMMIT] [--branch BRANCH] [--env-diff] [--help]\n";
+    run(&["staging", "--help"]).code(0).stdout(usage).stderr("");
+    assert_eq!(read(&argv), "staging\n--help\n");
+    assert_eq!(read(&saw), "free\n");
+    assert_eq!(w.state(), state);
+    assert_eq!(audit_events(&w), events);
+
+    // ...and runs even while a live deployment holds the lock.
+    let (wrapper, probe, _) = hold_lock(&w, "holder");
+    run(&["staging", "--help"]).code(0).stdout(usage);
+    assert_eq!(read(&saw), "held\n");
+    probe.send("exit 0");
+    finish(wrapper).code(0);
+    assert_released(&w);
+}
+
+#[test]
+fn the_demo_deploy_sh_runs_under_deploy_lock() {
+    let w = World::new();
+    w.install_executable(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/scripts/deploy.sh"),
+        "deploy/scripts/deploy.sh",
+    );
+    let out = w
+        .deploy_lock(&["staging"])
+        .env("DEMO_STEP_SECS", "0")
+        .run();
+    out.code(0).stderr("");
+    assert!(
+        out.stdout.starts_with(
+            "WARNING: --force given: skipping the deployment lock\n==> Deploying staging: branch main, version HEAD (pid "
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\n==> Deployed staging (log: "),
+        "{}",
+        out.stdout
+    );
+    assert_released(&w);
+    assert_eq!(audit_events(&w), ["acquire", "release"]);
+}
