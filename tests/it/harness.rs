@@ -146,12 +146,18 @@ impl World {
     }
 
     /// Writes an executable script into the checkout.
+    ///
+    /// The text is written to a plain file first and then copied executable
+    /// by `install(1)` (see [`World::install_executable`]), so no test thread
+    /// ever holds a writable descriptor of the script a test will run.
     pub fn script(&self, rel: &str, body: &str) -> PathBuf {
-        let p = self.root.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, body).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        let draft = self
+            .tmp
+            .path()
+            .join(format!("script-draft-{}", rel.replace('/', "_")));
+        fs::write(&draft, body).unwrap();
+        let p = self.install_executable(&draft, rel);
+        fs::remove_file(&draft).unwrap();
         p
     }
 }
@@ -470,8 +476,11 @@ impl Probe {
     pub fn new(w: &World, name: &str) -> Probe {
         let dir = w.tmp.path().join(name);
         fs::create_dir(&dir).unwrap();
-        nix::unistd::mkfifo(&dir.join("ctl"), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .unwrap();
+        nix::unistd::mkfifo(
+            &dir.join("ctl"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         Probe { dir }
     }
 
@@ -695,9 +704,11 @@ pub fn state_pid(w: &World) -> Option<i32> {
 /// just after starting it).
 #[track_caller]
 pub fn wait_recorded(w: &World, pid: i32) {
-    wait_until(PATIENCE, "the state file to record the command's pid", || {
-        state_pid(w) == Some(pid)
-    });
+    wait_until(
+        PATIENCE,
+        "the state file to record the command's pid",
+        || state_pid(w) == Some(pid),
+    );
 }
 
 /// The staging lock directory is gone and the state record is what the
@@ -709,7 +720,12 @@ pub fn assert_released(w: &World) {
         "the lock directory was left behind"
     );
     let st = w.state_json();
-    assert_eq!(st["lock"], serde_json::json!({ "locked": false }), "{}", w.state());
+    assert_eq!(
+        st["lock"],
+        serde_json::json!({ "locked": false }),
+        "{}",
+        w.state()
+    );
     assert_eq!(st["environment"], "staging");
 }
 

@@ -226,7 +226,10 @@ fn a_dead_holders_young_lock_is_taken_only_with_force() {
     ));
     assert_released(&w);
     // Keys deploy-lock does not own are kept.
-    assert_eq!(w.state_json()["deployments"], json!([{"id": 1, "ok": true}]));
+    assert_eq!(
+        w.state_json()["deployments"],
+        json!([{"id": 1, "ok": true}])
+    );
     assert_eq!(audit_events(&w), ["takeover", "release"]);
     let first: serde_json::Value =
         serde_json::from_str(w.audit_log().lines().next().unwrap()).unwrap();
@@ -326,7 +329,8 @@ fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
     out.code(0);
     assert!(
-        out.stderr.starts_with("deploy-lock: took over the staging lock"),
+        out.stderr
+            .starts_with("deploy-lock: took over the staging lock"),
         "{}",
         out.stderr
     );
@@ -401,10 +405,9 @@ done
     assert_eq!(st["lock"]["lock_id"], owner["lock_id"]);
     assert_eq!(owner["pid"], bpid);
     assert!(lock.join("locked_at").exists());
-    let v: serde_json::Value = serde_json::from_str(
-        &w.deploy_lock(&["status", "staging", "--json"]).run().stdout,
-    )
-    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&w.deploy_lock(&["status", "staging", "--json"]).run().stdout)
+            .unwrap();
     assert_eq!(v["verdict"], "held");
     assert_eq!(v["holder"]["pid"], bpid);
     assert_eq!(
@@ -414,7 +417,9 @@ done
 
     // B ends normally and releases its own lock.
     b.send("exit 0");
-    wait_until(PATIENCE, "B to end", || d.join("b.rc").exists() && !lock.exists());
+    wait_until(PATIENCE, "B to end", || {
+        d.join("b.rc").exists() && !lock.exists()
+    });
     wait_until(PATIENCE, "B's status", || {
         fs::read_to_string(d.join("b.rc")).is_ok_and(|s| s.ends_with('\n'))
     });
@@ -510,7 +515,10 @@ fn the_legacy_deploy_sh_and_deploy_lock_exclude_each_other() {
     let legacy = c.spawn_guarded();
     let pid = p.wait_ready();
     assert_eq!(state_pid(&w), Some(pid));
-    for args in [&["staging"][..], &["run", "--force", "staging", "--", "true"]] {
+    for args in [
+        &["staging"][..],
+        &["run", "--force", "staging", "--", "true"],
+    ] {
         let out = w.deploy_lock(args).run();
         out.code(75);
         assert!(
@@ -608,10 +616,7 @@ fn the_demo_deploy_sh_runs_under_deploy_lock() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/scripts/deploy.sh"),
         "deploy/scripts/deploy.sh",
     );
-    let out = w
-        .deploy_lock(&["staging"])
-        .env("DEMO_STEP_SECS", "0")
-        .run();
+    let out = w.deploy_lock(&["staging"]).env("DEMO_STEP_SECS", "0").run();
     out.code(0).stderr("");
     assert!(
         out.stdout.starts_with(

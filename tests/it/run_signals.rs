@@ -187,9 +187,8 @@ while [ ! -e "{dir}/done" ]; do sleep 0.02; done"#,
     c.cmd.args(["-c", &body]);
     // SAFETY: prctl only, between fork and exec.
     unsafe {
-        c.cmd.pre_exec(|| {
-            nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
-        });
+        c.cmd
+            .pre_exec(|| nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from));
     }
     let mut reaper = c.spawn_guarded();
     let pid = p.wait_ready();
@@ -290,8 +289,8 @@ fn started_with_sigint_or_sigchld_ignored_the_status_still_passes_through() {
     ]);
     let out = c.run();
     out.code(3).stderr("");
-    let ign = u64::from_str_radix(out.stdout.trim().trim_start_matches("SigIgn:").trim(), 16)
-        .unwrap();
+    let ign =
+        u64::from_str_radix(out.stdout.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
     assert_ne!(ign & bit(Signal::SIGINT), 0, "{}", out.stdout);
     assert_released(&w);
 
@@ -327,9 +326,14 @@ fn started_with_sigint_or_sigchld_ignored_the_status_still_passes_through() {
     probe.cmd.args(["^SigIgn:", "/proc/self/status"]);
     ignore_chld(&mut probe);
     let out = probe.run();
-    let ign = u64::from_str_radix(out.stdout.trim().trim_start_matches("SigIgn:").trim(), 16)
-        .unwrap();
-    assert_ne!(ign & bit(Signal::SIGCHLD), 0, "the setup works: {}", out.stdout);
+    let ign =
+        u64::from_str_radix(out.stdout.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_ne!(
+        ign & bit(Signal::SIGCHLD),
+        0,
+        "the setup works: {}",
+        out.stdout
+    );
     let mut c = w.deploy_lock(&[
         "run",
         "staging",
@@ -379,7 +383,8 @@ fn ctrl_z_under_an_interactive_bash_stops_both_and_fg_resumes_them() {
 
     pty.send(b"fg\n");
     wait_until(PATIENCE, "wrapper and command to run again", || {
-        !matches!(proc_state(pid), Some('T') | None) && !matches!(proc_state(wrapper), Some('T') | None)
+        !matches!(proc_state(pid), Some('T') | None)
+            && !matches!(proc_state(wrapper), Some('T') | None)
     });
     // Both work again: a signal is relayed, and the command's status comes back.
     send_signal(wrapper, Signal::SIGUSR1);
