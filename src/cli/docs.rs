@@ -217,7 +217,7 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
         },
         Section {
             title: "SIGNALS",
-            items: vec![("", "The command runs in deploy-lock's process group and can read the terminal. Ctrl-C, Ctrl-\\ and Ctrl-Z from the terminal reach it directly, once. INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock by another process are forwarded once. If deploy-lock is killed, the command receives SIGTERM (PR_SET_PDEATHSIG). The lock is released only after the command has exited; deploy-lock then exits with its status or dies of the same signal. A signal while waiting for the lock exits 128+N without starting the command.".into())],
+            items: vec![("", "The command runs in deploy-lock's process group and can read the terminal. Ctrl-C, Ctrl-\\ and Ctrl-Z from the terminal reach it directly, once. INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock by another process are forwarded once, also from the script that started it in the background (same process group); signals the command or its children send are not sent back. A kill of the whole process group by a third process reaches the command directly and through deploy-lock. If deploy-lock is killed, the command receives SIGTERM (PR_SET_PDEATHSIG). The lock is released only after the command has exited; deploy-lock then exits with its status or dies of the same signal. A signal while waiting for the lock exits 128+N without starting the command.".into())],
         },
         Section {
             title: "EXIT STATUS",
