@@ -47,7 +47,9 @@ if [ -n "$remote" ]; then
 fi
 
 lock_dir="${DEPLOY_LOCK_DIR:-/tmp}/togather-deploy-${env_name}.lock"
-if [ "$force" = 1 ]; then
+if [ -n "${DEPLOY_LOCK_HELD:-}" ]; then
+    echo "==> Running under deploy-lock's $env_name lock ($DEPLOY_LOCK_HELD)"
+elif [ "$force" = 1 ]; then
     echo "WARNING: --force given: skipping the deployment lock"
 else
     if ! mkdir "$lock_dir" 2>/dev/null; then

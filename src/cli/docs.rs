@@ -150,6 +150,10 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
     ];
     if !legacy {
         env.push(("HOME", "The audit log lives under it.".into()));
+        env.push((
+            "DEPLOY_LOCK_HELD, DEPLOY_LOCK_DEPLOYMENT_ID",
+            "Set for the command run under the lock: its lock id and deployment id.".into(),
+        ));
     }
     let files = Section {
         title: "FILES",

@@ -109,7 +109,7 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
         return 127;
     }
     if plan.lockless {
-        return match spawn_and_supervise(&signals, &plan, |_| {}) {
+        return match spawn_and_supervise(&signals, &plan, &[], |_| {}) {
             Ok(end) => supervise::exit_like(end),
             Err(code) => code,
         };
@@ -153,7 +153,11 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
         ),
         _ => {}
     }
-    let ended = spawn_and_supervise(&signals, &plan, |pid| {
+    let under_lock = [
+        ("DEPLOY_LOCK_HELD", lock_id.as_str()),
+        ("DEPLOY_LOCK_DEPLOYMENT_ID", deployment_id.as_str()),
+    ];
+    let ended = spawn_and_supervise(&signals, &plan, &under_lock, |pid| {
         if let Some(id) = ProcessIdentity::of_pid(pid)
             && let Err(e) = lock.record_process(&mut held, id)
         {
@@ -219,10 +223,14 @@ fn release(
 fn spawn_and_supervise(
     signals: &Signals,
     plan: &RunPlan,
+    env: &[(&str, &str)],
     on_start: impl FnOnce(i32),
 ) -> Result<supervise::ChildEnd, i32> {
     let mut cmd = Command::new(&plan.program);
     cmd.args(&plan.args);
+    // The command may want to know it runs under the lock (the demo deploy
+    // says so instead of warning that --force skipped its own lock).
+    cmd.envs(env.iter().copied());
     signals.prepare(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| {
         error(&format!("cannot run {}: {e}", plan.program.display()));

@@ -619,9 +619,11 @@ fn the_demo_deploy_sh_runs_under_deploy_lock() {
     let out = w.deploy_lock(&["staging"]).env("DEMO_STEP_SECS", "0").run();
     out.code(0).stderr("");
     assert!(
-        out.stdout.starts_with(
-            "WARNING: --force given: skipping the deployment lock\n==> Deploying staging: branch main, version HEAD (pid "
-        ),
+        out.stdout
+            .starts_with("==> Running under deploy-lock's staging lock (lock_")
+            && out
+                .stdout
+                .contains(")\n==> Deploying staging: branch main, version HEAD (pid "),
         "{}",
         out.stdout
     );
@@ -632,4 +634,39 @@ fn the_demo_deploy_sh_runs_under_deploy_lock() {
     );
     assert_released(&w);
     assert_eq!(audit_events(&w), ["acquire", "release"]);
+}
+
+/// The command learns it runs under the lock, and which one: the ids it sees
+/// are the ones the state file and the audit log record.
+#[test]
+fn the_command_sees_the_lock_ids_in_its_environment() {
+    let w = World::new();
+    let out = w
+        .deploy_lock(&[
+            "run",
+            "staging",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s %s\\n' \"$DEPLOY_LOCK_HELD\" \"$DEPLOY_LOCK_DEPLOYMENT_ID\"; jq -r '.lock.lock_id + \" \" + .lock.deployment_id' deploy/config/deployment-state.json",
+        ])
+        .run();
+    out.code(0).stderr("");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert_eq!(lines[0], lines[1]);
+    assert!(
+        lines[0].starts_with("lock_") && lines[0].contains(" dep_"),
+        "{}",
+        out.stdout
+    );
+    // Without the lock (deploy.sh --help), nothing claims it is held.
+    w.script(
+        "deploy/scripts/deploy.sh",
+        "#!/bin/bash\necho \"held=${DEPLOY_LOCK_HELD-unset}\"\n",
+    );
+    w.deploy_lock(&["staging", "--help"])
+        .run()
+        .code(0)
+        .stdout("held=unset\n");
 }
