@@ -14,6 +14,8 @@ pub struct ProcInfo {
     pub start_ticks: u64,
     /// Field 3: R, S, D, Z, T, ...
     pub state: char,
+    /// Field 4: the parent's pid.
+    pub ppid: i32,
 }
 
 impl ProcInfo {
@@ -66,12 +68,14 @@ pub fn parse_stat(stat: &[u8]) -> Option<ProcInfo> {
     let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
     let state = fields.first()?.chars().next()?;
+    let ppid = fields.get(1)?.parse().ok()?;
     // Fields after the comm start at field 3, so field 22 is index 19.
     let start_ticks = fields.get(19)?.parse().ok()?;
     Some(ProcInfo {
         comm,
         start_ticks,
         state,
+        ppid,
     })
 }
 
@@ -218,6 +222,7 @@ mod tests {
     #[test]
     fn zombie_comm_is_marked_defunct() {
         let z = ProcInfo {
+            ppid: 1,
             comm: "deploy.sh".into(),
             start_ticks: 1,
             state: 'Z',

@@ -201,15 +201,6 @@ impl Signals {
     }
 }
 
-/// The parent pid /proc/PID/stat records (field 4, after the command name,
-/// which may itself hold spaces and parentheses).
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
-    rest.split_ascii_whitespace().nth(1)?.parse().ok()
-}
-
 /// Whether `pid` is `root` or one of its descendants, following parent pids
 /// up to init (a process whose parent died is not counted).
 fn in_subtree(pid: i32, root: i32) -> bool {
@@ -222,8 +213,8 @@ fn in_subtree(pid: i32, root: i32) -> bool {
         if p <= 1 {
             return false;
         }
-        match parent_of(p) {
-            Some(parent) => p = parent,
+        match crate::liveness::probe(p) {
+            Some(info) => p = info.ppid,
             None => return false,
         }
     }
@@ -263,7 +254,7 @@ mod tests {
     fn subtree_follows_parent_pids() {
         let me = std::process::id() as i32;
         let parent = nix::unistd::getppid().as_raw();
-        assert_eq!(parent_of(me), Some(parent));
+        assert_eq!(crate::liveness::probe(me).map(|p| p.ppid), Some(parent));
         assert!(in_subtree(me, me));
         assert!(in_subtree(me, parent));
         assert!(!in_subtree(parent, me));
