@@ -620,6 +620,11 @@ pub fn reaped_pid() -> i32 {
     pid
 }
 
+/// [`reaped_pid`] as the `u32` that std's `Child::id` uses.
+pub fn dead_pid() -> u32 {
+    reaped_pid() as u32
+}
+
 /// A child killed (and reaped) when the test ends, even by a panic, so a
 /// failed test leaves no process behind (a wrapper SIGKILLed this way sends
 /// its command SIGTERM; sig-child.sh then sees it was orphaned and ends).

@@ -15,27 +15,6 @@ const HEADER: &str =
     "Deployment Lock Status: staging\n============================================\n";
 const NO_DIR: &str = "Lock directory: Not found (unlocked)\n";
 
-/// A pid that certainly does not run: a child we started and reaped.
-fn dead_pid() -> u32 {
-    let mut c = std::process::Command::new("true").spawn().unwrap();
-    let pid = c.id();
-    c.wait().unwrap();
-    pid
-}
-
-/// Sets a path's access and modification times to epoch seconds `t`.
-fn set_mtime(path: &Path, t: i64) {
-    let ts = nix::sys::time::TimeSpec::new(t, 0);
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &ts,
-        &ts,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    )
-    .unwrap();
-}
-
 /// A file's bytes and identity, to prove nobody wrote it.
 #[derive(Debug, PartialEq)]
 struct Untouched {

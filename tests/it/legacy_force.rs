@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::*;
-use crate::legacy_status::dead_pid;
 
 const LOCK_ID: &str = "lock_1890d66a41888860_47448a50c1f61cc6be49eaf4";
 const DEP_ID: &str = "dep_1890d66a41888860_47448a50c1f61cc6be49eaf4";

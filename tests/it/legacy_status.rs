@@ -110,14 +110,6 @@ fn held_and_alive() {
     }));
 }
 
-/// A pid that certainly does not run: a child we started and reaped.
-pub fn dead_pid() -> u32 {
-    let mut c = Command::new("true").spawn().unwrap();
-    let pid = c.id();
-    c.wait().unwrap();
-    pid
-}
-
 #[test]
 fn stale_and_dead() {
     let w = World::new();

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-use crate::legacy_status::{dead_pid, fake_deploy};
+use crate::legacy_status::fake_deploy;
 use crate::sshd::{self, Sshd, TARGET};
 
 const PROMPT: &str = "Are you sure you want to force unlock? (type 'yes' to confirm): ";
