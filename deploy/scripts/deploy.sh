@@ -1,9 +1,12 @@
 #!/bin/bash
 # Demo deploy for deploy-lock: prints its steps and sleeps, touching nothing
 # but its own lock and log. Its flags and its lock protocol are those of the
-# legacy deploy.sh (mkdir lock + locked_at unless --force, released by an EXIT
-# trap), so `deploy-lock staging` shows the real flow. DEMO_STEP_SECS sets the
-# pause per step (default 1); DEPLOY_LOCK_DIR moves the lock out of /tmp.
+# legacy deploy.sh (mkdir lock + locked_at unless --force, a stale lock
+# removed, released by an EXIT trap), so `deploy-lock staging` shows the real
+# flow. Run directly with deploy-lock on PATH, it hands itself to deploy-lock,
+# which takes the lock for it (and takes over a dead holder's stale lock
+# safely). DEMO_STEP_SECS sets the pause per step (default 1);
+# DEPLOY_LOCK_DIR moves the lock out of /tmp.
 set -euo pipefail
 
 usage() {
@@ -15,6 +18,7 @@ Demo deployment: prints each step, changes nothing.
 USAGE
 }
 
+all_args=("$@")
 env_name=""
 force=0 dry_run=0 skip_migrations=0 env_diff=0
 remote="" version="HEAD" branch="main"
@@ -51,10 +55,26 @@ if [ -n "${DEPLOY_LOCK_HELD:-}" ]; then
     echo "==> Running under deploy-lock's $env_name lock ($DEPLOY_LOCK_HELD)"
 elif [ "$force" = 1 ]; then
     echo "WARNING: --force given: skipping the deployment lock"
+elif command -v deploy-lock >/dev/null; then
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+    rest=() dropped=0
+    for a in "${all_args[@]}"; do
+        if [ "$dropped" = 0 ] && [ "$a" = "$env_name" ]; then dropped=1; continue; fi
+        rest+=("$a")
+    done
+    exec deploy-lock --project-root "$root" "$env_name" "${rest[@]}"
 else
     if ! mkdir "$lock_dir" 2>/dev/null; then
-        echo "ERROR: Deployment lock held: $lock_dir (see ./deploy/scripts/unlock.sh $env_name)" >&2
-        exit 1
+        # The legacy rule: stale once locked_at is over 30 minutes old.
+        locked_at="$(cat "$lock_dir/locked_at" 2>/dev/null || echo 0)"
+        if [ "$locked_at" -gt 1000000000 ] 2>/dev/null && [ $(( $(date +%s) - locked_at )) -gt 1800 ]; then
+            echo "WARNING: removing stale lock $lock_dir"
+            rm -rf "$lock_dir"
+            mkdir "$lock_dir"
+        else
+            echo "ERROR: Deployment lock held: $lock_dir (see ./deploy/scripts/unlock.sh $env_name)" >&2
+            exit 1
+        fi
     fi
     date +%s > "$lock_dir/locked_at"
     trap 'rm -rf "$lock_dir"' EXIT

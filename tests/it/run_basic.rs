@@ -670,3 +670,45 @@ fn the_command_sees_the_lock_ids_in_its_environment() {
         .code(0)
         .stdout("held=unset\n");
 }
+
+/// The demo deploy.sh run directly (as the guide's "Let deploy.sh handle it"
+/// does) hands itself to deploy-lock when it is on PATH: a dead holder's
+/// stale lock is taken over, and a live holder's is never pre-empted.
+#[test]
+fn the_demo_deploy_sh_run_directly_hands_itself_to_deploy_lock() {
+    let w = World::new();
+    let deploy = w.install_executable(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/scripts/deploy.sh"),
+        "deploy/scripts/deploy.sh",
+    );
+    let bin = w.tmp.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("deploy-lock")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let stale = now() - 7200;
+    w.legacy_lock("staging", stale);
+    w.legacy_state("staging", stale, &dead_pid().to_string(), &hostname());
+    let mut c = w.cmd(&deploy);
+    c.cmd.arg("staging");
+    let out = c
+        .dir("/")
+        .env("PATH", &path)
+        .env("DEMO_STEP_SECS", "0")
+        .stdin(b"")
+        .run();
+    out.code(0);
+    assert!(
+        out.stderr
+            .starts_with("deploy-lock: took over the staging lock left by deploy@localhost (pid "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .starts_with("==> Running under deploy-lock's staging lock (lock_"),
+        "{}",
+        out.stdout
+    );
+    assert_released(&w);
+    assert_eq!(audit_events(&w), ["takeover", "release"]);
+}
