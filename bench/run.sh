@@ -37,6 +37,18 @@ now_ns() { date +%s%N; }
 ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
+# Peak RSS in KiB of one run: GNU time when installed, else Python's rusage
+# (the largest of the command's processes, as GNU time reports it).
+peak_rss() {
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1
+    else
+        python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
+    fi
+}
+
 # Median wall time in ns of a command, over N runs.
 time_cmd() {
     local runs="$1"; shift
@@ -68,9 +80,9 @@ JSON
 t_status=$(time_cmd 300 ./deploy/scripts/unlock.sh staging)
 t_ls=$(time_cmd 300 ls -ld "$lock")
 t_legacy=$(time_cmd 50 "$here/legacy-status.sh" staging "$state")
-rss_kib=$(/usr/bin/time -f %M ./deploy/scripts/unlock.sh staging 2>&1 >/dev/null | tail -1)
-rss_ls=$(/usr/bin/time -f %M ls -ld "$lock" 2>&1 >/dev/null | tail -1)
-rss_legacy=$(/usr/bin/time -f %M "$here/legacy-status.sh" staging "$state" 2>&1 >/dev/null | tail -1)
+rss_kib=$(peak_rss ./deploy/scripts/unlock.sh staging)
+rss_ls=$(peak_rss ls -ld "$lock")
+rss_legacy=$(peak_rss "$here/legacy-status.sh" staging "$state")
 kill "$holder"; wait "$holder" 2>/dev/null || true; holder=""
 rm -rf "$lock"
 printf '%-46s %10s  %s\n' "figure" "value" "baseline / target"
