@@ -289,7 +289,7 @@ fn mixed_soak_never_two_holders_never_a_torn_read() {
 
 /// The long variant, for CI: `cargo test --test it -- --ignored soak::`.
 #[test]
-#[ignore = "long soak (120 s); CI runs it with --ignored"]
+#[ignore = "long soak (120 s): cargo test --test it -- --ignored soak::"]
 fn long_mixed_soak() {
     let secs = std::env::var("SOAK_SECS")
         .ok()
