@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use crate::audit;
 use crate::context::Context;
 use crate::environment::Environment;
 use crate::fsops::{self, DirIdentity, FlockGuard, PathKind};
@@ -171,6 +172,9 @@ pub struct LocalLock<'a> {
     env: Environment,
     /// Asked while waiting for the guard: true ends the wait (a signal came).
     interrupted: Option<&'a dyn Fn() -> bool>,
+    /// Audit lines that could not be written, for the CLI to warn about: an
+    /// audit failure never fails the operation itself.
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl<'a> LocalLock<'a> {
@@ -179,6 +183,25 @@ impl<'a> LocalLock<'a> {
             ctx,
             env,
             interrupted: None,
+            warnings: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Audit-log failures since the last call.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut self.warnings.borrow_mut())
+    }
+
+    /// Appends an audit line. Called with the guard held, so the log's order
+    /// is the lock's order (one run's `release` before the next `acquire`).
+    fn audit(&self, event: &str, holder: Option<&Holder>, extra: Value) {
+        if let Err(e) = audit::record(self.ctx, event, self.env, holder, extra) {
+            let place = audit::log_path(self.ctx)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "~/.togather/logs/deployments/locks.log".into());
+            self.warnings
+                .borrow_mut()
+                .push(format!("could not append to the audit log {place}: {e}"));
         }
     }
 
@@ -283,7 +306,21 @@ impl<'a> LocalLock<'a> {
         // lock; a few passes cover a legacy script racing us without the guard.
         for _ in 0..4 {
             if fsops::create_dir(&lock_dir).map_err(io_at(&lock_dir))? {
-                return self.finish_acquire(pid, took_over);
+                let acquired = self.finish_acquire(pid, took_over)?;
+                if let Acquire::Acquired(held) = &acquired {
+                    let event = if held.took_over.is_some() {
+                        "takeover"
+                    } else {
+                        "acquire"
+                    };
+                    let prev = held.took_over.as_ref().and_then(|t| t.holder.as_ref());
+                    let ids = json!({
+                        "lock_id": held.record.lock_id,
+                        "deployment_id": held.record.deployment_id,
+                    });
+                    self.audit(event, prev, ids);
+                }
+                return Ok(acquired);
             }
             let inspection = self.inspect()?;
             let reason = match (&inspection.path_kind, &inspection.liveness) {
@@ -445,7 +482,23 @@ impl<'a> LocalLock<'a> {
     /// only if it still carries our lock id.
     pub fn release(&self, mut held: HeldLock) -> Result<Release, LockError> {
         held.released = true;
-        release_owned(&held)
+        let lock_id = held.record.lock_id.clone();
+        release_owned(&held, |outcome| {
+            let (event, holder, note) = match outcome {
+                Release::Released => ("release", None, None),
+                Release::AlreadyGone => ("release", None, Some("already removed by someone else")),
+                Release::TakenByOther { holder } => (
+                    "release_skipped",
+                    holder.as_ref(),
+                    Some("taken by someone else; left alone"),
+                ),
+            };
+            let extra = match note {
+                Some(note) => json!({ "lock_id": lock_id, "note": note }),
+                None => json!({ "lock_id": lock_id }),
+            };
+            self.audit(event, holder, extra);
+        })
     }
 
     /// The legacy force-unlock: remove the directory whoever holds it, then
@@ -475,6 +528,14 @@ impl<'a> LocalLock<'a> {
                 Ok(Edit::Write(true))
             }
         })?;
+        self.audit(
+            "force_unlock",
+            inspection.holder.as_ref(),
+            json!({
+                "lock_dir_removed": dir_removed.is_some(),
+                "state_updated": state_updated,
+            }),
+        );
         Ok(ForceUnlock {
             dir_removed,
             state_updated,
@@ -487,12 +548,15 @@ impl Drop for HeldLock {
     fn drop(&mut self) {
         if !self.released {
             self.released = true;
-            let _ = release_owned(self);
+            // The safety net (an early return in the CLI): no audit line.
+            let _ = release_owned(self, |_| {});
         }
     }
 }
 
-fn release_owned(held: &HeldLock) -> Result<Release, LockError> {
+/// Releases what is still ours; `audit` sees the outcome while the guard is
+/// still held.
+fn release_owned(held: &HeldLock, audit: impl FnOnce(&Release)) -> Result<Release, LockError> {
     let _guard = fsops::flock_exclusive(&held.guard_file).map_err(io_at(&held.guard_file))?;
     let lock_dir = &held.lock_dir;
     let ours = |fd: &std::os::fd::OwnedFd| {
@@ -530,6 +594,7 @@ fn release_owned(held: &HeldLock) -> Result<Release, LockError> {
     if let Release::TakenByOther { holder } = &mut outcome {
         *holder = state_owner;
     }
+    audit(&outcome);
     Ok(outcome)
 }
 

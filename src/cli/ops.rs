@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use deploy_lock::lock::{LocalLock, LockError};
 use deploy_lock::state::StateError;
-use deploy_lock::status::{Holder, Inspection};
+use deploy_lock::status::Inspection;
 use deploy_lock::wait::{Watcher, Woke};
-use deploy_lock::{Context, Environment, audit};
-use serde_json::json;
+use deploy_lock::{Context, Environment};
 
 use super::exit;
 use super::style::Style;
@@ -52,19 +51,10 @@ pub fn warn(message: &str) {
     eprintln!("{}", style.yellow(&format!("warning: {message}")));
 }
 
-/// Appends an audit line; a failure is a warning, never a failed operation.
-pub fn audit(
-    ctx: &Context,
-    event: &str,
-    env: Environment,
-    holder: Option<&Holder>,
-    extra: serde_json::Value,
-) {
-    if let Err(e) = audit::record(ctx, event, env, holder, extra) {
-        let place = audit::log_path(ctx)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "~/.togather/logs/deployments/locks.log".into());
-        warn(&format!("could not append to the audit log {place}: {e}"));
+/// Warns about what the engine could not write to the audit log.
+pub fn warn_all(lock: &LocalLock<'_>) {
+    for w in lock.take_warnings() {
+        warn(&w);
     }
 }
 
@@ -176,7 +166,10 @@ pub fn force_unlock(
         println!("{}", texts::CANCELLED);
         return Ok(ForceEnd::Cancelled);
     }
-    let done = LocalLock::new(ctx, env).force_unlock()?;
+    let lock = LocalLock::new(ctx, env);
+    let done = lock.force_unlock();
+    warn_all(&lock);
+    let done = done?;
     let mut out = io::stdout().lock();
     let mut say = |s: String| {
         let _ = writeln!(out, "{s}");
@@ -203,17 +196,6 @@ pub fn force_unlock(
         });
     }
     let _ = out.flush();
-    drop(out);
-    audit(
-        ctx,
-        "force_unlock",
-        env,
-        done.removed_holder.as_ref(),
-        json!({
-            "lock_dir_removed": done.dir_removed.is_some(),
-            "state_updated": done.state_updated,
-        }),
-    );
     Ok(ForceEnd::Done)
 }
 

@@ -15,7 +15,6 @@ use deploy_lock::status::{Inspection, Liveness};
 use deploy_lock::supervise::{self, Signals};
 use deploy_lock::wait::{Watcher, Woke};
 use deploy_lock::{Context, Environment};
-use serde_json::json;
 
 use super::exit;
 use super::ops;
@@ -130,14 +129,8 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
         held.record.lock_id.clone(),
         held.record.deployment_id.clone(),
     );
-    let event = if held.took_over.is_some() {
-        "takeover"
-    } else {
-        "acquire"
-    };
-    let ids = json!({ "lock_id": lock_id, "deployment_id": deployment_id });
     let prev = held.took_over.as_ref().and_then(|t| t.holder.as_ref());
-    ops::audit(ctx, event, plan.env, prev, ids);
+    ops::warn_all(&lock);
     match (&held.took_over, prev) {
         (Some(_), Some(prev)) => eprintln!(
             "deploy-lock: took over the {} lock left by {} (pid {}, not running)",
@@ -167,7 +160,7 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
         }
     });
     // Only now, with the command reaped, is the lock let go.
-    release(ctx, &lock, *held, &lock_id, plan.env);
+    release(&lock, *held, plan.env);
     let _ = (std::io::stdout().flush(), std::io::stderr().flush());
     match ended {
         Ok(end) => supervise::exit_like(end),
@@ -175,26 +168,9 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
     }
 }
 
-fn release(
-    ctx: &Context,
-    lock: &LocalLock<'_>,
-    held: deploy_lock::lock::HeldLock,
-    lock_id: &str,
-    env: Environment,
-) {
-    let ids = |note: Option<&str>| match note {
-        Some(note) => json!({ "lock_id": lock_id, "note": note }),
-        None => json!({ "lock_id": lock_id }),
-    };
+fn release(lock: &LocalLock<'_>, held: deploy_lock::lock::HeldLock, env: Environment) {
     match lock.release(held) {
-        Ok(Release::Released) => ops::audit(ctx, "release", env, None, ids(None)),
-        Ok(Release::AlreadyGone) => ops::audit(
-            ctx,
-            "release",
-            env,
-            None,
-            ids(Some("already removed by someone else")),
-        ),
+        Ok(Release::Released | Release::AlreadyGone) => {}
         Ok(Release::TakenByOther { holder }) => {
             let who = holder
                 .as_ref()
@@ -203,18 +179,12 @@ fn release(
             ops::warn(&format!(
                 "the {env} lock was force-unlocked during this run and is now held by {who}; left it alone"
             ));
-            ops::audit(
-                ctx,
-                "release_skipped",
-                env,
-                holder.as_ref(),
-                ids(Some("taken by someone else; left alone")),
-            );
         }
         Err(e) => {
             ops::report_error(&e);
         }
     }
+    ops::warn_all(lock);
 }
 
 /// Spawns the command in our process group and relays signals until it

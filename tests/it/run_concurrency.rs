@@ -36,9 +36,9 @@ fn assert_no_overlap(d: &Path, want_sections: usize) {
     }
 }
 
-/// Every run's own audit lines are `acquire` then `release`. (Across runs
-/// the lines may interleave: each is appended after the lock operation, so
-/// the next run's `acquire` can land before the previous run's `release`.)
+/// Every run's own audit lines are `acquire` then `release`, and each
+/// environment's lines alternate: each line is written under that
+/// environment's guard, so the log's order is the lock's order.
 #[track_caller]
 fn assert_each_run_acquired_then_released(w: &World, runs: usize) {
     let mut by_pid: BTreeMap<u64, Vec<String>> = BTreeMap::new();
@@ -52,6 +52,22 @@ fn assert_each_run_acquired_then_released(w: &World, runs: usize) {
     assert_eq!(by_pid.len(), runs, "{}", w.audit_log());
     for events in by_pid.values() {
         assert_eq!(events, &["acquire", "release"], "{}", w.audit_log());
+    }
+    let mut by_env: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in w.audit_log().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        by_env
+            .entry(v["environment"].as_str().unwrap().to_string())
+            .or_default()
+            .push(v["event"].as_str().unwrap().to_string());
+    }
+    for events in by_env.values() {
+        assert_eq!(
+            events[..],
+            ["acquire", "release"].repeat(events.len() / 2)[..],
+            "{}",
+            w.audit_log()
+        );
     }
 }
 
