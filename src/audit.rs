@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::environment::Environment;
-use crate::lock::utc_seconds;
 use crate::status::Holder;
+use crate::times::utc_seconds;
 
 pub fn log_path(ctx: &Context) -> Option<PathBuf> {
     ctx.home

@@ -10,9 +10,10 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::environment::Environment;
+use crate::holder::{holder_from, liveness_of};
 use crate::liveness::valid_pid;
-use crate::lock::{holder_from, liveness_of, parse_time};
 use crate::state::{Edit, StateDoc, StateError, update};
+use crate::times::parse_time;
 
 /// Keys the engine reads, often enough that records collide with them.
 fn key() -> impl Strategy<Value = String> {

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod context;
 pub mod environment;
 pub mod fsops;
+pub mod holder;
 pub mod ids;
 pub mod liveness;
 pub mod lock;
@@ -13,6 +14,7 @@ pub mod lsld;
 pub mod state;
 pub mod status;
 pub mod supervise;
+pub mod times;
 pub mod tz;
 pub mod wait;
 

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use deploy_lock::Context;
 use deploy_lock::liveness::{ProcessIdentity, valid_pid};
-use deploy_lock::lock::parse_time;
 use deploy_lock::lsld;
 use deploy_lock::state::StateDoc;
 use deploy_lock::status::{Inspection, Liveness};
+use deploy_lock::times::parse_time;
 use serde_json::{Value, json};
 
 use super::style::Style;
@@ -58,7 +58,7 @@ pub fn status_block(insp: &Inspection, ctx: &Context, style: Style) -> String {
         // The legacy said no more; a file or dangling symlink there still
         // blocks every deploy, so say what it is (never in documented states).
         if std::fs::symlink_metadata(&insp.lock_dir).is_ok() {
-            let what = deploy_lock::lock::describe_non_directory(&insp.lock_dir);
+            let what = deploy_lock::fsops::describe_non_directory(&insp.lock_dir);
             line(&format!(
                 "  {}",
                 style.yellow(&texts::lock_path_not_a_directory(&insp.lock_dir, &what))
@@ -237,7 +237,7 @@ mod fuzz_tests {
     use super::*;
     use deploy_lock::context::{Clock, Settings};
     use deploy_lock::fsops::PathKind;
-    use deploy_lock::lock::{holder_from, liveness_of};
+    use deploy_lock::holder::{holder_from, liveness_of};
     use deploy_lock::status::verdict;
     use deploy_lock::{Context, Environment};
     use proptest::prelude::*;

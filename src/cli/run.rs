@@ -378,7 +378,7 @@ fn report_busy(ctx: &Context, plan: &RunPlan, reason: BusyReason, insp: &Inspect
         (BusyReason::Obstructed, _) => vec![format!(
             "ERROR: {} is {}, not a lock directory; deploy-lock never follows or removes it: check what it is (ls -la {}) and remove it by hand",
             insp.lock_dir.display(),
-            deploy_lock::lock::describe_non_directory(&insp.lock_dir),
+            deploy_lock::fsops::describe_non_directory(&insp.lock_dir),
             insp.lock_dir.display()
         )],
         (BusyReason::ForeignContents, _) => vec![format!(

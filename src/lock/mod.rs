@@ -3,102 +3,30 @@
 //! takeover of a dead holder's lock), release-if-owned and force-unlock, so a
 //! network backend can later stand beside it without touching the CLI.
 
-use std::fmt;
+mod error;
+
 use std::io;
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use crate::audit;
 use crate::context::Context;
 use crate::environment::Environment;
 use crate::fsops::{self, DirIdentity, FlockGuard, PathKind};
+use crate::holder::{self, holder_from, liveness_of};
 use crate::ids::new_ids;
-use crate::liveness::{self, ProcessIdentity, valid_pid};
-use crate::state::{self, Edit, StateDoc, StateError};
+use crate::liveness::{self, ProcessIdentity};
+use crate::state::{self, Edit, StateDoc};
 use crate::status::{
-    Holder, HolderSource, Inspection, LOCKED_AT_FILE, Liveness, OUR_FILES, OWNER_FILE, OwnerRecord,
-    verdict,
+    Holder, Inspection, LOCKED_AT_FILE, Liveness, OUR_FILES, OWNER_FILE, OwnerRecord, verdict,
 };
+use crate::times::{parse_time, utc_seconds};
+pub use error::LockError;
+use error::io_at;
 
 /// The legacy refuses `locked_at` values below this as "manual intervention".
 const PLAUSIBLE_EPOCH: i64 = 1_000_000_000;
-
-#[derive(Debug)]
-pub enum LockError {
-    State(StateError),
-    Io {
-        path: PathBuf,
-        source: io::Error,
-    },
-    /// The wait for the guard was ended by the caller (a signal in `run`).
-    Interrupted,
-    /// Something other than a directory sits at the lock path: never followed
-    /// or removed by us.
-    NotADirectory {
-        path: PathBuf,
-        what: String,
-    },
-    /// A lock directory we may not remove (another user's, in sticky /tmp).
-    NotPermitted {
-        path: PathBuf,
-        owner: String,
-    },
-    /// The checkout's single `lock` record belongs to another environment
-    /// whose lock is live: writing ours would hide theirs.
-    OtherEnvironment {
-        environment: String,
-        holder: String,
-    },
-}
-
-impl fmt::Display for LockError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LockError::State(e) => e.fmt(f),
-            LockError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            LockError::Interrupted => f.write_str("interrupted while waiting for the lock"),
-            LockError::NotADirectory { path, what } => write!(
-                f,
-                "{} is {what}, not a lock directory; deploy-lock never follows or removes it: \
-                 check what it is (ls -la {}) and remove it by hand",
-                path.display(),
-                path.display()
-            ),
-            LockError::NotPermitted { path, owner } => write!(
-                f,
-                "cannot remove {}: it belongs to {owner} and its folder only lets owners remove \
-                 entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
-                path.display(),
-                path.display()
-            ),
-            LockError::OtherEnvironment {
-                environment,
-                holder,
-            } => write!(
-                f,
-                "the state file's lock record belongs to a live {environment} deployment ({holder}); \
-                 one checkout records one lock at a time: wait for it to finish or deploy from another checkout"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for LockError {}
-
-impl From<StateError> for LockError {
-    fn from(e: StateError) -> Self {
-        LockError::State(e)
-    }
-}
-
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LockError + '_ {
-    move |source| LockError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// Why an acquisition did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -514,7 +442,7 @@ impl<'a> LocalLock<'a> {
                 .map_err(|e| removal_error(&lock_dir, e))?,
             PathKind::Symlink | PathKind::Other => {
                 return Err(LockError::NotADirectory {
-                    what: describe_non_directory(&lock_dir),
+                    what: fsops::describe_non_directory(&lock_dir),
                     path: lock_dir,
                 });
             }
@@ -657,16 +585,8 @@ fn live_other_environment(doc: &StateDoc, env: Environment, ctx: &Context) -> Op
     }
     Some(LockError::OtherEnvironment {
         environment: other.as_str().to_string(),
-        holder: describe(&holder),
+        holder: holder::describe(&holder),
     })
-}
-
-fn describe(h: &Holder) -> String {
-    let who = h.locked_by.as_deref().unwrap_or("unknown");
-    match h.pid {
-        Some(pid) => format!("{who}, pid {pid}"),
-        None => who.to_string(),
-    }
 }
 
 /// Files deploy-lock or the legacy put in a lock directory, including the
@@ -699,134 +619,8 @@ fn removal_error(path: &Path, e: io::Error) -> LockError {
     }
 }
 
-/// "a symbolic link to /x", "a regular file", ...
-pub fn describe_non_directory(path: &Path) -> String {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(path) {
-            Ok(t) => format!("a symbolic link to {}", t.display()),
-            Err(_) => "a symbolic link".into(),
-        },
-        Ok(m) if m.file_type().is_file() => "a regular file".into(),
-        Ok(_) => "not a directory".into(),
-        Err(e) => format!("unreadable ({e})"),
-    }
-}
-
 /// `locked_at` file contents: epoch seconds, plausible (the legacy's rule).
 fn parse_locked_at(bytes: &[u8]) -> Option<i64> {
     let n: i64 = std::str::from_utf8(bytes).ok()?.trim().parse().ok()?;
     (n >= PLAUSIBLE_EPOCH).then_some(n)
-}
-
-/// Reads the time formats a state file's `locked_at` may hold (RFC 3339 / ISO
-/// 8601 with an offset or `Z`; a civil time without one is read as UTC).
-pub fn parse_time(s: &str) -> Option<Timestamp> {
-    if let Ok(t) = s.parse::<Timestamp>() {
-        return Some(t);
-    }
-    let civil: jiff::civil::DateTime = s.parse().ok()?;
-    civil
-        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-        .ok()
-        .map(|z| z.timestamp())
-}
-
-/// `2026-02-03T20:25:46Z`: UTC, second precision.
-pub fn utc_seconds(t: Timestamp) -> String {
-    Timestamp::from_second(t.as_second())
-        .unwrap_or(t)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
-/// The holder of a lock directory: its own `owner.json` if deploy-lock wrote
-/// one, else the state record when it is a locked record for this environment
-/// (what the legacy deploy.sh leaves).
-pub fn holder_from(
-    owner: Option<&OwnerRecord>,
-    state: Option<&StateDoc>,
-    env: Environment,
-) -> Option<Holder> {
-    if let Some(o) = owner {
-        let mut processes = vec![ProcessIdentity {
-            pid: o.pid,
-            start_ticks: o.pid_start_ticks,
-            boot_id: o.boot_id.clone(),
-        }];
-        if o.holder_pid != o.pid {
-            processes.push(ProcessIdentity {
-                pid: o.holder_pid,
-                start_ticks: o.holder_start_ticks,
-                boot_id: o.boot_id.clone(),
-            });
-        }
-        return Some(Holder {
-            source: HolderSource::LockDir,
-            lock_id: Some(o.lock_id.clone()),
-            deployment_id: Some(o.deployment_id.clone()),
-            locked_by: Some(o.locked_by.clone()),
-            locked_at: Some(o.locked_at.clone()),
-            pid: Some(o.pid),
-            hostname: Some(o.hostname.clone()),
-            processes,
-        });
-    }
-    let doc = state?;
-    if !doc.is_locked() || doc.environment().is_some_and(|e| e != env.as_str()) {
-        return None;
-    }
-    let text = |k: &str| doc.lock_str(k).map(str::to_string);
-    let ticks = |k: &str| doc.lock_field(k).and_then(Value::as_u64);
-    let boot = text("boot_id");
-    let pid = doc.lock_field("pid").and_then(valid_pid);
-    let mut processes: Vec<ProcessIdentity> = pid
-        .map(|pid| ProcessIdentity {
-            pid,
-            start_ticks: ticks("pid_start_ticks"),
-            boot_id: boot.clone(),
-        })
-        .into_iter()
-        .collect();
-    if let Some(hp) = doc.lock_field("holder_pid").and_then(valid_pid)
-        && Some(hp) != pid
-    {
-        processes.push(ProcessIdentity {
-            pid: hp,
-            start_ticks: ticks("holder_start_ticks"),
-            boot_id: boot.clone(),
-        });
-    }
-    Some(Holder {
-        source: HolderSource::StateFile,
-        lock_id: text("lock_id"),
-        deployment_id: text("deployment_id"),
-        locked_by: text("locked_by"),
-        locked_at: text("locked_at"),
-        pid,
-        hostname: text("hostname"),
-        processes,
-    })
-}
-
-/// Alive if any of the holder's processes still runs here; unknowable on
-/// another host or without a usable pid.
-pub fn liveness_of(h: &Holder, this_host: &str) -> Liveness {
-    match &h.hostname {
-        Some(host) if host != this_host => return Liveness::OtherHost,
-        None => return Liveness::NoRecord,
-        _ => {}
-    }
-    if h.processes.is_empty() {
-        return Liveness::NoRecord;
-    }
-    let mut first_alive = None;
-    for p in &h.processes {
-        if let Some(info) = p.alive() {
-            first_alive.get_or_insert(Liveness::Alive {
-                pid: p.pid,
-                comm: info.ps_comm(),
-            });
-        }
-    }
-    first_alive.unwrap_or(Liveness::Dead)
 }

@@ -1,0 +1,83 @@
+//! What can go wrong with a lock operation; Display is the one-line message
+//! the CLI prints after `ERROR:`.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::state::StateError;
+
+#[derive(Debug)]
+pub enum LockError {
+    State(StateError),
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The wait for the guard was ended by the caller (a signal in `run`).
+    Interrupted,
+    /// Something other than a directory sits at the lock path: never followed
+    /// or removed by us.
+    NotADirectory {
+        path: PathBuf,
+        what: String,
+    },
+    /// A lock directory we may not remove (another user's, in sticky /tmp).
+    NotPermitted {
+        path: PathBuf,
+        owner: String,
+    },
+    /// The checkout's single `lock` record belongs to another environment
+    /// whose lock is live: writing ours would hide theirs.
+    OtherEnvironment {
+        environment: String,
+        holder: String,
+    },
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::State(e) => e.fmt(f),
+            LockError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            LockError::Interrupted => f.write_str("interrupted while waiting for the lock"),
+            LockError::NotADirectory { path, what } => write!(
+                f,
+                "{} is {what}, not a lock directory; deploy-lock never follows or removes it: \
+                 check what it is (ls -la {}) and remove it by hand",
+                path.display(),
+                path.display()
+            ),
+            LockError::NotPermitted { path, owner } => write!(
+                f,
+                "cannot remove {}: it belongs to {owner} and its folder only lets owners remove \
+                 entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
+                path.display(),
+                path.display()
+            ),
+            LockError::OtherEnvironment {
+                environment,
+                holder,
+            } => write!(
+                f,
+                "the state file's lock record belongs to a live {environment} deployment ({holder}); \
+                 one checkout records one lock at a time: wait for it to finish or deploy from another checkout"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+impl From<StateError> for LockError {
+    fn from(e: StateError) -> Self {
+        LockError::State(e)
+    }
+}
+
+pub(super) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LockError + '_ {
+    move |source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
