@@ -624,3 +624,126 @@ fn parse_locked_at(bytes: &[u8]) -> Option<i64> {
     let n: i64 = std::str::from_utf8(bytes).ok()?.trim().parse().ok()?;
     (n >= PLAUSIBLE_EPOCH).then_some(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{Clock, Settings};
+    use crate::status::Verdict;
+
+    fn ctx(tmp: &Path) -> Context {
+        let settings = Settings {
+            lock_root: tmp.join("locks"),
+            ..Settings::default()
+        };
+        std::fs::create_dir_all(&settings.lock_root).unwrap();
+        let mut c = Context::new(settings, tmp.join("checkout"));
+        // The audit log goes here, never to the real HOME.
+        c.home = Some(tmp.join("home"));
+        c
+    }
+
+    fn me() -> ProcessIdentity {
+        ProcessIdentity::of_self().unwrap()
+    }
+
+    /// A pid that ran and was reaped: certainly not alive.
+    fn dead() -> ProcessIdentity {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id() as i32;
+        c.wait().unwrap();
+        ProcessIdentity {
+            pid,
+            start_ticks: Some(1),
+            boot_id: None,
+        }
+    }
+
+    fn acquired(a: Acquire) -> Box<HeldLock> {
+        match a {
+            Acquire::Acquired(h) => h,
+            Acquire::Busy { reason, .. } => panic!("busy: {reason:?}"),
+        }
+    }
+
+    fn busy(a: Acquire) -> BusyReason {
+        match a {
+            Acquire::Acquired(_) => panic!("acquired"),
+            Acquire::Busy { reason, .. } => reason,
+        }
+    }
+
+    #[test]
+    fn a_live_holder_is_never_taken_even_when_old_or_forced() {
+        let t = tempfile::tempdir().unwrap();
+        let c = ctx(t.path());
+        let lock = LocalLock::new(&c, Environment::Staging);
+        let held = acquired(lock.try_acquire(false, me()).unwrap());
+        assert_eq!(lock.inspect().unwrap().verdict, Verdict::Held);
+        // Three hours later (an injected clock), with --force: still ours.
+        let mut later = c.clone();
+        later.clock = Clock::Fixed(c.now() + jiff::SignedDuration::from_hours(3));
+        let other = LocalLock::new(&later, Environment::Staging);
+        assert!(other.inspect().unwrap().stale);
+        assert_eq!(
+            busy(other.try_acquire(true, me()).unwrap()),
+            BusyReason::HolderAlive
+        );
+        assert_eq!(lock.release(*held).unwrap(), Release::Released);
+        assert_eq!(lock.inspect().unwrap().verdict, Verdict::Free);
+    }
+
+    #[test]
+    fn a_dead_holder_is_taken_once_stale_or_with_force() {
+        let t = tempfile::tempdir().unwrap();
+        let c = ctx(t.path());
+        let lock = LocalLock::new(&c, Environment::Staging);
+        let held = acquired(lock.try_acquire(false, dead()).unwrap());
+        // The holder record names only the dead pid and us; forget us.
+        let mut record = held.record.clone();
+        record.holder_pid = record.pid;
+        let (fd, _) = fsops::snapshot_dir(&held.lock_dir).unwrap();
+        fsops::replace_file_at(&fd, OWNER_FILE, &serde_json::to_vec(&record).unwrap()).unwrap();
+        std::mem::forget(held);
+        assert_eq!(lock.inspect().unwrap().verdict, Verdict::Orphaned);
+        assert_eq!(
+            busy(lock.try_acquire(false, me()).unwrap()),
+            BusyReason::NotStale
+        );
+        let mut later = c.clone();
+        later.clock = Clock::Fixed(c.now() + jiff::SignedDuration::from_mins(31));
+        let stale = LocalLock::new(&later, Environment::Staging);
+        assert_eq!(stale.inspect().unwrap().verdict, Verdict::Stale);
+        let taken = acquired(stale.try_acquire(false, me()).unwrap());
+        let prev = taken.took_over.as_ref().and_then(|t| t.holder.as_ref());
+        assert_eq!(prev.and_then(|h| h.pid), Some(record.pid));
+        assert_eq!(stale.release(*taken).unwrap(), Release::Released);
+    }
+
+    #[test]
+    fn a_release_leaves_a_new_holders_lock_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let c = ctx(t.path());
+        let lock = LocalLock::new(&c, Environment::Staging);
+        let first = acquired(lock.try_acquire(false, me()).unwrap());
+        lock.force_unlock().unwrap();
+        let second = acquired(lock.try_acquire(false, me()).unwrap());
+        assert!(matches!(
+            lock.release(*first).unwrap(),
+            Release::TakenByOther { .. }
+        ));
+        let insp = lock.inspect().unwrap();
+        assert_eq!(
+            insp.owner.map(|o| o.lock_id),
+            Some(second.record.lock_id.clone())
+        );
+        assert_eq!(
+            StateDoc::load(&c.state_file)
+                .unwrap()
+                .unwrap()
+                .lock_str("lock_id"),
+            Some(second.record.lock_id.as_str())
+        );
+        assert_eq!(lock.release(*second).unwrap(), Release::Released);
+    }
+}
