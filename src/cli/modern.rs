@@ -153,6 +153,16 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+impl GlobalOpts {
+    fn any_set(&self) -> bool {
+        self.lock_dir.is_some()
+            || self.project_root.is_some()
+            || self.stale_secs.is_some()
+            || self.wait_interval.is_some()
+            || self.wait_timeout.is_some()
+    }
+}
+
 fn stale_secs(s: &str) -> Result<Duration, String> {
     parse_whole_secs("--stale-secs", s).map_err(|e| e.to_string())
 }
@@ -234,6 +244,20 @@ pub fn main(args: Vec<OsString>) -> i32 {
         return generate(what);
     }
     // A lock on a server needs nothing local: no checkout, no settings.
+    let remote_target = match &cli.command {
+        Command::Status { remote, .. }
+        | Command::Wait { remote, .. }
+        | Command::Unlock { remote, .. } => remote.remote.as_deref(),
+        _ => None,
+    };
+    if let Some(target) = remote_target
+        && cli.global.any_set()
+    {
+        ops::warn(&format!(
+            "--lock-dir, --project-root, --stale-secs and --wait-* apply to local locks; \
+             {target} uses its own settings (set DEPLOY_LOCK_* there, or pass them with ssh's SendEnv)"
+        ));
+    }
     match &cli.command {
         Command::Status { env, json, remote } if remote.remote.is_some() => {
             let r = remote.get().expect("checked");

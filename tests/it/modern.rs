@@ -767,3 +767,35 @@ fn global_flags_before_the_subcommand() {
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["stale_after_seconds"], 60);
 }
+
+/// Local settings flags do not travel with `--remote`: said once, before ssh
+/// runs (here `false` stands in for ssh, so no server is needed; its exit
+/// status 1 comes back as the remote one would).
+#[test]
+fn local_settings_with_remote_get_a_warning() {
+    let w = World::new();
+    let out = w
+        .deploy_lock(&[
+            "status",
+            "staging",
+            "--stale-secs",
+            "60",
+            "--remote",
+            "deploy@h",
+        ])
+        .env("DEPLOY_LOCK_SSH", "false")
+        .run();
+    out.code(1).stdout("");
+    assert!(
+        out.stderr.starts_with(
+            "warning: --lock-dir, --project-root, --stale-secs and --wait-* apply to local locks; deploy@h uses its own settings (set DEPLOY_LOCK_* there, or pass them with ssh's SendEnv)\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    let plain = w
+        .deploy_lock(&["status", "staging", "--remote", "deploy@h"])
+        .env("DEPLOY_LOCK_SSH", "false")
+        .run();
+    assert!(!plain.stderr.contains("warning:"), "{}", plain.stderr);
+}
