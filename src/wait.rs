@@ -67,7 +67,8 @@ impl Watcher {
         self.inotify.is_some()
     }
 
-    fn gone(&self) -> bool {
+    /// Whether the lock directory is gone right now.
+    pub fn gone(&self) -> bool {
         matches!(path_kind(&self.lock_dir), Ok(PathKind::Missing))
     }
 

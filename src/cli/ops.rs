@@ -3,7 +3,7 @@
 //! into one clear message. Output is the legacy text.
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use deploy_lock::lock::{LocalLock, LockError};
 use deploy_lock::state::StateError;
@@ -93,11 +93,11 @@ pub fn wait_for_release(ctx: &Context, env: Environment) -> io::Result<WaitEnd> 
     let mut progress_open = false;
     let end = loop {
         let elapsed = start.elapsed();
-        if elapsed >= timeout && !watcher_gone(&watcher)? {
-            break WaitEnd::TimedOut;
-        }
-        if watcher_gone(&watcher)? {
+        if watcher.gone() {
             break WaitEnd::Released;
+        }
+        if elapsed >= timeout {
+            break WaitEnd::TimedOut;
         }
         let progress = texts::waiting_progress(elapsed.as_secs());
         if tty {
@@ -128,10 +128,6 @@ pub fn wait_for_release(ctx: &Context, env: Environment) -> io::Result<WaitEnd> 
     }
     out.flush()?;
     Ok(end)
-}
-
-fn watcher_gone(w: &Watcher) -> io::Result<bool> {
-    Ok(w.wait(Instant::now() - Duration::from_millis(1), None)? == Woke::Released)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
