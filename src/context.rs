@@ -91,36 +91,88 @@ pub fn parse_fractional_secs(name: &str, value: &str) -> Result<Duration, Settin
     Ok(Duration::from_secs_f64(v))
 }
 
-impl Settings {
-    /// Defaults overridden by the `DEPLOY_LOCK_*` variables found by `get`
-    /// (a function so tests need not mutate the process environment).
-    pub fn from_vars(get: impl Fn(&str) -> Option<OsString>) -> Result<Settings, SettingError> {
-        let mut s = Settings::default();
-        let text = |name: &str| -> Option<String> {
+/// One setting as given: its text and where it came from (a variable's or a
+/// flag's name), so an error names exactly what the user typed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Raw {
+    pub value: OsString,
+    pub origin: String,
+}
+
+impl Raw {
+    pub fn new(value: impl Into<OsString>, origin: impl Into<String>) -> Raw {
+        Raw {
+            value: value.into(),
+            origin: origin.into(),
+        }
+    }
+
+    fn text(&self) -> String {
+        self.value.to_string_lossy().into_owned()
+    }
+}
+
+/// Every setting as the entry point found it (variables, flags), not yet
+/// checked. [`Context::resolve`] is the one place that turns it into a
+/// [`Context`], for both personas.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SettingInputs {
+    pub lock_dir: Option<Raw>,
+    pub stale_secs: Option<Raw>,
+    pub wait_interval: Option<Raw>,
+    pub wait_timeout: Option<Raw>,
+    pub project_root: Option<Raw>,
+}
+
+impl SettingInputs {
+    /// The `DEPLOY_LOCK_*` variables found by `get` (empty means unset).
+    pub fn from_vars(get: impl Fn(&str) -> Option<OsString>) -> SettingInputs {
+        let raw = |name: &str| {
             get(name)
                 .filter(|v| !v.is_empty())
-                .map(|v| v.to_string_lossy().into_owned())
+                .map(|v| Raw::new(v, name))
         };
-        if let Some(dir) = get(ENV_LOCK_DIR).filter(|v| !v.is_empty()) {
-            s.lock_root = PathBuf::from(dir);
+        SettingInputs {
+            lock_dir: raw(ENV_LOCK_DIR),
+            stale_secs: raw(ENV_STALE_SECS),
+            wait_interval: raw(ENV_WAIT_INTERVAL),
+            wait_timeout: raw(ENV_WAIT_TIMEOUT),
+            project_root: raw(ENV_PROJECT_ROOT),
         }
-        if let Some(v) = text(ENV_STALE_SECS) {
-            s.stale_after = parse_whole_secs(ENV_STALE_SECS, &v)?;
+    }
+
+    /// Defaults overridden by every input given (an empty value is unset).
+    pub fn settings(&self) -> Result<Settings, SettingError> {
+        let mut s = Settings::default();
+        let given = |r: &Option<Raw>| r.clone().filter(|r| !r.value.is_empty());
+        if let Some(r) = given(&self.lock_dir) {
+            s.lock_root = PathBuf::from(r.value);
         }
-        if let Some(v) = text(ENV_WAIT_INTERVAL) {
-            s.wait_interval = parse_fractional_secs(ENV_WAIT_INTERVAL, &v)?;
+        if let Some(r) = given(&self.stale_secs) {
+            s.stale_after = parse_whole_secs(&r.origin, &r.text())?;
+        }
+        if let Some(r) = given(&self.wait_interval) {
+            s.wait_interval = parse_fractional_secs(&r.origin, &r.text())?;
             if s.wait_interval.is_zero() {
                 return Err(SettingError {
-                    name: ENV_WAIT_INTERVAL.into(),
-                    value: v,
+                    value: r.text(),
+                    name: r.origin,
                     expected: "a number of seconds greater than 0",
                 });
             }
         }
-        if let Some(v) = text(ENV_WAIT_TIMEOUT) {
-            s.wait_timeout = parse_fractional_secs(ENV_WAIT_TIMEOUT, &v)?;
+        if let Some(r) = given(&self.wait_timeout) {
+            s.wait_timeout = parse_fractional_secs(&r.origin, &r.text())?;
         }
         Ok(s)
+    }
+}
+
+impl Settings {
+    /// Defaults overridden by the `DEPLOY_LOCK_*` variables found by `get`
+    /// (a function so tests need not mutate the process environment).
+    pub fn from_vars(get: impl Fn(&str) -> Option<OsString>) -> Result<Settings, SettingError> {
+        SettingInputs::from_vars(get).settings()
     }
 
     pub fn from_process_env() -> Result<Settings, SettingError> {
@@ -219,7 +271,8 @@ pub fn this_user() -> String {
     }
 }
 
-/// Why no project root could be found.
+/// Why no project root could be found. Display is neutral; the CLI says
+/// which flag or variable names one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoProjectRoot {
     pub searched_from: PathBuf,
@@ -229,14 +282,63 @@ impl fmt::Display for NoProjectRoot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "no checkout found: neither {} nor any folder above it has deploy/scripts or deploy/config; \
-             run from inside the checkout, or pass --project-root DIR (or set {ENV_PROJECT_ROOT})",
+            "no checkout found: neither {} nor any folder above it has deploy/scripts or deploy/config",
             self.searched_from.display()
         )
     }
 }
 
 impl std::error::Error for NoProjectRoot {}
+
+/// Why [`Context::resolve`] failed.
+#[derive(Debug)]
+pub enum ResolveError {
+    Setting(SettingError),
+    NoCheckout(NoProjectRoot),
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolveError::Setting(e) => e.fmt(f),
+            ResolveError::NoCheckout(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {}
+
+impl Context {
+    /// The single resolution of settings and checkout, for both personas.
+    ///
+    /// The checkout is, in order: the `project_root` input (flag or
+    /// variable); for a script invoked from a `deploy/scripts/` folder, the
+    /// folder two levels above it (the legacy rule); else the nearest folder
+    /// above `cwd` holding `deploy/scripts` or `deploy/config`. `cwd` is the
+    /// physical working directory (git's rule: `std::env::current_dir`, never
+    /// `$PWD`), so a shortcut (symlink) into a checkout's `deploy/` folder
+    /// finds that checkout.
+    pub fn resolve(
+        inputs: &SettingInputs,
+        script: Option<&Path>,
+        cwd: &Path,
+    ) -> Result<Context, ResolveError> {
+        let settings = inputs.settings().map_err(ResolveError::Setting)?;
+        let given = inputs
+            .project_root
+            .as_ref()
+            .filter(|r| !r.value.is_empty())
+            .map(|r| PathBuf::from(&r.value));
+        let root = match given {
+            Some(r) => r,
+            None => match script.and_then(|s| script_project_root(s, cwd)) {
+                Some(r) => r,
+                None => find_project_root(cwd).map_err(ResolveError::NoCheckout)?,
+            },
+        };
+        Ok(Context::new(settings, root))
+    }
+}
 
 /// The nearest ancestor of `start` (itself included) holding `deploy/scripts`
 /// or `deploy/config`.
@@ -251,16 +353,17 @@ pub fn find_project_root(start: &Path) -> Result<PathBuf, NoProjectRoot> {
 }
 
 /// The project root for a script invoked as `invoked` (argv[0]), the way the
-/// legacy computed it: `cd "$(dirname "$0")/../.." && pwd`. That is a
-/// *logical* walk (bash's `cd` without -P), so `..` is removed lexically and
-/// symlinks in the directory part stay as typed. Returns None when the script
-/// is not inside a `deploy/scripts` folder (e.g. installed on PATH).
-pub fn script_project_root(invoked: &Path, logical_cwd: &Path) -> Option<PathBuf> {
+/// legacy computed it: `cd "$(dirname "$0")/../.." && pwd`. That walk is
+/// lexical (bash's `cd` without -P), so `..` is removed lexically and
+/// symlinks in the typed path stay as typed; a relative path starts at the
+/// physical `cwd`. Returns None when the script is not inside a
+/// `deploy/scripts` folder (e.g. installed on PATH).
+pub fn script_project_root(invoked: &Path, cwd: &Path) -> Option<PathBuf> {
     let dir = invoked.parent()?;
     let abs = if dir.is_absolute() {
         dir.to_path_buf()
     } else {
-        logical_cwd.join(dir)
+        cwd.join(dir)
     };
     let dir = lexical_normalize(&abs);
     let scripts = dir.file_name()?;
@@ -290,22 +393,6 @@ pub fn lexical_normalize(path: &Path) -> PathBuf {
         out.push("/");
     }
     out
-}
-
-/// The shell's idea of the working directory: `$PWD` when it is absolute and
-/// names the same directory as ".", else the physical one (what bash does).
-pub fn logical_cwd() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let physical = std::env::current_dir()?;
-    if let Some(pwd) = std::env::var_os("PWD").map(PathBuf::from)
-        && pwd.is_absolute()
-        && let (Ok(a), Ok(b)) = (std::fs::metadata(&pwd), std::fs::metadata("."))
-        && a.dev() == b.dev()
-        && a.ino() == b.ino()
-    {
-        return Ok(pwd);
-    }
-    Ok(physical)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod lsld;
 pub mod state;
 pub mod status;
+pub mod store;
 pub mod supervise;
 pub mod times;
 pub mod tz;

@@ -35,16 +35,6 @@ pub enum ChildEnd {
     Signaled(i32),
 }
 
-impl ChildEnd {
-    /// The status a shell would show: the code, or 128+N.
-    pub fn shell_status(self) -> i32 {
-        match self {
-            ChildEnd::Exited(c) => c,
-            ChildEnd::Signaled(n) => 128 + n,
-        }
-    }
-}
-
 /// The signal handling `run` installs before anything else happens.
 pub struct Signals {
     fd: SignalFd,
@@ -221,28 +211,21 @@ fn in_subtree(pid: i32, root: i32) -> bool {
     false
 }
 
-/// Ends this process the way the child ended: the same exit code, or death by
-/// the same signal (default disposition restored and unblocked, core dumps
-/// off), so the calling shell sees a real signal death. Falls back to 128+N.
-pub fn exit_like(end: ChildEnd) -> ! {
-    match end {
-        ChildEnd::Exited(c) => std::process::exit(c),
-        ChildEnd::Signaled(n) => {
-            if let Ok(sig) = Signal::try_from(n) {
-                let no_core =
-                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
-                let _ = no_core;
-                // SAFETY: restoring the default disposition; no handler runs.
-                unsafe {
-                    let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl);
-                }
-                let mut set = SigSet::empty();
-                set.add(sig);
-                let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
-                let _ = nix::sys::signal::raise(sig);
-            }
-            std::process::exit(128 + n)
+/// Dies of signal `n` the way the child did: default disposition restored
+/// and unblocked, core dumps off, then raised, so the calling shell sees a
+/// real signal death. Returns only if the signal did not end the process
+/// (the caller then exits 128+N).
+pub fn die_of_signal(n: i32) {
+    if let Ok(sig) = Signal::try_from(n) {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+        // SAFETY: restoring the default disposition; no handler runs.
+        unsafe {
+            let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl);
         }
+        let mut set = SigSet::empty();
+        set.add(sig);
+        let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+        let _ = nix::sys::signal::raise(sig);
     }
 }
 

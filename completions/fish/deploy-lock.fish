@@ -24,68 +24,85 @@ function __fish_deploy_lock_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -s V -l version -d 'Print version'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "status" -d 'Show the lock status (the unlock.sh status block, or JSON)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "wait" -d 'Wait until the lock is released (exit 124 on timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "unlock" -d 'Force-unlock: remove the lock whoever holds it (asks for \'yes\')'
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "run" -d 'Run a command (default: deploy/scripts/deploy.sh ENV) under the lock'
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "development" -d 'Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock'
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "staging" -d 'Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock'
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "production" -d 'Run deploy/scripts/deploy.sh production [DEPLOY_SH_ARGS...] under the lock'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "run" -d 'Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "development" -d 'Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock (deploy-lock run development)'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "staging" -d 'Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock (deploy-lock run staging)'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "production" -d 'Run deploy/scripts/deploy.sh production [DEPLOY_SH_ARGS...] under the lock (deploy-lock run production)'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l remote-dir -d 'The server\'s checkout' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l json -d 'Print one JSON object instead of the status block'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote-dir -d 'The server\'s checkout' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l remote-dir -d 'The server\'s checkout' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s y -l yes -d 'Do not ask for confirmation'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l remote-dir -d 'The server\'s checkout' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait-timeout -d 'Give up waiting after this many seconds' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -F
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l stale-secs -d 'A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait-timeout -d 'Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l remote-dir -d 'The server\'s checkout' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait-timeout -d 'Give up waiting after this many seconds' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l remote-dir -d 'The server\'s checkout' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait-timeout -d 'Give up waiting after this many seconds' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l remote-dir -d 'The server\'s checkout' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait-timeout -d 'Give up waiting after this many seconds' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -s h -l help -d 'Print help'
 # Added by deploy-lock's generator: the environment argument.
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status wait unlock run; and not __fish_seen_subcommand_from development staging production" -f -a "development staging production" -d 'Environment'

@@ -3,8 +3,6 @@
 //! fixes they need to really complete in bash, zsh and fish
 //! (tests/it/completions.rs drives the real shells).
 
-use std::io::Write;
-
 use clap::Command;
 use clap_complete::Shell;
 
@@ -14,7 +12,7 @@ use super::docs::{deploy_lock_command, env_names, unlock_command};
 /// `unlock.sh`): clap_complete's script, then the fixes in [`finish_bash`],
 /// [`finish_zsh`] and [`finish_fish`] (tests/it/completions.rs proves the
 /// result in the real shells).
-pub fn completions(shell: Shell, persona: &str, out: &mut dyn Write) {
+pub fn completions(shell: Shell, persona: &str) -> Vec<u8> {
     let mut cmd = completion_command(persona);
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut cmd, persona, &mut buf);
@@ -25,21 +23,34 @@ pub fn completions(shell: Shell, persona: &str, out: &mut dyn Write) {
         Shell::Zsh => finish_zsh(&script, persona),
         _ => script,
     };
-    out.write_all(script.as_bytes())
-        .expect("failed to write completion script");
+    script.into_bytes()
 }
 
 /// The command the completions describe: for deploy-lock, what users type,
 /// without the hidden `generate` (kept for maintainers) and without the
-/// `help` subcommand (`--help` is offered), like the man page.
+/// `help` subcommand (`--help` is offered), like the man page. The `ENV`
+/// shorthand is `run ENV`: for the completion scripts only, each environment
+/// is a word that takes run's flags (run's own definition, minus ENV), so
+/// `deploy-lock staging --<TAB>` offers exactly what run does.
 fn completion_command(persona: &str) -> Command {
     if persona == "unlock.sh" {
         return unlock_command();
     }
     let full = deploy_lock_command();
+    let run = full.find_subcommand("run").expect("run is defined").clone();
+    let shorthand = env_names().into_iter().map(|env| {
+        let mut sub = Command::new(env).about(format!(
+            "Run deploy/scripts/deploy.sh {env} [DEPLOY_SH_ARGS...] under the lock (deploy-lock run {env})"
+        ));
+        for a in run.get_arguments().filter(|a| a.get_id() != "env") {
+            sub = sub.arg(a.clone());
+        }
+        sub
+    });
     let mut cmd = Command::new("deploy-lock")
         .args(full.get_arguments().cloned())
         .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+        .subcommands(shorthand)
         .args_conflicts_with_subcommands(true)
         .disable_help_subcommand(true);
     if full.get_version().is_some() {
@@ -75,10 +86,10 @@ fn finish_zsh(script: &str, persona: &str) -> String {
         return script.to_string();
     }
     let s = patch(script, "\n'--wait=[", "\n'--wait=-[");
-    // `run ENV [-- COMMAND...]`: COMMAND comes only after `--` (clap's
-    // `last`), so options still complete after ENV; `*::` would take every
-    // later word, options included, for COMMAND.
-    patch(&s, "\n'*::command -- ", "\n'*:command -- ")
+    // `run ENV [DEPLOY_SH_ARGS...]`: our options still complete after ENV
+    // (they are ours anywhere before `--`); `*::` would take every later
+    // word, options included, for deploy.sh.
+    patch(&s, "\n'*::deploy_args -- ", "\n'*:deploy_args -- ")
 }
 
 /// clap_complete's bash script, fixed and tidied:
@@ -204,13 +215,20 @@ fn finish_fish(script: &str, persona: &str, cmd: &Command) -> String {
             .collect();
         // `run --wait[=SECS]`: clap_complete says it requires a value (`-r`),
         // so fish would take the environment for it.
-        let wait =
-            format!("complete -c {persona} -n \"{fn_prefix}_using_subcommand run\" -l wait ");
+        // The same for each environment (the shorthand is run).
+        let waits: Vec<String> = ["run"]
+            .into_iter()
+            .chain(env_names())
+            .map(|sub| {
+                format!("complete -c {persona} -n \"{fn_prefix}_using_subcommand {sub}\" -l wait ")
+            })
+            .collect();
+        let wait = &waits[0];
         let mut found = false;
         s = s
             .lines()
             .map(|l| match l.strip_suffix(" -r") {
-                Some(rest) if l.starts_with(&wait) => {
+                Some(rest) if waits.iter().any(|w| l.starts_with(w.as_str())) => {
                     found = true;
                     format!("{rest}\n")
                 }
@@ -245,8 +263,7 @@ pub fn all_completions() -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         for persona in ["deploy-lock", "unlock.sh"] {
-            let mut buf = Vec::new();
-            completions(shell, persona, &mut buf);
+            let buf = completions(shell, persona);
             files.push((
                 format!("{shell}/{}", completion_file_name(shell, persona)),
                 buf,

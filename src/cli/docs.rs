@@ -340,7 +340,7 @@ mod tests {
             let args = vec!["staging".into(), action.into()];
             assert!(matches!(
                 super::super::legacy::parse(&args),
-                super::super::legacy::Request::Run { .. }
+                super::super::legacy::Parsed::Run { .. }
             ));
         }
     }

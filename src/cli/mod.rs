@@ -1,58 +1,24 @@
-//! The command-line layers: which persona answers (decided by the invoked
-//! name), the legacy `unlock.sh` and the modern `deploy-lock`, and the shared
-//! rendering they use. All printing lives under here.
+//! The command-line layers. Each entry point parses into one typed
+//! [`request::Request`] (the legacy `unlock.sh` by hand, `deploy-lock` with
+//! clap), [`execute::execute`] carries it out and returns an outcome or a
+//! [`failure::Failure`]; `main` alone prints the failure and exits. All
+//! printing and all wording live under here.
+//!
+//! Layers, each using only those above it (no import cycles):
+//! style, texts, request, remote → failure → modern, legacy → docs,
+//! completions → messages, render → ops, run → execute.
 
 pub mod completions;
-pub mod deploy;
 pub mod docs;
-pub mod exit;
+pub mod execute;
+pub mod failure;
 pub mod legacy;
+pub mod messages;
 pub mod modern;
 pub mod ops;
 pub mod remote;
 pub mod render;
+pub mod request;
 pub mod run;
 pub mod style;
 pub mod texts;
-
-use std::ffi::OsStr;
-use std::path::Path;
-
-/// Which command-line interface answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Persona {
-    /// The legacy `deploy/scripts/unlock.sh`, byte for byte.
-    Unlock,
-    /// `deploy-lock`, the modern interface.
-    DeployLock,
-}
-
-/// The persona is the invoked file's full name (`file_name`, not the stem:
-/// the legacy name is literally `unlock.sh`).
-pub fn persona(argv0: &OsStr) -> Persona {
-    match Path::new(argv0).file_name() {
-        Some(name) if name == "unlock.sh" => Persona::Unlock,
-        _ => Persona::DeployLock,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dispatch_on_the_invoked_name() {
-        for (argv0, want) in [
-            ("unlock.sh", Persona::Unlock),
-            ("./deploy/scripts/unlock.sh", Persona::Unlock),
-            ("/opt/x/deploy/scripts/unlock.sh", Persona::Unlock),
-            ("deploy-lock", Persona::DeployLock),
-            ("/usr/local/bin/deploy-lock", Persona::DeployLock),
-            ("unlock", Persona::DeployLock),
-            ("unlock.sh.legacy", Persona::DeployLock),
-            ("", Persona::DeployLock),
-        ] {
-            assert_eq!(persona(OsStr::new(argv0)), want, "{argv0}");
-        }
-    }
-}

@@ -1,26 +1,22 @@
-//! The `deploy-lock` persona: one clap definition (which also feeds the man
-//! pages and completions) and the dispatch of its subcommands.
+//! The `deploy-lock` persona's command line: one clap definition (which also
+//! feeds the man pages and completions), the `ENV` shorthand rewritten into
+//! `run` before parsing (the way cargo expands an alias), and the parse into
+//! one typed [`Request`].
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use deploy_lock::Environment;
 use deploy_lock::context::{
-    ENV_PROJECT_ROOT, find_project_root, parse_fractional_secs, parse_whole_secs,
+    ENV_LOCK_DIR, ENV_PROJECT_ROOT, ENV_STALE_SECS, ENV_WAIT_INTERVAL, ENV_WAIT_TIMEOUT, Raw,
+    SettingInputs, parse_fractional_secs,
 };
-use deploy_lock::{Context, Environment, Settings};
 
-use super::completions;
-use super::deploy;
-use super::docs;
-use super::exit;
-use super::ops::{self, ForceEnd, WaitEnd};
+use super::failure::Failure;
 use super::remote::{self, Remote};
-use super::render;
-use super::run;
-use super::style::Style;
+use super::request::{Generate, Operation, Persona, Request, RunRequest};
 
 const AFTER_HELP: &str = "\
 Rules: a lock whose holder is alive is never taken, whatever its age. A lock
@@ -38,13 +34,14 @@ at the lock path); 124 wait timed out.
     version,
     about = "Deployment locks for bash deploy scripts, safe against races, crashes and pre-emption",
     long_about = "Deployment locks for bash deploy scripts.\n\n\
-        `deploy-lock ENV [DEPLOY_SH_ARGS...]` runs deploy/scripts/deploy.sh ENV under the \
-        environment's lock. The lock is the legacy one (/tmp/togather-deploy-ENV.lock plus \
-        deploy/config/deployment-state.json), so the legacy unlock.sh and deploy.sh see it. \
+        `deploy-lock ENV [DEPLOY_SH_ARGS...]` is `deploy-lock run ENV [DEPLOY_SH_ARGS...]`: \
+        it runs deploy/scripts/deploy.sh ENV under the environment's lock. The lock is the \
+        legacy one (/tmp/togather-deploy-ENV.lock plus deploy/config/deployment-state.json), \
+        so the legacy unlock.sh and deploy.sh see it. \
         Invoked as `unlock.sh`, this binary is the legacy unlock.sh, byte for byte.",
     after_help = AFTER_HELP,
     subcommand_value_name = "ENV|COMMAND",
-    allow_external_subcommands = true
+    override_usage = "deploy-lock [OPTIONS] <ENV> [DEPLOY_SH_ARGS]...\n       deploy-lock [OPTIONS] <COMMAND>"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -56,24 +53,29 @@ pub struct Cli {
 /// Settings shared by every subcommand; each defaults to its variable.
 #[derive(Args, Debug, Default)]
 pub struct GlobalOpts {
-    /// Folder holding togather-deploy-ENV.lock [env: DEPLOY_LOCK_DIR; default: /tmp]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub lock_dir: Option<PathBuf>,
-    /// Checkout whose deploy/config/deployment-state.json records the lock [env: DEPLOY_LOCK_PROJECT_ROOT; default: nearest folder above the working directory with deploy/scripts or deploy/config]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub project_root: Option<PathBuf>,
-    /// A lock older than this is stale [env: DEPLOY_LOCK_STALE_SECS; default: 1800]
-    #[arg(long, global = true, value_name = "SECS", value_parser = stale_secs)]
-    pub stale_secs: Option<Duration>,
-    /// Seconds between progress lines while waiting; decimals allowed [env: DEPLOY_LOCK_WAIT_INTERVAL; default: 5]
-    #[arg(long, global = true, value_name = "SECS", value_parser = wait_interval)]
-    pub wait_interval: Option<Duration>,
-    /// Give up waiting after this many seconds [env: DEPLOY_LOCK_WAIT_TIMEOUT; default: 3600]
-    #[arg(long, global = true, value_name = "SECS", value_parser = wait_timeout)]
-    pub wait_timeout: Option<Duration>,
+    /// Folder holding togather-deploy-ENV.lock
+    #[arg(long, global = true, value_name = "DIR", env = ENV_LOCK_DIR, default_value = "/tmp", hide_env_values = true)]
+    pub lock_dir: Option<OsString>,
+    /// Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]
+    #[arg(long, global = true, value_name = "DIR", env = ENV_PROJECT_ROOT, hide_env_values = true, value_hint = clap::ValueHint::DirPath)]
+    pub project_root: Option<OsString>,
+    /// A lock older than this is stale
+    #[arg(long, global = true, value_name = "SECS", env = ENV_STALE_SECS, default_value = "1800", hide_env_values = true)]
+    pub stale_secs: Option<OsString>,
+    /// Seconds between progress lines while waiting; decimals allowed
+    #[arg(long, global = true, value_name = "SECS", env = ENV_WAIT_INTERVAL, default_value = "5", hide_env_values = true)]
+    pub wait_interval: Option<OsString>,
+    /// Give up waiting after this many seconds
+    #[arg(long, global = true, value_name = "SECS", env = ENV_WAIT_TIMEOUT, default_value = "3600", hide_env_values = true)]
+    pub wait_timeout: Option<OsString>,
 }
 
 const RUN_AFTER_HELP: &str = "\
+`deploy-lock ENV [DEPLOY_SH_ARGS...]` is this command: run's own flags
+(--wait[=SECS], --force, --remote, --remote-dir and the settings) are
+deploy-lock's wherever they stand before `--`; every other word goes to
+deploy.sh. --force and --remote USER@HOST are also passed on to deploy.sh.
+
 Rules, liveness first and age second:
   - A holder that is alive on this host (its pid runs, with the recorded start
     time and boot id when the record has them) is never taken over, whatever
@@ -102,28 +104,14 @@ pub struct RemoteOpts {
 }
 
 impl RemoteOpts {
-    fn get(&self) -> Option<Remote> {
-        self.remote.clone().map(|target| Remote {
-            target,
-            dir: self.remote_dir.clone(),
-        })
+    fn get(self) -> Option<Remote> {
+        let dir = self.remote_dir;
+        self.remote.map(|target| Remote { target, dir })
     }
 }
 
-/// Arguments handed to deploy.sh unchanged (see THE LEGACY DEPLOY.SH).
-#[derive(Args, Debug)]
-pub struct DeployArgs {
-    /// deploy.sh's own flags: --force, --remote USER@HOST, --dry-run, --skip-migrations, --version COMMIT, --branch BRANCH, --env-diff, --help
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "DEPLOY_SH_ARGS"
-    )]
-    pub args: Vec<OsString>,
-}
-
 #[derive(Subcommand, Debug)]
-pub enum Generate {
+pub enum GenerateCmd {
     /// Man pages for both personas into DIR
     Man { dir: PathBuf },
     /// One completion script on stdout
@@ -143,37 +131,19 @@ pub struct RunArgs {
     /// Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)
     #[arg(long, value_name = "SECS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     pub wait: Option<String>,
-    /// Take over a dead holder's lock before it is stale (never a live holder's)
+    /// Take over a dead holder's lock before it is stale (never a live holder's); also passed to deploy.sh
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub remote: RemoteOpts,
     #[arg(value_enum)]
     pub env: Environment,
-    /// The command to run (default: deploy/scripts/deploy.sh ENV --force, deploy-lock holding the lock for it)
+    /// deploy.sh's own arguments: --dry-run, --skip-migrations, --version COMMIT, --branch BRANCH, --env-diff, --help (see THE LEGACY DEPLOY.SH)
+    #[arg(value_name = "DEPLOY_SH_ARGS", allow_hyphen_values = true)]
+    pub deploy_args: Vec<OsString>,
+    /// The command to run instead of deploy/scripts/deploy.sh ENV --force (deploy-lock holds the lock for it)
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
-}
-
-impl GlobalOpts {
-    fn any_set(&self) -> bool {
-        self.lock_dir.is_some()
-            || self.project_root.is_some()
-            || self.stale_secs.is_some()
-            || self.wait_interval.is_some()
-            || self.wait_timeout.is_some()
-    }
-}
-
-fn stale_secs(s: &str) -> Result<Duration, String> {
-    parse_whole_secs("--stale-secs", s).map_err(|e| e.to_string())
-}
-fn wait_interval(s: &str) -> Result<Duration, String> {
-    match parse_fractional_secs("--wait-interval", s) {
-        Ok(d) if d.is_zero() => Err("--wait-interval must be greater than 0".into()),
-        r => r.map_err(|e| e.to_string()),
-    }
-}
-fn wait_timeout(s: &str) -> Result<Duration, String> {
-    parse_fractional_secs("--wait-timeout", s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,271 +175,404 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteOpts,
     },
-    /// Run a command (default: deploy/scripts/deploy.sh ENV) under the lock
+    /// Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
-    /// Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock
-    #[command(disable_help_flag = true)]
-    Development(DeployArgs),
-    /// Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock
-    #[command(disable_help_flag = true)]
-    Staging(DeployArgs),
-    /// Run deploy/scripts/deploy.sh production [DEPLOY_SH_ARGS...] under the lock
-    #[command(disable_help_flag = true)]
-    Production(DeployArgs),
     /// Write the man pages or completions (used to refresh man/ and completions/)
     #[command(hide = true)]
     Generate {
         #[command(subcommand)]
-        what: Generate,
+        what: GenerateCmd,
     },
-    /// Anything else: reported as an unknown environment or command.
-    #[command(external_subcommand)]
-    Other(Vec<OsString>),
 }
 
-pub fn main(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
+/// One of run's flags, as the clap definition declares it.
+struct Flag {
+    long: String,
+    takes_value: bool,
+    /// `--wait[=SECS]`: a value only after `=`.
+    equals_only: bool,
+}
+
+/// run's flags (its own and the global settings), from the definition.
+fn run_flags() -> Vec<Flag> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let run = cmd.find_subcommand("run").expect("run is defined");
+    run.get_arguments()
+        // Help after the environment is deploy.sh's (see sort_run_words).
+        .filter(|a| !matches!(a.get_long(), Some("help" | "version")))
+        .filter_map(|a| {
+            Some(Flag {
+                long: a.get_long()?.to_string(),
+                takes_value: a.get_action().takes_values(),
+                equals_only: a.is_require_equals_set(),
+            })
+        })
+        .collect()
+}
+
+/// deploy.sh reads these too: seen by us, and passed on.
+const SHARED_WITH_DEPLOY_SH: [&str; 2] = ["force", "remote"];
+
+/// The words after `run`, sorted: ours (for clap), the environment,
+/// deploy.sh's, and the command after `--`.
+#[derive(Debug, Default, PartialEq)]
+struct RunWords {
+    ours: Vec<OsString>,
+    env: Option<OsString>,
+    deploy: Vec<OsString>,
+    command: Option<Vec<OsString>>,
+}
+
+fn sort_run_words(words: Vec<OsString>, flags: &[Flag]) -> RunWords {
+    let mut w = RunWords::default();
+    let mut it = words.into_iter();
+    while let Some(word) = it.next() {
+        if word == "--" {
+            w.command = Some(it.collect());
+            break;
+        }
+        let text = word.to_str().unwrap_or("");
+        // Help before the environment is ours; after it, deploy.sh's.
+        if w.env.is_none() && (text == "-h" || text == "--help") {
+            w.ours.push(word);
+            continue;
+        }
+        let (name, value) = match text.strip_prefix("--") {
+            Some(rest) => match rest.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (rest, None),
+            },
+            None => ("", None),
+        };
+        if let Some(flag) = flags.iter().find(|f| !name.is_empty() && f.long == name) {
+            let shared = SHARED_WITH_DEPLOY_SH.contains(&name);
+            w.ours.push(word.clone());
+            if flag.takes_value && !flag.equals_only && value.is_none() {
+                let v = it.next();
+                if let Some(v) = &v {
+                    w.ours.push(v.clone());
+                }
+                if shared {
+                    w.deploy.push(word);
+                    w.deploy.extend(v);
+                }
+            } else if shared {
+                // deploy.sh reads `--remote USER@HOST` as two words.
+                match value {
+                    Some(v) if flag.takes_value => {
+                        w.deploy.push(format!("--{name}").into());
+                        w.deploy.push(v.into());
+                    }
+                    _ => w.deploy.push(word),
+                }
+            }
+            continue;
+        }
+        if w.env.is_none() {
+            if text.starts_with('-') {
+                // Not ours and before the environment: clap says what is wrong.
+                w.ours.push(word);
             } else {
-                exit::OK
-            };
-        }
-    };
-    if let Command::Generate { what } = &cli.command {
-        return generate(what);
-    }
-    // A lock on a server needs nothing local: no checkout, no settings.
-    let remote_target = match &cli.command {
-        Command::Status { remote, .. }
-        | Command::Wait { remote, .. }
-        | Command::Unlock { remote, .. } => remote.remote.as_deref(),
-        _ => None,
-    };
-    if let Some(target) = remote_target
-        && cli.global.any_set()
-    {
-        ops::warn(&format!(
-            "--lock-dir, --project-root, --stale-secs and --wait-* apply to local locks; \
-             {target} uses its own settings (set DEPLOY_LOCK_* there, or pass them with ssh's SendEnv)"
-        ));
-    }
-    match &cli.command {
-        Command::Status { env, json, remote } if remote.remote.is_some() => {
-            let r = remote.get().expect("checked");
-            let mut args = vec!["status", env.as_str()];
-            if *json {
-                args.push("--json");
+                w.env = Some(word);
             }
-            return deploy::on_server(&r, &args);
+            continue;
         }
-        Command::Wait { env, remote } if remote.remote.is_some() => {
-            return deploy::on_server(&remote.get().expect("checked"), &["wait", env.as_str()]);
-        }
-        Command::Unlock { env, yes, remote } if remote.remote.is_some() => {
-            let mut args = vec!["unlock", env.as_str()];
-            if *yes {
-                args.push("--yes");
-            }
-            return deploy::on_server(&remote.get().expect("checked"), &args);
-        }
-        _ => {}
+        w.deploy.push(word);
     }
-    let ctx = match context(&cli.global) {
-        Ok(ctx) => ctx,
-        Err(msg) => {
-            eprintln!("{}", Style::for_stderr().red(&format!("ERROR: {msg}")));
-            return exit::USAGE;
+    w
+}
+
+const SUBCOMMANDS: [&str; 6] = ["status", "wait", "unlock", "run", "generate", "help"];
+
+/// The argument list clap parses: the `ENV` shorthand becomes `run ENV`
+/// (cargo-alias style), and run's words are sorted so that its flags are
+/// ours wherever they stand before `--`. Returns the deploy.sh words aside.
+fn rewrite(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<OsString>), Failure> {
+    let flags = run_flags();
+    let mut it = args.into_iter();
+    let mut out: Vec<OsString> = it.next().into_iter().collect();
+    let rest: Vec<OsString> = it.collect();
+    // Find the first word that is not a flag (or a flag's value).
+    let mut i = 0;
+    while i < rest.len() {
+        let text = rest[i].to_str().unwrap_or("");
+        if text == "--" || matches!(text, "-h" | "--help" | "-V" | "--version") {
+            break;
+        }
+        if let Some(name) = text.strip_prefix("--") {
+            let takes = flags
+                .iter()
+                .find(|f| f.long == name)
+                .is_some_and(|f| f.takes_value && !f.equals_only);
+            i += if takes { 2 } else { 1 };
+            continue;
+        }
+        if text.starts_with('-') {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    let Some(first) = rest.get(i).cloned() else {
+        out.extend(rest);
+        return Ok((out, Vec::new()));
+    };
+    let first_text = first.to_string_lossy();
+    let (before, words) = if Environment::parse(&first_text).is_some() {
+        // The shorthand: everything, flags before ENV included, is run's.
+        (Vec::new(), rest)
+    } else if first_text == "run" {
+        let mut rest = rest;
+        let words = rest.split_off(i + 1);
+        rest.pop();
+        (rest, words)
+    } else if SUBCOMMANDS.contains(&first_text.as_ref()) || first_text.starts_with('-') {
+        out.extend(rest);
+        return Ok((out, Vec::new()));
+    } else {
+        return Err(Failure::Usage(format!(
+            "'{first_text}' is neither an environment (development, staging, production) nor a command; see deploy-lock --help"
+        )));
+    };
+    let sorted = sort_run_words(words, &flags);
+    out.extend(before);
+    out.push("run".into());
+    out.extend(sorted.ours);
+    out.extend(sorted.env);
+    if let Some(command) = sorted.command {
+        out.push("--".into());
+        out.extend(command);
+    }
+    Ok((out, sorted.deploy))
+}
+
+/// Parses `deploy-lock ARGS` (argv[0] first) into a request.
+pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
+    let (args, deploy_args) = rewrite(args)?;
+    let matches = match parsing_command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) if e.use_stderr() => return Err(Failure::Clap(e)),
+        // --help, --version: clap's text on stdout, from the whole definition
+        // (the variables shown beside their flags).
+        Err(e) => {
+            let e = Cli::command()
+                .try_get_matches_from(&args)
+                .err()
+                .unwrap_or(e);
+            return Ok(Request {
+                persona: Persona::DeployLock,
+                script: None,
+                settings: SettingInputs::default(),
+                remote: None,
+                op: Operation::Print(e.render().to_string()),
+            });
         }
     };
-    match cli.command {
-        Command::Status { env, json, .. } => status(&ctx, env, json),
-        Command::Wait { env, .. } => wait(&ctx, env),
-        Command::Unlock { env, yes, .. } => unlock(&ctx, env, yes),
+    let cli = Cli::from_arg_matches(&matches).map_err(Failure::Clap)?;
+    let sub = matches.subcommand().map(|(_, m)| m);
+    let settings = setting_inputs(&matches, sub);
+    let (op, remote) = match cli.command {
+        Command::Status { env, json, remote } => (Operation::Status { env, json }, remote.get()),
+        Command::Wait { env, remote } => (Operation::Wait { env }, remote.get()),
+        Command::Unlock { env, yes, remote } => (Operation::Unlock { env, yes }, remote.get()),
         Command::Run(r) => {
             let wait = match r.wait.as_deref() {
                 None => None,
-                Some("") => Some(ctx.settings.wait_timeout),
-                Some(v) => match parse_fractional_secs("--wait", v) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        eprintln!("{}", Style::for_stderr().red(&format!("ERROR: {e}")));
-                        return exit::USAGE;
-                    }
-                },
+                Some("") => Some(None),
+                Some(v) => Some(Some(
+                    parse_fractional_secs("--wait", v).map_err(Failure::Setting)?,
+                )),
             };
-            run::run(&ctx, run::run_plan(&ctx, r.env, wait, r.force, r.command))
-        }
-        Command::Development(d) => deploy::deploy(&ctx, Environment::Development, d),
-        Command::Staging(d) => deploy::deploy(&ctx, Environment::Staging, d),
-        Command::Production(d) => deploy::deploy(&ctx, Environment::Production, d),
-        Command::Generate { .. } => unreachable!("handled before the context"),
-        Command::Other(words) => {
-            let first = words
-                .first()
-                .map(|w| w.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            eprintln!(
-                "{}",
-                Style::for_stderr().red(&format!(
-                    "ERROR: '{first}' is neither an environment (development, staging, production) nor a command; see deploy-lock --help"
-                ))
-            );
-            exit::USAGE
-        }
-    }
-}
-
-fn generate(what: &Generate) -> i32 {
-    let result = match what {
-        Generate::Man { dir } => docs::write_man_pages(dir).map(|_| ()),
-        Generate::Completions { shell, persona } => {
-            completions::completions(*shell, persona, &mut std::io::stdout());
-            Ok(())
-        }
-        Generate::All { root } => docs::write_man_pages(&root.join("man")).and_then(|_| {
-            for (rel, bytes) in completions::all_completions() {
-                let path = root.join("completions").join(rel);
-                std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-                std::fs::write(path, bytes)?;
+            let mut deploy = r.deploy_args;
+            deploy.extend(deploy_args);
+            let run = RunRequest {
+                env: r.env,
+                wait,
+                force: r.force,
+                deploy_args: deploy,
+                command: r.command,
+            };
+            if !run.command.is_empty() && !run.deploy_args.is_empty() {
+                let words = run
+                    .deploy_args
+                    .iter()
+                    .filter(|w| !["--force", "--remote"].contains(&w.to_str().unwrap_or("")))
+                    .cloned()
+                    .collect::<Vec<_>>();
+                if !words.is_empty() || r.remote.remote.is_some() {
+                    return Err(Failure::ArgsAndCommand {
+                        words: run.deploy_args,
+                    });
+                }
             }
-            Ok(())
-        }),
-    };
-    match result {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            exit::IO_ERROR
+            (Operation::Run(run), r.remote.get())
         }
-    }
-}
-
-/// Variables first, flags over them; then the checkout.
-fn context(g: &GlobalOpts) -> Result<Context, String> {
-    use deploy_lock::context::{ENV_LOCK_DIR, ENV_STALE_SECS, ENV_WAIT_INTERVAL, ENV_WAIT_TIMEOUT};
-    // A flag replaces its variable outright, so a valid flag rescues an
-    // invalid variable instead of failing on it.
-    let overridden = |name: &str| match name {
-        ENV_LOCK_DIR => g.lock_dir.is_some(),
-        ENV_STALE_SECS => g.stale_secs.is_some(),
-        ENV_WAIT_INTERVAL => g.wait_interval.is_some(),
-        ENV_WAIT_TIMEOUT => g.wait_timeout.is_some(),
-        _ => false,
+        Command::Generate { what } => (
+            Operation::Generate(match what {
+                GenerateCmd::Man { dir } => Generate::Man { dir },
+                GenerateCmd::Completions { shell, persona } => {
+                    Generate::Completions { shell, persona }
+                }
+                GenerateCmd::All { root } => Generate::All { root },
+            }),
+            None,
+        ),
     };
-    let mut s = Settings::from_vars(|name| {
-        if overridden(name) {
-            None
-        } else {
-            std::env::var_os(name)
-        }
+    Ok(Request {
+        persona: Persona::DeployLock,
+        script: None,
+        settings,
+        remote,
+        op,
     })
-    .map_err(|e| e.to_string())?;
-    if let Some(d) = &g.lock_dir {
-        s.lock_root = d.clone();
+}
+
+/// The definition without its `env = ...`: those are for help and the man
+/// page; the variables are read in one place ([`SettingInputs::from_vars`],
+/// as for `unlock.sh`), so clap never mixes them into its own messages.
+fn parsing_command() -> clap::Command {
+    fn strip(cmd: clap::Command) -> clap::Command {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        let mut cmd = cmd.mut_args(|a| a.env(None));
+        for name in names {
+            cmd = cmd.mut_subcommand(name, strip);
+        }
+        cmd
     }
-    if let Some(v) = g.stale_secs {
-        s.stale_after = v;
-    }
-    if let Some(v) = g.wait_interval {
-        s.wait_interval = v;
-    }
-    if let Some(v) = g.wait_timeout {
-        s.wait_timeout = v;
-    }
-    let root = match g.project_root.clone().or_else(|| {
-        std::env::var_os(ENV_PROJECT_ROOT)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    }) {
-        Some(r) => r,
-        None => {
-            let cwd = std::env::current_dir()
-                .map_err(|e| format!("cannot read the working directory: {e}"))?;
-            find_project_root(&cwd).map_err(|e| e.to_string())?
+    strip(Cli::command())
+}
+
+/// The variables, then each setting given as a flag over its variable.
+fn setting_inputs(top: &ArgMatches, sub: Option<&ArgMatches>) -> SettingInputs {
+    let mut s = SettingInputs::from_vars(|name| std::env::var_os(name));
+    let flag = |id: &str, flag: &str| -> Option<Raw> {
+        sub.into_iter()
+            .chain([top])
+            .find(|m| m.value_source(id) == Some(ValueSource::CommandLine))
+            .and_then(|m| m.get_one::<OsString>(id))
+            .map(|v| Raw::new(v.clone(), flag))
+    };
+    let set = |slot: &mut Option<Raw>, id: &str, name: &str| {
+        if let Some(r) = flag(id, name) {
+            *slot = Some(r);
         }
     };
-    Ok(Context::new(s, root))
+    set(&mut s.lock_dir, "lock_dir", "--lock-dir");
+    set(&mut s.stale_secs, "stale_secs", "--stale-secs");
+    set(&mut s.wait_interval, "wait_interval", "--wait-interval");
+    set(&mut s.wait_timeout, "wait_timeout", "--wait-timeout");
+    set(&mut s.project_root, "project_root", "--project-root");
+    s
 }
 
-fn status(ctx: &Context, env: Environment, json: bool) -> i32 {
-    let insp = match ops::inspect(ctx, env) {
-        Ok(i) => i,
-        Err(e) => return ops::report_error(&e),
-    };
-    if json {
-        let v = render::status_json(&insp, ctx);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).expect("serialisable")
-        );
-    } else {
-        print!("{}", render::status_block(&insp, ctx, Style::for_stdout()));
-        println!("{}", render::verdict_line(&insp, ctx));
-    }
-    exit::OK
+/// Whether any setting was given as a flag (they do not travel with
+/// `--remote`).
+pub fn flags_given(s: &SettingInputs) -> bool {
+    [
+        &s.lock_dir,
+        &s.stale_secs,
+        &s.wait_interval,
+        &s.wait_timeout,
+        &s.project_root,
+    ]
+    .iter()
+    .any(|r| r.as_ref().is_some_and(|r| r.origin.starts_with("--")))
 }
 
-fn wait(ctx: &Context, env: Environment) -> i32 {
-    let insp = match ops::inspect(ctx, env) {
-        Ok(i) => i,
-        Err(e) => return ops::report_error(&e),
-    };
-    print!("{}", render::status_block(&insp, ctx, Style::for_stdout()));
-    let _ = std::io::stdout().flush();
-    match ops::wait_for_release(ctx, env) {
-        Ok(WaitEnd::Released) => exit::OK,
-        Ok(WaitEnd::TimedOut) => exit::WAIT_TIMED_OUT,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            exit::IO_ERROR
-        }
-    }
-}
-
-fn unlock(ctx: &Context, env: Environment, yes: bool) -> i32 {
-    let insp = match ops::inspect(ctx, env) {
-        Ok(i) => i,
-        Err(e) => return ops::report_error(&e),
-    };
-    print!("{}", render::status_block(&insp, ctx, Style::for_stdout()));
-    match ops::force_unlock(ctx, env, yes) {
-        Ok(ForceEnd::Done) => exit::OK,
-        Ok(ForceEnd::Cancelled) => exit::CANCELLED,
-        Err(e) => ops::report_error(&e),
-    }
+#[cfg(test)]
+pub fn os(words: &[&str]) -> Vec<OsString> {
+    words.iter().map(OsString::from).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
     }
 
-    #[test]
-    fn env_shorthand_passes_everything_through() {
-        let cli = Cli::try_parse_from(["deploy-lock", "staging", "--dry-run", "--help", "--force"])
-            .unwrap();
-        match cli.command {
-            Command::Staging(d) => assert_eq!(
-                d.args,
-                vec![
-                    OsString::from("--dry-run"),
-                    "--help".into(),
-                    "--force".into()
-                ]
-            ),
+    fn run_of(words: &[&str]) -> (RunRequest, Option<Remote>) {
+        let mut args = os(&["deploy-lock"]);
+        args.extend(os(words));
+        match parse(args).unwrap() {
+            Request {
+                op: Operation::Run(r),
+                remote,
+                ..
+            } => (r, remote),
             other => panic!("{other:?}"),
         }
-        let cli = Cli::try_parse_from(["deploy-lock", "bogus"]).unwrap();
-        assert!(matches!(cli.command, Command::Other(_)));
+    }
+
+    #[test]
+    fn the_shorthand_is_run() {
+        let (r, _) = run_of(&["staging", "--dry-run", "--help", "--force"]);
+        assert_eq!(r.env, Environment::Staging);
+        assert!(r.force);
+        assert_eq!(r.deploy_args, os(&["--dry-run", "--help", "--force"]));
+        assert_eq!(
+            run_of(&["staging", "--dry-run"]),
+            run_of(&["run", "staging", "--dry-run"])
+        );
+    }
+
+    /// Issue 11: the shorthand's flags are ours wherever they stand before `--`.
+    #[test]
+    fn shorthand_flags_are_position_independent() {
+        let a = run_of(&["staging", "--dry-run", "--lock-dir", "/x", "--wait=5"]);
+        let b = run_of(&["--lock-dir", "/x", "staging", "--wait=5", "--dry-run"]);
+        let c = run_of(&["--wait=5", "staging", "--dry-run", "--lock-dir=/x"]);
+        assert_eq!(a.0.deploy_args, os(&["--dry-run"]));
+        assert_eq!(a.0.wait, Some(Some(std::time::Duration::from_secs(5))));
+        assert_eq!(a, b);
+        assert_eq!(a.0, c.0);
+        let parse_dir = |words: &[&str]| {
+            let mut args = os(&["deploy-lock"]);
+            args.extend(os(words));
+            parse(args).unwrap().settings.lock_dir.map(|r| r.value)
+        };
+        for words in [
+            &["staging", "--dry-run", "--lock-dir", "/x"][..],
+            &["staging", "--lock-dir", "/x", "--dry-run"],
+            &["--lock-dir=/x", "staging", "--dry-run"],
+        ] {
+            assert_eq!(parse_dir(words), Some("/x".into()), "{words:?}");
+        }
+    }
+
+    /// Issue 11: `--remote=H` and `--remote H` are one request.
+    #[test]
+    fn remote_with_or_without_equals_is_the_same() {
+        let a = run_of(&["staging", "--remote=deploy@h", "--dry-run"]);
+        let b = run_of(&["staging", "--remote", "deploy@h", "--dry-run"]);
+        assert_eq!(a, b);
+        assert_eq!(a.0.deploy_args, os(&["--remote", "deploy@h", "--dry-run"]));
+        assert_eq!(a.1.unwrap().target, "deploy@h");
+    }
+
+    #[test]
+    fn words_after_dashdash_are_the_command() {
+        let (r, _) = run_of(&["run", "--wait", "staging", "--", "make", "--force"]);
+        assert_eq!(r.wait, Some(None));
+        assert!(!r.force);
+        assert_eq!(r.command, os(&["make", "--force"]));
+        assert!(r.deploy_args.is_empty());
+    }
+
+    #[test]
+    fn unknown_words_are_one_clear_error() {
+        let err = parse(os(&["deploy-lock", "bogus"])).unwrap_err();
+        assert!(matches!(err, Failure::Usage(_)), "{err:?}");
+        assert!(matches!(
+            parse(os(&["deploy-lock", "status", "bogus"])).unwrap_err(),
+            Failure::Clap(_)
+        ));
     }
 }

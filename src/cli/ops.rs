@@ -1,106 +1,101 @@
-//! The flows both personas share: load a consistent look at the lock, wait
-//! for a release, force-unlock with the legacy confirmation, and turn errors
-//! into one clear message. Output is the legacy text.
+//! The flows both personas share, against any lock store: show the status,
+//! wait for a release, force-unlock with the legacy confirmation. Output is
+//! the legacy text, written with `?` so a failed write ends the flow.
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::time::Instant;
 
-use deploy_lock::lock::{LocalLock, LockError};
-use deploy_lock::state::StateError;
-use deploy_lock::status::Inspection;
-use deploy_lock::wait::{Watcher, Woke};
+use deploy_lock::store::{LockStore, Woke};
 use deploy_lock::{Context, Environment};
 
-use super::exit;
+use super::failure::Failure;
+use super::messages;
+use super::render;
+use super::request::Persona;
 use super::style::Style;
 use super::texts;
 
-/// Prints `err` on stderr as one `ERROR:` line (plus the guide's recovery
-/// steps for a state file that cannot be parsed) and returns the modern exit
-/// code for it.
-pub fn report_error(err: &LockError) -> i32 {
-    let style = Style::for_stderr();
-    let mut msg = style.red(&format!("ERROR: {err}"));
-    msg.push('\n');
-    let code = match err {
-        LockError::State(StateError::Io { .. }) | LockError::Io { .. } => exit::IO_ERROR,
-        LockError::State(e) => {
-            let broken = match e {
-                StateError::Shape {
-                    only_lock: true, ..
-                } => texts::Broken::LockNotObject,
-                StateError::Shape { .. } => texts::Broken::NotObject,
-                _ => texts::Broken::NotJson,
-            };
-            for l in texts::state_recovery(e.path(), broken) {
-                msg.push_str(&l);
-                msg.push('\n');
-            }
-            exit::DATA_ERROR
+/// Where output goes, and how it looks there.
+pub struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub out_style: Style,
+    pub err_style: Style,
+    /// Progress lines are rewritten in place on a terminal.
+    pub out_tty: bool,
+    pub err_tty: bool,
+}
+
+impl Io<'_> {
+    pub fn warn(&mut self, message: &str) {
+        messages::warn(self.err, self.err_style, message);
+    }
+
+    pub fn warn_all(&mut self, warnings: &[deploy_lock::store::Warning]) {
+        for w in warnings {
+            self.warn(&messages::warning(w));
         }
-        LockError::OtherEnvironment { .. } | LockError::NotADirectory { .. } => exit::LOCK_HELD,
-        LockError::NotPermitted { .. } => exit::IO_ERROR,
-        LockError::Interrupted => exit::CANCELLED,
-    };
-    let _ = io::stderr().write_all(msg.as_bytes());
-    code
-}
-
-pub fn warn(message: &str) {
-    let style = Style::for_stderr();
-    eprintln!("{}", style.yellow(&format!("warning: {message}")));
-}
-
-/// Warns about what the engine could not write to the audit log.
-pub fn warn_all(lock: &LocalLock<'_>) {
-    for w in lock.take_warnings() {
-        warn(&w);
     }
 }
 
-pub fn inspect(ctx: &Context, env: Environment) -> Result<Inspection, LockError> {
-    LocalLock::new(ctx, env).inspect()
+pub fn status(
+    ctx: &Context,
+    store: &dyn LockStore,
+    persona: Persona,
+    env: Environment,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<(), Failure> {
+    let insp = store.inspect(env)?;
+    if json {
+        let v = render::status_json(&insp, ctx);
+        let text = serde_json::to_string_pretty(&v).expect("serialisable");
+        writeln!(io.out, "{text}")?;
+    } else {
+        io.out
+            .write_all(render::status_block(&insp, ctx, io.out_style).as_bytes())?;
+        if persona == Persona::DeployLock {
+            writeln!(io.out, "{}", render::verdict_line(&insp, ctx))?;
+        }
+    }
+    io.out.flush()?;
+    Ok(())
 }
 
-fn out_line(out: &mut impl Write, style_fn: impl Fn(&str) -> String, s: &str) -> io::Result<()> {
-    writeln!(out, "{}", style_fn(s))
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WaitEnd {
-    Released,
-    TimedOut,
-}
-
-/// The legacy `--wait` after the status block: header, a progress line every
+/// The status block, then the legacy `--wait`: header, a progress line every
 /// interval (rewritten in place on a terminal), then `✓ Lock released!` the
-/// moment the directory goes, or the timeout message.
-pub fn wait_for_release(ctx: &Context, env: Environment) -> io::Result<WaitEnd> {
-    let style = Style::for_stdout();
-    let stdout = io::stdout();
-    let tty = stdout.is_terminal();
-    let mut out = stdout.lock();
+/// moment the lock goes, or the timeout text.
+pub fn wait(
+    ctx: &Context,
+    store: &dyn LockStore,
+    env: Environment,
+    io: &mut Io<'_>,
+) -> Result<(), Failure> {
+    let insp = store.inspect(env)?;
+    io.out
+        .write_all(render::status_block(&insp, ctx, io.out_style).as_bytes())?;
+    let out = &mut *io.out;
     for l in texts::WAITING_HEADER {
         writeln!(out, "{l}")?;
     }
     out.flush()?;
-    let watcher = Watcher::new(&ctx.lock_dir(env));
+    let watcher = store.watch(env);
     let interval = ctx.settings.wait_interval;
     let timeout = ctx.settings.wait_timeout;
     let start = Instant::now();
     let deadline = start + timeout;
     let mut ticks: u32 = 0;
     let mut progress_open = false;
-    let end = loop {
+    let released = loop {
         let elapsed = start.elapsed();
         if watcher.gone() {
-            break WaitEnd::Released;
+            break true;
         }
         if elapsed >= timeout {
-            break WaitEnd::TimedOut;
+            break false;
         }
         let progress = texts::waiting_progress(elapsed.as_secs());
-        if tty {
+        if io.out_tty {
             write!(out, "\r{progress}\x1b[K")?;
             progress_open = true;
         } else {
@@ -109,100 +104,102 @@ pub fn wait_for_release(ctx: &Context, env: Environment) -> io::Result<WaitEnd> 
         out.flush()?;
         ticks += 1;
         let next_tick = start + interval.saturating_mul(ticks);
-        match watcher.wait(next_tick.min(deadline), None)? {
-            Woke::Released => break WaitEnd::Released,
-            Woke::Timeout | Woke::Extra => {}
+        let woke = watcher
+            .wait(next_tick.min(deadline), None)
+            .map_err(|source| Failure::Io {
+                what: format!("cannot wait for {}", store.location(env).display()),
+                source,
+            })?;
+        if woke == Woke::Released {
+            break true;
         }
     };
     if progress_open {
         writeln!(out)?;
     }
-    match end {
-        WaitEnd::Released => out_line(&mut out, |s| style.green(s), texts::LOCK_RELEASED)?,
-        WaitEnd::TimedOut => {
-            writeln!(out)?;
-            for l in texts::wait_timeout(timeout.as_secs_f64()) {
-                writeln!(out, "{l}")?;
-            }
+    if released {
+        writeln!(out, "{}", io.out_style.green(texts::LOCK_RELEASED))?;
+        out.flush()?;
+        return Ok(());
+    }
+    writeln!(out)?;
+    for l in texts::wait_timeout(timeout.as_secs_f64()) {
+        writeln!(out, "{l}")?;
+    }
+    out.flush()?;
+    Err(Failure::TimedOut {
+        env,
+        limit: timeout,
+        phrase: None,
+    })
+}
+
+/// The status block, then the legacy force-unlock: the warning, the
+/// confirmation (skipped with `yes`), then the removal report.
+pub fn unlock(
+    ctx: &Context,
+    store: &dyn LockStore,
+    env: Environment,
+    yes: bool,
+    io: &mut Io<'_>,
+) -> Result<(), Failure> {
+    let insp = store.inspect(env)?;
+    let style = io.out_style;
+    io.out
+        .write_all(render::status_block(&insp, ctx, style).as_bytes())?;
+    writeln!(io.out)?;
+    for l in texts::force_warning(&store.location(env)) {
+        if l.starts_with('⚠') {
+            writeln!(io.out, "{}", style.yellow(&l))?;
+        } else {
+            writeln!(io.out, "{l}")?;
+        }
+    }
+    io.out.flush()?;
+    if !yes && !confirmed(io.err) {
+        writeln!(io.out, "{}", texts::CANCELLED)?;
+        io.out.flush()?;
+        return Err(Failure::Cancelled);
+    }
+    let forced = store.force_unlock(env, None);
+    if let Ok(f) = &forced {
+        io.warn_all(&f.warnings);
+    }
+    let done = forced?.done;
+    let out = &mut *io.out;
+    match &done.dir_removed {
+        None => writeln!(out, "{}", texts::DIR_ALREADY_REMOVED)?,
+        Some(r) if r.had_foreign_entries => {
+            writeln!(out, "{}", style.yellow(texts::DIR_NOT_EMPTY[0]))?;
+            writeln!(out, "{}", texts::DIR_NOT_EMPTY[1])?;
+            writeln!(out, "{}", style.green(texts::DIR_NOT_EMPTY[2]))?;
+        }
+        Some(_) => writeln!(out, "{}", style.green(texts::DIR_REMOVED))?,
+    }
+    if done.state_updated {
+        writeln!(out, "{}", style.green(texts::STATE_UPDATED))?;
+    } else {
+        writeln!(out, "{}", texts::STATE_MISSING)?;
+    }
+    for l in texts::FORCE_DONE {
+        if l.starts_with('✓') {
+            writeln!(out, "{}", style.green(l))?;
+        } else {
+            writeln!(out, "{l}")?;
         }
     }
     out.flush()?;
-    Ok(end)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ForceEnd {
-    Done,
-    Cancelled,
-}
-
-/// The legacy force-unlock after the status block: the warning, the
-/// confirmation (skipped with `assume_yes`), then the removal report.
-pub fn force_unlock(
-    ctx: &Context,
-    env: Environment,
-    assume_yes: bool,
-) -> Result<ForceEnd, LockError> {
-    let style = Style::for_stdout();
-    let lock_dir = ctx.lock_dir(env);
-    {
-        let mut out = io::stdout().lock();
-        let _ = writeln!(out);
-        for l in texts::force_warning(&lock_dir) {
-            let painted = if l.starts_with('⚠') {
-                style.yellow(&l)
-            } else {
-                l
-            };
-            let _ = writeln!(out, "{painted}");
-        }
-        let _ = out.flush();
-    }
-    if !assume_yes && !confirmed() {
-        println!("{}", texts::CANCELLED);
-        return Ok(ForceEnd::Cancelled);
-    }
-    let lock = LocalLock::new(ctx, env);
-    let done = lock.force_unlock();
-    warn_all(&lock);
-    let done = done?;
-    let mut out = io::stdout().lock();
-    let mut say = |s: String| {
-        let _ = writeln!(out, "{s}");
-    };
-    match &done.dir_removed {
-        None => say(texts::DIR_ALREADY_REMOVED.to_string()),
-        Some(r) if r.had_foreign_entries => {
-            say(style.yellow(texts::DIR_NOT_EMPTY[0]));
-            say(texts::DIR_NOT_EMPTY[1].to_string());
-            say(style.green(texts::DIR_NOT_EMPTY[2]));
-        }
-        Some(_) => say(style.green(texts::DIR_REMOVED)),
-    }
-    if done.state_updated {
-        say(style.green(texts::STATE_UPDATED));
-    } else {
-        say(texts::STATE_MISSING.to_string());
-    }
-    for l in texts::FORCE_DONE {
-        say(if l.starts_with('✓') {
-            style.green(l)
-        } else {
-            l.to_string()
-        });
-    }
-    let _ = out.flush();
-    Ok(ForceEnd::Done)
+    Ok(())
 }
 
 /// One line from stdin, the prompt on stderr only when stdin is a terminal
 /// (as bash's `read -p`). Like `read`, surrounding blanks are dropped; a last
 /// line without a newline still counts.
-fn confirmed() -> bool {
+fn confirmed(err: &mut dyn Write) -> bool {
     let stdin = io::stdin();
     if stdin.is_terminal() {
-        eprint!("{}", texts::CONFIRM_PROMPT);
-        let _ = io::stderr().flush();
+        let _ = write!(err, "{}", texts::CONFIRM_PROMPT);
+        let _ = err.flush();
     }
     let mut line = String::new();
     if stdin.lock().read_line(&mut line).is_err() {

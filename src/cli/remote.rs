@@ -7,8 +7,6 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Write};
 use std::process::{Command, Stdio};
 
-use super::style::Style;
-
 pub const DEFAULT_REMOTE_DIR: &str = "/opt/togather/src";
 pub const ENV_SSH: &str = "DEPLOY_LOCK_SSH";
 
@@ -433,11 +431,6 @@ fn is_ssh_noise(line: &[u8]) -> bool {
         || l.contains("you have requested strict checking")
 }
 
-/// Prints a remote error as the one line it is.
-pub fn report(e: &RemoteError) {
-    eprintln!("{}", Style::for_stderr().red(&format!("ERROR: {e}")));
-}
-
 /// Runs a query on the server and captures its stdout (for `status --json`
 /// before a remote deploy). stderr is passed through.
 pub fn capture(
@@ -459,8 +452,9 @@ pub fn capture(
         None => 128 + std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(1),
     };
     let code = ending(remote, program, code, &err, false)?;
+    let mut stderr = std::io::stderr().lock();
     for l in err.lines().filter(|l| !is_ssh_noise(l.as_bytes())) {
-        eprintln!("{l}");
+        let _ = writeln!(stderr, "{l}");
     }
     Ok((code, String::from_utf8_lossy(&out.stdout).into_owned()))
 }

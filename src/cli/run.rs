@@ -1,28 +1,40 @@
-//! `deploy-lock run` and the `deploy-lock ENV ...` shorthand: take the lock
+//! `deploy-lock run` and the `ENV` shorthand (the same request): one
+//! [`RunPlan`] decides what runs and how the lock is had; then take the lock
 //! (waiting or taking over a dead holder's as the rules allow), run the
 //! command under it with signals relayed, release only what is ours, and end
 //! the way the command ended.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use deploy_lock::liveness::ProcessIdentity;
-use deploy_lock::lock::{Acquire, BusyReason, LocalLock, LockError, Release};
-use deploy_lock::status::{Inspection, Liveness};
-use deploy_lock::supervise::{self, Signals};
-use deploy_lock::wait::{Watcher, Woke};
+use deploy_lock::lock::LockError;
+use deploy_lock::store::{Acquire, AcquireOptions, Held, LockStore, Woke};
+use deploy_lock::supervise::{ChildEnd, Signals};
 use deploy_lock::{Context, Environment};
 
-use super::exit;
-use super::ops;
+use super::failure::{Busy, Failure};
+use super::messages;
+use super::ops::Io;
+use super::remote::{self, Program, Remote};
 use super::render;
-use super::style::Style;
-use super::texts;
+use super::request::RunRequest;
 
-/// What to run and how to get the lock for it.
+/// How the lock is had for the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locking {
+    /// The local lock, taken before and released after the command.
+    Local,
+    /// No lock: deploy.sh --help.
+    None,
+    /// deploy.sh's own remote mode: the server's lock is checked first (and
+    /// waited for with --wait); the server's deploy.sh takes it.
+    Server(Remote),
+}
+
+/// What to run and how to get the lock for it, decided once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunPlan {
     pub env: Environment,
@@ -32,223 +44,189 @@ pub struct RunPlan {
     pub wait: Option<Duration>,
     /// Take over a dead holder's lock before it is stale (never a live one).
     pub force: bool,
-    /// Run without taking the local lock (deploy.sh --help, --remote).
-    pub lockless: bool,
+    pub locking: Locking,
 }
 
-pub fn deploy_script(ctx: &Context) -> PathBuf {
-    ctx.project_root.join("deploy/scripts/deploy.sh")
-}
-
-/// The plan for `deploy-lock ENV [DEPLOY_SH_ARGS...]`: deploy.sh gets every
-/// argument unchanged. Because the legacy deploy.sh takes this same lock
-/// itself unless given `--force` (which only skips its own lock), `--force`
-/// is added when absent: deploy-lock already holds the lock for it. A
-/// `--force` the user typed also lets deploy-lock take over a dead holder's
-/// lock at any age (never a live one). `--help` needs no lock; `--remote`
-/// deploys elsewhere, where the server's deploy.sh takes the server's lock.
-pub fn shorthand_plan(ctx: &Context, env: Environment, deploy_args: Vec<OsString>) -> RunPlan {
-    let has = |flag: &str| deploy_args.iter().any(|a| a == flag);
-    let lockless = has("--help") || has("--remote");
-    let force = has("--force");
-    let mut args = vec![OsString::from(env.as_str())];
-    if !force && !lockless {
-        args.push("--force".into());
-    }
-    args.extend(deploy_args);
-    RunPlan {
-        env,
-        program: deploy_script(ctx),
-        args,
-        wait: None,
-        force,
-        lockless,
-    }
-}
-
-/// The plan for `deploy-lock run [--wait[=SECS]] [--force] ENV [-- CMD...]`.
-pub fn run_plan(
-    ctx: &Context,
-    env: Environment,
-    wait: Option<Duration>,
-    force: bool,
-    command: Vec<OsString>,
-) -> RunPlan {
-    let mut plan = shorthand_plan(ctx, env, Vec::new());
-    plan.wait = wait;
-    plan.force = force;
-    if let Some((program, args)) = command.split_first() {
-        plan.program = PathBuf::from(program);
-        plan.args = args.to_vec();
-    }
-    plan
-}
-
-fn error(msg: &str) {
-    eprintln!("{}", Style::for_stderr().red(&format!("ERROR: {msg}")));
-}
-
-/// Runs the plan; returns only with an exit code for deploy-lock's own
-/// outcomes, otherwise ends the process the way the command ended.
-pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
-    // First, before anything could start a thread.
-    let signals = match Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            error(&format!("cannot set up signal handling: {e}"));
-            return exit::IO_ERROR;
+impl RunPlan {
+    /// The one decision. Without a command, deploy.sh gets every deploy.sh
+    /// word unchanged; because the legacy deploy.sh takes this same lock
+    /// itself unless given `--force` (which only skips its own lock),
+    /// `--force` is added when absent and the lock is ours: deploy-lock
+    /// already holds it for it. `--help` needs no lock; `--remote` deploys
+    /// elsewhere, where the server's deploy.sh takes the server's lock.
+    pub fn decide(ctx: &Context, r: RunRequest, remote: Option<Remote>) -> RunPlan {
+        let wait = r.wait.map(|w| w.unwrap_or(ctx.settings.wait_timeout));
+        if !r.command.is_empty() {
+            let mut command = r.command.into_iter();
+            return RunPlan {
+                env: r.env,
+                program: PathBuf::from(command.next().expect("not empty")),
+                args: command.collect(),
+                wait,
+                force: r.force,
+                locking: Locking::Local,
+            };
         }
-    };
-    if plan.program.components().count() > 1 && !plan.program.exists() {
-        error(&format!(
-            "{} does not exist; name the command to run: deploy-lock run {} -- COMMAND [ARGS...]",
-            plan.program.display(),
-            plan.env
-        ));
-        return 127;
-    }
-    if plan.lockless {
-        return match spawn_and_supervise(&signals, &plan, &[], |_| {}) {
-            Ok(end) => supervise::exit_like(end),
-            Err(code) => code,
+        let has = |flag: &str| r.deploy_args.iter().any(|a| a == flag);
+        let locking = if has("--help") {
+            Locking::None
+        } else if let Some(remote) = remote {
+            Locking::Server(remote)
+        } else {
+            Locking::Local
         };
+        let mut args = vec![OsString::from(r.env.as_str())];
+        if locking == Locking::Local && !has("--force") {
+            args.push("--force".into());
+        }
+        args.extend(r.deploy_args);
+        RunPlan {
+            env: r.env,
+            program: ctx.project_root.join("deploy/scripts/deploy.sh"),
+            args,
+            wait,
+            force: r.force,
+            locking,
+        }
     }
-    // A signal while waiting for the guard ends the wait too.
-    let interrupted = || signals.interrupted();
-    let lock = LocalLock::new(ctx, plan.env).interruptible(&interrupted);
-    let mut held = match acquire(ctx, &lock, &plan, &signals) {
-        Ok(h) => h,
-        Err(code) => return code,
-    };
+}
+
+/// Runs the plan: Ok with how the command ended, or why it did not run.
+pub fn run(
+    ctx: &Context,
+    store: &dyn LockStore,
+    plan: RunPlan,
+    io: &mut Io<'_>,
+) -> Result<ChildEnd, Failure> {
+    // First, before anything could start a thread.
+    let signals = Signals::install().map_err(|source| Failure::Io {
+        what: "cannot set up signal handling".into(),
+        source,
+    })?;
+    if plan.program.components().count() > 1 && !plan.program.exists() {
+        return Err(Failure::NoDeployScript {
+            path: plan.program.clone(),
+            env: plan.env,
+        });
+    }
+    match &plan.locking {
+        Locking::None => return spawn_and_supervise(&signals, &plan, &[], |_| {}),
+        Locking::Server(remote) => {
+            server_lock_free(remote, plan.env, plan.wait, io)?;
+            return spawn_and_supervise(&signals, &plan, &[], |_| {});
+        }
+        Locking::Local => {}
+    }
+    let mut held = acquire(ctx, store, &plan, &signals, io)?;
+    io.warn_all(&std::mem::take(&mut held.warnings));
     if let Some(signo) = signals.next_terminating() {
         // Interrupted before the command started: it never starts.
-        let _ = lock.release(*held);
-        return 128 + signo;
+        let _ = store.release(*held);
+        return Err(Failure::Interrupted(signo));
+    }
+    if held.took_over.is_some() {
+        let prev = held.took_over.as_ref().and_then(|t| t.holder.as_ref());
+        io.warn(&messages::took_over(plan.env, prev));
     }
     let (lock_id, deployment_id) = (
         held.record.lock_id.clone(),
         held.record.deployment_id.clone(),
     );
-    let prev = held.took_over.as_ref().and_then(|t| t.holder.as_ref());
-    ops::warn_all(&lock);
-    match (&held.took_over, prev) {
-        (Some(_), Some(prev)) => eprintln!(
-            "deploy-lock: took over the {} lock left by {} (pid {}, not running)",
-            plan.env,
-            prev.locked_by.as_deref().unwrap_or("an unknown holder"),
-            prev.pid
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "unknown".into()),
-        ),
-        (Some(_), None) => eprintln!(
-            "deploy-lock: took over the {} lock directory, which recorded no holder",
-            plan.env
-        ),
-        _ => {}
-    }
     let under_lock = [
         ("DEPLOY_LOCK_HELD", lock_id.as_str()),
         ("DEPLOY_LOCK_DEPLOYMENT_ID", deployment_id.as_str()),
     ];
+    let _ = io.out.flush();
     let ended = spawn_and_supervise(&signals, &plan, &under_lock, |pid| {
-        if let Some(id) = ProcessIdentity::of_pid(pid)
-            && let Err(e) = lock.record_process(&mut held, id)
-        {
-            ops::warn(&format!(
-                "could not record the command's pid in the lock: {e}"
-            ));
+        if let Some(id) = ProcessIdentity::of_pid(pid) {
+            store.record_process(&mut held, id);
         }
     });
+    io.warn_all(&std::mem::take(&mut held.warnings));
     // Only now, with the command reaped, is the lock let go.
-    release(&lock, *held, plan.env);
-    let _ = (std::io::stdout().flush(), std::io::stderr().flush());
-    match ended {
-        Ok(end) => supervise::exit_like(end),
-        Err(code) => code,
+    match store.release(*held) {
+        Ok(released) => io.warn_all(&released.warnings),
+        // Secondary to how the command ended, which stays the exit status.
+        Err(e) => messages::print_lines(io.err, io.err_style, &messages::lock_error_lines(&e)),
     }
-}
-
-fn release(lock: &LocalLock<'_>, held: deploy_lock::lock::HeldLock, env: Environment) {
-    match lock.release(held) {
-        Ok(Release::Released | Release::AlreadyGone) => {}
-        Ok(Release::TakenByOther { holder }) => {
-            let who = holder
-                .as_ref()
-                .and_then(|h| h.locked_by.clone())
-                .unwrap_or_else(|| "another holder".into());
-            ops::warn(&format!(
-                "the {env} lock was force-unlocked during this run and is now held by {who}; left it alone"
-            ));
-        }
-        Err(e) => {
-            ops::report_error(&e);
-        }
-    }
-    ops::warn_all(lock);
+    ended
 }
 
 /// Spawns the command in our process group and relays signals until it
-/// ends. Err carries deploy-lock's exit code when it could not start
-/// (127 not found, 126 not executable, as a shell would).
+/// ends.
 fn spawn_and_supervise(
     signals: &Signals,
     plan: &RunPlan,
     env: &[(&str, &str)],
     on_start: impl FnOnce(i32),
-) -> Result<supervise::ChildEnd, i32> {
+) -> Result<ChildEnd, Failure> {
     let mut cmd = Command::new(&plan.program);
     cmd.args(&plan.args);
     // The command may want to know it runs under the lock (the demo deploy
     // says so instead of warning that --force skipped its own lock).
     cmd.envs(env.iter().copied());
     signals.prepare(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| {
-        error(&format!("cannot run {}: {e}", plan.program.display()));
-        if e.kind() == std::io::ErrorKind::PermissionDenied {
-            126
-        } else {
-            127
-        }
+    let mut child = cmd.spawn().map_err(|source| Failure::CannotRun {
+        program: plan.program.clone(),
+        source,
     })?;
     on_start(child.id() as i32);
-    signals.supervise(&mut child).map_err(|e| {
-        error(&format!("lost track of the command: {e}"));
-        exit::IO_ERROR
+    signals.supervise(&mut child).map_err(|source| Failure::Io {
+        what: "lost track of the command".into(),
+        source,
     })
 }
 
-/// Takes the lock, or returns deploy-lock's exit code for why not.
+/// Takes the lock, or says why not.
 fn acquire(
     ctx: &Context,
-    lock: &LocalLock<'_>,
+    store: &dyn LockStore,
     plan: &RunPlan,
     signals: &Signals,
-) -> Result<Box<deploy_lock::lock::HeldLock>, i32> {
+    io: &mut Io<'_>,
+) -> Result<Box<Held>, Failure> {
     let me = ProcessIdentity::of_self().unwrap_or(ProcessIdentity {
         pid: std::process::id() as i32,
         ..Default::default()
     });
-    let watcher = plan.wait.map(|_| Watcher::new(&lock.lock_dir()));
+    // A signal while waiting for the store's guard ends the wait too.
+    let interrupted = || signals.interrupted();
+    let how = AcquireOptions {
+        force: plan.force,
+        process: me,
+        interrupted: Some(&interrupted),
+    };
+    let own_watch = plan.wait.map(|_| store.watch(plan.env));
     let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
+    let tty = io.err_tty;
     let mut ticks: u32 = 0;
     loop {
-        // What we wait on when busy: our own lock directory, or, when the
-        // checkout's one state record is another environment's live lock,
-        // that environment's directory (its release frees the record).
-        let (phrase, other_watcher) = match lock.try_acquire(plan.force, me.clone()) {
+        // What we wait on when busy: our own lock, or, when the checkout's
+        // one state record is another environment's live lock, that
+        // environment's (its release frees the record).
+        let (phrase, other_watch) = match store.acquire(plan.env, &how) {
             Ok(Acquire::Acquired(h)) => {
                 if tty && ticks > 0 {
-                    eprintln!();
+                    let _ = writeln!(io.err);
                 }
                 return Ok(h);
             }
             Ok(Acquire::Busy { reason, inspection }) => {
                 if plan.wait.is_none() {
-                    report_busy(ctx, plan, reason, &inspection);
-                    return Err(exit::LOCK_HELD);
+                    let style = io.err_style;
+                    return Err(Failure::Held(Box::new(Busy {
+                        env: plan.env,
+                        reason,
+                        block: render::status_block(&inspection, ctx, style),
+                        obstruction: matches!(reason, deploy_lock::lock::BusyReason::Obstructed)
+                            .then(|| {
+                                deploy_lock::fsops::describe_non_directory(&inspection.lock_dir)
+                            }),
+                        inspection,
+                        stale_after: ctx.settings.stale_after,
+                    })));
                 }
-                (holder_phrase(&inspection), None)
+                (messages::holder_phrase(&inspection), None)
             }
             Err(LockError::OtherEnvironment {
                 environment,
@@ -256,34 +234,36 @@ fn acquire(
             }) if plan.wait.is_some() && Environment::parse(&environment).is_some() => {
                 let other = Environment::parse(&environment).expect("checked");
                 (
-                    format!("the state file records a live {environment} deployment: {holder}"),
-                    Some(Watcher::new(&ctx.lock_dir(other))),
+                    messages::other_environment_phrase(other, &holder),
+                    Some(store.watch(other)),
                 )
             }
             Err(LockError::Interrupted) => {
                 // A signal while waiting for the guard: nothing started.
-                return Err(128 + signals.next_terminating().unwrap_or(2));
+                return Err(Failure::Interrupted(
+                    signals.next_terminating().unwrap_or(2),
+                ));
             }
-            Err(e) => return Err(ops::report_error(&e)),
+            Err(e) => return Err(Failure::Lock(e)),
         };
-        let (Some(limit), Some(own_watcher)) = (plan.wait, &watcher) else {
+        let (Some(limit), Some(own)) = (plan.wait, &own_watch) else {
             unreachable!("only a --wait run gets here");
         };
-        let watcher = other_watcher.as_ref().unwrap_or(own_watcher);
+        let watch = other_watch.as_ref().unwrap_or(own);
         let elapsed = start.elapsed();
         if elapsed >= limit {
             if tty && ticks > 0 {
-                eprintln!();
+                let _ = writeln!(io.err);
             }
-            error(&format!(
-                "gave up after {} waiting for the {} lock ({phrase})",
-                texts::span(limit.as_secs()),
-                plan.env,
-            ));
-            return Err(exit::WAIT_TIMED_OUT);
+            return Err(Failure::TimedOut {
+                env: plan.env,
+                limit,
+                phrase: Some(phrase),
+            });
         }
         if tty {
-            eprint!(
+            let _ = write!(
+                io.err,
                 "\rWaiting for the {} lock ({phrase})... {}m {}s\x1b[K",
                 plan.env,
                 elapsed.as_secs() / 60,
@@ -292,137 +272,135 @@ fn acquire(
         }
         ticks += 1;
         let next = start + ctx.settings.wait_interval.saturating_mul(ticks);
-        match watcher.wait(next.min(start + limit), Some(signals.fd())) {
+        match watch.wait(next.min(start + limit), Some(signals.fd())) {
             Ok(Woke::Extra) => {
                 if let Some(signo) = signals.next_terminating() {
                     if tty {
-                        eprintln!();
+                        let _ = writeln!(io.err);
                     }
-                    return Err(128 + signo);
+                    return Err(Failure::Interrupted(signo));
                 }
             }
             Ok(Woke::Released | Woke::Timeout) => {}
-            Err(e) => {
-                error(&format!(
-                    "cannot wait for {}: {e}",
-                    lock.lock_dir().display()
-                ));
-                return Err(exit::IO_ERROR);
+            Err(source) => {
+                return Err(Failure::Io {
+                    what: format!("cannot wait for {}", store.location(plan.env).display()),
+                    source,
+                });
             }
         }
     }
 }
 
-fn foreign_entries(insp: &Inspection) -> String {
-    let names = insp.dir.iter().flat_map(|d| d.entries.iter());
-    names
-        .map(|e| e.to_string_lossy().into_owned())
-        .filter(|e| !deploy_lock::status::OUR_FILES.contains(&e.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The owner of a lock directory this user could not remove (another user's,
-/// in a folder that only lets owners remove entries, like sticky /tmp), when
-/// nothing recorded who holds it: a squatted lock.
-fn squatter(insp: &Inspection) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    if insp.holder.is_some() || nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    let m = std::fs::symlink_metadata(&insp.lock_dir).ok()?;
-    if m.uid() == nix::unistd::geteuid().as_raw() {
-        return None;
-    }
-    let uid = nix::unistd::Uid::from_raw(m.uid());
-    Some(
-        nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| format!("uid {uid}")),
-    )
-}
-
-fn holder_phrase(insp: &Inspection) -> String {
-    match (&insp.liveness, &insp.holder) {
-        (Liveness::Alive { pid, comm }, _) => format!("held by {comm}, pid {pid}"),
-        (_, Some(h)) => format!(
-            "held by {}",
-            h.locked_by.as_deref().unwrap_or("an unknown holder")
-        ),
-        _ => "held".to_string(),
-    }
-}
-
-/// The status block and what to do, on stderr (stdout is the command's).
-fn report_busy(ctx: &Context, plan: &RunPlan, reason: BusyReason, insp: &Inspection) {
-    let style = Style::for_stderr();
-    let env = plan.env;
-    let mut msg = render::status_block(insp, ctx, style);
-    let age = insp
-        .age_seconds
-        .map(|a| format!("{}m {}s", a / 60, a % 60))
-        .unwrap_or_else(|| "unknown".into());
-    let stale = texts::span(ctx.settings.stale_after.as_secs());
-    let lines: Vec<String> = match (reason, &insp.liveness) {
-        (BusyReason::HolderAlive, Liveness::Alive { pid, comm }) => vec![
-            format!(
-                "ERROR: the {env} lock is held by a running deployment: {comm} (pid {pid}), for {age}."
-            ),
-            "A live holder's lock is never taken over, whatever its age. Either:".into(),
-            format!("  wait for it:          deploy-lock run --wait {env}"),
-            format!("  watch it:             deploy-lock wait {env}"),
-            format!("  or stop that process: kill {pid}"),
-        ],
-        (BusyReason::Obstructed, _) => vec![format!(
-            "ERROR: {} is {}, not a lock directory; deploy-lock never follows or removes it: check what it is (ls -la {}) and remove it by hand",
-            insp.lock_dir.display(),
-            deploy_lock::fsops::describe_non_directory(&insp.lock_dir),
-            insp.lock_dir.display()
-        )],
-        (BusyReason::ForeignContents, _) => vec![format!(
-            "ERROR: the {env} lock's holder is not running, but {} holds files deploy-lock did not put there ({}); a takeover would delete them, so it is refused: check them, then remove the directory by hand or with unlock.sh {env} --force",
-            insp.lock_dir.display(),
-            foreign_entries(insp)
-        )],
-        (_, Liveness::OtherHost) => vec![
-            format!(
-                "ERROR: the {env} lock is held from another host ({}) for {age}.",
-                insp.holder
-                    .as_ref()
-                    .and_then(|h| h.hostname.clone())
-                    .unwrap_or_default()
-            ),
-            format!("It is taken over automatically once older than {stale}. Either:"),
-            format!("  wait for it:        deploy-lock run --wait {env}"),
-            format!("  or, once you have checked that host: deploy-lock run --force {env}"),
-        ],
-        _ if squatter(insp).is_some() => {
-            let owner = squatter(insp).unwrap_or_default();
-            vec![
-                format!(
-                    "ERROR: {} belongs to {owner}, records no holder deploy-lock can check, and cannot be removed by you.",
-                    insp.lock_dir.display()
-                ),
-                format!(
-                    "Ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
-                    insp.lock_dir.display()
-                ),
-            ]
+/// Before deploy.sh's own remote mode: Ok once the server's lock is not held
+/// by a live deployment (waiting for it with --wait). What the server prints
+/// goes to stderr: stdout is deploy.sh's.
+fn server_lock_free(
+    remote: &Remote,
+    env: Environment,
+    wait: Option<Duration>,
+    io: &mut Io<'_>,
+) -> Result<(), Failure> {
+    let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let query = |args: &[&str]| -> Result<Result<String, i32>, Failure> {
+        match remote::capture(remote, Program::DeployLock, &strings(args))? {
+            (0, out) => Ok(Ok(out)),
+            (code, _) => Ok(Err(code)),
         }
-        _ => vec![
-            format!(
-                "ERROR: the {env} lock's holder is not running, but the lock is only {age} old."
-            ),
-            format!("It is taken over automatically once older than {stale}. Either:"),
-            format!("  wait for that:        deploy-lock run --wait {env}"),
-            format!("  or take it over now:  deploy-lock run --force {env}"),
-        ],
     };
-    for (i, l) in lines.iter().enumerate() {
-        msg.push_str(&if i == 0 { style.red(l) } else { l.clone() });
-        msg.push('\n');
+    let verdict = || -> Result<Result<String, i32>, Failure> {
+        let out = match query(&["status", env.as_str(), "--json"])? {
+            Ok(out) => out,
+            Err(code) => return Ok(Err(code)),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&out).map_err(|e| Failure::ServerAnswer(e.to_string()))?;
+        Ok(Ok(v["verdict"].as_str().unwrap_or("").to_string()))
+    };
+    // The server's own exit code when its status could not be had.
+    let server_code = Failure::ServerExit;
+    if let Some(limit) = wait {
+        let deadline = Instant::now() + limit;
+        while verdict()?.map_err(server_code)? == "held" {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = format!("--wait-timeout={}", left.as_secs_f64());
+            let args = strings(&["wait", env.as_str(), timeout.as_str()]);
+            match remote::run_to(remote, Program::DeployLock, &args, remote::Output::Stderr)? {
+                0 => {}
+                code => return Err(server_code(code)),
+            }
+        }
+        return Ok(());
     }
-    let _ = std::io::stderr().write_all(msg.as_bytes());
+    if verdict()?.map_err(server_code)? != "held" {
+        return Ok(());
+    }
+    if let Ok(Ok(block)) = query(&["status", env.as_str()]) {
+        let _ = io.err.write_all(block.as_bytes());
+    }
+    Err(Failure::ServerHeld {
+        env,
+        remote: remote.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::modern;
+    use crate::cli::request::{Operation, Request};
+
+    fn plan(words: &[&str]) -> RunPlan {
+        let mut args = modern::os(&["deploy-lock"]);
+        args.extend(modern::os(words));
+        let ctx = Context::new(Default::default(), "/co".into());
+        match modern::parse(args).unwrap() {
+            Request {
+                op: Operation::Run(r),
+                remote,
+                ..
+            } => RunPlan::decide(&ctx, r, remote),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Issue 11: `--remote=H` and `--remote H` give the same run: the
+    /// server's lock checked, no local lock, no `--force` added.
+    #[test]
+    fn remote_runs_are_one_plan() {
+        let a = plan(&["staging", "--remote=deploy@h", "--dry-run"]);
+        let b = plan(&["staging", "--remote", "deploy@h", "--dry-run"]);
+        assert_eq!(a, b);
+        assert_eq!(
+            a.args,
+            modern::os(&["staging", "--remote", "deploy@h", "--dry-run"])
+        );
+        assert!(matches!(a.locking, Locking::Server(ref r) if r.target == "deploy@h"));
+        let c = plan(&[
+            "run",
+            "--remote-dir",
+            "/srv",
+            "staging",
+            "--remote=deploy@h",
+        ]);
+        assert!(matches!(c.locking, Locking::Server(ref r) if r.dir == "/srv"));
+    }
+
+    #[test]
+    fn local_runs_add_force_once() {
+        let p = plan(&["staging", "--dry-run"]);
+        assert_eq!(p.locking, Locking::Local);
+        assert_eq!(p.program, PathBuf::from("/co/deploy/scripts/deploy.sh"));
+        assert_eq!(p.args, modern::os(&["staging", "--force", "--dry-run"]));
+        let p = plan(&["staging", "--force"]);
+        assert!(p.force);
+        assert_eq!(p.args, modern::os(&["staging", "--force"]));
+        let p = plan(&["staging", "--help"]);
+        assert_eq!(p.locking, Locking::None);
+        assert_eq!(p.args, modern::os(&["staging", "--help"]));
+        let p = plan(&["run", "--wait=2", "staging", "--", "make", "x"]);
+        assert_eq!(p.program, PathBuf::from("make"));
+        assert_eq!(p.args, modern::os(&["x"]));
+        assert_eq!(p.wait, Some(Duration::from_secs(2)));
+    }
 }

@@ -2,8 +2,6 @@
 //! (non-empty) turns it off; CLICOLOR_FORCE (non-empty, not "0") turns it on
 //! even into a pipe; NO_COLOR wins when both are set.
 
-use std::io::IsTerminal;
-
 use owo_colors::OwoColorize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,15 +21,9 @@ impl Style {
         Style { color }
     }
 
-    pub fn for_stdout() -> Style {
-        Self::for_stream(std::io::stdout().is_terminal())
-    }
-
-    pub fn for_stderr() -> Style {
-        Self::for_stream(std::io::stderr().is_terminal())
-    }
-
-    fn for_stream(is_terminal: bool) -> Style {
+    /// For a stream that is (or is not) a terminal, with NO_COLOR and
+    /// CLICOLOR_FORCE read from the environment.
+    pub fn for_stream(is_terminal: bool) -> Style {
         let no_color = std::env::var("NO_COLOR").ok();
         let force = std::env::var("CLICOLOR_FORCE").ok();
         Style::decide(is_terminal, no_color.as_deref(), force.as_deref())

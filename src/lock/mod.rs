@@ -21,6 +21,7 @@ use crate::state::{self, Edit, StateDoc};
 use crate::status::{
     Holder, Inspection, LOCKED_AT_FILE, Liveness, OUR_FILES, OWNER_FILE, OwnerRecord, verdict,
 };
+use crate::store::Warning;
 use crate::times::{parse_time, utc_seconds};
 pub use error::LockError;
 use error::io_at;
@@ -100,9 +101,10 @@ pub struct LocalLock<'a> {
     env: Environment,
     /// Asked while waiting for the guard: true ends the wait (a signal came).
     interrupted: Option<&'a dyn Fn() -> bool>,
-    /// Audit lines that could not be written, for the CLI to warn about: an
-    /// audit failure never fails the operation itself.
-    warnings: std::cell::RefCell<Vec<String>>,
+    /// Audit lines that could not be written, handed back inside results by
+    /// the store (`crate::store::local`): an audit failure never fails the
+    /// operation itself.
+    warnings: std::cell::RefCell<Vec<Warning>>,
 }
 
 impl<'a> LocalLock<'a> {
@@ -116,7 +118,7 @@ impl<'a> LocalLock<'a> {
     }
 
     /// Audit-log failures since the last call.
-    pub fn take_warnings(&self) -> Vec<String> {
+    pub fn take_warnings(&self) -> Vec<Warning> {
         std::mem::take(&mut self.warnings.borrow_mut())
     }
 
@@ -124,12 +126,10 @@ impl<'a> LocalLock<'a> {
     /// is the lock's order (one run's `release` before the next `acquire`).
     fn audit(&self, event: &str, holder: Option<&Holder>, extra: Value) {
         if let Err(e) = audit::record(self.ctx, event, self.env, holder, extra) {
-            let place = audit::log_path(self.ctx)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "~/.togather/logs/deployments/locks.log".into());
-            self.warnings
-                .borrow_mut()
-                .push(format!("could not append to the audit log {place}: {e}"));
+            self.warnings.borrow_mut().push(Warning::Audit {
+                log: audit::log_path(self.ctx),
+                error: e.to_string(),
+            });
         }
     }
 
@@ -431,10 +431,20 @@ impl<'a> LocalLock<'a> {
 
     /// The legacy force-unlock: remove the directory whoever holds it, then
     /// `locked: false` and `deployment_id: null` with the other lock fields
-    /// kept. The CLI asks for confirmation first.
-    pub fn force_unlock(&self) -> Result<ForceUnlock, LockError> {
+    /// kept. The CLI asks for confirmation first. With `expected` (a lock
+    /// id), only while that is still the holder's.
+    pub fn force_unlock(&self, expected: Option<&str>) -> Result<ForceUnlock, LockError> {
         let _guard = self.guard()?;
         let inspection = self.inspect()?;
+        if let Some(expected) = expected {
+            let found = inspection.holder.as_ref().and_then(|h| h.lock_id.clone());
+            if found.as_deref() != Some(expected) {
+                return Err(LockError::HolderChanged {
+                    expected: expected.to_string(),
+                    found,
+                });
+            }
+        }
         let lock_dir = self.lock_dir();
         let dir_removed = match inspection.path_kind {
             PathKind::Missing => None,
@@ -726,7 +736,7 @@ mod tests {
         let c = ctx(t.path());
         let lock = LocalLock::new(&c, Environment::Staging);
         let first = acquired(lock.try_acquire(false, me()).unwrap());
-        lock.force_unlock().unwrap();
+        lock.force_unlock(None).unwrap();
         let second = acquired(lock.try_acquire(false, me()).unwrap());
         assert!(matches!(
             lock.release(*first).unwrap(),

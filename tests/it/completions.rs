@@ -77,20 +77,26 @@ pub fn man_flags(page: &str) -> BTreeSet<String> {
     flags
 }
 
-/// deploy-lock's subcommands, as its man page lists them (deploy-lock-SUB(1)).
+/// What may follow `deploy-lock`: its subcommands, as its man page lists
+/// them (deploy-lock-SUB(1)), and the environments (the `ENV` shorthand for
+/// `run ENV`, which has no page of its own).
 pub fn subcommands() -> BTreeSet<String> {
     let text = std::fs::read_to_string(repo().join("man/deploy-lock.1")).unwrap();
-    let subs: BTreeSet<String> = text
+    let mut subs: BTreeSet<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("deploy\\-lock\\-"))
         .filter_map(|l| l.strip_suffix("(1)"))
         .map(|s| s.replace("\\-", "-"))
         .collect();
-    for must in ["status", "wait", "unlock", "run"].into_iter().chain(ENVS) {
+    for must in ["status", "wait", "unlock", "run"] {
         assert!(
             subs.contains(must),
             "deploy-lock.1 lists no {must}: {subs:?}"
         );
+    }
+    for env in ENVS {
+        assert!(!subs.contains(env), "a man page for {env}: {subs:?}");
+        subs.insert(env.to_string());
     }
     subs
 }
@@ -131,6 +137,15 @@ fn cases() -> Vec<(String, BTreeSet<String>)> {
         ),
         ("deploy-lock run --wait ".into(), envs.clone()),
         ("deploy-lock status staging st".into(), BTreeSet::new()),
+        // Issue 11: the shorthand `deploy-lock ENV` offers run's flags.
+        (
+            "deploy-lock staging -".into(),
+            man_flags("deploy-lock-run.1"),
+        ),
+        (
+            "deploy-lock production --dry-run --".into(),
+            starting(&man_flags("deploy-lock-run.1"), "--"),
+        ),
     ];
     for sub in ["status", "wait", "unlock", "run"] {
         cases.push((format!("deploy-lock {sub} "), envs.clone()));

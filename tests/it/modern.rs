@@ -410,10 +410,10 @@ fn usage_errors_exit_2() {
         .code(2)
         .stdout("")
         .stderr(
-            "error: invalid value 'bogus' for '<ENV>'\n  [possible values: development, staging, production]\n\nFor more information, try '--help'.\n",
+            "ERROR: invalid value 'bogus' for '<ENV>'\n  [possible values: development, staging, production]\n\nFor more information, try '--help'.\n",
         );
     w.deploy_lock(&["status"]).run().code(2).stdout("").stderr(
-        "error: the following required arguments were not provided:\n  <ENV>\n\nUsage: deploy-lock status <ENV>\n\nFor more information, try '--help'.\n",
+        "ERROR: the following required arguments were not provided:\n  <ENV>\n\nUsage: deploy-lock status <ENV>\n\nFor more information, try '--help'.\n",
     );
     w.deploy_lock(&["bogus"]).run().code(2).stdout("").stderr(
         "ERROR: 'bogus' is neither an environment (development, staging, production) nor a command; see deploy-lock --help\n",
@@ -788,7 +788,7 @@ fn local_settings_with_remote_get_a_warning() {
     out.code(1).stdout("");
     assert!(
         out.stderr.starts_with(
-            "warning: --lock-dir, --project-root, --stale-secs and --wait-* apply to local locks; deploy@h uses its own settings (set DEPLOY_LOCK_* there, or pass them with ssh's SendEnv)\n"
+            "WARNING: --lock-dir, --project-root, --stale-secs and --wait-* apply to local locks; deploy@h uses its own settings (set DEPLOY_LOCK_* there, or pass them with ssh's SendEnv)\n"
         ),
         "{}",
         out.stderr
@@ -797,5 +797,5 @@ fn local_settings_with_remote_get_a_warning() {
         .deploy_lock(&["status", "staging", "--remote", "deploy@h"])
         .env("DEPLOY_LOCK_SSH", "false")
         .run();
-    assert!(!plain.stderr.contains("warning:"), "{}", plain.stderr);
+    assert!(!plain.stderr.contains("WARNING:"), "{}", plain.stderr);
 }

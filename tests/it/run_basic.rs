@@ -222,7 +222,7 @@ fn a_dead_holders_young_lock_is_taken_only_with_force() {
     .code(0)
     .stdout("")
     .stderr(&format!(
-        "deploy-lock: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
+        "WARNING: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
     ));
     assert_released(&w);
     // Keys deploy-lock does not own are kept.
@@ -242,7 +242,7 @@ fn a_dead_holders_stale_lock_is_taken_automatically() {
     let w = World::new();
     let took_over = |pid: i32| {
         format!(
-            "deploy-lock: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
+            "WARNING: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
         )
     };
     // Older than the default 30 minutes.
@@ -316,7 +316,7 @@ fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
         .run()
         .code(0)
         .stderr(&format!(
-            "deploy-lock: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
+            "WARNING: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
         ));
     assert_released(&w);
 
@@ -330,7 +330,7 @@ fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
     out.code(0);
     assert!(
         out.stderr
-            .starts_with("deploy-lock: took over the staging lock"),
+            .starts_with("WARNING: took over the staging lock"),
         "{}",
         out.stderr
     );
@@ -355,7 +355,7 @@ fn a_holder_that_exited_but_is_not_reaped_yet_is_not_alive() {
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
     zombie.wait().unwrap();
     out.code(0).stderr(&format!(
-        "deploy-lock: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
+        "WARNING: took over the staging lock left by deploy@localhost (pid {pid}, not running)\n"
     ));
     assert_released(&w);
 }
@@ -387,7 +387,7 @@ done
         .run();
     let host = hostname();
     a.code(0).stdout("").stderr(&format!(
-        "warning: the staging lock was force-unlocked during this run and is now held by tester@{host}; left it alone\n"
+        "WARNING: the staging lock was force-unlocked during this run and is now held by tester@{host}; left it alone\n"
     ));
     assert!(
         fs::read_to_string(d.join("unlock.out"))
@@ -699,7 +699,7 @@ fn the_demo_deploy_sh_run_directly_hands_itself_to_deploy_lock() {
     out.code(0);
     assert!(
         out.stderr
-            .starts_with("deploy-lock: took over the staging lock left by deploy@localhost (pid "),
+            .starts_with("WARNING: took over the staging lock left by deploy@localhost (pid "),
         "{}",
         out.stderr
     );

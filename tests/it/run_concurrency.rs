@@ -140,7 +140,7 @@ while [ ! -e "{}" ]; do sleep 0.01; done"#,
         assert_eq!(
             winners[0].stderr,
             format!(
-                "deploy-lock: took over the staging lock left by deploy@localhost (pid {dead}, not running)\n"
+                "WARNING: took over the staging lock left by deploy@localhost (pid {dead}, not running)\n"
             ),
             "round {round}"
         );

@@ -219,7 +219,7 @@ while [ ! -e "{dir}/done" ]; do sleep 0.02; done"#,
         .run()
         .code(0)
         .stderr(&format!(
-            "deploy-lock: took over the staging lock left by tester@{} (pid {pid}, not running)\n",
+            "WARNING: took over the staging lock left by tester@{} (pid {pid}, not running)\n",
             hostname()
         ));
     assert_released(&w);

@@ -1,0 +1,226 @@
+//! Every way an invocation can end other than success, as one type, and the
+//! exit code each means for each persona. Only `main` turns a [`Failure`]
+//! into text (through `report`) and an exit status.
+//!
+//! | kind | `deploy-lock` | `unlock.sh` |
+//! | --- | --- | --- |
+//! | usage (clap, ours, settings, no checkout) | 2 | 1 |
+//! | data (state file not JSON / not the shape) | 65 | 1 |
+//! | I/O (a file, ssh, our own stdout) | 74 | 1 |
+//! | held (live holder, not stale, obstructed) | 75 | 1 |
+//! | timed out | 124 | 1 |
+//! | cancelled at the confirmation | 1 | 0 (legacy) |
+//! | command not executable / not found | 126 / 127 | - |
+//! | signal while waiting for the lock | 128+N | - |
+//! | stdout closed by the reader | quiet, 0 | quiet, 0 |
+
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use deploy_lock::Environment;
+use deploy_lock::context::{NoProjectRoot, SettingError};
+use deploy_lock::lock::{BusyReason, LockError};
+use deploy_lock::state::StateError;
+use deploy_lock::status::Inspection;
+
+use super::remote::{Remote, RemoteError};
+use super::request::Persona;
+
+pub const USAGE: i32 = 2;
+pub const DATA: i32 = 65;
+pub const IO: i32 = 74;
+pub const HELD: i32 = 75;
+pub const TIMED_OUT: i32 = 124;
+pub const CANCELLED: i32 = 1;
+pub const NOT_EXECUTABLE: i32 = 126;
+pub const NOT_FOUND: i32 = 127;
+/// The legacy `unlock.sh`: everything that is not success.
+pub const LEGACY: i32 = 1;
+
+/// The legacy parser's refusals (printed on stdout, as the bash script did).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyUsage {
+    /// No environment: the usage text with `$0`.
+    NoEnvironment {
+        invoked: String,
+    },
+    InvalidEnvironment(String),
+    InvalidAction(String),
+}
+
+/// Why a lock could not be taken (run without `--wait`).
+#[derive(Debug)]
+pub struct Busy {
+    pub env: Environment,
+    pub reason: BusyReason,
+    pub inspection: Box<Inspection>,
+    pub stale_after: Duration,
+    /// The status block, rendered for stderr.
+    pub block: String,
+    /// What sits at the lock path when it is not a directory.
+    pub obstruction: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Failure {
+    /// clap's own usage error, rendered by clap.
+    Clap(clap::Error),
+    /// A usage error of ours, one line.
+    Usage(String),
+    LegacyUsage(LegacyUsage),
+    Setting(SettingError),
+    NoCheckout(NoProjectRoot),
+    Lock(LockError),
+    Held(Box<Busy>),
+    /// A live deployment holds the lock on a server; the server's status was
+    /// already passed through on stderr.
+    ServerHeld {
+        env: Environment,
+        remote: Remote,
+    },
+    /// The server's status query failed with this exit code (its own
+    /// message already passed through).
+    ServerExit(i32),
+    /// The server's status could not be read as JSON.
+    ServerAnswer(String),
+    /// A wait gave up. `phrase` says what was waited for (run), or None when
+    /// the legacy timeout text was already printed (wait).
+    TimedOut {
+        env: Environment,
+        limit: Duration,
+        phrase: Option<String>,
+    },
+    Cancelled,
+    Remote(RemoteError),
+    /// A file or folder (or signal set-up) failed; `what` says which.
+    Io {
+        what: String,
+        source: io::Error,
+    },
+    /// Writing our own output failed (a full disk, a closed pipe).
+    Output(io::Error),
+    /// run: the command could not be started.
+    CannotRun {
+        program: PathBuf,
+        source: io::Error,
+    },
+    /// run: deploy.sh (the default command) is not in the checkout.
+    NoDeployScript {
+        path: PathBuf,
+        env: Environment,
+    },
+    /// A signal ended the wait for the lock before the command started.
+    Interrupted(i32),
+    /// run: deploy.sh words and a command after `--` at once.
+    ArgsAndCommand {
+        words: Vec<OsString>,
+    },
+}
+
+impl Failure {
+    pub fn code(&self, persona: Persona) -> i32 {
+        let modern = match self {
+            Failure::Clap(_)
+            | Failure::Usage(_)
+            | Failure::LegacyUsage(_)
+            | Failure::Setting(_)
+            | Failure::NoCheckout(_)
+            | Failure::ArgsAndCommand { .. } => USAGE,
+            Failure::Lock(e) => lock_error_code(e),
+            Failure::Held(_) | Failure::ServerHeld { .. } => HELD,
+            Failure::TimedOut { .. } => TIMED_OUT,
+            Failure::Cancelled => CANCELLED,
+            Failure::Remote(_)
+            | Failure::ServerAnswer(_)
+            | Failure::Io { .. }
+            | Failure::Output(_) => IO,
+            Failure::CannotRun { source, .. } => {
+                if source.kind() == io::ErrorKind::PermissionDenied {
+                    NOT_EXECUTABLE
+                } else {
+                    NOT_FOUND
+                }
+            }
+            Failure::NoDeployScript { .. } => NOT_FOUND,
+            Failure::Interrupted(signo) => 128 + signo,
+            Failure::ServerExit(code) => *code,
+        };
+        if self.is_quiet() {
+            return 0;
+        }
+        match persona {
+            Persona::DeployLock => modern,
+            // The legacy's cancellation was a normal end.
+            Persona::Unlock if matches!(self, Failure::Cancelled) => 0,
+            Persona::Unlock => LEGACY,
+        }
+    }
+
+    /// A reader that went away (`| head`): nothing to say, nothing failed.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self, Failure::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+fn lock_error_code(e: &LockError) -> i32 {
+    match e {
+        LockError::State(StateError::Io { .. }) | LockError::Io { .. } => IO,
+        LockError::State(_) => DATA,
+        LockError::OtherEnvironment { .. }
+        | LockError::NotADirectory { .. }
+        | LockError::HolderChanged { .. } => HELD,
+        LockError::NotPermitted { .. } => IO,
+        LockError::Interrupted => CANCELLED,
+    }
+}
+
+impl From<LockError> for Failure {
+    fn from(e: LockError) -> Self {
+        Failure::Lock(e)
+    }
+}
+
+impl From<RemoteError> for Failure {
+    fn from(e: RemoteError) -> Self {
+        Failure::Remote(e)
+    }
+}
+
+/// For `?` on writes to our own stdout.
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Output(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_per_persona() {
+        let full = || Failure::Output(io::Error::from_raw_os_error(28));
+        assert_eq!(full().code(Persona::DeployLock), IO);
+        assert_eq!(full().code(Persona::Unlock), LEGACY);
+        let pipe = Failure::Output(io::ErrorKind::BrokenPipe.into());
+        assert!(pipe.is_quiet());
+        assert_eq!(pipe.code(Persona::DeployLock), 0);
+        assert_eq!(Failure::Cancelled.code(Persona::DeployLock), 1);
+        assert_eq!(Failure::Cancelled.code(Persona::Unlock), 0);
+        assert_eq!(Failure::Usage("x".into()).code(Persona::DeployLock), 2);
+        assert_eq!(Failure::Usage("x".into()).code(Persona::Unlock), 1);
+        assert_eq!(Failure::Interrupted(15).code(Persona::DeployLock), 143);
+        let nf = Failure::CannotRun {
+            program: "x".into(),
+            source: io::ErrorKind::NotFound.into(),
+        };
+        assert_eq!(nf.code(Persona::DeployLock), 127);
+        let ne = Failure::CannotRun {
+            program: "x".into(),
+            source: io::ErrorKind::PermissionDenied.into(),
+        };
+        assert_eq!(ne.code(Persona::DeployLock), 126);
+    }
+}

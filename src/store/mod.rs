@@ -1,0 +1,178 @@
+//! The lock-store seam: what the CLI needs from wherever a lock lives. The
+//! local directory store ([`local::LocalStore`]) is the first; a network
+//! store (etcd) implements the same trait without touching `src/cli/`.
+//!
+//! Caveats every store shares: locks are advisory (a process that ignores
+//! them is not stopped), and a holder is "alive" only as far as the store can
+//! tell (a pid on this host, a lease elsewhere).
+
+pub mod local;
+pub mod memory;
+
+use std::any::Any;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::environment::Environment;
+use crate::liveness::ProcessIdentity;
+use crate::lock::{BusyReason, ForceUnlock, LockError, Release, Takeover};
+pub use crate::status::OwnerRecord as HolderRecord;
+use crate::status::{Holder, Inspection};
+pub use crate::wait::Woke;
+
+/// Something the operation did not do but did not fail over either; the CLI
+/// words it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// The audit line could not be appended (`log` None: no HOME).
+    Audit { log: Option<PathBuf>, error: String },
+    /// The command's pid could not be written into the holder record.
+    RecordProcess { error: String },
+    /// Our lock was force-unlocked during the run and someone else holds it
+    /// now: it was left alone.
+    TakenByOther {
+        env: Environment,
+        holder: Option<Holder>,
+    },
+}
+
+/// How to acquire.
+pub struct AcquireOptions<'a> {
+    /// Take over a dead holder's lock before it is stale (never a live one).
+    pub force: bool,
+    /// The process the holder record names (deploy-lock itself until the
+    /// command starts, see [`LockStore::record_process`]).
+    pub process: ProcessIdentity,
+    /// Asked while waiting for the store's own serialisation (a guard flock,
+    /// a network round trip): true ends the wait with
+    /// [`LockError::Interrupted`].
+    pub interrupted: Option<&'a dyn Fn() -> bool>,
+}
+
+/// A lock we hold: the record the store wrote for us, plus the store's own
+/// handle. Released by [`LockStore::release`]; a store's handle may also
+/// release on drop as a safety net.
+pub struct Held {
+    pub env: Environment,
+    pub record: HolderRecord,
+    /// The dead holder whose lock was removed to make way for ours.
+    pub took_over: Option<Takeover>,
+    pub warnings: Vec<Warning>,
+    handle: Box<dyn Any + Send>,
+}
+
+impl Held {
+    pub fn new(
+        env: Environment,
+        record: HolderRecord,
+        took_over: Option<Takeover>,
+        handle: Box<dyn Any + Send>,
+    ) -> Held {
+        Held {
+            env,
+            record,
+            took_over,
+            warnings: Vec::new(),
+            handle,
+        }
+    }
+
+    /// The store's own handle, for the store that made it.
+    pub fn handle<T: 'static>(&self) -> Option<&T> {
+        self.handle.downcast_ref()
+    }
+
+    pub fn handle_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.handle.downcast_mut()
+    }
+
+    pub fn into_handle<T: 'static>(self) -> Option<Box<T>> {
+        self.handle.downcast().ok()
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("env", &self.env)
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+pub enum Acquire {
+    Acquired(Box<Held>),
+    Busy {
+        reason: BusyReason,
+        inspection: Box<Inspection>,
+    },
+}
+
+/// What a release found, and what it could not do.
+#[derive(Debug)]
+pub struct Released {
+    pub outcome: Release,
+    pub warnings: Vec<Warning>,
+}
+
+/// What a force-unlock did.
+#[derive(Debug)]
+pub struct Forced {
+    pub done: ForceUnlock,
+    pub warnings: Vec<Warning>,
+}
+
+/// Waiting for a lock to change (be released).
+pub trait Watch {
+    /// Whether the lock is free right now.
+    fn gone(&self) -> bool;
+    /// Blocks until the lock is released, `until` passes, or `extra` (a
+    /// signalfd) is readable.
+    fn wait(&self, until: Instant, extra: Option<BorrowedFd<'_>>) -> io::Result<Woke>;
+}
+
+/// Where locks live. Every operation is for one environment; a store is
+/// built for one resolved `Context`.
+pub trait LockStore {
+    /// One consistent look at the lock: holder, liveness, age, verdict.
+    fn inspect(&self, env: Environment) -> Result<Inspection, LockError>;
+
+    /// Takes the lock when it is free, or when its holder is not alive and
+    /// the lock is stale (or `force`); otherwise says why not. Of several
+    /// callers judging one stale lock at once, exactly one wins.
+    fn acquire(&self, env: Environment, how: &AcquireOptions<'_>) -> Result<Acquire, LockError>;
+
+    /// Records the started command as the holder process, so status shows
+    /// it and liveness follows it. Failure is a warning, not an error.
+    fn record_process(&self, held: &mut Held, process: ProcessIdentity);
+
+    /// Keeps the lock while the command runs (a heartbeat, a lease
+    /// keep-alive, putting back a lock directory someone removed); called
+    /// every [`LockStore::hold_interval`]. The default does nothing.
+    fn hold(&self, held: &mut Held) -> Result<(), LockError> {
+        let _ = held;
+        Ok(())
+    }
+
+    /// How often [`LockStore::hold`] wants to run; None: never.
+    fn hold_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Releases the lock if it is still ours; someone else's is left alone.
+    fn release(&self, held: Held) -> Result<Released, LockError>;
+
+    /// Removes the lock whoever holds it. With `expected` (a lock id), only
+    /// if that is still the holder: a lock that changed hands since the
+    /// caller looked is left alone ([`LockError::HolderChanged`]).
+    fn force_unlock(&self, env: Environment, expected: Option<&str>) -> Result<Forced, LockError>;
+
+    /// Starts watching `env`'s lock before the caller's next look, so a
+    /// release in between is not missed.
+    fn watch(&self, env: Environment) -> Box<dyn Watch + '_>;
+
+    /// Where the lock is, for messages (a path, a key).
+    fn location(&self, env: Environment) -> PathBuf;
+}
