@@ -32,7 +32,13 @@ pub fn report(
         return;
     }
     let _ = match f {
-        Failure::LegacyUsage(u) => legacy_usage(u, out, out_style),
+        Failure::LegacyUsage(u) => legacy_usage(u, out, out_style).or_else(|e| {
+            // The usage text could not be shown: say that instead.
+            match e.kind() {
+                io::ErrorKind::BrokenPipe => Ok(()),
+                _ => lines(err, err_style, &failure_lines(&Failure::Output(e), persona)),
+            }
+        }),
         Failure::Clap(e) => {
             let text = e.render().to_string();
             // clap's `error:` in our one style.
@@ -105,7 +111,7 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         | Failure::ServerExit(_) => Vec::new(),
         Failure::Remote(e) => vec![error(e)],
         Failure::Io { what, source } => vec![error(format!("{what}: {source}"))],
-        Failure::Output(e) => vec![error(format!("cannot write the output: {e}"))],
+        Failure::Output(e) => vec![error(format!("cannot write to standard output: {e}"))],
         Failure::CannotRun { program, source } => {
             vec![error(format!("cannot run {}: {source}", program.display()))]
         }

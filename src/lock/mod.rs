@@ -92,8 +92,6 @@ pub struct ForceUnlock {
     pub dir_removed: Option<fsops::Removal>,
     /// false: there was no state file.
     pub state_updated: bool,
-    /// The holder whose lock was removed, for the audit trail.
-    pub removed_holder: Option<Holder>,
 }
 
 pub struct LocalLock<'a> {
@@ -477,7 +475,6 @@ impl<'a> LocalLock<'a> {
         Ok(ForceUnlock {
             dir_removed,
             state_updated,
-            removed_holder: inspection.holder,
         })
     }
 }

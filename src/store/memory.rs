@@ -189,9 +189,6 @@ impl LockStore for MemoryStore {
                     had_foreign_entries: false,
                 }),
                 state_updated: false,
-                removed_holder: current
-                    .as_ref()
-                    .and_then(|r| holder_from(Some(r), None, env)),
             },
             warnings: Vec::new(),
         })

@@ -391,12 +391,12 @@ impl Mount {
     /// process may not mount.
     fn tmpfs(at: &Path, size: &str) -> Option<Mount> {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skip: mounting a small tmpfs needs root");
+            skip!("mounting a small tmpfs needs root");
             return None;
         }
         let opts = format!("size={size}");
         if !Mount::run(&["-t", "tmpfs", "-o", &opts, "tmpfs", at.to_str().unwrap()]) {
-            eprintln!("skip: cannot mount a tmpfs here");
+            skip!("cannot mount a tmpfs here");
             return None;
         }
         Some(Mount(at.to_path_buf()))
@@ -406,12 +406,12 @@ impl Mount {
     fn read_only(at: &Path) -> Option<Mount> {
         let p = at.to_str().unwrap();
         if !Mount::run(&["--bind", p, p]) {
-            eprintln!("skip: cannot bind-mount here");
+            skip!("cannot bind-mount here");
             return None;
         }
         let m = Mount(at.to_path_buf());
         if !Mount::run(&["-o", "remount,bind,ro", p]) {
-            eprintln!("skip: cannot remount read-only here");
+            skip!("cannot remount read-only here");
             return None;
         }
         Some(m)

@@ -2,12 +2,10 @@
 //! real binary symlinked as deploy/scripts/unlock.sh, an isolated lock folder
 //! and HOME, commands built like sentences, and a real pty for prompts.
 
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +13,26 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_deploy-lock");
+
+/// Skips the rest of a test for a reason the machine has (a tool that is
+/// not installed, not being root): a visible `SKIP` line on stderr (libtest
+/// captures `print!`, not direct writes), and under `CI=true` (or any
+/// non-empty `CI`) a failure instead, since .ci/run provides all of them.
+macro_rules! skip {
+    ($($why:tt)*) => {
+        $crate::harness::skipping(module_path!(), &format!($($why)*))
+    };
+}
+pub(crate) use skip;
+
+#[track_caller]
+pub fn skipping(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+        "{test}: {why}, and CI must not skip (.ci/run installs what the tests need)"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
 
 /// One test's world. Dropped, it removes everything it made.
 pub struct World {
@@ -412,10 +430,6 @@ impl Pty {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        self.master.as_raw_fd()
     }
 }
 

@@ -957,11 +957,11 @@ const SQUATTER: u32 = 54_321;
 
 fn can_switch_users() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skip: the squatter tests need root (to chown and to run as another uid)");
+        skip!("the squatter tests need root (to chown and to run as another uid)");
         return false;
     }
     if which_setpriv().is_none() {
-        eprintln!("skip: the squatter tests need setpriv (util-linux)");
+        skip!("the squatter tests need setpriv (util-linux)");
         return false;
     }
     true

@@ -661,15 +661,7 @@ fn installed_completions_and_man_pages_are_found_where_each_tool_looks() {
                 &TAB_LINES,
             );
         } else {
-            assert!(
-                std::env::var_os("CI").is_none_or(|v| v.is_empty()),
-                "bash-completion is not installed, and CI must not skip it"
-            );
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP installed bash completions: bash-completion is not installed"
-            );
+            skip!("installed bash completions: bash-completion is not installed");
         }
     }
 

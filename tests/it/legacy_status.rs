@@ -316,7 +316,7 @@ fn ls_line_matches_real_ls_over_a_table_of_cases() {
         std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(*mode)).unwrap();
         if let Some(uid) = owner {
             if !root {
-                eprintln!("skip: chown to an unknown uid needs root");
+                skip!("chown to an unknown uid needs root");
                 continue;
             }
             std::os::unix::fs::chown(&lock, Some(*uid), Some(*uid)).unwrap();

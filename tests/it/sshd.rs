@@ -5,12 +5,13 @@
 //! ssh: the client is the system's ssh, the server the system's sshd.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::harness::skip;
 
 use crate::harness::BIN;
 
@@ -95,9 +96,9 @@ pub fn which(tool: &str) -> Option<PathBuf> {
     })
 }
 
-/// A visible line (libtest captures print!, not direct writes to stderr).
+/// A visible SKIP line (a failure under CI).
 pub fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP: remote::{test}: {why}");
+    skip!("{test}: {why}");
 }
 
 static SHARED: OnceLock<Option<Sshd>> = OnceLock::new();
