@@ -130,7 +130,12 @@ pub struct Inspection {
     pub state: Option<StateDoc>,
     pub holder: Option<Holder>,
     pub liveness: Liveness,
-    /// Seconds since the lock was taken (`locked_at`, else the directory mtime).
+    /// Seconds since the lock was taken: the one age every message uses.
+    /// For a deploy-lock lock, its acquisition time (owner.json's
+    /// `locked_at`, which is also the state record's); for a legacy lock, its
+    /// `locked_at` file; else the directory's mtime. (deploy-lock refreshes
+    /// its directory's `locked_at` file as a heartbeat for legacy readers, so
+    /// that file is not an age for its own locks.)
     pub age_seconds: Option<i64>,
     pub stale: bool,
     pub verdict: Verdict,
@@ -162,8 +167,12 @@ pub fn verdict(
             _ if stale => Verdict::Stale,
             Liveness::OtherHost => Verdict::Held,
             Liveness::Dead => Verdict::Orphaned,
-            Liveness::NoRecord if has_holder => Verdict::Held,
-            Liveness::NoRecord => Verdict::Orphaned,
+            // Nothing to check (no record, or no usable pid): the holder is
+            // unknown, maybe alive; held until stale.
+            Liveness::NoRecord => {
+                let _ = has_holder;
+                Verdict::Held
+            }
         },
     }
 }
@@ -192,7 +201,7 @@ mod tests {
         );
         assert_eq!(
             verdict(&d, &Liveness::NoRecord, false, false),
-            Verdict::Orphaned
+            Verdict::Held
         );
         assert_eq!(
             verdict(&PathKind::Missing, &alive, true, true),

@@ -197,8 +197,16 @@ pub fn main(argv0: OsString, args: Vec<OsString>) -> i32 {
                 LEGACY_FAILURE
             }
         },
-        Action::Force => match ops::force_unlock(&ctx, env, false) {
+        Action::Force => match ops::force_unlock(
+            &ctx,
+            env,
+            false,
+            &inspection,
+            &deploy_lock::lock::Shown::of(&inspection),
+            ops::Persona::Legacy,
+        ) {
             Ok(ForceEnd::Done | ForceEnd::Cancelled) => 0,
+            Ok(ForceEnd::ChangedHands) => LEGACY_FAILURE,
             Err(e) => {
                 ops::report_error(&e);
                 LEGACY_FAILURE

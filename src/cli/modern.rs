@@ -202,6 +202,9 @@ pub enum Command {
         /// Do not ask for confirmation
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Remove the lock only if it is still this one (the Lock ID `status` shows)
+        #[arg(long, value_name = "LOCK_ID")]
+        id: Option<String>,
         #[command(flatten)]
         remote: RemoteOpts,
     },
@@ -270,10 +273,19 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Wait { env, remote } if remote.remote.is_some() => {
             return deploy::on_server(&remote.get().expect("checked"), &["wait", env.as_str()]);
         }
-        Command::Unlock { env, yes, remote } if remote.remote.is_some() => {
+        Command::Unlock {
+            env,
+            yes,
+            id,
+            remote,
+        } if remote.remote.is_some() => {
             let mut args = vec!["unlock", env.as_str()];
             if *yes {
                 args.push("--yes");
+            }
+            if let Some(id) = id {
+                args.push("--id");
+                args.push(id);
             }
             return deploy::on_server(&remote.get().expect("checked"), &args);
         }
@@ -289,7 +301,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match cli.command {
         Command::Status { env, json, .. } => status(&ctx, env, json),
         Command::Wait { env, .. } => wait(&ctx, env),
-        Command::Unlock { env, yes, .. } => unlock(&ctx, env, yes),
+        Command::Unlock { env, yes, id, .. } => unlock(&ctx, env, yes, id.as_deref()),
         Command::Run(r) => {
             let wait = match r.wait.as_deref() {
                 None => None,
@@ -408,7 +420,13 @@ fn status(ctx: &Context, env: Environment, json: bool) -> i32 {
             serde_json::to_string_pretty(&v).expect("serialisable")
         );
     } else {
-        print!("{}", render::status_block(&insp, ctx, Style::for_stdout()));
+        print!(
+            "{}",
+            render::status_block_modern(&insp, ctx, Style::for_stdout())
+        );
+        if let Some(l) = render::lock_id_line(&insp) {
+            println!("{l}");
+        }
         println!("{}", render::verdict_line(&insp, ctx));
     }
     exit::OK
@@ -419,8 +437,27 @@ fn wait(ctx: &Context, env: Environment) -> i32 {
         Ok(i) => i,
         Err(e) => return ops::report_error(&e),
     };
-    print!("{}", render::status_block(&insp, ctx, Style::for_stdout()));
+    print!(
+        "{}",
+        render::status_block_modern(&insp, ctx, Style::for_stdout())
+    );
     let _ = std::io::stdout().flush();
+    // A dead holder's lock is never released by waiting: say so at once.
+    if insp.lock_dir_exists() && insp.liveness == deploy_lock::status::Liveness::Dead {
+        let pid = insp
+            .holder
+            .as_ref()
+            .and_then(|h| h.pid)
+            .map(|p| format!(" (pid {p})"))
+            .unwrap_or_default();
+        eprintln!(
+            "{}",
+            Style::for_stderr().red(&format!(
+                "ERROR: the {env} lock's holder{pid} is not running, so waiting would never end; clear it with `deploy-lock unlock {env}`, or take it over with `deploy-lock run --force {env}`"
+            ))
+        );
+        return exit::LOCK_HELD;
+    }
     match ops::wait_for_release(ctx, env) {
         Ok(WaitEnd::Released) => exit::OK,
         Ok(WaitEnd::TimedOut) => exit::WAIT_TIMED_OUT,
@@ -431,15 +468,26 @@ fn wait(ctx: &Context, env: Environment) -> i32 {
     }
 }
 
-fn unlock(ctx: &Context, env: Environment, yes: bool) -> i32 {
+fn unlock(ctx: &Context, env: Environment, yes: bool, id: Option<&str>) -> i32 {
     let insp = match ops::inspect(ctx, env) {
         Ok(i) => i,
         Err(e) => return ops::report_error(&e),
     };
-    print!("{}", render::status_block(&insp, ctx, Style::for_stdout()));
-    match ops::force_unlock(ctx, env, yes) {
+    print!(
+        "{}",
+        render::status_block_modern(&insp, ctx, Style::for_stdout())
+    );
+    if let Some(l) = render::lock_id_line(&insp) {
+        println!("{l}");
+    }
+    let shown = match id {
+        Some(id) => deploy_lock::lock::Shown::LockId(id.to_string()),
+        None => deploy_lock::lock::Shown::of(&insp),
+    };
+    match ops::force_unlock(ctx, env, yes, &insp, &shown, ops::Persona::Modern) {
         Ok(ForceEnd::Done) => exit::OK,
         Ok(ForceEnd::Cancelled) => exit::CANCELLED,
+        Ok(ForceEnd::ChangedHands) => exit::LOCK_HELD,
         Err(e) => ops::report_error(&e),
     }
 }

@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::time::Instant;
 
-use deploy_lock::lock::{LocalLock, LockError};
+use deploy_lock::lock::{LocalLock, LockError, Shown, Unlock};
 use deploy_lock::state::StateError;
 use deploy_lock::status::Inspection;
 use deploy_lock::wait::{Watcher, Woke};
@@ -134,14 +134,30 @@ pub fn wait_for_release(ctx: &Context, env: Environment) -> io::Result<WaitEnd> 
 pub enum ForceEnd {
     Done,
     Cancelled,
+    /// The lock changed hands since it was shown: nothing changed.
+    ChangedHands,
+}
+
+/// Which persona's words a force-unlock uses around the legacy block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persona {
+    Legacy,
+    Modern,
 }
 
 /// The legacy force-unlock after the status block: the warning, the
 /// confirmation (skipped with `assume_yes`), then the removal report.
+///
+/// `shown` is what the person saw (the status block just printed, or the
+/// `--id` they named); it is re-checked under the guard right before anything
+/// is removed, and a lock that changed hands since is left alone.
 pub fn force_unlock(
     ctx: &Context,
     env: Environment,
     assume_yes: bool,
+    insp: &Inspection,
+    shown: &Shown,
+    persona: Persona,
 ) -> Result<ForceEnd, LockError> {
     let style = Style::for_stdout();
     let lock_dir = ctx.lock_dir(env);
@@ -158,14 +174,44 @@ pub fn force_unlock(
         }
         let _ = out.flush();
     }
-    if !assume_yes && !confirmed() {
-        println!("{}", texts::CANCELLED);
-        return Ok(ForceEnd::Cancelled);
+    if !assume_yes {
+        // A live holder is said on its own line before the question (stderr:
+        // stdout stays the legacy's).
+        if let deploy_lock::status::Liveness::Alive { pid, comm } = &insp.liveness {
+            let line = match persona {
+                Persona::Legacy => texts::holder_still_running(*pid, comm),
+                Persona::Modern => super::render::holder_still_running(*pid, &insp.liveness),
+            };
+            eprintln!("{}", Style::for_stderr().yellow(&line));
+        }
+        if !confirmed() {
+            println!("{}", texts::CANCELLED);
+            return Ok(ForceEnd::Cancelled);
+        }
     }
     let lock = LocalLock::new(ctx, env);
-    let done = lock.force_unlock();
+    let done = lock.force_unlock(Some(shown));
     warn_all(&lock);
-    let done = done?;
+    let done = match done? {
+        Unlock::Done(d) => d,
+        Unlock::ChangedHands { now } => {
+            let who = now
+                .as_ref()
+                .map(deploy_lock::holder::describe)
+                .unwrap_or_else(|| "an unknown holder".into());
+            let line = match persona {
+                Persona::Legacy => texts::changed_hands(&who),
+                Persona::Modern => {
+                    let id = now.as_ref().and_then(|h| h.lock_id.as_deref()).unwrap_or("none");
+                    format!(
+                        "ERROR: the {env} lock changed hands since it was shown: it is held by {who} now (lock id {id}); nothing changed"
+                    )
+                }
+            };
+            eprintln!("{}", Style::for_stderr().red(&line));
+            return Ok(ForceEnd::ChangedHands);
+        }
+    };
     let mut out = io::stdout().lock();
     let mut say = |s: String| {
         let _ = writeln!(out, "{s}");

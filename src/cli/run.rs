@@ -10,9 +10,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use deploy_lock::liveness::ProcessIdentity;
-use deploy_lock::lock::{Acquire, BusyReason, LocalLock, LockError, Release};
+use deploy_lock::lock::keeper::{KeepEvent, Keeper};
+use deploy_lock::lock::runlock::{RunHolder, RunWaiter};
+use deploy_lock::lock::{Acquire, BusyReason, HeldLock, LocalLock, LockError, Release};
 use deploy_lock::status::{Inspection, Liveness};
-use deploy_lock::supervise::{self, Signals};
+use deploy_lock::supervise::{self, NoSidecar, Sidecar, Signals};
 use deploy_lock::wait::{Watcher, Woke};
 use deploy_lock::{Context, Environment};
 
@@ -108,7 +110,7 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
         return 127;
     }
     if plan.lockless {
-        return match spawn_and_supervise(&signals, &plan, &[], |_| {}) {
+        return match spawn_and_supervise(&signals, &plan, &[], &mut NoSidecar) {
             Ok(end) => supervise::exit_like(end),
             Err(code) => code,
         };
@@ -150,21 +152,78 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
         ("DEPLOY_LOCK_HELD", lock_id.as_str()),
         ("DEPLOY_LOCK_DEPLOYMENT_ID", deployment_id.as_str()),
     ];
-    let ended = spawn_and_supervise(&signals, &plan, &under_lock, |pid| {
-        if let Some(id) = ProcessIdentity::of_pid(pid)
-            && let Err(e) = lock.record_process(&mut held, id)
-        {
-            ops::warn(&format!(
-                "could not record the command's pid in the lock: {e}"
-            ));
-        }
-    });
+    let mut keep = Keep {
+        keeper: Keeper::new(&lock),
+        lock: &lock,
+        held: &mut held,
+        env: plan.env,
+    };
+    let ended = spawn_and_supervise(&signals, &plan, &under_lock, &mut keep);
     // Only now, with the command reaped, is the lock let go.
     release(&lock, *held, plan.env);
     let _ = (std::io::stdout().flush(), std::io::stderr().flush());
     match ended {
         Ok(end) => supervise::exit_like(end),
         Err(code) => code,
+    }
+}
+
+/// While the command runs: records its pid in the lock, keeps the lock
+/// directory's heartbeat, restores what nobody announced removing, and says
+/// what happened.
+struct Keep<'l, 'c> {
+    keeper: Keeper,
+    lock: &'l LocalLock<'c>,
+    held: &'l mut HeldLock,
+    env: Environment,
+}
+
+impl Sidecar for Keep<'_, '_> {
+    fn started(&mut self, pid: i32) {
+        if let Some(id) = ProcessIdentity::of_pid(pid)
+            && let Err(e) = self.lock.record_process(self.held, id)
+        {
+            ops::warn(&format!(
+                "could not record the command's pid in the lock: {e}"
+            ));
+        }
+    }
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.keeper.fd()
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.keeper.deadline()
+    }
+    fn service(&mut self) {
+        let env = self.env;
+        let loud = |s: &str| eprintln!("{}", Style::for_stderr().red(s));
+        for ev in self.keeper.service(self.lock, self.held) {
+            match ev {
+                KeepEvent::Restored { directory, record } => {
+                    let what = match (directory, record) {
+                        (true, true) => "lock directory and state record",
+                        (true, false) => "lock directory",
+                        _ => "state record",
+                    };
+                    eprintln!(
+                        "deploy-lock: the {env} {what} vanished while the command runs, removed by something other than a deploy-lock unlock (the legacy deploy.sh's exit trap does this); restored, same lock id"
+                    );
+                }
+                KeepEvent::TakenBy { holder } => loud(&format!(
+                    "deploy-lock: WARNING: the {env} lock was removed while the command runs and is now held by {}; not taken back. No other deploy-lock run starts until this one ends.",
+                    holder
+                        .as_ref()
+                        .map(deploy_lock::holder::describe)
+                        .unwrap_or_else(|| "someone else (no record)".into())
+                )),
+                KeepEvent::ForceUnlocked(a) => loud(&format!(
+                    "deploy-lock: WARNING: the {env} lock was force-unlocked by {} (pid {}) at {}; the command goes on, and no other deploy-lock run starts until it ends.",
+                    a.by, a.pid, a.at
+                )),
+                KeepEvent::Failed(msg) => ops::warn(&msg),
+            }
+        }
+        ops::warn_all(self.lock);
     }
 }
 
@@ -177,7 +236,7 @@ fn release(lock: &LocalLock<'_>, held: deploy_lock::lock::HeldLock, env: Environ
                 .and_then(|h| h.locked_by.clone())
                 .unwrap_or_else(|| "another holder".into());
             ops::warn(&format!(
-                "the {env} lock was force-unlocked during this run and is now held by {who}; left it alone"
+                "the {env} lock is held by {who} now; left it alone"
             ));
         }
         Err(e) => {
@@ -194,7 +253,7 @@ fn spawn_and_supervise(
     signals: &Signals,
     plan: &RunPlan,
     env: &[(&str, &str)],
-    on_start: impl FnOnce(i32),
+    side: &mut dyn Sidecar,
 ) -> Result<supervise::ChildEnd, i32> {
     let mut cmd = Command::new(&plan.program);
     cmd.args(&plan.args);
@@ -210,8 +269,8 @@ fn spawn_and_supervise(
             127
         }
     })?;
-    on_start(child.id() as i32);
-    signals.supervise(&mut child).map_err(|e| {
+    side.started(child.id() as i32);
+    signals.supervise(&mut child, side).map_err(|e| {
         error(&format!("lost track of the command: {e}"));
         exit::IO_ERROR
     })
@@ -232,39 +291,69 @@ fn acquire(
     let start = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let mut ticks: u32 = 0;
+    // Waiting on another deploy-lock run: a thread blocked in its flock.
+    let mut run_waiter: Option<RunWaiter> = None;
     loop {
+        let attempt = match run_waiter.take() {
+            Some(w) => match w.take() {
+                Some(Ok(run)) => Some(lock.try_acquire_with(run, plan.force, me.clone())),
+                Some(Err(e)) => {
+                    error(&format!("cannot wait for the {} lock: {e}", plan.env));
+                    return Err(exit::IO_ERROR);
+                }
+                None => {
+                    run_waiter = Some(w);
+                    None
+                }
+            },
+            None => Some(lock.try_acquire(plan.force, me.clone())),
+        };
         // What we wait on when busy: our own lock directory, or, when the
         // checkout's one state record is another environment's live lock,
-        // that environment's directory (its release frees the record).
-        let (phrase, other_watcher) = match lock.try_acquire(plan.force, me.clone()) {
-            Ok(Acquire::Acquired(h)) => {
+        // that environment's directory (its release frees the record), or
+        // another deploy-lock run's kernel lock.
+        let (phrase, other_watcher) = match attempt {
+            None => (
+                run_phrase(run_waiter.as_ref().and_then(RunWaiter::holder).as_ref()),
+                None,
+            ),
+            Some(Ok(Acquire::Acquired(h))) => {
                 if tty && ticks > 0 {
                     eprintln!();
                 }
                 return Ok(h);
             }
-            Ok(Acquire::Busy { reason, inspection }) => {
+            Some(Ok(Acquire::Busy {
+                reason,
+                inspection,
+                run_holder,
+            })) => {
                 if plan.wait.is_none() {
-                    report_busy(ctx, plan, reason, &inspection);
+                    report_busy(ctx, plan, reason, &inspection, run_holder.as_ref());
                     return Err(exit::LOCK_HELD);
                 }
-                (holder_phrase(&inspection), None)
+                if reason == BusyReason::RunHeld {
+                    run_waiter = Some(lock.run_waiter().map_err(|e| ops::report_error(&e))?);
+                    (run_phrase(run_holder.as_ref()), None)
+                } else {
+                    (holder_phrase(&inspection), None)
+                }
             }
-            Err(LockError::OtherEnvironment {
+            Some(Err(LockError::OtherEnvironment {
                 environment,
                 holder,
-            }) if plan.wait.is_some() && Environment::parse(&environment).is_some() => {
+            })) if plan.wait.is_some() && Environment::parse(&environment).is_some() => {
                 let other = Environment::parse(&environment).expect("checked");
                 (
                     format!("the state file records a live {environment} deployment: {holder}"),
                     Some(Watcher::new(&ctx.lock_dir(other))),
                 )
             }
-            Err(LockError::Interrupted) => {
+            Some(Err(LockError::Interrupted)) => {
                 // A signal while waiting for the guard: nothing started.
                 return Err(128 + signals.next_terminating().unwrap_or(2));
             }
-            Err(e) => return Err(ops::report_error(&e)),
+            Some(Err(e)) => return Err(ops::report_error(&e)),
         };
         let (Some(limit), Some(own_watcher)) = (plan.wait, &watcher) else {
             unreachable!("only a --wait run gets here");
@@ -292,7 +381,19 @@ fn acquire(
         }
         ticks += 1;
         let next = start + ctx.settings.wait_interval.saturating_mul(ticks);
-        match watcher.wait(next.min(start + limit), Some(signals.fd())) {
+        let until = next.min(start + limit);
+        let woke = match &run_waiter {
+            // Index 0 is the signal fd, 1 the run lock's hand-over.
+            Some(w) => deploy_lock::wait::poll_any(&[signals.fd(), w.fd()], until).map(|i| {
+                if i == Some(0) {
+                    Woke::Extra
+                } else {
+                    Woke::Released
+                }
+            }),
+            None => watcher.wait(until, Some(signals.fd())),
+        };
+        match woke {
             Ok(Woke::Extra) => {
                 if let Some(signo) = signals.next_terminating() {
                     if tty {
@@ -310,6 +411,14 @@ fn acquire(
                 return Err(exit::IO_ERROR);
             }
         }
+    }
+}
+
+/// "held by a deploy-lock run, pid N".
+fn run_phrase(holder: Option<&RunHolder>) -> String {
+    match holder {
+        Some(h) => format!("held by a deploy-lock run, pid {}", h.pid),
+        None => "held by a deploy-lock run".to_string(),
     }
 }
 
@@ -356,7 +465,13 @@ fn holder_phrase(insp: &Inspection) -> String {
 }
 
 /// The status block and what to do, on stderr (stdout is the command's).
-fn report_busy(ctx: &Context, plan: &RunPlan, reason: BusyReason, insp: &Inspection) {
+fn report_busy(
+    ctx: &Context,
+    plan: &RunPlan,
+    reason: BusyReason,
+    insp: &Inspection,
+    run_holder: Option<&RunHolder>,
+) {
     let style = Style::for_stderr();
     let env = plan.env;
     let mut msg = render::status_block(insp, ctx, style);
@@ -366,6 +481,13 @@ fn report_busy(ctx: &Context, plan: &RunPlan, reason: BusyReason, insp: &Inspect
         .unwrap_or_else(|| "unknown".into());
     let stale = texts::span(ctx.settings.stale_after.as_secs());
     let lines: Vec<String> = match (reason, &insp.liveness) {
+        (BusyReason::RunHeld, _) => vec![
+            format!(
+                "ERROR: the {env} lock is {}; it frees when that process ends.",
+                run_phrase(run_holder)
+            ),
+            format!("  wait for it:          deploy-lock run --wait {env}"),
+        ],
         (BusyReason::HolderAlive, Liveness::Alive { pid, comm }) => vec![
             format!(
                 "ERROR: the {env} lock is held by a running deployment: {comm} (pid {pid}), for {age}."
@@ -411,6 +533,16 @@ fn report_busy(ctx: &Context, plan: &RunPlan, reason: BusyReason, insp: &Inspect
                 ),
             ]
         }
+        (_, Liveness::NoRecord) => vec![
+            format!(
+                "ERROR: the {env} lock's holder is unknown (no record says who holds it: maybe a legacy deploy.sh that has not written its record yet); the lock is {age} old."
+            ),
+            format!(
+                "It is taken over automatically once older than {stale}; --force does not take an unknown holder's lock. Either:"
+            ),
+            format!("  wait for it:          deploy-lock run --wait {env}"),
+            format!("  or, once you know nobody deploys: deploy-lock unlock {env}"),
+        ],
         _ => vec![
             format!(
                 "ERROR: the {env} lock's holder is not running, but the lock is only {age} old."

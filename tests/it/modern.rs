@@ -464,7 +464,7 @@ fn help_exits_0_on_stdout() {
 #[test]
 fn a_bad_setting_is_one_line_naming_the_variable_and_value() {
     let w = World::new();
-    let line = "ERROR: invalid DEPLOY_LOCK_STALE_SECS 'soon': expected a whole number of seconds, e.g. 1800\n";
+    let line = "ERROR: invalid DEPLOY_LOCK_STALE_SECS 'soon': expected a whole number of seconds from 0 to 1000000000, e.g. 1800\n";
     w.unlock_sh(&["staging"])
         .env("DEPLOY_LOCK_STALE_SECS", "soon")
         .run()
@@ -491,7 +491,7 @@ fn a_bad_setting_is_one_line_naming_the_variable_and_value() {
         .code(2)
         .stdout("")
         .stderr(
-            "ERROR: invalid DEPLOY_LOCK_WAIT_TIMEOUT 'an hour': expected a number of seconds such as 5 or 0.25\n",
+            "ERROR: invalid DEPLOY_LOCK_WAIT_TIMEOUT 'an hour': expected a number of seconds from 0 to 1000000000, such as 5 or 0.25\n",
         );
     // A bad setting stops a force-unlock before it asks or touches anything.
     let lock = w.legacy_lock("staging", now() - 60);
