@@ -97,8 +97,12 @@ pub enum Verdict {
     Held,
     /// Older than the stale timeout and the holder is not known to be alive.
     Stale,
-    /// The directory exists but its holder is dead or unrecorded (not stale yet).
+    /// The directory exists but its holder is dead (not stale yet).
     Orphaned,
+    /// The directory exists and no record names its holder (a legacy deploy
+    /// between its mkdir and its state write, or a lost record): maybe alive;
+    /// held until stale, never taken with --force.
+    Unknown,
     /// Something that is not a directory sits at the lock path.
     Obstructed,
 }
@@ -110,6 +114,7 @@ impl Verdict {
             Verdict::Held => "held",
             Verdict::Stale => "stale",
             Verdict::Orphaned => "orphaned",
+            Verdict::Unknown => "unknown",
             Verdict::Obstructed => "obstructed",
         }
     }
@@ -167,12 +172,10 @@ pub fn verdict(
             _ if stale => Verdict::Stale,
             Liveness::OtherHost => Verdict::Held,
             Liveness::Dead => Verdict::Orphaned,
-            // Nothing to check (no record, or no usable pid): the holder is
-            // unknown, maybe alive; held until stale.
-            Liveness::NoRecord => {
-                let _ = has_holder;
-                Verdict::Held
-            }
+            // A record without a usable pid: held until stale (as before).
+            Liveness::NoRecord if has_holder => Verdict::Held,
+            // No record at all: the holder is unknown, maybe alive.
+            Liveness::NoRecord => Verdict::Unknown,
         },
     }
 }
@@ -201,7 +204,7 @@ mod tests {
         );
         assert_eq!(
             verdict(&d, &Liveness::NoRecord, false, false),
-            Verdict::Held
+            Verdict::Unknown
         );
         assert_eq!(
             verdict(&PathKind::Missing, &alive, true, true),

@@ -240,7 +240,7 @@ pub fn verdict_line(insp: &Inspection, ctx: &Context) -> String {
             let name = deploy_lock::liveness::display_name(*pid, comm);
             format!("{name} (pid {pid}) is running; it is never taken over while alive")
         }
-        (Verdict::Held, Liveness::NoRecord) => format!(
+        (Verdict::Unknown, _) => format!(
             "its holder is unknown (no record says who holds it); taken over automatically once older than {stale}, never with --force; `deploy-lock unlock {env}` removes it"
         ),
         (Verdict::Held, Liveness::OtherHost) => {

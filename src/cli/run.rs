@@ -455,7 +455,10 @@ fn squatter(insp: &Inspection) -> Option<String> {
 
 fn holder_phrase(insp: &Inspection) -> String {
     match (&insp.liveness, &insp.holder) {
-        (Liveness::Alive { pid, comm }, _) => format!("held by {comm}, pid {pid}"),
+        (Liveness::Alive { pid, comm }, _) => format!(
+            "held by {}, pid {pid}",
+            deploy_lock::liveness::display_name(*pid, comm)
+        ),
         (_, Some(h)) => format!(
             "held by {}",
             h.locked_by.as_deref().unwrap_or("an unknown holder")
@@ -474,12 +477,19 @@ fn report_busy(
 ) {
     let style = Style::for_stderr();
     let env = plan.env;
-    let mut msg = render::status_block(insp, ctx, style);
+    let mut msg = render::status_block_modern(insp, ctx, style);
     let age = insp
         .age_seconds
         .map(|a| format!("{}m {}s", a / 60, a % 60))
         .unwrap_or_else(|| "unknown".into());
     let stale = texts::span(ctx.settings.stale_after.as_secs());
+    // Another deploy-lock run's kernel lock: described by its directory's
+    // live holder when there is one, else by the run itself (its directory
+    // was removed while its command runs).
+    let reason = match (reason, &insp.liveness) {
+        (BusyReason::RunHeld, Liveness::Alive { .. }) => BusyReason::HolderAlive,
+        (r, _) => r,
+    };
     let lines: Vec<String> = match (reason, &insp.liveness) {
         (BusyReason::RunHeld, _) => vec![
             format!(
@@ -490,7 +500,8 @@ fn report_busy(
         ],
         (BusyReason::HolderAlive, Liveness::Alive { pid, comm }) => vec![
             format!(
-                "ERROR: the {env} lock is held by a running deployment: {comm} (pid {pid}), for {age}."
+                "ERROR: the {env} lock is held by a running deployment: {} (pid {pid}), for {age}.",
+                deploy_lock::liveness::display_name(*pid, comm)
             ),
             "A live holder's lock is never taken over, whatever its age. Either:".into(),
             format!("  wait for it:          deploy-lock run --wait {env}"),
@@ -533,7 +544,7 @@ fn report_busy(
                 ),
             ]
         }
-        (_, Liveness::NoRecord) => vec![
+        (_, Liveness::NoRecord) if insp.holder.is_none() => vec![
             format!(
                 "ERROR: the {env} lock's holder is unknown (no record says who holds it: maybe a legacy deploy.sh that has not written its record yet); the lock is {age} old."
             ),

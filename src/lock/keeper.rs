@@ -45,7 +45,14 @@ pub struct Keeper {
     /// False once the lock was announced unlocked or someone else holds it:
     /// from then on the run only keeps its kernel lock.
     keeping: bool,
+    /// A change was seen; look once things settle (the legacy release writes
+    /// the state file, then removes the directory: one restore, one line).
+    settle_until: Option<Instant>,
 }
+
+/// How long a change may settle before the keeper looks: short against the
+/// one second a restore may take, long enough to see a release whole.
+const SETTLE: Duration = Duration::from_millis(40);
 
 impl Keeper {
     /// Starts watching the lock folder and the state file's folder.
@@ -73,6 +80,7 @@ impl Keeper {
             beat,
             next_beat: Instant::now() + beat,
             keeping: true,
+            settle_until: None,
         }
     }
 
@@ -87,26 +95,37 @@ impl Keeper {
         if !self.keeping {
             return None;
         }
+        let next = match self.settle_until {
+            Some(t) => self.next_beat.min(t),
+            None => self.next_beat,
+        };
         if self.inotify.is_none() {
-            return Some(self.next_beat.min(Instant::now() + Duration::from_millis(100)));
+            return Some(next.min(Instant::now() + Duration::from_millis(100)));
         }
-        Some(self.next_beat)
+        Some(next)
     }
 
     /// Beats if due, and restores what vanished. Call when `fd` is readable
     /// or `deadline` passed, only while the command runs.
     pub fn service(&mut self, lock: &LocalLock<'_>, held: &mut HeldLock) -> Vec<KeepEvent> {
+        let mut changed = self.inotify.is_none();
         if let Some(i) = &self.inotify {
             while let Ok(events) = i.read_events() {
                 if events.is_empty() {
                     break;
                 }
+                changed = true;
             }
         }
         let mut out = Vec::new();
         if !self.keeping {
             return out;
         }
+        let now = Instant::now();
+        if changed && self.settle_until.is_none() {
+            self.settle_until = Some(now + SETTLE);
+        }
+        let settled = self.settle_until.is_some_and(|t| now >= t);
         if Instant::now() >= self.next_beat {
             if let Err(e) = beat(held, lock.ctx.now().as_second()) {
                 out.push(KeepEvent::Failed(format!(
@@ -116,12 +135,19 @@ impl Keeper {
             }
             self.next_beat = Instant::now() + self.beat;
         }
+        if !settled {
+            return out;
+        }
+        self.settle_until = None;
         if intact(lock, held) {
             return out;
         }
         match self.restore(lock, held) {
             Ok(Some(ev)) => out.push(ev),
             Ok(None) => {}
+            // A state file broken meanwhile is never rewritten; the release
+            // reports it with the recovery steps.
+            Err(LockError::State(_)) => {}
             Err(e) => out.push(KeepEvent::Failed(format!("could not restore the lock: {e}"))),
         }
         out
@@ -209,9 +235,11 @@ fn intact(lock: &LocalLock<'_>, held: &HeldLock) -> bool {
             .is_some_and(|o| o.lock_id == held.record.lock_id)
     });
     dir_ours
-        && StateDoc::load(&lock.ctx.state_file)
-            .ok()
-            .is_some_and(|d| record_is_ours(d.as_ref(), &held.record.lock_id))
+        && match StateDoc::load(&lock.ctx.state_file) {
+            Ok(d) => record_is_ours(d.as_ref(), &held.record.lock_id),
+            // Unusable: nothing the keeper may fix (see `service`).
+            Err(_) => true,
+        }
 }
 
 fn record_is_ours(doc: Option<&StateDoc>, lock_id: &str) -> bool {

@@ -349,7 +349,7 @@ impl<'a> LocalLock<'a> {
         let got = self.acquire_dir(force, pid)?;
         Ok(match got {
             Acquire::Acquired(mut held) => {
-                run.record(&held.record.lock_id);
+                run.record(Some(&held.record.lock_id));
                 held.run = Some(run);
                 Acquire::Acquired(held)
             }
@@ -389,7 +389,9 @@ impl<'a> LocalLock<'a> {
                 // An unknown holder (no record, or none we can check: a legacy
                 // deploy between its mkdir and its state write) may be alive:
                 // only the stale timeout frees it, never --force.
-                (_, Liveness::NoRecord) if !inspection.stale => Some(BusyReason::NotStale),
+                (_, Liveness::NoRecord) if inspection.holder.is_none() && !inspection.stale => {
+                    Some(BusyReason::NotStale)
+                }
                 _ if !(inspection.stale || force) => Some(BusyReason::NotStale),
                 _ => None,
             };
@@ -978,7 +980,10 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join(LOCKED_AT_FILE), format!("{}\n", c.now().as_second())).unwrap();
         let insp = lock.inspect().unwrap();
-        assert_eq!((insp.liveness, insp.verdict), (Liveness::NoRecord, Verdict::Held));
+        assert_eq!(
+            (insp.liveness, insp.verdict),
+            (Liveness::NoRecord, Verdict::Unknown)
+        );
         assert_eq!(
             busy(lock.try_acquire(true, me()).unwrap()),
             BusyReason::NotStale

@@ -85,7 +85,12 @@ fn open(path: &Path) -> io::Result<File> {
 pub fn try_take(path: &Path) -> io::Result<TryRun> {
     let file = open(path)?;
     match file.try_lock() {
-        Ok(()) => Ok(TryRun::Taken(RunLock { file })),
+        Ok(()) => {
+            let run = RunLock { file };
+            // Who we are at once; the lock id once the directory is ours.
+            run.record(None);
+            Ok(TryRun::Taken(run))
+        }
         Err(std::fs::TryLockError::WouldBlock) => Ok(TryRun::Held(holder(path))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
@@ -134,7 +139,7 @@ fn read_record(path: &Path) -> Option<RunHolder> {
 
 impl RunLock {
     /// Records who holds it (best effort: a read-only file is left as is).
-    pub fn record(&self, lock_id: &str) {
+    pub fn record(&self, lock_id: Option<&str>) {
         let me = ProcessIdentity::of_self();
         let pid = std::process::id();
         let ticks = me
@@ -144,7 +149,11 @@ impl RunLock {
         let mut f = &self.file;
         let _ = f.set_len(0);
         let _ = f.rewind();
-        let _ = f.write_all(format!("{pid} {ticks} {lock_id}\n").as_bytes());
+        let line = match lock_id {
+            Some(id) => format!("{pid} {ticks} {id}\n"),
+            None => format!("{pid} {ticks}\n"),
+        };
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
@@ -174,7 +183,9 @@ impl RunWaiter {
             .spawn(move || {
                 let got = open(&p).and_then(|file| {
                     file.lock()?;
-                    Ok(RunLock { file })
+                    let run = RunLock { file };
+                    run.record(None);
+                    Ok(run)
                 });
                 let _ = tx.send(got);
                 let _ = nix::unistd::write(&write, b"x");
@@ -213,7 +224,7 @@ mod tests {
         let TryRun::Taken(first) = try_take(&p).unwrap() else {
             panic!("free file not taken")
         };
-        first.record("lock_a");
+        first.record(Some("lock_a"));
         match try_take(&p).unwrap() {
             TryRun::Held(Some(h)) => {
                 assert_eq!(h.pid, std::process::id() as i32);

@@ -264,7 +264,7 @@ fn status_json_orphaned_directory_with_an_unlocked_state() {
     assert_status(
         status_json(&w, &[]),
         Some(t),
-        base(&w, "orphaned", Value::Null, Value::Null, false),
+        base(&w, "unknown", Value::Null, Value::Null, false),
     );
 }
 
@@ -373,7 +373,7 @@ fn human_status_ends_with_the_verdict_line() {
         &(before..=after)
             .map(|s| {
                 format!(
-                    "{HEADER}{dir}\n{}\nVerdict: stale: older than 30 minutes and its holder is not running here; the next deploy takes it over\n",
+                    "{HEADER}{dir}\n{}\nLock ID: {LOCK_ID}\nVerdict: stale: older than 30 minutes and its holder is not running here; the next deploy takes it over\n",
                     state_info(t, pid, s, Some("30 minutes"), false)
                 )
             })
@@ -394,7 +394,7 @@ fn human_status_ends_with_the_verdict_line() {
         &(before..=after)
             .map(|s| {
                 format!(
-                    "{HEADER}{dir}\n{}\nVerdict: held: deploy.sh (pid {pid}) is running; it is never taken over while alive\n",
+                    "{HEADER}{dir}\n{}\nLock ID: {LOCK_ID}\nVerdict: held: deploy.sh (pid {pid}) is running; it is never taken over while alive\n",
                     state_info(t, pid, s, None, true)
                 )
             })
