@@ -63,17 +63,24 @@ impl fmt::Display for SettingError {
 
 impl std::error::Error for SettingError {}
 
+/// The largest number of seconds a setting may hold (about 31 years): more
+/// means nothing for a deploy lock, and would overflow time arithmetic
+/// (`9223372036854775808` wrapped negative and made every lock stale).
+pub const MAX_SECS: u64 = 1_000_000_000;
+
 /// Whole seconds (stale timeout). Zero is allowed: every lock then counts as
 /// old, which is what a user asking for it means.
 pub fn parse_whole_secs(name: &str, value: &str) -> Result<Duration, SettingError> {
     value
         .trim()
         .parse::<u64>()
+        .ok()
+        .filter(|v| *v <= MAX_SECS)
         .map(Duration::from_secs)
-        .map_err(|_| SettingError {
+        .ok_or_else(|| SettingError {
             name: name.to_string(),
             value: value.to_string(),
-            expected: "a whole number of seconds, e.g. 1800",
+            expected: "a whole number of seconds from 0 to 1000000000, e.g. 1800",
         })
 }
 
@@ -82,10 +89,10 @@ pub fn parse_fractional_secs(name: &str, value: &str) -> Result<Duration, Settin
     let err = || SettingError {
         name: name.to_string(),
         value: value.to_string(),
-        expected: "a number of seconds such as 5 or 0.25",
+        expected: "a number of seconds from 0 to 1000000000, such as 5 or 0.25",
     };
     let v: f64 = value.trim().parse().map_err(|_| err())?;
-    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
+    if !v.is_finite() || !(0.0..=MAX_SECS as f64).contains(&v) {
         return Err(err());
     }
     Ok(Duration::from_secs_f64(v))
@@ -185,6 +192,14 @@ impl Settings {
 
     pub fn guard_file(&self, env: Environment) -> PathBuf {
         self.lock_root.join(env.guard_file_name())
+    }
+
+    pub fn run_file(&self, env: Environment) -> PathBuf {
+        self.lock_root.join(env.run_file_name())
+    }
+
+    pub fn announce_file(&self, env: Environment) -> PathBuf {
+        self.lock_root.join(env.announce_file_name())
     }
 }
 
@@ -437,8 +452,13 @@ mod tests {
         let e = Settings::from_vars(vars(&[(ENV_STALE_SECS, "soon")])).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid DEPLOY_LOCK_STALE_SECS 'soon': expected a whole number of seconds, e.g. 1800"
+            "invalid DEPLOY_LOCK_STALE_SECS 'soon': expected a whole number of seconds from 0 to 1000000000, e.g. 1800"
         );
+        // Too large to mean anything (it used to wrap negative).
+        let e = Settings::from_vars(vars(&[(ENV_STALE_SECS, "9223372036854775808")])).unwrap_err();
+        assert_eq!(e.name, ENV_STALE_SECS);
+        assert!(Settings::from_vars(vars(&[(ENV_STALE_SECS, "1000000001")])).is_err());
+        assert!(Settings::from_vars(vars(&[(ENV_WAIT_TIMEOUT, "1e300")])).is_err());
         assert!(Settings::from_vars(vars(&[(ENV_WAIT_INTERVAL, "0")])).is_err());
         assert!(Settings::from_vars(vars(&[(ENV_WAIT_INTERVAL, "-1")])).is_err());
         assert!(Settings::from_vars(vars(&[(ENV_WAIT_TIMEOUT, "NaN")])).is_err());

@@ -39,6 +39,18 @@ impl Environment {
     pub fn guard_file_name(self) -> String {
         format!("togather-deploy-{}.guard", self.as_str())
     }
+
+    /// Hidden sidecar whose flock the supervising deploy-lock holds for a
+    /// whole run (see `lock::runlock`); never named in messages.
+    pub fn run_file_name(self) -> String {
+        format!(".togather-deploy-{}.run", self.as_str())
+    }
+
+    /// Hidden sidecar where a deploy-lock unlock announces whose lock it
+    /// removed, so that holder does not restore it.
+    pub fn announce_file_name(self) -> String {
+        format!(".togather-deploy-{}.unlocked", self.as_str())
+    }
 }
 
 impl fmt::Display for Environment {

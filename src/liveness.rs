@@ -34,6 +34,49 @@ impl ProcInfo {
     }
 }
 
+/// Interpreters whose scripts show as the interpreter in /proc's comm.
+const INTERPRETERS: &[&str] = &[
+    "bash", "sh", "dash", "zsh", "ksh", "fish", "python", "python3", "perl", "ruby", "node",
+];
+
+/// The name the `deploy-lock` persona shows for a running process: its comm,
+/// and for an interpreter the script it runs, from /proc/PID/cmdline:
+/// `bash (deploy.sh)` (a `#!/usr/bin/env bash` script's comm is `bash`).
+pub fn display_name(pid: i32, comm: &str) -> String {
+    let base = comm.trim_end_matches(" <defunct>");
+    if !INTERPRETERS.contains(&base) {
+        return comm.to_string();
+    }
+    let script = fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|raw| {
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+            // After the interpreter, skip its options (`bash -e x.sh`, `-c`
+            // means no script file).
+            let mut rest = args.iter().skip(1);
+            loop {
+                let a = rest.next()?;
+                if a == b"-c" {
+                    return None;
+                }
+                if !a.starts_with(b"-") {
+                    let name =
+                        std::path::Path::new(std::ffi::OsStr::new(std::str::from_utf8(a).ok()?))
+                            .file_name()?
+                            .to_string_lossy()
+                            .chars()
+                            .map(|c| if c.is_control() { '?' } else { c })
+                            .collect::<String>();
+                    return Some(name);
+                }
+            }
+        });
+    match script {
+        Some(s) => format!("{comm} ({s})"),
+        None => comm.to_string(),
+    }
+}
+
 /// A pid from a state file, if it is one we may probe: a JSON integer in
 /// 1..=i32::MAX (a string of digits, which hand-edits produce, is accepted too).
 /// Zero, negatives, fractions and anything else would make kill(2) or /proc
@@ -217,6 +260,30 @@ mod tests {
         child.wait().unwrap();
         let me = ProcessIdentity::of_self().unwrap();
         assert!(me.alive().is_some());
+    }
+
+    #[test]
+    fn an_interpreter_shows_its_script() {
+        let t = tempfile::tempdir().unwrap();
+        let script = t.path().join("deploy.sh");
+        std::fs::write(&script, "read -r _\n").unwrap();
+        let mut child = std::process::Command::new("bash")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.windows(9).any(|w| w == b"deploy.sh"))
+        {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(display_name(pid, "bash"), "bash (deploy.sh)");
+        assert_eq!(display_name(pid, "deploy.sh"), "deploy.sh");
+        drop(child.stdin.take());
+        child.wait().unwrap();
     }
 
     #[test]

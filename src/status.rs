@@ -97,8 +97,12 @@ pub enum Verdict {
     Held,
     /// Older than the stale timeout and the holder is not known to be alive.
     Stale,
-    /// The directory exists but its holder is dead or unrecorded (not stale yet).
+    /// The directory exists but its holder is dead (not stale yet).
     Orphaned,
+    /// The directory exists and no record names its holder (a legacy deploy
+    /// between its mkdir and its state write, or a lost record): maybe alive;
+    /// held until stale, never taken with --force.
+    Unknown,
     /// Something that is not a directory sits at the lock path.
     Obstructed,
 }
@@ -110,6 +114,7 @@ impl Verdict {
             Verdict::Held => "held",
             Verdict::Stale => "stale",
             Verdict::Orphaned => "orphaned",
+            Verdict::Unknown => "unknown",
             Verdict::Obstructed => "obstructed",
         }
     }
@@ -130,7 +135,12 @@ pub struct Inspection {
     pub state: Option<StateDoc>,
     pub holder: Option<Holder>,
     pub liveness: Liveness,
-    /// Seconds since the lock was taken (`locked_at`, else the directory mtime).
+    /// Seconds since the lock was taken: the one age every message uses.
+    /// For a deploy-lock lock, its acquisition time (owner.json's
+    /// `locked_at`, which is also the state record's); for a legacy lock, its
+    /// `locked_at` file; else the directory's mtime. (deploy-lock refreshes
+    /// its directory's `locked_at` file as a heartbeat for legacy readers, so
+    /// that file is not an age for its own locks.)
     pub age_seconds: Option<i64>,
     pub stale: bool,
     pub verdict: Verdict,
@@ -162,8 +172,10 @@ pub fn verdict(
             _ if stale => Verdict::Stale,
             Liveness::OtherHost => Verdict::Held,
             Liveness::Dead => Verdict::Orphaned,
+            // A record without a usable pid: held until stale (as before).
             Liveness::NoRecord if has_holder => Verdict::Held,
-            Liveness::NoRecord => Verdict::Orphaned,
+            // No record at all: the holder is unknown, maybe alive.
+            Liveness::NoRecord => Verdict::Unknown,
         },
     }
 }
@@ -192,7 +204,7 @@ mod tests {
         );
         assert_eq!(
             verdict(&d, &Liveness::NoRecord, false, false),
-            Verdict::Orphaned
+            Verdict::Unknown
         );
         assert_eq!(
             verdict(&PathKind::Missing, &alive, true, true),

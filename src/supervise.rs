@@ -28,6 +28,25 @@ pub const FORWARDED: [Signal; 7] = [
 /// Ctrl-C, Ctrl-\ and resize go to the whole foreground group at once).
 const SI_KERNEL: i32 = 0x80;
 
+/// Work the supervising loop does beside relaying signals while the command
+/// runs (keeping the lock visible): woken when `fd` is readable or `deadline`
+/// passes. Never called once the command has been reaped.
+pub trait Sidecar {
+    /// The command was started with this pid.
+    fn started(&mut self, _pid: i32) {}
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    fn deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+    fn service(&mut self) {}
+}
+
+/// A sidecar that does nothing (a run without a lock).
+pub struct NoSidecar;
+impl Sidecar for NoSidecar {}
+
 /// How the command ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChildEnd {
@@ -147,7 +166,7 @@ impl Signals {
     /// group (a script's `kill $!`, a runner's terminate()): nothing tells a
     /// signal sent to the group from one sent to us alone, and dropping a
     /// signal that was meant for the deploy is worse than a repeat.
-    pub fn supervise(&self, child: &mut Child) -> io::Result<ChildEnd> {
+    pub fn supervise(&self, child: &mut Child, side: &mut dyn Sidecar) -> io::Result<ChildEnd> {
         let our_group = getpgrp();
         let child_pid = Pid::from_raw(child.id() as i32);
         loop {
@@ -158,13 +177,34 @@ impl Signals {
                     (None, None) => ChildEnd::Exited(1),
                 });
             }
-            let mut fds = [nix::poll::PollFd::new(
-                self.fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
+            let deadline = side.deadline();
+            let timeout = match deadline {
+                None => nix::poll::PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                    nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)
+                }
+            };
+            let side_ready = {
+                let mut fds = vec![nix::poll::PollFd::new(
+                    self.fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                if let Some(fd) = side.fd() {
+                    fds.push(nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN));
+                }
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                fds.get(1)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            let due = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+            if (side_ready || due) && child.try_wait()?.is_none() {
+                side.service();
             }
             while let Some((signo, code, sender)) = self.next() {
                 if signo == Signal::SIGCHLD as i32 {

@@ -132,6 +132,32 @@ impl Watcher {
     }
 }
 
+/// Blocks until one of `fds` is readable (its index) or `until` passes
+/// (None). A signal interrupting the poll just polls again.
+pub fn poll_any(fds: &[BorrowedFd<'_>], until: Instant) -> io::Result<Option<usize>> {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let mut polled: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        match poll(
+            &mut polled,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {
+                return Ok(polled
+                    .iter()
+                    .position(|p| p.revents().is_some_and(|r| !r.is_empty())));
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l stale-s
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l id -d 'Remove the lock only if it is still this one (the Lock ID `status` shows)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r

@@ -64,8 +64,10 @@ pub fn execute_with(
 ) -> Result<Outcome, Failure> {
     match req.op {
         Operation::Status { env, json } => ops::status(ctx, store, req.persona, env, json, io),
-        Operation::Wait { env } => ops::wait(ctx, store, env, io),
-        Operation::Unlock { env, yes } => ops::unlock(ctx, store, env, yes, io),
+        Operation::Wait { env } => ops::wait(ctx, store, req.persona, env, io),
+        Operation::Unlock { env, yes, id } => {
+            ops::unlock(ctx, store, req.persona, env, yes, id.as_deref(), io)
+        }
         Operation::Run(r) => {
             let plan = RunPlan::decide(ctx, r, req.remote);
             return run::run(ctx, store, plan, io).map(Outcome::Child);
@@ -97,10 +99,13 @@ fn on_server(req: &Request, remote: &Remote, io: &mut Io<'_>) -> Result<Outcome,
         (Persona::DeployLock, Operation::Wait { env }) => {
             (Program::DeployLock, vec!["wait", env.as_str()])
         }
-        (Persona::DeployLock, Operation::Unlock { env, yes }) => {
+        (Persona::DeployLock, Operation::Unlock { env, yes, id }) => {
             let mut a = vec!["unlock", env.as_str()];
             if *yes {
                 a.push("--yes");
+            }
+            if let Some(id) = id {
+                a.extend(["--id", id.as_str()]);
             }
             (Program::DeployLock, a)
         }

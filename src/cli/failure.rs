@@ -23,7 +23,8 @@ use deploy_lock::Environment;
 use deploy_lock::context::{NoProjectRoot, SettingError};
 use deploy_lock::lock::{BusyReason, LockError};
 use deploy_lock::state::StateError;
-use deploy_lock::status::Inspection;
+use deploy_lock::status::{Holder, Inspection};
+use deploy_lock::store::RunHolder;
 
 use super::remote::{Remote, RemoteError};
 use super::request::Persona;
@@ -55,6 +56,8 @@ pub enum LegacyUsage {
 pub struct Busy {
     pub env: Environment,
     pub reason: BusyReason,
+    /// For another deploy-lock run's kernel lock: that run, when known.
+    pub run_holder: Option<RunHolder>,
     pub inspection: Box<Inspection>,
     pub stale_after: Duration,
     /// The status block, rendered for stderr.
@@ -93,6 +96,16 @@ pub enum Failure {
         phrase: Option<String>,
     },
     Cancelled,
+    /// A force-unlock found another lock than the one shown: nothing changed.
+    ChangedHands {
+        env: Environment,
+        now: Option<Box<Holder>>,
+    },
+    /// `wait` for a lock whose holder is dead: it would never end.
+    WaitForDead {
+        env: Environment,
+        pid: Option<i32>,
+    },
     Remote(RemoteError),
     /// A file or folder (or signal set-up) failed; `what` says which.
     Io {
@@ -129,7 +142,10 @@ impl Failure {
             | Failure::NoCheckout(_)
             | Failure::ArgsAndCommand { .. } => USAGE,
             Failure::Lock(e) => lock_error_code(e),
-            Failure::Held(_) | Failure::ServerHeld { .. } => HELD,
+            Failure::Held(_)
+            | Failure::ServerHeld { .. }
+            | Failure::ChangedHands { .. }
+            | Failure::WaitForDead { .. } => HELD,
             Failure::TimedOut { .. } => TIMED_OUT,
             Failure::Cancelled => CANCELLED,
             Failure::Remote(_)
@@ -168,9 +184,7 @@ fn lock_error_code(e: &LockError) -> i32 {
     match e {
         LockError::State(StateError::Io { .. }) | LockError::Io { .. } => IO,
         LockError::State(_) => DATA,
-        LockError::OtherEnvironment { .. }
-        | LockError::NotADirectory { .. }
-        | LockError::HolderChanged { .. } => HELD,
+        LockError::OtherEnvironment { .. } | LockError::NotADirectory { .. } => HELD,
         LockError::NotPermitted { .. } => IO,
         LockError::Interrupted => CANCELLED,
     }

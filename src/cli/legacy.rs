@@ -151,7 +151,11 @@ pub fn request(
     let op = match action {
         Action::Status => Operation::Status { env, json: false },
         Action::Wait => Operation::Wait { env },
-        Action::Force => Operation::Unlock { env, yes: false },
+        Action::Force => Operation::Unlock {
+            env,
+            yes: false,
+            id: None,
+        },
     };
     Ok(Request {
         persona: Persona::Unlock,

@@ -7,10 +7,11 @@ use std::io::{self, Write};
 
 use deploy_lock::Environment;
 use deploy_lock::context::{ENV_PROJECT_ROOT, NoProjectRoot};
+use deploy_lock::liveness::display_name;
 use deploy_lock::lock::{BusyReason, LockError};
 use deploy_lock::state::StateError;
 use deploy_lock::status::{Inspection, Liveness, OUR_FILES};
-use deploy_lock::store::Warning;
+use deploy_lock::store::{KeepEvent, RunHolder, Warning};
 
 use super::failure::{Busy, Failure, LegacyUsage};
 use super::remote::{self, Remote};
@@ -109,6 +110,30 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         | Failure::Cancelled
         | Failure::Interrupted(_)
         | Failure::ServerExit(_) => Vec::new(),
+        Failure::ChangedHands { env, now } => {
+            let who = now
+                .as_ref()
+                .map(|h| deploy_lock::holder::describe(h))
+                .unwrap_or_else(|| "an unknown holder".into());
+            match persona {
+                Persona::Unlock => vec![texts::changed_hands(&who)],
+                Persona::DeployLock => {
+                    let id = now
+                        .as_ref()
+                        .and_then(|h| h.lock_id.as_deref())
+                        .unwrap_or("none");
+                    vec![error(format!(
+                        "the {env} lock changed hands since it was shown: it is held by {who} now (lock id {id}); nothing changed"
+                    ))]
+                }
+            }
+        }
+        Failure::WaitForDead { env, pid } => {
+            let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            vec![error(format!(
+                "the {env} lock's holder{pid} is not running, so waiting would never end; clear it with `deploy-lock unlock {env}`, or take it over with `deploy-lock run --force {env}`"
+            ))]
+        }
         Failure::Remote(e) => vec![error(e)],
         Failure::Io { what, source } => vec![error(format!("{what}: {source}"))],
         Failure::Output(e) => vec![error(format!("cannot write to standard output: {e}"))],
@@ -220,10 +245,12 @@ pub fn warning(w: &Warning) -> String {
                 .as_ref()
                 .and_then(|h| h.locked_by.clone())
                 .unwrap_or_else(|| "another holder".into());
-            format!(
-                "the {env} lock was force-unlocked during this run and is now held by {who}; left it alone"
-            )
+            format!("the {env} lock is held by {who} now; left it alone")
         }
+        Warning::Announce { path, error } => format!(
+            "could not announce the unlock to its holder ({}: {error}); it may restore its lock",
+            path.display()
+        ),
     }
 }
 
@@ -249,10 +276,57 @@ pub fn took_over(env: Environment, prev: Option<&deploy_lock::status::Holder>) -
     }
 }
 
+/// What the keeper did while the command runs; `true` for the loud ones.
+pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
+    match ev {
+        KeepEvent::Restored { directory, record } => {
+            let what = match (directory, record) {
+                (true, true) => "lock directory and state record",
+                (true, false) => "lock directory",
+                _ => "state record",
+            };
+            (
+                false,
+                format!(
+                    "WARNING: the {env} {what} vanished while the command runs, removed by something other than a deploy-lock unlock (the legacy deploy.sh's exit trap does this); restored, same lock id"
+                ),
+            )
+        }
+        KeepEvent::TakenBy { holder } => (
+            true,
+            format!(
+                "WARNING: the {env} lock was removed while the command runs and is now held by {}; not taken back. No other deploy-lock run starts until this one ends.",
+                holder
+                    .as_ref()
+                    .map(deploy_lock::holder::describe)
+                    .unwrap_or_else(|| "someone else (no record)".into())
+            ),
+        ),
+        KeepEvent::ForceUnlocked(a) => (
+            true,
+            format!(
+                "WARNING: the {env} lock was force-unlocked by {} (pid {}) at {}; the command goes on, and no other deploy-lock run starts until it ends.",
+                a.by, a.pid, a.at
+            ),
+        ),
+        KeepEvent::Failed(msg) => (false, format!("WARNING: {msg}")),
+    }
+}
+
+/// "held by a deploy-lock run, pid N".
+pub fn run_phrase(holder: Option<&RunHolder>) -> String {
+    match holder {
+        Some(h) => format!("held by a deploy-lock run, pid {}", h.pid),
+        None => "held by a deploy-lock run".to_string(),
+    }
+}
+
 /// What a busy lock is held by, for the progress line of `run --wait`.
 pub fn holder_phrase(insp: &Inspection) -> String {
     match (&insp.liveness, &insp.holder) {
-        (Liveness::Alive { pid, comm }, _) => format!("held by {comm}, pid {pid}"),
+        (Liveness::Alive { pid, comm }, _) => {
+            format!("held by {}, pid {pid}", display_name(*pid, comm))
+        }
         (_, Some(h)) => format!(
             "held by {}",
             h.locked_by.as_deref().unwrap_or("an unknown holder")
@@ -284,10 +358,25 @@ fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
         .unwrap_or_else(|| "unknown".into());
     let stale = texts::span(b.stale_after.as_secs());
     let lock = insp.lock_dir.display();
-    let lines: Vec<String> = match (b.reason, &insp.liveness) {
+    // Another deploy-lock run's kernel lock: described by its directory's
+    // live holder when there is one, else by the run itself (its directory
+    // was removed while its command runs).
+    let reason = match (b.reason, &insp.liveness) {
+        (BusyReason::RunHeld, Liveness::Alive { .. }) => BusyReason::HolderAlive,
+        (r, _) => r,
+    };
+    let lines: Vec<String> = match (reason, &insp.liveness) {
+        (BusyReason::RunHeld, _) => vec![
+            error(format!(
+                "the {env} lock is {}; it frees when that process ends.",
+                run_phrase(b.run_holder.as_ref())
+            )),
+            format!("  wait for it:          deploy-lock run --wait {env}"),
+        ],
         (BusyReason::HolderAlive, Liveness::Alive { pid, comm }) => vec![
             error(format!(
-                "the {env} lock is held by a running deployment: {comm} (pid {pid}), for {age}."
+                "the {env} lock is held by a running deployment: {} (pid {pid}), for {age}.",
+                display_name(*pid, comm)
             )),
             "A live holder's lock is never taken over, whatever its age. Either:".into(),
             format!("  wait for it:          deploy-lock run --wait {env}"),
@@ -323,6 +412,16 @@ fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
                 format!("Ask {owner} (or root) to check it and remove it: sudo rm -rf {lock}"),
             ]
         }
+        (_, Liveness::NoRecord) if insp.holder.is_none() => vec![
+            error(format!(
+                "the {env} lock's holder is unknown (no record says who holds it: maybe a legacy deploy.sh that has not written its record yet); the lock is {age} old."
+            )),
+            format!(
+                "It is taken over automatically once older than {stale}; --force does not take an unknown holder's lock. Either:"
+            ),
+            format!("  wait for it:          deploy-lock run --wait {env}"),
+            format!("  or, once you know nobody deploys: deploy-lock unlock {env}"),
+        ],
         _ => vec![
             error(format!(
                 "the {env} lock's holder is not running, but the lock is only {age} old."

@@ -172,6 +172,9 @@ pub enum Command {
         /// Do not ask for confirmation
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Remove the lock only if it is still this one (the Lock ID `status` shows)
+        #[arg(long, value_name = "LOCK_ID")]
+        id: Option<String>,
         #[command(flatten)]
         remote: RemoteOpts,
     },
@@ -376,7 +379,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
     let (op, remote) = match cli.command {
         Command::Status { env, json, remote } => (Operation::Status { env, json }, remote.get()),
         Command::Wait { env, remote } => (Operation::Wait { env }, remote.get()),
-        Command::Unlock { env, yes, remote } => (Operation::Unlock { env, yes }, remote.get()),
+        Command::Unlock {
+            env,
+            yes,
+            id,
+            remote,
+        } => (Operation::Unlock { env, yes, id }, remote.get()),
         Command::Run(r) => {
             let wait = match r.wait.as_deref() {
                 None => None,

@@ -5,7 +5,8 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::time::Instant;
 
-use deploy_lock::store::{LockStore, Woke};
+use deploy_lock::status::{Inspection, Liveness};
+use deploy_lock::store::{Expect, LockStore, Unlock, Woke};
 use deploy_lock::{Context, Environment};
 
 use super::failure::Failure;
@@ -53,13 +54,25 @@ pub fn status(
         writeln!(io.out, "{text}")?;
     } else {
         io.out
-            .write_all(render::status_block(&insp, ctx, io.out_style).as_bytes())?;
+            .write_all(block(&insp, ctx, persona, io.out_style).as_bytes())?;
         if persona == Persona::DeployLock {
+            if let Some(l) = render::lock_id_line(&insp) {
+                writeln!(io.out, "{l}")?;
+            }
             writeln!(io.out, "{}", render::verdict_line(&insp, ctx))?;
         }
     }
     io.out.flush()?;
     Ok(())
+}
+
+/// The persona's status block: the legacy one, or with an interpreter
+/// holder named with its script (`bash (deploy.sh)`).
+fn block(insp: &Inspection, ctx: &Context, persona: Persona, style: super::style::Style) -> String {
+    match persona {
+        Persona::Unlock => render::status_block(insp, ctx, style),
+        Persona::DeployLock => render::status_block_modern(insp, ctx, style),
+    }
 }
 
 /// The status block, then the legacy `--wait`: header, a progress line every
@@ -68,12 +81,21 @@ pub fn status(
 pub fn wait(
     ctx: &Context,
     store: &dyn LockStore,
+    persona: Persona,
     env: Environment,
     io: &mut Io<'_>,
 ) -> Result<(), Failure> {
     let insp = store.inspect(env)?;
     io.out
-        .write_all(render::status_block(&insp, ctx, io.out_style).as_bytes())?;
+        .write_all(block(&insp, ctx, persona, io.out_style).as_bytes())?;
+    // A dead holder's lock is never released by waiting: say so at once.
+    if persona == Persona::DeployLock && insp.lock_dir_exists() && insp.liveness == Liveness::Dead {
+        io.out.flush()?;
+        return Err(Failure::WaitForDead {
+            env,
+            pid: insp.holder.as_ref().and_then(|h| h.pid),
+        });
+    }
     let out = &mut *io.out;
     for l in texts::WAITING_HEADER {
         writeln!(out, "{l}")?;
@@ -136,17 +158,28 @@ pub fn wait(
 
 /// The status block, then the legacy force-unlock: the warning, the
 /// confirmation (skipped with `yes`), then the removal report.
+///
+/// What the person saw (the status block just printed, or the `--id` they
+/// named) is re-checked by the store right before anything is removed; a
+/// lock that changed hands since is left alone.
 pub fn unlock(
     ctx: &Context,
     store: &dyn LockStore,
+    persona: Persona,
     env: Environment,
     yes: bool,
+    id: Option<&str>,
     io: &mut Io<'_>,
 ) -> Result<(), Failure> {
     let insp = store.inspect(env)?;
     let style = io.out_style;
     io.out
-        .write_all(render::status_block(&insp, ctx, style).as_bytes())?;
+        .write_all(block(&insp, ctx, persona, style).as_bytes())?;
+    if persona == Persona::DeployLock
+        && let Some(l) = render::lock_id_line(&insp)
+    {
+        writeln!(io.out, "{l}")?;
+    }
     writeln!(io.out)?;
     for l in texts::force_warning(&store.location(env)) {
         if l.starts_with('⚠') {
@@ -156,16 +189,39 @@ pub fn unlock(
         }
     }
     io.out.flush()?;
-    if !yes && !confirmed(io.err) {
-        writeln!(io.out, "{}", texts::CANCELLED)?;
-        io.out.flush()?;
-        return Err(Failure::Cancelled);
+    if !yes {
+        // A live holder is said on its own line before the question (stderr:
+        // stdout stays the legacy's).
+        if let Liveness::Alive { pid, comm } = &insp.liveness {
+            let line = match persona {
+                Persona::Unlock => texts::holder_still_running(*pid, comm),
+                Persona::DeployLock => render::holder_still_running(*pid, &insp.liveness),
+            };
+            let _ = writeln!(io.err, "{}", io.err_style.yellow(&line));
+        }
+        if !confirmed(io.err) {
+            writeln!(io.out, "{}", texts::CANCELLED)?;
+            io.out.flush()?;
+            return Err(Failure::Cancelled);
+        }
     }
-    let forced = store.force_unlock(env, None);
+    let expect = match id {
+        Some(id) => Expect::LockId(id),
+        None => Expect::Shown(&insp),
+    };
+    let forced = store.force_unlock(env, Some(expect));
     if let Ok(f) = &forced {
         io.warn_all(&f.warnings);
     }
-    let done = forced?.done;
+    let done = match forced?.outcome {
+        Unlock::Done(done) => done,
+        Unlock::ChangedHands { now } => {
+            return Err(Failure::ChangedHands {
+                env,
+                now: now.map(Box::new),
+            });
+        }
+    };
     let out = &mut *io.out;
     match &done.dir_removed {
         None => writeln!(out, "{}", texts::DIR_ALREADY_REMOVED)?,

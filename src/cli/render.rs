@@ -31,6 +31,16 @@ fn jq_raw(v: Option<&Value>, default: &str) -> String {
 
 /// The legacy status block, ending with its empty line.
 pub fn status_block(insp: &Inspection, ctx: &Context, style: Style) -> String {
+    block(insp, ctx, style, false)
+}
+
+/// The `deploy-lock` persona's status block: the legacy one, except that an
+/// interpreter holder is named with its script, `bash (deploy.sh)`.
+pub fn status_block_modern(insp: &Inspection, ctx: &Context, style: Style) -> String {
+    block(insp, ctx, style, true)
+}
+
+fn block(insp: &Inspection, ctx: &Context, style: Style, modern: bool) -> String {
     let mut out = String::new();
     let mut line = |s: &str| {
         out.push_str(s);
@@ -69,7 +79,10 @@ pub fn status_block(insp: &Inspection, ctx: &Context, style: Style) -> String {
     match &insp.state {
         Some(doc) => {
             line(&style.blue(texts::STATE_FILE_INFO));
-            for l in state_lines(doc, ctx, style) {
+            // One age for the lock in every message: the inspection's, while
+            // there is a lock directory (the legacy read only the record's).
+            let age = insp.lock_dir_exists().then_some(insp.age_seconds).flatten();
+            for l in state_lines(doc, ctx, style, age, modern) {
                 line(&l);
             }
         }
@@ -79,7 +92,13 @@ pub fn status_block(insp: &Inspection, ctx: &Context, style: Style) -> String {
     out
 }
 
-fn state_lines(doc: &StateDoc, ctx: &Context, style: Style) -> Vec<String> {
+fn state_lines(
+    doc: &StateDoc,
+    ctx: &Context,
+    style: Style,
+    dir_age: Option<i64>,
+    modern: bool,
+) -> Vec<String> {
     let get = |k: &str| doc.lock_field(k);
     let locked = jq_raw(get("locked"), "false");
     let locked_at = jq_raw(get("locked_at"), texts::NA);
@@ -106,10 +125,10 @@ fn state_lines(doc: &StateDoc, ctx: &Context, style: Style) -> Vec<String> {
     if locked == "true"
         && let Some(t) = parse_time(&locked_at)
     {
-        let age = ctx.now().as_second() - t.as_second();
+        let age = dir_age.unwrap_or_else(|| ctx.now().as_second().saturating_sub(t.as_second()));
         lines.push(texts::lock_age(age));
         let stale = ctx.settings.stale_after.as_secs();
-        if age > stale as i64 {
+        if age > i64::try_from(stale).unwrap_or(i64::MAX) {
             lines.push(format!("  {}", style.yellow(&texts::lock_is_stale(stale))));
         }
     }
@@ -125,20 +144,26 @@ fn state_lines(doc: &StateDoc, ctx: &Context, style: Style) -> Vec<String> {
     if pid != texts::NA && hostname == ctx.host {
         // The legacy asked `ps -p PID`; a pid that is not a positive integer is
         // never probed and reads as not running. A start time and boot id in
-        // the record (written by deploy-lock) rule out a recycled pid.
+        // the record (written by deploy-lock) rule out a recycled pid. A
+        // zombie has ended: it is not running (whatever `ps` lists).
         let running = get("pid").and_then(valid_pid).and_then(|p| {
             ProcessIdentity {
                 pid: p,
                 start_ticks: get("pid_start_ticks").and_then(Value::as_u64),
                 boot_id: get("boot_id").and_then(Value::as_str).map(str::to_string),
             }
-            .running()
+            .alive()
+            .map(|info| (p, info))
         });
         lines.push(match running {
-            Some(info) => format!(
-                "  {}",
-                style.green(&texts::process_running(&pid, &info.ps_comm()))
-            ),
+            Some((p, info)) => {
+                let name = if modern {
+                    deploy_lock::liveness::display_name(p, &info.ps_comm())
+                } else {
+                    info.ps_comm()
+                };
+                format!("  {}", style.green(&texts::process_running(&pid, &name)))
+            }
             None => format!("  {}", style.yellow(&texts::process_not_running(&pid))),
         });
     }
@@ -183,6 +208,27 @@ fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// `Lock ID: lock_...` for the modern status, so it can be copied into
+/// `deploy-lock unlock ENV --id LOCK_ID`.
+pub fn lock_id_line(insp: &Inspection) -> Option<String> {
+    if !insp.lock_dir_exists() {
+        return None;
+    }
+    let id = insp.holder.as_ref()?.lock_id.as_deref()?;
+    Some(format!("Lock ID: {id}"))
+}
+
+/// Before the force-unlock question, when the holder runs (modern wording).
+pub fn holder_still_running(pid: i32, liveness: &Liveness) -> String {
+    let name = match liveness {
+        Liveness::Alive { comm, .. } => deploy_lock::liveness::display_name(pid, comm),
+        _ => String::new(),
+    };
+    format!(
+        "⚠ The holder is still running: {name}, pid {pid}. Unlocking does not stop it, and no other deploy-lock run starts until it ends."
+    )
+}
+
 /// The modern status's last line: the verdict and what it means.
 pub fn verdict_line(insp: &Inspection, ctx: &Context) -> String {
     use deploy_lock::status::Verdict;
@@ -191,8 +237,12 @@ pub fn verdict_line(insp: &Inspection, ctx: &Context) -> String {
     let what = match (insp.verdict, &insp.liveness) {
         (Verdict::Free, _) => "no lock directory; a deploy may start".to_string(),
         (Verdict::Held, Liveness::Alive { pid, comm }) => {
-            format!("{comm} (pid {pid}) is running; it is never taken over while alive")
+            let name = deploy_lock::liveness::display_name(*pid, comm);
+            format!("{name} (pid {pid}) is running; it is never taken over while alive")
         }
+        (Verdict::Unknown, _) => format!(
+            "its holder is unknown (no record says who holds it); taken over automatically once older than {stale}, never with --force; `deploy-lock unlock {env}` removes it"
+        ),
         (Verdict::Held, Liveness::OtherHost) => {
             format!("held from another host; taken over automatically once older than {stale}")
         }

@@ -53,10 +53,12 @@ pub enum Operation {
     Wait {
         env: Environment,
     },
-    /// Force-unlock; the legacy persona always asks (`yes` false).
+    /// Force-unlock; the legacy persona always asks (`yes` false). With
+    /// `id`, only the lock with that lock id.
     Unlock {
         env: Environment,
         yes: bool,
+        id: Option<String>,
     },
     Run(RunRequest),
     Generate(Generate),

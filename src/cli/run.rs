@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use deploy_lock::liveness::ProcessIdentity;
 use deploy_lock::lock::LockError;
-use deploy_lock::store::{Acquire, AcquireOptions, Held, LockStore, Woke};
-use deploy_lock::supervise::{ChildEnd, Signals};
+use deploy_lock::store::{Acquire, AcquireOptions, Held, Keeping, LockStore, Woke};
+use deploy_lock::supervise::{ChildEnd, NoSidecar, Sidecar, Signals};
 use deploy_lock::{Context, Environment};
 
 use super::failure::{Busy, Failure};
@@ -110,10 +110,10 @@ pub fn run(
         });
     }
     match &plan.locking {
-        Locking::None => return spawn_and_supervise(&signals, &plan, &[], |_| {}),
+        Locking::None => return spawn_and_supervise(&signals, &plan, &[], &mut NoSidecar),
         Locking::Server(remote) => {
             server_lock_free(remote, plan.env, plan.wait, io)?;
-            return spawn_and_supervise(&signals, &plan, &[], |_| {});
+            return spawn_and_supervise(&signals, &plan, &[], &mut NoSidecar);
         }
         Locking::Local => {}
     }
@@ -137,12 +137,17 @@ pub fn run(
         ("DEPLOY_LOCK_DEPLOYMENT_ID", deployment_id.as_str()),
     ];
     let _ = io.out.flush();
-    let ended = spawn_and_supervise(&signals, &plan, &under_lock, |pid| {
-        if let Some(id) = ProcessIdentity::of_pid(pid) {
-            store.record_process(&mut held, id);
-        }
-    });
-    io.warn_all(&std::mem::take(&mut held.warnings));
+    let ended = {
+        let mut keep = Keep {
+            keeping: store.keep(&mut held),
+            env: plan.env,
+            err: &mut *io.err,
+            style: io.err_style,
+        };
+        let ended = spawn_and_supervise(&signals, &plan, &under_lock, &mut keep);
+        keep.say_warnings();
+        ended
+    };
     // Only now, with the command reaped, is the lock let go.
     match store.release(*held) {
         Ok(released) => io.warn_all(&released.warnings),
@@ -152,13 +157,56 @@ pub fn run(
     ended
 }
 
+/// While the command runs: the store keeps the lock, and what it reports is
+/// said on stderr as it happens.
+struct Keep<'k> {
+    keeping: Box<dyn Keeping + 'k>,
+    env: Environment,
+    err: &'k mut dyn std::io::Write,
+    style: super::style::Style,
+}
+
+impl Keep<'_> {
+    fn say_warnings(&mut self) {
+        for w in self.keeping.warnings() {
+            messages::warn(self.err, self.style, &messages::warning(&w));
+        }
+    }
+}
+
+impl Sidecar for Keep<'_> {
+    fn started(&mut self, pid: i32) {
+        if let Some(id) = ProcessIdentity::of_pid(pid) {
+            self.keeping.started(id);
+        }
+        self.say_warnings();
+    }
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.keeping.fd()
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.keeping.deadline()
+    }
+    fn service(&mut self) {
+        for ev in self.keeping.service() {
+            let (loud, line) = messages::keep_event(self.env, &ev);
+            let _ = if loud {
+                std::io::Write::write_fmt(self.err, format_args!("{}\n", self.style.red(&line)))
+            } else {
+                std::io::Write::write_fmt(self.err, format_args!("{line}\n"))
+            };
+        }
+        self.say_warnings();
+    }
+}
+
 /// Spawns the command in our process group and relays signals until it
 /// ends.
 fn spawn_and_supervise(
     signals: &Signals,
     plan: &RunPlan,
     env: &[(&str, &str)],
-    on_start: impl FnOnce(i32),
+    side: &mut dyn Sidecar,
 ) -> Result<ChildEnd, Failure> {
     let mut cmd = Command::new(&plan.program);
     cmd.args(&plan.args);
@@ -170,11 +218,13 @@ fn spawn_and_supervise(
         program: plan.program.clone(),
         source,
     })?;
-    on_start(child.id() as i32);
-    signals.supervise(&mut child).map_err(|source| Failure::Io {
-        what: "lost track of the command".into(),
-        source,
-    })
+    side.started(child.id() as i32);
+    signals
+        .supervise(&mut child, side)
+        .map_err(|source| Failure::Io {
+            what: "lost track of the command".into(),
+            source,
+        })
 }
 
 /// Takes the lock, or says why not.
@@ -195,6 +245,7 @@ fn acquire(
         force: plan.force,
         process: me,
         interrupted: Some(&interrupted),
+        waiting: plan.wait.is_some(),
     };
     let own_watch = plan.wait.map(|_| store.watch(plan.env));
     let start = Instant::now();
@@ -211,13 +262,18 @@ fn acquire(
                 }
                 return Ok(h);
             }
-            Ok(Acquire::Busy { reason, inspection }) => {
+            Ok(Acquire::Busy {
+                reason,
+                inspection,
+                run_holder,
+            }) => {
                 if plan.wait.is_none() {
                     let style = io.err_style;
                     return Err(Failure::Held(Box::new(Busy {
                         env: plan.env,
                         reason,
-                        block: render::status_block(&inspection, ctx, style),
+                        run_holder,
+                        block: render::status_block_modern(&inspection, ctx, style),
                         obstruction: matches!(reason, deploy_lock::lock::BusyReason::Obstructed)
                             .then(|| {
                                 deploy_lock::fsops::describe_non_directory(&inspection.lock_dir)
@@ -226,7 +282,11 @@ fn acquire(
                         stale_after: ctx.settings.stale_after,
                     })));
                 }
-                (messages::holder_phrase(&inspection), None)
+                if reason == deploy_lock::lock::BusyReason::RunHeld {
+                    (messages::run_phrase(run_holder.as_ref()), None)
+                } else {
+                    (messages::holder_phrase(&inspection), None)
+                }
             }
             Err(LockError::OtherEnvironment {
                 environment,

@@ -122,6 +122,18 @@ pub const FORCE_DONE: [&str; 4] = [
     "Next deployment will proceed normally.",
 ];
 
+// Ours, not legacy: said on stderr around the legacy force-unlock.
+/// Before the question, when the holder runs.
+pub fn holder_still_running(pid: i32, comm: &str) -> String {
+    format!("⚠ Process {pid} is still running: {comm} (force unlock does not stop it)")
+}
+/// After `yes`, when the lock is no longer the one shown.
+pub fn changed_hands(who: &str) -> String {
+    format!(
+        "ERROR: The lock changed hands since it was shown (now held by {who}); nothing was changed"
+    )
+}
+
 // Ours, not legacy: the legacy printed empty fields for a corrupted state file.
 /// What is wrong with a state file, for choosing recovery steps that work
 /// (jq cannot read a file that is not JSON, nor set `.lock.locked` in a

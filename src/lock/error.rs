@@ -27,11 +27,6 @@ pub enum LockError {
         path: PathBuf,
         owner: String,
     },
-    /// A force-unlock for a given holder found another one (or none).
-    HolderChanged {
-        expected: String,
-        found: Option<String>,
-    },
     /// The checkout's single `lock` record belongs to another environment
     /// whose lock is live: writing ours would hide theirs.
     OtherEnvironment {
@@ -59,11 +54,6 @@ impl fmt::Display for LockError {
                  entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
                 path.display(),
                 path.display()
-            ),
-            LockError::HolderChanged { expected, found } => write!(
-                f,
-                "the lock is no longer held by {expected} (now: {}); nothing was changed",
-                found.as_deref().unwrap_or("no recorded holder")
             ),
             LockError::OtherEnvironment {
                 environment,

@@ -4,6 +4,8 @@
 //! network backend can later stand beside it without touching the CLI.
 
 mod error;
+pub mod keeper;
+pub mod runlock;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use crate::store::Warning;
 use crate::times::{parse_time, utc_seconds};
 pub use error::LockError;
 use error::io_at;
+use runlock::{RunHolder, RunLock, TryRun};
 
 /// The legacy refuses `locked_at` values below this as "manual intervention".
 const PLAUSIBLE_EPOCH: i64 = 1_000_000_000;
@@ -41,6 +44,9 @@ pub enum BusyReason {
     /// The dead holder's directory holds files that are neither ours nor the
     /// legacy's: a takeover would have to delete them, so it is refused.
     ForeignContents,
+    /// Another deploy-lock run holds the whole-run kernel lock: its command
+    /// still runs (even if its lock directory was removed meanwhile).
+    RunHeld,
 }
 
 /// A dead or stale lock removed to make way for ours.
@@ -63,6 +69,9 @@ pub struct HeldLock {
     guard_file: PathBuf,
     state_file: PathBuf,
     released: bool,
+    /// The whole-run kernel lock; let go only after the release (field order
+    /// does not matter: `release` and `Drop` finish before it is dropped).
+    run: Option<RunLock>,
 }
 
 pub enum Acquire {
@@ -70,7 +79,70 @@ pub enum Acquire {
     Busy {
         reason: BusyReason,
         inspection: Box<Inspection>,
+        /// For [`BusyReason::RunHeld`]: the deploy-lock process holding the
+        /// run, when its record could be read.
+        run_holder: Option<RunHolder>,
     },
+}
+
+/// What a force-unlock was shown, to re-check under the guard right before
+/// anything is removed: the lock id for a deploy-lock holder, the lock id, pid
+/// and `locked_at` for a legacy record, the directory itself for a bare one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shown {
+    Free,
+    LockId(String),
+    Legacy {
+        lock_id: Option<String>,
+        pid: Option<i32>,
+        locked_at: Option<String>,
+    },
+    Bare(Option<DirIdentity>),
+}
+
+impl Shown {
+    pub fn of(insp: &Inspection) -> Shown {
+        if insp.path_kind != PathKind::Directory {
+            return Shown::Free;
+        }
+        match &insp.holder {
+            Some(h) if h.source == crate::status::HolderSource::LockDir => {
+                Shown::LockId(h.lock_id.clone().unwrap_or_default())
+            }
+            Some(h) => Shown::Legacy {
+                lock_id: h.lock_id.clone(),
+                pid: h.pid,
+                locked_at: h.locked_at.clone(),
+            },
+            None => Shown::Bare(insp.dir.as_ref().and_then(|d| d.identity)),
+        }
+    }
+
+    fn matches(&self, now: &Inspection) -> bool {
+        let current = Shown::of(now);
+        match (self, &current) {
+            // Nothing there now: nothing of anyone's can be removed.
+            (_, Shown::Free) => true,
+            (Shown::LockId(want), Shown::LockId(got)) => want == got,
+            // `--id` also names a legacy record's lock id.
+            (Shown::LockId(want), Shown::Legacy { lock_id, .. }) => {
+                lock_id.as_deref() == Some(want.as_str())
+            }
+            _ => *self == current,
+        }
+    }
+}
+
+/// An unlock announced under the guard before a deploy-lock holder's lock is
+/// removed, so that holder knows not to restore it. One JSON object.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Announcement {
+    pub lock_id: String,
+    /// `user@host` of whoever unlocked.
+    pub by: String,
+    /// UTC, second precision.
+    pub at: String,
+    pub pid: i32,
 }
 
 /// What a release found.
@@ -92,6 +164,16 @@ pub struct ForceUnlock {
     pub dir_removed: Option<fsops::Removal>,
     /// false: there was no state file.
     pub state_updated: bool,
+}
+
+/// What a force-unlock that re-checks what it showed did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unlock {
+    Done(ForceUnlock),
+    /// The lock changed hands since it was shown: nothing was changed.
+    ChangedHands {
+        now: Option<Holder>,
+    },
 }
 
 pub struct LocalLock<'a> {
@@ -190,9 +272,17 @@ impl<'a> LocalLock<'a> {
             .map(|h| liveness_of(h, &self.ctx.host))
             .unwrap_or(Liveness::NoRecord);
         let now = self.ctx.now().as_second();
-        // A directory we may not list (another user's 0700 one) is still aged
-        // by its modification time, which lstat gives anyone.
-        let taken_at = locked_at_file
+        // The one age source (see `status::Inspection::age_seconds`): the
+        // acquisition time deploy-lock recorded in owner.json (its locked_at
+        // file is a heartbeat for the legacy), else the legacy's locked_at,
+        // else the directory's mtime. A directory we may not list (another
+        // user's 0700 one) is still aged by its mtime, which lstat gives anyone.
+        let acquired_at = owner
+            .as_ref()
+            .and_then(|o| parse_time(&o.locked_at))
+            .map(|t| t.as_second());
+        let taken_at = acquired_at
+            .or(locked_at_file)
             .or_else(|| dir.as_ref().map(|d| d.mtime))
             .or_else(|| {
                 use std::os::unix::fs::MetadataExt;
@@ -200,8 +290,10 @@ impl<'a> LocalLock<'a> {
                     .then(|| std::fs::symlink_metadata(&lock_dir).ok().map(|m| m.mtime()))
                     .flatten()
             });
-        let age_seconds = taken_at.map(|t| now - t);
-        let stale = age_seconds.is_some_and(|a| a > self.ctx.settings.stale_after.as_secs() as i64);
+        let age_seconds = taken_at.and_then(|t| now.checked_sub(t));
+        let stale_after =
+            i64::try_from(self.ctx.settings.stale_after.as_secs()).unwrap_or(i64::MAX);
+        let stale = age_seconds.is_some_and(|a| a > stale_after);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
         Ok(Inspection {
             environment: self.env,
@@ -224,7 +316,49 @@ impl<'a> LocalLock<'a> {
     /// lock is stale (or `force`). Judging, removing and re-creating happen
     /// under the environment's guard flock with the lock re-read there, so of
     /// several processes judging one stale lock at once exactly one wins.
+    ///
+    /// First of all it takes the whole-run kernel lock without waiting; when
+    /// another deploy-lock run holds that, the answer is
+    /// [`BusyReason::RunHeld`] whatever the lock directory looks like.
     pub fn try_acquire(&self, force: bool, pid: ProcessIdentity) -> Result<Acquire, LockError> {
+        let path = self.ctx.settings.run_file(self.env);
+        match runlock::try_take(&path).map_err(io_at(&path))? {
+            TryRun::Taken(run) => self.try_acquire_with(run, force, pid),
+            TryRun::Held(holder) => Ok(Acquire::Busy {
+                reason: BusyReason::RunHeld,
+                inspection: Box::new(self.inspect()?),
+                run_holder: holder,
+            }),
+        }
+    }
+
+    /// Waits for the run lock in a thread (see [`runlock::RunWaiter`]).
+    pub fn run_waiter(&self) -> Result<runlock::RunWaiter, LockError> {
+        let path = self.ctx.settings.run_file(self.env);
+        runlock::RunWaiter::start(&path).map_err(io_at(&path))
+    }
+
+    /// [`try_acquire`](Self::try_acquire) with the run lock already held
+    /// (handed over by a [`runlock::RunWaiter`]). When busy, the run lock is
+    /// let go again: a legacy holder's lock is waited for without it.
+    pub fn try_acquire_with(
+        &self,
+        run: RunLock,
+        force: bool,
+        pid: ProcessIdentity,
+    ) -> Result<Acquire, LockError> {
+        let got = self.acquire_dir(force, pid)?;
+        Ok(match got {
+            Acquire::Acquired(mut held) => {
+                run.record(Some(&held.record.lock_id));
+                held.run = Some(run);
+                Acquire::Acquired(held)
+            }
+            busy => busy,
+        })
+    }
+
+    fn acquire_dir(&self, force: bool, pid: ProcessIdentity) -> Result<Acquire, LockError> {
         let _guard = self.guard()?;
         let lock_dir = self.lock_dir();
         let mut took_over = None;
@@ -253,6 +387,12 @@ impl<'a> LocalLock<'a> {
                 (PathKind::Missing, _) => continue,
                 (PathKind::Symlink | PathKind::Other, _) => Some(BusyReason::Obstructed),
                 (_, Liveness::Alive { .. }) => Some(BusyReason::HolderAlive),
+                // An unknown holder (no record, or none we can check: a legacy
+                // deploy between its mkdir and its state write) may be alive:
+                // only the stale timeout frees it, never --force.
+                (_, Liveness::NoRecord) if inspection.holder.is_none() && !inspection.stale => {
+                    Some(BusyReason::NotStale)
+                }
                 _ if !(inspection.stale || force) => Some(BusyReason::NotStale),
                 _ => None,
             };
@@ -260,6 +400,7 @@ impl<'a> LocalLock<'a> {
                 return Ok(Acquire::Busy {
                     reason,
                     inspection: Box::new(inspection),
+                    run_holder: None,
                 });
             }
             if inspection
@@ -270,6 +411,7 @@ impl<'a> LocalLock<'a> {
                 return Ok(Acquire::Busy {
                     reason: BusyReason::ForeignContents,
                     inspection: Box::new(inspection),
+                    run_holder: None,
                 });
             }
             let expect = inspection.dir.as_ref().and_then(|d| d.identity);
@@ -284,6 +426,7 @@ impl<'a> LocalLock<'a> {
         Ok(Acquire::Busy {
             reason: BusyReason::NotStale,
             inspection: Box::new(self.inspect()?),
+            run_holder: None,
         })
     }
 
@@ -339,6 +482,7 @@ impl<'a> LocalLock<'a> {
             guard_file: self.ctx.settings.guard_file(self.env),
             state_file: self.ctx.state_file.clone(),
             released: false,
+            run: None,
         })))
     }
 
@@ -352,7 +496,7 @@ impl<'a> LocalLock<'a> {
             let expires = parse_time(&record.locked_at)
                 .and_then(|t| {
                     t.checked_add(jiff::SignedDuration::from_secs(
-                        ctx.settings.stale_after.as_secs() as i64,
+                        i64::try_from(ctx.settings.stale_after.as_secs()).ok()?,
                     ))
                     .ok()
                 })
@@ -429,17 +573,35 @@ impl<'a> LocalLock<'a> {
 
     /// The legacy force-unlock: remove the directory whoever holds it, then
     /// `locked: false` and `deployment_id: null` with the other lock fields
-    /// kept. The CLI asks for confirmation first. With `expected` (a lock
-    /// id), only while that is still the holder's.
-    pub fn force_unlock(&self, expected: Option<&str>) -> Result<ForceUnlock, LockError> {
+    /// kept. The CLI asks for confirmation first.
+    ///
+    /// With `shown`, what the person confirmed is re-checked under the guard
+    /// first: a lock that changed hands since is left as it is. A deploy-lock
+    /// holder's removal is announced (see [`Announcement`]) before anything is
+    /// removed, so that holder does not restore its lock.
+    pub fn force_unlock(&self, shown: Option<&Shown>) -> Result<Unlock, LockError> {
         let _guard = self.guard()?;
         let inspection = self.inspect()?;
-        if let Some(expected) = expected {
-            let found = inspection.holder.as_ref().and_then(|h| h.lock_id.clone());
-            if found.as_deref() != Some(expected) {
-                return Err(LockError::HolderChanged {
-                    expected: expected.to_string(),
-                    found,
+        if let Some(shown) = shown
+            && !shown.matches(&inspection)
+        {
+            return Ok(Unlock::ChangedHands {
+                now: inspection.holder,
+            });
+        }
+        if let Some(owner) = &inspection.owner {
+            let note = Announcement {
+                lock_id: owner.lock_id.clone(),
+                by: self.ctx.locked_by(),
+                at: utc_seconds(self.ctx.now()),
+                pid: std::process::id() as i32,
+            };
+            let path = self.ctx.settings.announce_file(self.env);
+            let text = serde_json::to_vec(&note).expect("serialisable");
+            if let Err(e) = fsops::atomic_write(&path, &text) {
+                self.warnings.borrow_mut().push(Warning::Announce {
+                    path,
+                    error: e.to_string(),
                 });
             }
         }
@@ -472,10 +634,18 @@ impl<'a> LocalLock<'a> {
                 "state_updated": state_updated,
             }),
         );
-        Ok(ForceUnlock {
+        Ok(Unlock::Done(ForceUnlock {
             dir_removed,
             state_updated,
-        })
+        }))
+    }
+
+    /// The unlock announced for `lock_id`, if any.
+    pub fn announcement(&self, lock_id: &str) -> Option<Announcement> {
+        let text = std::fs::read(self.ctx.settings.announce_file(self.env)).ok()?;
+        serde_json::from_slice::<Announcement>(&text)
+            .ok()
+            .filter(|a| a.lock_id == lock_id)
     }
 }
 
@@ -692,8 +862,14 @@ mod tests {
         later.clock = Clock::Fixed(c.now() + jiff::SignedDuration::from_hours(3));
         let other = LocalLock::new(&later, Environment::Staging);
         assert!(other.inspect().unwrap().stale);
+        // Our run lock keeps every other deploy-lock out first of all...
         assert_eq!(
             busy(other.try_acquire(true, me()).unwrap()),
+            BusyReason::RunHeld
+        );
+        // ...and the directory's live holder would on its own.
+        assert_eq!(
+            busy(other.acquire_dir(true, me()).unwrap()),
             BusyReason::HolderAlive
         );
         assert_eq!(lock.release(*held).unwrap(), Release::Released);
@@ -705,7 +881,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let c = ctx(t.path());
         let lock = LocalLock::new(&c, Environment::Staging);
-        let held = acquired(lock.try_acquire(false, dead()).unwrap());
+        let mut held = acquired(lock.try_acquire(false, dead()).unwrap());
+        // A crashed holder's kernel lock went with it.
+        held.run.take();
         // The holder record names only the dead pid and us; forget us.
         let mut record = held.record.clone();
         record.holder_pid = record.pid;
@@ -732,8 +910,18 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let c = ctx(t.path());
         let lock = LocalLock::new(&c, Environment::Staging);
-        let first = acquired(lock.try_acquire(false, me()).unwrap());
-        lock.force_unlock(None).unwrap();
+        let mut first = acquired(lock.try_acquire(false, me()).unwrap());
+        assert!(matches!(lock.force_unlock(None).unwrap(), Unlock::Done(_)));
+        // While the force-unlocked run goes on, nobody else gets in...
+        assert_eq!(
+            busy(lock.try_acquire(false, me()).unwrap()),
+            BusyReason::RunHeld
+        );
+        // ...and it can tell it was announced, not vanished.
+        let note = lock.announcement(&first.record.lock_id).unwrap();
+        assert_eq!(note.by, c.locked_by());
+        // Its command ended (its kernel lock with it), but not its release yet.
+        first.run.take();
         let second = acquired(lock.try_acquire(false, me()).unwrap());
         assert!(matches!(
             lock.release(*first).unwrap(),
@@ -752,5 +940,62 @@ mod tests {
             Some(second.record.lock_id.as_str())
         );
         assert_eq!(lock.release(*second).unwrap(), Release::Released);
+    }
+
+    #[test]
+    fn an_unlock_removes_only_the_lock_it_showed() {
+        let t = tempfile::tempdir().unwrap();
+        let c = ctx(t.path());
+        let lock = LocalLock::new(&c, Environment::Staging);
+        let mut first = acquired(lock.try_acquire(false, me()).unwrap());
+        let shown = Shown::of(&lock.inspect().unwrap());
+        first.run.take();
+        lock.release(*first).unwrap();
+        let second = acquired(lock.try_acquire(false, me()).unwrap());
+        match lock.force_unlock(Some(&shown)).unwrap() {
+            Unlock::ChangedHands { now } => assert_eq!(
+                now.and_then(|h| h.lock_id),
+                Some(second.record.lock_id.clone())
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            lock.inspect().unwrap().owner.map(|o| o.lock_id),
+            Some(second.record.lock_id.clone())
+        );
+        let by_id = Shown::LockId(second.record.lock_id.clone());
+        assert!(matches!(
+            lock.force_unlock(Some(&by_id)).unwrap(),
+            Unlock::Done(_)
+        ));
+        assert_eq!(lock.inspect().unwrap().verdict, Verdict::Free);
+    }
+
+    #[test]
+    fn an_unknown_holder_is_not_taken_by_force_until_stale() {
+        let t = tempfile::tempdir().unwrap();
+        let c = ctx(t.path());
+        let lock = LocalLock::new(&c, Environment::Staging);
+        let dir = lock.lock_dir();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join(LOCKED_AT_FILE),
+            format!("{}\n", c.now().as_second()),
+        )
+        .unwrap();
+        let insp = lock.inspect().unwrap();
+        assert_eq!(
+            (insp.liveness, insp.verdict),
+            (Liveness::NoRecord, Verdict::Unknown)
+        );
+        assert_eq!(
+            busy(lock.try_acquire(true, me()).unwrap()),
+            BusyReason::NotStale
+        );
+        let mut later = c.clone();
+        later.clock = Clock::Fixed(c.now() + jiff::SignedDuration::from_mins(31));
+        let stale = LocalLock::new(&later, Environment::Staging);
+        let held = acquired(stale.try_acquire(false, me()).unwrap());
+        stale.release(*held).unwrap();
     }
 }

@@ -1,27 +1,47 @@
 //! The local directory store: the legacy mkdir lock in the lock folder plus
-//! the checkout's state record ([`crate::lock::LocalLock`]), behind the
-//! [`LockStore`] seam, with the engine's warnings handed back in results.
+//! the checkout's state record ([`crate::lock::LocalLock`]), with the
+//! whole-run kernel lock and the keeper, behind the [`LockStore`] seam. The
+//! engine's warnings come back inside results.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::{Acquire, AcquireOptions, Forced, Held, LockStore, Released, Warning, Watch, Woke};
+use super::{
+    Acquire, AcquireOptions, Expect, Forced, Held, KeepEvent, Keeping, LockStore, Released,
+    Warning, Watch, Woke,
+};
 use crate::context::Context;
 use crate::environment::Environment;
 use crate::liveness::ProcessIdentity;
-use crate::lock::{self, HeldLock, LocalLock, LockError, Release};
+use crate::lock::keeper::Keeper;
+use crate::lock::runlock::RunWaiter;
+use crate::lock::{self, BusyReason, HeldLock, LocalLock, LockError, Release, Shown};
 use crate::status::Inspection;
-use crate::wait::Watcher;
+use crate::wait::{Watcher, poll_any};
 
 pub struct LocalStore<'a> {
     ctx: &'a Context,
+    /// Waiting on another deploy-lock run: a thread blocked in its kernel
+    /// lock, which hands that lock to the next `acquire`.
+    waiter: RefCell<Option<RunWaiter>>,
 }
 
 impl<'a> LocalStore<'a> {
     pub fn new(ctx: &'a Context) -> LocalStore<'a> {
-        LocalStore { ctx }
+        LocalStore {
+            ctx,
+            waiter: RefCell::new(None),
+        }
+    }
+
+    fn run_file_error(&self, env: Environment, source: io::Error) -> LockError {
+        LockError::Io {
+            path: self.ctx.settings.run_file(env),
+            source,
+        }
     }
 }
 
@@ -34,6 +54,52 @@ impl Watch for Watcher {
     }
 }
 
+/// The lock directory, or, while another run's kernel lock is waited for,
+/// that hand-over.
+struct LocalWatch<'s> {
+    dir: Watcher,
+    waiter: &'s RefCell<Option<RunWaiter>>,
+}
+
+impl Watch for LocalWatch<'_> {
+    fn gone(&self) -> bool {
+        self.waiter.borrow().is_none() && self.dir.gone()
+    }
+
+    fn wait(&self, until: Instant, extra: Option<BorrowedFd<'_>>) -> io::Result<Woke> {
+        let waiter = self.waiter.borrow();
+        let Some(w) = waiter.as_ref() else {
+            return self.dir.wait(until, extra);
+        };
+        let mut fds = vec![w.fd()];
+        fds.extend(extra);
+        Ok(match poll_any(&fds, until)? {
+            Some(0) => Woke::Released,
+            Some(_) => Woke::Extra,
+            None => Woke::Timeout,
+        })
+    }
+}
+
+fn from_engine(env: Environment, a: lock::Acquire, warnings: Vec<Warning>) -> Acquire {
+    match a {
+        lock::Acquire::Acquired(h) => {
+            let mut held = Held::new(env, h.record.clone(), h.took_over.clone(), h);
+            held.warnings = warnings;
+            Acquire::Acquired(Box::new(held))
+        }
+        lock::Acquire::Busy {
+            reason,
+            inspection,
+            run_holder,
+        } => Acquire::Busy {
+            reason,
+            inspection,
+            run_holder,
+        },
+    }
+}
+
 impl LockStore for LocalStore<'_> {
     fn inspect(&self, env: Environment) -> Result<Inspection, LockError> {
         LocalLock::new(self.ctx, env).inspect()
@@ -42,31 +108,44 @@ impl LockStore for LocalStore<'_> {
     fn acquire(&self, env: Environment, how: &AcquireOptions<'_>) -> Result<Acquire, LockError> {
         let never = || false;
         let lock = LocalLock::new(self.ctx, env).interruptible(how.interrupted.unwrap_or(&never));
-        let result = lock.try_acquire(how.force, how.process.clone());
+        let waiting = self.waiter.borrow_mut().take();
+        let result = match waiting {
+            Some(w) => match w.take() {
+                Some(Ok(run)) => lock.try_acquire_with(run, how.force, how.process.clone()),
+                Some(Err(e)) => return Err(self.run_file_error(env, e)),
+                None => {
+                    // Still running: nothing to try yet.
+                    let run_holder = w.holder();
+                    *self.waiter.borrow_mut() = Some(w);
+                    return Ok(Acquire::Busy {
+                        reason: BusyReason::RunHeld,
+                        inspection: Box::new(lock.inspect()?),
+                        run_holder,
+                    });
+                }
+            },
+            None => lock.try_acquire(how.force, how.process.clone()),
+        };
         let warnings = lock.take_warnings();
-        Ok(match result? {
-            lock::Acquire::Acquired(h) => {
-                let mut held = Held::new(env, h.record.clone(), h.took_over.clone(), h);
-                held.warnings = warnings;
-                Acquire::Acquired(Box::new(held))
-            }
-            lock::Acquire::Busy { reason, inspection } => Acquire::Busy { reason, inspection },
-        })
+        let got = from_engine(env, result?, warnings);
+        if let Acquire::Busy {
+            reason: BusyReason::RunHeld,
+            ..
+        } = &got
+            && how.waiting
+        {
+            *self.waiter.borrow_mut() = Some(lock.run_waiter()?);
+        }
+        Ok(got)
     }
 
-    fn record_process(&self, held: &mut Held, process: ProcessIdentity) {
-        let env = held.env;
-        let Some(h) = held.handle_mut::<HeldLock>() else {
-            return;
-        };
-        let result = LocalLock::new(self.ctx, env).record_process(h, process);
-        let record = h.record.clone();
-        held.record = record;
-        if let Err(e) = result {
-            held.warnings.push(Warning::RecordProcess {
-                error: e.to_string(),
-            });
-        }
+    fn keep<'a>(&'a self, held: &'a mut Held) -> Box<dyn Keeping + 'a> {
+        let lock = LocalLock::new(self.ctx, held.env);
+        Box::new(LocalKeeping {
+            keeper: Keeper::new(&lock),
+            lock,
+            held,
+        })
     }
 
     fn release(&self, held: Held) -> Result<Released, LockError> {
@@ -93,21 +172,75 @@ impl LockStore for LocalStore<'_> {
         Ok(Released { outcome, warnings })
     }
 
-    fn force_unlock(&self, env: Environment, expected: Option<&str>) -> Result<Forced, LockError> {
+    fn force_unlock(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<Forced, LockError> {
         let lock = LocalLock::new(self.ctx, env);
-        let done = lock.force_unlock(expected);
+        let shown = expect.map(|e| match e {
+            Expect::Shown(insp) => Shown::of(insp),
+            Expect::LockId(id) => Shown::LockId(id.to_string()),
+        });
+        let outcome = lock.force_unlock(shown.as_ref());
         let warnings = lock.take_warnings();
         Ok(Forced {
-            done: done?,
+            outcome: outcome?,
             warnings,
         })
     }
 
     fn watch(&self, env: Environment) -> Box<dyn Watch + '_> {
-        Box::new(Watcher::new(&self.ctx.lock_dir(env)))
+        Box::new(LocalWatch {
+            dir: Watcher::new(&self.ctx.lock_dir(env)),
+            waiter: &self.waiter,
+        })
     }
 
     fn location(&self, env: Environment) -> PathBuf {
         self.ctx.lock_dir(env)
+    }
+}
+
+struct LocalKeeping<'a> {
+    keeper: Keeper,
+    lock: LocalLock<'a>,
+    held: &'a mut Held,
+}
+
+impl Keeping for LocalKeeping<'_> {
+    fn started(&mut self, process: ProcessIdentity) {
+        let Some(h) = self.held.handle_mut::<HeldLock>() else {
+            return;
+        };
+        let result = self.lock.record_process(h, process);
+        let record = h.record.clone();
+        self.held.record = record;
+        if let Err(e) = result {
+            self.held.warnings.push(Warning::RecordProcess {
+                error: e.to_string(),
+            });
+        }
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.keeper.fd()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.keeper.deadline()
+    }
+
+    fn service(&mut self) -> Vec<KeepEvent> {
+        match self.held.handle_mut::<HeldLock>() {
+            Some(h) => self.keeper.service(&self.lock, h),
+            None => Vec::new(),
+        }
+    }
+
+    fn warnings(&mut self) -> Vec<Warning> {
+        let mut w = std::mem::take(&mut self.held.warnings);
+        w.extend(self.lock.take_warnings());
+        w
     }
 }

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{
-    Acquire, AcquireOptions, Forced, Held, HolderRecord, LockStore, Released, Watch, Woke,
+    Acquire, AcquireOptions, Expect, Forced, Held, HolderRecord, Keeping, LockStore, Released,
+    Unlock, Watch, Woke,
 };
 use crate::context::Context;
 use crate::environment::Environment;
@@ -102,6 +103,7 @@ impl LockStore for MemoryStore {
                 return Ok(Acquire::Busy {
                     reason,
                     inspection: Box::new(insp),
+                    run_holder: None,
                 });
             }
             took_over = Some(Takeover {
@@ -137,15 +139,8 @@ impl LockStore for MemoryStore {
         ))))
     }
 
-    fn record_process(&self, held: &mut Held, process: ProcessIdentity) {
-        held.record.pid = process.pid;
-        held.record.pid_start_ticks = process.start_ticks;
-        let mut locks = self.locks.lock().unwrap();
-        if let Some(r) = locks.get_mut(&held.env)
-            && r.lock_id == held.record.lock_id
-        {
-            *r = held.record.clone();
-        }
+    fn keep<'a>(&'a self, held: &'a mut Held) -> Box<dyn Keeping + 'a> {
+        Box::new(MemoryKeeping { store: self, held })
     }
 
     fn release(&self, held: Held) -> Result<Released, LockError> {
@@ -171,25 +166,37 @@ impl LockStore for MemoryStore {
         Ok(Released { outcome, warnings })
     }
 
-    fn force_unlock(&self, env: Environment, expected: Option<&str>) -> Result<Forced, LockError> {
+    fn force_unlock(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<Forced, LockError> {
         let mut locks = self.locks.lock().unwrap();
         let current = locks.get(&env).cloned();
-        if let Some(expected) = expected
-            && current.as_ref().map(|r| r.lock_id.as_str()) != Some(expected)
-        {
-            return Err(LockError::HolderChanged {
-                expected: expected.to_string(),
-                found: current.map(|r| r.lock_id),
+        let now_id = current.as_ref().map(|r| r.lock_id.clone());
+        let expected = match expect {
+            None => now_id.clone(),
+            Some(Expect::LockId(id)) => Some(id.to_string()),
+            Some(Expect::Shown(insp)) => insp.owner.as_ref().map(|o| o.lock_id.clone()),
+        };
+        if current.is_some() && expected != now_id {
+            return Ok(Forced {
+                outcome: Unlock::ChangedHands {
+                    now: current
+                        .as_ref()
+                        .and_then(|r| holder_from(Some(r), None, env)),
+                },
+                warnings: Vec::new(),
             });
         }
         locks.remove(&env);
         Ok(Forced {
-            done: ForceUnlock {
+            outcome: Unlock::Done(ForceUnlock {
                 dir_removed: current.as_ref().map(|_| crate::fsops::Removal {
                     had_foreign_entries: false,
                 }),
                 state_updated: false,
-            },
+            }),
             warnings: Vec::new(),
         })
     }
@@ -200,6 +207,24 @@ impl LockStore for MemoryStore {
 
     fn location(&self, env: Environment) -> PathBuf {
         PathBuf::from(format!("memory:{env}"))
+    }
+}
+
+struct MemoryKeeping<'a> {
+    store: &'a MemoryStore,
+    held: &'a mut Held,
+}
+
+impl Keeping for MemoryKeeping<'_> {
+    fn started(&mut self, process: ProcessIdentity) {
+        self.held.record.pid = process.pid;
+        self.held.record.pid_start_ticks = process.start_ticks;
+        let mut locks = self.store.locks.lock().unwrap();
+        if let Some(r) = locks.get_mut(&self.held.env)
+            && r.lock_id == self.held.record.lock_id
+        {
+            *r = self.held.record.clone();
+        }
     }
 }
 

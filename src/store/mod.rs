@@ -17,9 +17,13 @@ use std::time::Instant;
 
 use crate::environment::Environment;
 use crate::liveness::ProcessIdentity;
-use crate::lock::{BusyReason, ForceUnlock, LockError, Release, Takeover};
-pub use crate::status::OwnerRecord as HolderRecord;
+use crate::lock::{BusyReason, LockError, Release, Takeover};
 use crate::status::{Holder, Inspection};
+
+pub use crate::lock::Unlock;
+pub use crate::lock::keeper::KeepEvent;
+pub use crate::lock::runlock::RunHolder;
+pub use crate::status::OwnerRecord as HolderRecord;
 pub use crate::wait::Woke;
 
 /// Something the operation did not do but did not fail over either; the CLI
@@ -36,6 +40,9 @@ pub enum Warning {
         env: Environment,
         holder: Option<Holder>,
     },
+    /// An unlock could not tell the holder it was announced (so the holder
+    /// may restore its lock).
+    Announce { path: PathBuf, error: String },
 }
 
 /// How to acquire.
@@ -49,6 +56,9 @@ pub struct AcquireOptions<'a> {
     /// a network round trip): true ends the wait with
     /// [`LockError::Interrupted`].
     pub interrupted: Option<&'a dyn Fn() -> bool>,
+    /// The caller waits when the lock is busy: the store may start watching
+    /// for its release (see [`LockStore::watch`]).
+    pub waiting: bool,
 }
 
 /// A lock we hold: the record the store wrote for us, plus the store's own
@@ -107,6 +117,9 @@ pub enum Acquire {
     Busy {
         reason: BusyReason,
         inspection: Box<Inspection>,
+        /// For [`BusyReason::RunHeld`]: the process holding the run, when
+        /// known.
+        run_holder: Option<RunHolder>,
     },
 }
 
@@ -117,11 +130,42 @@ pub struct Released {
     pub warnings: Vec<Warning>,
 }
 
-/// What a force-unlock did.
+/// What a force-unlock did, or that the lock changed hands first.
 #[derive(Debug)]
 pub struct Forced {
-    pub done: ForceUnlock,
+    pub outcome: Unlock,
     pub warnings: Vec<Warning>,
+}
+
+/// Which lock a force-unlock may remove: the one the person was shown, or
+/// the one with this lock id. Anything else there now is left alone.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect<'a> {
+    Shown(&'a Inspection),
+    LockId(&'a str),
+}
+
+/// Keeping a held lock while the command runs: the supervising loop polls
+/// `fd` and calls `service` when it is readable or `deadline` passes (a
+/// heartbeat, a lease keep-alive, putting back a lock someone removed
+/// without announcing it).
+pub trait Keeping {
+    /// The command started: the holder record now names it.
+    fn started(&mut self, process: ProcessIdentity);
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// What happened since the last call, for the CLI to say.
+    fn service(&mut self) -> Vec<KeepEvent> {
+        Vec::new()
+    }
+    /// What could not be done but failed nothing.
+    fn warnings(&mut self) -> Vec<Warning> {
+        Vec::new()
+    }
 }
 
 /// Waiting for a lock to change (be released).
@@ -144,33 +188,24 @@ pub trait LockStore {
     /// callers judging one stale lock at once, exactly one wins.
     fn acquire(&self, env: Environment, how: &AcquireOptions<'_>) -> Result<Acquire, LockError>;
 
-    /// Records the started command as the holder process, so status shows
-    /// it and liveness follows it. Failure is a warning, not an error.
-    fn record_process(&self, held: &mut Held, process: ProcessIdentity);
-
-    /// Keeps the lock while the command runs (a heartbeat, a lease
-    /// keep-alive, putting back a lock directory someone removed); called
-    /// every [`LockStore::hold_interval`]. The default does nothing.
-    fn hold(&self, held: &mut Held) -> Result<(), LockError> {
-        let _ = held;
-        Ok(())
-    }
-
-    /// How often [`LockStore::hold`] wants to run; None: never.
-    fn hold_interval(&self) -> Option<std::time::Duration> {
-        None
-    }
+    /// Keeps `held` while the command runs (see [`Keeping`]).
+    fn keep<'a>(&'a self, held: &'a mut Held) -> Box<dyn Keeping + 'a>;
 
     /// Releases the lock if it is still ours; someone else's is left alone.
     fn release(&self, held: Held) -> Result<Released, LockError>;
 
-    /// Removes the lock whoever holds it. With `expected` (a lock id), only
-    /// if that is still the holder: a lock that changed hands since the
-    /// caller looked is left alone ([`LockError::HolderChanged`]).
-    fn force_unlock(&self, env: Environment, expected: Option<&str>) -> Result<Forced, LockError>;
+    /// Removes the lock whoever holds it; with `expect`, only the lock
+    /// expected (re-checked where the store serialises), and a lock that
+    /// changed hands since is left alone ([`Unlock::ChangedHands`]).
+    fn force_unlock(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<Forced, LockError>;
 
     /// Starts watching `env`'s lock before the caller's next look, so a
-    /// release in between is not missed.
+    /// release in between is not missed. After a busy [`LockStore::acquire`]
+    /// with `waiting`, it also wakes when that acquire can be retried.
     fn watch(&self, env: Environment) -> Box<dyn Watch + '_>;
 
     /// Where the lock is, for messages (a path, a key).

@@ -81,6 +81,7 @@ impl World {
             }
         }
         c.env("DEPLOY_LOCK_DIR", &self.locks)
+            .env("FIXTURE_LOCK_ROOT", &self.locks)
             .env("HOME", &self.home)
             .env("TZ", "UTC")
             .env("LC_ALL", "C")

@@ -566,7 +566,7 @@ fn deploy_lock_unlock_yes_never_reads_stdin() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let wants = candidates(before, after, |t| {
         format!(
-            "{}{dir}\n{}\n\n{}✓ Lock directory removed\n✓ State file updated to unlocked\n{RELEASED_TAIL}",
+            "{}{dir}\n{}\nLock ID: {LOCK_ID}\n\n{}✓ Lock directory removed\n✓ State file updated to unlocked\n{RELEASED_TAIL}",
             header("staging"),
             crashed_info(&c, t),
             warning(&w, "staging"),
@@ -609,7 +609,7 @@ fn deploy_lock_unlock_without_yes_asks_and_no_exits_1() {
             .stderr("")
             .stdout_one_of(&candidates(before, after, |t| {
                 format!(
-                    "{}{dir}\n{}\n\n{}Cancelled.\n",
+                    "{}{dir}\n{}\nLock ID: {LOCK_ID}\n\n{}Cancelled.\n",
                     header("staging"),
                     crashed_info(&c, t),
                     warning(&w, "staging"),

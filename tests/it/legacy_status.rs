@@ -166,7 +166,8 @@ fn orphaned_directory_with_unlocked_state() {
     let json = w.deploy_lock(&["status", "staging", "--json"]).run();
     json.code(0);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["verdict"], "orphaned");
+    // No record names a holder: unknown, never "not running" (issue 10).
+    assert_eq!(v["verdict"], "unknown");
     assert_eq!(v["locked"], true);
     assert_eq!(v["holder"], serde_json::Value::Null);
     assert_eq!(v["holder_alive"], serde_json::Value::Null);

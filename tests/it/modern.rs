@@ -264,7 +264,7 @@ fn status_json_orphaned_directory_with_an_unlocked_state() {
     assert_status(
         status_json(&w, &[]),
         Some(t),
-        base(&w, "orphaned", Value::Null, Value::Null, false),
+        base(&w, "unknown", Value::Null, Value::Null, false),
     );
 }
 
@@ -373,7 +373,7 @@ fn human_status_ends_with_the_verdict_line() {
         &(before..=after)
             .map(|s| {
                 format!(
-                    "{HEADER}{dir}\n{}\nVerdict: stale: older than 30 minutes and its holder is not running here; the next deploy takes it over\n",
+                    "{HEADER}{dir}\n{}\nLock ID: {LOCK_ID}\nVerdict: stale: older than 30 minutes and its holder is not running here; the next deploy takes it over\n",
                     state_info(t, pid, s, Some("30 minutes"), false)
                 )
             })
@@ -394,7 +394,7 @@ fn human_status_ends_with_the_verdict_line() {
         &(before..=after)
             .map(|s| {
                 format!(
-                    "{HEADER}{dir}\n{}\nVerdict: held: deploy.sh (pid {pid}) is running; it is never taken over while alive\n",
+                    "{HEADER}{dir}\n{}\nLock ID: {LOCK_ID}\nVerdict: held: deploy.sh (pid {pid}) is running; it is never taken over while alive\n",
                     state_info(t, pid, s, None, true)
                 )
             })
@@ -464,7 +464,7 @@ fn help_exits_0_on_stdout() {
 #[test]
 fn a_bad_setting_is_one_line_naming_the_variable_and_value() {
     let w = World::new();
-    let line = "ERROR: invalid DEPLOY_LOCK_STALE_SECS 'soon': expected a whole number of seconds, e.g. 1800\n";
+    let line = "ERROR: invalid DEPLOY_LOCK_STALE_SECS 'soon': expected a whole number of seconds from 0 to 1000000000, e.g. 1800\n";
     w.unlock_sh(&["staging"])
         .env("DEPLOY_LOCK_STALE_SECS", "soon")
         .run()
@@ -491,7 +491,7 @@ fn a_bad_setting_is_one_line_naming_the_variable_and_value() {
         .code(2)
         .stdout("")
         .stderr(
-            "ERROR: invalid DEPLOY_LOCK_WAIT_TIMEOUT 'an hour': expected a number of seconds such as 5 or 0.25\n",
+            "ERROR: invalid DEPLOY_LOCK_WAIT_TIMEOUT 'an hour': expected a number of seconds from 0 to 1000000000, such as 5 or 0.25\n",
         );
     // A bad setting stops a force-unlock before it asks or touches anything.
     let lock = w.legacy_lock("staging", now() - 60);

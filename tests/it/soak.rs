@@ -134,7 +134,9 @@ fn soak(secs: f64) {
             let v: Option<Value> = serde_json::from_str(&out.stdout).ok();
             match (&out.code, v) {
                 (Some(0), Some(v))
-                    if ["free", "held", "orphaned"]
+                    // "unknown": the instant between a holder's mkdir and
+                    // its owner.json, when no record names it yet.
+                    if ["free", "held", "orphaned", "unknown"]
                         .contains(&v["verdict"].as_str().unwrap_or("")) =>
                 {
                     if v["verdict"] == "held" {

@@ -1,0 +1,284 @@
+//! Keeping a held lock visible to the legacy tools while the command runs: a
+//! heartbeat on the lock directory's `locked_at` (the only age the legacy
+//! deploy.sh reads), and the directory and state record restored when
+//! something nobody announced removes them (the legacy deploy.sh's exit trap,
+//! a hand `rm -rf`). An announced unlock is respected, and a path someone
+//! else now holds is never fought over. Nothing here prints: events go back.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use serde_json::json;
+
+use super::{Announcement, HeldLock, LocalLock, LockError, io_at};
+use crate::fsops::{self, PathKind};
+use crate::state::StateDoc;
+use crate::status::{Holder, LOCKED_AT_FILE, OWNER_FILE, OwnerRecord};
+
+/// What the keeper did or found, for the CLI to say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeepEvent {
+    /// Removed by someone who did not announce it, and put back (same ids).
+    Restored { directory: bool, record: bool },
+    /// Someone else holds the lock path now; not fought over.
+    TakenBy { holder: Option<Holder> },
+    /// A deploy-lock unlock removed this lock; not restored.
+    ForceUnlocked(Announcement),
+    /// A heartbeat or a restore could not be written.
+    Failed(String),
+}
+
+/// How often the heartbeat refreshes `locked_at`: every min(60 s, stale/4),
+/// and not more than four times a second whatever the stale timeout.
+pub fn heartbeat_interval(stale_after: Duration) -> Duration {
+    (stale_after / 4)
+        .min(Duration::from_secs(60))
+        .max(Duration::from_millis(250))
+}
+
+pub struct Keeper {
+    inotify: Option<Inotify>,
+    beat: Duration,
+    next_beat: Instant,
+    /// False once the lock was announced unlocked or someone else holds it:
+    /// from then on the run only keeps its kernel lock.
+    keeping: bool,
+    /// A change was seen; look once things settle (the legacy release writes
+    /// the state file, then removes the directory: one restore, one line).
+    settle_until: Option<Instant>,
+}
+
+/// How long a change may settle before the keeper looks: short against the
+/// one second a restore may take, long enough to see a release whole.
+const SETTLE: Duration = Duration::from_millis(40);
+
+impl Keeper {
+    /// Starts watching the lock folder and the state file's folder.
+    pub fn new(lock: &LocalLock<'_>) -> Keeper {
+        let lock_dir = lock.lock_dir();
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok();
+        if let Some(i) = &inotify {
+            let flags = AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_CLOSE_WRITE;
+            let parent = |p: &Path| {
+                p.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf()
+            };
+            let _ = i.add_watch(&parent(&lock_dir), flags);
+            let _ = i.add_watch(&parent(&lock.ctx.state_file), flags);
+        }
+        let beat = heartbeat_interval(lock.ctx.settings.stale_after);
+        Keeper {
+            inotify,
+            beat,
+            next_beat: Instant::now() + beat,
+            keeping: true,
+            settle_until: None,
+        }
+    }
+
+    /// Readable when something changed in a watched folder.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inotify.as_ref().map(|i| i.as_fd())
+    }
+
+    /// When to be called next even if nothing changed: the next heartbeat,
+    /// or, without inotify, a 100 ms look.
+    pub fn deadline(&self) -> Option<Instant> {
+        if !self.keeping {
+            return None;
+        }
+        let next = match self.settle_until {
+            Some(t) => self.next_beat.min(t),
+            None => self.next_beat,
+        };
+        if self.inotify.is_none() {
+            return Some(next.min(Instant::now() + Duration::from_millis(100)));
+        }
+        Some(next)
+    }
+
+    /// Beats if due, and restores what vanished. Call when `fd` is readable
+    /// or `deadline` passed, only while the command runs.
+    pub fn service(&mut self, lock: &LocalLock<'_>, held: &mut HeldLock) -> Vec<KeepEvent> {
+        let mut changed = self.inotify.is_none();
+        if let Some(i) = &self.inotify {
+            while let Ok(events) = i.read_events() {
+                if events.is_empty() {
+                    break;
+                }
+                changed = true;
+            }
+        }
+        let mut out = Vec::new();
+        if !self.keeping {
+            return out;
+        }
+        let now = Instant::now();
+        if changed && self.settle_until.is_none() {
+            self.settle_until = Some(now + SETTLE);
+        }
+        let settled = self.settle_until.is_some_and(|t| now >= t);
+        if Instant::now() >= self.next_beat {
+            if let Err(e) = beat(held, lock.ctx.now().as_second()) {
+                out.push(KeepEvent::Failed(format!(
+                    "could not refresh {}/{LOCKED_AT_FILE}: {e}",
+                    held.lock_dir.display()
+                )));
+            }
+            self.next_beat = Instant::now() + self.beat;
+        }
+        if !settled {
+            return out;
+        }
+        self.settle_until = None;
+        if intact(lock, held) {
+            return out;
+        }
+        match self.restore(lock, held) {
+            Ok(Some(ev)) => out.push(ev),
+            Ok(None) => {}
+            // A state file broken meanwhile is never rewritten; the release
+            // reports it with the recovery steps.
+            Err(LockError::State(_)) => {}
+            Err(e) => out.push(KeepEvent::Failed(format!(
+                "could not restore the lock: {e}"
+            ))),
+        }
+        out
+    }
+
+    fn restore(
+        &mut self,
+        lock: &LocalLock<'_>,
+        held: &mut HeldLock,
+    ) -> Result<Option<KeepEvent>, LockError> {
+        let _guard = lock.guard()?;
+        let lock_id = held.record.lock_id.clone();
+        if let Some(a) = lock.announcement(&lock_id) {
+            self.keeping = false;
+            return Ok(Some(KeepEvent::ForceUnlocked(a)));
+        }
+        let lock_dir = held.lock_dir.clone();
+        let mut directory = false;
+        match fsops::path_kind(&lock_dir).map_err(io_at(&lock_dir))? {
+            PathKind::Missing => {
+                if fsops::create_dir(&lock_dir).map_err(io_at(&lock_dir))? {
+                    let (fd, snap) = fsops::snapshot_dir(&lock_dir).map_err(io_at(&lock_dir))?;
+                    let now = lock.ctx.now().as_second();
+                    fsops::create_file_at(&fd, LOCKED_AT_FILE, format!("{now}\n").as_bytes())
+                        .map_err(io_at(&lock_dir))?;
+                    let owner = serde_json::to_vec_pretty(&held.record).expect("serialisable");
+                    fsops::create_file_at(&fd, OWNER_FILE, &owner).map_err(io_at(&lock_dir))?;
+                    if let Some(id) = snap.identity {
+                        held.identity = id;
+                    }
+                    directory = true;
+                }
+            }
+            PathKind::Directory => {}
+            PathKind::Symlink | PathKind::Other => {}
+        }
+        let insp = lock.inspect()?;
+        if insp.owner.as_ref().map(|o| o.lock_id.as_str()) != Some(lock_id.as_str()) {
+            // Someone else made the directory (a legacy deploy.sh's stale
+            // takeover, another tool): say so once and leave it to them.
+            self.keeping = false;
+            lock.audit(
+                "lost",
+                insp.holder.as_ref(),
+                json!({ "lock_id": lock_id, "note": "the lock path is held by someone else; not restored" }),
+            );
+            return Ok(Some(KeepEvent::TakenBy {
+                holder: insp.holder,
+            }));
+        }
+        if let Some(d) = insp.dir.as_ref().and_then(|d| d.identity) {
+            held.identity = d;
+        }
+        let record = !record_is_ours(insp.state.as_ref(), &lock_id);
+        if record {
+            match lock.write_state_record(&held.record) {
+                Ok(()) => {}
+                Err(LockError::OtherEnvironment { .. }) if !directory => return Ok(None),
+                Err(LockError::OtherEnvironment { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !(directory || record) {
+            return Ok(None);
+        }
+        let what = match (directory, record) {
+            (true, true) => "lock directory and state record",
+            (true, false) => "lock directory",
+            _ => "state record",
+        };
+        lock.audit(
+            "restore",
+            None,
+            json!({ "lock_id": lock_id, "restored": what, "note": "removed while the command ran, by someone who did not announce it" }),
+        );
+        Ok(Some(KeepEvent::Restored { directory, record }))
+    }
+}
+
+/// Our directory (our owner.json in it) and our record are both there.
+fn intact(lock: &LocalLock<'_>, held: &HeldLock) -> bool {
+    let dir_ours = fsops::snapshot_dir(&held.lock_dir).is_ok_and(|(fd, _)| {
+        fsops::read_small_file_at(&fd, OWNER_FILE)
+            .and_then(|b| serde_json::from_slice::<OwnerRecord>(&b).ok())
+            .is_some_and(|o| o.lock_id == held.record.lock_id)
+    });
+    dir_ours
+        && match StateDoc::load(&lock.ctx.state_file) {
+            Ok(d) => record_is_ours(d.as_ref(), &held.record.lock_id),
+            // Unusable: nothing the keeper may fix (see `service`).
+            Err(_) => true,
+        }
+}
+
+fn record_is_ours(doc: Option<&StateDoc>, lock_id: &str) -> bool {
+    doc.is_some_and(|d| d.is_locked() && d.lock_str("lock_id") == Some(lock_id))
+}
+
+/// Refreshes `locked_at` in our very directory (same inode), atomically.
+fn beat(held: &HeldLock, now: i64) -> std::io::Result<()> {
+    let (fd, snap) = match fsops::snapshot_dir(&held.lock_dir) {
+        Ok(x) => x,
+        // Gone: the restore path deals with it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if snap.identity != Some(held.identity) {
+        return Ok(());
+    }
+    fsops::replace_file_at(&fd, LOCKED_AT_FILE, format!("{now}\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_is_at_most_a_minute_and_a_quarter_of_the_stale_timeout() {
+        assert_eq!(
+            heartbeat_interval(Duration::from_secs(1800)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            heartbeat_interval(Duration::from_secs(8)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            heartbeat_interval(Duration::ZERO),
+            Duration::from_millis(250)
+        );
+    }
+}

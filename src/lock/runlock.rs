@@ -1,0 +1,248 @@
+//! The whole-run kernel lock: an exclusive flock on a hidden per-environment
+//! file beside the guard, held by the supervising deploy-lock process from
+//! acquisition until its command is reaped and the lock released. Whatever
+//! happens to the lock directory or the state record (the legacy script's
+//! trap, a hand `rm -rf`, a force-unlock), no second deploy-lock holder gets
+//! in while it is held. Opened close-on-exec, so the command never inherits it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+
+use crate::liveness::ProcessIdentity;
+
+/// Who holds the run lock, as its holder wrote it into the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunHolder {
+    /// The supervising deploy-lock process.
+    pub pid: i32,
+    pub lock_id: Option<String>,
+}
+
+/// The held run lock; dropping it lets the next run in.
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+}
+
+pub enum TryRun {
+    Taken(RunLock),
+    /// Another process holds it; who, when its record could be read.
+    Held(Option<RunHolder>),
+}
+
+/// Opens the run file, creating it if needed, never through a symlink and
+/// without O_CREAT on an existing file (`fs.protected_regular` in sticky /tmp).
+/// Read-write when we may (to record the holder), else read-only: flock works
+/// on either.
+fn open(path: &Path) -> io::Result<File> {
+    let flags = (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits();
+    let existing = |write: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(flags)
+            .open(path)
+    };
+    let file = match existing(true) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(OFlag::O_NOFOLLOW.bits())
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => existing(true)?,
+            Err(e) => return Err(e),
+        },
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => existing(false)?,
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "not a regular file but {}; check what it is (ls -la {}) and remove it",
+                crate::fsops::file_type_name(&meta),
+                path.display()
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+/// Takes the run lock if nobody holds it; never blocks.
+pub fn try_take(path: &Path) -> io::Result<TryRun> {
+    let file = open(path)?;
+    match file.try_lock() {
+        Ok(()) => {
+            let run = RunLock { file };
+            // Who we are at once; the lock id once the directory is ours.
+            run.record(None);
+            Ok(TryRun::Taken(run))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(TryRun::Held(holder(path))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// The holder recorded in the run file, if that process still runs. A holder
+/// that has just taken the lock may not have written its record yet: look a
+/// few times for up to 100 ms.
+pub fn holder(path: &Path) -> Option<RunHolder> {
+    let deadline = Instant::now() + Duration::from_millis(100);
+    loop {
+        if let Some(h) = read_record(path) {
+            return Some(h);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `PID START_TICKS LOCK_ID`, when that process (same start time) runs.
+fn read_record(path: &Path) -> Option<RunHolder> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    f.take(4096).read_to_string(&mut text).ok()?;
+    let mut words = text.split_whitespace();
+    let pid: i32 = words.next()?.parse().ok().filter(|p| *p > 0)?;
+    let ticks: Option<u64> = words.next().and_then(|t| t.parse().ok());
+    let lock_id = words.next().map(str::to_string);
+    let id = ProcessIdentity {
+        pid,
+        start_ticks: ticks,
+        boot_id: None,
+    };
+    id.alive()?;
+    Some(RunHolder { pid, lock_id })
+}
+
+impl RunLock {
+    /// Records who holds it (best effort: a read-only file is left as is).
+    pub fn record(&self, lock_id: Option<&str>) {
+        let me = ProcessIdentity::of_self();
+        let pid = std::process::id();
+        let ticks = me
+            .and_then(|m| m.start_ticks)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "-".into());
+        let mut f = &self.file;
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let line = match lock_id {
+            Some(id) => format!("{pid} {ticks} {id}\n"),
+            None => format!("{pid} {ticks}\n"),
+        };
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Forget the holder before letting go, so nobody reads us as one.
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// A thread blocked in flock on the run file, which hands the lock over and
+/// makes `fd()` readable the moment the current holder lets go: the waiter's
+/// main loop polls that fd beside its signals and its progress clock.
+pub struct RunWaiter {
+    read: OwnedFd,
+    rx: mpsc::Receiver<io::Result<RunLock>>,
+    path: PathBuf,
+}
+
+impl RunWaiter {
+    pub fn start(path: &Path) -> io::Result<RunWaiter> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let (tx, rx) = mpsc::channel();
+        let p = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("run-lock-waiter".into())
+            .spawn(move || {
+                let got = open(&p).and_then(|file| {
+                    file.lock()?;
+                    let run = RunLock { file };
+                    run.record(None);
+                    Ok(run)
+                });
+                let _ = tx.send(got);
+                let _ = nix::unistd::write(&write, b"x");
+            })?;
+        Ok(RunWaiter {
+            read,
+            rx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Readable once the thread has the lock (or failed).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
+    /// The lock, once the thread has it.
+    pub fn take(&self) -> Option<io::Result<RunLock>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Who holds it meanwhile.
+    pub fn holder(&self) -> Option<RunHolder> {
+        read_record(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_and_a_waiter_woken_at_release() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join(".x.run");
+        let TryRun::Taken(first) = try_take(&p).unwrap() else {
+            panic!("free file not taken")
+        };
+        first.record(Some("lock_a"));
+        match try_take(&p).unwrap() {
+            TryRun::Held(Some(h)) => {
+                assert_eq!(h.pid, std::process::id() as i32);
+                assert_eq!(h.lock_id.as_deref(), Some("lock_a"));
+            }
+            _ => panic!("second take succeeded"),
+        }
+        let w = RunWaiter::start(&p).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(w.take().is_none());
+        let t0 = Instant::now();
+        drop(first);
+        let mut fds = [nix::poll::PollFd::new(w.fd(), nix::poll::PollFlags::POLLIN)];
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
+        let got = w.take().expect("handed over").unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert!(matches!(try_take(&p).unwrap(), TryRun::Held(_)));
+        drop(got);
+        assert!(matches!(try_take(&p).unwrap(), TryRun::Taken(_)));
+    }
+}
