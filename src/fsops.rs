@@ -386,19 +386,6 @@ pub fn flock_exclusive_until(
 /// How long a guard flock may stay taken by someone else before we give up.
 const GUARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// "a symbolic link to /x", "a regular file", ...
-pub fn describe_non_directory(path: &Path) -> String {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(path) {
-            Ok(t) => format!("a symbolic link to {}", t.display()),
-            Err(_) => "a symbolic link".into(),
-        },
-        Ok(m) if m.file_type().is_file() => "a regular file".into(),
-        Ok(_) => "not a directory".into(),
-        Err(e) => format!("unreadable ({e})"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ pub mod store;
 pub mod supervise;
 pub mod times;
 pub mod tz;
+pub mod view;
 pub mod wait;
 
 #[cfg(test)]

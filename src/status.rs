@@ -10,6 +10,7 @@ use crate::environment::Environment;
 use crate::fsops::{DirSnapshot, PathKind};
 use crate::liveness::ProcessIdentity;
 use crate::state::StateDoc;
+use crate::view::LegacyView;
 
 /// Files deploy-lock or the legacy deploy.sh put inside a lock directory.
 pub const LOCKED_AT_FILE: &str = "locked_at";
@@ -124,6 +125,8 @@ impl Verdict {
 #[derive(Clone, Debug)]
 pub struct Inspection {
     pub environment: Environment,
+    /// What the legacy status block shows (see `crate::view`).
+    pub view: LegacyView,
     pub lock_dir: PathBuf,
     pub path_kind: PathKind,
     /// The directory's listing and identity, when it is a directory.

@@ -63,10 +63,10 @@ pub fn execute_with(
     io: &mut Io<'_>,
 ) -> Result<Outcome, Failure> {
     match req.op {
-        Operation::Status { env, json } => ops::status(ctx, store, req.persona, env, json, io),
+        Operation::Status { env, json } => ops::status(store, req.persona, env, json, io),
         Operation::Wait { env } => ops::wait(ctx, store, req.persona, env, io),
         Operation::Unlock { env, yes, id } => {
-            ops::unlock(ctx, store, req.persona, env, yes, id.as_deref(), io)
+            ops::unlock(store, req.persona, env, yes, id.as_deref(), io)
         }
         Operation::Run(r) => {
             let plan = RunPlan::decide(ctx, r, req.remote);
@@ -146,4 +146,139 @@ fn generate(what: &Generate, io: &mut Io<'_>) -> Result<Outcome, Failure> {
         }
     }
     Ok(Outcome::Done)
+}
+
+/// The CLI against the in-memory store: the same requests, flows and
+/// outputs as against the directory store, which shows that a second store
+/// fits without touching src/cli/.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::style::Style;
+    use deploy_lock::Environment;
+    use deploy_lock::store::HolderRecord;
+    use deploy_lock::store::memory::MemoryStore;
+
+    fn ctx() -> Context {
+        let settings = deploy_lock::Settings {
+            lock_root: "/nonexistent-deploy-lock-memory".into(),
+            ..Default::default()
+        };
+        let mut c = Context::new(settings, "/nonexistent-deploy-lock-memory/co".into());
+        c.home = None;
+        c
+    }
+
+    fn go(
+        ctx: &Context,
+        store: &MemoryStore,
+        args: &[&str],
+    ) -> (Result<Outcome, Failure>, String, String) {
+        let mut argv = vec![std::ffi::OsString::from("deploy-lock")];
+        argv.extend(args.iter().map(std::ffi::OsString::from));
+        let req = modern::parse(argv).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            out_style: Style { color: false },
+            err_style: Style { color: false },
+            out_tty: false,
+            err_tty: false,
+        };
+        let r = execute_with(ctx, store, req, &mut io);
+        (
+            r,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn record(pid: i32, lock_id: &str) -> HolderRecord {
+        HolderRecord {
+            environment: "staging".into(),
+            lock_id: lock_id.into(),
+            deployment_id: "dep_x".into(),
+            locked_by: "someone@elsewhere".into(),
+            locked_at: deploy_lock::times::utc_seconds(jiff::Timestamp::now()),
+            hostname: deploy_lock::context::this_host(),
+            pid,
+            pid_start_ticks: None,
+            holder_pid: pid,
+            holder_start_ticks: None,
+            boot_id: None,
+        }
+    }
+
+    #[test]
+    fn status_of_a_free_and_a_held_lock() {
+        let c = ctx();
+        let store = MemoryStore::new(&c);
+        let (r, out, err) = go(&c, &store, &["status", "staging"]);
+        assert_eq!(r.unwrap(), Outcome::Done);
+        assert_eq!(err, "");
+        assert!(
+            out.ends_with("Verdict: free: no lock directory; a deploy may start\n"),
+            "{out}"
+        );
+        store.put(record(std::process::id() as i32, "lock_live"));
+        let (_, out, _) = go(&c, &store, &["status", "staging"]);
+        assert!(
+            out.contains("Lock directory exists: memory:staging\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nLock ID: lock_live\n"), "{out}");
+        assert!(out.contains("Verdict: held: "), "{out}");
+        let (_, json, _) = go(&c, &store, &["status", "staging", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["verdict"], "held");
+        assert_eq!(v["holder"]["lock_id"], "lock_live");
+    }
+
+    #[test]
+    fn run_takes_runs_and_releases() {
+        let c = ctx();
+        let store = MemoryStore::new(&c);
+        let (r, _, err) = go(&c, &store, &["run", "staging", "--", "sh", "-c", "exit 3"]);
+        assert_eq!(r.unwrap(), Outcome::Child(ChildEnd::Exited(3)), "{err}");
+        assert_eq!(store.holder(Environment::Staging), None);
+        // A live holder: refused with 75 and the busy report.
+        store.put(record(std::process::id() as i32, "lock_live"));
+        let (r, _, _) = go(&c, &store, &["run", "staging", "--", "true"]);
+        let f = r.unwrap_err();
+        assert_eq!(f.code(Persona::DeployLock), 75);
+        assert!(matches!(f, Failure::Held(_)), "{f:?}");
+        assert_eq!(
+            store.holder(Environment::Staging).map(|h| h.lock_id),
+            Some("lock_live".to_string())
+        );
+    }
+
+    #[test]
+    fn unlock_removes_only_the_lock_it_was_told() {
+        let c = ctx();
+        let store = MemoryStore::new(&c);
+        let dead = {
+            let mut ch = std::process::Command::new("true").spawn().unwrap();
+            let pid = ch.id() as i32;
+            ch.wait().unwrap();
+            pid
+        };
+        store.put(record(dead, "lock_a"));
+        let (r, _, _) = go(
+            &c,
+            &store,
+            &["unlock", "staging", "--yes", "--id", "lock_b"],
+        );
+        assert!(matches!(r, Err(Failure::ChangedHands { .. })));
+        assert!(store.holder(Environment::Staging).is_some());
+        let (r, out, _) = go(
+            &c,
+            &store,
+            &["unlock", "staging", "--yes", "--id", "lock_a"],
+        );
+        assert_eq!(r.unwrap(), Outcome::Done);
+        assert!(out.contains("✓ Lock directory removed\n"), "{out}");
+        assert_eq!(store.holder(Environment::Staging), None);
+    }
 }

@@ -62,8 +62,6 @@ pub struct Busy {
     pub stale_after: Duration,
     /// The status block, rendered for stderr.
     pub block: String,
-    /// What sits at the lock path when it is not a directory.
-    pub obstruction: Option<String>,
 }
 
 #[derive(Debug)]

@@ -12,6 +12,7 @@ use deploy_lock::lock::{BusyReason, LockError};
 use deploy_lock::state::StateError;
 use deploy_lock::status::{Inspection, Liveness, OUR_FILES};
 use deploy_lock::store::{KeepEvent, RunHolder, Warning};
+use deploy_lock::view::NonDirectory;
 
 use super::failure::{Busy, Failure, LegacyUsage};
 use super::remote::{self, Remote};
@@ -183,13 +184,25 @@ pub fn lock_error_lines(err: &LockError) -> Vec<String> {
     out
 }
 
+/// "a symbolic link to /x", "a regular file", ...
+pub fn non_directory(what: &NonDirectory) -> String {
+    match what {
+        NonDirectory::Symlink(Some(t)) => format!("a symbolic link to {}", t.display()),
+        NonDirectory::Symlink(None) => "a symbolic link".into(),
+        NonDirectory::File => "a regular file".into(),
+        NonDirectory::Other => "not a directory".into(),
+        NonDirectory::Unreadable(e) => format!("unreadable ({e})"),
+    }
+}
+
 /// What the engine's error means, with what to do about it.
 pub fn lock_error(err: &LockError) -> String {
     match err {
         LockError::NotADirectory { path, what } => format!(
-            "{} is {what}, not a lock directory; deploy-lock never follows or removes it: \
+            "{} is {}, not a lock directory; deploy-lock never follows or removes it: \
              check what it is (ls -la {}) and remove it by hand",
             path.display(),
+            non_directory(what),
             path.display()
         ),
         LockError::NotPermitted { path, owner } => format!(
@@ -385,7 +398,11 @@ fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
         ],
         (BusyReason::Obstructed, _) => vec![error(format!(
             "{lock} is {}, not a lock directory; deploy-lock never follows or removes it: check what it is (ls -la {lock}) and remove it by hand",
-            b.obstruction.as_deref().unwrap_or("not a directory"),
+            insp.view
+                .obstruction
+                .as_ref()
+                .map(non_directory)
+                .unwrap_or_else(|| "not a directory".into()),
         ))],
         (BusyReason::ForeignContents, _) => vec![error(format!(
             "the {env} lock's holder is not running, but {lock} holds files deploy-lock did not put there ({}); a takeover would delete them, so it is refused: check them, then remove the directory by hand or with unlock.sh {env} --force",

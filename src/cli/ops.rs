@@ -40,7 +40,6 @@ impl Io<'_> {
 }
 
 pub fn status(
-    ctx: &Context,
     store: &dyn LockStore,
     persona: Persona,
     env: Environment,
@@ -49,17 +48,17 @@ pub fn status(
 ) -> Result<(), Failure> {
     let insp = store.inspect(env)?;
     if json {
-        let v = render::status_json(&insp, ctx);
+        let v = render::status_json(&insp);
         let text = serde_json::to_string_pretty(&v).expect("serialisable");
         writeln!(io.out, "{text}")?;
     } else {
         io.out
-            .write_all(block(&insp, ctx, persona, io.out_style).as_bytes())?;
+            .write_all(block(&insp, persona, io.out_style).as_bytes())?;
         if persona == Persona::DeployLock {
             if let Some(l) = render::lock_id_line(&insp) {
                 writeln!(io.out, "{l}")?;
             }
-            writeln!(io.out, "{}", render::verdict_line(&insp, ctx))?;
+            writeln!(io.out, "{}", render::verdict_line(&insp))?;
         }
     }
     io.out.flush()?;
@@ -68,10 +67,10 @@ pub fn status(
 
 /// The persona's status block: the legacy one, or with an interpreter
 /// holder named with its script (`bash (deploy.sh)`).
-fn block(insp: &Inspection, ctx: &Context, persona: Persona, style: super::style::Style) -> String {
+fn block(insp: &Inspection, persona: Persona, style: super::style::Style) -> String {
     match persona {
-        Persona::Unlock => render::status_block(insp, ctx, style),
-        Persona::DeployLock => render::status_block_modern(insp, ctx, style),
+        Persona::Unlock => render::status_block(insp, style),
+        Persona::DeployLock => render::status_block_modern(insp, style),
     }
 }
 
@@ -87,7 +86,7 @@ pub fn wait(
 ) -> Result<(), Failure> {
     let insp = store.inspect(env)?;
     io.out
-        .write_all(block(&insp, ctx, persona, io.out_style).as_bytes())?;
+        .write_all(block(&insp, persona, io.out_style).as_bytes())?;
     // A dead holder's lock is never released by waiting: say so at once.
     if persona == Persona::DeployLock && insp.lock_dir_exists() && insp.liveness == Liveness::Dead {
         io.out.flush()?;
@@ -163,7 +162,6 @@ pub fn wait(
 /// named) is re-checked by the store right before anything is removed; a
 /// lock that changed hands since is left alone.
 pub fn unlock(
-    ctx: &Context,
     store: &dyn LockStore,
     persona: Persona,
     env: Environment,
@@ -173,8 +171,7 @@ pub fn unlock(
 ) -> Result<(), Failure> {
     let insp = store.inspect(env)?;
     let style = io.out_style;
-    io.out
-        .write_all(block(&insp, ctx, persona, style).as_bytes())?;
+    io.out.write_all(block(&insp, persona, style).as_bytes())?;
     if persona == Persona::DeployLock
         && let Some(l) = render::lock_id_line(&insp)
     {

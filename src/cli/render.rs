@@ -1,46 +1,31 @@
-//! Renders the status model: the legacy status block (byte-identical to the
-//! bash script's in every documented state) and the JSON object.
+//! Renders the status model, purely: the legacy status block (byte-identical
+//! to the bash script's in every documented state), the JSON object and the
+//! verdict line, each a function of one `Inspection` (no I/O here: the
+//! library gathered every fact, see `deploy_lock::view`).
 
 use std::path::Path;
 
-use deploy_lock::Context;
-use deploy_lock::liveness::{ProcessIdentity, valid_pid};
-use deploy_lock::lsld;
-use deploy_lock::state::StateDoc;
+use deploy_lock::liveness::display_name;
 use deploy_lock::status::{Inspection, Liveness};
-use deploy_lock::times::parse_time;
+use deploy_lock::view::{DirView, ProcessView, RecordView};
 use serde_json::{Value, json};
 
+use super::messages;
 use super::style::Style;
 use super::texts;
 
-/// A value as `jq -r '.lock.KEY // "N/A"'` prints it: missing, null and false
-/// give the default; strings print raw; anything else as compact JSON.
-/// Control characters (an escape sequence or a newline typed into the file)
-/// show as `?`, as `ps` shows them, so a value cannot forge status lines.
-fn jq_raw(v: Option<&Value>, default: &str) -> String {
-    let text = match v {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => return default.to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 /// The legacy status block, ending with its empty line.
-pub fn status_block(insp: &Inspection, ctx: &Context, style: Style) -> String {
-    block(insp, ctx, style, false)
+pub fn status_block(insp: &Inspection, style: Style) -> String {
+    block(insp, style, false)
 }
 
 /// The `deploy-lock` persona's status block: the legacy one, except that an
 /// interpreter holder is named with its script, `bash (deploy.sh)`.
-pub fn status_block_modern(insp: &Inspection, ctx: &Context, style: Style) -> String {
-    block(insp, ctx, style, true)
+pub fn status_block_modern(insp: &Inspection, style: Style) -> String {
+    block(insp, style, true)
 }
 
-fn block(insp: &Inspection, ctx: &Context, style: Style, modern: bool) -> String {
+fn block(insp: &Inspection, style: Style, modern: bool) -> String {
     let mut out = String::new();
     let mut line = |s: &str| {
         out.push_str(s);
@@ -48,41 +33,42 @@ fn block(insp: &Inspection, ctx: &Context, style: Style, modern: bool) -> String
     };
     line(&style.blue(&texts::header(insp.environment.as_str())));
     line(texts::RULE);
-    // The legacy tested `[ -d "$LOCK_DIR" ]`, which follows a symlink.
-    if insp.lock_dir.is_dir() {
-        line(&format!(
-            "{} {}",
-            style.yellow(texts::LOCK_DIR_EXISTS_LABEL),
-            insp.lock_dir.display()
-        ));
-        let tz = deploy_lock::tz::system_time_zone();
-        if let Ok(ls) = lsld::ls_ld(&insp.lock_dir, ctx.now(), &tz) {
-            line(&ls);
-        }
-    } else {
-        line(&format!(
-            "{} {}",
-            texts::LOCK_DIR_LABEL,
-            style.green(texts::NOT_FOUND_UNLOCKED)
-        ));
-        // The legacy said no more; a file or dangling symlink there still
-        // blocks every deploy, so say what it is (never in documented states).
-        if std::fs::symlink_metadata(&insp.lock_dir).is_ok() {
-            let what = deploy_lock::fsops::describe_non_directory(&insp.lock_dir);
+    match &insp.view.dir {
+        DirView::Exists { ls_ld } => {
             line(&format!(
-                "  {}",
-                style.yellow(&texts::lock_path_not_a_directory(&insp.lock_dir, &what))
+                "{} {}",
+                style.yellow(texts::LOCK_DIR_EXISTS_LABEL),
+                insp.lock_dir.display()
             ));
+            if let Some(ls) = ls_ld {
+                line(ls);
+            }
+        }
+        DirView::Missing { blocked_by } => {
+            line(&format!(
+                "{} {}",
+                texts::LOCK_DIR_LABEL,
+                style.green(texts::NOT_FOUND_UNLOCKED)
+            ));
+            // The legacy said no more; a file or dangling symlink there still
+            // blocks every deploy, so say what it is (never in documented
+            // states).
+            if let Some(what) = blocked_by {
+                line(&format!(
+                    "  {}",
+                    style.yellow(&texts::lock_path_not_a_directory(
+                        &insp.lock_dir,
+                        &messages::non_directory(what)
+                    ))
+                ));
+            }
         }
     }
     line("");
-    match &insp.state {
-        Some(doc) => {
+    match &insp.view.record {
+        Some(record) => {
             line(&style.blue(texts::STATE_FILE_INFO));
-            // One age for the lock in every message: the inspection's, while
-            // there is a lock directory (the legacy read only the record's).
-            let age = insp.lock_dir_exists().then_some(insp.age_seconds).flatten();
-            for l in state_lines(doc, ctx, style, age, modern) {
+            for l in state_lines(record, insp.view.stale_after_secs, style, modern) {
                 line(&l);
             }
         }
@@ -92,86 +78,56 @@ fn block(insp: &Inspection, ctx: &Context, style: Style, modern: bool) -> String
     out
 }
 
-fn state_lines(
-    doc: &StateDoc,
-    ctx: &Context,
-    style: Style,
-    dir_age: Option<i64>,
-    modern: bool,
-) -> Vec<String> {
-    let get = |k: &str| doc.lock_field(k);
-    let locked = jq_raw(get("locked"), "false");
-    let locked_at = jq_raw(get("locked_at"), texts::NA);
-    let pid = jq_raw(get("pid"), texts::NA);
-    let hostname = jq_raw(get("hostname"), texts::NA);
+fn state_lines(r: &RecordView, stale_after: u64, style: Style, modern: bool) -> Vec<String> {
+    let or_na = |v: &Option<String>| v.clone().unwrap_or_else(|| texts::NA.to_string());
+    let pid = or_na(&r.pid);
     let mut lines = vec![
-        texts::field("Locked", &locked),
-        texts::field("Locked by", &jq_raw(get("locked_by"), texts::NA)),
-        texts::field("Locked at", &locked_at),
-        texts::field("Deployment ID", &jq_raw(get("deployment_id"), texts::NA)),
+        texts::field("Locked", r.locked.as_deref().unwrap_or("false")),
+        texts::field("Locked by", &or_na(&r.locked_by)),
+        texts::field("Locked at", &or_na(&r.locked_at)),
+        texts::field("Deployment ID", &or_na(&r.deployment_id)),
         texts::field("PID", &pid),
-        texts::field("Hostname", &hostname),
+        texts::field("Hostname", &or_na(&r.hostname)),
     ];
     let warn = |text: String| format!("  {}", style.yellow(&text));
     // Hand edits produce values of the wrong type; the legacy printed them
     // silently. Each gets one ⚠ line saying what is wrong (never shown for the
     // documented shapes).
-    if let Some(v) = get("locked").filter(|v| !v.is_null() && !v.is_boolean()) {
+    if let Some(v) = &r.locked_not_boolean {
         lines.push(warn(texts::not_a_boolean("Locked", v)));
     }
-    if locked == "true" && locked_at != texts::NA && parse_time(&locked_at).is_none() {
-        lines.push(warn(texts::not_a_time(&locked_at)));
+    if r.locked_at_not_a_time {
+        lines.push(warn(texts::not_a_time(&or_na(&r.locked_at))));
     }
-    if locked == "true"
-        && let Some(t) = parse_time(&locked_at)
-    {
-        let age = dir_age.unwrap_or_else(|| ctx.now().as_second().saturating_sub(t.as_second()));
+    if let Some(age) = r.age {
         lines.push(texts::lock_age(age));
-        let stale = ctx.settings.stale_after.as_secs();
-        if age > i64::try_from(stale).unwrap_or(i64::MAX) {
-            lines.push(format!("  {}", style.yellow(&texts::lock_is_stale(stale))));
+        if r.stale {
+            lines.push(format!(
+                "  {}",
+                style.yellow(&texts::lock_is_stale(stale_after))
+            ));
         }
     }
-    let pid_value = get("pid").filter(|v| !v.is_null() && *v != &Value::Bool(false));
-    if let Some(v) = pid_value
-        && valid_pid(v).is_none()
-    {
-        // Never probed or signalled: 0, -1 or a huge value would address a
-        // process group or every process.
-        lines.push(warn(texts::not_a_pid(v)));
-        return lines;
-    }
-    if pid != texts::NA && hostname == ctx.host {
-        // The legacy asked `ps -p PID`; a pid that is not a positive integer is
-        // never probed and reads as not running. A start time and boot id in
-        // the record (written by deploy-lock) rule out a recycled pid. A
-        // zombie has ended: it is not running (whatever `ps` lists).
-        let running = get("pid").and_then(valid_pid).and_then(|p| {
-            ProcessIdentity {
-                pid: p,
-                start_ticks: get("pid_start_ticks").and_then(Value::as_u64),
-                boot_id: get("boot_id").and_then(Value::as_str).map(str::to_string),
-            }
-            .alive()
-            .map(|info| (p, info))
-        });
-        lines.push(match running {
-            Some((p, info)) => {
-                let name = if modern {
-                    deploy_lock::liveness::display_name(p, &info.ps_comm())
-                } else {
-                    info.ps_comm()
-                };
-                format!("  {}", style.green(&texts::process_running(&pid, &name)))
-            }
-            None => format!("  {}", style.yellow(&texts::process_not_running(&pid))),
-        });
+    match &r.process {
+        ProcessView::NotChecked => {}
+        ProcessView::BadPid(v) => lines.push(warn(texts::not_a_pid(v))),
+        ProcessView::Running { comm, display } => {
+            let name = if modern { display } else { comm };
+            lines.push(format!(
+                "  {}",
+                style.green(&texts::process_running(&pid, name))
+            ));
+        }
+        ProcessView::NotRunning => lines.push(format!(
+            "  {}",
+            style.yellow(&texts::process_not_running(&pid))
+        )),
     }
     lines
 }
 
 /// The `--json` object.
-pub fn status_json(insp: &Inspection, ctx: &Context) -> Value {
+pub fn status_json(insp: &Inspection) -> Value {
     let holder = insp.holder.as_ref().map(|h| {
         let process_name = match &insp.liveness {
             Liveness::Alive { comm, .. } => Some(comm.clone()),
@@ -200,7 +156,7 @@ pub fn status_json(insp: &Inspection, ctx: &Context) -> Value {
         "holder_alive": insp.liveness.as_option(),
         "age_seconds": insp.age_seconds,
         "stale": insp.stale,
-        "stale_after_seconds": ctx.settings.stale_after.as_secs(),
+        "stale_after_seconds": insp.view.stale_after_secs,
     })
 }
 
@@ -221,7 +177,7 @@ pub fn lock_id_line(insp: &Inspection) -> Option<String> {
 /// Before the force-unlock question, when the holder runs (modern wording).
 pub fn holder_still_running(pid: i32, liveness: &Liveness) -> String {
     let name = match liveness {
-        Liveness::Alive { comm, .. } => deploy_lock::liveness::display_name(pid, comm),
+        Liveness::Alive { comm, .. } => display_name(pid, comm),
         _ => String::new(),
     };
     format!(
@@ -230,14 +186,14 @@ pub fn holder_still_running(pid: i32, liveness: &Liveness) -> String {
 }
 
 /// The modern status's last line: the verdict and what it means.
-pub fn verdict_line(insp: &Inspection, ctx: &Context) -> String {
+pub fn verdict_line(insp: &Inspection) -> String {
     use deploy_lock::status::Verdict;
-    let stale = texts::span(ctx.settings.stale_after.as_secs());
+    let stale = texts::span(insp.view.stale_after_secs);
     let env = insp.environment;
     let what = match (insp.verdict, &insp.liveness) {
         (Verdict::Free, _) => "no lock directory; a deploy may start".to_string(),
         (Verdict::Held, Liveness::Alive { pid, comm }) => {
-            let name = deploy_lock::liveness::display_name(*pid, comm);
+            let name = display_name(*pid, comm);
             format!("{name} (pid {pid}) is running; it is never taken over while alive")
         }
         (Verdict::Unknown, _) => format!(
@@ -261,23 +217,6 @@ pub fn verdict_line(insp: &Inspection, ctx: &Context) -> String {
     format!("Verdict: {}: {what}", insp.verdict.as_str())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jq_raw_follows_jq_alternative_operator() {
-        assert_eq!(jq_raw(None, "N/A"), "N/A");
-        assert_eq!(jq_raw(Some(&Value::Null), "N/A"), "N/A");
-        assert_eq!(jq_raw(Some(&json!(false)), "false"), "false");
-        assert_eq!(jq_raw(Some(&json!(true)), "false"), "true");
-        assert_eq!(jq_raw(Some(&json!("a b")), "N/A"), "a b");
-        assert_eq!(jq_raw(Some(&json!(12345)), "N/A"), "12345");
-        assert_eq!(jq_raw(Some(&json!({"a": 1})), "N/A"), "{\"a\":1}");
-        assert_eq!(jq_raw(Some(&json!("a\nb\u{1b}[2J")), "N/A"), "a?b?[2J");
-    }
-}
-
 /// Property tests (bounded fuzzing) of the renderers over arbitrary lock
 /// records and lock-path states: never a panic, the legacy block's six lines
 /// always there and in order, one ⚠ line for a pid that is not a process id,
@@ -285,11 +224,12 @@ mod tests {
 #[cfg(test)]
 mod fuzz_tests {
     use super::*;
-    use deploy_lock::context::{Clock, Settings};
+    use deploy_lock::Environment;
     use deploy_lock::fsops::PathKind;
     use deploy_lock::holder::{holder_from, liveness_of};
+    use deploy_lock::state::StateDoc;
     use deploy_lock::status::verdict;
-    use deploy_lock::{Context, Environment};
+    use deploy_lock::view::{Facts, LegacyView, NonDirectory, record_view};
     use proptest::prelude::*;
     use serde_json::Map;
 
@@ -352,24 +292,53 @@ mod fuzz_tests {
         })
     }
 
-    fn path_kind() -> impl Strategy<Value = PathKind> {
+    /// Every path kind with what the legacy `[ -d ]` makes of it: a
+    /// directory (with or without its `ls -ld` line), a symlink to a
+    /// directory (shown as existing), a symlink elsewhere, a dangling one, a
+    /// file, something else, an unreadable path, nothing.
+    fn path_state() -> impl Strategy<Value = (PathKind, DirView)> {
+        let ls = "drwxrwxr-x 2 deploy deploy 4096 Feb  3 20:25 /x".to_string();
         prop::sample::select(vec![
-            PathKind::Missing,
-            PathKind::Directory,
-            PathKind::Symlink,
-            PathKind::Other,
+            (PathKind::Missing, DirView::Missing { blocked_by: None }),
+            (
+                PathKind::Directory,
+                DirView::Exists {
+                    ls_ld: Some(ls.clone()),
+                },
+            ),
+            (PathKind::Directory, DirView::Exists { ls_ld: None }),
+            (PathKind::Symlink, DirView::Exists { ls_ld: Some(ls) }),
+            (
+                PathKind::Symlink,
+                DirView::Missing {
+                    blocked_by: Some(NonDirectory::Symlink(Some("/nowhere".into()))),
+                },
+            ),
+            (
+                PathKind::Symlink,
+                DirView::Missing {
+                    blocked_by: Some(NonDirectory::Symlink(None)),
+                },
+            ),
+            (
+                PathKind::Other,
+                DirView::Missing {
+                    blocked_by: Some(NonDirectory::File),
+                },
+            ),
+            (
+                PathKind::Other,
+                DirView::Missing {
+                    blocked_by: Some(NonDirectory::Other),
+                },
+            ),
+            (
+                PathKind::Other,
+                DirView::Missing {
+                    blocked_by: Some(NonDirectory::Unreadable("Permission denied".into())),
+                },
+            ),
         ])
-    }
-
-    fn context() -> Context {
-        let settings = Settings {
-            lock_root: "/nonexistent-deploy-lock-fuzz".into(),
-            ..Settings::default()
-        };
-        let mut ctx = Context::new(settings, "/nonexistent-deploy-lock-fuzz/checkout".into());
-        ctx.host = HOST.to_string();
-        ctx.clock = Clock::Fixed(jiff::Timestamp::from_second(1_770_150_346).unwrap());
-        ctx
     }
 
     proptest! {
@@ -377,11 +346,13 @@ mod fuzz_tests {
         fn renderers_never_panic_and_keep_their_shape(
             lock in prop::option::of(record()),
             env_value in prop::option::of(value()),
-            kind in path_kind(),
+            (kind, dir) in path_state(),
+            has_state in any::<bool>(),
+            running in any::<bool>(),
             age in prop::option::of(-100_000i64..10_000_000),
             stale in any::<bool>(),
+            modern in any::<bool>(),
         ) {
-            let ctx = context();
             let env = Environment::Staging;
             let mut root = Map::new();
             if let Some(e) = env_value {
@@ -396,35 +367,67 @@ mod fuzz_tests {
                 .flatten();
             let liveness = holder
                 .as_ref()
-                .map(|h| liveness_of(h, &ctx.host))
+                .map(|h| liveness_of(h, HOST))
                 .unwrap_or(Liveness::NoRecord);
+            let facts = Facts {
+                now: jiff::Timestamp::from_second(1_770_150_346).unwrap(),
+                host: HOST,
+                stale_after_secs: 1800,
+                dir_age: age,
+            };
+            let probe = |_: &deploy_lock::liveness::ProcessIdentity| {
+                running.then(|| ("bash".to_string(), "bash (deploy.sh)".to_string()))
+            };
+            let record = has_state.then(|| record_view(&doc, &facts, probe));
             let insp = Inspection {
                 environment: env,
-                lock_dir: ctx.lock_dir(env),
+                view: LegacyView {
+                    obstruction: match &dir {
+                        DirView::Missing { blocked_by } => blocked_by.clone(),
+                        _ => None,
+                    },
+                    dir: dir.clone(),
+                    record,
+                    stale_after_secs: 1800,
+                },
+                lock_dir: "/locks/togather-deploy-staging.lock".into(),
                 path_kind: kind.clone(),
                 dir: None,
                 locked_at_file: None,
                 owner: None,
-                state_file: ctx.state_file.clone(),
-                state: Some(doc.clone()),
+                state_file: "/co/deploy/config/deployment-state.json".into(),
+                state: has_state.then(|| doc.clone()),
                 verdict: verdict(&kind, &liveness, holder.is_some(), stale),
                 holder,
                 liveness,
                 age_seconds: age,
                 stale,
             };
-            let block = status_block(&insp, &ctx, Style { color: false });
-            prop_assert!(block.starts_with(
-                "Deployment Lock Status: staging\n============================================\nLock directory: Not found (unlocked)\n\nState file info:\n"
-            ), "{}", block);
+            let block = if modern {
+                status_block_modern(&insp, Style { color: false })
+            } else {
+                status_block(&insp, Style { color: false })
+            };
+            let dir_lines = match &dir {
+                DirView::Exists { ls_ld: Some(_) } => 2,
+                DirView::Exists { ls_ld: None } => 1,
+                DirView::Missing { blocked_by: None } => 1,
+                DirView::Missing { blocked_by: Some(_) } => 2,
+            };
+            let lines: Vec<&str> = block.lines().collect();
+            prop_assert_eq!(&lines[..2], &["Deployment Lock Status: staging", "============================================"]);
             prop_assert!(block.ends_with("\n\n"), "{}", block);
+            prop_assert_eq!(lines[2 + dir_lines], "", "{}", block);
+            if !has_state {
+                prop_assert_eq!(lines[3 + dir_lines], "State file not found: /co/deploy/config/deployment-state.json");
+            }
             let field = |k: &str| lock.as_ref().and_then(|l| l.get(k));
             let one_line = lock.as_ref().is_none_or(|l| {
                 l.values().all(|v| !v.to_string().contains("\\n") && !matches!(v, Value::String(s) if s.contains('\n')))
             });
-            if one_line {
-                let lines: Vec<&str> = block.lines().skip(5).collect();
-                for (line, label) in lines.iter().zip([
+            if one_line && has_state {
+                prop_assert_eq!(lines[3 + dir_lines], "State file info:");
+                for (line, label) in lines[4 + dir_lines..].iter().zip([
                     "  Locked: ",
                     "  Locked by: ",
                     "  Locked at: ",
@@ -436,14 +439,17 @@ mod fuzz_tests {
                 }
                 let bad_pid = field("pid")
                     .filter(|v| !v.is_null() && **v != Value::Bool(false))
-                    .is_some_and(|v| valid_pid(v).is_none());
+                    .is_some_and(|v| deploy_lock::liveness::valid_pid(v).is_none());
                 let warned = block.lines().any(|l| l.starts_with("  ⚠ PID ") && l.ends_with(" is not a process id: not checked"));
                 prop_assert_eq!(bad_pid, warned, "{}", block);
                 if bad_pid {
                     prop_assert!(!block.contains("✓ Process") && !block.contains("is not running (deployment may have crashed)"), "{}", block);
                 }
+                if block.contains("✓ Process") {
+                    prop_assert!(block.contains(if modern { ": bash (deploy.sh)\n" } else { ": bash\n" }), "{}", block);
+                }
             }
-            let json = status_json(&insp, &ctx);
+            let json = status_json(&insp);
             let text = serde_json::to_string(&json).unwrap();
             let back: Value = serde_json::from_str(&text).unwrap();
             let keys: Vec<&str> = back.as_object().unwrap().keys().map(String::as_str).collect();
@@ -454,7 +460,7 @@ mod fuzz_tests {
             if let Some(pid) = back["holder"]["pid"].as_i64() {
                 prop_assert!(pid > 0);
             }
-            let verdict_text = verdict_line(&insp, &ctx);
+            let verdict_text = verdict_line(&insp);
             let prefix = format!("Verdict: {}: ", insp.verdict.as_str());
             prop_assert!(verdict_text.starts_with(&prefix), "{}", verdict_text);
         }

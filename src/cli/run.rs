@@ -273,11 +273,7 @@ fn acquire(
                         env: plan.env,
                         reason,
                         run_holder,
-                        block: render::status_block_modern(&inspection, ctx, style),
-                        obstruction: matches!(reason, deploy_lock::lock::BusyReason::Obstructed)
-                            .then(|| {
-                                deploy_lock::fsops::describe_non_directory(&inspection.lock_dir)
-                            }),
+                        block: render::status_block_modern(&inspection, style),
                         inspection,
                         stale_after: ctx.settings.stale_after,
                     })));

@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::state::StateError;
+use crate::view::NonDirectory;
 
 #[derive(Debug)]
 pub enum LockError {
@@ -20,7 +21,7 @@ pub enum LockError {
     /// or removed by us.
     NotADirectory {
         path: PathBuf,
-        what: String,
+        what: NonDirectory,
     },
     /// A lock directory we may not remove (another user's, in sticky /tmp).
     NotPermitted {
@@ -41,27 +42,18 @@ impl fmt::Display for LockError {
             LockError::State(e) => e.fmt(f),
             LockError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             LockError::Interrupted => f.write_str("interrupted while waiting for the lock"),
-            LockError::NotADirectory { path, what } => write!(
-                f,
-                "{} is {what}, not a lock directory; deploy-lock never follows or removes it: \
-                 check what it is (ls -la {}) and remove it by hand",
-                path.display(),
-                path.display()
-            ),
-            LockError::NotPermitted { path, owner } => write!(
-                f,
-                "cannot remove {}: it belongs to {owner} and its folder only lets owners remove \
-                 entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
-                path.display(),
-                path.display()
-            ),
+            LockError::NotADirectory { path, .. } => {
+                write!(f, "{} is not a lock directory", path.display())
+            }
+            LockError::NotPermitted { path, owner } => {
+                write!(f, "cannot remove {}: it belongs to {owner}", path.display())
+            }
             LockError::OtherEnvironment {
                 environment,
                 holder,
             } => write!(
                 f,
-                "the state file's lock record belongs to a live {environment} deployment ({holder}); \
-                 one checkout records one lock at a time: wait for it to finish or deploy from another checkout"
+                "the state file's lock record belongs to a live {environment} deployment ({holder})"
             ),
         }
     }

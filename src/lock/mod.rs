@@ -25,6 +25,7 @@ use crate::status::{
 };
 use crate::store::Warning;
 use crate::times::{parse_time, utc_seconds};
+use crate::view::{DirView, Facts, LegacyView, NonDirectory, probe_proc, record_view};
 pub use error::LockError;
 use error::io_at;
 use runlock::{RunHolder, RunLock, TryRun};
@@ -295,8 +296,10 @@ impl<'a> LocalLock<'a> {
             i64::try_from(self.ctx.settings.stale_after.as_secs()).unwrap_or(i64::MAX);
         let stale = age_seconds.is_some_and(|a| a > stale_after);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
+        let view = self.legacy_view(&lock_dir, &path_kind, state.as_ref(), age_seconds);
         Ok(Inspection {
             environment: self.env,
+            view,
             lock_dir,
             path_kind,
             dir,
@@ -310,6 +313,44 @@ impl<'a> LocalLock<'a> {
             stale,
             verdict,
         })
+    }
+
+    /// What the legacy status block shows, gathered here so that renderers
+    /// do no I/O.
+    fn legacy_view(
+        &self,
+        lock_dir: &Path,
+        path_kind: &PathKind,
+        state: Option<&StateDoc>,
+        age: Option<i64>,
+    ) -> LegacyView {
+        // The legacy tested `[ -d "$LOCK_DIR" ]`, which follows a symlink,
+        // then printed `ls -ld` of the path itself.
+        let dir = if lock_dir.is_dir() {
+            let tz = crate::tz::system_time_zone();
+            DirView::Exists {
+                ls_ld: crate::lsld::ls_ld(lock_dir, self.ctx.now(), &tz).ok(),
+            }
+        } else {
+            DirView::Missing {
+                blocked_by: (*path_kind != PathKind::Missing).then(|| NonDirectory::at(lock_dir)),
+            }
+        };
+        let stale_after_secs = self.ctx.settings.stale_after.as_secs();
+        let facts = Facts {
+            now: self.ctx.now(),
+            host: &self.ctx.host,
+            stale_after_secs,
+            dir_age: (*path_kind == PathKind::Directory).then_some(age).flatten(),
+        };
+        let obstruction = matches!(path_kind, PathKind::Symlink | PathKind::Other)
+            .then(|| NonDirectory::at(lock_dir));
+        LegacyView {
+            dir,
+            obstruction,
+            record: state.map(|doc| record_view(doc, &facts, probe_proc)),
+            stale_after_secs,
+        }
     }
 
     /// Takes the lock if it is free, or if its holder is not alive and the
@@ -612,7 +653,7 @@ impl<'a> LocalLock<'a> {
                 .map_err(|e| removal_error(&lock_dir, e))?,
             PathKind::Symlink | PathKind::Other => {
                 return Err(LockError::NotADirectory {
-                    what: fsops::describe_non_directory(&lock_dir),
+                    what: NonDirectory::at(&lock_dir),
                     path: lock_dir,
                 });
             }

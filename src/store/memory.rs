@@ -23,6 +23,7 @@ use crate::liveness::{ProcessIdentity, boot_id};
 use crate::lock::{BusyReason, ForceUnlock, LockError, Release, Takeover};
 use crate::status::{Inspection, Liveness, verdict};
 use crate::times::{parse_time, utc_seconds};
+use crate::view::{DirView, LegacyView};
 
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -66,8 +67,18 @@ impl MemoryStore {
             .and_then(|r| parse_time(&r.locked_at))
             .map(|t| self.ctx.now().as_second() - t.as_second());
         let stale = age_seconds.is_some_and(|a| a > self.ctx.settings.stale_after.as_secs() as i64);
+        let stale_after_secs = self.ctx.settings.stale_after.as_secs();
         Inspection {
             environment: env,
+            view: LegacyView {
+                dir: match path_kind {
+                    PathKind::Missing => DirView::Missing { blocked_by: None },
+                    _ => DirView::Exists { ls_ld: None },
+                },
+                obstruction: None,
+                record: None,
+                stale_after_secs,
+            },
             lock_dir: self.location(env),
             verdict: verdict(&path_kind, &liveness, holder.is_some(), stale),
             path_kind,
