@@ -209,7 +209,10 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
     vec![
         Section {
             title: "THE LEGACY DEPLOY.SH",
-            items: vec![("", "The legacy deploy.sh takes the same lock itself unless given --force, which only skips its own lock. So that the unchanged script runs under deploy-lock's lock, deploy-lock ENV (and run without a command) adds --force to deploy.sh's arguments when absent: deploy-lock holds the lock for it. Every other argument reaches deploy.sh unchanged. A --force you type also lets deploy-lock take over a dead holder's lock at any age, never a live one. --help runs without the lock. --wait[=SECS] and --remote-dir DIR are deploy-lock's own flags there and are not passed on.".into())],
+            items: vec![
+                ("", "deploy-lock ENV [DEPLOY_SH_ARGS...] is deploy-lock run ENV [DEPLOY_SH_ARGS...]: the same flags, wherever they stand before --. --wait[=SECS], --remote-dir DIR and the settings are deploy-lock's and are not passed on; --force and --remote USER@HOST are read by deploy-lock and passed on too (--remote=USER@HOST as two words); every other word goes to deploy.sh in order. --help before ENV is deploy-lock's, after it deploy.sh's.".into()),
+                ("", "The legacy deploy.sh takes the same lock itself unless given --force, which only skips its own lock. So that the unchanged script runs under deploy-lock's lock, deploy-lock adds --force to deploy.sh's arguments when absent: deploy-lock holds the lock for it. A --force you type also lets deploy-lock take over a dead holder's lock at any age, never a live one. --help runs without the lock; --remote checks the server's lock and takes no local one.".into()),
+            ],
         },
         Section {
             title: "REMOTE LOCKS",
@@ -230,10 +233,11 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
                 ("1", "Cancelled at the force-unlock confirmation; nothing changed.".into()),
                 ("2", "Usage error.".into()),
                 ("65", "The state file is not valid JSON or not the documented shape; it is left untouched.".into()),
-                ("74", "A file or folder could not be read or written; with --remote, ssh could not run the command.".into()),
-                ("75", "The lock is held (by a live holder, or not stale yet).".into()),
+                ("74", "A file or folder could not be read or written, including deploy-lock's own output (a full disk); with --remote, ssh could not run the command.".into()),
+                ("75", "The lock is held (by a live holder, by another deploy-lock run, or not stale yet); or, for unlock, it changed hands since it was shown.".into()),
                 ("124", "Waiting for the lock timed out.".into()),
                 ("126, 127", "run: the command could not be executed, or was not found.".into()),
+                ("128+N", "run: signal N ended the wait for the lock; the command never started.".into()),
                 ("other", "run and the ENV shorthand: the command's own exit status, or death by the signal that killed it.".into()),
             ],
         },

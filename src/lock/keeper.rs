@@ -57,9 +57,19 @@ const SETTLE: Duration = Duration::from_millis(40);
 impl Keeper {
     /// Starts watching the lock folder and the state file's folder.
     pub fn new(lock: &LocalLock<'_>) -> Keeper {
+        Keeper::reusing(lock, None)
+    }
+
+    /// [`Keeper::new`] on an inotify instance that waited for this lock (a
+    /// `Watcher`'s): closing an instance waits for the kernel (10-20 ms), so a
+    /// run that waited closes one, not two.
+    pub fn reusing(lock: &LocalLock<'_>, inotify: Option<Inotify>) -> Keeper {
         let lock_dir = lock.lock_dir();
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok();
+        let inotify =
+            inotify.or_else(|| Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok());
         if let Some(i) = &inotify {
+            // Events from the wait are old news.
+            while i.read_events().is_ok_and(|e| !e.is_empty()) {}
             let flags = AddWatchFlags::IN_DELETE
                 | AddWatchFlags::IN_MOVED_FROM
                 | AddWatchFlags::IN_MOVED_TO
@@ -186,7 +196,7 @@ impl Keeper {
             PathKind::Directory => {}
             PathKind::Symlink | PathKind::Other => {}
         }
-        let insp = lock.inspect()?;
+        let insp = lock.look()?;
         if insp.owner.as_ref().map(|o| o.lock_id.as_str()) != Some(lock_id.as_str()) {
             // Someone else made the directory (a legacy deploy.sh's stale
             // takeover, another tool): say so once and leave it to them.

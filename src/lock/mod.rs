@@ -238,9 +238,28 @@ impl<'a> LocalLock<'a> {
     }
 
     /// One consistent look at the lock: directory, state file, holder,
-    /// liveness, age, verdict. Fails only on an unusable state file or an
-    /// unreadable lock path.
+    /// liveness, age, verdict, and everything the status block shows. Fails
+    /// only on an unusable state file or an unreadable lock path.
     pub fn inspect(&self) -> Result<Inspection, LockError> {
+        let mut insp = self.look()?;
+        self.add_ls_ld(&mut insp);
+        Ok(insp)
+    }
+
+    /// The `ls -ld` line of the lock directory, into an inspection from
+    /// [`LocalLock::look`] (it costs a passwd and a time zone lookup, so the
+    /// engine's own looks under the guard go without it).
+    pub fn add_ls_ld(&self, insp: &mut Inspection) {
+        if let DirView::Exists { ls_ld } = &mut insp.view.dir
+            && ls_ld.is_none()
+        {
+            let tz = crate::tz::system_time_zone();
+            *ls_ld = crate::lsld::ls_ld(&insp.lock_dir, self.ctx.now(), &tz).ok();
+        }
+    }
+
+    /// [`LocalLock::inspect`] without the `ls -ld` line.
+    pub(crate) fn look(&self) -> Result<Inspection, LockError> {
         let lock_dir = self.lock_dir();
         let state = StateDoc::load(&self.ctx.state_file)?;
         let path_kind = fsops::path_kind(&lock_dir).map_err(io_at(&lock_dir))?;
@@ -257,7 +276,7 @@ impl<'a> LocalLock<'a> {
                 }
                 // Removed between the lstat and the open: it is free now.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return self.inspect();
+                    return self.look();
                 }
                 // Unlistable (another user's 0700 directory): still a lock.
                 Err(_) => dir = None,
@@ -327,10 +346,7 @@ impl<'a> LocalLock<'a> {
         // The legacy tested `[ -d "$LOCK_DIR" ]`, which follows a symlink,
         // then printed `ls -ld` of the path itself.
         let dir = if lock_dir.is_dir() {
-            let tz = crate::tz::system_time_zone();
-            DirView::Exists {
-                ls_ld: crate::lsld::ls_ld(lock_dir, self.ctx.now(), &tz).ok(),
-            }
+            DirView::Exists { ls_ld: None }
         } else {
             DirView::Missing {
                 blocked_by: (*path_kind != PathKind::Missing).then(|| NonDirectory::at(lock_dir)),
@@ -367,7 +383,7 @@ impl<'a> LocalLock<'a> {
             TryRun::Taken(run) => self.try_acquire_with(run, force, pid),
             TryRun::Held(holder) => Ok(Acquire::Busy {
                 reason: BusyReason::RunHeld,
-                inspection: Box::new(self.inspect()?),
+                inspection: Box::new(self.look()?),
                 run_holder: holder,
             }),
         }
@@ -423,7 +439,7 @@ impl<'a> LocalLock<'a> {
                 }
                 return Ok(acquired);
             }
-            let inspection = self.inspect()?;
+            let inspection = self.look()?;
             let reason = match (&inspection.path_kind, &inspection.liveness) {
                 (PathKind::Missing, _) => continue,
                 (PathKind::Symlink | PathKind::Other, _) => Some(BusyReason::Obstructed),
@@ -466,7 +482,7 @@ impl<'a> LocalLock<'a> {
         }
         Ok(Acquire::Busy {
             reason: BusyReason::NotStale,
-            inspection: Box::new(self.inspect()?),
+            inspection: Box::new(self.look()?),
             run_holder: None,
         })
     }
@@ -622,7 +638,7 @@ impl<'a> LocalLock<'a> {
     /// removed, so that holder does not restore its lock.
     pub fn force_unlock(&self, shown: Option<&Shown>) -> Result<Unlock, LockError> {
         let _guard = self.guard()?;
-        let inspection = self.inspect()?;
+        let inspection = self.look()?;
         if let Some(shown) = shown
             && !shown.matches(&inspection)
         {

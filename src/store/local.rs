@@ -27,6 +27,12 @@ pub struct LocalStore<'a> {
     /// Waiting on another deploy-lock run: a thread blocked in its kernel
     /// lock, which hands that lock to the next `acquire`.
     waiter: RefCell<Option<RunWaiter>>,
+    /// Keepers of finished runs, dropped with the store: closing an inotify
+    /// descriptor waits for the kernel (10-20 ms), which must not happen
+    /// while the lock is still held (every hand-off would pay it).
+    spent: RefCell<Vec<Keeper>>,
+    /// The same for watchers (a run that waited holds the lock by then).
+    spent_watches: RefCell<Vec<Watcher>>,
 }
 
 impl<'a> LocalStore<'a> {
@@ -34,6 +40,8 @@ impl<'a> LocalStore<'a> {
         LocalStore {
             ctx,
             waiter: RefCell::new(None),
+            spent: RefCell::new(Vec::new()),
+            spent_watches: RefCell::new(Vec::new()),
         }
     }
 
@@ -57,19 +65,30 @@ impl Watch for Watcher {
 /// The lock directory, or, while another run's kernel lock is waited for,
 /// that hand-over.
 struct LocalWatch<'s> {
-    dir: Watcher,
+    dir: Option<Watcher>,
     waiter: &'s RefCell<Option<RunWaiter>>,
+    spent: &'s RefCell<Vec<Watcher>>,
+}
+
+impl Drop for LocalWatch<'_> {
+    fn drop(&mut self) {
+        // Closed with the store, not while a lock just taken is held.
+        self.spent.borrow_mut().extend(self.dir.take());
+    }
 }
 
 impl Watch for LocalWatch<'_> {
     fn gone(&self) -> bool {
-        self.waiter.borrow().is_none() && self.dir.gone()
+        self.waiter.borrow().is_none() && self.dir.as_ref().is_none_or(Watcher::gone)
     }
 
     fn wait(&self, until: Instant, extra: Option<BorrowedFd<'_>>) -> io::Result<Woke> {
         let waiter = self.waiter.borrow();
         let Some(w) = waiter.as_ref() else {
-            return self.dir.wait(until, extra);
+            return match &self.dir {
+                Some(d) => d.wait(until, extra),
+                None => Ok(Woke::Released),
+            };
         };
         let mut fds = vec![w.fd()];
         fds.extend(extra);
@@ -119,7 +138,7 @@ impl LockStore for LocalStore<'_> {
                     *self.waiter.borrow_mut() = Some(w);
                     return Ok(Acquire::Busy {
                         reason: BusyReason::RunHeld,
-                        inspection: Box::new(lock.inspect()?),
+                        inspection: Box::new(lock.look()?),
                         run_holder,
                     });
                 }
@@ -127,7 +146,13 @@ impl LockStore for LocalStore<'_> {
             None => lock.try_acquire(how.force, how.process.clone()),
         };
         let warnings = lock.take_warnings();
-        let got = from_engine(env, result?, warnings);
+        let mut got = from_engine(env, result?, warnings);
+        // A refusal shows the status block; a waiter only a phrase.
+        if let Acquire::Busy { inspection, .. } = &mut got
+            && !how.waiting
+        {
+            lock.add_ls_ld(inspection);
+        }
         if let Acquire::Busy {
             reason: BusyReason::RunHeld,
             ..
@@ -141,10 +166,17 @@ impl LockStore for LocalStore<'_> {
 
     fn keep<'a>(&'a self, held: &'a mut Held) -> Box<dyn Keeping + 'a> {
         let lock = LocalLock::new(self.ctx, held.env);
+        // The instance that waited for this lock, if any (one close, not two).
+        let reused = self
+            .spent_watches
+            .borrow_mut()
+            .pop()
+            .and_then(Watcher::into_inotify);
         Box::new(LocalKeeping {
-            keeper: Keeper::new(&lock),
+            keeper: Some(Keeper::reusing(&lock, reused)),
             lock,
             held,
+            spent: &self.spent,
         })
     }
 
@@ -192,8 +224,9 @@ impl LockStore for LocalStore<'_> {
 
     fn watch(&self, env: Environment) -> Box<dyn Watch + '_> {
         Box::new(LocalWatch {
-            dir: Watcher::new(&self.ctx.lock_dir(env)),
+            dir: Some(Watcher::new(&self.ctx.lock_dir(env))),
             waiter: &self.waiter,
+            spent: &self.spent_watches,
         })
     }
 
@@ -203,9 +236,17 @@ impl LockStore for LocalStore<'_> {
 }
 
 struct LocalKeeping<'a> {
-    keeper: Keeper,
+    keeper: Option<Keeper>,
     lock: LocalLock<'a>,
     held: &'a mut Held,
+    spent: &'a RefCell<Vec<Keeper>>,
+}
+
+impl Drop for LocalKeeping<'_> {
+    fn drop(&mut self) {
+        // Closed after the release (see LocalStore::spent).
+        self.spent.borrow_mut().extend(self.keeper.take());
+    }
 }
 
 impl Keeping for LocalKeeping<'_> {
@@ -224,17 +265,17 @@ impl Keeping for LocalKeeping<'_> {
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.keeper.fd()
+        self.keeper.as_ref().and_then(Keeper::fd)
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.keeper.deadline()
+        self.keeper.as_ref().and_then(Keeper::deadline)
     }
 
     fn service(&mut self) -> Vec<KeepEvent> {
-        match self.held.handle_mut::<HeldLock>() {
-            Some(h) => self.keeper.service(&self.lock, h),
-            None => Vec::new(),
+        match (self.held.handle_mut::<HeldLock>(), &mut self.keeper) {
+            (Some(h), Some(k)) => k.service(&self.lock, h),
+            _ => Vec::new(),
         }
     }
 
