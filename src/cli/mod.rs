@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod docs;
 pub mod exit;
 pub mod legacy;
+pub mod log;
 pub mod modern;
 pub mod ops;
 pub mod remote;
