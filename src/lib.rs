@@ -3,11 +3,13 @@
 //! layers in `src/cli/` render what it returns.
 
 pub mod audit;
+pub mod audit_log;
 pub mod context;
 pub mod environment;
 pub mod fsops;
 pub mod holder;
 pub mod ids;
+pub mod legacy_block;
 pub mod liveness;
 pub mod lock;
 pub mod lsld;

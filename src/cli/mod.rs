@@ -13,6 +13,7 @@ pub mod docs;
 pub mod execute;
 pub mod failure;
 pub mod legacy;
+pub mod log;
 pub mod messages;
 pub mod modern;
 pub mod ops;
