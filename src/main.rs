@@ -71,6 +71,12 @@ fn main() {
                 io.err,
                 io.err_style,
             );
+            if let Failure::Interrupted(n) = failure {
+                // Like flock(1): a signal while waiting for the lock ends us
+                // by that signal, so a calling script stops too.
+                let _ = io.err.flush();
+                supervise::die_of_signal(n);
+            }
             failure.code(persona)
         }
     };

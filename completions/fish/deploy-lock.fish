@@ -35,6 +35,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "status" -d 
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "wait" -d 'Wait until the lock is released (exit 124 on timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "unlock" -d 'Force-unlock: remove the lock whoever holds it (asks for \'yes\')'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "run" -d 'Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "log" -d 'Show the audit trail: who took, released, took over or force-unlocked which lock, when'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "development" -d 'Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock (deploy-lock run development)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "staging" -d 'Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock (deploy-lock run staging)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "production" -d 'Run deploy/scripts/deploy.sh production [DEPLOY_SH_ARGS...] under the lock (deploy-lock run production)'
@@ -75,6 +76,15 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait-int
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s n -l lines -d 'Only the last N lines' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l since -d 'Only events since DURATION ago (90s, 30m, 2h, 1d, "1h 30m") or a UTC time (2026-02-03T20:00:00Z)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l wait-timeout -d 'Give up waiting after this many seconds' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l json -d 'One JSON object per line, as recorded, plus `line` and `held_seconds`'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l remote-dir -d 'The server\'s checkout' -r
@@ -106,4 +116,4 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l w
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -s h -l help -d 'Print help'
 # Added by deploy-lock's generator: the environment argument.
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status wait unlock run; and not __fish_seen_subcommand_from development staging production" -f -a "development staging production" -d 'Environment'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status wait unlock run log; and not __fish_seen_subcommand_from development staging production" -f -a "development staging production" -d 'Environment'

@@ -35,6 +35,13 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
             return Ok(Outcome::Done);
         }
         Operation::Generate(g) => return generate(g, io),
+        // The audit trail is the user's, under $HOME: no checkout needed.
+        Operation::Log(l) => {
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(std::path::PathBuf::from);
+            return ops::log(home, l, io).map(|()| Outcome::Done);
+        }
         _ => {}
     }
     if let Some(remote) = &req.remote
@@ -72,6 +79,7 @@ pub fn execute_with(
             let plan = RunPlan::decide(ctx, r, req.remote);
             return run::run(ctx, store, plan, io).map(Outcome::Child);
         }
+        Operation::Log(l) => ops::log(ctx.home.clone(), &l, io),
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
     }
     .map(|()| Outcome::Done)

@@ -60,8 +60,11 @@ pub struct Busy {
     pub run_holder: Option<RunHolder>,
     pub inspection: Box<Inspection>,
     pub stale_after: Duration,
-    /// The status block, rendered for stderr.
-    pub block: String,
+    /// The live holder runs on this host under the caller's uid (`kill`
+    /// is then worth suggesting).
+    pub holder_is_callers: bool,
+    /// The user's words, for the retry command.
+    pub typed: super::request::Typed,
 }
 
 #[derive(Debug)]

@@ -50,9 +50,7 @@ pub fn report(
             };
             err.write_all(text.as_bytes())
         }
-        Failure::Held(busy) => err
-            .write_all(busy.block.as_bytes())
-            .and_then(|()| lines(err, err_style, &busy_lines(busy, persona))),
+        Failure::Held(busy) => lines(err, err_style, &busy_lines(busy)),
         _ => lines(err, err_style, &failure_lines(f, persona)),
     };
     let _ = err.flush();
@@ -105,7 +103,7 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
             phrase: Some(phrase),
         } => vec![error(format!(
             "gave up after {} waiting for the {env} lock ({phrase})",
-            texts::span(limit.as_secs())
+            texts::span_f(limit.as_secs_f64())
         ))],
         Failure::TimedOut { phrase: None, .. }
         | Failure::Cancelled
@@ -361,8 +359,10 @@ fn foreign_entries(insp: &Inspection) -> String {
         .join(", ")
 }
 
-/// The status block (already rendered into the failure) and what to do.
-fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
+/// A held lock's refusal: at most 6 lines saying who holds it, since when,
+/// whether it runs, and the user's own command to retry with (`--wait`, or
+/// `--force` where that would work). The full status block is `status`'s.
+pub fn busy_lines(b: &Busy) -> Vec<String> {
     let insp = &b.inspection;
     let env = b.env;
     let age = insp
@@ -371,6 +371,22 @@ fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
         .unwrap_or_else(|| "unknown".into());
     let stale = texts::span(b.stale_after.as_secs());
     let lock = insp.lock_dir.display();
+    let holder = insp.holder.as_ref();
+    let who = holder
+        .and_then(|h| h.locked_by.clone())
+        .unwrap_or_else(|| "an unknown holder".into());
+    // The one age every message uses, as a time too.
+    let since = match insp.age_seconds.and_then(|a| {
+        jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_secs(a))
+            .ok()
+    }) {
+        Some(at) => format!("since {} ({age} ago)", deploy_lock::times::utc_seconds(at)),
+        None => "for an unknown time".to_string(),
+    };
+    let wait = b.typed.with("--wait");
+    let force = b.typed.with("--force");
+    let details = format!("  details:          deploy-lock status {env}");
     // Another deploy-lock run's kernel lock: described by its directory's
     // live holder when there is one, else by the run itself (its directory
     // was removed while its command runs).
@@ -378,24 +394,30 @@ fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
         (BusyReason::RunHeld, Liveness::Alive { .. }) => BusyReason::HolderAlive,
         (r, _) => r,
     };
-    let lines: Vec<String> = match (reason, &insp.liveness) {
+    let mut lines: Vec<String> = match (reason, &insp.liveness) {
         (BusyReason::RunHeld, _) => vec![
             error(format!(
                 "the {env} lock is {}; it frees when that process ends.",
                 run_phrase(b.run_holder.as_ref())
             )),
-            format!("  wait for it:          deploy-lock run --wait {env}"),
+            format!("  wait for it:      {wait}"),
+            details,
         ],
-        (BusyReason::HolderAlive, Liveness::Alive { pid, comm }) => vec![
-            error(format!(
-                "the {env} lock is held by a running deployment: {} (pid {pid}), for {age}.",
-                display_name(*pid, comm)
-            )),
-            "A live holder's lock is never taken over, whatever its age. Either:".into(),
-            format!("  wait for it:          deploy-lock run --wait {env}"),
-            format!("  watch it:             deploy-lock wait {env}"),
-            format!("  or stop that process: kill {pid}"),
-        ],
+        (BusyReason::HolderAlive, Liveness::Alive { pid, comm }) => {
+            let mut l = vec![
+                error(format!("the {env} lock is held by {who} {since}.")),
+                format!(
+                    "Running on this host: {} (pid {pid}); a running holder's lock is never taken over.",
+                    display_name(*pid, comm)
+                ),
+                format!("  wait for it:      {wait}"),
+                details,
+            ];
+            if b.holder_is_callers {
+                l.push(format!("  or stop it:       kill {pid}"));
+            }
+            l
+        }
         (BusyReason::Obstructed, _) => vec![error(format!(
             "{lock} is {}, not a lock directory; deploy-lock never follows or removes it: check what it is (ls -la {lock}) and remove it by hand",
             insp.view
@@ -408,18 +430,18 @@ fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
             "the {env} lock's holder is not running, but {lock} holds files deploy-lock did not put there ({}); a takeover would delete them, so it is refused: check them, then remove the directory by hand or with unlock.sh {env} --force",
             foreign_entries(insp)
         ))],
-        (_, Liveness::OtherHost) => vec![
-            error(format!(
-                "the {env} lock is held from another host ({}) for {age}.",
-                insp.holder
-                    .as_ref()
-                    .and_then(|h| h.hostname.clone())
-                    .unwrap_or_default()
-            )),
-            format!("It is taken over automatically once older than {stale}. Either:"),
-            format!("  wait for it:        deploy-lock run --wait {env}"),
-            format!("  or, once you have checked that host: deploy-lock run --force {env}"),
-        ],
+        (_, Liveness::OtherHost) => {
+            let host = holder.and_then(|h| h.hostname.clone()).unwrap_or_default();
+            vec![
+                error(format!("the {env} lock is held by {who} {since}.")),
+                format!(
+                    "On another host ({host}): whether it runs cannot be checked from here. It is taken over automatically once older than {stale}."
+                ),
+                format!("  wait for it:      {wait}"),
+                format!("  once {host} is checked: {force}"),
+                details,
+            ]
+        }
         _ if squatter(insp).is_some() => {
             let owner = squatter(insp).unwrap_or_default();
             vec![
@@ -429,25 +451,34 @@ fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
                 format!("Ask {owner} (or root) to check it and remove it: sudo rm -rf {lock}"),
             ]
         }
-        (_, Liveness::NoRecord) if insp.holder.is_none() => vec![
+        (_, Liveness::NoRecord) if holder.is_none() => vec![
             error(format!(
-                "the {env} lock's holder is unknown (no record says who holds it: maybe a legacy deploy.sh that has not written its record yet); the lock is {age} old."
+                "the {env} lock's holder is unknown: no record says who holds it (maybe a legacy deploy.sh that has not written it yet); the lock is {age} old."
             )),
             format!(
-                "It is taken over automatically once older than {stale}; --force does not take an unknown holder's lock. Either:"
+                "It is taken over automatically once older than {stale}; --force does not take an unknown holder's lock."
             ),
-            format!("  wait for it:          deploy-lock run --wait {env}"),
-            format!("  or, once you know nobody deploys: deploy-lock unlock {env}"),
+            format!("  wait for it:      {wait}"),
+            format!("  once you know nobody deploys: deploy-lock unlock {env}"),
+            details,
         ],
-        _ => vec![
-            error(format!(
-                "the {env} lock's holder is not running, but the lock is only {age} old."
-            )),
-            format!("It is taken over automatically once older than {stale}. Either:"),
-            format!("  wait for that:        deploy-lock run --wait {env}"),
-            format!("  or take it over now:  deploy-lock run --force {env}"),
-        ],
+        _ => {
+            let pid = holder
+                .and_then(|h| h.pid)
+                .map(|p| format!("pid {p}"))
+                .unwrap_or_else(|| "its process".into());
+            vec![
+                error(format!("the {env} lock is held by {who} {since}.")),
+                format!(
+                    "Not running ({pid} is gone), but the lock is younger than {stale}, after which it is taken over automatically."
+                ),
+                format!("  wait for that:    {wait}"),
+                format!("  take it over now: {force}"),
+                details,
+            ]
+        }
     };
+    lines.truncate(6);
     lines
 }
 
@@ -471,4 +502,21 @@ fn squatter(insp: &Inspection) -> Option<String> {
             .map(|u| u.name)
             .unwrap_or_else(|| format!("uid {uid}")),
     )
+}
+
+/// `log --since` with a value that is neither a duration nor a time.
+pub fn bad_since(text: &str) -> String {
+    format!(
+        "invalid --since '{text}': give a duration back from now (90s, 30m, 2h, 1d, '1h 30m') or a UTC time (2026-02-03T20:00:00Z)"
+    )
+}
+
+/// `log` with nothing to show (stderr; stdout stays empty for scripts).
+pub fn no_events(path: &std::path::Path) -> String {
+    format!("no matching events in {}", path.display())
+}
+
+/// Why `wait` gave up, inside its timeout error.
+pub fn still_held(env: Environment) -> String {
+    format!("it is still held; if its deployment crashed: deploy-lock unlock {env}")
 }

@@ -16,7 +16,7 @@ use deploy_lock::context::{
 
 use super::failure::Failure;
 use super::remote::{self, Remote};
-use super::request::{Generate, Operation, Persona, Request, RunRequest};
+use super::request::{Generate, LogRequest, Operation, Persona, Request, RunRequest, Typed};
 
 const AFTER_HELP: &str = "\
 Rules: a lock whose holder is alive is never taken, whatever its age. A lock
@@ -91,6 +91,16 @@ Rules, liveness first and age second:
     same signal).
 Signals INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock reach
 COMMAND once; the terminal's own Ctrl-C and Ctrl-\\ reach it directly.";
+
+const LOG_AFTER_HELP: &str = "\
+The audit trail is $HOME/.togather/logs/deployments/locks.log of the user
+running deploy-lock: one JSON object per line, appended (never rewritten)
+by every acquire, takeover, release, release_skipped, force_unlock, restore
+and lost event, with time (UTC), event, environment, user, host, pid,
+holder (the previous holder, for a takeover or force-unlock), lock_id and,
+on acquisitions, deployment_id. A release shows how long the lock was held
+when its acquisition is in the log. A line that is not such an object is
+shown as damaged, with its number, and never stops the rest.";
 
 /// Where a lock that lives on a server is.
 #[derive(Args, Debug, Default, Clone)]
@@ -181,6 +191,22 @@ pub enum Command {
     /// Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
+    /// Show the audit trail: who took, released, took over or force-unlocked which lock, when
+    #[command(after_help = LOG_AFTER_HELP)]
+    Log {
+        /// Only this environment's events
+        #[arg(value_enum)]
+        env: Option<Environment>,
+        /// One JSON object per line, as recorded, plus `line` and `held_seconds`
+        #[arg(long)]
+        json: bool,
+        /// Only the last N lines
+        #[arg(short = 'n', long = "lines", value_name = "N")]
+        last: Option<usize>,
+        /// Only events since DURATION ago (90s, 30m, 2h, 1d, "1h 30m") or a UTC time (2026-02-03T20:00:00Z)
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+    },
     /// Write the man pages or completions (used to refresh man/ and completions/)
     #[command(hide = true)]
     Generate {
@@ -226,14 +252,16 @@ struct RunWords {
     env: Option<OsString>,
     deploy: Vec<OsString>,
     command: Option<Vec<OsString>>,
+    /// Index of the environment in the words.
+    env_at: usize,
 }
 
-fn sort_run_words(words: Vec<OsString>, flags: &[Flag]) -> RunWords {
+fn sort_run_words(words: Vec<OsString>, flags: &[Flag]) -> Result<RunWords, Failure> {
     let mut w = RunWords::default();
-    let mut it = words.into_iter();
-    while let Some(word) = it.next() {
+    let mut it = words.into_iter().enumerate().peekable();
+    while let Some((at, word)) = it.next() {
         if word == "--" {
-            w.command = Some(it.collect());
+            w.command = Some(it.map(|(_, v)| v).collect());
             break;
         }
         let text = word.to_str().unwrap_or("");
@@ -250,10 +278,14 @@ fn sort_run_words(words: Vec<OsString>, flags: &[Flag]) -> RunWords {
             None => ("", None),
         };
         if let Some(flag) = flags.iter().find(|f| !name.is_empty() && f.long == name) {
+            if flag.equals_only && value.is_none() {
+                let next = it.peek().map(|(_, v)| v.clone());
+                value_apart(flag, next.as_deref())?;
+            }
             let shared = SHARED_WITH_DEPLOY_SH.contains(&name);
             w.ours.push(word.clone());
             if flag.takes_value && !flag.equals_only && value.is_none() {
-                let v = it.next();
+                let v = it.next().map(|(_, v)| v);
                 if let Some(v) = &v {
                     w.ours.push(v.clone());
                 }
@@ -279,20 +311,38 @@ fn sort_run_words(words: Vec<OsString>, flags: &[Flag]) -> RunWords {
                 w.ours.push(word);
             } else {
                 w.env = Some(word);
+                w.env_at = at;
             }
             continue;
         }
         w.deploy.push(word);
     }
-    w
+    Ok(w)
 }
 
-const SUBCOMMANDS: [&str; 6] = ["status", "wait", "unlock", "run", "generate", "help"];
+/// `--wait 5`: a flag whose value goes only after `=`, followed by a number
+/// as its own word. Read as written, `5` would be the environment (or a
+/// deploy.sh argument), so it is refused with the spelling that works.
+fn value_apart(flag: &Flag, next: Option<&std::ffi::OsStr>) -> Result<(), Failure> {
+    let Some(next) = next.and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    if next.parse::<f64>().is_ok() {
+        let long = &flag.long;
+        return Err(Failure::Usage(format!(
+            "--{long} takes its seconds after '=': write --{long}={next} (a separate '{next}' would be read as the environment or a deploy.sh argument)"
+        )));
+    }
+    Ok(())
+}
+
+const SUBCOMMANDS: [&str; 7] = ["status", "wait", "unlock", "run", "log", "generate", "help"];
 
 /// The argument list clap parses: the `ENV` shorthand becomes `run ENV`
 /// (cargo-alias style), and run's words are sorted so that its flags are
-/// ours wherever they stand before `--`. Returns the deploy.sh words aside.
-fn rewrite(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<OsString>), Failure> {
+/// ours wherever they stand before `--`. Returns the deploy.sh words aside,
+/// and the words as typed.
+fn rewrite(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<OsString>, Typed), Failure> {
     let flags = run_flags();
     let mut it = args.into_iter();
     let mut out: Vec<OsString> = it.next().into_iter().collect();
@@ -305,10 +355,11 @@ fn rewrite(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<OsString>), Failur
             break;
         }
         if let Some(name) = text.strip_prefix("--") {
-            let takes = flags
-                .iter()
-                .find(|f| f.long == name)
-                .is_some_and(|f| f.takes_value && !f.equals_only);
+            let flag = flags.iter().find(|f| f.long == name);
+            if let Some(f) = flag.filter(|f| f.equals_only) {
+                value_apart(f, rest.get(i + 1).map(|w| w.as_os_str()))?;
+            }
+            let takes = flag.is_some_and(|f| f.takes_value && !f.equals_only);
             i += if takes { 2 } else { 1 };
             continue;
         }
@@ -320,26 +371,31 @@ fn rewrite(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<OsString>), Failur
     }
     let Some(first) = rest.get(i).cloned() else {
         out.extend(rest);
-        return Ok((out, Vec::new()));
+        return Ok((out, Vec::new(), Typed::default()));
     };
     let first_text = first.to_string_lossy();
-    let (before, words) = if Environment::parse(&first_text).is_some() {
+    let typed_words = rest.clone();
+    let (before, words, offset) = if Environment::parse(&first_text).is_some() {
         // The shorthand: everything, flags before ENV included, is run's.
-        (Vec::new(), rest)
+        (Vec::new(), rest, 0)
     } else if first_text == "run" {
         let mut rest = rest;
         let words = rest.split_off(i + 1);
         rest.pop();
-        (rest, words)
+        (rest, words, i + 1)
     } else if SUBCOMMANDS.contains(&first_text.as_ref()) || first_text.starts_with('-') {
         out.extend(rest);
-        return Ok((out, Vec::new()));
+        return Ok((out, Vec::new(), Typed::default()));
     } else {
         return Err(Failure::Usage(format!(
             "'{first_text}' is neither an environment (development, staging, production) nor a command; see deploy-lock --help"
         )));
     };
-    let sorted = sort_run_words(words, &flags);
+    let sorted = sort_run_words(words, &flags)?;
+    let typed = Typed {
+        words: typed_words,
+        env_at: offset + sorted.env_at,
+    };
     out.extend(before);
     out.push("run".into());
     out.extend(sorted.ours);
@@ -348,12 +404,12 @@ fn rewrite(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<OsString>), Failur
         out.push("--".into());
         out.extend(command);
     }
-    Ok((out, sorted.deploy))
+    Ok((out, sorted.deploy, typed))
 }
 
 /// Parses `deploy-lock ARGS` (argv[0] first) into a request.
 pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
-    let (args, deploy_args) = rewrite(args)?;
+    let (args, deploy_args, typed) = rewrite(args)?;
     let matches = match parsing_command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) if e.use_stderr() => return Err(Failure::Clap(e)),
@@ -401,6 +457,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
                 force: r.force,
                 deploy_args: deploy,
                 command: r.command,
+                typed,
             };
             if !run.command.is_empty() && !run.deploy_args.is_empty() {
                 let words = run
@@ -417,6 +474,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
             }
             (Operation::Run(run), r.remote.get())
         }
+        Command::Log {
+            env,
+            json,
+            last,
+            since,
+        } => (
+            Operation::Log(LogRequest {
+                env,
+                json,
+                last,
+                since,
+            }),
+            None,
+        ),
         Command::Generate { what } => (
             Operation::Generate(match what {
                 GenerateCmd::Man { dir } => Generate::Man { dir },

@@ -12,7 +12,7 @@ use deploy_lock::{Context, Environment};
 use super::failure::Failure;
 use super::messages;
 use super::render;
-use super::request::Persona;
+use super::request::{LogRequest, Persona};
 use super::style::Style;
 use super::texts;
 
@@ -143,6 +143,16 @@ pub fn wait(
         out.flush()?;
         return Ok(());
     }
+    // Timeouts are said on stderr, like every error of ours; unlock.sh keeps
+    // the legacy text on stdout.
+    if persona == Persona::DeployLock {
+        out.flush()?;
+        return Err(Failure::TimedOut {
+            env,
+            limit: timeout,
+            phrase: Some(messages::still_held(env)),
+        });
+    }
     writeln!(out)?;
     for l in texts::wait_timeout(timeout.as_secs_f64()) {
         writeln!(out, "{l}")?;
@@ -259,4 +269,53 @@ fn confirmed(err: &mut dyn Write) -> bool {
         return false;
     }
     line.trim_end_matches('\n').trim_matches([' ', '\t']) == "yes"
+}
+
+/// Where `deploy-lock log` reads: the audit log under `home`.
+pub fn audit_log_path(home: &std::path::Path) -> std::path::PathBuf {
+    home.join(".togather/logs/deployments/locks.log")
+}
+
+/// `deploy-lock log`: the audit trail, filtered, as text or JSON lines. A
+/// damaged line is shown as damaged; a missing log is an empty one, said on
+/// stderr so the empty stdout is not a mystery.
+pub fn log(
+    home: Option<std::path::PathBuf>,
+    req: &LogRequest,
+    io: &mut Io<'_>,
+) -> Result<(), Failure> {
+    use deploy_lock::audit_log::{self, Filter};
+    let since = match &req.since {
+        None => None,
+        Some(text) => Some(
+            audit_log::parse_since(text, jiff::Timestamp::now())
+                .ok_or_else(|| Failure::Usage(messages::bad_since(text)))?,
+        ),
+    };
+    let Some(home) = home else {
+        return Err(Failure::Usage(
+            "HOME is not set, so there is no audit log to read ($HOME/.togather/logs/deployments/locks.log)".into(),
+        ));
+    };
+    let path = audit_log_path(&home);
+    let lines = audit_log::read(&path).map_err(|source| Failure::Io {
+        what: format!("cannot read the audit log {}", path.display()),
+        source,
+    })?;
+    let filter = Filter {
+        environment: req.env,
+        since,
+        last: req.last,
+    };
+    let lines = audit_log::select(lines, &filter);
+    if req.json {
+        io.out
+            .write_all(super::log::json_lines(&lines).as_bytes())?;
+    } else if lines.is_empty() {
+        let _ = writeln!(io.err, "{}", messages::no_events(&path));
+    } else {
+        io.out.write_all(super::log::text(&lines).as_bytes())?;
+    }
+    io.out.flush()?;
+    Ok(())
 }

@@ -61,7 +61,19 @@ pub enum Operation {
         id: Option<String>,
     },
     Run(RunRequest),
+    /// `deploy-lock log`: the audit trail.
+    Log(LogRequest),
     Generate(Generate),
+}
+
+/// `deploy-lock log [ENV] [--json] [-n N] [--since DURATION]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRequest {
+    pub env: Option<Environment>,
+    pub json: bool,
+    pub last: Option<usize>,
+    /// As typed; checked when the clock is read.
+    pub since: Option<String>,
 }
 
 /// `run` and the `ENV` shorthand, which is `run` by another spelling.
@@ -77,6 +89,59 @@ pub struct RunRequest {
     pub deploy_args: Vec<OsString>,
     /// The command after `--`, instead of deploy.sh.
     pub command: Vec<OsString>,
+    /// The words as typed, for the retry command a refusal suggests.
+    pub typed: Typed,
+}
+
+/// The words after `deploy-lock` as the user typed them, and where the
+/// environment stood, so a refusal can suggest the user's own command with
+/// `--wait` (or `--force`) added: `deploy-lock --wait staging --branch
+/// hotfix`. How a request was spelled is not part of what it means, so two
+/// spellings of one request still compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct Typed {
+    pub words: Vec<OsString>,
+    /// Index in `words` of the environment.
+    pub env_at: usize,
+}
+
+impl PartialEq for Typed {
+    fn eq(&self, _: &Typed) -> bool {
+        true
+    }
+}
+
+impl Eq for Typed {}
+
+impl Typed {
+    /// `deploy-lock` and the typed words with `flag` added before the
+    /// environment, each word quoted for a POSIX shell where it needs it.
+    pub fn with(&self, flag: &str) -> String {
+        let mut words = vec!["deploy-lock".to_string()];
+        for (i, w) in self.words.iter().enumerate() {
+            if i == self.env_at {
+                words.push(flag.to_string());
+            }
+            words.push(shell_word(&w.to_string_lossy()));
+        }
+        if self.env_at >= self.words.len() {
+            words.push(flag.to_string());
+        }
+        words.join(" ")
+    }
+}
+
+/// A word as a POSIX shell would need it typed: as is when it holds only
+/// characters no shell treats specially, else in single quotes.
+pub fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// `deploy-lock generate ...`: the docs the binary writes about itself.
@@ -101,6 +166,7 @@ impl Operation {
             | Operation::Wait { env }
             | Operation::Unlock { env, .. } => Some(*env),
             Operation::Run(r) => Some(r.env),
+            Operation::Log(l) => l.env,
             Operation::Print(_) | Operation::Generate(_) => None,
         }
     }
@@ -124,5 +190,21 @@ mod tests {
         ] {
             assert_eq!(persona(OsStr::new(argv0)), want, "{argv0}");
         }
+    }
+
+    #[test]
+    fn retry_keeps_the_typed_words() {
+        let t = Typed {
+            words: ["run", "staging", "--", "make", "deploy it"]
+                .iter()
+                .map(OsString::from)
+                .collect(),
+            env_at: 1,
+        };
+        assert_eq!(
+            t.with("--wait"),
+            "deploy-lock run --wait staging -- make 'deploy it'"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
     }
 }

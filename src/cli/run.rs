@@ -19,8 +19,7 @@ use super::failure::{Busy, Failure};
 use super::messages;
 use super::ops::Io;
 use super::remote::{self, Program, Remote};
-use super::render;
-use super::request::RunRequest;
+use super::request::{RunRequest, Typed};
 
 /// How the lock is had for the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +44,8 @@ pub struct RunPlan {
     /// Take over a dead holder's lock before it is stale (never a live one).
     pub force: bool,
     pub locking: Locking,
+    /// The words as typed, for the retry command of a refusal.
+    pub typed: Typed,
 }
 
 impl RunPlan {
@@ -56,6 +57,7 @@ impl RunPlan {
     /// elsewhere, where the server's deploy.sh takes the server's lock.
     pub fn decide(ctx: &Context, r: RunRequest, remote: Option<Remote>) -> RunPlan {
         let wait = r.wait.map(|w| w.unwrap_or(ctx.settings.wait_timeout));
+        let typed = r.typed.clone();
         if !r.command.is_empty() {
             let mut command = r.command.into_iter();
             return RunPlan {
@@ -65,6 +67,7 @@ impl RunPlan {
                 wait,
                 force: r.force,
                 locking: Locking::Local,
+                typed,
             };
         }
         let has = |flag: &str| r.deploy_args.iter().any(|a| a == flag);
@@ -87,6 +90,7 @@ impl RunPlan {
             wait,
             force: r.force,
             locking,
+            typed,
         }
     }
 }
@@ -268,14 +272,14 @@ fn acquire(
                 run_holder,
             }) => {
                 if plan.wait.is_none() {
-                    let style = io.err_style;
                     return Err(Failure::Held(Box::new(Busy {
                         env: plan.env,
                         reason,
                         run_holder,
-                        block: render::status_block_modern(&inspection, style),
+                        holder_is_callers: holder_is_callers(&inspection),
                         inspection,
                         stale_after: ctx.settings.stale_after,
+                        typed: plan.typed.clone(),
                     })));
                 }
                 if reason == deploy_lock::lock::BusyReason::RunHeld {
@@ -346,6 +350,17 @@ fn acquire(
             }
         }
     }
+}
+
+/// Whether the live holder runs on this host as the caller's own uid: only
+/// then may a refusal suggest `kill PID`.
+fn holder_is_callers(insp: &deploy_lock::status::Inspection) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let deploy_lock::status::Liveness::Alive { pid, .. } = &insp.liveness else {
+        return false;
+    };
+    std::fs::metadata(format!("/proc/{pid}"))
+        .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw())
 }
 
 /// Before deploy.sh's own remote mode: Ok once the server's lock is not held

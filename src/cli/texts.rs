@@ -216,7 +216,7 @@ pub fn span(secs: u64) -> String {
     }
 }
 
-fn span_f(secs: f64) -> String {
+pub fn span_f(secs: f64) -> String {
     if secs.fract() == 0.0 {
         span(secs as u64)
     } else {

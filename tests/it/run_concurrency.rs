@@ -151,7 +151,7 @@ while [ ! -e "{}" ]; do sleep 0.01; done"#,
                 o.stderr
                     .contains("ERROR: the staging lock is held by a deploy-lock run")
                     || o.stderr
-                        .contains("ERROR: the staging lock is held by a running deployment: "),
+                        .contains("; a running holder's lock is never taken over.\n"),
                 "round {round}: {}",
                 o.stderr
             );
