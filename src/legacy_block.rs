@@ -146,7 +146,7 @@ fn parse_age(v: &str) -> Option<i64> {
 }
 
 /// Removes CSI sequences (`ESC [ ... letter`).
-fn strip_ansi(text: &str) -> String {
+pub fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {

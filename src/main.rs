@@ -10,7 +10,7 @@ use cli::execute::{Outcome, execute};
 use cli::failure::Failure;
 use cli::messages;
 use cli::ops::Io;
-use cli::request::{Persona, persona};
+use cli::request::{Persona, persona_with};
 use cli::style::Style;
 use deploy_lock::supervise::{self, ChildEnd};
 
@@ -30,7 +30,10 @@ fn main() {
     } else {
         args.remove(0)
     };
-    let persona = persona(&argv0);
+    let persona = persona_with(
+        &argv0,
+        std::env::var_os(cli::remote::ENV_PERSONA).as_deref(),
+    );
     let request = match persona {
         Persona::Unlock => cli::legacy::request(&argv0, &args, |name| std::env::var_os(name)),
         Persona::DeployLock => {

@@ -11,10 +11,8 @@ use deploy_lock::supervise::ChildEnd;
 use super::completions;
 use super::docs;
 use super::failure::Failure;
-use super::modern;
 use super::ops::{self, Io};
-use super::remote::{self, Program, Remote};
-use super::request::{Generate, Operation, Persona, Request};
+use super::request::{Generate, Operation, Request};
 use super::run::{self, RunPlan};
 
 /// How a successful invocation ended.
@@ -47,7 +45,7 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
     if let Some(remote) = &req.remote
         && !matches!(req.op, Operation::Run(_))
     {
-        return on_server(&req, remote, io);
+        return super::server::on_server(&req, remote, io).map(Outcome::Exit);
     }
     let cwd = std::env::current_dir().map_err(|source| Failure::Io {
         what: "cannot read the working directory".into(),
@@ -83,48 +81,6 @@ pub fn execute_with(
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
     }
     .map(|()| Outcome::Done)
-}
-
-/// status, wait and unlock on the server, its output and code passed through.
-fn on_server(req: &Request, remote: &Remote, io: &mut Io<'_>) -> Result<Outcome, Failure> {
-    let (program, args): (Program, Vec<&str>) = match (req.persona, &req.op) {
-        (Persona::Unlock, op) => {
-            let word = match op {
-                Operation::Wait { .. } => "--wait",
-                Operation::Unlock { .. } => "--force",
-                _ => "--status",
-            };
-            let env = op.environment().expect("an operation on an environment");
-            (Program::UnlockSh, vec![env.as_str(), word])
-        }
-        (Persona::DeployLock, Operation::Status { env, json }) => {
-            let mut a = vec!["status", env.as_str()];
-            if *json {
-                a.push("--json");
-            }
-            (Program::DeployLock, a)
-        }
-        (Persona::DeployLock, Operation::Wait { env }) => {
-            (Program::DeployLock, vec!["wait", env.as_str()])
-        }
-        (Persona::DeployLock, Operation::Unlock { env, yes, id }) => {
-            let mut a = vec!["unlock", env.as_str()];
-            if *yes {
-                a.push("--yes");
-            }
-            if let Some(id) = id {
-                a.extend(["--id", id.as_str()]);
-            }
-            (Program::DeployLock, a)
-        }
-        (Persona::DeployLock, _) => unreachable!("only status, wait and unlock go here"),
-    };
-    if req.persona == Persona::DeployLock && modern::flags_given(&req.settings) {
-        io.warn(&super::messages::remote_settings_ignored(&remote.target));
-    }
-    io.out.flush()?;
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    Ok(Outcome::Exit(remote::run(remote, program, &args)?))
 }
 
 fn generate(what: &Generate, io: &mut Io<'_>) -> Result<Outcome, Failure> {

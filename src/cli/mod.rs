@@ -6,7 +6,7 @@
 //!
 //! Layers, each using only those above it (no import cycles):
 //! style, texts, request, remote → failure → modern, legacy → docs,
-//! completions → messages, render → ops, run → execute.
+//! completions → messages, render → ops → server → run → execute.
 
 pub mod completions;
 pub mod docs;
@@ -21,5 +21,6 @@ pub mod remote;
 pub mod render;
 pub mod request;
 pub mod run;
+pub mod server;
 pub mod style;
 pub mod texts;

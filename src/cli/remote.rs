@@ -18,13 +18,30 @@ pub struct Remote {
 }
 
 /// What to run on the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Program {
     /// `./deploy/scripts/unlock.sh` in the checkout (legacy or deploy-lock).
     UnlockSh,
-    /// `deploy-lock` on the server's PATH (or ~/.local/bin, /usr/local/bin).
-    DeployLock,
+    /// `deploy-lock` on the server's PATH (or ~/.local/bin, /usr/local/bin);
+    /// failing that, the checkout's `deploy/scripts/unlock.sh`: as
+    /// deploy-lock (through [`ENV_PERSONA`]) when it is a link to it, else,
+    /// the legacy bash script, with `legacy`'s words.
+    DeployLock { legacy: Option<LegacyCall> },
 }
+
+/// What to ask the legacy `unlock.sh` instead, when the server has nothing
+/// else. None in [`Program::DeployLock`]: the legacy script cannot do it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegacyCall {
+    pub args: Vec<String>,
+    /// Answer its confirmation with `yes` (`unlock --yes`).
+    pub answer_yes: bool,
+}
+
+/// Makes the binary answer as the named persona whatever its file name
+/// (`deploy-lock` or `unlock.sh`); how a server's `deploy/scripts/unlock.sh`
+/// link is run as `deploy-lock`.
+pub const ENV_PERSONA: &str = "DEPLOY_LOCK_PERSONA";
 
 /// Why the remote operation did not run; Display is the one-line error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +75,11 @@ pub enum RemoteError {
         host: String,
         dir: String,
         program: Program,
+    },
+    /// Only the legacy unlock.sh is there, and it cannot do what was asked.
+    LegacyCannot {
+        host: String,
+        dir: String,
     },
     Ssh {
         host: String,
@@ -101,11 +123,15 @@ impl std::fmt::Display for RemoteError {
                     f,
                     "{host} has no {dir}/deploy/scripts/unlock.sh: install deploy-lock there (./install.sh --project {dir}) or pass the right --remote-dir"
                 ),
-                Program::DeployLock => write!(
+                Program::DeployLock { .. } => write!(
                     f,
-                    "{host} has no deploy-lock on its PATH, in ~/.local/bin or in /usr/local/bin: install it there (./install.sh), or use unlock.sh ENV --remote {host}"
+                    "{host} has no deploy-lock on its PATH, in ~/.local/bin or in /usr/local/bin, and no {dir}/deploy/scripts/unlock.sh: install deploy-lock there (./install.sh), or pass the right --remote-dir"
                 ),
             },
+            RemoteError::LegacyCannot { host, dir } => write!(
+                f,
+                "{host} has only the legacy {dir}/deploy/scripts/unlock.sh, which cannot check a lock id: unlock without --id (the status is shown before the question), or install deploy-lock there (./install.sh --project {dir})"
+            ),
             RemoteError::Ssh { host, detail } => write!(f, "ssh to {host} failed: {detail}"),
         }
     }
@@ -133,6 +159,7 @@ const MARK: &str = "deploy-lock-remote:";
 /// the legacy unlock.sh uses).
 const NO_CHECKOUT: i32 = 97;
 const NO_PROGRAM: i32 = 98;
+const LEGACY_CANNOT: i32 = 96;
 
 /// On a remote tty, Ctrl-C and Ctrl-\ reach the whole remote foreground
 /// group: the program dies of the signal and the shell, not exec'd away so
@@ -143,9 +170,13 @@ const TRAPS: &str = "trap 'exit 130' INT; trap 'exit 131' QUIT";
 /// The script the remote shell runs: enter the checkout, find the program,
 /// run it with the quoted arguments. Failures exit 97/98 and, when stderr
 /// is not a terminal (where it would show), print a marker line as well.
-pub fn remote_script(dir: &str, program: Program, args: &[String]) -> String {
-    let quoted: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
-    let args = quoted.join(" ");
+pub fn remote_script(dir: &str, program: &Program, args: &[String]) -> String {
+    let quoted = |args: &[String]| {
+        args.iter()
+            .map(|a| sh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let fail =
         |what: &str, code: i32| format!("{{ [ -t 2 ] || echo '{MARK} {what}' >&2; exit {code}; }}");
     let enter = format!(
@@ -153,18 +184,53 @@ pub fn remote_script(dir: &str, program: Program, args: &[String]) -> String {
         quote_dir(dir),
         fail("no-checkout", NO_CHECKOUT)
     );
+    let args = quoted(args);
     let run = match program {
         Program::UnlockSh => format!(
             "[ -x ./deploy/scripts/unlock.sh ] || {}; {TRAPS}; ./deploy/scripts/unlock.sh {args}; exit $?",
             fail("no-program", NO_PROGRAM)
         ),
-        Program::DeployLock => format!(
-            "b=$(command -v deploy-lock) || {{ for b in \"$HOME/.local/bin/deploy-lock\" /usr/local/bin/deploy-lock; do [ -x \"$b\" ] && break; b=; done; }}; \
-             [ -n \"$b\" ] || {}; {TRAPS}; \"$b\" {args}; exit $?",
-            fail("no-program", NO_PROGRAM)
-        ),
+        Program::DeployLock { legacy } => {
+            // The checkout's unlock.sh is deploy-lock when, asked as
+            // deploy-lock, it says so; else it is the legacy script.
+            let legacy = match legacy {
+                Some(call) => format!(
+                    "[ -t 2 ] || echo '{MARK} legacy' >&2; {TRAPS}; {}./deploy/scripts/unlock.sh {}; exit $?",
+                    if call.answer_yes { "echo yes | " } else { "" },
+                    quoted(&call.args)
+                ),
+                None => fail("legacy-cannot", LEGACY_CANNOT),
+            };
+            format!(
+                "b=$(command -v deploy-lock) || {{ for b in \"$HOME/.local/bin/deploy-lock\" /usr/local/bin/deploy-lock; do [ -x \"$b\" ] && break; b=; done; }}; \
+                 if [ -z \"$b\" ] && [ -x ./deploy/scripts/unlock.sh ]; then \
+                 case $({ENV_PERSONA}=deploy-lock ./deploy/scripts/unlock.sh --version 2>/dev/null </dev/null) in \
+                 'deploy-lock '*) b=./deploy/scripts/unlock.sh; {ENV_PERSONA}=deploy-lock; export {ENV_PERSONA};; \
+                 *) {legacy};; esac; fi; \
+                 [ -n \"$b\" ] || {}; {TRAPS}; \"$b\" {args}; exit $?",
+                fail("no-program", NO_PROGRAM)
+            )
+        }
     };
     format!("{enter}; {run}")
+}
+
+/// The remote command as one `sh -c` word, quoted so that any login shell
+/// reads it the same: POSIX shells, fish (where `\\` and `\'` are escapes
+/// even inside single quotes) and csh. Inside the single quotes there is
+/// never a `'` or a `\`: a `'` is written `"'"` and a `\` is written `\\`,
+/// both outside the quotes, which every one of those shells reads alike.
+pub fn login_command(script: &str) -> String {
+    let mut out = String::from("sh -c '");
+    for c in script.chars() {
+        match c {
+            '\'' => out.push_str("'\"'\"'"),
+            '\\' => out.push_str("'\\\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// The program `$DEPLOY_LOCK_SSH` starts with, when it can be told without a
@@ -198,7 +264,7 @@ fn ssh_command(extra: &[&str], target: &str, script: &str) -> Result<Command, Re
     let mut args: Vec<OsString> = extra.iter().map(OsString::from).collect();
     args.push("--".into());
     args.push(target.into());
-    args.push(script.into());
+    args.push(login_command(script).into());
     match std::env::var(ENV_SSH).ok().filter(|s| !s.trim().is_empty()) {
         Some(custom) => {
             if let Some(program) = custom_program(&custom)
@@ -300,14 +366,14 @@ pub enum Output {
 /// and Ctrl-C behave as they do locally; otherwise stdin is passed through
 /// (so `echo yes | … --force` answers the remote prompt) and ssh never asks
 /// for a password (BatchMode).
-pub fn run(remote: &Remote, program: Program, args: &[String]) -> Result<i32, RemoteError> {
+pub fn run(remote: &Remote, program: &Program, args: &[String]) -> Result<i32, RemoteError> {
     run_to(remote, program, args, Output::Stdout)
 }
 
 /// [`run`], with the remote stdout sent where `output` says.
 pub fn run_to(
     remote: &Remote,
-    program: Program,
+    program: &Program,
     args: &[String],
     output: Output,
 ) -> Result<i32, RemoteError> {
@@ -375,7 +441,7 @@ pub fn run_to(
 /// remote tty our marker lines are not printed, so the code alone tells.
 fn ending(
     remote: &Remote,
-    program: Program,
+    program: &Program,
     code: i32,
     stderr: &str,
     tty: bool,
@@ -390,7 +456,11 @@ fn ending(
         NO_PROGRAM if marked("no-program") => Err(RemoteError::NoProgram {
             host,
             dir: remote.dir.clone(),
-            program,
+            program: program.clone(),
+        }),
+        LEGACY_CANNOT if marked("legacy-cannot") => Err(RemoteError::LegacyCannot {
+            host,
+            dir: remote.dir.clone(),
         }),
         255 => Err(classify(&remote.target, stderr)),
         c => Ok(c),
@@ -431,13 +501,22 @@ fn is_ssh_noise(line: &[u8]) -> bool {
         || l.contains("you have requested strict checking")
 }
 
-/// Runs a query on the server and captures its stdout (for `status --json`
-/// before a remote deploy). stderr is passed through.
+/// What a query on the server printed on stdout, and whether it came from
+/// the checkout's legacy unlock.sh (so it is a status block to read).
+#[derive(Debug)]
+pub struct Captured {
+    pub code: i32,
+    pub stdout: String,
+    pub legacy: bool,
+}
+
+/// Runs a query on the server and captures its stdout (a status, read or
+/// shown by the caller). stderr is passed through.
 pub fn capture(
     remote: &Remote,
-    program: Program,
+    program: &Program,
     args: &[String],
-) -> Result<(i32, String), RemoteError> {
+) -> Result<Captured, RemoteError> {
     let script = remote_script(&remote.dir, program, args);
     let mut extra = COMMON.to_vec();
     extra.extend(["-T", "-o", "BatchMode=yes"]);
@@ -452,11 +531,16 @@ pub fn capture(
         None => 128 + std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(1),
     };
     let code = ending(remote, program, code, &err, false)?;
+    let legacy = err.lines().any(|l| l == format!("{MARK} legacy"));
     let mut stderr = std::io::stderr().lock();
     for l in err.lines().filter(|l| !is_ssh_noise(l.as_bytes())) {
         let _ = writeln!(stderr, "{l}");
     }
-    Ok((code, String::from_utf8_lossy(&out.stdout).into_owned()))
+    Ok(Captured {
+        code,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        legacy,
+    })
 }
 
 #[cfg(test)]
@@ -472,7 +556,7 @@ mod tests {
         assert_eq!(sh_quote("it's"), "'it'\\''s'");
         let s = remote_script(
             "/srv/a b",
-            Program::UnlockSh,
+            &Program::UnlockSh,
             &["staging".into(), "--force".into()],
         );
         assert_eq!(

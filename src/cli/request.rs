@@ -28,6 +28,18 @@ pub fn persona(argv0: &OsStr) -> Persona {
     }
 }
 
+/// The persona: `DEPLOY_LOCK_PERSONA` (`deploy-lock` or `unlock.sh`) when
+/// set to one of those, else the invoked name. The override lets a
+/// checkout's `deploy/scripts/unlock.sh` link answer as `deploy-lock` on a
+/// server that has nothing else; any other value is ignored.
+pub fn persona_with(argv0: &OsStr, var: Option<&OsStr>) -> Persona {
+    match var.and_then(|v| v.to_str()) {
+        Some("deploy-lock") => Persona::DeployLock,
+        Some("unlock.sh") => Persona::Unlock,
+        _ => persona(argv0),
+    }
+}
+
 /// One parsed invocation.
 #[derive(Debug, PartialEq)]
 pub struct Request {
@@ -190,6 +202,17 @@ mod tests {
         ] {
             assert_eq!(persona(OsStr::new(argv0)), want, "{argv0}");
         }
+    }
+
+    #[test]
+    fn the_persona_variable_overrides_the_name() {
+        let v = |s: &'static str| Some(OsStr::new(s));
+        let link = OsStr::new("/srv/co/deploy/scripts/unlock.sh");
+        assert_eq!(persona_with(link, v("deploy-lock")), Persona::DeployLock);
+        assert_eq!(persona_with(link, None), Persona::Unlock);
+        assert_eq!(persona_with(link, v("bogus")), Persona::Unlock);
+        let bin = OsStr::new("deploy-lock");
+        assert_eq!(persona_with(bin, v("unlock.sh")), Persona::Unlock);
     }
 
     #[test]

@@ -18,8 +18,9 @@ use deploy_lock::{Context, Environment};
 use super::failure::{Busy, Failure};
 use super::messages;
 use super::ops::Io;
-use super::remote::{self, Program, Remote};
+use super::remote::{self, Remote};
 use super::request::{RunRequest, Typed};
+use super::server;
 
 /// How the lock is had for the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,20 +374,14 @@ fn server_lock_free(
     io: &mut Io<'_>,
 ) -> Result<(), Failure> {
     let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    let query = |args: &[&str]| -> Result<Result<String, i32>, Failure> {
-        match remote::capture(remote, Program::DeployLock, &strings(args))? {
-            (0, out) => Ok(Ok(out)),
-            (code, _) => Ok(Err(code)),
-        }
-    };
+    let status =
+        |args: &[&str]| remote::capture(remote, &server::status_program(env), &strings(args));
     let verdict = || -> Result<Result<String, i32>, Failure> {
-        let out = match query(&["status", env.as_str(), "--json"])? {
-            Ok(out) => out,
-            Err(code) => return Ok(Err(code)),
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(&out).map_err(|e| Failure::ServerAnswer(e.to_string()))?;
-        Ok(Ok(v["verdict"].as_str().unwrap_or("").to_string()))
+        let got = status(&["status", env.as_str(), "--json"])?;
+        if got.code != 0 {
+            return Ok(Err(got.code));
+        }
+        server::verdict(&got).map(Ok)
     };
     // The server's own exit code when its status could not be had.
     let server_code = Failure::ServerExit;
@@ -396,7 +391,8 @@ fn server_lock_free(
             let left = deadline.saturating_duration_since(Instant::now());
             let timeout = format!("--wait-timeout={}", left.as_secs_f64());
             let args = strings(&["wait", env.as_str(), timeout.as_str()]);
-            match remote::run_to(remote, Program::DeployLock, &args, remote::Output::Stderr)? {
+            let program = server::wait_program(env);
+            match remote::run_to(remote, &program, &args, remote::Output::Stderr)? {
                 0 => {}
                 code => return Err(server_code(code)),
             }
@@ -406,8 +402,14 @@ fn server_lock_free(
     if verdict()?.map_err(server_code)? != "held" {
         return Ok(());
     }
-    if let Ok(Ok(block)) = query(&["status", env.as_str()]) {
-        let _ = io.err.write_all(block.as_bytes());
+    if let Ok(got) = status(&["status", env.as_str()])
+        && got.code == 0
+    {
+        let text = match (got.legacy, server::read_block(&got.stdout)) {
+            (true, Ok(b)) => server::legacy_text(&got.stdout, &b, &remote.target),
+            _ => got.stdout,
+        };
+        let _ = io.err.write_all(text.as_bytes());
     }
     Err(Failure::ServerHeld {
         env,
