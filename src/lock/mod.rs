@@ -261,7 +261,6 @@ impl<'a> LocalLock<'a> {
     /// [`LocalLock::inspect`] without the `ls -ld` line.
     pub(crate) fn look(&self) -> Result<Inspection, LockError> {
         let lock_dir = self.lock_dir();
-        let state = StateDoc::load(&self.ctx.state_file)?;
         let path_kind = fsops::path_kind(&lock_dir).map_err(io_at(&lock_dir))?;
         let (mut dir, mut locked_at_file, mut owner) = (None, None, None);
         if path_kind == PathKind::Directory {
@@ -282,6 +281,12 @@ impl<'a> LocalLock<'a> {
                 Err(_) => dir = None,
             }
         }
+        // The state file after the directory: a holder releases its record
+        // before the next one can take the directory (both under the guard),
+        // so a record read now is never an earlier holder's beside a later
+        // holder's directory (read first, it could be: a dead holder seen in
+        // a live lock).
+        let state = StateDoc::load(&self.ctx.state_file)?;
         let holder = if path_kind == PathKind::Directory {
             holder_from(owner.as_ref(), state.as_ref(), self.env)
         } else {

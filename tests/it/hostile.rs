@@ -462,6 +462,7 @@ fn unusable_state_files_are_errors_everywhere_and_never_rewritten() {
                 };
                 let start = Instant::now();
                 let out = cmd.stdin(b"yes\n").run();
+                out.any_code().any_stderr();
                 slowest = slowest.max(start.elapsed());
                 assert_eq!(out.code, Some(*code), "{}: {args:?}\n{out:?}", case.name);
                 assert_eq!(out.stdout, "", "{}: {args:?}", case.name);
@@ -583,6 +584,7 @@ type MakeAt<'a> = Box<dyn Fn(&Path) + 'a>;
 
 /// Waits for `child` (from `Cmd::spawn`) at most `limit`, SIGKILLing it
 /// after that (a hang guard: `run` blocks TERM), and collects its output.
+#[track_caller]
 fn finish_within(mut child: std::process::Child, limit: Duration) -> Out {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
@@ -597,12 +599,12 @@ fn finish_within(mut child: std::process::Child, limit: Duration) -> Out {
         std::thread::sleep(Duration::from_millis(5));
     }
     let out = child.wait_with_output().unwrap();
-    Out {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        code: out.status.code(),
-        signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
-    }
+    Out::new(
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+    )
 }
 
 /// A pretty-printed state file of about `mb` megabytes, in the layout
@@ -873,9 +875,11 @@ fn symlinks_inside_a_lock_directory_decide_nothing() {
             .unwrap();
     assert_eq!(v["holder"]["source"], "state_file", "{v}");
     assert_eq!(v["holder_alive"], false, "{v}");
+    // The takeover is said on stderr.
     w.deploy_lock(&["run", "--force", "staging", "--", "true"])
         .run()
-        .code(0);
+        .code(0)
+        .any_stderr();
     assert!(!lock.exists());
     assert_eq!(tree(&outside), ["ancient", "owner"]);
     assert_eq!(
@@ -1183,6 +1187,7 @@ fn only_the_three_environment_names_reach_a_path() {
             vec![name],
         ] {
             let out = w.deploy_lock(&args).run();
+            out.any_code().any_stderr();
             assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
             assert_eq!(out.stdout, "", "{args:?}");
             assert!(
