@@ -246,8 +246,8 @@ impl<'a> LocalLock<'a> {
         Ok(insp)
     }
 
-    /// The `ls -ld` line of the lock directory, into an inspection from
-    /// [`LocalLock::look`] (it costs a passwd and a time zone lookup, so the
+    /// The `ls -ld` line of the lock directory, into an inspection taken
+    /// without it (it costs a passwd and a time zone lookup, so the
     /// engine's own looks under the guard go without it).
     pub fn add_ls_ld(&self, insp: &mut Inspection) {
         if let DirView::Exists { ls_ld } = &mut insp.view.dir

@@ -1,4 +1,5 @@
-//! unlock.sh's status block in every state COMPAT.md lists, compared whole.
+//! unlock.sh's status block in every documented state (see src/cli/texts.rs),
+//! compared whole.
 
 use std::process::{Child, Command};
 
