@@ -222,6 +222,21 @@ pub fn lock_error(err: &LockError) -> String {
              one checkout records one lock at a time: wait for it to finish or deploy from another checkout",
             deploy_lock::holder::describe(holder)
         ),
+        LockError::Io { path, source } => {
+            let problem = source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<deploy_lock::fsops::GuardProblem>());
+            let p = path.display();
+            match problem {
+                Some(g @ deploy_lock::fsops::GuardProblem::NotRegular { .. }) => {
+                    format!("{p}: {g}; check what it is (ls -la {p}) and remove it")
+                }
+                Some(g @ deploy_lock::fsops::GuardProblem::HeldTooLong { .. }) => format!(
+                    "{p}: {g} (deploy-lock holds it for milliseconds); find the holder with: fuser -v {p}"
+                ),
+                None => format!("{p}: {source}"),
+            }
+        }
         other => other.to_string(),
     }
 }
