@@ -44,8 +44,6 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l remot
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l stale-secs -d 'A lock older than this is stale' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l json -d 'Print one JSON object instead of the status block'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
@@ -62,8 +60,6 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l remot
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l stale-secs -d 'A lock older than this is stale' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s y -l yes -d 'Do not ask for confirmation'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
@@ -78,11 +74,6 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l force -d
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s n -l lines -d 'Only the last N lines' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l since -d 'Only events since DURATION ago (90s, 30m, 2h, 1d, "1h 30m") or a UTC time (2026-02-03T20:00:00Z)' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l stale-secs -d 'A lock older than this is stale' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l json -d 'One JSON object per line, as recorded, plus `line` and `held_seconds`'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'

@@ -3,10 +3,11 @@
 //! fixes they need to really complete in bash, zsh and fish
 //! (tests/it/completions.rs drives the real shells).
 
-use clap::Command;
+use clap::{Arg, Command, CommandFactory};
 use clap_complete::Shell;
 
-use super::docs::{deploy_lock_command, env_names, unlock_command};
+use super::docs::{env_names, inapplicable, unlock_command};
+use super::modern::Cli;
 
 /// Writes the completion script for `shell` for `persona` (`deploy-lock` or
 /// `unlock.sh`): clap_complete's script, then the fixes in [`finish_bash`],
@@ -36,7 +37,24 @@ fn completion_command(persona: &str) -> Command {
     if persona == "unlock.sh" {
         return unlock_command();
     }
-    let full = deploy_lock_command();
+    // The settings are global in the definition; here each subcommand gets
+    // those that apply to it (see `inapplicable`), so none is offered where
+    // it does nothing (completion scripts list hidden arguments too).
+    let full = Cli::command();
+    let globals: Vec<Arg> = full
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let with_settings = |mut sub: Command, name: &str| {
+        for a in globals
+            .iter()
+            .filter(|a| !inapplicable(name).contains(&a.get_id().as_str()))
+        {
+            sub = sub.arg(a.clone().global(false));
+        }
+        sub
+    };
     let run = full.find_subcommand("run").expect("run is defined").clone();
     let shorthand = env_names().into_iter().map(|env| {
         let mut sub = Command::new(env).about(format!(
@@ -45,11 +63,16 @@ fn completion_command(persona: &str) -> Command {
         for a in run.get_arguments().filter(|a| a.get_id() != "env") {
             sub = sub.arg(a.clone());
         }
-        sub
+        with_settings(sub, "run")
     });
+    let subcommands: Vec<Command> = full
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| with_settings(s.clone(), s.get_name()))
+        .collect();
     let mut cmd = Command::new("deploy-lock")
-        .args(full.get_arguments().cloned())
-        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+        .args(full.get_arguments().cloned().map(|a| a.global(false)))
+        .subcommands(subcommands)
         .subcommands(shorthand)
         .args_conflicts_with_subcommands(true)
         .disable_help_subcommand(true);

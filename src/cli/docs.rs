@@ -80,8 +80,51 @@ pub(super) fn env_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// Settings (global args) that do nothing for a subcommand, left off its man
+/// page and its completions: the wait settings for status and unlock, every
+/// lock setting for log.
+pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
+    match sub {
+        "status" | "unlock" => &["wait_interval", "wait_timeout"],
+        "log" => &[
+            "lock_dir",
+            "project_root",
+            "stale_secs",
+            "wait_interval",
+            "wait_timeout",
+        ],
+        _ => &[],
+    }
+}
+
+/// The definition the man pages describe: a setting that does nothing for a
+/// subcommand gets a hidden local copy there, which keeps clap from adding
+/// the global one; parsing is unchanged (it uses `Cli` itself).
 pub fn deploy_lock_command() -> Command {
-    Cli::command()
+    let cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut cmd = cmd;
+    for sub in names {
+        let ids = inapplicable(&sub);
+        cmd = cmd.mut_subcommand(sub.as_str(), |mut s| {
+            for a in globals
+                .iter()
+                .filter(|a| ids.contains(&a.get_id().as_str()))
+            {
+                s = s.arg(a.clone().global(false).hide(true));
+            }
+            s
+        });
+    }
+    cmd
 }
 
 /// The man pages' date: the release's, fixed so that builds are reproducible.
@@ -149,7 +192,14 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
         ("USER", "Recorded as USER@host in locked_by.".into()),
     ];
     if !legacy {
-        env.push(("HOME", "The audit log lives under it.".into()));
+        env.push((
+            "HOME",
+            "The audit log lives under it; deploy-lock log reads it from there.".into(),
+        ));
+        env.push((
+            "DEPLOY_LOCK_PERSONA",
+            "deploy-lock or unlock.sh: answer as that persona whatever the binary's file name (any other value is ignored). --remote sets it to run a server checkout's deploy/scripts/unlock.sh link as deploy-lock.".into(),
+        ));
         env.push((
             "DEPLOY_LOCK_HELD, DEPLOY_LOCK_DEPLOYMENT_ID",
             "Set for the command run under the lock: its lock id and deployment id.".into(),
@@ -164,7 +214,7 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
             ("/tmp/togather-deploy-ENV.guard", "flock guard serialising takeovers and releases.".into()),
             ("deploy/config/deployment-state.json", "The checkout's state file; its lock record is the legacy format plus pid_start_ticks, holder_pid, holder_start_ticks and boot_id. Every other key is kept as it was. Written atomically (temp file, fsync, rename, fsync of the folder), mode 0600 when created.".into()),
             ("deploy/config/deployment-state.json.lock", "flock guard serialising read-modify-writes of the state file.".into()),
-            ("~/.togather/logs/deployments/locks.log", "Audit trail: one JSON line per acquisition, release, takeover and force-unlock.".into()),
+            ("~/.togather/logs/deployments/locks.log", "Audit trail of the user running deploy-lock, append-only: one JSON object per line with time (UTC), event (acquire, takeover, release, release_skipped, force_unlock, restore, lost), environment, user, host, pid, holder (the previous holder for a takeover or force-unlock), lock_id, and deployment_id on acquisitions; notes where there is more to say. Read it with deploy-lock log.".into()),
         ],
     };
     vec![
@@ -200,7 +250,7 @@ fn unlock_extra() -> Vec<Section<'static>> {
         },
         Section {
             title: "SEE ALSO",
-            items: vec![("", "deploy\\-lock(1)".into())],
+            items: vec![("", "deploy-lock(1)".into())],
         },
     ]
 }
@@ -217,14 +267,15 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
         Section {
             title: "REMOTE LOCKS",
             items: vec![
-                ("status|wait|unlock ENV --remote USER@HOST [--remote-dir DIR]", "Runs the same subcommand with deploy-lock on the server, in its checkout (default /opt/togather/src), over ssh (see DEPLOY_LOCK_SSH): its output and exit code come through unchanged; a terminal gets a remote tty, so prompts and Ctrl-C work as locally. Local settings flags are not sent; the server uses its own.".into()),
+                ("status|wait|unlock ENV --remote USER@HOST [--remote-dir DIR]", "Runs the same subcommand on the server, in its checkout (default /opt/togather/src), over ssh (see DEPLOY_LOCK_SSH): its output and exit code come through unchanged; a terminal gets a remote tty, so prompts and Ctrl-C work as locally. Local settings flags are not sent; the server uses its own. The remote script is sent as one sh -c word, quoted so that any login shell (sh, bash, zsh, fish, csh) reads it alike.".into()),
+                ("what runs there", "deploy-lock on the server's PATH (or ~/.local/bin, /usr/local/bin) first. Else the checkout's deploy/scripts/unlock.sh: a link to deploy-lock (install.sh --project) runs as deploy-lock, with DEPLOY_LOCK_PERSONA=deploy-lock; the legacy bash script is asked in its own words: status runs its --status and its status block is read back (text: the block, then a Verdict line saying it was read from the legacy script; JSON: the same keys, what the block cannot say null, and \"read_from\": \"legacy unlock.sh\"); wait runs its --wait (its hour, its exit 1); unlock runs its --force with the confirmation passed through (--yes answers it). unlock --id is refused there: the legacy script cannot check a lock id.".into()),
                 ("ENV --remote USER@HOST [DEPLOY_SH_ARGS...]", "deploy.sh's own remote mode, with the server's lock checked first (deploy-lock status ENV --json there): while a live deployment holds it, exit 75 with the server's status on stderr, or wait for it with --wait; once free, deploy.sh runs with every deploy.sh argument, --remote included. The local lock is not taken: the server's deploy.sh takes the server's.".into()),
-                ("errors", "One line each, exit 74: ssh not installed, the DEPLOY_LOCK_SSH command missing, host unreachable or timed out, login refused, host key not trusted, no checkout at the remote dir, no deploy-lock on the server.".into()),
+                ("errors", "One line each, exit 74: ssh not installed, the DEPLOY_LOCK_SSH command missing, host unreachable or timed out, login refused, host key not trusted, no checkout at the remote dir, neither deploy-lock nor deploy/scripts/unlock.sh on the server.".into()),
             ],
         },
         Section {
             title: "SIGNALS",
-            items: vec![("", "The command runs in deploy-lock's process group and can read the terminal. Ctrl-C, Ctrl-\\ and Ctrl-Z from the terminal reach it directly, once. INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock by another process are forwarded once, also from the script that started it in the background (same process group); signals the command or its children send are not sent back. A kill of the whole process group by a third process reaches the command directly and through deploy-lock. If deploy-lock is killed, the command receives SIGTERM (PR_SET_PDEATHSIG). The lock is released only after the command has exited; deploy-lock then exits with its status or dies of the same signal. A signal while waiting for the lock exits 128+N without starting the command.".into())],
+            items: vec![("", "The command runs in deploy-lock's process group and can read the terminal. Ctrl-C, Ctrl-Z and the quit key (Ctrl-backslash) from the terminal reach it directly, once. INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock by another process are forwarded once, also from the script that started it in the background (same process group); signals the command or its children send are not sent back. A kill of the whole process group by a third process reaches the command directly and through deploy-lock. If deploy-lock is killed, the command receives SIGTERM (PR_SET_PDEATHSIG). The lock is released only after the command has exited; deploy-lock then exits with its status or dies of the same signal. A signal while waiting for the lock (run --wait, wait) ends deploy-lock by that same signal, as flock(1) does, without starting the command, so a calling script stops too (a shell shows 128+N).".into())],
         },
         Section {
             title: "EXIT STATUS",
@@ -235,9 +286,9 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
                 ("65", "The state file is not valid JSON or not the documented shape; it is left untouched.".into()),
                 ("74", "A file or folder could not be read or written, including deploy-lock's own output (a full disk); with --remote, ssh could not run the command.".into()),
                 ("75", "The lock is held (by a live holder, by another deploy-lock run, or not stale yet); or, for unlock, it changed hands since it was shown.".into()),
-                ("124", "Waiting for the lock timed out.".into()),
+                ("124", "Waiting for the lock timed out (said on stderr, by every command).".into()),
                 ("126, 127", "run: the command could not be executed, or was not found.".into()),
-                ("128+N", "run: signal N ended the wait for the lock; the command never started.".into()),
+                ("signal N", "run --wait, wait: signal N ended the wait for the lock, and deploy-lock dies of it (a shell shows 128+N); the command never started.".into()),
                 ("other", "run and the ENV shorthand: the command's own exit status, or death by the signal that killed it.".into()),
             ],
         },
@@ -249,6 +300,7 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
                 ("deploy-lock run --wait staging -- make deploy", "Wait for the lock (up to an hour), then run another command under it.".into()),
                 ("deploy-lock status staging --json", "Machine-readable status.".into()),
                 ("deploy-lock unlock staging --yes", "Force unlock without the confirmation.".into()),
+                ("deploy-lock log staging -n 20", "The last 20 lock events of staging: who took, released, took over or force-unlocked it, and how long it was held.".into()),
             ],
         },
         Section {
@@ -258,7 +310,72 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
     ]
 }
 
+/// The SYNOPSIS line with every flag's value shown (`[--lock-dir DIR]`,
+/// `[--wait[=SECS]]`), which clap_mangen leaves out; None for a command
+/// whose usage is written by hand (the top-level page).
+fn synopsis(cmd: &Command, name: &str) -> Option<String> {
+    if cmd.get_overridden_usage().is_some() {
+        return None;
+    }
+    let value_of = |a: &clap::Arg| {
+        a.get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| a.get_id().as_str().to_uppercase())
+    };
+    let mut parts = vec![format!("\\fB{}\\fR", roff(name))];
+    for a in cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_positional())
+    {
+        let flag = match (a.get_short(), a.get_long()) {
+            (Some(c), Some(l)) => format!("\\fB\\-{c}\\fR|\\fB\\-\\-{}\\fR", roff(l)),
+            (None, Some(l)) => format!("\\fB\\-\\-{}\\fR", roff(l)),
+            (Some(c), None) => format!("\\fB\\-{c}\\fR"),
+            (None, None) => continue,
+        };
+        let value = if a.get_action().takes_values() {
+            let v = roff(&value_of(a));
+            let optional = a.get_num_args().is_some_and(|n| n.min_values() == 0);
+            match (a.is_require_equals_set(), optional) {
+                (true, true) => format!("[=\\fI{v}\\fR]"),
+                (true, false) => format!("=\\fI{v}\\fR"),
+                _ => format!(" \\fI{v}\\fR"),
+            }
+        } else {
+            String::new()
+        };
+        parts.push(if a.is_required_set() {
+            format!("{flag}{value}")
+        } else {
+            format!("[{flag}{value}]")
+        });
+    }
+    let mut positionals: Vec<&clap::Arg> =
+        cmd.get_positionals().filter(|a| !a.is_hide_set()).collect();
+    positionals.sort_by_key(|a| a.get_index());
+    for a in positionals {
+        let v = roff(&value_of(a));
+        let many = a.get_num_args().is_some_and(|n| n.max_values() > 1);
+        parts.push(if a.is_last_set() {
+            format!("[\\-\\- \\fI{v}\\fR...]")
+        } else if many {
+            format!("[\\fI{v}\\fR...]")
+        } else if a.is_required_set() {
+            format!("<\\fI{v}\\fR>")
+        } else {
+            format!("[\\fI{v}\\fR]")
+        });
+    }
+    Some(parts.join(" "))
+}
+
 fn render_page(cmd: Command, extra: &[Section<'_>], w: &mut dyn Write) -> io::Result<()> {
+    let name = match cmd.get_bin_name() {
+        Some(b) => b.to_string(),
+        None => cmd.get_name().to_string(),
+    };
+    let synopsis = synopsis(&cmd, &name);
     let has_args = cmd.get_arguments().any(|a| !a.is_hide_set());
     let has_subs = cmd.get_subcommands().any(|s| !s.is_hide_set());
     let man = clap_mangen::Man::new(cmd)
@@ -267,7 +384,10 @@ fn render_page(cmd: Command, extra: &[Section<'_>], w: &mut dyn Write) -> io::Re
         .manual("User Commands");
     man.render_title(w)?;
     man.render_name_section(w)?;
-    man.render_synopsis_section(w)?;
+    match &synopsis {
+        Some(text) => writeln!(w, ".SH SYNOPSIS\n{text}")?,
+        None => man.render_synopsis_section(w)?,
+    }
     man.render_description_section(w)?;
     if has_args {
         man.render_options_section(w)?;
@@ -302,7 +422,7 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<String>> {
         let sub = sub.clone();
         let see_also = [Section {
             title: "SEE ALSO",
-            items: vec![("", "deploy\\-lock(1), unlock.sh(1)".into())],
+            items: vec![("", "deploy-lock(1), unlock.sh(1)".into())],
         }];
         write(name, &|b| render_page(sub.clone(), &see_also, b))?;
     }

@@ -118,6 +118,8 @@ fn generate(what: &Generate, io: &mut Io<'_>) -> Result<Outcome, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::modern;
+    use crate::cli::request::Persona;
     use crate::cli::style::Style;
     use deploy_lock::Environment;
     use deploy_lock::store::HolderRecord;

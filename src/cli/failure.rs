@@ -11,7 +11,7 @@
 //! | timed out | 124 | 1 |
 //! | cancelled at the confirmation | 1 | 0 (legacy) |
 //! | command not executable / not found | 126 / 127 | - |
-//! | signal while waiting for the lock | 128+N | - |
+//! | signal while waiting for the lock | death by that signal (128+N if it survives) | - |
 //! | stdout closed by the reader | quiet, 0 | quiet, 0 |
 
 use std::ffi::OsString;

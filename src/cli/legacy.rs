@@ -123,7 +123,7 @@ pub fn request(
                 script: Some(invoked.clone()),
                 settings: SettingInputs::default(),
                 remote: None,
-                op: Operation::Print(super::texts::usage(&invoked.to_string_lossy())),
+                op: Operation::Print(super::texts::help(&invoked.to_string_lossy())),
             });
         }
         Parsed::Usage { .. } => {

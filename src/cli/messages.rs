@@ -203,19 +203,38 @@ pub fn lock_error(err: &LockError) -> String {
             non_directory(what),
             path.display()
         ),
-        LockError::NotPermitted { path, owner } => format!(
-            "cannot remove {}: it belongs to {owner} and its folder only lets owners remove \
-             entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
-            path.display(),
-            path.display()
-        ),
+        LockError::NotPermitted { path, owner_uid } => {
+            let owner = user_name(*owner_uid);
+            format!(
+                "cannot remove {}: it belongs to {owner} and its folder only lets owners remove \
+                 entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
+                path.display(),
+                path.display()
+            )
+        }
         LockError::OtherEnvironment {
             environment,
             holder,
         } => format!(
-            "the state file's lock record belongs to a live {environment} deployment ({holder}); \
-             one checkout records one lock at a time: wait for it to finish or deploy from another checkout"
+            "the state file's lock record belongs to a live {environment} deployment ({}); \
+             one checkout records one lock at a time: wait for it to finish or deploy from another checkout",
+            deploy_lock::holder::describe(holder)
         ),
+        LockError::Io { path, source } => {
+            let problem = source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<deploy_lock::fsops::GuardProblem>());
+            let p = path.display();
+            match problem {
+                Some(g @ deploy_lock::fsops::GuardProblem::NotRegular { .. }) => {
+                    format!("{p}: {g}; check what it is (ls -la {p}) and remove it")
+                }
+                Some(g @ deploy_lock::fsops::GuardProblem::HeldTooLong { .. }) => format!(
+                    "{p}: {g} (deploy-lock holds it for milliseconds); find the holder with: fuser -v {p}"
+                ),
+                None => format!("{p}: {source}"),
+            }
+        }
         other => other.to_string(),
     }
 }
@@ -346,8 +365,11 @@ pub fn holder_phrase(insp: &Inspection) -> String {
     }
 }
 
-pub fn other_environment_phrase(env: Environment, holder: &str) -> String {
-    format!("the state file records a live {env} deployment: {holder}")
+pub fn other_environment_phrase(env: Environment, holder: &deploy_lock::status::Holder) -> String {
+    format!(
+        "the state file records a live {env} deployment: {}",
+        deploy_lock::holder::describe(holder)
+    )
 }
 
 fn foreign_entries(insp: &Inspection) -> String {
@@ -442,8 +464,8 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
                 details,
             ]
         }
-        _ if squatter(insp).is_some() => {
-            let owner = squatter(insp).unwrap_or_default();
+        (BusyReason::Squatted { owner_uid }, _) => {
+            let owner = user_name(owner_uid);
             vec![
                 error(format!(
                     "{lock} belongs to {owner}, records no holder deploy-lock can check, and cannot be removed by you."
@@ -482,26 +504,14 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
     lines
 }
 
-/// The owner of a lock directory this user could not remove (another user's,
-/// in a folder that only lets owners remove entries, like sticky /tmp), when
-/// nothing recorded who holds it: a squatted lock.
-fn squatter(insp: &Inspection) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    if insp.holder.is_some() || nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    let m = std::fs::symlink_metadata(&insp.lock_dir).ok()?;
-    if m.uid() == nix::unistd::geteuid().as_raw() {
-        return None;
-    }
-    let uid = nix::unistd::Uid::from_raw(m.uid());
-    Some(
-        nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| format!("uid {uid}")),
-    )
+/// A user's name for messages, or `uid N` when the passwd database has none.
+fn user_name(uid: u32) -> String {
+    let uid = nix::unistd::Uid::from_raw(uid);
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// `log --since` with a value that is neither a duration nor a time.

@@ -26,7 +26,8 @@ older than the stale timeout (30 minutes), or at any age with --force.
 Exit status: 0 success; 1 cancelled at the confirmation; 2 usage error;
 65 state file not valid; 74 I/O error; 75 lock held (or not a directory
 at the lock path); 124 wait timed out.
-`run` and the ENV shorthand exit with the command's own status.";
+`run` and the ENV shorthand exit with the command's own status; a signal
+while waiting for the lock ends deploy-lock by that same signal.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -90,7 +91,8 @@ Rules, liveness first and age second:
     still ours; deploy-lock then exits with COMMAND's status (or dies of the
     same signal).
 Signals INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock reach
-COMMAND once; the terminal's own Ctrl-C and Ctrl-\\ reach it directly.";
+COMMAND once; the terminal's own Ctrl-C and quit key reach it directly.
+A signal while waiting for the lock ends deploy-lock by that same signal.";
 
 const LOG_AFTER_HELP: &str = "\
 The audit trail is $HOME/.togather/logs/deployments/locks.log of the user
