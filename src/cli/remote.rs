@@ -570,6 +570,75 @@ mod tests {
         assert_eq!(quote_dir("~other/x"), "'~other/x'");
     }
 
+    /// Issue 12: the remote command is one `sh -c` word that sh, bash,
+    /// fish and csh login shells all hand to sh unchanged, hostile words
+    /// included (run for real with each shell that is installed).
+    #[test]
+    fn the_login_command_reads_alike_in_every_login_shell() {
+        let words = [
+            "it's",
+            r"back\slash\'quote",
+            "$HOME `id` $(id)",
+            "\"double\"",
+            "a  b",
+            "semi;colon|pipe&",
+            "~user",
+        ];
+        let script = format!(
+            "printf '[%s]\\n' {}",
+            words
+                .iter()
+                .map(|w| sh_quote(w))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let want: String = words.iter().map(|w| format!("[{w}]\n")).collect();
+        let line = login_command(&script);
+        assert!(line.starts_with("sh -c '"), "{line}");
+        let mut tried = 0;
+        for shell in ["sh", "bash", "fish", "csh", "tcsh"] {
+            let Ok(path) = which::which(shell) else {
+                continue;
+            };
+            tried += 1;
+            let out = Command::new(path).arg("-c").arg(&line).output().unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                want,
+                "{shell}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(tried >= 2, "no shells to try");
+        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+            assert!(which::which("fish").is_ok(), "fish is not installed");
+        }
+    }
+
+    #[test]
+    fn the_deploy_lock_program_falls_back_to_the_checkout() {
+        let legacy = Program::DeployLock {
+            legacy: Some(LegacyCall {
+                args: vec!["staging".into(), "--force".into()],
+                answer_yes: true,
+            }),
+        };
+        let s = remote_script("/srv", &legacy, &["unlock".into(), "staging".into()]);
+        assert!(
+            s.contains("case $(DEPLOY_LOCK_PERSONA=deploy-lock ./deploy/scripts/unlock.sh --version 2>/dev/null </dev/null) in 'deploy-lock '*)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("echo yes | ./deploy/scripts/unlock.sh 'staging' '--force'; exit $?"),
+            "{s}"
+        );
+        let none = remote_script("/srv", &Program::DeployLock { legacy: None }, &[]);
+        assert!(
+            none.contains("deploy-lock-remote: legacy-cannot' >&2; exit 96;"),
+            "{none}"
+        );
+    }
+
     #[test]
     fn the_custom_ssh_program_is_found_when_it_can_be() {
         assert_eq!(custom_program("ssh -p 2222"), Some("ssh"));
