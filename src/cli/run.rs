@@ -159,6 +159,7 @@ pub fn run(ctx: &Context, plan: RunPlan) -> i32 {
         env: plan.env,
     };
     let ended = spawn_and_supervise(&signals, &plan, &under_lock, &mut keep);
+    keep.last_look();
     // Only now, with the command reaped, is the lock let go.
     release(&lock, *held, plan.env);
     let _ = (std::io::stdout().flush(), std::io::stderr().flush());
@@ -195,9 +196,22 @@ impl Sidecar for Keep<'_, '_> {
         self.keeper.deadline()
     }
     fn service(&mut self) {
+        let events = self.keeper.service(self.lock, self.held);
+        self.say(events);
+    }
+}
+
+impl Keep<'_, '_> {
+    /// After the command ended: an unlock announced too late to be seen.
+    fn last_look(&mut self) {
+        let events = self.keeper.last_look(self.lock, self.held);
+        self.say(events.into_iter().collect());
+    }
+
+    fn say(&self, events: Vec<KeepEvent>) {
         let env = self.env;
         let loud = |s: &str| eprintln!("{}", Style::for_stderr().red(s));
-        for ev in self.keeper.service(self.lock, self.held) {
+        for ev in events {
             match ev {
                 KeepEvent::Restored { directory, record } => {
                     let what = match (directory, record) {

@@ -153,6 +153,18 @@ impl Keeper {
         out
     }
 
+    /// Once the command has ended, before the release: an unlock announced
+    /// too late for `service` to see (the command ended within the settle
+    /// time) is still reported.
+    pub fn last_look(&mut self, lock: &LocalLock<'_>, held: &HeldLock) -> Option<KeepEvent> {
+        if !self.keeping {
+            return None;
+        }
+        self.keeping = false;
+        lock.announcement(&held.record.lock_id)
+            .map(KeepEvent::ForceUnlocked)
+    }
+
     fn restore(
         &mut self,
         lock: &LocalLock<'_>,
