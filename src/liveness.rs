@@ -47,29 +47,30 @@ pub fn display_name(pid: i32, comm: &str) -> String {
     if !INTERPRETERS.contains(&base) {
         return comm.to_string();
     }
-    let script = fs::read(format!("/proc/{pid}/cmdline")).ok().and_then(|raw| {
-        let args: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-        // After the interpreter, skip its options (`bash -e x.sh`, `-c`
-        // means no script file).
-        let mut rest = args.iter().skip(1);
-        loop {
-            let a = rest.next()?;
-            if a == b"-c" {
-                return None;
+    let script = fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|raw| {
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+            // After the interpreter, skip its options (`bash -e x.sh`, `-c`
+            // means no script file).
+            let mut rest = args.iter().skip(1);
+            loop {
+                let a = rest.next()?;
+                if a == b"-c" {
+                    return None;
+                }
+                if !a.starts_with(b"-") {
+                    let name =
+                        std::path::Path::new(std::ffi::OsStr::new(std::str::from_utf8(a).ok()?))
+                            .file_name()?
+                            .to_string_lossy()
+                            .chars()
+                            .map(|c| if c.is_control() { '?' } else { c })
+                            .collect::<String>();
+                    return Some(name);
+                }
             }
-            if !a.starts_with(b"-") {
-                let name = std::path::Path::new(std::ffi::OsStr::new(
-                    std::str::from_utf8(a).ok()?,
-                ))
-                .file_name()?
-                .to_string_lossy()
-                .chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect::<String>();
-                return Some(name);
-            }
-        }
-    });
+        });
     match script {
         Some(s) => format!("{comm} ({s})"),
         None => comm.to_string(),

@@ -202,7 +202,10 @@ pub fn force_unlock(
             let line = match persona {
                 Persona::Legacy => texts::changed_hands(&who),
                 Persona::Modern => {
-                    let id = now.as_ref().and_then(|h| h.lock_id.as_deref()).unwrap_or("none");
+                    let id = now
+                        .as_ref()
+                        .and_then(|h| h.lock_id.as_deref())
+                        .unwrap_or("none");
                     format!(
                         "ERROR: the {env} lock changed hands since it was shown: it is held by {who} now (lock id {id}); nothing changed"
                     )

@@ -129,7 +129,9 @@ pub fn holder_still_running(pid: i32, comm: &str) -> String {
 }
 /// After `yes`, when the lock is no longer the one shown.
 pub fn changed_hands(who: &str) -> String {
-    format!("ERROR: The lock changed hands since it was shown (now held by {who}); nothing was changed")
+    format!(
+        "ERROR: The lock changed hands since it was shown (now held by {who}); nothing was changed"
+    )
 }
 
 // Ours, not legacy: the legacy printed empty fields for a corrupted state file.

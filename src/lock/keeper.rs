@@ -148,7 +148,9 @@ impl Keeper {
             // A state file broken meanwhile is never rewritten; the release
             // reports it with the recovery steps.
             Err(LockError::State(_)) => {}
-            Err(e) => out.push(KeepEvent::Failed(format!("could not restore the lock: {e}"))),
+            Err(e) => out.push(KeepEvent::Failed(format!(
+                "could not restore the lock: {e}"
+            ))),
         }
         out
     }

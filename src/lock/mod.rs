@@ -172,7 +172,9 @@ pub struct ForceUnlock {
 pub enum Unlock {
     Done(ForceUnlock),
     /// The lock changed hands since it was shown: nothing was changed.
-    ChangedHands { now: Option<Holder> },
+    ChangedHands {
+        now: Option<Holder>,
+    },
 }
 
 pub struct LocalLock<'a> {
@@ -291,7 +293,8 @@ impl<'a> LocalLock<'a> {
                     .flatten()
             });
         let age_seconds = taken_at.and_then(|t| now.checked_sub(t));
-        let stale_after = i64::try_from(self.ctx.settings.stale_after.as_secs()).unwrap_or(i64::MAX);
+        let stale_after =
+            i64::try_from(self.ctx.settings.stale_after.as_secs()).unwrap_or(i64::MAX);
         let stale = age_seconds.is_some_and(|a| a > stale_after);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
         Ok(Inspection {
@@ -978,7 +981,11 @@ mod tests {
         let lock = LocalLock::new(&c, Environment::Staging);
         let dir = lock.lock_dir();
         std::fs::create_dir(&dir).unwrap();
-        std::fs::write(dir.join(LOCKED_AT_FILE), format!("{}\n", c.now().as_second())).unwrap();
+        std::fs::write(
+            dir.join(LOCKED_AT_FILE),
+            format!("{}\n", c.now().as_second()),
+        )
+        .unwrap();
         let insp = lock.inspect().unwrap();
         assert_eq!(
             (insp.liveness, insp.verdict),

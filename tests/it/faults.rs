@@ -339,9 +339,7 @@ fn sigkill_at_random_moments_always_leaves_a_recoverable_lock() {
                 w.deploy_lock(&["run", "--force", "staging", "--", "true"])
                     .run()
                     .code(75);
-                w.deploy_lock(&["unlock", "staging", "--yes"])
-                    .run()
-                    .code(0);
+                w.deploy_lock(&["unlock", "staging", "--yes"]).run().code(0);
             }
             let force: &[&str] = if unknown { &[] } else { &["--force"] };
             let args = [&["run"][..], force, &["staging", "--", "true"]].concat();

@@ -102,7 +102,10 @@ impl Stream {
         for i in 0..400 {
             let name = format!("third-{tag}-{i}");
             let cs = logged(&name, log, lock, None, "sleep 0.02");
-            cmds.push(w.deploy_lock(&["run", "staging", "--", "sh", "-c", &cs]).cmd);
+            cmds.push(
+                w.deploy_lock(&["run", "staging", "--", "sh", "-c", &cs])
+                    .cmd,
+            );
         }
         let handle = std::thread::spawn(move || {
             let (mut ran, mut refused) = (0, 0);
@@ -169,7 +172,9 @@ fn signal_rounds(sig: Signal, rounds: usize) {
             .deploy_lock(&["run", "--wait", "staging", "--", "sh", "-c", &cs])
             .spawn_guarded();
         // Queued: blocked on the holder's kernel lock in its waiter thread.
-        wait_until(PATIENCE, "the waiter to queue", || threads(waiter.pid()) >= 2);
+        wait_until(PATIENCE, "the waiter to queue", || {
+            threads(waiter.pid()) >= 2
+        });
         let stream = Stream::start(&w, &log, &lock, &round.to_string());
         std::thread::sleep(Duration::from_millis(30));
         send_signal(holder.pid(), sig);
@@ -235,7 +240,13 @@ fn issue_10_a_legacy_run_never_takes_a_live_holders_lock() {
         let script = sig_child(&w);
         let probe = Probe::new(&w, "holder");
         let wrapper = w
-            .deploy_lock(&["run", "staging", "--", script.to_str().unwrap(), probe.dir.to_str().unwrap()])
+            .deploy_lock(&[
+                "run",
+                "staging",
+                "--",
+                script.to_str().unwrap(),
+                probe.dir.to_str().unwrap(),
+            ])
             .env("DEPLOY_LOCK_STALE_SECS", "8")
             .spawn_guarded();
         let pid = probe.wait_ready();
@@ -304,7 +315,10 @@ fn issue_10_a_legacy_force_run_beside_a_holder_is_restored_within_a_second() {
     wait_until(PATIENCE, "the holder to start", || {
         fs::read_to_string(&log).is_ok_and(|l| l.contains("start holder"))
     });
-    let lock_id = w.state_json()["lock"]["lock_id"].as_str().unwrap().to_string();
+    let lock_id = w.state_json()["lock"]["lock_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let ours = |w: &World| {
         fs::read_to_string(lock.join("owner.json"))
             .is_ok_and(|o| o.contains(&format!("\"lock_id\": \"{lock_id}\"")))
@@ -407,7 +421,12 @@ fn unlock_race(persona: &str, via_pty: bool) {
         let st = wait_exit(&mut child);
         reader.join().unwrap();
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned() + &err;
         (b, b_probe, text, st.code())
     };
@@ -470,10 +489,21 @@ fn issue_10_unlock_by_id_removes_only_that_lock() {
         status.stdout
     );
     let out = w
-        .deploy_lock(&["unlock", "staging", "--yes", "--id", "lock_0000000000000000_000000000000000000000000"])
+        .deploy_lock(&[
+            "unlock",
+            "staging",
+            "--yes",
+            "--id",
+            "lock_0000000000000000_000000000000000000000000",
+        ])
         .run();
     out.code(75);
-    assert!(out.stderr.contains(&format!("(lock id {id}); nothing changed")), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("(lock id {id}); nothing changed")),
+        "{}",
+        out.stderr
+    );
     assert!(w.lock_path("staging").exists());
     w.deploy_lock(&["unlock", "staging", "--yes", "--id", &id])
         .run()
@@ -485,7 +515,8 @@ fn issue_10_unlock_by_id_removes_only_that_lock() {
     let out = finish(a);
     out.code(0);
     assert!(
-        out.stderr.contains("WARNING: the staging lock was force-unlocked by tester@"),
+        out.stderr
+            .contains("WARNING: the staging lock was force-unlocked by tester@"),
         "{}",
         out.stderr
     );
@@ -499,7 +530,9 @@ fn issue_10_unlock_by_id_removes_only_that_lock() {
 fn issue_10_an_unknown_holder_is_not_taken_by_force() {
     let w = World::new();
     w.legacy_lock("staging", now());
-    let out = w.deploy_lock(&["run", "--force", "staging", "--", "true"]).run();
+    let out = w
+        .deploy_lock(&["run", "--force", "staging", "--", "true"])
+        .run();
     out.code(75);
     assert!(
         out.stderr
@@ -519,7 +552,9 @@ fn issue_10_an_unknown_holder_is_not_taken_by_force() {
         format!("{}\n", now() - 4000),
     )
     .unwrap();
-    w.deploy_lock(&["run", "staging", "--", "true"]).run().code(0);
+    w.deploy_lock(&["run", "staging", "--", "true"])
+        .run()
+        .code(0);
     // And unlock can always remove one.
     w.legacy_lock("staging", now());
     w.deploy_lock(&["unlock", "staging", "--yes"]).run().code(0);
@@ -583,7 +618,11 @@ fn issue_10_overflowing_settings_are_refused() {
         .run();
     out.code(1).stdout("");
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
-    assert!(out.stderr.contains("DEPLOY_LOCK_STALE_SECS"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("DEPLOY_LOCK_STALE_SECS"),
+        "{}",
+        out.stderr
+    );
     let out = w
         .deploy_lock(&["run", "--wait=1e300", "staging", "--", "true"])
         .run();
@@ -599,5 +638,9 @@ fn issue_10_overflowing_settings_are_refused() {
         .env("DEPLOY_LOCK_WAIT_TIMEOUT", "1e19")
         .run();
     out.code(2);
-    assert!(out.stderr.contains("DEPLOY_LOCK_WAIT_TIMEOUT"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("DEPLOY_LOCK_WAIT_TIMEOUT"),
+        "{}",
+        out.stderr
+    );
 }

@@ -395,9 +395,8 @@ done
     assert!(
         lines[0].starts_with(&format!(
             "deploy-lock: WARNING: the staging lock was force-unlocked by tester@{host} (pid "
-        )) && lines[0].ends_with(
-            "; the command goes on, and no other deploy-lock run starts until it ends."
-        ),
+        )) && lines[0]
+            .ends_with("; the command goes on, and no other deploy-lock run starts until it ends."),
         "{}",
         a.stderr
     );
@@ -499,8 +498,9 @@ fn the_legacy_deploy_sh_runs_under_deploy_lock_which_holds_the_lock_for_it() {
     );
     p.send("go");
     let out = finish(run);
-    out.code(0)
-        .stdout(&format!("deployed staging (pid {pid})\nlock released\nlog written\n"));
+    out.code(0).stdout(&format!(
+        "deployed staging (pid {pid})\nlock released\nlog written\n"
+    ));
     assert_wrapped_stderr(&out);
     assert_released(&w);
     assert_eq!(events_but_restores(&w), ["acquire", "release"]);

@@ -134,7 +134,8 @@ fn soak(secs: f64) {
             let v: Option<Value> = serde_json::from_str(&out.stdout).ok();
             match (&out.code, v) {
                 (Some(0), Some(v))
-                    if ["free", "held", "orphaned"]
+                    // `unknown`: between a run's mkdir and its owner record.
+                    if ["free", "held", "orphaned", "unknown"]
                         .contains(&v["verdict"].as_str().unwrap_or("")) =>
                 {
                     if v["verdict"] == "held" {
