@@ -343,6 +343,10 @@ fn acquire(
                 run_holder,
             })) => {
                 if plan.wait.is_none() {
+                    let run_holder = match reason {
+                        BusyReason::RunHeld => run_holder.or_else(|| lock.run_holder()),
+                        _ => run_holder,
+                    };
                     report_busy(ctx, plan, reason, &inspection, run_holder.as_ref());
                     return Err(exit::LOCK_HELD);
                 }

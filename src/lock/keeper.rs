@@ -48,6 +48,9 @@ pub struct Keeper {
     /// A change was seen; look once things settle (the legacy release writes
     /// the state file, then removes the directory: one restore, one line).
     settle_until: Option<Instant>,
+    /// The names whose changes matter: the lock directory's in the lock
+    /// folder, the state file's in its folder (a busy /tmp has many others).
+    names: Vec<std::ffi::OsString>,
 }
 
 /// How long a change may settle before the keeper looks: short against the
@@ -81,6 +84,10 @@ impl Keeper {
             next_beat: Instant::now() + beat,
             keeping: true,
             settle_until: None,
+            names: [lock_dir.as_path(), lock.ctx.state_file.as_path()]
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+                .collect(),
         }
     }
 
@@ -114,7 +121,10 @@ impl Keeper {
                 if events.is_empty() {
                     break;
                 }
-                changed = true;
+                changed |= events.iter().any(|e| {
+                    e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
+                        || e.name.as_ref().is_some_and(|n| self.names.contains(n))
+                });
             }
         }
         let mut out = Vec::new();

@@ -334,6 +334,12 @@ impl<'a> LocalLock<'a> {
         }
     }
 
+    /// Who holds the run lock, looking for up to 100 ms (a holder that has
+    /// just taken it writes its record a moment later).
+    pub fn run_holder(&self) -> Option<RunHolder> {
+        runlock::holder(&self.ctx.settings.run_file(self.env))
+    }
+
     /// Waits for the run lock in a thread (see [`runlock::RunWaiter`]).
     pub fn run_waiter(&self) -> Result<runlock::RunWaiter, LockError> {
         let path = self.ctx.settings.run_file(self.env);
@@ -600,7 +606,12 @@ impl<'a> LocalLock<'a> {
             };
             let path = self.ctx.settings.announce_file(self.env);
             let text = serde_json::to_vec(&note).expect("serialisable");
-            if let Err(e) = fsops::atomic_write(&path, &text) {
+            // Readable by every holder: another user's run must see it too.
+            let written = fsops::atomic_write(&path, &text).and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            });
+            if let Err(e) = written {
                 self.warnings.borrow_mut().push(format!(
                     "could not announce the unlock to its holder ({}: {e}); it may restore its lock",
                     path.display()
@@ -645,7 +656,7 @@ impl<'a> LocalLock<'a> {
 
     /// The unlock announced for `lock_id`, if any.
     pub fn announcement(&self, lock_id: &str) -> Option<Announcement> {
-        let text = std::fs::read(self.ctx.settings.announce_file(self.env)).ok()?;
+        let text = fsops::read_small_file(&self.ctx.settings.announce_file(self.env))?;
         serde_json::from_slice::<Announcement>(&text)
             .ok()
             .filter(|a| a.lock_id == lock_id)
@@ -773,7 +784,8 @@ fn live_other_environment(doc: &StateDoc, env: Environment, ctx: &Context) -> Op
 /// temp file of an interrupted `owner.json` replace.
 fn is_ours(name: &std::ffi::OsStr) -> bool {
     let n = name.to_string_lossy();
-    OUR_FILES.iter().any(|o| n == *o) || (n.starts_with(".owner.json.") && n.ends_with(".tmp"))
+    OUR_FILES.iter().any(|o| n == *o)
+        || ((n.starts_with(".owner.json.") || n.starts_with(".locked_at.")) && n.ends_with(".tmp"))
 }
 
 /// A removal that failed for lack of permission names the owner to ask.

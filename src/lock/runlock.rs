@@ -91,7 +91,8 @@ pub fn try_take(path: &Path) -> io::Result<TryRun> {
             run.record(None);
             Ok(TryRun::Taken(run))
         }
-        Err(std::fs::TryLockError::WouldBlock) => Ok(TryRun::Held(holder(path))),
+        // One look (a waiter must not linger here); `holder` looks longer.
+        Err(std::fs::TryLockError::WouldBlock) => Ok(TryRun::Held(read_record(path))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
