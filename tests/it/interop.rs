@@ -644,3 +644,57 @@ fn issue_10_overflowing_settings_are_refused() {
         out.stderr
     );
 }
+
+/// Item 1: a `run --wait` blocked on another run's kernel lock keeps the
+/// progress line (on a terminal), its timeout and its signals.
+#[test]
+fn issue_10_a_waiter_on_the_kernel_lock_keeps_progress_timeout_and_signals() {
+    let w = World::new();
+    let (h, h_probe, _) = hold_lock(&w, "holder");
+    let wrapper = h.pid();
+    // Progress on a terminal, naming the run that holds it.
+    let mut pty = w
+        .deploy_lock(&["run", "--wait=1", "staging", "--", "true"])
+        .env("DEPLOY_LOCK_WAIT_INTERVAL", "0.2")
+        .spawn_pty();
+    pty.expect(
+        &format!(
+            "Waiting for the staging lock (held by a deploy-lock run, pid {wrapper})... 0m 0s"
+        ),
+        PATIENCE,
+    );
+    let st = pty.wait(PATIENCE);
+    assert_eq!(st.code(), Some(124), "{}", pty.text());
+    assert!(
+        pty.text().contains(&format!(
+            "ERROR: gave up after 1 second waiting for the staging lock (held by a deploy-lock run, pid {wrapper})"
+        )),
+        "{}",
+        pty.text()
+    );
+    // A signal while blocked on it: ends at once, nothing started.
+    let marker = w.tmp.path().join("ran");
+    let waiter = w
+        .deploy_lock(&[
+            "run",
+            "--wait",
+            "staging",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ])
+        .spawn_guarded();
+    wait_until(PATIENCE, "the waiter to queue", || {
+        threads(waiter.pid()) >= 2
+    });
+    let t = Instant::now();
+    send_signal(waiter.pid(), Signal::SIGTERM);
+    let out = finish(waiter);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(out.code == Some(143) || out.signal == Some(15), "{out:?}");
+    assert!(!marker.exists());
+    // The holder is untouched.
+    h_probe.send("exit 0");
+    finish(h).code(0);
+    assert_released(&w);
+}
