@@ -698,3 +698,34 @@ fn issue_10_a_waiter_on_the_kernel_lock_keeps_progress_timeout_and_signals() {
     finish(h).code(0);
     assert_released(&w);
 }
+
+/// Item 5: one age for a lock in every message. A dead holder's record says
+/// 31 minutes, its lock directory a second (a legacy lock re-made since):
+/// the block, the error and the JSON all use the directory's age.
+#[test]
+fn issue_10_every_message_uses_one_age() {
+    let w = World::new();
+    let dead = reaped_pid();
+    w.legacy_state("staging", now() - 1900, &dead.to_string(), &hostname());
+    w.legacy_lock("staging", now() - 1);
+    let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    out.code(75);
+    let block_age = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("  Lock age: "))
+        .unwrap_or_else(|| panic!("{}", out.stderr))
+        .to_string();
+    assert!(!out.stderr.contains("stale"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("but the lock is only {block_age} old.")),
+        "{}",
+        out.stderr
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&w.deploy_lock(&["status", "staging", "--json"]).run().stdout)
+            .unwrap();
+    assert!(v["age_seconds"].as_i64().unwrap() < 60, "{v}");
+    assert_eq!(v["stale"], false);
+}
