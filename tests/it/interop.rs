@@ -729,3 +729,29 @@ fn issue_10_every_message_uses_one_age() {
     assert!(v["age_seconds"].as_i64().unwrap() < 60, "{v}");
     assert_eq!(v["stale"], false);
 }
+
+/// Item 3: someone else holds the path by the time the holder looks (a
+/// legacy deploy.sh's stale takeover: rm -rf, mkdir, its own record): one
+/// loud warning naming them, audited, never fought over.
+#[test]
+fn issue_10_a_lock_taken_by_someone_else_meanwhile_is_named_not_fought() {
+    let w = World::new();
+    let (h, h_probe, _) = hold_lock(&w, "holder");
+    let lock = w.lock_path("staging");
+    let me = std::process::id();
+    fs::remove_dir_all(&lock).unwrap();
+    w.legacy_lock("staging", now());
+    w.legacy_state("staging", now(), &me.to_string(), &hostname());
+    wait_until(PATIENCE, "the holder to notice", || {
+        audit_events(&w).contains(&"lost".to_string())
+    });
+    h_probe.send("exit 0");
+    let out = finish(h);
+    out.code(0).stdout("").stderr(&format!(
+        "deploy-lock: WARNING: the staging lock was removed while the command runs and is now held by deploy@localhost, pid {me}; not taken back. No other deploy-lock run starts until this one ends.\nwarning: the staging lock is held by deploy@localhost now; left it alone\n"
+    ));
+    // Theirs is intact.
+    assert!(lock.join("locked_at").exists());
+    assert_eq!(state_pid(&w), Some(me as i32));
+    assert_eq!(audit_events(&w), ["acquire", "lost", "release_skipped"]);
+}
