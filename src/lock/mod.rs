@@ -298,6 +298,7 @@ impl<'a> LocalLock<'a> {
         let stale = age_seconds.is_some_and(|a| a > stale_after);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
         Ok(Inspection {
+            run_holder: runlock::read_record(&self.ctx.settings.run_file(self.env)),
             environment: self.env,
             lock_dir,
             path_kind,
@@ -560,6 +561,9 @@ impl<'a> LocalLock<'a> {
     /// only if it still carries our lock id.
     pub fn release(&self, mut held: HeldLock) -> Result<Release, LockError> {
         held.released = true;
+        if let Some(run) = &held.run {
+            run.forget();
+        }
         let lock_id = held.record.lock_id.clone();
         release_owned(&held, |outcome| {
             let (event, holder, note) = match outcome {

@@ -509,6 +509,27 @@ fn issue_10_unlock_by_id_removes_only_that_lock() {
         .run()
         .code(0);
     assert!(!w.lock_path("staging").exists());
+    // Its run goes on and still keeps other deploy-lock runs out, which
+    // both `status` and a refused `run` say.
+    let status = w.deploy_lock(&["status", "staging"]).run();
+    assert!(
+        status.stdout.contains(&format!(
+            "Verdict: free: no lock directory, but a deploy-lock run (pid {}) still runs its command",
+            a.pid()
+        )),
+        "{}",
+        status.stdout
+    );
+    let refused = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    refused.code(75);
+    assert!(
+        refused.stderr.contains(&format!(
+            "ERROR: the staging lock is held by a deploy-lock run, pid {}; it frees when that process ends.\n",
+            a.pid()
+        )),
+        "{}",
+        refused.stderr
+    );
     // The holder learns it was announced, says so once, and is not restored.
     let _ = &a;
     a_probe.send("exit 0");
