@@ -195,21 +195,13 @@ pub fn force_unlock(
     let done = match done? {
         Unlock::Done(d) => d,
         Unlock::ChangedHands { now } => {
-            let who = now
-                .as_ref()
-                .map(deploy_lock::holder::describe)
-                .unwrap_or_else(|| "an unknown holder".into());
             let line = match persona {
-                Persona::Legacy => texts::changed_hands(&who),
-                Persona::Modern => {
-                    let id = now
-                        .as_ref()
-                        .and_then(|h| h.lock_id.as_deref())
-                        .unwrap_or("none");
-                    format!(
-                        "ERROR: the {env} lock changed hands since it was shown: it is held by {who} now (lock id {id}); nothing changed"
-                    )
-                }
+                Persona::Legacy => texts::changed_hands(
+                    &now.as_ref()
+                        .map(deploy_lock::holder::describe)
+                        .unwrap_or_else(|| "an unknown holder".into()),
+                ),
+                Persona::Modern => super::render::changed_hands(env, now.as_ref()),
             };
             eprintln!("{}", Style::for_stderr().red(&line));
             return Ok(ForceEnd::ChangedHands);

@@ -218,6 +218,20 @@ pub fn lock_id_line(insp: &Inspection) -> Option<String> {
     Some(format!("Lock ID: {id}"))
 }
 
+/// After `yes`, when the lock is no longer the one shown (modern wording).
+pub fn changed_hands(
+    env: deploy_lock::Environment,
+    now: Option<&deploy_lock::status::Holder>,
+) -> String {
+    let who = now
+        .map(deploy_lock::holder::describe)
+        .unwrap_or_else(|| "an unknown holder".into());
+    let id = now.and_then(|h| h.lock_id.as_deref()).unwrap_or("none");
+    format!(
+        "ERROR: the {env} lock changed hands since it was shown: it is held by {who} now (lock id {id}); nothing changed"
+    )
+}
+
 /// Before the force-unlock question, when the holder runs (modern wording).
 pub fn holder_still_running(pid: i32, liveness: &Liveness) -> String {
     let name = match liveness {

@@ -531,7 +531,6 @@ fn issue_10_unlock_by_id_removes_only_that_lock() {
         refused.stderr
     );
     // The holder learns it was announced, says so once, and is not restored.
-    let _ = &a;
     a_probe.send("exit 0");
     let out = finish(a);
     out.code(0);
