@@ -283,6 +283,62 @@ fn beat(held: &HeldLock, now: i64) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{Context, Settings};
+    use crate::environment::Environment;
+    use crate::liveness::ProcessIdentity;
+    use crate::lock::{Acquire, Unlock};
+
+    /// Looks now, then once the change has settled.
+    fn look(k: &mut Keeper, lock: &LocalLock<'_>, held: &mut HeldLock) -> Vec<KeepEvent> {
+        k.next_poll = Instant::now();
+        let mut events = k.service(lock, held);
+        std::thread::sleep(SETTLE + Duration::from_millis(5));
+        k.next_poll = Instant::now() + POLL;
+        events.extend(k.service(lock, held));
+        events
+    }
+
+    #[test]
+    fn a_vanished_lock_is_restored_and_an_announced_unlock_is_not() {
+        let t = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            lock_root: t.path().join("locks"),
+            ..Settings::default()
+        };
+        std::fs::create_dir_all(&settings.lock_root).unwrap();
+        let mut ctx = Context::new(settings, t.path().join("checkout"));
+        ctx.home = Some(t.path().join("home"));
+        let lock = LocalLock::new(&ctx, Environment::Staging);
+        let Acquire::Acquired(mut held) = lock
+            .try_acquire(false, ProcessIdentity::of_self().unwrap())
+            .unwrap()
+        else {
+            panic!("not acquired")
+        };
+        let mut k = Keeper::new(&lock);
+        assert_eq!(look(&mut k, &lock, &mut held), vec![]);
+        // A hand rm -rf: put back, same ids.
+        std::fs::remove_dir_all(&held.lock_dir).unwrap();
+        assert_eq!(
+            look(&mut k, &lock, &mut held),
+            vec![KeepEvent::Restored {
+                directory: true,
+                record: false
+            }]
+        );
+        let insp = lock.inspect().unwrap();
+        assert_eq!(insp.owner.unwrap().lock_id, held.record.lock_id);
+        // A deploy-lock unlock: announced, not restored, and said once.
+        assert!(matches!(lock.force_unlock(None).unwrap(), Unlock::Done(_)));
+        match &look(&mut k, &lock, &mut held)[..] {
+            [KeepEvent::ForceUnlocked(a)] => assert_eq!(a.lock_id, held.record.lock_id),
+            other => panic!("{other:?}"),
+        }
+        assert!(!held.lock_dir.exists());
+        assert_eq!(look(&mut k, &lock, &mut held), vec![]);
+        assert_eq!(k.deadline(), None);
+        lock.release(*held).unwrap();
+    }
 
     #[test]
     fn heartbeat_is_at_most_a_minute_and_a_quarter_of_the_stale_timeout() {
