@@ -147,6 +147,10 @@ pub struct Inspection {
     pub age_seconds: Option<i64>,
     pub stale: bool,
     pub verdict: Verdict,
+    /// The deploy-lock run holding the whole-run kernel lock, as its record
+    /// says (read, never probed by locking: a status must not make a run
+    /// wait). It outlives its lock directory after a force-unlock.
+    pub run_holder: Option<crate::lock::runlock::RunHolder>,
 }
 
 impl Inspection {

@@ -420,11 +420,20 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<String>> {
     for sub in main.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("deploy-lock-{}.1", sub.get_name());
         let sub = sub.clone();
-        let see_also = [Section {
+        let mut extra = Vec::new();
+        // `--help`'s notes (run: the shorthand and the rules) belong on the
+        // page too.
+        if let Some(notes) = sub.get_after_help() {
+            extra.push(Section {
+                title: "NOTES",
+                items: vec![("", notes.to_string())],
+            });
+        }
+        extra.push(Section {
             title: "SEE ALSO",
             items: vec![("", "deploy-lock(1), unlock.sh(1)".into())],
-        }];
-        write(name, &|b| render_page(sub.clone(), &see_also, b))?;
+        });
+        write(name, &|b| render_page(sub.clone(), &extra, b))?;
     }
     let mut legacy_extra = common_sections(true);
     legacy_extra.extend(unlock_extra());

@@ -475,7 +475,7 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
         }
         (_, Liveness::NoRecord) if holder.is_none() => vec![
             error(format!(
-                "the {env} lock's holder is unknown: no record says who holds it (maybe a legacy deploy.sh that has not written it yet); the lock is {age} old."
+                "the {env} lock's holder is unknown (no record says who holds it: maybe a legacy deploy.sh that has not written it yet); the lock is {age} old."
             )),
             format!(
                 "It is taken over automatically once older than {stale}; --force does not take an unknown holder's lock."

@@ -91,7 +91,8 @@ pub fn try_take(path: &Path) -> io::Result<TryRun> {
             run.record(None);
             Ok(TryRun::Taken(run))
         }
-        Err(std::fs::TryLockError::WouldBlock) => Ok(TryRun::Held(holder(path))),
+        // One look (a waiter must not linger here); `holder` looks longer.
+        Err(std::fs::TryLockError::WouldBlock) => Ok(TryRun::Held(read_record(path))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
@@ -113,7 +114,7 @@ pub fn holder(path: &Path) -> Option<RunHolder> {
 }
 
 /// `PID START_TICKS LOCK_ID`, when that process (same start time) runs.
-fn read_record(path: &Path) -> Option<RunHolder> {
+pub fn read_record(path: &Path) -> Option<RunHolder> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
@@ -157,10 +158,18 @@ impl RunLock {
     }
 }
 
+impl RunLock {
+    /// Forgets the holder record (a release is under way; the flock itself
+    /// is kept until dropped).
+    pub fn forget(&self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
 impl Drop for RunLock {
     fn drop(&mut self) {
         // Forget the holder before letting go, so nobody reads us as one.
-        let _ = self.file.set_len(0);
+        self.forget();
     }
 }
 

@@ -27,11 +27,9 @@ pub struct LocalStore<'a> {
     /// Waiting on another deploy-lock run: a thread blocked in its kernel
     /// lock, which hands that lock to the next `acquire`.
     waiter: RefCell<Option<RunWaiter>>,
-    /// Keepers of finished runs, dropped with the store: closing an inotify
-    /// descriptor waits for the kernel (10-20 ms), which must not happen
-    /// while the lock is still held (every hand-off would pay it).
-    spent: RefCell<Vec<Keeper>>,
-    /// The same for watchers (a run that waited holds the lock by then).
+    /// Watchers of finished waits, dropped with the store: closing an
+    /// inotify descriptor waits for the kernel (10-20 ms), which must not
+    /// happen while a lock just taken is held (every hand-off would pay it).
     spent_watches: RefCell<Vec<Watcher>>,
 }
 
@@ -40,7 +38,6 @@ impl<'a> LocalStore<'a> {
         LocalStore {
             ctx,
             waiter: RefCell::new(None),
-            spent: RefCell::new(Vec::new()),
             spent_watches: RefCell::new(Vec::new()),
         }
     }
@@ -147,11 +144,19 @@ impl LockStore for LocalStore<'_> {
         };
         let warnings = lock.take_warnings();
         let mut got = from_engine(env, result?, warnings);
-        // A refusal shows the status block; a waiter only a phrase.
-        if let Acquire::Busy { inspection, .. } = &mut got
+        // A refusal shows the status block and names the run; a waiter
+        // only a phrase.
+        if let Acquire::Busy {
+            inspection,
+            reason,
+            run_holder,
+        } = &mut got
             && !how.waiting
         {
             lock.add_ls_ld(inspection);
+            if *reason == BusyReason::RunHeld && run_holder.is_none() {
+                *run_holder = lock.run_holder();
+            }
         }
         if let Acquire::Busy {
             reason: BusyReason::RunHeld,
@@ -166,17 +171,10 @@ impl LockStore for LocalStore<'_> {
 
     fn keep<'a>(&'a self, held: &'a mut Held) -> Box<dyn Keeping + 'a> {
         let lock = LocalLock::new(self.ctx, held.env);
-        // The instance that waited for this lock, if any (one close, not two).
-        let reused = self
-            .spent_watches
-            .borrow_mut()
-            .pop()
-            .and_then(Watcher::into_inotify);
         Box::new(LocalKeeping {
-            keeper: Some(Keeper::reusing(&lock, reused)),
+            keeper: Keeper::new(&lock),
             lock,
             held,
-            spent: &self.spent,
         })
     }
 
@@ -236,17 +234,9 @@ impl LockStore for LocalStore<'_> {
 }
 
 struct LocalKeeping<'a> {
-    keeper: Option<Keeper>,
+    keeper: Keeper,
     lock: LocalLock<'a>,
     held: &'a mut Held,
-    spent: &'a RefCell<Vec<Keeper>>,
-}
-
-impl Drop for LocalKeeping<'_> {
-    fn drop(&mut self) {
-        // Closed after the release (see LocalStore::spent).
-        self.spent.borrow_mut().extend(self.keeper.take());
-    }
 }
 
 impl Keeping for LocalKeeping<'_> {
@@ -265,17 +255,24 @@ impl Keeping for LocalKeeping<'_> {
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.keeper.as_ref().and_then(Keeper::fd)
+        self.keeper.fd()
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.keeper.as_ref().and_then(Keeper::deadline)
+        self.keeper.deadline()
     }
 
     fn service(&mut self) -> Vec<KeepEvent> {
-        match (self.held.handle_mut::<HeldLock>(), &mut self.keeper) {
-            (Some(h), Some(k)) => k.service(&self.lock, h),
-            _ => Vec::new(),
+        match self.held.handle_mut::<HeldLock>() {
+            Some(h) => self.keeper.service(&self.lock, h),
+            None => Vec::new(),
+        }
+    }
+
+    fn last_look(&mut self) -> Vec<KeepEvent> {
+        match self.held.handle::<HeldLock>() {
+            Some(h) => self.keeper.last_look(&self.lock, h).into_iter().collect(),
+            None => Vec::new(),
         }
     }
 

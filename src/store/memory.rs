@@ -69,6 +69,7 @@ impl MemoryStore {
         let stale = age_seconds.is_some_and(|a| a > self.ctx.settings.stale_after.as_secs() as i64);
         let stale_after_secs = self.ctx.settings.stale_after.as_secs();
         Inspection {
+            run_holder: None,
             environment: env,
             view: LegacyView {
                 dir: match path_kind {

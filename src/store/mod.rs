@@ -162,6 +162,11 @@ pub trait Keeping {
     fn service(&mut self) -> Vec<KeepEvent> {
         Vec::new()
     }
+    /// After the command ended, before the release: what happened too late
+    /// for `service` to see (an unlock announced at the last moment).
+    fn last_look(&mut self) -> Vec<KeepEvent> {
+        Vec::new()
+    }
     /// What could not be done but failed nothing.
     fn warnings(&mut self) -> Vec<Warning> {
         Vec::new()

@@ -136,8 +136,7 @@ fn soak(secs: f64) {
             let v: Option<Value> = serde_json::from_str(&out.stdout).ok();
             match (&out.code, v) {
                 (Some(0), Some(v))
-                    // "unknown": the instant between a holder's mkdir and
-                    // its owner.json, when no record names it yet.
+                    // `unknown`: between a run's mkdir and its owner record.
                     if ["free", "held", "orphaned", "unknown"]
                         .contains(&v["verdict"].as_str().unwrap_or("")) =>
                 {
@@ -167,6 +166,7 @@ fn soak(secs: f64) {
             let out = w
                 .deploy_lock(&["wait", "staging", "--wait-timeout", "0.2"])
                 .run();
+            out.any_code().any_stderr();
             match out.code {
                 Some(0) | Some(124) => bump(&c.waits),
                 _ => fail(format!("wait: {out:?}")),
