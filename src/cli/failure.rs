@@ -78,11 +78,14 @@ pub enum Failure {
     NoCheckout(NoProjectRoot),
     Lock(LockError),
     Held(Box<Busy>),
-    /// A live deployment holds the lock on a server; the server's status was
-    /// already passed through on stderr.
+    /// A live deployment holds the lock on a server.
     ServerHeld {
         env: Environment,
         remote: Remote,
+        /// The server's status, as `status --json` has it.
+        status: Box<serde_json::Value>,
+        /// The user's words, for the retry command.
+        typed: super::request::Typed,
     },
     /// The server's status query failed with this exit code (its own
     /// message already passed through).

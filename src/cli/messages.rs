@@ -95,7 +95,12 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         Failure::Setting(e) => vec![error(e)],
         Failure::NoCheckout(e) => vec![error(no_checkout(e))],
         Failure::Lock(e) => lock_error_lines(e),
-        Failure::ServerHeld { env, remote } => vec![error(server_held(*env, remote))],
+        Failure::ServerHeld {
+            env,
+            remote,
+            status,
+            typed,
+        } => server_held(*env, remote, status, typed),
         Failure::ServerAnswer(e) => vec![error(format!("the server's status is not JSON ({e})"))],
         Failure::TimedOut {
             env,
@@ -239,16 +244,42 @@ pub fn lock_error(err: &LockError) -> String {
     }
 }
 
-fn server_held(env: Environment, remote: &Remote) -> String {
+/// The refusal of `deploy-lock ENV --remote` while the server's lock is
+/// held: at most 6 lines, as a local refusal, from the server's status.
+fn server_held(
+    env: Environment,
+    remote: &Remote,
+    status: &serde_json::Value,
+    typed: &super::request::Typed,
+) -> Vec<String> {
     let dir_flag = if remote.dir == remote::DEFAULT_REMOTE_DIR {
         String::new()
     } else {
         format!(" --remote-dir {}", remote::sh_quote(&remote.dir))
     };
     let t = &remote.target;
-    format!(
-        "a deployment holds the {env} lock on {t}: wait for it with deploy-lock {env} --remote {t}{dir_flag} --wait, or watch it with deploy-lock wait {env} --remote {t}{dir_flag}"
-    )
+    let h = &status["holder"];
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let who = text(&h["locked_by"]).unwrap_or_else(|| "an unknown holder".into());
+    let since = match (text(&h["locked_at"]), status["age_seconds"].as_i64()) {
+        (Some(at), Some(a)) => format!(" since {at} ({}m {}s ago)", a / 60, a % 60),
+        (Some(at), None) => format!(" since {at}"),
+        (None, Some(a)) => format!(" for {}m {}s", a / 60, a % 60),
+        (None, None) => String::new(),
+    };
+    let running = match (status["holder_alive"].as_bool(), h["pid"].as_i64()) {
+        (Some(true), Some(pid)) => format!(
+            "Running there: {} (pid {pid}); a running holder's lock is never taken over.",
+            text(&h["process_name"]).unwrap_or_else(|| "its process".into())
+        ),
+        _ => "Whether it still runs cannot be checked from here; it is held until it is released or stale.".into(),
+    };
+    vec![
+        error(format!("the {env} lock on {t} is held by {who}{since}.")),
+        running,
+        format!("  wait for it:      {}", typed.with("--wait")),
+        format!("  details:          deploy-lock status {env} --remote {t}{dir_flag}"),
+    ]
 }
 
 /// A warning line on stderr (errors writing it are ignored: stderr is where

@@ -117,7 +117,7 @@ pub fn run(
     match &plan.locking {
         Locking::None => return spawn_and_supervise(&signals, &plan, &[], &mut NoSidecar),
         Locking::Server(remote) => {
-            server_lock_free(remote, plan.env, plan.wait, io)?;
+            server_lock_free(remote, plan.env, plan.wait, &plan.typed)?;
             return spawn_and_supervise(&signals, &plan, &[], &mut NoSidecar);
         }
         Locking::Local => {}
@@ -376,23 +376,24 @@ fn server_lock_free(
     remote: &Remote,
     env: Environment,
     wait: Option<Duration>,
-    io: &mut Io<'_>,
+    typed: &Typed,
 ) -> Result<(), Failure> {
     let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let status =
         |args: &[&str]| remote::capture(remote, &server::status_program(env), &strings(args));
-    let verdict = || -> Result<Result<String, i32>, Failure> {
+    let look = || -> Result<Result<serde_json::Value, i32>, Failure> {
         let got = status(&["status", env.as_str(), "--json"])?;
         if got.code != 0 {
             return Ok(Err(got.code));
         }
-        server::verdict(&got).map(Ok)
+        server::status_value(env, &got).map(Ok)
     };
+    let held = |v: &serde_json::Value| v["verdict"] == "held";
     // The server's own exit code when its status could not be had.
     let server_code = Failure::ServerExit;
     if let Some(limit) = wait {
         let deadline = Instant::now() + limit;
-        while verdict()?.map_err(server_code)? == "held" {
+        while held(&look()?.map_err(server_code)?) {
             let left = deadline.saturating_duration_since(Instant::now());
             let timeout = format!("--wait-timeout={}", left.as_secs_f64());
             let args = strings(&["wait", env.as_str(), timeout.as_str()]);
@@ -404,21 +405,16 @@ fn server_lock_free(
         }
         return Ok(());
     }
-    if verdict()?.map_err(server_code)? != "held" {
+    let v = look()?.map_err(server_code)?;
+    if !held(&v) {
         return Ok(());
     }
-    if let Ok(got) = status(&["status", env.as_str()])
-        && got.code == 0
-    {
-        let text = match (got.legacy, server::read_block(&got.stdout)) {
-            (true, Ok(b)) => server::legacy_text(&got.stdout, &b, &remote.target),
-            _ => got.stdout,
-        };
-        let _ = io.err.write_all(text.as_bytes());
-    }
+    // Short, like a local refusal: the full status is `status --remote`'s.
     Err(Failure::ServerHeld {
         env,
         remote: remote.clone(),
+        status: Box::new(v),
+        typed: typed.clone(),
     })
 }
 

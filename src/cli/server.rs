@@ -120,14 +120,12 @@ pub fn read_block(text: &str) -> Result<LegacyBlock, Failure> {
     })
 }
 
-/// The verdict of a server's status: from its JSON, or its legacy block.
-pub fn verdict(got: &remote::Captured) -> Result<String, Failure> {
+/// A server's status as JSON: its own, or read from its legacy block.
+pub fn status_value(env: Environment, got: &remote::Captured) -> Result<Value, Failure> {
     if got.legacy {
-        return Ok(read_block(&got.stdout)?.verdict().as_str().to_string());
+        return Ok(legacy_json(env, &read_block(&got.stdout)?));
     }
-    let v: Value =
-        serde_json::from_str(&got.stdout).map_err(|e| Failure::ServerAnswer(e.to_string()))?;
-    Ok(v["verdict"].as_str().unwrap_or("").to_string())
+    serde_json::from_str(&got.stdout).map_err(|e| Failure::ServerAnswer(e.to_string()))
 }
 
 /// The block as the legacy printed it (without its colours, which it wrote

@@ -12,8 +12,8 @@ use nix::sys::signal::Signal;
 
 use crate::harness::*;
 use crate::remote::{
-    DEPLOY_ARGV, argv, client_with_recording_deploy, deploy_lock_remote, held_by_live, held_error,
-    one_line, remote_deploy, same_as_local, stop,
+    DEPLOY_ARGV, argv, assert_server_refusal, client_with_recording_deploy, deploy_lock_remote,
+    held_by_live, one_line, remote_deploy, same_as_local, stop,
 };
 use crate::sshd::{self, TARGET};
 
@@ -426,9 +426,7 @@ fn issue_12_remote_with_only_a_deploy_lock_link_in_the_checkout() {
     );
     let client = client_with_recording_deploy();
     let out = remote_deploy(&client, &w, &bare, &["--dry-run"]).run();
-    out.code(75).stdout("");
-    assert!(out.stderr.ends_with(&held_error(&w)), "{}", out.stderr);
-    assert!(out.stderr.contains("Verdict: held: "), "{}", out.stderr);
+    assert_server_refusal(&out, &w, deploy.id(), &["--dry-run"]);
     assert_eq!(argv(&client), None);
     stop(deploy);
     let out = deploy_lock_remote(&c, &w, &bare, &w.root, &["unlock", "staging", "--yes"]).run();
@@ -503,15 +501,7 @@ fn issue_12_remote_with_only_the_legacy_unlock_sh() {
     // The check before a remote deploy refuses, showing the block.
     let client = client_with_recording_deploy();
     let out = remote_deploy(&client, &w, &bare, &["--dry-run"]).run();
-    out.code(75).stdout("");
-    assert!(out.stderr.ends_with(&held_error(&w)), "{}", out.stderr);
-    assert!(
-        out.stderr.contains(&format!(
-            "Verdict: held (read from the legacy unlock.sh status block on {TARGET})\n"
-        )),
-        "{}",
-        out.stderr
-    );
+    assert_server_refusal(&out, &w, deploy.id(), &["--dry-run"]);
     assert_eq!(argv(&client), None);
     // unlock --id cannot be checked by the legacy script: refused, unchanged.
     let out = remote(&["unlock", "staging", "--yes", "--id", "lock_x"]).run();
