@@ -13,9 +13,12 @@ use crate::status::Holder;
 use crate::times::utc_seconds;
 
 pub fn log_path(ctx: &Context) -> Option<PathBuf> {
-    ctx.home
-        .as_ref()
-        .map(|h| h.join(".togather/logs/deployments/locks.log"))
+    ctx.home.as_deref().map(log_path_in)
+}
+
+/// The audit log of the user whose home is `home` (`deploy-lock log` reads it).
+pub fn log_path_in(home: &std::path::Path) -> PathBuf {
+    home.join(".togather/logs/deployments/locks.log")
 }
 
 /// Appends one line. The caller turns an error into a warning: an audit

@@ -271,11 +271,6 @@ fn confirmed(err: &mut dyn Write) -> bool {
     line.trim_end_matches('\n').trim_matches([' ', '\t']) == "yes"
 }
 
-/// Where `deploy-lock log` reads: the audit log under `home`.
-pub fn audit_log_path(home: &std::path::Path) -> std::path::PathBuf {
-    home.join(".togather/logs/deployments/locks.log")
-}
-
 /// `deploy-lock log`: the audit trail, filtered, as text or JSON lines. A
 /// damaged line is shown as damaged; a missing log is an empty one, said on
 /// stderr so the empty stdout is not a mystery.
@@ -297,7 +292,7 @@ pub fn log(
             "HOME is not set, so there is no audit log to read ($HOME/.togather/logs/deployments/locks.log)".into(),
         ));
     };
-    let path = audit_log_path(&home);
+    let path = deploy_lock::audit::log_path_in(&home);
     let lines = audit_log::read(&path).map_err(|source| Failure::Io {
         what: format!("cannot read the audit log {}", path.display()),
         source,

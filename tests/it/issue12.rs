@@ -338,12 +338,18 @@ fn issue_12_log_shows_the_trail_with_damage_marked() {
 /// Every man page renders with `man -l` without a stray backslash.
 #[test]
 fn issue_12_man_pages_render_without_backslashes() {
-    if sshd::which("man").is_none() || sshd::which("col").is_none() {
+    if sshd::which("man").is_none() {
         return skipping(
             "issue_12_man_pages_render_without_backslashes",
-            "man or col is not installed (apt-get install man-db bsdextrautils)",
+            "man is not installed (apt-get install man-db)",
         );
     }
+    // `| col -b` where col is installed; the overstrikes are undone here too.
+    let col = if sshd::which("col").is_some() {
+        "| col -b"
+    } else {
+        ""
+    };
     let man = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
     let mut pages: Vec<_> = fs::read_dir(&man)
         .unwrap()
@@ -353,15 +359,22 @@ fn issue_12_man_pages_render_without_backslashes() {
     for page in pages {
         let out = Command::new("sh")
             .arg("-c")
-            .arg("man -l \"$1\" | col -b")
+            .arg(format!("man -l \"$1\" {col}"))
             .arg("sh")
             .arg(&page)
             .env("MANWIDTH", "80")
             .env("LC_ALL", "C.UTF-8")
-            .env("MAN_KEEP_FORMATTING", "")
+            .env_remove("MAN_KEEP_FORMATTING")
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let mut text = String::new();
+        for c in String::from_utf8_lossy(&out.stdout).chars() {
+            if c == '\u{8}' {
+                text.pop();
+            } else {
+                text.push(c);
+            }
+        }
         assert!(
             out.status.success() && !text.is_empty(),
             "{}",
@@ -377,7 +390,7 @@ fn issue_12_man_pages_render_without_backslashes() {
                 .join("\n")
         );
         if page.file_name().unwrap() != "unlock.sh.1" {
-            assert!(text.contains("deploy-lock"), "{}", page.display());
+            assert!(text.contains("deploy-lock("), "{}", page.display());
         }
     }
 }
