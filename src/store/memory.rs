@@ -208,6 +208,7 @@ impl LockStore for MemoryStore {
                     had_foreign_entries: false,
                 }),
                 state_updated: false,
+                warnings: Vec::new(),
             }),
             warnings: Vec::new(),
         })
@@ -228,6 +229,13 @@ struct MemoryKeeping<'a> {
 }
 
 impl Keeping for MemoryKeeping<'_> {
+    /// A look every 20 ms: in-process tests have other threads, any of which
+    /// may be handed the command's SIGCHLD, so the supervisor must not rely
+    /// on it alone (the binary blocks it before any thread exists).
+    fn deadline(&self) -> Option<Instant> {
+        Some(Instant::now() + Duration::from_millis(20))
+    }
+
     fn started(&mut self, process: ProcessIdentity) {
         self.held.record.pid = process.pid;
         self.held.record.pid_start_ticks = process.start_ticks;
