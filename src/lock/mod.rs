@@ -462,6 +462,9 @@ impl<'a> LocalLock<'a> {
             holder_pid: me.pid,
             holder_start_ticks: me.start_ticks,
             boot_id: liveness::boot_id(),
+            fencing_token: None,
+            lease_id: None,
+            lease_ttl_secs: None,
         };
         let (fd, snap) = fsops::snapshot_dir(&lock_dir)
             .map_err(io_at(&lock_dir))

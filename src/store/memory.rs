@@ -140,6 +140,9 @@ impl LockStore for MemoryStore {
             holder_pid: me.pid,
             holder_start_ticks: me.start_ticks,
             boot_id: boot_id(),
+            fencing_token: None,
+            lease_id: None,
+            lease_ttl_secs: None,
         };
         locks.insert(env, record.clone());
         let token = Token(record.lock_id.clone());
