@@ -182,10 +182,6 @@ impl Settings {
         SettingInputs::from_vars(get).settings()
     }
 
-    pub fn from_process_env() -> Result<Settings, SettingError> {
-        Settings::from_vars(|name| std::env::var_os(name))
-    }
-
     pub fn lock_dir(&self, env: Environment) -> PathBuf {
         self.lock_root.join(env.lock_dir_name())
     }

@@ -209,11 +209,12 @@ impl Keeper {
             // Someone else made the directory (a legacy deploy.sh's stale
             // takeover, another tool): say so once and leave it to them.
             self.keeping = false;
-            lock.audit(
+            let warning = lock.audit(
                 "lost",
                 insp.holder.as_ref(),
                 json!({ "lock_id": lock_id, "note": "the lock path is held by someone else; not restored" }),
             );
+            held.warnings.extend(warning);
             return Ok(Some(KeepEvent::TakenBy {
                 holder: insp.holder,
             }));
@@ -238,11 +239,12 @@ impl Keeper {
             (true, false) => "lock directory",
             _ => "state record",
         };
-        lock.audit(
+        let warning = lock.audit(
             "restore",
             None,
             json!({ "lock_id": lock_id, "restored": what, "note": "removed while the command ran, by someone who did not announce it" }),
         );
+        held.warnings.extend(warning);
         Ok(Some(KeepEvent::Restored { directory, record }))
     }
 }

@@ -72,6 +72,9 @@ pub struct HeldLock {
     pub record: OwnerRecord,
     /// The holder whose stale or dead lock we removed to get this one.
     pub took_over: Option<Takeover>,
+    /// What could not be done along the way (an audit line), for the caller
+    /// to say; taken out by whoever reports them.
+    pub warnings: Vec<Warning>,
     guard_file: PathBuf,
     state_file: PathBuf,
     released: bool,
@@ -91,6 +94,13 @@ pub enum Acquire {
     },
 }
 
+/// What a release found, and what it could not do (an audit line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    pub outcome: Release,
+    pub warnings: Vec<Warning>,
+}
+
 /// What a release found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Release {
@@ -108,10 +118,6 @@ pub struct LocalLock<'a> {
     env: Environment,
     /// Asked while waiting for the guard: true ends the wait (a signal came).
     interrupted: Option<&'a dyn Fn() -> bool>,
-    /// Audit lines that could not be written, handed back inside results by
-    /// the store (`crate::store::local`): an audit failure never fails the
-    /// operation itself.
-    warnings: std::cell::RefCell<Vec<Warning>>,
 }
 
 impl<'a> LocalLock<'a> {
@@ -120,24 +126,19 @@ impl<'a> LocalLock<'a> {
             ctx,
             env,
             interrupted: None,
-            warnings: std::cell::RefCell::new(Vec::new()),
         }
-    }
-
-    /// Audit-log failures since the last call.
-    pub fn take_warnings(&self) -> Vec<Warning> {
-        std::mem::take(&mut self.warnings.borrow_mut())
     }
 
     /// Appends an audit line. Called with the guard held, so the log's order
     /// is the lock's order (one run's `release` before the next `acquire`).
-    fn audit(&self, event: &str, holder: Option<&Holder>, extra: Value) {
-        if let Err(e) = audit::record(self.ctx, event, self.env, holder, extra) {
-            self.warnings.borrow_mut().push(Warning::Audit {
+    /// A failure is a warning for the result, never a failed operation.
+    fn audit(&self, event: &str, holder: Option<&Holder>, extra: Value) -> Option<Warning> {
+        audit::record(self.ctx, event, self.env, holder, extra)
+            .err()
+            .map(|e| Warning::Audit {
                 log: audit::log_path(self.ctx),
                 error: e.to_string(),
-            });
-        }
+            })
     }
 
     /// Waits for the guard end with [`LockError::Interrupted`] once
@@ -361,8 +362,8 @@ impl<'a> LocalLock<'a> {
         // lock; a few passes cover a legacy script racing us without the guard.
         for _ in 0..4 {
             if fsops::create_dir(&lock_dir).map_err(io_at(&lock_dir))? {
-                let acquired = self.finish_acquire(pid, took_over)?;
-                if let Acquire::Acquired(held) = &acquired {
+                let mut acquired = self.finish_acquire(pid, took_over)?;
+                if let Acquire::Acquired(held) = &mut acquired {
                     let event = if held.took_over.is_some() {
                         "takeover"
                     } else {
@@ -373,7 +374,8 @@ impl<'a> LocalLock<'a> {
                         "lock_id": held.record.lock_id,
                         "deployment_id": held.record.deployment_id,
                     });
-                    self.audit(event, prev, ids);
+                    let warning = self.audit(event, prev, ids);
+                    held.warnings.extend(warning);
                 }
                 return Ok(acquired);
             }
@@ -460,6 +462,9 @@ impl<'a> LocalLock<'a> {
             holder_pid: me.pid,
             holder_start_ticks: me.start_ticks,
             boot_id: liveness::boot_id(),
+            fencing_token: None,
+            lease_id: None,
+            lease_ttl_secs: None,
         };
         let (fd, snap) = fsops::snapshot_dir(&lock_dir)
             .map_err(io_at(&lock_dir))
@@ -481,6 +486,7 @@ impl<'a> LocalLock<'a> {
             identity: snap.identity.expect("snapshot has an identity"),
             record,
             took_over,
+            warnings: Vec::new(),
             guard_file: self.ctx.settings.guard_file(self.env),
             state_file: self.ctx.state_file.clone(),
             released: false,
@@ -552,13 +558,14 @@ impl<'a> LocalLock<'a> {
     /// Releases `held` if it is still ours: the directory only if it is the
     /// very directory we created and still names our lock id; the state record
     /// only if it still carries our lock id.
-    pub fn release(&self, mut held: HeldLock) -> Result<Release, LockError> {
+    pub fn release(&self, mut held: HeldLock) -> Result<Released, LockError> {
         held.released = true;
         if let Some(run) = &held.run {
             run.forget();
         }
         let lock_id = held.record.lock_id.clone();
-        release_owned(&held, |outcome| {
+        let mut warnings = std::mem::take(&mut held.warnings);
+        let outcome = release_owned(&held, |outcome| {
             let (event, holder, note) = match outcome {
                 Release::Released => ("release", None, None),
                 Release::AlreadyGone => ("release", None, Some("already removed by someone else")),
@@ -572,8 +579,9 @@ impl<'a> LocalLock<'a> {
                 Some(note) => json!({ "lock_id": lock_id, "note": note }),
                 None => json!({ "lock_id": lock_id }),
             };
-            self.audit(event, holder, extra);
-        })
+            warnings.extend(self.audit(event, holder, extra));
+        })?;
+        Ok(Released { outcome, warnings })
     }
 }
 
@@ -807,7 +815,7 @@ mod tests {
             busy(other.acquire_dir(true, me()).unwrap()),
             BusyReason::HolderAlive
         );
-        assert_eq!(lock.release(*held).unwrap(), Release::Released);
+        assert_eq!(lock.release(*held).unwrap().outcome, Release::Released);
         assert_eq!(lock.inspect().unwrap().verdict, Verdict::Free);
     }
 
@@ -837,7 +845,7 @@ mod tests {
         let taken = acquired(stale.try_acquire(false, me()).unwrap());
         let prev = taken.took_over.as_ref().and_then(|t| t.holder.as_ref());
         assert_eq!(prev.and_then(|h| h.pid), Some(record.pid));
-        assert_eq!(stale.release(*taken).unwrap(), Release::Released);
+        assert_eq!(stale.release(*taken).unwrap().outcome, Release::Released);
     }
 
     #[test]
@@ -859,7 +867,7 @@ mod tests {
         first.run.take();
         let second = acquired(lock.try_acquire(false, me()).unwrap());
         assert!(matches!(
-            lock.release(*first).unwrap(),
+            lock.release(*first).unwrap().outcome,
             Release::TakenByOther { .. }
         ));
         let insp = lock.inspect().unwrap();
@@ -874,7 +882,7 @@ mod tests {
                 .lock_str("lock_id"),
             Some(second.record.lock_id.as_str())
         );
-        assert_eq!(lock.release(*second).unwrap(), Release::Released);
+        assert_eq!(lock.release(*second).unwrap().outcome, Release::Released);
     }
 
     #[test]

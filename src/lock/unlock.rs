@@ -79,6 +79,8 @@ pub struct ForceUnlock {
     pub dir_removed: Option<fsops::Removal>,
     /// false: there was no state file.
     pub state_updated: bool,
+    /// What could not be done (the announcement, the audit line).
+    pub warnings: Vec<Warning>,
 }
 
 /// What a force-unlock that re-checks what it showed did.
@@ -110,6 +112,7 @@ impl LocalLock<'_> {
                 now: inspection.holder,
             });
         }
+        let mut warnings = Vec::new();
         if let Some(owner) = &inspection.owner {
             let note = Announcement {
                 lock_id: owner.lock_id.clone(),
@@ -125,7 +128,7 @@ impl LocalLock<'_> {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
             });
             if let Err(e) = written {
-                self.warnings.borrow_mut().push(Warning::Announce {
+                warnings.push(Warning::Announce {
                     path,
                     error: e.to_string(),
                 });
@@ -152,17 +155,18 @@ impl LocalLock<'_> {
                 Ok(Edit::Write(true))
             }
         })?;
-        self.audit(
+        warnings.extend(self.audit(
             "force_unlock",
             inspection.holder.as_ref(),
             json!({
                 "lock_dir_removed": dir_removed.is_some(),
                 "state_updated": state_updated,
             }),
-        );
+        ));
         Ok(Unlock::Done(ForceUnlock {
             dir_removed,
             state_updated,
+            warnings,
         }))
     }
 

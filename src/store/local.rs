@@ -18,7 +18,7 @@ use crate::environment::Environment;
 use crate::liveness::ProcessIdentity;
 use crate::lock::keeper::Keeper;
 use crate::lock::runlock::RunWaiter;
-use crate::lock::{self, BusyReason, HeldLock, LocalLock, LockError, Release, Shown};
+use crate::lock::{self, BusyReason, HeldLock, LocalLock, LockError, Release, Shown, Unlock};
 use crate::status::Inspection;
 use crate::wait::{Watcher, poll_any};
 
@@ -97,9 +97,10 @@ impl Watch for LocalWatch<'_> {
     }
 }
 
-fn from_engine(env: Environment, a: lock::Acquire, warnings: Vec<Warning>) -> Acquire {
+fn from_engine(env: Environment, a: lock::Acquire) -> Acquire {
     match a {
-        lock::Acquire::Acquired(h) => {
+        lock::Acquire::Acquired(mut h) => {
+            let warnings = std::mem::take(&mut h.warnings);
             let mut held = Held::new(env, h.record.clone(), h.took_over.clone(), h);
             held.warnings = warnings;
             Acquire::Acquired(Box::new(held))
@@ -142,8 +143,7 @@ impl LockStore for LocalStore<'_> {
             },
             None => lock.try_acquire(how.force, how.process.clone()),
         };
-        let warnings = lock.take_warnings();
-        let mut got = from_engine(env, result?, warnings);
+        let mut got = from_engine(env, result?);
         // A refusal shows the status block and names the run; a waiter
         // only a phrase.
         if let Acquire::Busy {
@@ -186,12 +186,9 @@ impl LockStore for LocalStore<'_> {
                 warnings: Vec::new(),
             });
         };
-        let lock = LocalLock::new(self.ctx, env);
-        let outcome = lock.release(*h);
-        let mut warnings = lock.take_warnings();
-        let outcome = outcome?;
-        if let Release::TakenByOther { holder } = &outcome {
-            warnings.insert(
+        let mut released = LocalLock::new(self.ctx, env).release(*h)?;
+        if let Release::TakenByOther { holder } = &released.outcome {
+            released.warnings.insert(
                 0,
                 Warning::TakenByOther {
                     env,
@@ -199,7 +196,7 @@ impl LockStore for LocalStore<'_> {
                 },
             );
         }
-        Ok(Released { outcome, warnings })
+        Ok(released)
     }
 
     fn force_unlock(
@@ -212,12 +209,12 @@ impl LockStore for LocalStore<'_> {
             Expect::Shown(insp) => Shown::of(insp),
             Expect::LockId(id) => Shown::LockId(id.to_string()),
         });
-        let outcome = lock.force_unlock(shown.as_ref());
-        let warnings = lock.take_warnings();
-        Ok(Forced {
-            outcome: outcome?,
-            warnings,
-        })
+        let mut outcome = lock.force_unlock(shown.as_ref())?;
+        let warnings = match &mut outcome {
+            Unlock::Done(done) => std::mem::take(&mut done.warnings),
+            Unlock::ChangedHands { .. } => Vec::new(),
+        };
+        Ok(Forced { outcome, warnings })
     }
 
     fn watch(&self, env: Environment) -> Box<dyn Watch + '_> {
@@ -278,7 +275,9 @@ impl Keeping for LocalKeeping<'_> {
 
     fn warnings(&mut self) -> Vec<Warning> {
         let mut w = std::mem::take(&mut self.held.warnings);
-        w.extend(self.lock.take_warnings());
+        if let Some(h) = self.held.handle_mut::<HeldLock>() {
+            w.append(&mut h.warnings);
+        }
         w
     }
 }

@@ -140,6 +140,9 @@ impl LockStore for MemoryStore {
             holder_pid: me.pid,
             holder_start_ticks: me.start_ticks,
             boot_id: boot_id(),
+            fencing_token: None,
+            lease_id: None,
+            lease_ttl_secs: None,
         };
         locks.insert(env, record.clone());
         let token = Token(record.lock_id.clone());
@@ -208,6 +211,7 @@ impl LockStore for MemoryStore {
                     had_foreign_entries: false,
                 }),
                 state_updated: false,
+                warnings: Vec::new(),
             }),
             warnings: Vec::new(),
         })
@@ -228,6 +232,13 @@ struct MemoryKeeping<'a> {
 }
 
 impl Keeping for MemoryKeeping<'_> {
+    /// A look every 20 ms: in-process tests have other threads, any of which
+    /// may be handed the command's SIGCHLD, so the supervisor must not rely
+    /// on it alone (the binary blocks it before any thread exists).
+    fn deadline(&self) -> Option<Instant> {
+        Some(Instant::now() + Duration::from_millis(20))
+    }
+
     fn started(&mut self, process: ProcessIdentity) {
         self.held.record.pid = process.pid;
         self.held.record.pid_start_ticks = process.start_ticks;

@@ -17,12 +17,12 @@ use std::time::Instant;
 
 use crate::environment::Environment;
 use crate::liveness::ProcessIdentity;
-use crate::lock::{BusyReason, LockError, Release, Takeover};
+use crate::lock::{BusyReason, LockError, Takeover};
 use crate::status::{Holder, Inspection};
 
-pub use crate::lock::Unlock;
 pub use crate::lock::keeper::KeepEvent;
 pub use crate::lock::runlock::RunHolder;
+pub use crate::lock::{Released, Unlock};
 pub use crate::status::OwnerRecord as HolderRecord;
 pub use crate::wait::Woke;
 
@@ -121,13 +121,6 @@ pub enum Acquire {
         /// known.
         run_holder: Option<RunHolder>,
     },
-}
-
-/// What a release found, and what it could not do.
-#[derive(Debug)]
-pub struct Released {
-    pub outcome: Release,
-    pub warnings: Vec<Warning>,
 }
 
 /// What a force-unlock did, or that the lock changed hands first.
