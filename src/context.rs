@@ -363,7 +363,7 @@ pub fn find_project_root(start: &Path) -> Result<PathBuf, NoProjectRoot> {
         })
 }
 
-/// The project root for a script invoked as `invoked` (argv[0]), the way the
+/// The project root for a script invoked as `invoked` (`argv[0]`), the way the
 /// legacy computed it: `cd "$(dirname "$0")/../.." && pwd`. That walk is
 /// lexical (bash's `cd` without -P), so `..` is removed lexically and
 /// symlinks in the typed path stay as typed; a relative path starts at the

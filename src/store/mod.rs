@@ -5,6 +5,20 @@
 //! Caveats every store shares: locks are advisory (a process that ignores
 //! them is not stopped), and a holder is "alive" only as far as the store can
 //! tell (a pid on this host, a lease elsewhere).
+//!
+//! A second store implements [`LockStore`] (seven methods) and fills:
+//! - an [`Inspection`] (its `view` may leave `ls_ld` and `record` empty;
+//!   `lock_dir` is whatever [`LockStore::location`] names, a key say);
+//! - a [`HolderRecord`] per holder, with `fencing_token`, `lease_id` and
+//!   `lease_ttl_secs` where the store has them;
+//! - its own handle inside [`Held`] ([`Held::new`], [`Held::handle`]);
+//! - a [`Keeping`] that keeps a lease alive and reports a lost lock as a
+//!   [`KeepEvent`];
+//! - a [`Watch`] that wakes on a release (an etcd watch from the revision it
+//!   read).
+//!
+//! Everything else (wording, exit codes, the supervising loop) is the CLI's.
+//! [`memory::MemoryStore`] is the smallest complete example.
 
 pub mod local;
 pub mod memory;
