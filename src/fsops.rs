@@ -270,6 +270,53 @@ pub fn atomic_write(path: &Path, content: &[u8]) -> io::Result<()> {
     result
 }
 
+/// What is wrong with the folder that holds the locks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FolderProblem {
+    Missing,
+    /// Something else sits there ("a regular file", ...).
+    NotADirectory(&'static str),
+    /// We may not create entries in it: who owns it, and its mode bits.
+    NotWritable {
+        owner: String,
+        group: String,
+        mode: u32,
+    },
+    Unreadable(String),
+}
+
+/// Whether `dir` is a folder we may create and remove entries in (what taking
+/// a lock needs), checked with access(2) as the effective user.
+pub fn check_folder(dir: &Path) -> Result<(), FolderProblem> {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(FolderProblem::Missing),
+        Err(e) => return Err(FolderProblem::Unreadable(e.to_string())),
+    };
+    if !meta.is_dir() {
+        return Err(FolderProblem::NotADirectory(file_type_name(&meta)));
+    }
+    use nix::unistd::{AccessFlags, Gid, Group, Uid, User, access};
+    if access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_err() {
+        let owner = User::from_uid(Uid::from_raw(meta.uid()))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| meta.uid().to_string());
+        let group = Group::from_gid(Gid::from_raw(meta.gid()))
+            .ok()
+            .flatten()
+            .map(|g| g.name)
+            .unwrap_or_else(|| meta.gid().to_string());
+        return Err(FolderProblem::NotWritable {
+            owner,
+            group,
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
 /// "a directory", "a FIFO", ... for an error naming what sits at a path.
 pub fn file_type_name(meta: &std::fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;

@@ -312,6 +312,81 @@ pub fn update<T, E: From<StateError>>(
     }
 }
 
+/// What [`reset`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reset {
+    /// The unusable file was copied to `backup` (same bytes, same mode) and
+    /// replaced by a fresh state with the lock released.
+    Done { backup: PathBuf },
+    /// The file parses (again): nothing was changed.
+    Usable,
+    /// There is no state file: nothing was changed.
+    Missing,
+}
+
+/// Replaces an unusable state file (not JSON, or not the documented shape)
+/// under the sidecar flock: first a byte-for-byte backup beside it named
+/// with the time (`deployment-state.json.corrupt-20260203T202546Z`, a
+/// counter added if that name is taken), then a fresh file holding only
+/// `environment` and `"lock": {"locked": false}`, written atomically. A file
+/// that parses is left alone: it has keys other tools own.
+pub fn reset(path: &Path, environment: &str, stamp: &str) -> Result<Reset, StateError> {
+    let io_err = |source: io::Error| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let sidecar = sidecar_lock_path(path);
+    let _guard = fsops::flock_exclusive(&sidecar).map_err(io_err)?;
+    let bytes = match read_regular_file(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Reset::Missing),
+        Err(e) => return Err(io_err(e)),
+    };
+    if StateDoc::parse(path, &bytes).is_ok() {
+        return Ok(Reset::Usable);
+    }
+    let mode = std::fs::metadata(path).map_err(io_err)?.permissions();
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".corrupt-{stamp}"));
+    let first = path.with_file_name(&name);
+    let mut backup = first.clone();
+    let mut n = 1;
+    let mut file = loop {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&backup)
+        {
+            Ok(f) => break f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => {
+                n += 1;
+                let mut other = name.clone();
+                other.push(format!("-{n}"));
+                backup = path.with_file_name(other);
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+    };
+    let copied = (|| {
+        use std::io::Write;
+        file.write_all(&bytes)?;
+        file.set_permissions(mode)?;
+        file.sync_all()
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&backup);
+        return Err(io_err(e));
+    }
+    let mut root = Map::new();
+    root.insert("environment".into(), Value::String(environment.into()));
+    root.insert("lock".into(), serde_json::json!({ "locked": false }));
+    fsops::atomic_write(path, &StateDoc { root }.to_bytes()).map_err(io_err)?;
+    Ok(Reset::Done { backup })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,10 @@ use super::docs;
 use super::failure::Failure;
 use super::modern;
 use super::ops::{self, Io};
+use super::overview;
 use super::remote::{self, Program, Remote};
 use super::request::{Generate, Operation, Persona, Request};
+use super::reset;
 use super::run::{self, RunPlan};
 
 /// How a successful invocation ended.
@@ -46,11 +48,23 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
         what: "cannot read the working directory".into(),
         source,
     })?;
-    let ctx =
-        Context::resolve(&req.settings, req.script.as_deref(), &cwd).map_err(|e| match e {
-            ResolveError::Setting(e) => Failure::Setting(e),
-            ResolveError::NoCheckout(e) => Failure::NoCheckout(e),
-        })?;
+    // status and wait need only the lock, which lives in the lock folder:
+    // they work outside a checkout (without a state file to show).
+    let lock_only = req.persona == Persona::DeployLock
+        && matches!(
+            req.op,
+            Operation::Status { .. } | Operation::StatusAll { .. } | Operation::Wait { .. }
+        );
+    let resolve = if lock_only {
+        Context::resolve_lock_only
+    } else {
+        Context::resolve
+    };
+    let ctx = resolve(&req.settings, req.script.as_deref(), &cwd).map_err(|e| match e {
+        ResolveError::Setting(e) => Failure::Setting(e),
+        ResolveError::NoCheckout(e) => Failure::NoCheckout(e),
+        ResolveError::BadProjectRoot(e) => Failure::BadProjectRoot(e),
+    })?;
     let store = LocalStore::new(&ctx);
     execute_with(&ctx, &store, req, io)
 }
@@ -62,12 +76,39 @@ pub fn execute_with(
     req: Request,
     io: &mut Io<'_>,
 ) -> Result<Outcome, Failure> {
+    // A store where no lock can be taken (the lock folder missing or not
+    // ours to write) is an error, never a lock shown as free; `run` checks
+    // when its plan takes a local lock. unlock.sh keeps the legacy's view.
+    if req.persona == Persona::DeployLock
+        && matches!(
+            req.op,
+            Operation::Status { .. }
+                | Operation::StatusAll { .. }
+                | Operation::Wait { .. }
+                | Operation::Unlock { .. }
+        )
+    {
+        store.check_usable()?;
+    }
+    let env = req.op.environment();
     match req.op {
-        Operation::Status { env, json } => ops::status(store, req.persona, env, json, io),
-        Operation::Wait { env } => ops::wait(ctx, store, req.persona, env, io),
-        Operation::Unlock { env, yes, id } => {
-            ops::unlock(store, req.persona, env, yes, id.as_deref(), io)
+        Operation::Status { env, json, quiet } => {
+            ops::status(store, req.persona, env, json, quiet, io)
         }
+        Operation::StatusAll { json, quiet } => overview::status_all(store, json, quiet, io),
+        Operation::Wait { env } => ops::wait(ctx, store, req.persona, env, io),
+        Operation::Unlock {
+            env,
+            yes,
+            id,
+            reset_state: false,
+        } => ops::unlock(store, req.persona, env, yes, id.as_deref(), io),
+        Operation::Unlock {
+            env,
+            yes,
+            id,
+            reset_state: true,
+        } => reset::reset_state(store, env, yes, id.as_deref(), io),
         Operation::Run(r) => {
             let plan = RunPlan::decide(ctx, r, req.remote);
             return run::run(ctx, store, plan, io).map(Outcome::Child);
@@ -75,6 +116,10 @@ pub fn execute_with(
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
     }
     .map(|()| Outcome::Done)
+    .map_err(|f| match env {
+        Some(env) => f.for_env(env),
+        None => f,
+    })
 }
 
 /// status, wait and unlock on the server, its output and code passed through.
@@ -86,23 +131,49 @@ fn on_server(req: &Request, remote: &Remote, io: &mut Io<'_>) -> Result<Outcome,
                 Operation::Unlock { .. } => "--force",
                 _ => "--status",
             };
-            let env = op.environment().expect("an operation on an environment");
+            let env = op
+                .environment()
+                .expect("the legacy persona always names an environment");
             (Program::UnlockSh, vec![env.as_str(), word])
         }
-        (Persona::DeployLock, Operation::Status { env, json }) => {
+        (Persona::DeployLock, Operation::Status { env, json, quiet }) => {
             let mut a = vec!["status", env.as_str()];
             if *json {
                 a.push("--json");
+            }
+            if *quiet {
+                a.push("--quiet");
+            }
+            (Program::DeployLock, a)
+        }
+        (Persona::DeployLock, Operation::StatusAll { json, quiet }) => {
+            let mut a = vec!["status"];
+            if *json {
+                a.push("--json");
+            }
+            if *quiet {
+                a.push("--quiet");
             }
             (Program::DeployLock, a)
         }
         (Persona::DeployLock, Operation::Wait { env }) => {
             (Program::DeployLock, vec!["wait", env.as_str()])
         }
-        (Persona::DeployLock, Operation::Unlock { env, yes, id }) => {
+        (
+            Persona::DeployLock,
+            Operation::Unlock {
+                env,
+                yes,
+                id,
+                reset_state,
+            },
+        ) => {
             let mut a = vec!["unlock", env.as_str()];
             if *yes {
                 a.push("--yes");
+            }
+            if *reset_state {
+                a.push("--reset-state");
             }
             if let Some(id) = id {
                 a.extend(["--id", id.as_str()]);

@@ -6,7 +6,7 @@
 //!
 //! Layers, each using only those above it (no import cycles):
 //! style, texts, request, remote → failure → modern, legacy → docs,
-//! completions → messages, render → ops, run → execute.
+//! completions → messages, render → ops, run → overview, reset → execute.
 
 pub mod completions;
 pub mod docs;
@@ -17,9 +17,11 @@ pub mod log;
 pub mod messages;
 pub mod modern;
 pub mod ops;
+pub mod overview;
 pub mod remote;
 pub mod render;
 pub mod request;
+pub mod reset;
 pub mod run;
 pub mod style;
 pub mod texts;

@@ -46,9 +46,17 @@ pub struct Request {
 pub enum Operation {
     /// Text to print on stdout and exit 0 (help, version).
     Print(String),
+    /// `quiet`: no output, only the exit status (see `ops::status`).
     Status {
         env: Environment,
         json: bool,
+        quiet: bool,
+    },
+    /// `deploy-lock status` without an environment (`deploy-lock list`):
+    /// one line per environment.
+    StatusAll {
+        json: bool,
+        quiet: bool,
     },
     Wait {
         env: Environment,
@@ -59,6 +67,8 @@ pub enum Operation {
         env: Environment,
         yes: bool,
         id: Option<String>,
+        /// `--reset-state`: recover from a state file that is not usable.
+        reset_state: bool,
     },
     Run(RunRequest),
     Generate(Generate),
@@ -101,7 +111,7 @@ impl Operation {
             | Operation::Wait { env }
             | Operation::Unlock { env, .. } => Some(*env),
             Operation::Run(r) => Some(r.env),
-            Operation::Print(_) | Operation::Generate(_) => None,
+            Operation::Print(_) | Operation::Generate(_) | Operation::StatusAll { .. } => None,
         }
     }
 }

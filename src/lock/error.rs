@@ -28,6 +28,12 @@ pub enum LockError {
         path: PathBuf,
         owner: String,
     },
+    /// The folder that holds the locks is missing or not writable by us: a
+    /// lock can be neither taken nor trusted to be free there.
+    LockFolder {
+        path: PathBuf,
+        problem: crate::fsops::FolderProblem,
+    },
     /// The checkout's single `lock` record belongs to another environment
     /// whose lock is live: writing ours would hide theirs.
     OtherEnvironment {
@@ -47,6 +53,9 @@ impl fmt::Display for LockError {
             }
             LockError::NotPermitted { path, owner } => {
                 write!(f, "cannot remove {}: it belongs to {owner}", path.display())
+            }
+            LockError::LockFolder { path, .. } => {
+                write!(f, "the lock folder {} is not usable", path.display())
             }
             LockError::OtherEnvironment {
                 environment,

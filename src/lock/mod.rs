@@ -19,7 +19,7 @@ use crate::fsops::{self, DirIdentity, FlockGuard, PathKind};
 use crate::holder::{self, holder_from, liveness_of};
 use crate::ids::new_ids;
 use crate::liveness::{self, ProcessIdentity};
-use crate::state::{self, Edit, StateDoc};
+use crate::state::{self, Edit, StateDoc, StateError};
 use crate::status::{
     Holder, Inspection, LOCKED_AT_FILE, Liveness, OUR_FILES, OWNER_FILE, OwnerRecord, verdict,
 };
@@ -177,6 +177,23 @@ pub enum Unlock {
     },
 }
 
+/// What a state reset did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetState {
+    pub state: state::Reset,
+    /// None: there was no lock directory.
+    pub dir_removed: Option<fsops::Removal>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResetOutcome {
+    Done(ResetState),
+    /// The lock changed hands since it was shown: nothing was changed.
+    ChangedHands {
+        now: Option<Holder>,
+    },
+}
+
 pub struct LocalLock<'a> {
     ctx: &'a Context,
     env: Environment,
@@ -260,8 +277,37 @@ impl<'a> LocalLock<'a> {
 
     /// [`LocalLock::inspect`] without the `ls -ld` line.
     pub(crate) fn look(&self) -> Result<Inspection, LockError> {
+        let state = match self.ctx.no_checkout {
+            Some(_) => None,
+            None => StateDoc::load(&self.ctx.state_file)?,
+        };
+        self.look_with(state)
+    }
+
+    /// [`LocalLock::inspect`] that still looks at the lock when the state
+    /// file is not usable (not JSON, not the documented shape): the
+    /// inspection then has no state, and the state's error comes beside it.
+    /// A state file that cannot be read at all is still an error.
+    pub fn inspect_despite_state(&self) -> Result<(Inspection, Option<LockError>), LockError> {
+        let (mut insp, err) = self.look_despite_state()?;
+        self.add_ls_ld(&mut insp);
+        Ok((insp, err))
+    }
+
+    fn look_despite_state(&self) -> Result<(Inspection, Option<LockError>), LockError> {
+        let (state, err) = match self.ctx.no_checkout {
+            Some(_) => (None, None),
+            None => match StateDoc::load(&self.ctx.state_file) {
+                Ok(s) => (s, None),
+                Err(e @ StateError::Io { .. }) => return Err(e.into()),
+                Err(e) => (None, Some(LockError::State(e))),
+            },
+        };
+        Ok((self.look_with(state)?, err))
+    }
+
+    fn look_with(&self, state: Option<StateDoc>) -> Result<Inspection, LockError> {
         let lock_dir = self.lock_dir();
-        let state = StateDoc::load(&self.ctx.state_file)?;
         let path_kind = fsops::path_kind(&lock_dir).map_err(io_at(&lock_dir))?;
         let (mut dir, mut locked_at_file, mut owner) = (None, None, None);
         if path_kind == PathKind::Directory {
@@ -276,7 +322,7 @@ impl<'a> LocalLock<'a> {
                 }
                 // Removed between the lstat and the open: it is free now.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return self.look();
+                    return self.look_with(state);
                 }
                 // Unlistable (another user's 0700 directory): still a lock.
                 Err(_) => dir = None,
@@ -365,6 +411,11 @@ impl<'a> LocalLock<'a> {
             dir,
             obstruction,
             record: state.map(|doc| record_view(doc, &facts, probe_proc)),
+            no_checkout: self
+                .ctx
+                .no_checkout
+                .as_ref()
+                .map(|e| e.searched_from.clone()),
             stale_after_secs,
         }
     }
@@ -646,34 +697,8 @@ impl<'a> LocalLock<'a> {
                 now: inspection.holder,
             });
         }
-        if let Some(owner) = &inspection.owner {
-            let note = Announcement {
-                lock_id: owner.lock_id.clone(),
-                by: self.ctx.locked_by(),
-                at: utc_seconds(self.ctx.now()),
-                pid: std::process::id() as i32,
-            };
-            let path = self.ctx.settings.announce_file(self.env);
-            let text = serde_json::to_vec(&note).expect("serialisable");
-            if let Err(e) = fsops::atomic_write(&path, &text) {
-                self.warnings.borrow_mut().push(Warning::Announce {
-                    path,
-                    error: e.to_string(),
-                });
-            }
-        }
-        let lock_dir = self.lock_dir();
-        let dir_removed = match inspection.path_kind {
-            PathKind::Missing => None,
-            PathKind::Directory => fsops::remove_dir_tree(&lock_dir, None, OUR_FILES)
-                .map_err(|e| removal_error(&lock_dir, e))?,
-            PathKind::Symlink | PathKind::Other => {
-                return Err(LockError::NotADirectory {
-                    what: NonDirectory::at(&lock_dir),
-                    path: lock_dir,
-                });
-            }
-        };
+        self.announce(&inspection);
+        let dir_removed = self.remove_shown(&inspection)?;
         let state_updated = state::update(&self.ctx.state_file, false, |doc| match doc {
             None => Ok::<_, LockError>(Edit::Keep(false)),
             Some(doc) => {
@@ -695,6 +720,81 @@ impl<'a> LocalLock<'a> {
             dir_removed,
             state_updated,
         }))
+    }
+
+    /// Tells a deploy-lock holder, under the guard and before anything is
+    /// removed, that its lock is being unlocked, so it does not restore it.
+    fn announce(&self, inspection: &Inspection) {
+        if let Some(owner) = &inspection.owner {
+            let note = Announcement {
+                lock_id: owner.lock_id.clone(),
+                by: self.ctx.locked_by(),
+                at: utc_seconds(self.ctx.now()),
+                pid: std::process::id() as i32,
+            };
+            let path = self.ctx.settings.announce_file(self.env);
+            let text = serde_json::to_vec(&note).expect("serialisable");
+            if let Err(e) = fsops::atomic_write(&path, &text) {
+                self.warnings.borrow_mut().push(Warning::Announce {
+                    path,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Removes the lock directory `inspection` saw (never follows or removes
+    /// anything else at the path); None when there was none.
+    fn remove_shown(&self, inspection: &Inspection) -> Result<Option<fsops::Removal>, LockError> {
+        let lock_dir = self.lock_dir();
+        match inspection.path_kind {
+            PathKind::Missing => Ok(None),
+            PathKind::Directory => fsops::remove_dir_tree(&lock_dir, None, OUR_FILES)
+                .map_err(|e| removal_error(&lock_dir, e)),
+            PathKind::Symlink | PathKind::Other => Err(LockError::NotADirectory {
+                what: NonDirectory::at(&lock_dir),
+                path: lock_dir,
+            }),
+        }
+    }
+
+    /// Recovery from a state file that is not usable (not JSON, or not the
+    /// documented shape), which every other operation refuses to touch:
+    /// under the guard, re-check what the person was shown, back the file up
+    /// beside itself and write a fresh one with the lock released
+    /// ([`state::reset`]), then remove the lock directory as a force-unlock
+    /// does (announced to a deploy-lock holder).
+    pub fn reset_state(&self, shown: Option<&Shown>) -> Result<ResetOutcome, LockError> {
+        let _guard = self.guard()?;
+        let (inspection, _) = self.look_despite_state()?;
+        if let Some(shown) = shown
+            && !shown.matches(&inspection)
+        {
+            return Ok(ResetOutcome::ChangedHands {
+                now: inspection.holder,
+            });
+        }
+        if matches!(inspection.path_kind, PathKind::Symlink | PathKind::Other) {
+            // Refused before the state is touched.
+            self.remove_shown(&inspection)?;
+        }
+        let stamp = self.ctx.now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let state = state::reset(&self.ctx.state_file, self.env.as_str(), &stamp)?;
+        self.announce(&inspection);
+        let dir_removed = self.remove_shown(&inspection)?;
+        let backup = match &state {
+            state::Reset::Done { backup } => Value::String(backup.to_string_lossy().into_owned()),
+            _ => Value::Null,
+        };
+        self.audit(
+            "reset_state",
+            inspection.holder.as_ref(),
+            json!({
+                "backup": backup,
+                "lock_dir_removed": dir_removed.is_some(),
+            }),
+        );
+        Ok(ResetOutcome::Done(ResetState { state, dir_removed }))
     }
 
     /// The unlock announced for `lock_id`, if any.
@@ -825,7 +925,7 @@ fn live_other_environment(doc: &StateDoc, env: Environment, ctx: &Context) -> Op
 
 /// Files deploy-lock or the legacy put in a lock directory, including the
 /// temp file of an interrupted `owner.json` replace.
-fn is_ours(name: &std::ffi::OsStr) -> bool {
+pub fn is_ours(name: &std::ffi::OsStr) -> bool {
     let n = name.to_string_lossy();
     OUR_FILES.iter().any(|o| n == *o) || (n.starts_with(".owner.json.") && n.ends_with(".tmp"))
 }

@@ -96,6 +96,29 @@ pub fn try_take(path: &Path) -> io::Result<TryRun> {
     }
 }
 
+/// Whether some process holds the run lock, seen without taking it (taking
+/// it even for a moment could make a starting run refuse): the flock is
+/// looked up by device and inode in /proc/locks. false when that cannot be
+/// read.
+pub fn is_held(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return false;
+    };
+    let dev = meta.dev();
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    // `1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF`; blocked waiters
+    // (`1: -> FLOCK ...`) do not hold it.
+    locks.lines().any(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        words.get(1) == Some(&"FLOCK") && words.get(5) == Some(&want.as_str())
+    })
+}
+
 /// The holder recorded in the run file, if that process still runs. A holder
 /// that has just taken the lock may not have written its record yet: look a
 /// few times for up to 100 ms.

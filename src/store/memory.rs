@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     Acquire, AcquireOptions, Expect, Forced, Held, HolderRecord, Keeping, LockStore, Released,
-    Unlock, Watch, Woke,
+    ResetOutcome, ResetState, Unlock, Warning, Watch, Woke,
 };
 use crate::context::Context;
 use crate::environment::Environment;
@@ -77,6 +77,7 @@ impl MemoryStore {
                 },
                 obstruction: None,
                 record: None,
+                no_checkout: None,
                 stale_after_secs,
             },
             lock_dir: self.location(env),
@@ -218,6 +219,27 @@ impl LockStore for MemoryStore {
 
     fn location(&self, env: Environment) -> PathBuf {
         PathBuf::from(format!("memory:{env}"))
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    /// Records in memory are never unreadable: a plain force-unlock.
+    fn reset_records(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<(ResetOutcome, Vec<Warning>), LockError> {
+        let forced = self.force_unlock(env, expect)?;
+        let outcome = match forced.outcome {
+            Unlock::Done(done) => ResetOutcome::Done(ResetState {
+                state: crate::state::Reset::Usable,
+                dir_removed: done.dir_removed,
+            }),
+            Unlock::ChangedHands { now } => ResetOutcome::ChangedHands { now },
+        };
+        Ok((outcome, forced.warnings))
     }
 }
 

@@ -20,9 +20,9 @@ use crate::liveness::ProcessIdentity;
 use crate::lock::{BusyReason, LockError, Release, Takeover};
 use crate::status::{Holder, Inspection};
 
-pub use crate::lock::Unlock;
 pub use crate::lock::keeper::KeepEvent;
 pub use crate::lock::runlock::RunHolder;
+pub use crate::lock::{ResetOutcome, ResetState, Unlock};
 pub use crate::status::OwnerRecord as HolderRecord;
 pub use crate::wait::Woke;
 
@@ -210,4 +210,41 @@ pub trait LockStore {
 
     /// Where the lock is, for messages (a path, a key).
     fn location(&self, env: Environment) -> PathBuf;
+
+    /// The store's name in views of every environment (`local`).
+    fn backend(&self) -> &'static str;
+
+    /// Whether locks can be taken here at all (the local store: its folder
+    /// exists and is writable by us), so that an unusable store is an error
+    /// rather than a lock shown as free.
+    fn check_usable(&self) -> Result<(), LockError> {
+        Ok(())
+    }
+
+    /// [`LockStore::inspect`] that still looks at the lock when the store's
+    /// holder records cannot be read (a state file that is not JSON): the
+    /// inspection without them, and their error beside it.
+    fn inspect_despite_records(
+        &self,
+        env: Environment,
+    ) -> Result<(Inspection, Option<LockError>), LockError> {
+        self.inspect(env).map(|i| (i, None))
+    }
+
+    /// Whether a deploy-lock run still holds `env` beyond what an inspection
+    /// shows (the local store: a run's kernel lock, kept while its command
+    /// runs even after its lock was force-unlocked). Never takes anything.
+    fn run_in_progress(&self, _env: Environment) -> bool {
+        false
+    }
+
+    /// Replaces unreadable holder records with fresh ones (the local store:
+    /// backs the state file up beside itself and writes a fresh one) and
+    /// removes the lock, re-checking `expect` first as
+    /// [`LockStore::force_unlock`] does.
+    fn reset_records(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<(ResetOutcome, Vec<Warning>), LockError>;
 }
