@@ -111,7 +111,10 @@ pub fn execute_with(
         } => reset::reset_state(store, env, yes, id.as_deref(), io),
         Operation::Run(r) => {
             let plan = RunPlan::decide(ctx, r, req.remote);
-            return run::run(ctx, store, plan, io).map(Outcome::Child);
+            let env = plan.env;
+            return run::run(ctx, store, plan, io)
+                .map(Outcome::Child)
+                .map_err(|f| f.for_env(env));
         }
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
     }
