@@ -347,9 +347,10 @@ fn read_answer() -> Answer {
     }
 }
 
-/// The answer, read now, when stdin is not a terminal and already holds a
-/// line or has ended (a file, /dev/null, a closed pipe); None when it must
-/// be waited for after the banner (a terminal, a pipe still open).
+/// The answer, read now, when stdin is not a terminal and holds a line or
+/// has ended (a file, /dev/null, a closed pipe) within 200 ms (an `echo yes
+/// |` still starting); None when it must be waited for after the banner (a
+/// terminal, a pipe whose writer answers what it sees).
 pub fn early_answer() -> Option<Answer> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::os::fd::AsFd;
@@ -358,7 +359,7 @@ pub fn early_answer() -> Option<Answer> {
         return None;
     }
     let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-    match poll(&mut fds, PollTimeout::ZERO) {
+    match poll(&mut fds, PollTimeout::from(200u8)) {
         Ok(n) if n > 0 => Some(read_answer()),
         _ => None,
     }

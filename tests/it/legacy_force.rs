@@ -620,8 +620,7 @@ fn deploy_lock_unlock_without_yes_asks_and_no_exits_1() {
     // Issue 12: no terminal and no answer at all (EOF): the banner is only
     // the holder line, and the error says how to confirm; nothing changes.
     w.deploy_lock(&["unlock", "staging"])
-        .stdin(b"")
-        .run()
+        .run_without_stdin()
         .code(1)
         .stdout(&format!(
             "Holder: deploy@localhost, pid {} (not running), locked at {}, lock id {LOCK_ID}\n",
