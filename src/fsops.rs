@@ -278,8 +278,8 @@ pub enum FolderProblem {
     NotADirectory(&'static str),
     /// We may not create entries in it: who owns it, and its mode bits.
     NotWritable {
-        owner: String,
-        group: String,
+        uid: u32,
+        gid: u32,
         mode: u32,
     },
     Unreadable(String),
@@ -296,21 +296,11 @@ pub fn check_folder(dir: &Path) -> Result<(), FolderProblem> {
     if !meta.is_dir() {
         return Err(FolderProblem::NotADirectory(file_type_name(&meta)));
     }
-    use nix::unistd::{AccessFlags, Gid, Group, Uid, User, access};
+    use nix::unistd::{AccessFlags, access};
     if access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_err() {
-        let owner = User::from_uid(Uid::from_raw(meta.uid()))
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| meta.uid().to_string());
-        let group = Group::from_gid(Gid::from_raw(meta.gid()))
-            .ok()
-            .flatten()
-            .map(|g| g.name)
-            .unwrap_or_else(|| meta.gid().to_string());
         return Err(FolderProblem::NotWritable {
-            owner,
-            group,
+            uid: meta.uid(),
+            gid: meta.gid(),
             mode: meta.mode() & 0o7777,
         });
     }
@@ -355,6 +345,29 @@ pub fn flock_exclusive(path: &Path) -> io::Result<FlockGuard> {
     flock_exclusive_until(path, &|| false)
 }
 
+/// Why a guard file could not be used, carried inside the `io::Error`
+/// (Display is the bare fact; the CLI adds what to do about it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardProblem {
+    /// Something other than a regular file sits at the guard path.
+    NotRegular { what: String },
+    /// Another process has held it far longer than deploy-lock ever does.
+    HeldTooLong { secs: u64 },
+}
+
+impl std::fmt::Display for GuardProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuardProblem::NotRegular { what } => write!(f, "not a regular file but {what}"),
+            GuardProblem::HeldTooLong { secs } => {
+                write!(f, "held by another process for over {secs} s")
+            }
+        }
+    }
+}
+
+impl std::error::Error for GuardProblem {}
+
 /// [`flock_exclusive`] that gives up with `ErrorKind::Interrupted` as soon as
 /// `interrupted()` says so while it waits (`run` passes "a signal came").
 pub fn flock_exclusive_until(
@@ -390,11 +403,9 @@ pub fn flock_exclusive_until(
     if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "not a regular file but {}; check what it is (ls -la {}) and remove it",
-                file_type_name(&meta),
-                path.display()
-            ),
+            GuardProblem::NotRegular {
+                what: file_type_name(&meta).to_string(),
+            },
         ));
     }
     // Our own holders keep a guard for milliseconds. Waiting without bound
@@ -417,12 +428,9 @@ pub fn flock_exclusive_until(
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(io::Error::new(
                     io::ErrorKind::WouldBlock,
-                    format!(
-                        "held by another process for over {} s (deploy-lock holds it for milliseconds); \
-                         find the holder with: fuser -v {}",
-                        GUARD_PATIENCE.as_secs(),
-                        path.display()
-                    ),
+                    GuardProblem::HeldTooLong {
+                        secs: GUARD_PATIENCE.as_secs(),
+                    },
                 ));
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(e),

@@ -234,10 +234,18 @@ fn lock_folder(path: &std::path::Path, problem: &FolderProblem) -> String {
         FolderProblem::NotADirectory(what) => {
             format!("the lock folder {p} is {what}, not a folder; {point}")
         }
-        FolderProblem::NotWritable { owner, group, mode } => format!(
-            "the lock folder {p} is not writable by you ({}): it is owned by {owner}:{group} with mode {mode:04o}; ask {owner} to let you write there (e.g. chgrp a group you are in, chmod g+w), {point}",
-            deploy_lock::context::this_user()
-        ),
+        FolderProblem::NotWritable { uid, gid, mode } => {
+            let owner = user_name(*uid);
+            let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(*gid))
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+                .unwrap_or_else(|| format!("gid {gid}"));
+            format!(
+                "the lock folder {p} is not writable by you ({}): it is owned by {owner}:{group} with mode {mode:04o}; ask {owner} to let you write there (e.g. chgrp a group you are in, chmod g+w), {point}",
+                deploy_lock::context::this_user()
+            )
+        }
         FolderProblem::Unreadable(e) => {
             format!("the lock folder {p} cannot be checked ({e}); {point}")
         }
@@ -265,20 +273,39 @@ pub fn lock_error(err: &LockError) -> String {
             non_directory(what),
             path.display()
         ),
-        LockError::NotPermitted { path, owner } => format!(
-            "cannot remove {}: it belongs to {owner} and its folder only lets owners remove \
-             entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
-            path.display(),
-            path.display()
-        ),
+        LockError::NotPermitted { path, owner_uid } => {
+            let owner = user_name(*owner_uid);
+            format!(
+                "cannot remove {}: it belongs to {owner} and its folder only lets owners remove \
+                 entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
+                path.display(),
+                path.display()
+            )
+        }
         LockError::LockFolder { path, problem } => lock_folder(path, problem),
         LockError::OtherEnvironment {
             environment,
             holder,
         } => format!(
-            "the state file's lock record belongs to a live {environment} deployment ({holder}); \
-             one checkout records one lock at a time: wait for it to finish or deploy from another checkout"
+            "the state file's lock record belongs to a live {environment} deployment ({}); \
+             one checkout records one lock at a time: wait for it to finish or deploy from another checkout",
+            deploy_lock::holder::describe(holder)
         ),
+        LockError::Io { path, source } => {
+            let problem = source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<deploy_lock::fsops::GuardProblem>());
+            let p = path.display();
+            match problem {
+                Some(g @ deploy_lock::fsops::GuardProblem::NotRegular { .. }) => {
+                    format!("{p}: {g}; check what it is (ls -la {p}) and remove it")
+                }
+                Some(g @ deploy_lock::fsops::GuardProblem::HeldTooLong { .. }) => format!(
+                    "{p}: {g} (deploy-lock holds it for milliseconds); find the holder with: fuser -v {p}"
+                ),
+                None => format!("{p}: {source}"),
+            }
+        }
         other => other.to_string(),
     }
 }
@@ -409,8 +436,11 @@ pub fn holder_phrase(insp: &Inspection) -> String {
     }
 }
 
-pub fn other_environment_phrase(env: Environment, holder: &str) -> String {
-    format!("the state file records a live {env} deployment: {holder}")
+pub fn other_environment_phrase(env: Environment, holder: &deploy_lock::status::Holder) -> String {
+    format!(
+        "the state file records a live {env} deployment: {}",
+        deploy_lock::holder::describe(holder)
+    )
 }
 
 fn foreign_entries(insp: &Inspection) -> String {
@@ -481,8 +511,8 @@ fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
             format!("  wait for it:        deploy-lock run --wait {env}"),
             format!("  or, once you have checked that host: deploy-lock run --force {env}"),
         ],
-        _ if squatter(insp).is_some() => {
-            let owner = squatter(insp).unwrap_or_default();
+        (BusyReason::Squatted { owner_uid }, _) => {
+            let owner = user_name(owner_uid);
             vec![
                 error(format!(
                     "{lock} belongs to {owner}, records no holder deploy-lock can check, and cannot be removed by you."
@@ -512,24 +542,12 @@ fn busy_lines(b: &Busy, _persona: Persona) -> Vec<String> {
     lines
 }
 
-/// The owner of a lock directory this user could not remove (another user's,
-/// in a folder that only lets owners remove entries, like sticky /tmp), when
-/// nothing recorded who holds it: a squatted lock.
-fn squatter(insp: &Inspection) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    if insp.holder.is_some() || nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    let m = std::fs::symlink_metadata(&insp.lock_dir).ok()?;
-    if m.uid() == nix::unistd::geteuid().as_raw() {
-        return None;
-    }
-    let uid = nix::unistd::Uid::from_raw(m.uid());
-    Some(
-        nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| format!("uid {uid}")),
-    )
+/// A user's name for messages, or `uid N` when the passwd database has none.
+fn user_name(uid: u32) -> String {
+    let uid = nix::unistd::Uid::from_raw(uid);
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {uid}"))
 }

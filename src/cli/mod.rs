@@ -4,9 +4,10 @@
 //! [`failure::Failure`]; `main` alone prints the failure and exits. All
 //! printing and all wording live under here.
 //!
-//! Layers, each using only those above it (no import cycles):
-//! style, texts, request, remote → failure → modern, legacy → docs,
-//! completions → messages, render → ops, run → overview, reset → execute.
+//! Layers, each using only those before it (no import cycles; a test below
+//! reads the sources to keep it so): style, texts, remote → request →
+//! failure → modern, legacy → docs → completions → messages → render → ops →
+//! run → overview, reset → execute.
 
 pub mod completions;
 pub mod docs;
@@ -25,3 +26,75 @@ pub mod reset;
 pub mod run;
 pub mod style;
 pub mod texts;
+
+#[cfg(test)]
+mod tests {
+    /// Issue 11: no circle of imports under src/cli/ (each module uses only
+    /// the layers above it, see the module doc). Read from the sources, so
+    /// a new `use super::x` that closes a circle fails here.
+    #[test]
+    fn no_import_cycles() {
+        let sources: &[(&str, &str)] = &[
+            ("completions", include_str!("completions.rs")),
+            ("docs", include_str!("docs.rs")),
+            ("execute", include_str!("execute.rs")),
+            ("failure", include_str!("failure.rs")),
+            ("legacy", include_str!("legacy.rs")),
+            ("messages", include_str!("messages.rs")),
+            ("modern", include_str!("modern.rs")),
+            ("ops", include_str!("ops.rs")),
+            ("remote", include_str!("remote.rs")),
+            ("render", include_str!("render.rs")),
+            ("request", include_str!("request.rs")),
+            ("run", include_str!("run.rs")),
+            ("style", include_str!("style.rs")),
+            ("texts", include_str!("texts.rs")),
+        ];
+        let names: Vec<&str> = sources.iter().map(|(n, _)| *n).collect();
+        let uses = |text: &str| -> Vec<&str> {
+            names
+                .iter()
+                .copied()
+                .filter(|n| {
+                    [
+                        format!("super::{n}"),
+                        format!("super::super::{n}"),
+                        format!("crate::cli::{n}"),
+                    ]
+                    .iter()
+                    .any(|p| {
+                        text.match_indices(p.as_str()).any(|(i, _)| {
+                            !text[i + p.len()..]
+                                .starts_with(|c: char| c == '_' || c.is_alphanumeric())
+                        })
+                    })
+                })
+                .collect()
+        };
+        let graph: Vec<(&str, Vec<&str>)> =
+            sources.iter().map(|(n, text)| (*n, uses(text))).collect();
+        // Depth-first search for a back edge.
+        fn visit<'a>(
+            n: &'a str,
+            graph: &[(&'a str, Vec<&'a str>)],
+            path: &mut Vec<&'a str>,
+            done: &mut Vec<&'a str>,
+        ) {
+            if done.contains(&n) {
+                return;
+            }
+            assert!(!path.contains(&n), "import cycle: {path:?} -> {n}");
+            path.push(n);
+            let deps = &graph.iter().find(|(m, _)| *m == n).expect("known").1;
+            for d in deps.iter().filter(|d| **d != n) {
+                visit(d, graph, path, done);
+            }
+            path.pop();
+            done.push(n);
+        }
+        let mut done = Vec::new();
+        for (n, _) in &graph {
+            visit(n, &graph, &mut Vec::new(), &mut done);
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! What one invocation asks for, whichever persona parsed it: the typed
-//! [`Request`] that [`super::execute`] carries out.
+//! [`Request`] that `execute` carries out.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

@@ -289,13 +289,10 @@ fn acquire(
             Err(LockError::OtherEnvironment {
                 environment,
                 holder,
-            }) if plan.wait.is_some() && Environment::parse(&environment).is_some() => {
-                let other = Environment::parse(&environment).expect("checked");
-                (
-                    messages::other_environment_phrase(other, &holder),
-                    Some(store.watch(other)),
-                )
-            }
+            }) if plan.wait.is_some() => (
+                messages::other_environment_phrase(environment, &holder),
+                Some(store.watch(environment)),
+            ),
             Err(LockError::Interrupted) => {
                 // A signal while waiting for the guard: nothing started.
                 return Err(Failure::Interrupted(

@@ -1,6 +1,37 @@
-//! Every user-facing text of the legacy `unlock.sh`, as whole lines, so this
-//! file can be read side by side with COMPAT.md. Texts that are ours (not
-//! legacy) are marked so.
+//! Every user-facing text of the legacy `unlock.sh`, as whole lines. Texts
+//! that are ours (not legacy) are marked so. The contract they keep, in
+//! this repository's words:
+//!
+//! - `unlock.sh ENVIRONMENT [ACTION]`: the environment is exactly
+//!   `development`, `staging` or `production`; ACTION is `--status` (the
+//!   default), `--wait` or `--force`, or the same words without dashes;
+//!   later words are ignored. No environment prints [`usage`] with `$0` on
+//!   stdout, exit 1; a wrong environment or action prints
+//!   [`invalid_environment`] / [`invalid_action`], exit 1.
+//! - Every action first prints the status block: [`header`], [`RULE`] (44
+//!   `=`), then either [`LOCK_DIR_EXISTS_LABEL`] with the lock path and the
+//!   exact line GNU `ls -ld` prints for it, or [`LOCK_DIR_LABEL`]
+//!   [`NOT_FOUND_UNLOCKED`]; an empty line; then [`STATE_FILE_INFO`] and six
+//!   [`field`] lines (Locked, Locked by, Locked at, Deployment ID, PID,
+//!   Hostname: a missing or null value is `N/A`, Locked is `false`), or
+//!   [`state_file_not_found`]; an empty line.
+//! - Only while Locked is `true` with a parseable Locked at: [`lock_age`]
+//!   (minutes and seconds, no hours) and, past the stale timeout (1800 s,
+//!   strictly greater), [`lock_is_stale`]. Only when the record's host is
+//!   this host: [`process_running`] with the name `ps -o comm=` shows, or
+//!   [`process_not_running`].
+//! - `--wait`: [`WAITING_HEADER`], a [`waiting_progress`] line every
+//!   interval (rewritten in place on a terminal), [`LOCK_RELEASED`] (exit 0)
+//!   or, after an hour, an empty line and [`wait_timeout`] (exit 1).
+//! - `--force`: an empty line, [`force_warning`], the [`CONFIRM_PROMPT`] on
+//!   stderr when stdin is a terminal; one line read from stdin; anything but
+//!   `yes` prints [`CANCELLED`], exit 0, nothing changed. On `yes`:
+//!   [`DIR_REMOVED`] or [`DIR_ALREADY_REMOVED`] (the three [`DIR_NOT_EMPTY`]
+//!   lines only for a directory holding files that are not ours), then
+//!   [`STATE_UPDATED`] or [`STATE_MISSING`], then [`FORCE_DONE`], exit 0.
+//! - Colours only on a terminal (header and "State file info:" blue, the
+//!   "Lock directory exists:" label yellow, "Not found (unlocked)" green, ✓
+//!   lines green, ⚠ lines yellow, ERROR lines red).
 
 use std::path::Path;
 

@@ -5,7 +5,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::environment::Environment;
 use crate::state::StateError;
+use crate::status::Holder;
 use crate::view::NonDirectory;
 
 #[derive(Debug)]
@@ -26,7 +28,7 @@ pub enum LockError {
     /// A lock directory we may not remove (another user's, in sticky /tmp).
     NotPermitted {
         path: PathBuf,
-        owner: String,
+        owner_uid: u32,
     },
     /// The folder that holds the locks is missing or not writable by us: a
     /// lock can be neither taken nor trusted to be free there.
@@ -37,8 +39,8 @@ pub enum LockError {
     /// The checkout's single `lock` record belongs to another environment
     /// whose lock is live: writing ours would hide theirs.
     OtherEnvironment {
-        environment: String,
-        holder: String,
+        environment: Environment,
+        holder: Box<Holder>,
     },
 }
 
@@ -51,18 +53,17 @@ impl fmt::Display for LockError {
             LockError::NotADirectory { path, .. } => {
                 write!(f, "{} is not a lock directory", path.display())
             }
-            LockError::NotPermitted { path, owner } => {
-                write!(f, "cannot remove {}: it belongs to {owner}", path.display())
-            }
             LockError::LockFolder { path, .. } => {
                 write!(f, "the lock folder {} is not usable", path.display())
             }
-            LockError::OtherEnvironment {
-                environment,
-                holder,
-            } => write!(
+            LockError::NotPermitted { path, owner_uid } => write!(
                 f,
-                "the state file's lock record belongs to a live {environment} deployment ({holder})"
+                "cannot remove {}: it belongs to uid {owner_uid}",
+                path.display()
+            ),
+            LockError::OtherEnvironment { environment, .. } => write!(
+                f,
+                "the state file's lock record belongs to a live {environment} deployment"
             ),
         }
     }

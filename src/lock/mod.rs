@@ -16,7 +16,7 @@ use crate::audit;
 use crate::context::Context;
 use crate::environment::Environment;
 use crate::fsops::{self, DirIdentity, FlockGuard, PathKind};
-use crate::holder::{self, holder_from, liveness_of};
+use crate::holder::{holder_from, liveness_of};
 use crate::ids::new_ids;
 use crate::liveness::{self, ProcessIdentity};
 use crate::state::{self, Edit, StateDoc, StateError};
@@ -45,6 +45,9 @@ pub enum BusyReason {
     /// The dead holder's directory holds files that are neither ours nor the
     /// legacy's: a takeover would have to delete them, so it is refused.
     ForeignContents,
+    /// Nobody is recorded as holding it, and it belongs to another user who
+    /// alone may remove it (a sticky folder): squatted.
+    Squatted { owner_uid: u32 },
     /// Another deploy-lock run holds the whole-run kernel lock: its command
     /// still runs (even if its lock directory was removed meanwhile).
     RunHeld,
@@ -263,8 +266,8 @@ impl<'a> LocalLock<'a> {
         Ok(insp)
     }
 
-    /// The `ls -ld` line of the lock directory, into an inspection from
-    /// [`LocalLock::look`] (it costs a passwd and a time zone lookup, so the
+    /// The `ls -ld` line of the lock directory, into an inspection taken
+    /// without it (it costs a passwd and a time zone lookup, so the
     /// engine's own looks under the guard go without it).
     pub fn add_ls_ld(&self, insp: &mut Inspection) {
         if let DirView::Exists { ls_ld } = &mut insp.view.dir
@@ -328,6 +331,12 @@ impl<'a> LocalLock<'a> {
                 Err(_) => dir = None,
             }
         }
+        // The state file after the directory: a holder releases its record
+        // before the next one can take the directory (both under the guard),
+        // so a record read now is never an earlier holder's beside a later
+        // holder's directory (read first, it could be: a dead holder seen in
+        // a live lock).
+        let state = StateDoc::load(&self.ctx.state_file)?;
         let holder = if path_kind == PathKind::Directory {
             holder_from(owner.as_ref(), state.as_ref(), self.env)
         } else {
@@ -505,6 +514,13 @@ impl<'a> LocalLock<'a> {
                 _ => None,
             };
             if let Some(reason) = reason {
+                // Nobody recorded as holding it, and this user may not remove
+                // it (another user's, in a folder that only lets owners remove
+                // entries, like sticky /tmp): a squatted lock.
+                let reason = match (reason, squatter(&inspection)) {
+                    (BusyReason::NotStale, Some(owner_uid)) => BusyReason::Squatted { owner_uid },
+                    (r, _) => r,
+                };
                 return Ok(Acquire::Busy {
                     reason,
                     inspection: Box::new(inspection),
@@ -918,9 +934,21 @@ fn live_other_environment(doc: &StateDoc, env: Environment, ctx: &Context) -> Op
         return None;
     }
     Some(LockError::OtherEnvironment {
-        environment: other.as_str().to_string(),
-        holder: holder::describe(&holder),
+        environment: other,
+        holder: Box::new(holder),
     })
+}
+
+/// The owner's uid of a lock directory nobody is recorded as holding and
+/// this user (not root) does not own.
+fn squatter(insp: &Inspection) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid();
+    if insp.holder.is_some() || me.is_root() || insp.path_kind != PathKind::Directory {
+        return None;
+    }
+    let uid = std::fs::symlink_metadata(&insp.lock_dir).ok()?.uid();
+    (uid != me.as_raw()).then_some(uid)
 }
 
 /// Files deploy-lock or the legacy put in a lock directory, including the
@@ -936,15 +964,9 @@ fn removal_error(path: &Path, e: io::Error) -> LockError {
     if e.kind() == io::ErrorKind::PermissionDenied
         && let Ok(m) = std::fs::symlink_metadata(path)
     {
-        let uid = nix::unistd::Uid::from_raw(m.uid());
-        let owner = nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| format!("uid {uid}"));
         return LockError::NotPermitted {
             path: path.to_path_buf(),
-            owner,
+            owner_uid: m.uid(),
         };
     }
     LockError::Io {

@@ -50,7 +50,7 @@ pub struct AcquireOptions<'a> {
     /// Take over a dead holder's lock before it is stale (never a live one).
     pub force: bool,
     /// The process the holder record names (deploy-lock itself until the
-    /// command starts, see [`LockStore::record_process`]).
+    /// command starts, see [`Keeping::started`]).
     pub process: ProcessIdentity,
     /// Asked while waiting for the store's own serialisation (a guard flock,
     /// a network round trip): true ends the wait with

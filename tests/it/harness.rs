@@ -244,21 +244,23 @@ impl Cmd {
 
     /// Runs to completion with stdin at /dev/null: an answer that is EOF
     /// from the start, whatever the machine's load.
+    #[track_caller]
     pub fn run_without_stdin(mut self) -> Out {
         self.cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let out = self.cmd.output().unwrap();
-        Out {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            code: out.status.code(),
-            signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
-        }
+        Out::new(
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+        )
     }
 
     /// Runs to completion (stdin empty unless given).
+    #[track_caller]
     pub fn run(mut self) -> Out {
         self.cmd
             .stdin(Stdio::piped())
@@ -272,12 +274,12 @@ impl Cmd {
         });
         let out = child.wait_with_output().unwrap();
         writer.join().unwrap();
-        Out {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            code: out.status.code(),
-            signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
-        }
+        Out::new(
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+        )
     }
 
     pub fn spawn(mut self) -> Child {
@@ -313,17 +315,44 @@ impl Cmd {
     }
 }
 
+/// A finished command. Like just's `Test`, it expects exit 0 and an empty
+/// stderr unless the test says otherwise: `.code(n)` / `.stderr(text)` assert
+/// whole values (a failure's code also expects its message, so `.code(75)`
+/// lets stderr be checked or not), `.any_code()` / `.any_stderr()` waive them
+/// for a test that looks at them its own way. What was not asserted is
+/// checked when the value is dropped, naming the line that ran the command.
 #[derive(Debug)]
 pub struct Out {
     pub stdout: String,
     pub stderr: String,
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    /// Where the command ran, for the drop-time check.
+    pub at: &'static std::panic::Location<'static>,
+    code_seen: std::cell::Cell<bool>,
+    stderr_seen: std::cell::Cell<bool>,
 }
 
 impl Out {
     #[track_caller]
+    pub fn new(stdout: String, stderr: String, code: Option<i32>, signal: Option<i32>) -> Out {
+        Out {
+            stdout,
+            stderr,
+            code,
+            signal,
+            at: std::panic::Location::caller(),
+            code_seen: false.into(),
+            stderr_seen: false.into(),
+        }
+    }
+
+    #[track_caller]
     pub fn code(&self, want: i32) -> &Out {
+        self.code_seen.set(true);
+        if want != 0 {
+            self.stderr_seen.set(true);
+        }
         assert_eq!(
             self.code,
             Some(want),
@@ -340,7 +369,18 @@ impl Out {
     }
     #[track_caller]
     pub fn stderr(&self, want: &str) -> &Out {
+        self.stderr_seen.set(true);
         assert_text(&self.stderr, want, "stderr", &self.stdout);
+        self
+    }
+    /// The test judges the exit status itself (or expects a signal).
+    pub fn any_code(&self) -> &Out {
+        self.code_seen.set(true);
+        self
+    }
+    /// The test judges stderr itself.
+    pub fn any_stderr(&self) -> &Out {
+        self.stderr_seen.set(true);
         self
     }
     /// stdout equals one of `wants` (a clock second may tick during the run).
@@ -355,6 +395,26 @@ impl Out {
             );
         }
         self
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if !self.code_seen.get() && self.code != Some(0) {
+            panic!(
+                "command run at {} exited {:?} (signal {:?}), and the test expects 0 unless it says otherwise\n--- stdout\n{}\n--- stderr\n{}",
+                self.at, self.code, self.signal, self.stdout, self.stderr
+            );
+        }
+        if !self.stderr_seen.get() && !self.stderr.is_empty() {
+            panic!(
+                "command run at {} wrote to stderr, and the test expects nothing there unless it says otherwise\n--- stderr\n{}\n--- stdout\n{}",
+                self.at, self.stderr, self.stdout
+            );
+        }
     }
 }
 
@@ -612,12 +672,12 @@ pub fn finish(mut child: impl AsMut<Child>) -> Out {
     };
     let stdout = read(child.stdout.as_mut().map(|r| r as &mut dyn Read));
     let stderr = read(child.stderr.as_mut().map(|r| r as &mut dyn Read));
-    Out {
+    Out::new(
         stdout,
         stderr,
-        code: status.code(),
-        signal: std::os::unix::process::ExitStatusExt::signal(&status),
-    }
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    )
 }
 
 /// Sends `sig` to `pid` (from this test process).

@@ -18,6 +18,7 @@ use crate::completions::{
 };
 use crate::harness::*;
 
+#[track_caller]
 fn install_sh(w: &World, args: &[&str]) -> Out {
     install_cmd(w, args).run()
 }
@@ -406,6 +407,7 @@ trait RunArgs {
     fn run_args(self, args: &[&str]) -> Out;
 }
 impl RunArgs for Cmd {
+    #[track_caller]
     fn run_args(mut self, args: &[&str]) -> Out {
         self.cmd.args(args);
         self.run()
@@ -752,6 +754,8 @@ fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
         .arg("--prefix")
         .arg(&p);
     let out = c.run();
+    // cargo's own progress lines.
+    out.any_stderr();
     out.code(0).stdout(&format!(
         "{}{}{}",
         listing(&p),

@@ -1,4 +1,5 @@
-//! unlock.sh's status block in every state COMPAT.md lists, compared whole.
+//! unlock.sh's status block in every documented state (see src/cli/texts.rs),
+//! compared whole.
 
 use std::process::{Child, Command};
 
@@ -245,11 +246,9 @@ fn state_file_found_from_anywhere_through_the_script_path() {
     let w = World::new();
     w.write_state("{\"lock\": {\"locked\": false}}\n");
     let abs = w.root.join("deploy/scripts/unlock.sh");
-    let out = w.cmd(&abs).dir("/").env("PWD", "/").run();
     let out = {
-        let mut c = w.cmd(&abs).dir("/");
+        let mut c = w.cmd(&abs).dir("/").env("PWD", "/");
         c.cmd.arg("staging");
-        let _ = out;
         c.run()
     };
     out.code(0);

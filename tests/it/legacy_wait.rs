@@ -120,12 +120,7 @@ impl Waiter {
             .unwrap()
             .read_to_string(&mut stderr)
             .unwrap();
-        Out {
-            stdout: self.text(),
-            stderr,
-            code: status.code(),
-            signal: status.signal(),
-        }
+        Out::new(self.text(), stderr, status.code(), status.signal())
     }
 }
 

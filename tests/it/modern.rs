@@ -824,5 +824,6 @@ fn local_settings_with_remote_get_a_warning() {
         .deploy_lock(&["status", "staging", "--remote", "deploy@h"])
         .env("DEPLOY_LOCK_SSH", "false")
         .run();
+    plain.code(1);
     assert!(!plain.stderr.contains("WARNING:"), "{}", plain.stderr);
 }

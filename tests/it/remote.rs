@@ -63,6 +63,9 @@ fn same_as_local(local: impl Fn() -> Cmd, remote: Cmd, stdin: &[u8]) -> String {
     let before = local().stdin(stdin).run();
     let got = remote.stdin(stdin).run();
     let after = local().stdin(stdin).run();
+    // The local runs are the reference, whatever they say.
+    before.any_code().any_stderr();
+    after.any_code().any_stderr();
     assert_eq!(
         before.code, after.code,
         "local runs differ: {before:?} {after:?}"
@@ -70,7 +73,7 @@ fn same_as_local(local: impl Fn() -> Cmd, remote: Cmd, stdin: &[u8]) -> String {
     got.code(before.code.unwrap())
         .stderr(&before.stderr)
         .stdout_one_of(&[before.stdout.clone(), after.stdout.clone()]);
-    before.stdout
+    before.stdout.clone()
 }
 
 /// A live holder: a running `deploy.sh` recorded in the lock and state.
@@ -366,7 +369,13 @@ fn remote_deploy_is_refused_while_the_server_lock_is_held() {
     let (client, server) = (client_with_recording_deploy(), World::new());
     let deploy = held_by_live(&server);
     // The server's `deploy-lock status staging`, then the one-line error.
-    let status = || server.deploy_lock(&["status", "staging"]).run().stdout;
+    let status = || {
+        server
+            .deploy_lock(&["status", "staging"])
+            .run()
+            .stdout
+            .clone()
+    };
     let before = status();
     let out = remote_deploy(&client, &server, ssh, &["--dry-run"]).run();
     let after = status();
@@ -409,7 +418,7 @@ fn remote_deploy_with_wait_proceeds_after_the_release() {
     };
     let (client, server) = (client_with_recording_deploy(), World::new());
     let deploy = held_by_live(&server);
-    let block = server.unlock_sh(&["staging"]).run().stdout;
+    let block = server.unlock_sh(&["staging"]).run().stdout.clone();
     // stdin is deploy.sh's: the wait on the server must not read it.
     let mut child = remote_deploy(&client, &server, ssh, &["--wait", "--dry-run"])
         .env("DEPLOY_LOCK_WAIT_INTERVAL", "60")

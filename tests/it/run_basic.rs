@@ -70,6 +70,7 @@ fn exit_statuses_pass_through_and_the_lock_is_released_after_each() {
             s(&lock),
         ])
         .run();
+    out.any_code();
     assert!(
         out.signal == Some(9) || out.code == Some(137),
         "want death by SIGKILL or 137: {out:?}"
@@ -327,7 +328,7 @@ fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
     out.code(75);
     set_mtime(&lock, now() - 7200);
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
-    out.code(0);
+    out.code(0).any_stderr();
     assert!(
         out.stderr
             .starts_with("WARNING: took over the staging lock"),
@@ -390,7 +391,7 @@ done
         .run();
     let host = hostname();
     let lines: Vec<&str> = a.stderr.lines().collect();
-    a.code(0).stdout("");
+    a.code(0).stdout("").any_stderr();
     assert_eq!(lines.len(), 2, "{}", a.stderr);
     assert!(
         lines[0].starts_with(&format!(
@@ -445,6 +446,7 @@ const RESTORED: &str = "WARNING: the staging lock directory and state record van
 /// deploy-lock got to restore before deploy.sh exited (it logs 150 ms).
 #[track_caller]
 fn assert_wrapped_stderr(out: &Out) {
+    out.any_stderr();
     let with = format!("{SKIPPING}{RESTORED}");
     if out.stderr != with {
         out.stderr(SKIPPING);
@@ -734,7 +736,7 @@ fn the_demo_deploy_sh_run_directly_hands_itself_to_deploy_lock() {
         .env("DEMO_STEP_SECS", "0")
         .stdin(b"")
         .run();
-    out.code(0);
+    out.code(0).any_stderr();
     assert!(
         out.stderr
             .starts_with("WARNING: took over the staging lock left by deploy@localhost (pid "),

@@ -89,6 +89,7 @@ fn soak(secs: f64) {
             let out = w
                 .deploy_lock(&["run", "staging", "--", "sh", "-c", &cs])
                 .run();
+            out.any_code().any_stderr();
             match out.code {
                 Some(0) => bump(&c.runs_ok),
                 Some(75) => bump(&c.runs_busy),
@@ -103,6 +104,7 @@ fn soak(secs: f64) {
             let out = w
                 .deploy_lock(&["run", "--force", "staging", "--", "sh", "-c", &cs])
                 .run();
+            out.any_code().any_stderr();
             match out.code {
                 Some(0) => bump(&c.force_ok),
                 Some(75) => bump(&c.force_refused),
