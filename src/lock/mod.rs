@@ -280,11 +280,7 @@ impl<'a> LocalLock<'a> {
 
     /// [`LocalLock::inspect`] without the `ls -ld` line.
     pub(crate) fn look(&self) -> Result<Inspection, LockError> {
-        let state = match self.ctx.no_checkout {
-            Some(_) => None,
-            None => StateDoc::load(&self.ctx.state_file)?,
-        };
-        self.look_with(state)
+        self.look_with(false).map(|(insp, _)| insp)
     }
 
     /// [`LocalLock::inspect`] that still looks at the lock when the state
@@ -292,24 +288,15 @@ impl<'a> LocalLock<'a> {
     /// inspection then has no state, and the state's error comes beside it.
     /// A state file that cannot be read at all is still an error.
     pub fn inspect_despite_state(&self) -> Result<(Inspection, Option<LockError>), LockError> {
-        let (mut insp, err) = self.look_despite_state()?;
+        let (mut insp, err) = self.look_with(true)?;
         self.add_ls_ld(&mut insp);
         Ok((insp, err))
     }
 
-    fn look_despite_state(&self) -> Result<(Inspection, Option<LockError>), LockError> {
-        let (state, err) = match self.ctx.no_checkout {
-            Some(_) => (None, None),
-            None => match StateDoc::load(&self.ctx.state_file) {
-                Ok(s) => (s, None),
-                Err(e @ StateError::Io { .. }) => return Err(e.into()),
-                Err(e) => (None, Some(LockError::State(e))),
-            },
-        };
-        Ok((self.look_with(state)?, err))
-    }
-
-    fn look_with(&self, state: Option<StateDoc>) -> Result<Inspection, LockError> {
+    /// One look; `tolerant`: a state file that does not parse (or is not
+    /// the documented shape) is returned beside the inspection, not as the
+    /// error. Outside a checkout there is no state file to read.
+    fn look_with(&self, tolerant: bool) -> Result<(Inspection, Option<LockError>), LockError> {
         let lock_dir = self.lock_dir();
         let path_kind = fsops::path_kind(&lock_dir).map_err(io_at(&lock_dir))?;
         let (mut dir, mut locked_at_file, mut owner) = (None, None, None);
@@ -325,7 +312,7 @@ impl<'a> LocalLock<'a> {
                 }
                 // Removed between the lstat and the open: it is free now.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return self.look_with(state);
+                    return self.look_with(tolerant);
                 }
                 // Unlistable (another user's 0700 directory): still a lock.
                 Err(_) => dir = None,
@@ -336,7 +323,16 @@ impl<'a> LocalLock<'a> {
         // so a record read now is never an earlier holder's beside a later
         // holder's directory (read first, it could be: a dead holder seen in
         // a live lock).
-        let state = StateDoc::load(&self.ctx.state_file)?;
+        let (state, state_err) = match self.ctx.no_checkout {
+            Some(_) => (None, None),
+            None => match StateDoc::load(&self.ctx.state_file) {
+                Ok(s) => (s, None),
+                Err(e) if tolerant && !matches!(e, StateError::Io { .. }) => {
+                    (None, Some(LockError::State(e)))
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
         let holder = if path_kind == PathKind::Directory {
             holder_from(owner.as_ref(), state.as_ref(), self.env)
         } else {
@@ -371,7 +367,7 @@ impl<'a> LocalLock<'a> {
         let stale = age_seconds.is_some_and(|a| a > stale_after);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
         let view = self.legacy_view(&lock_dir, &path_kind, state.as_ref(), age_seconds);
-        Ok(Inspection {
+        let insp = Inspection {
             environment: self.env,
             view,
             lock_dir,
@@ -386,7 +382,8 @@ impl<'a> LocalLock<'a> {
             age_seconds,
             stale,
             verdict,
-        })
+        };
+        Ok((insp, state_err))
     }
 
     /// What the legacy status block shows, gathered here so that renderers
@@ -782,7 +779,7 @@ impl<'a> LocalLock<'a> {
     /// does (announced to a deploy-lock holder).
     pub fn reset_state(&self, shown: Option<&Shown>) -> Result<ResetOutcome, LockError> {
         let _guard = self.guard()?;
-        let (inspection, _) = self.look_despite_state()?;
+        let (inspection, _) = self.look_with(true)?;
         if let Some(shown) = shown
             && !shown.matches(&inspection)
         {
