@@ -243,7 +243,7 @@ fn lock_folder(path: &std::path::Path, problem: &FolderProblem) -> String {
                 .unwrap_or_else(|| format!("gid {gid}"));
             format!(
                 "the lock folder {p} is not writable by you ({}): it is owned by {owner}:{group} with mode {mode:04o}; ask {owner} to let you write there (e.g. chgrp a group you are in, chmod g+w), {point}",
-                deploy_lock::context::this_user()
+                user_name(nix::unistd::geteuid().as_raw())
             )
         }
         FolderProblem::Unreadable(e) => {

@@ -41,7 +41,8 @@ pub fn reset_state(
     if insp.lock_dir_exists() {
         writeln!(out, "{}", render::holder_line(&insp))?;
     }
-    writeln!(out, "State file: {}", messages::lock_error(&err))?;
+    let problem = format!("⚠ {}", messages::lock_error(&err));
+    writeln!(out, "{}", style.yellow(&problem))?;
     writeln!(out)?;
     writeln!(out, "{}", style.yellow("⚠ RESET STATE"))?;
     writeln!(out)?;

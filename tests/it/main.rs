@@ -7,6 +7,7 @@ mod harness;
 mod hostile;
 mod install;
 mod issue11;
+mod issue12a;
 mod legacy_block;
 mod legacy_force;
 mod legacy_status;
