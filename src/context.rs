@@ -494,6 +494,38 @@ pub fn lexical_normalize(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_given_project_root_must_be_a_checkout_and_lock_only_needs_none() {
+        let t = tempfile::tempdir().unwrap();
+        let inputs = |root: &Path| SettingInputs {
+            project_root: Some(Raw::new(root, "--project-root")),
+            ..SettingInputs::default()
+        };
+        let why = |root: &Path| match Context::resolve(&inputs(root), None, t.path()) {
+            Err(ResolveError::BadProjectRoot(e)) => Some(e.why),
+            _ => None,
+        };
+        assert_eq!(why(&t.path().join("nope")), Some(BadRoot::Missing));
+        assert_eq!(why(t.path()), Some(BadRoot::NoDeployFolder));
+        std::fs::write(t.path().join("f"), "").unwrap();
+        assert_eq!(why(&t.path().join("f")), Some(BadRoot::NotADirectory));
+        std::fs::create_dir(t.path().join("deploy")).unwrap();
+        assert_eq!(why(t.path()), None);
+        // No checkout around the working directory: an error for run, a
+        // context without a state file for status and wait.
+        let none = SettingInputs::default();
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Context::resolve(&none, None, empty.path()),
+            Err(ResolveError::NoCheckout(_))
+        ));
+        let ctx = Context::resolve_lock_only(&none, None, empty.path()).unwrap();
+        assert_eq!(
+            ctx.no_checkout.map(|e| e.searched_from),
+            Some(empty.path().to_path_buf())
+        );
+    }
+
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
         let owned: Vec<(String, String)> = pairs
             .iter()

@@ -446,6 +446,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn check_folder_says_what_is_wrong() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(check_folder(t.path()), Ok(()));
+        assert_eq!(
+            check_folder(&t.path().join("missing")),
+            Err(FolderProblem::Missing)
+        );
+        let f = t.path().join("file");
+        std::fs::write(&f, "x").unwrap();
+        assert_eq!(
+            check_folder(&f),
+            Err(FolderProblem::NotADirectory("a regular file"))
+        );
+        if !nix::unistd::geteuid().is_root() {
+            let ro = t.path().join("ro");
+            std::fs::create_dir(&ro).unwrap();
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+            assert!(matches!(
+                check_folder(&ro),
+                Err(FolderProblem::NotWritable { mode: 0o555, .. })
+            ));
+        }
+    }
+
+    #[test]
     fn remove_dir_tree_does_not_follow_symlinks() {
         let t = tempfile::tempdir().unwrap();
         let outside = t.path().join("outside");

@@ -469,4 +469,36 @@ mod tests {
         assert!(matches!(r, Err(StateError::Parse { .. })));
         assert_eq!(std::fs::read(&p).unwrap(), b"{broken");
     }
+
+    #[test]
+    fn reset_keeps_the_unusable_file_as_a_backup_and_leaves_a_usable_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.json");
+        std::fs::write(&p, b"{broken").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let stamp = "20260203T202546Z";
+        let Reset::Done { backup } = reset(&p, "staging", stamp).unwrap() else {
+            panic!("not reset")
+        };
+        assert_eq!(backup, t.path().join("s.json.corrupt-20260203T202546Z"));
+        assert_eq!(std::fs::read(&backup).unwrap(), b"{broken");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&backup), mode(&p)), (0o640, 0o640));
+        let fresh = StateDoc::load(&p).unwrap().unwrap();
+        assert_eq!(fresh.environment(), Some("staging"));
+        assert!(!fresh.is_locked());
+        // Usable now: left alone. Broken again in the same second: a second
+        // backup beside the first.
+        assert_eq!(reset(&p, "staging", stamp).unwrap(), Reset::Usable);
+        std::fs::write(&p, b"[1]").unwrap();
+        let Reset::Done { backup } = reset(&p, "staging", stamp).unwrap() else {
+            panic!("not reset")
+        };
+        assert_eq!(backup, t.path().join("s.json.corrupt-20260203T202546Z-2"));
+        assert_eq!(
+            reset(&t.path().join("none.json"), "staging", stamp).unwrap(),
+            Reset::Missing
+        );
+    }
 }

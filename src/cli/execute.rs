@@ -77,17 +77,16 @@ pub fn execute_with(
     io: &mut Io<'_>,
 ) -> Result<Outcome, Failure> {
     // A store where no lock can be taken (the lock folder missing or not
-    // ours to write) is an error, never a lock shown as free; `run` checks
-    // when its plan takes a local lock. unlock.sh keeps the legacy's view.
-    if req.persona == Persona::DeployLock
-        && matches!(
-            req.op,
-            Operation::Status { .. }
-                | Operation::StatusAll { .. }
-                | Operation::Wait { .. }
-                | Operation::Unlock { .. }
-        )
-    {
+    // ours to write) is an error, never a lock shown as free, for both
+    // personas (unlock.sh with its exit 1; the legacy's /tmp always passes);
+    // `run` checks when its plan takes a local lock.
+    if matches!(
+        req.op,
+        Operation::Status { .. }
+            | Operation::StatusAll { .. }
+            | Operation::Wait { .. }
+            | Operation::Unlock { .. }
+    ) {
         store.check_usable()?;
     }
     let env = req.op.environment();
@@ -307,6 +306,34 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["verdict"], "held");
         assert_eq!(v["holder"]["lock_id"], "lock_live");
+    }
+
+    /// Issue 12: every environment at once, and --quiet, against a second
+    /// store: the view carries the store's own backend name.
+    #[test]
+    fn every_environment_and_quiet_against_another_store() {
+        let c = ctx();
+        let store = MemoryStore::new(&c);
+        let (r, out, _) = go(&c, &store, &["list"]);
+        assert_eq!(r.unwrap(), Outcome::Done);
+        assert_eq!(
+            out,
+            "ENVIRONMENT  VERDICT  HOLDER  AGE  BACKEND\n\
+             development  free     -       -    memory\n\
+             staging      free     -       -    memory\n\
+             production   free     -       -    memory\n"
+        );
+        let (r, out, _) = go(&c, &store, &["status", "-q"]);
+        assert_eq!((r.unwrap(), out.as_str()), (Outcome::Done, ""));
+        store.put(record(std::process::id() as i32, "lock_live"));
+        let (r, out, _) = go(&c, &store, &["status", "staging", "--quiet"]);
+        assert_eq!(r.unwrap_err().code(Persona::DeployLock), 75);
+        assert_eq!(out, "");
+        let (_, json, _) = go(&c, &store, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["environments"][1]["verdict"], "held");
+        assert_eq!(v["environments"][1]["backend"], "memory");
     }
 
     #[test]

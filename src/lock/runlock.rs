@@ -241,6 +241,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn is_held_sees_the_flock_without_taking_it() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join(".x.run");
+        assert!(!is_held(&p), "no file");
+        let TryRun::Taken(run) = try_take(&p).unwrap() else {
+            panic!("free file not taken")
+        };
+        assert!(is_held(&p));
+        drop(run);
+        assert!(!is_held(&p));
+        // Looking did not take it.
+        assert!(matches!(try_take(&p).unwrap(), TryRun::Taken(_)));
+    }
+
+    #[test]
     fn one_holder_and_a_waiter_woken_at_release() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join(".x.run");

@@ -270,6 +270,21 @@ fn a_missing_lock_folder_is_an_error_never_free() {
         .run()
         .code(74)
         .stderr(&missing_folder_error(&missing));
+    // unlock.sh does not show it as "Not found (unlocked)" either: the same
+    // line, its legacy exit 1 (the legacy's /tmp always exists).
+    for args in [
+        &["staging"][..],
+        &["staging", "--force"],
+        &["staging", "--wait"],
+    ] {
+        w.unlock_sh(args)
+            .env("DEPLOY_LOCK_DIR", &missing)
+            .stdin(b"yes\n")
+            .run()
+            .code(1)
+            .stdout("")
+            .stderr(&missing_folder_error(&missing));
+    }
     assert!(!missing.exists());
 }
 
