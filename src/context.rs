@@ -182,10 +182,6 @@ impl Settings {
         SettingInputs::from_vars(get).settings()
     }
 
-    pub fn from_process_env() -> Result<Settings, SettingError> {
-        Settings::from_vars(|name| std::env::var_os(name))
-    }
-
     pub fn lock_dir(&self, env: Environment) -> PathBuf {
         self.lock_root.join(env.lock_dir_name())
     }
@@ -447,7 +443,7 @@ pub fn find_project_root(start: &Path) -> Result<PathBuf, NoProjectRoot> {
         })
 }
 
-/// The project root for a script invoked as `invoked` (argv[0]), the way the
+/// The project root for a script invoked as `invoked` (`argv[0]`), the way the
 /// legacy computed it: `cd "$(dirname "$0")/../.." && pwd`. That walk is
 /// lexical (bash's `cd` without -P), so `..` is removed lexically and
 /// symlinks in the typed path stay as typed; a relative path starts at the

@@ -135,6 +135,14 @@ pub fn read_small_file_at(dir: impl AsFd, name: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// Reads a small regular file at `path` without following a symlink (the
+/// hidden sidecars in a shared lock folder). None when absent or unusable.
+pub fn read_small_file(path: &Path) -> Option<Vec<u8>> {
+    let (dir, name) = split(path).ok()?;
+    let fd = open_dir(dir).ok()?;
+    read_small_file_at(&fd, name.to_str()?)
+}
+
 /// Creates `name` inside `dir` exclusively (never through a symlink) and writes
 /// `content` to it.
 pub fn create_file_at(dir: impl AsFd, name: &str, content: &[u8]) -> io::Result<()> {

@@ -37,6 +37,15 @@ pub struct OwnerRecord {
     pub holder_start_ticks: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
+    /// A network store's fencing token (etcd: the key's create revision),
+    /// which grows with every new holder; none for the directory lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<u64>,
+    /// A network store's lease: its id and time to live in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl_secs: Option<u64>,
 }
 
 /// Where the holder's description came from.
@@ -147,6 +156,10 @@ pub struct Inspection {
     pub age_seconds: Option<i64>,
     pub stale: bool,
     pub verdict: Verdict,
+    /// The deploy-lock run holding the whole-run kernel lock, as its record
+    /// says (read, never probed by locking: a status must not make a run
+    /// wait). It outlives its lock directory after a force-unlock.
+    pub run_holder: Option<crate::lock::runlock::RunHolder>,
 }
 
 impl Inspection {

@@ -67,11 +67,6 @@ impl Watcher {
         self.inotify.is_some()
     }
 
-    /// The inotify instance, for reuse (see `lock::keeper::Keeper::reusing`).
-    pub fn into_inotify(self) -> Option<Inotify> {
-        self.inotify
-    }
-
     /// Whether the lock directory is gone right now.
     pub fn gone(&self) -> bool {
         matches!(path_kind(&self.lock_dir), Ok(PathKind::Missing))

@@ -375,6 +375,17 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<String>> {
         let name = format!("deploy-lock-{}.1", sub.get_name());
         let sub = sub.clone();
         let mut extra = subcommand_extra(sub.get_name());
+        // `--help`'s notes (run: the shorthand and the rules) belong on the
+        // page too, unless the page's own sections say it in full (status:
+        // its exit statuses).
+        if let Some(notes) = sub.get_after_help()
+            && extra.is_empty()
+        {
+            extra.push(Section {
+                title: "NOTES",
+                items: vec![("", notes.to_string())],
+            });
+        }
         extra.push(Section {
             title: "SEE ALSO",
             items: vec![("", "deploy\\-lock(1), unlock.sh(1)".into())],

@@ -280,6 +280,9 @@ mod tests {
             holder_pid: pid,
             holder_start_ticks: None,
             boot_id: None,
+            fencing_token: None,
+            lease_id: None,
+            lease_ttl_secs: None,
         }
     }
 

@@ -85,7 +85,11 @@ const RUN_AFTER_HELP: &str = "\
 `deploy-lock ENV [DEPLOY_SH_ARGS...]` is this command: run's own flags
 (--wait[=SECS], --force, --remote, --remote-dir and the settings) are
 deploy-lock's wherever they stand before `--`; every other word goes to
-deploy.sh. --force and --remote USER@HOST are also passed on to deploy.sh.
+deploy.sh. --force and --remote USER@HOST are also passed on to deploy.sh
+(--remote=USER@HOST as two words); --help after ENV is deploy.sh's. Without
+a COMMAND, deploy.sh gets --force added (deploy-lock holds the lock for it);
+with --help no lock is taken; with --remote the server's lock is checked and
+no local lock is taken.
 
 Rules, liveness first and age second:
   - A holder that is alive on this host (its pid runs, with the recorded start

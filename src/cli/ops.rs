@@ -60,7 +60,7 @@ pub fn status(
         if let Some(e) = state_err {
             return state_failure(e);
         }
-        return if would_start(store, &insp) {
+        return if would_start(&insp) {
             Ok(())
         } else {
             Err(Failure::NotFree)
@@ -99,13 +99,13 @@ pub fn status(
 /// is free, or stale with a holder not alive here (the verdict says both),
 /// holds nothing a takeover would refuse to delete, and no deploy-lock run
 /// still holds it (a force-unlocked run keeps it until its command ends).
-pub fn would_start(store: &dyn LockStore, insp: &Inspection) -> bool {
+pub fn would_start(insp: &Inspection) -> bool {
     let verdict_allows = matches!(insp.verdict, Verdict::Free | Verdict::Stale);
     let only_ours = insp
         .dir
         .as_ref()
         .is_none_or(|d| d.entries.iter().all(|e| deploy_lock::lock::is_ours(e)));
-    verdict_allows && only_ours && !store.run_in_progress(insp.environment)
+    verdict_allows && only_ours && insp.run_holder.is_none()
 }
 
 /// The persona's status block: the legacy one, or with an interpreter

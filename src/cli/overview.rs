@@ -39,7 +39,7 @@ pub fn status_all(
         if let Some(e) = state_err {
             return Err(state_failure(e));
         }
-        return if rows.iter().all(|r| would_start(store, &r.insp)) {
+        return if rows.iter().all(|r| would_start(&r.insp)) {
             Ok(())
         } else {
             Err(Failure::NotFree)

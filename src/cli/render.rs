@@ -245,7 +245,13 @@ pub fn verdict_line(insp: &Inspection) -> String {
     let stale = texts::span(insp.view.stale_after_secs);
     let env = insp.environment;
     let what = match (insp.verdict, &insp.liveness) {
-        (Verdict::Free, _) => "no lock directory; a deploy may start".to_string(),
+        (Verdict::Free, _) => match insp.run_holder.as_ref().filter(|r| r.lock_id.is_some()) {
+            Some(run) => format!(
+                "no lock directory, but a deploy-lock run (pid {}) still runs its command (its lock directory was removed); another deploy-lock run starts once it ends",
+                run.pid
+            ),
+            None => "no lock directory; a deploy may start".to_string(),
+        },
         (Verdict::Held, Liveness::Alive { pid, comm }) => {
             let name = display_name(*pid, comm);
             format!("{name} (pid {pid}) is running; it is never taken over while alive")
@@ -453,6 +459,7 @@ mod fuzz_tests {
                 state_file: "/co/deploy/config/deployment-state.json".into(),
                 state: has_state.then(|| doc.clone()),
                 verdict: verdict(&kind, &liveness, holder.is_some(), stale),
+                run_holder: None,
                 holder,
                 liveness,
                 age_seconds: age,

@@ -82,10 +82,11 @@ pub fn reset_state(
         Some(id) => Expect::LockId(id),
         None => Expect::Shown(&insp),
     };
-    let (outcome, warnings) = store.reset_records(env, Some(expect))?;
-    io.warn_all(&warnings);
-    let done = match outcome {
-        ResetOutcome::Done(done) => done,
+    let done = match store.reset_records(env, Some(expect))? {
+        ResetOutcome::Done(done) => {
+            io.warn_all(&done.warnings);
+            done
+        }
         ResetOutcome::ChangedHands { now } => {
             return Err(Failure::ChangedHands {
                 env,

@@ -147,6 +147,9 @@ pub fn run(
             style: io.err_style,
         };
         let ended = spawn_and_supervise(&signals, &plan, &under_lock, &mut keep);
+        // An unlock announced too late for the loop to see.
+        let late = keep.keeping.last_look();
+        keep.say(late);
         keep.say_warnings();
         ended
     };
@@ -169,6 +172,17 @@ struct Keep<'k> {
 }
 
 impl Keep<'_> {
+    fn say(&mut self, events: Vec<deploy_lock::store::KeepEvent>) {
+        for ev in events {
+            let (loud, line) = messages::keep_event(self.env, &ev);
+            let _ = if loud {
+                std::io::Write::write_fmt(self.err, format_args!("{}\n", self.style.red(&line)))
+            } else {
+                std::io::Write::write_fmt(self.err, format_args!("{line}\n"))
+            };
+        }
+    }
+
     fn say_warnings(&mut self) {
         for w in self.keeping.warnings() {
             messages::warn(self.err, self.style, &messages::warning(&w));
@@ -190,14 +204,8 @@ impl Sidecar for Keep<'_> {
         self.keeping.deadline()
     }
     fn service(&mut self) {
-        for ev in self.keeping.service() {
-            let (loud, line) = messages::keep_event(self.env, &ev);
-            let _ = if loud {
-                std::io::Write::write_fmt(self.err, format_args!("{}\n", self.style.red(&line)))
-            } else {
-                std::io::Write::write_fmt(self.err, format_args!("{line}\n"))
-            };
-        }
+        let events = self.keeping.service();
+        self.say(events);
         self.say_warnings();
     }
 }

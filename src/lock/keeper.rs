@@ -5,11 +5,10 @@
 //! a hand `rm -rf`). An announced unlock is respected, and a path someone
 //! else now holds is never fought over. Nothing here prints: events go back.
 
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use serde_json::json;
 
 use super::{Announcement, HeldLock, LocalLock, LockError, io_at};
@@ -39,7 +38,6 @@ pub fn heartbeat_interval(stale_after: Duration) -> Duration {
 }
 
 pub struct Keeper {
-    inotify: Option<Inotify>,
     beat: Duration,
     next_beat: Instant,
     /// False once the lock was announced unlocked or someone else holds it:
@@ -48,92 +46,88 @@ pub struct Keeper {
     /// A change was seen; look once things settle (the legacy release writes
     /// the state file, then removes the directory: one restore, one line).
     settle_until: Option<Instant>,
+    next_poll: Instant,
+    last: Fingerprint,
+    lock_dir: PathBuf,
+    state_file: PathBuf,
 }
 
-/// How long a change may settle before the keeper looks: short against the
-/// one second a restore may take, long enough to see a release whole.
+/// How often the keeper looks at the lock directory and the state file. A
+/// stat poll, not inotify: tearing an inotify instance down at exit costs
+/// about 10 ms (the kernel waits for an RCU grace period), which every run
+/// and every hand-off to a waiter would pay; two lstat calls ten times a
+/// second cost nothing, and a restore still comes well within a second.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long a change may settle before the keeper looks closer.
 const SETTLE: Duration = Duration::from_millis(40);
 
-impl Keeper {
-    /// Starts watching the lock folder and the state file's folder.
-    pub fn new(lock: &LocalLock<'_>) -> Keeper {
-        Keeper::reusing(lock, None)
-    }
+/// What a glance shows: the lock directory's identity and the state file's
+/// identity, size and modification time.
+type Fingerprint = (Option<(u64, u64)>, Option<(u64, i64, i64, u64)>);
 
-    /// [`Keeper::new`] on an inotify instance that waited for this lock (a
-    /// `Watcher`'s): closing an instance waits for the kernel (10-20 ms), so a
-    /// run that waited closes one, not two.
-    pub fn reusing(lock: &LocalLock<'_>, inotify: Option<Inotify>) -> Keeper {
+fn fingerprint(lock_dir: &Path, state_file: &Path) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::symlink_metadata(lock_dir)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| (m.dev(), m.ino()));
+    let state = std::fs::symlink_metadata(state_file)
+        .ok()
+        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
+    (dir, state)
+}
+
+impl Keeper {
+    pub fn new(lock: &LocalLock<'_>) -> Keeper {
         let lock_dir = lock.lock_dir();
-        let inotify =
-            inotify.or_else(|| Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok());
-        if let Some(i) = &inotify {
-            // Events from the wait are old news.
-            while i.read_events().is_ok_and(|e| !e.is_empty()) {}
-            let flags = AddWatchFlags::IN_DELETE
-                | AddWatchFlags::IN_MOVED_FROM
-                | AddWatchFlags::IN_MOVED_TO
-                | AddWatchFlags::IN_CREATE
-                | AddWatchFlags::IN_CLOSE_WRITE;
-            let parent = |p: &Path| {
-                p.parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."))
-                    .to_path_buf()
-            };
-            let _ = i.add_watch(&parent(&lock_dir), flags);
-            let _ = i.add_watch(&parent(&lock.ctx.state_file), flags);
-        }
+        let state_file = lock.ctx.state_file.clone();
         let beat = heartbeat_interval(lock.ctx.settings.stale_after);
+        let now = Instant::now();
         Keeper {
-            inotify,
             beat,
-            next_beat: Instant::now() + beat,
+            next_beat: now + beat,
             keeping: true,
             settle_until: None,
+            next_poll: now + POLL,
+            last: fingerprint(&lock_dir, &state_file),
+            lock_dir,
+            state_file,
         }
     }
 
-    /// Readable when something changed in a watched folder.
+    /// Nothing to poll: the keeper works on its deadlines.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.inotify.as_ref().map(|i| i.as_fd())
+        None
     }
 
-    /// When to be called next even if nothing changed: the next heartbeat,
-    /// or, without inotify, a 100 ms look.
+    /// When to be called next: the next look, heartbeat or settled change.
     pub fn deadline(&self) -> Option<Instant> {
         if !self.keeping {
             return None;
         }
-        let next = match self.settle_until {
-            Some(t) => self.next_beat.min(t),
-            None => self.next_beat,
-        };
-        if self.inotify.is_none() {
-            return Some(next.min(Instant::now() + Duration::from_millis(100)));
+        let mut next = self.next_beat.min(self.next_poll);
+        if let Some(t) = self.settle_until {
+            next = next.min(t);
         }
         Some(next)
     }
 
-    /// Beats if due, and restores what vanished. Call when `fd` is readable
-    /// or `deadline` passed, only while the command runs.
+    /// Beats if due, and restores what vanished. Call when `deadline`
+    /// passed, only while the command runs.
     pub fn service(&mut self, lock: &LocalLock<'_>, held: &mut HeldLock) -> Vec<KeepEvent> {
-        let mut changed = self.inotify.is_none();
-        if let Some(i) = &self.inotify {
-            while let Ok(events) = i.read_events() {
-                if events.is_empty() {
-                    break;
-                }
-                changed = true;
-            }
-        }
         let mut out = Vec::new();
         if !self.keeping {
             return out;
         }
         let now = Instant::now();
-        if changed && self.settle_until.is_none() {
-            self.settle_until = Some(now + SETTLE);
+        if now >= self.next_poll {
+            let fp = fingerprint(&self.lock_dir, &self.state_file);
+            if fp != self.last && self.settle_until.is_none() {
+                self.settle_until = Some(now + SETTLE);
+            }
+            self.last = fp;
+            self.next_poll = now + POLL;
         }
         let settled = self.settle_until.is_some_and(|t| now >= t);
         if Instant::now() >= self.next_beat {
@@ -162,7 +156,21 @@ impl Keeper {
                 "could not restore the lock: {e}"
             ))),
         }
+        // Our own writes are not a change to look at again.
+        self.last = fingerprint(&self.lock_dir, &self.state_file);
         out
+    }
+
+    /// Once the command has ended, before the release: an unlock announced
+    /// too late for `service` to see (the command ended within the settle
+    /// time) is still reported.
+    pub fn last_look(&mut self, lock: &LocalLock<'_>, held: &HeldLock) -> Option<KeepEvent> {
+        if !self.keeping {
+            return None;
+        }
+        self.keeping = false;
+        lock.announcement(&held.record.lock_id)
+            .map(KeepEvent::ForceUnlocked)
     }
 
     fn restore(
@@ -196,16 +204,17 @@ impl Keeper {
             PathKind::Directory => {}
             PathKind::Symlink | PathKind::Other => {}
         }
-        let insp = lock.look()?;
+        let insp = lock.inspect()?;
         if insp.owner.as_ref().map(|o| o.lock_id.as_str()) != Some(lock_id.as_str()) {
             // Someone else made the directory (a legacy deploy.sh's stale
             // takeover, another tool): say so once and leave it to them.
             self.keeping = false;
-            lock.audit(
+            let warning = lock.audit(
                 "lost",
                 insp.holder.as_ref(),
                 json!({ "lock_id": lock_id, "note": "the lock path is held by someone else; not restored" }),
             );
+            held.warnings.extend(warning);
             return Ok(Some(KeepEvent::TakenBy {
                 holder: insp.holder,
             }));
@@ -230,11 +239,12 @@ impl Keeper {
             (true, false) => "lock directory",
             _ => "state record",
         };
-        lock.audit(
+        let warning = lock.audit(
             "restore",
             None,
             json!({ "lock_id": lock_id, "restored": what, "note": "removed while the command ran, by someone who did not announce it" }),
         );
+        held.warnings.extend(warning);
         Ok(Some(KeepEvent::Restored { directory, record }))
     }
 }
@@ -275,6 +285,62 @@ fn beat(held: &HeldLock, now: i64) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{Context, Settings};
+    use crate::environment::Environment;
+    use crate::liveness::ProcessIdentity;
+    use crate::lock::{Acquire, Unlock};
+
+    /// Looks now, then once the change has settled.
+    fn look(k: &mut Keeper, lock: &LocalLock<'_>, held: &mut HeldLock) -> Vec<KeepEvent> {
+        k.next_poll = Instant::now();
+        let mut events = k.service(lock, held);
+        std::thread::sleep(SETTLE + Duration::from_millis(5));
+        k.next_poll = Instant::now() + POLL;
+        events.extend(k.service(lock, held));
+        events
+    }
+
+    #[test]
+    fn a_vanished_lock_is_restored_and_an_announced_unlock_is_not() {
+        let t = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            lock_root: t.path().join("locks"),
+            ..Settings::default()
+        };
+        std::fs::create_dir_all(&settings.lock_root).unwrap();
+        let mut ctx = Context::new(settings, t.path().join("checkout"));
+        ctx.home = Some(t.path().join("home"));
+        let lock = LocalLock::new(&ctx, Environment::Staging);
+        let Acquire::Acquired(mut held) = lock
+            .try_acquire(false, ProcessIdentity::of_self().unwrap())
+            .unwrap()
+        else {
+            panic!("not acquired")
+        };
+        let mut k = Keeper::new(&lock);
+        assert_eq!(look(&mut k, &lock, &mut held), vec![]);
+        // A hand rm -rf: put back, same ids.
+        std::fs::remove_dir_all(&held.lock_dir).unwrap();
+        assert_eq!(
+            look(&mut k, &lock, &mut held),
+            vec![KeepEvent::Restored {
+                directory: true,
+                record: false
+            }]
+        );
+        let insp = lock.inspect().unwrap();
+        assert_eq!(insp.owner.unwrap().lock_id, held.record.lock_id);
+        // A deploy-lock unlock: announced, not restored, and said once.
+        assert!(matches!(lock.force_unlock(None).unwrap(), Unlock::Done(_)));
+        match &look(&mut k, &lock, &mut held)[..] {
+            [KeepEvent::ForceUnlocked(a)] => assert_eq!(a.lock_id, held.record.lock_id),
+            other => panic!("{other:?}"),
+        }
+        assert!(!held.lock_dir.exists());
+        assert_eq!(look(&mut k, &lock, &mut held), vec![]);
+        assert_eq!(k.deadline(), None);
+        lock.release(*held).unwrap();
+    }
 
     #[test]
     fn heartbeat_is_at_most_a_minute_and_a_quarter_of_the_stale_timeout() {

@@ -6,6 +6,7 @@
 mod error;
 pub mod keeper;
 pub mod runlock;
+mod unlock;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use crate::view::{DirView, Facts, LegacyView, NonDirectory, probe_proc, record_v
 pub use error::LockError;
 use error::io_at;
 use runlock::{RunHolder, RunLock, TryRun};
+pub use unlock::{Announcement, ForceUnlock, ResetOutcome, ResetState, Shown, Unlock};
 
 /// The legacy refuses `locked_at` values below this as "manual intervention".
 const PLAUSIBLE_EPOCH: i64 = 1_000_000_000;
@@ -70,6 +72,9 @@ pub struct HeldLock {
     pub record: OwnerRecord,
     /// The holder whose stale or dead lock we removed to get this one.
     pub took_over: Option<Takeover>,
+    /// What could not be done along the way (an audit line), for the caller
+    /// to say; taken out by whoever reports them.
+    pub warnings: Vec<Warning>,
     guard_file: PathBuf,
     state_file: PathBuf,
     released: bool,
@@ -89,64 +94,11 @@ pub enum Acquire {
     },
 }
 
-/// What a force-unlock was shown, to re-check under the guard right before
-/// anything is removed: the lock id for a deploy-lock holder, the lock id, pid
-/// and `locked_at` for a legacy record, the directory itself for a bare one.
+/// What a release found, and what it could not do (an audit line).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Shown {
-    Free,
-    LockId(String),
-    Legacy {
-        lock_id: Option<String>,
-        pid: Option<i32>,
-        locked_at: Option<String>,
-    },
-    Bare(Option<DirIdentity>),
-}
-
-impl Shown {
-    pub fn of(insp: &Inspection) -> Shown {
-        if insp.path_kind != PathKind::Directory {
-            return Shown::Free;
-        }
-        match &insp.holder {
-            Some(h) if h.source == crate::status::HolderSource::LockDir => {
-                Shown::LockId(h.lock_id.clone().unwrap_or_default())
-            }
-            Some(h) => Shown::Legacy {
-                lock_id: h.lock_id.clone(),
-                pid: h.pid,
-                locked_at: h.locked_at.clone(),
-            },
-            None => Shown::Bare(insp.dir.as_ref().and_then(|d| d.identity)),
-        }
-    }
-
-    fn matches(&self, now: &Inspection) -> bool {
-        let current = Shown::of(now);
-        match (self, &current) {
-            // Nothing there now: nothing of anyone's can be removed.
-            (_, Shown::Free) => true,
-            (Shown::LockId(want), Shown::LockId(got)) => want == got,
-            // `--id` also names a legacy record's lock id.
-            (Shown::LockId(want), Shown::Legacy { lock_id, .. }) => {
-                lock_id.as_deref() == Some(want.as_str())
-            }
-            _ => *self == current,
-        }
-    }
-}
-
-/// An unlock announced under the guard before a deploy-lock holder's lock is
-/// removed, so that holder knows not to restore it. One JSON object.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Announcement {
-    pub lock_id: String,
-    /// `user@host` of whoever unlocked.
-    pub by: String,
-    /// UTC, second precision.
-    pub at: String,
-    pub pid: i32,
+pub struct Released {
+    pub outcome: Release,
+    pub warnings: Vec<Warning>,
 }
 
 /// What a release found.
@@ -161,51 +113,11 @@ pub enum Release {
     TakenByOther { holder: Option<Holder> },
 }
 
-/// What a force-unlock did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ForceUnlock {
-    /// None: there was no lock directory.
-    pub dir_removed: Option<fsops::Removal>,
-    /// false: there was no state file.
-    pub state_updated: bool,
-}
-
-/// What a force-unlock that re-checks what it showed did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Unlock {
-    Done(ForceUnlock),
-    /// The lock changed hands since it was shown: nothing was changed.
-    ChangedHands {
-        now: Option<Holder>,
-    },
-}
-
-/// What a state reset did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResetState {
-    pub state: state::Reset,
-    /// None: there was no lock directory.
-    pub dir_removed: Option<fsops::Removal>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ResetOutcome {
-    Done(ResetState),
-    /// The lock changed hands since it was shown: nothing was changed.
-    ChangedHands {
-        now: Option<Holder>,
-    },
-}
-
 pub struct LocalLock<'a> {
     ctx: &'a Context,
     env: Environment,
     /// Asked while waiting for the guard: true ends the wait (a signal came).
     interrupted: Option<&'a dyn Fn() -> bool>,
-    /// Audit lines that could not be written, handed back inside results by
-    /// the store (`crate::store::local`): an audit failure never fails the
-    /// operation itself.
-    warnings: std::cell::RefCell<Vec<Warning>>,
 }
 
 impl<'a> LocalLock<'a> {
@@ -214,24 +126,19 @@ impl<'a> LocalLock<'a> {
             ctx,
             env,
             interrupted: None,
-            warnings: std::cell::RefCell::new(Vec::new()),
         }
-    }
-
-    /// Audit-log failures since the last call.
-    pub fn take_warnings(&self) -> Vec<Warning> {
-        std::mem::take(&mut self.warnings.borrow_mut())
     }
 
     /// Appends an audit line. Called with the guard held, so the log's order
     /// is the lock's order (one run's `release` before the next `acquire`).
-    fn audit(&self, event: &str, holder: Option<&Holder>, extra: Value) {
-        if let Err(e) = audit::record(self.ctx, event, self.env, holder, extra) {
-            self.warnings.borrow_mut().push(Warning::Audit {
+    /// A failure is a warning for the result, never a failed operation.
+    fn audit(&self, event: &str, holder: Option<&Holder>, extra: Value) -> Option<Warning> {
+        audit::record(self.ctx, event, self.env, holder, extra)
+            .err()
+            .map(|e| Warning::Audit {
                 log: audit::log_path(self.ctx),
                 error: e.to_string(),
-            });
-        }
+            })
     }
 
     /// Waits for the guard end with [`LockError::Interrupted`] once
@@ -296,7 +203,10 @@ impl<'a> LocalLock<'a> {
     /// One look; `tolerant`: a state file that does not parse (or is not
     /// the documented shape) is returned beside the inspection, not as the
     /// error. Outside a checkout there is no state file to read.
-    fn look_with(&self, tolerant: bool) -> Result<(Inspection, Option<LockError>), LockError> {
+    pub(crate) fn look_with(
+        &self,
+        tolerant: bool,
+    ) -> Result<(Inspection, Option<LockError>), LockError> {
         let lock_dir = self.lock_dir();
         let path_kind = fsops::path_kind(&lock_dir).map_err(io_at(&lock_dir))?;
         let (mut dir, mut locked_at_file, mut owner) = (None, None, None);
@@ -368,6 +278,7 @@ impl<'a> LocalLock<'a> {
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
         let view = self.legacy_view(&lock_dir, &path_kind, state.as_ref(), age_seconds);
         let insp = Inspection {
+            run_holder: runlock::read_record(&self.ctx.settings.run_file(self.env)),
             environment: self.env,
             view,
             lock_dir,
@@ -446,6 +357,12 @@ impl<'a> LocalLock<'a> {
         }
     }
 
+    /// Who holds the run lock, looking for up to 100 ms (a holder that has
+    /// just taken it writes its record a moment later).
+    pub fn run_holder(&self) -> Option<RunHolder> {
+        runlock::holder(&self.ctx.settings.run_file(self.env))
+    }
+
     /// Waits for the run lock in a thread (see [`runlock::RunWaiter`]).
     pub fn run_waiter(&self) -> Result<runlock::RunWaiter, LockError> {
         let path = self.ctx.settings.run_file(self.env);
@@ -480,8 +397,8 @@ impl<'a> LocalLock<'a> {
         // lock; a few passes cover a legacy script racing us without the guard.
         for _ in 0..4 {
             if fsops::create_dir(&lock_dir).map_err(io_at(&lock_dir))? {
-                let acquired = self.finish_acquire(pid, took_over)?;
-                if let Acquire::Acquired(held) = &acquired {
+                let mut acquired = self.finish_acquire(pid, took_over)?;
+                if let Acquire::Acquired(held) = &mut acquired {
                     let event = if held.took_over.is_some() {
                         "takeover"
                     } else {
@@ -492,7 +409,8 @@ impl<'a> LocalLock<'a> {
                         "lock_id": held.record.lock_id,
                         "deployment_id": held.record.deployment_id,
                     });
-                    self.audit(event, prev, ids);
+                    let warning = self.audit(event, prev, ids);
+                    held.warnings.extend(warning);
                 }
                 return Ok(acquired);
             }
@@ -579,6 +497,9 @@ impl<'a> LocalLock<'a> {
             holder_pid: me.pid,
             holder_start_ticks: me.start_ticks,
             boot_id: liveness::boot_id(),
+            fencing_token: None,
+            lease_id: None,
+            lease_ttl_secs: None,
         };
         let (fd, snap) = fsops::snapshot_dir(&lock_dir)
             .map_err(io_at(&lock_dir))
@@ -600,6 +521,7 @@ impl<'a> LocalLock<'a> {
             identity: snap.identity.expect("snapshot has an identity"),
             record,
             took_over,
+            warnings: Vec::new(),
             guard_file: self.ctx.settings.guard_file(self.env),
             state_file: self.ctx.state_file.clone(),
             released: false,
@@ -671,10 +593,14 @@ impl<'a> LocalLock<'a> {
     /// Releases `held` if it is still ours: the directory only if it is the
     /// very directory we created and still names our lock id; the state record
     /// only if it still carries our lock id.
-    pub fn release(&self, mut held: HeldLock) -> Result<Release, LockError> {
+    pub fn release(&self, mut held: HeldLock) -> Result<Released, LockError> {
         held.released = true;
+        if let Some(run) = &held.run {
+            run.forget();
+        }
         let lock_id = held.record.lock_id.clone();
-        release_owned(&held, |outcome| {
+        let mut warnings = std::mem::take(&mut held.warnings);
+        let outcome = release_owned(&held, |outcome| {
             let (event, holder, note) = match outcome {
                 Release::Released => ("release", None, None),
                 Release::AlreadyGone => ("release", None, Some("already removed by someone else")),
@@ -688,134 +614,9 @@ impl<'a> LocalLock<'a> {
                 Some(note) => json!({ "lock_id": lock_id, "note": note }),
                 None => json!({ "lock_id": lock_id }),
             };
-            self.audit(event, holder, extra);
-        })
-    }
-
-    /// The legacy force-unlock: remove the directory whoever holds it, then
-    /// `locked: false` and `deployment_id: null` with the other lock fields
-    /// kept. The CLI asks for confirmation first.
-    ///
-    /// With `shown`, what the person confirmed is re-checked under the guard
-    /// first: a lock that changed hands since is left as it is. A deploy-lock
-    /// holder's removal is announced (see [`Announcement`]) before anything is
-    /// removed, so that holder does not restore its lock.
-    pub fn force_unlock(&self, shown: Option<&Shown>) -> Result<Unlock, LockError> {
-        let _guard = self.guard()?;
-        let inspection = self.look()?;
-        if let Some(shown) = shown
-            && !shown.matches(&inspection)
-        {
-            return Ok(Unlock::ChangedHands {
-                now: inspection.holder,
-            });
-        }
-        self.announce(&inspection);
-        let dir_removed = self.remove_shown(&inspection)?;
-        let state_updated = state::update(&self.ctx.state_file, false, |doc| match doc {
-            None => Ok::<_, LockError>(Edit::Keep(false)),
-            Some(doc) => {
-                let lock = doc.lock_mut();
-                lock.insert("locked".into(), Value::Bool(false));
-                lock.insert("deployment_id".into(), Value::Null);
-                Ok(Edit::Write(true))
-            }
+            warnings.extend(self.audit(event, holder, extra));
         })?;
-        self.audit(
-            "force_unlock",
-            inspection.holder.as_ref(),
-            json!({
-                "lock_dir_removed": dir_removed.is_some(),
-                "state_updated": state_updated,
-            }),
-        );
-        Ok(Unlock::Done(ForceUnlock {
-            dir_removed,
-            state_updated,
-        }))
-    }
-
-    /// Tells a deploy-lock holder, under the guard and before anything is
-    /// removed, that its lock is being unlocked, so it does not restore it.
-    fn announce(&self, inspection: &Inspection) {
-        if let Some(owner) = &inspection.owner {
-            let note = Announcement {
-                lock_id: owner.lock_id.clone(),
-                by: self.ctx.locked_by(),
-                at: utc_seconds(self.ctx.now()),
-                pid: std::process::id() as i32,
-            };
-            let path = self.ctx.settings.announce_file(self.env);
-            let text = serde_json::to_vec(&note).expect("serialisable");
-            if let Err(e) = fsops::atomic_write(&path, &text) {
-                self.warnings.borrow_mut().push(Warning::Announce {
-                    path,
-                    error: e.to_string(),
-                });
-            }
-        }
-    }
-
-    /// Removes the lock directory `inspection` saw (never follows or removes
-    /// anything else at the path); None when there was none.
-    fn remove_shown(&self, inspection: &Inspection) -> Result<Option<fsops::Removal>, LockError> {
-        let lock_dir = self.lock_dir();
-        match inspection.path_kind {
-            PathKind::Missing => Ok(None),
-            PathKind::Directory => fsops::remove_dir_tree(&lock_dir, None, OUR_FILES)
-                .map_err(|e| removal_error(&lock_dir, e)),
-            PathKind::Symlink | PathKind::Other => Err(LockError::NotADirectory {
-                what: NonDirectory::at(&lock_dir),
-                path: lock_dir,
-            }),
-        }
-    }
-
-    /// Recovery from a state file that is not usable (not JSON, or not the
-    /// documented shape), which every other operation refuses to touch:
-    /// under the guard, re-check what the person was shown, back the file up
-    /// beside itself and write a fresh one with the lock released
-    /// ([`state::reset`]), then remove the lock directory as a force-unlock
-    /// does (announced to a deploy-lock holder).
-    pub fn reset_state(&self, shown: Option<&Shown>) -> Result<ResetOutcome, LockError> {
-        let _guard = self.guard()?;
-        let (inspection, _) = self.look_with(true)?;
-        if let Some(shown) = shown
-            && !shown.matches(&inspection)
-        {
-            return Ok(ResetOutcome::ChangedHands {
-                now: inspection.holder,
-            });
-        }
-        if matches!(inspection.path_kind, PathKind::Symlink | PathKind::Other) {
-            // Refused before the state is touched.
-            self.remove_shown(&inspection)?;
-        }
-        let stamp = self.ctx.now().strftime("%Y%m%dT%H%M%SZ").to_string();
-        let state = state::reset(&self.ctx.state_file, self.env.as_str(), &stamp)?;
-        self.announce(&inspection);
-        let dir_removed = self.remove_shown(&inspection)?;
-        let backup = match &state {
-            state::Reset::Done { backup } => Value::String(backup.to_string_lossy().into_owned()),
-            _ => Value::Null,
-        };
-        self.audit(
-            "reset_state",
-            inspection.holder.as_ref(),
-            json!({
-                "backup": backup,
-                "lock_dir_removed": dir_removed.is_some(),
-            }),
-        );
-        Ok(ResetOutcome::Done(ResetState { state, dir_removed }))
-    }
-
-    /// The unlock announced for `lock_id`, if any.
-    pub fn announcement(&self, lock_id: &str) -> Option<Announcement> {
-        let text = std::fs::read(self.ctx.settings.announce_file(self.env)).ok()?;
-        serde_json::from_slice::<Announcement>(&text)
-            .ok()
-            .filter(|a| a.lock_id == lock_id)
+        Ok(Released { outcome, warnings })
     }
 }
 
@@ -952,7 +753,8 @@ fn squatter(insp: &Inspection) -> Option<u32> {
 /// temp file of an interrupted `owner.json` replace.
 pub fn is_ours(name: &std::ffi::OsStr) -> bool {
     let n = name.to_string_lossy();
-    OUR_FILES.iter().any(|o| n == *o) || (n.starts_with(".owner.json.") && n.ends_with(".tmp"))
+    OUR_FILES.iter().any(|o| n == *o)
+        || ((n.starts_with(".owner.json.") || n.starts_with(".locked_at.")) && n.ends_with(".tmp"))
 }
 
 /// A removal that failed for lack of permission names the owner to ask.
@@ -1048,7 +850,7 @@ mod tests {
             busy(other.acquire_dir(true, me()).unwrap()),
             BusyReason::HolderAlive
         );
-        assert_eq!(lock.release(*held).unwrap(), Release::Released);
+        assert_eq!(lock.release(*held).unwrap().outcome, Release::Released);
         assert_eq!(lock.inspect().unwrap().verdict, Verdict::Free);
     }
 
@@ -1078,7 +880,7 @@ mod tests {
         let taken = acquired(stale.try_acquire(false, me()).unwrap());
         let prev = taken.took_over.as_ref().and_then(|t| t.holder.as_ref());
         assert_eq!(prev.and_then(|h| h.pid), Some(record.pid));
-        assert_eq!(stale.release(*taken).unwrap(), Release::Released);
+        assert_eq!(stale.release(*taken).unwrap().outcome, Release::Released);
     }
 
     #[test]
@@ -1100,7 +902,7 @@ mod tests {
         first.run.take();
         let second = acquired(lock.try_acquire(false, me()).unwrap());
         assert!(matches!(
-            lock.release(*first).unwrap(),
+            lock.release(*first).unwrap().outcome,
             Release::TakenByOther { .. }
         ));
         let insp = lock.inspect().unwrap();
@@ -1115,7 +917,7 @@ mod tests {
                 .lock_str("lock_id"),
             Some(second.record.lock_id.as_str())
         );
-        assert_eq!(lock.release(*second).unwrap(), Release::Released);
+        assert_eq!(lock.release(*second).unwrap().outcome, Release::Released);
     }
 
     #[test]

@@ -91,32 +91,10 @@ pub fn try_take(path: &Path) -> io::Result<TryRun> {
             run.record(None);
             Ok(TryRun::Taken(run))
         }
-        Err(std::fs::TryLockError::WouldBlock) => Ok(TryRun::Held(holder(path))),
+        // One look (a waiter must not linger here); `holder` looks longer.
+        Err(std::fs::TryLockError::WouldBlock) => Ok(TryRun::Held(read_record(path))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
-}
-
-/// Whether some process holds the run lock, seen without taking it (taking
-/// it even for a moment could make a starting run refuse): the flock is
-/// looked up by device and inode in /proc/locks. false when that cannot be
-/// read.
-pub fn is_held(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-        return false;
-    };
-    let dev = meta.dev();
-    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
-    let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-    // `1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF`; blocked waiters
-    // (`1: -> FLOCK ...`) do not hold it.
-    locks.lines().any(|l| {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        words.get(1) == Some(&"FLOCK") && words.get(5) == Some(&want.as_str())
-    })
 }
 
 /// The holder recorded in the run file, if that process still runs. A holder
@@ -136,7 +114,7 @@ pub fn holder(path: &Path) -> Option<RunHolder> {
 }
 
 /// `PID START_TICKS LOCK_ID`, when that process (same start time) runs.
-fn read_record(path: &Path) -> Option<RunHolder> {
+pub fn read_record(path: &Path) -> Option<RunHolder> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
@@ -180,10 +158,18 @@ impl RunLock {
     }
 }
 
+impl RunLock {
+    /// Forgets the holder record (a release is under way; the flock itself
+    /// is kept until dropped).
+    pub fn forget(&self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
 impl Drop for RunLock {
     fn drop(&mut self) {
         // Forget the holder before letting go, so nobody reads us as one.
-        let _ = self.file.set_len(0);
+        self.forget();
     }
 }
 
@@ -239,21 +225,6 @@ impl RunWaiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn is_held_sees_the_flock_without_taking_it() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join(".x.run");
-        assert!(!is_held(&p), "no file");
-        let TryRun::Taken(run) = try_take(&p).unwrap() else {
-            panic!("free file not taken")
-        };
-        assert!(is_held(&p));
-        drop(run);
-        assert!(!is_held(&p));
-        // Looking did not take it.
-        assert!(matches!(try_take(&p).unwrap(), TryRun::Taken(_)));
-    }
 
     #[test]
     fn one_holder_and_a_waiter_woken_at_release() {

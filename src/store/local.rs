@@ -18,7 +18,7 @@ use crate::environment::Environment;
 use crate::liveness::ProcessIdentity;
 use crate::lock::keeper::Keeper;
 use crate::lock::runlock::RunWaiter;
-use crate::lock::{self, BusyReason, HeldLock, LocalLock, LockError, Release, Shown};
+use crate::lock::{self, BusyReason, HeldLock, LocalLock, LockError, Release, Shown, Unlock};
 use crate::status::Inspection;
 use crate::wait::{Watcher, poll_any};
 
@@ -27,11 +27,9 @@ pub struct LocalStore<'a> {
     /// Waiting on another deploy-lock run: a thread blocked in its kernel
     /// lock, which hands that lock to the next `acquire`.
     waiter: RefCell<Option<RunWaiter>>,
-    /// Keepers of finished runs, dropped with the store: closing an inotify
-    /// descriptor waits for the kernel (10-20 ms), which must not happen
-    /// while the lock is still held (every hand-off would pay it).
-    spent: RefCell<Vec<Keeper>>,
-    /// The same for watchers (a run that waited holds the lock by then).
+    /// Watchers of finished waits, dropped with the store: closing an
+    /// inotify descriptor waits for the kernel (10-20 ms), which must not
+    /// happen while a lock just taken is held (every hand-off would pay it).
     spent_watches: RefCell<Vec<Watcher>>,
 }
 
@@ -40,7 +38,6 @@ impl<'a> LocalStore<'a> {
         LocalStore {
             ctx,
             waiter: RefCell::new(None),
-            spent: RefCell::new(Vec::new()),
             spent_watches: RefCell::new(Vec::new()),
         }
     }
@@ -100,9 +97,10 @@ impl Watch for LocalWatch<'_> {
     }
 }
 
-fn from_engine(env: Environment, a: lock::Acquire, warnings: Vec<Warning>) -> Acquire {
+fn from_engine(env: Environment, a: lock::Acquire) -> Acquire {
     match a {
-        lock::Acquire::Acquired(h) => {
+        lock::Acquire::Acquired(mut h) => {
+            let warnings = std::mem::take(&mut h.warnings);
             let mut held = Held::new(env, h.record.clone(), h.took_over.clone(), h);
             held.warnings = warnings;
             Acquire::Acquired(Box::new(held))
@@ -145,13 +143,20 @@ impl LockStore for LocalStore<'_> {
             },
             None => lock.try_acquire(how.force, how.process.clone()),
         };
-        let warnings = lock.take_warnings();
-        let mut got = from_engine(env, result?, warnings);
-        // A refusal shows the status block; a waiter only a phrase.
-        if let Acquire::Busy { inspection, .. } = &mut got
+        let mut got = from_engine(env, result?);
+        // A refusal shows the status block and names the run; a waiter
+        // only a phrase.
+        if let Acquire::Busy {
+            inspection,
+            reason,
+            run_holder,
+        } = &mut got
             && !how.waiting
         {
             lock.add_ls_ld(inspection);
+            if *reason == BusyReason::RunHeld && run_holder.is_none() {
+                *run_holder = lock.run_holder();
+            }
         }
         if let Acquire::Busy {
             reason: BusyReason::RunHeld,
@@ -166,17 +171,10 @@ impl LockStore for LocalStore<'_> {
 
     fn keep<'a>(&'a self, held: &'a mut Held) -> Box<dyn Keeping + 'a> {
         let lock = LocalLock::new(self.ctx, held.env);
-        // The instance that waited for this lock, if any (one close, not two).
-        let reused = self
-            .spent_watches
-            .borrow_mut()
-            .pop()
-            .and_then(Watcher::into_inotify);
         Box::new(LocalKeeping {
-            keeper: Some(Keeper::reusing(&lock, reused)),
+            keeper: Keeper::new(&lock),
             lock,
             held,
-            spent: &self.spent,
         })
     }
 
@@ -188,12 +186,9 @@ impl LockStore for LocalStore<'_> {
                 warnings: Vec::new(),
             });
         };
-        let lock = LocalLock::new(self.ctx, env);
-        let outcome = lock.release(*h);
-        let mut warnings = lock.take_warnings();
-        let outcome = outcome?;
-        if let Release::TakenByOther { holder } = &outcome {
-            warnings.insert(
+        let mut released = LocalLock::new(self.ctx, env).release(*h)?;
+        if let Release::TakenByOther { holder } = &released.outcome {
+            released.warnings.insert(
                 0,
                 Warning::TakenByOther {
                     env,
@@ -201,7 +196,7 @@ impl LockStore for LocalStore<'_> {
                 },
             );
         }
-        Ok(Released { outcome, warnings })
+        Ok(released)
     }
 
     fn force_unlock(
@@ -214,12 +209,12 @@ impl LockStore for LocalStore<'_> {
             Expect::Shown(insp) => Shown::of(insp),
             Expect::LockId(id) => Shown::LockId(id.to_string()),
         });
-        let outcome = lock.force_unlock(shown.as_ref());
-        let warnings = lock.take_warnings();
-        Ok(Forced {
-            outcome: outcome?,
-            warnings,
-        })
+        let mut outcome = lock.force_unlock(shown.as_ref())?;
+        let warnings = match &mut outcome {
+            Unlock::Done(done) => std::mem::take(&mut done.warnings),
+            Unlock::ChangedHands { .. } => Vec::new(),
+        };
+        Ok(Forced { outcome, warnings })
     }
 
     fn watch(&self, env: Environment) -> Box<dyn Watch + '_> {
@@ -253,38 +248,23 @@ impl LockStore for LocalStore<'_> {
         LocalLock::new(self.ctx, env).inspect_despite_state()
     }
 
-    fn run_in_progress(&self, env: Environment) -> bool {
-        crate::lock::runlock::is_held(&self.ctx.settings.run_file(env))
-    }
-
     fn reset_records(
         &self,
         env: Environment,
         expect: Option<Expect<'_>>,
-    ) -> Result<(ResetOutcome, Vec<Warning>), LockError> {
-        let lock = LocalLock::new(self.ctx, env);
+    ) -> Result<ResetOutcome, LockError> {
         let shown = expect.map(|e| match e {
             Expect::Shown(insp) => Shown::of(insp),
             Expect::LockId(id) => Shown::LockId(id.to_string()),
         });
-        let outcome = lock.reset_state(shown.as_ref());
-        let warnings = lock.take_warnings();
-        Ok((outcome?, warnings))
+        LocalLock::new(self.ctx, env).reset_state(shown.as_ref())
     }
 }
 
 struct LocalKeeping<'a> {
-    keeper: Option<Keeper>,
+    keeper: Keeper,
     lock: LocalLock<'a>,
     held: &'a mut Held,
-    spent: &'a RefCell<Vec<Keeper>>,
-}
-
-impl Drop for LocalKeeping<'_> {
-    fn drop(&mut self) {
-        // Closed after the release (see LocalStore::spent).
-        self.spent.borrow_mut().extend(self.keeper.take());
-    }
 }
 
 impl Keeping for LocalKeeping<'_> {
@@ -303,23 +283,32 @@ impl Keeping for LocalKeeping<'_> {
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.keeper.as_ref().and_then(Keeper::fd)
+        self.keeper.fd()
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.keeper.as_ref().and_then(Keeper::deadline)
+        self.keeper.deadline()
     }
 
     fn service(&mut self) -> Vec<KeepEvent> {
-        match (self.held.handle_mut::<HeldLock>(), &mut self.keeper) {
-            (Some(h), Some(k)) => k.service(&self.lock, h),
-            _ => Vec::new(),
+        match self.held.handle_mut::<HeldLock>() {
+            Some(h) => self.keeper.service(&self.lock, h),
+            None => Vec::new(),
+        }
+    }
+
+    fn last_look(&mut self) -> Vec<KeepEvent> {
+        match self.held.handle::<HeldLock>() {
+            Some(h) => self.keeper.last_look(&self.lock, h).into_iter().collect(),
+            None => Vec::new(),
         }
     }
 
     fn warnings(&mut self) -> Vec<Warning> {
         let mut w = std::mem::take(&mut self.held.warnings);
-        w.extend(self.lock.take_warnings());
+        if let Some(h) = self.held.handle_mut::<HeldLock>() {
+            w.append(&mut h.warnings);
+        }
         w
     }
 }

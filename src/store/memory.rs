@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     Acquire, AcquireOptions, Expect, Forced, Held, HolderRecord, Keeping, LockStore, Released,
-    ResetOutcome, ResetState, Unlock, Warning, Watch, Woke,
+    ResetOutcome, ResetState, Unlock, Watch, Woke,
 };
 use crate::context::Context;
 use crate::environment::Environment;
@@ -69,6 +69,7 @@ impl MemoryStore {
         let stale = age_seconds.is_some_and(|a| a > self.ctx.settings.stale_after.as_secs() as i64);
         let stale_after_secs = self.ctx.settings.stale_after.as_secs();
         Inspection {
+            run_holder: None,
             environment: env,
             view: LegacyView {
                 dir: match path_kind {
@@ -140,6 +141,9 @@ impl LockStore for MemoryStore {
             holder_pid: me.pid,
             holder_start_ticks: me.start_ticks,
             boot_id: boot_id(),
+            fencing_token: None,
+            lease_id: None,
+            lease_ttl_secs: None,
         };
         locks.insert(env, record.clone());
         let token = Token(record.lock_id.clone());
@@ -208,6 +212,7 @@ impl LockStore for MemoryStore {
                     had_foreign_entries: false,
                 }),
                 state_updated: false,
+                warnings: Vec::new(),
             }),
             warnings: Vec::new(),
         })
@@ -230,16 +235,16 @@ impl LockStore for MemoryStore {
         &self,
         env: Environment,
         expect: Option<Expect<'_>>,
-    ) -> Result<(ResetOutcome, Vec<Warning>), LockError> {
+    ) -> Result<ResetOutcome, LockError> {
         let forced = self.force_unlock(env, expect)?;
-        let outcome = match forced.outcome {
+        Ok(match forced.outcome {
             Unlock::Done(done) => ResetOutcome::Done(ResetState {
                 state: crate::state::Reset::Usable,
                 dir_removed: done.dir_removed,
+                warnings: forced.warnings,
             }),
             Unlock::ChangedHands { now } => ResetOutcome::ChangedHands { now },
-        };
-        Ok((outcome, forced.warnings))
+        })
     }
 }
 
@@ -249,6 +254,13 @@ struct MemoryKeeping<'a> {
 }
 
 impl Keeping for MemoryKeeping<'_> {
+    /// A look every 20 ms: in-process tests have other threads, any of which
+    /// may be handed the command's SIGCHLD, so the supervisor must not rely
+    /// on it alone (the binary blocks it before any thread exists).
+    fn deadline(&self) -> Option<Instant> {
+        Some(Instant::now() + Duration::from_millis(20))
+    }
+
     fn started(&mut self, process: ProcessIdentity) {
         self.held.record.pid = process.pid;
         self.held.record.pid_start_ticks = process.start_ticks;

@@ -5,6 +5,20 @@
 //! Caveats every store shares: locks are advisory (a process that ignores
 //! them is not stopped), and a holder is "alive" only as far as the store can
 //! tell (a pid on this host, a lease elsewhere).
+//!
+//! A second store implements [`LockStore`] (seven methods) and fills:
+//! - an [`Inspection`] (its `view` may leave `ls_ld` and `record` empty;
+//!   `lock_dir` is whatever [`LockStore::location`] names, a key say);
+//! - a [`HolderRecord`] per holder, with `fencing_token`, `lease_id` and
+//!   `lease_ttl_secs` where the store has them;
+//! - its own handle inside [`Held`] ([`Held::new`], [`Held::handle`]);
+//! - a [`Keeping`] that keeps a lease alive and reports a lost lock as a
+//!   [`KeepEvent`];
+//! - a [`Watch`] that wakes on a release (an etcd watch from the revision it
+//!   read).
+//!
+//! Everything else (wording, exit codes, the supervising loop) is the CLI's.
+//! [`memory::MemoryStore`] is the smallest complete example.
 
 pub mod local;
 pub mod memory;
@@ -17,12 +31,12 @@ use std::time::Instant;
 
 use crate::environment::Environment;
 use crate::liveness::ProcessIdentity;
-use crate::lock::{BusyReason, LockError, Release, Takeover};
+use crate::lock::{BusyReason, LockError, Takeover};
 use crate::status::{Holder, Inspection};
 
 pub use crate::lock::keeper::KeepEvent;
 pub use crate::lock::runlock::RunHolder;
-pub use crate::lock::{ResetOutcome, ResetState, Unlock};
+pub use crate::lock::{Released, ResetOutcome, ResetState, Unlock};
 pub use crate::status::OwnerRecord as HolderRecord;
 pub use crate::wait::Woke;
 
@@ -123,13 +137,6 @@ pub enum Acquire {
     },
 }
 
-/// What a release found, and what it could not do.
-#[derive(Debug)]
-pub struct Released {
-    pub outcome: Release,
-    pub warnings: Vec<Warning>,
-}
-
 /// What a force-unlock did, or that the lock changed hands first.
 #[derive(Debug)]
 pub struct Forced {
@@ -160,6 +167,11 @@ pub trait Keeping {
     }
     /// What happened since the last call, for the CLI to say.
     fn service(&mut self) -> Vec<KeepEvent> {
+        Vec::new()
+    }
+    /// After the command ended, before the release: what happened too late
+    /// for `service` to see (an unlock announced at the last moment).
+    fn last_look(&mut self) -> Vec<KeepEvent> {
         Vec::new()
     }
     /// What could not be done but failed nothing.
@@ -231,13 +243,6 @@ pub trait LockStore {
         self.inspect(env).map(|i| (i, None))
     }
 
-    /// Whether a deploy-lock run still holds `env` beyond what an inspection
-    /// shows (the local store: a run's kernel lock, kept while its command
-    /// runs even after its lock was force-unlocked). Never takes anything.
-    fn run_in_progress(&self, _env: Environment) -> bool {
-        false
-    }
-
     /// Replaces unreadable holder records with fresh ones (the local store:
     /// backs the state file up beside itself and writes a fresh one) and
     /// removes the lock, re-checking `expect` first as
@@ -246,5 +251,5 @@ pub trait LockStore {
         &self,
         env: Environment,
         expect: Option<Expect<'_>>,
-    ) -> Result<(ResetOutcome, Vec<Warning>), LockError>;
+    ) -> Result<ResetOutcome, LockError>;
 }

@@ -6,6 +6,7 @@ mod faults;
 mod harness;
 mod hostile;
 mod install;
+mod interop;
 mod issue11;
 mod issue12a;
 mod legacy_block;

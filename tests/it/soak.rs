@@ -138,8 +138,7 @@ fn soak(secs: f64) {
             let v: Option<Value> = serde_json::from_str(&out.stdout).ok();
             match (&out.code, v) {
                 (Some(0), Some(v))
-                    // "unknown": the instant between a holder's mkdir and
-                    // its owner.json, when no record names it yet.
+                    // `unknown`: between a run's mkdir and its owner record.
                     if ["free", "held", "orphaned", "unknown"]
                         .contains(&v["verdict"].as_str().unwrap_or("")) =>
                 {
