@@ -288,7 +288,7 @@ fn status_extra() -> Vec<Section<'static>> {
         Section {
             title: "EVERY ENVIRONMENT",
             items: vec![
-                ("", "deploy-lock status without ENV (deploy-lock list is the same) prints one line per environment under the header ENVIRONMENT VERDICT HOLDER AGE BACKEND: the verdict as below, the holder (locked_by and pid, unknown when no record says, - when free), the lock's age as Nm Ss (- when free) and the store the lock lives in (local: the lock folder; other backends may follow). --json prints {\"schema\": 1, \"environments\": [...]}, each element the object below plus \"backend\". --quiet exits 0 only when a run would start in every environment.".into()),
+                ("", "deploy-lock status without ENV (deploy-lock list is the same) prints one line per environment under the header ENVIRONMENT VERDICT HOLDER AGE BACKEND: the verdict as below, the holder (locked_by and pid, unknown when no record says, - when free, deploy-lock run, pid N (lock removed) for a force-unlocked run whose command still runs), the lock's age as Nm Ss (- when free) and the store the lock lives in (local: the lock folder; other backends may follow). --json prints {\"schema\": 1, \"environments\": [...]}, each element the object below plus \"backend\". --quiet exits 0 only when a run would start in every environment.".into()),
             ],
         },
         Section {

@@ -91,10 +91,14 @@ pub fn table(rows: &[Row]) -> String {
     ]];
     for r in rows {
         let i = &r.insp;
-        let holder = match (&i.holder, i.locked()) {
-            (_, false) => "-".to_string(),
-            (Some(h), true) => deploy_lock::holder::describe(h),
-            (None, true) => "unknown".to_string(),
+        let run = i.run_holder.as_ref().filter(|r| r.lock_id.is_some());
+        let holder = match (&i.holder, i.locked(), run) {
+            // Force-unlocked while its command runs: no lock directory, but
+            // no other run starts until it ends (the status block says so).
+            (_, false, Some(run)) => format!("deploy-lock run, pid {} (lock removed)", run.pid),
+            (_, false, None) => "-".to_string(),
+            (Some(h), true, _) => deploy_lock::holder::describe(h),
+            (None, true, _) => "unknown".to_string(),
         };
         let age = match (i.locked(), i.age_seconds) {
             (true, Some(a)) => format!("{}m {}s", a / 60, a % 60),

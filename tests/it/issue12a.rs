@@ -65,7 +65,7 @@ fn quiet_answers_whether_a_run_would_start_now() {
     // A live holder; then the same run after a force-unlock: its directory
     // is gone (the verdict says free) but its kernel lock keeps every other
     // run out until its command ends.
-    let (_holder, probe, _pid) = hold_lock(&w, "q");
+    let (holder, probe, _pid) = hold_lock(&w, "q");
     quiet(&w, 75, "held");
     w.deploy_lock(&["status", "--quiet"]).run().code(75);
     w.deploy_lock(&["unlock", "staging", "--yes"]).run();
@@ -73,6 +73,15 @@ fn quiet_answers_whether_a_run_would_start_now() {
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "free");
     quiet(&w, 75, "force-unlocked run still running");
+    let out = w.deploy_lock(&["list"]).run();
+    assert!(
+        out.stdout.contains(&format!(
+            "\nstaging      free     deploy-lock run, pid {} (lock removed)  -    local\n",
+            holder.pid()
+        )),
+        "{}",
+        out.stdout
+    );
     probe.send("exit 0");
     wait_until(std::time::Duration::from_secs(10), "the run ends", || {
         w.deploy_lock(&["status", "staging", "-q"])
