@@ -277,7 +277,7 @@ fn status_extra() -> Vec<Section<'static>> {
             items: vec![
                 ("", "Without --quiet, status exits 0 whatever the lock's state: the status block or the JSON says how it is held.".into()),
                 ("--quiet, -q", "Prints nothing and answers one question with its exit status, in the manner of flock -n (which fails when the lock is taken) and systemctl is-active (0 or not, nothing to parse): would deploy-lock run ENV start now, without --force?".into()),
-                ("0", "Yes: the lock is free, or it is stale (older than the stale timeout) with a holder that is not running here, and holds nothing a takeover would refuse to delete. Without ENV: yes for every environment.".into()),
+                ("0", "Yes: the lock is free, or it is stale (older than the stale timeout) with a holder that is not running here, holds nothing a takeover would refuse to delete, and is yours to remove (another user's lock in a sticky folder such as /tmp is not). Without ENV: yes for every environment.".into()),
                 ("75", "No: held by a live holder or from another host and not stale yet, held by an unknown holder (no record says who), obstructed (something other than a directory at the lock path), a dead holder's lock that is not stale yet (run --force would take it), or a deploy-lock run still holding it (its command runs even after a force-unlock).".into()),
                 ("65", "The state file is not valid JSON or not the documented shape (also without --quiet, after the lock part is shown). See deploy-lock-unlock(1), --reset-state.".into()),
                 ("74", "The lock folder is missing or not writable by you, or a file could not be read. A lock folder that cannot be used is never reported as free.".into()),

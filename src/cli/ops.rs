@@ -6,7 +6,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::time::Instant;
 
 use deploy_lock::lock::LockError;
-use deploy_lock::status::{Inspection, Liveness, Verdict};
+use deploy_lock::status::{Inspection, Liveness};
 use deploy_lock::store::{Expect, LockStore, Unlock, Woke};
 use deploy_lock::{Context, Environment};
 
@@ -60,7 +60,7 @@ pub fn status(
         if let Some(e) = state_err {
             return state_failure(e);
         }
-        return if would_start(&insp) {
+        return if deploy_lock::lock::would_take(&insp) {
             Ok(())
         } else {
             Err(Failure::NotFree)
@@ -93,19 +93,6 @@ pub fn status(
         Some(e) => state_failure(e),
         None => Ok(()),
     }
-}
-
-/// Whether `deploy-lock run ENV` would start now without --force: the lock
-/// is free, or stale with a holder not alive here (the verdict says both),
-/// holds nothing a takeover would refuse to delete, and no deploy-lock run
-/// still holds it (a force-unlocked run keeps it until its command ends).
-pub fn would_start(insp: &Inspection) -> bool {
-    let verdict_allows = matches!(insp.verdict, Verdict::Free | Verdict::Stale);
-    let only_ours = insp
-        .dir
-        .as_ref()
-        .is_none_or(|d| d.entries.iter().all(|e| deploy_lock::lock::is_ours(e)));
-    verdict_allows && only_ours && insp.run_holder.is_none()
 }
 
 /// The persona's status block: the legacy one, or with an interpreter

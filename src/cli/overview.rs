@@ -8,7 +8,7 @@ use deploy_lock::store::LockStore;
 use serde_json::{Value, json};
 
 use super::failure::Failure;
-use super::ops::{Io, would_start};
+use super::ops::Io;
 use super::render;
 
 /// One environment's row: the inspection and the store it came from.
@@ -39,7 +39,7 @@ pub fn status_all(
         if let Some(e) = state_err {
             return Err(state_failure(e));
         }
-        return if rows.iter().all(|r| would_start(&r.insp)) {
+        return if rows.iter().all(|r| deploy_lock::lock::would_take(&r.insp)) {
             Ok(())
         } else {
             Err(Failure::NotFree)

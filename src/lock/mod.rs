@@ -749,6 +749,33 @@ fn squatter(insp: &Inspection) -> Option<u32> {
     (uid != me.as_raw()).then_some(uid)
 }
 
+/// Whether a run would take the lock `insp` saw right now, without --force
+/// (what `status --quiet` answers): the lock is free, or stale with a holder
+/// not alive here (the verdict says both); the directory holds only our
+/// files and we may remove it (ours, root, or a folder without the sticky
+/// bit); and no deploy-lock run still holds its kernel lock (a force-unlocked
+/// run keeps it until its command ends).
+pub fn would_take(insp: &Inspection) -> bool {
+    use crate::status::Verdict;
+    use std::os::unix::fs::MetadataExt;
+    let verdict_allows = matches!(insp.verdict, Verdict::Free | Verdict::Stale);
+    let only_ours = insp
+        .dir
+        .as_ref()
+        .is_none_or(|d| d.entries.iter().all(|e| is_ours(e)));
+    let removable = insp.path_kind != PathKind::Directory || {
+        let me = nix::unistd::geteuid();
+        let owner = std::fs::symlink_metadata(&insp.lock_dir).map(|m| m.uid());
+        let sticky = insp
+            .lock_dir
+            .parent()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .is_some_and(|m| m.mode() & 0o1000 != 0);
+        me.is_root() || owner.is_ok_and(|u| u == me.as_raw()) || !sticky
+    };
+    verdict_allows && only_ours && removable && insp.run_holder.is_none()
+}
+
 /// Files deploy-lock or the legacy put in a lock directory, including the
 /// temp file of an interrupted `owner.json` replace.
 pub fn is_ours(name: &std::ffi::OsStr) -> bool {

@@ -333,23 +333,62 @@ fn an_unwritable_lock_folder_is_an_error_never_free() {
         "ERROR: the lock folder {} is not writable by you ({me}): it is owned by {owner}:{group} with mode {mode:04o}; ask {owner} to let you write there (e.g. chgrp a group you are in, chmod g+w), or point DEPLOY_LOCK_DIR (or --lock-dir) at the folder that holds the locks\n",
         w.locks.display()
     );
-    let ids = nobody.map(|n| (n.uid, n.gid));
     for args in FOLDER_COMMANDS {
         let mut c = w.deploy_lock(args);
-        if let (true, Some((uid, gid))) = (root, ids) {
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                c.cmd.pre_exec(move || {
-                    nix::unistd::setgroups(&[])?;
-                    nix::unistd::setgid(gid)?;
-                    nix::unistd::setuid(uid)?;
-                    Ok(())
-                });
-            }
+        if root {
+            c = as_nobody(c);
         }
         c.run().code(74).stdout("").stderr(&err);
     }
     assert_eq!(fs::read_dir(&w.locks).unwrap().count(), 0);
+}
+
+/// `c` run as the user nobody (the test runs as root).
+fn as_nobody(mut c: Cmd) -> Cmd {
+    let n = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let (uid, gid) = (n.uid, n.gid);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.cmd.pre_exec(move || {
+            nix::unistd::setgroups(&[])?;
+            nix::unistd::setgid(gid)?;
+            nix::unistd::setuid(uid)?;
+            Ok(())
+        });
+    }
+    c
+}
+
+/// A stale lock another user owns in a sticky folder (as /tmp is) cannot be
+/// taken over by us: --quiet says 75, as run would fail.
+#[test]
+fn quiet_is_75_for_a_stale_lock_we_may_not_remove() {
+    let w = World::new();
+    if !nix::unistd::geteuid().is_root()
+        || nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        skip!("needs root and a 'nobody' user to own a lock as someone else");
+        return;
+    }
+    fs::set_permissions(w.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&w.locks, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(
+        w.root.join("deploy/config"),
+        fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    w.legacy_lock("staging", now() - 7200);
+    // Root may remove it: a run would take it over.
+    w.deploy_lock(&["status", "staging", "-q"]).run().stdout("");
+    let out = as_nobody(w.deploy_lock(&["status", "staging", "-q"])).run();
+    out.code(75).stdout("").stderr("");
+    let out = as_nobody(w.deploy_lock(&["run", "staging", "--", "true"])).run();
+    assert_ne!(out.code, Some(0), "{out:?}");
+    out.any_code().any_stderr();
+    assert!(w.lock_path("staging").join("locked_at").exists());
 }
 
 #[test]
