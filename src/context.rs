@@ -229,6 +229,10 @@ pub struct Context {
     /// Where the audit log goes: `$HOME/.togather/logs/deployments/locks.log`.
     pub home: Option<PathBuf>,
     pub clock: Clock,
+    /// Set when no checkout was found and the operation needs only the lock
+    /// (status, wait): there is no state file then, and `project_root` and
+    /// `state_file` name nothing.
+    pub no_checkout: Option<NoProjectRoot>,
 }
 
 impl Context {
@@ -244,6 +248,7 @@ impl Context {
                 .filter(|h| !h.is_empty())
                 .map(PathBuf::from),
             clock: Clock::System,
+            no_checkout: None,
         }
     }
 
@@ -301,11 +306,40 @@ impl fmt::Display for NoProjectRoot {
 
 impl std::error::Error for NoProjectRoot {}
 
+/// What is wrong with a project root given by flag or variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRoot {
+    Missing,
+    NotADirectory,
+    NoDeployFolder,
+}
+
+/// A project root named by `origin` (a flag or variable) that is not a
+/// checkout: refused before anything is read or created in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadProjectRoot {
+    pub path: PathBuf,
+    pub origin: String,
+    pub why: BadRoot,
+}
+
+impl fmt::Display for BadProjectRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.why {
+            BadRoot::Missing => "does not exist",
+            BadRoot::NotADirectory => "is not a folder",
+            BadRoot::NoDeployFolder => "has no deploy/ folder",
+        };
+        write!(f, "{} {} {what}", self.origin, self.path.display())
+    }
+}
+
 /// Why [`Context::resolve`] failed.
 #[derive(Debug)]
 pub enum ResolveError {
     Setting(SettingError),
     NoCheckout(NoProjectRoot),
+    BadProjectRoot(BadProjectRoot),
 }
 
 impl fmt::Display for ResolveError {
@@ -313,6 +347,7 @@ impl fmt::Display for ResolveError {
         match self {
             ResolveError::Setting(e) => e.fmt(f),
             ResolveError::NoCheckout(e) => e.fmt(f),
+            ResolveError::BadProjectRoot(e) => e.fmt(f),
         }
     }
 }
@@ -329,22 +364,67 @@ impl Context {
     /// physical working directory (git's rule: `std::env::current_dir`, never
     /// `$PWD`), so a shortcut (symlink) into a checkout's `deploy/` folder
     /// finds that checkout.
+    ///
+    /// A project root given by flag or variable must be a folder with a
+    /// `deploy/` folder in it (nothing is created in a mistyped one).
     pub fn resolve(
         inputs: &SettingInputs,
         script: Option<&Path>,
         cwd: &Path,
     ) -> Result<Context, ResolveError> {
+        Context::resolve_with(inputs, script, cwd, false)
+    }
+
+    /// [`Context::resolve`] for operations that need only the lock (status,
+    /// wait): no checkout found is not an error but a context without a
+    /// state file ([`Context::no_checkout`]).
+    pub fn resolve_lock_only(
+        inputs: &SettingInputs,
+        script: Option<&Path>,
+        cwd: &Path,
+    ) -> Result<Context, ResolveError> {
+        Context::resolve_with(inputs, script, cwd, true)
+    }
+
+    fn resolve_with(
+        inputs: &SettingInputs,
+        script: Option<&Path>,
+        cwd: &Path,
+        lock_only: bool,
+    ) -> Result<Context, ResolveError> {
         let settings = inputs.settings().map_err(ResolveError::Setting)?;
-        let given = inputs
-            .project_root
-            .as_ref()
-            .filter(|r| !r.value.is_empty())
-            .map(|r| PathBuf::from(&r.value));
+        let given = inputs.project_root.as_ref().filter(|r| !r.value.is_empty());
         let root = match given {
-            Some(r) => r,
+            Some(r) => {
+                let path = PathBuf::from(&r.value);
+                let bad = |why| {
+                    ResolveError::BadProjectRoot(BadProjectRoot {
+                        path: path.clone(),
+                        origin: r.origin.clone(),
+                        why,
+                    })
+                };
+                match std::fs::metadata(&path) {
+                    Err(_) => return Err(bad(BadRoot::Missing)),
+                    Ok(m) if !m.is_dir() => return Err(bad(BadRoot::NotADirectory)),
+                    Ok(_) if !path.join("deploy").is_dir() => {
+                        return Err(bad(BadRoot::NoDeployFolder));
+                    }
+                    Ok(_) => path,
+                }
+            }
             None => match script.and_then(|s| script_project_root(s, cwd)) {
                 Some(r) => r,
-                None => find_project_root(cwd).map_err(ResolveError::NoCheckout)?,
+                None => match find_project_root(cwd) {
+                    Ok(r) => r,
+                    Err(e) if lock_only => {
+                        let mut ctx = Context::new(settings, PathBuf::new());
+                        ctx.state_file = PathBuf::new();
+                        ctx.no_checkout = Some(e);
+                        return Ok(ctx);
+                    }
+                    Err(e) => return Err(ResolveError::NoCheckout(e)),
+                },
             },
         };
         Ok(Context::new(settings, root))
@@ -409,6 +489,38 @@ pub fn lexical_normalize(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_given_project_root_must_be_a_checkout_and_lock_only_needs_none() {
+        let t = tempfile::tempdir().unwrap();
+        let inputs = |root: &Path| SettingInputs {
+            project_root: Some(Raw::new(root, "--project-root")),
+            ..SettingInputs::default()
+        };
+        let why = |root: &Path| match Context::resolve(&inputs(root), None, t.path()) {
+            Err(ResolveError::BadProjectRoot(e)) => Some(e.why),
+            _ => None,
+        };
+        assert_eq!(why(&t.path().join("nope")), Some(BadRoot::Missing));
+        assert_eq!(why(t.path()), Some(BadRoot::NoDeployFolder));
+        std::fs::write(t.path().join("f"), "").unwrap();
+        assert_eq!(why(&t.path().join("f")), Some(BadRoot::NotADirectory));
+        std::fs::create_dir(t.path().join("deploy")).unwrap();
+        assert_eq!(why(t.path()), None);
+        // No checkout around the working directory: an error for run, a
+        // context without a state file for status and wait.
+        let none = SettingInputs::default();
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Context::resolve(&none, None, empty.path()),
+            Err(ResolveError::NoCheckout(_))
+        ));
+        let ctx = Context::resolve_lock_only(&none, None, empty.path()).unwrap();
+        assert_eq!(
+            ctx.no_checkout.map(|e| e.searched_from),
+            Some(empty.path().to_path_buf())
+        );
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
         let owned: Vec<(String, String)> = pairs

@@ -278,6 +278,43 @@ pub fn atomic_write(path: &Path, content: &[u8]) -> io::Result<()> {
     result
 }
 
+/// What is wrong with the folder that holds the locks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FolderProblem {
+    Missing,
+    /// Something else sits there ("a regular file", ...).
+    NotADirectory(&'static str),
+    /// We may not create entries in it: who owns it, and its mode bits.
+    NotWritable {
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+    Unreadable(String),
+}
+
+/// Whether `dir` is a folder we may create and remove entries in (what taking
+/// a lock needs), checked with access(2) as the effective user.
+pub fn check_folder(dir: &Path) -> Result<(), FolderProblem> {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(FolderProblem::Missing),
+        Err(e) => return Err(FolderProblem::Unreadable(e.to_string())),
+    };
+    if !meta.is_dir() {
+        return Err(FolderProblem::NotADirectory(file_type_name(&meta)));
+    }
+    use nix::unistd::{AccessFlags, access};
+    if access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_err() {
+        return Err(FolderProblem::NotWritable {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
 /// "a directory", "a FIFO", ... for an error naming what sits at a path.
 pub fn file_type_name(meta: &std::fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
@@ -415,6 +452,31 @@ const GUARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_folder_says_what_is_wrong() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(check_folder(t.path()), Ok(()));
+        assert_eq!(
+            check_folder(&t.path().join("missing")),
+            Err(FolderProblem::Missing)
+        );
+        let f = t.path().join("file");
+        std::fs::write(&f, "x").unwrap();
+        assert_eq!(
+            check_folder(&f),
+            Err(FolderProblem::NotADirectory("a regular file"))
+        );
+        if !nix::unistd::geteuid().is_root() {
+            let ro = t.path().join("ro");
+            std::fs::create_dir(&ro).unwrap();
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+            assert!(matches!(
+                check_folder(&ro),
+                Err(FolderProblem::NotWritable { mode: 0o555, .. })
+            ));
+        }
+    }
 
     #[test]
     fn remove_dir_tree_does_not_follow_symlinks() {

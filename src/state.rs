@@ -312,6 +312,81 @@ pub fn update<T, E: From<StateError>>(
     }
 }
 
+/// What [`reset`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reset {
+    /// The unusable file was copied to `backup` (same bytes, same mode) and
+    /// replaced by a fresh state with the lock released.
+    Done { backup: PathBuf },
+    /// The file parses (again): nothing was changed.
+    Usable,
+    /// There is no state file: nothing was changed.
+    Missing,
+}
+
+/// Replaces an unusable state file (not JSON, or not the documented shape)
+/// under the sidecar flock: first a byte-for-byte backup beside it named
+/// with the time (`deployment-state.json.corrupt-20260203T202546Z`, a
+/// counter added if that name is taken), then a fresh file holding only
+/// `environment` and `"lock": {"locked": false}`, written atomically. A file
+/// that parses is left alone: it has keys other tools own.
+pub fn reset(path: &Path, environment: &str, stamp: &str) -> Result<Reset, StateError> {
+    let io_err = |source: io::Error| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let sidecar = sidecar_lock_path(path);
+    let _guard = fsops::flock_exclusive(&sidecar).map_err(io_err)?;
+    let bytes = match read_regular_file(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Reset::Missing),
+        Err(e) => return Err(io_err(e)),
+    };
+    if StateDoc::parse(path, &bytes).is_ok() {
+        return Ok(Reset::Usable);
+    }
+    let mode = std::fs::metadata(path).map_err(io_err)?.permissions();
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".corrupt-{stamp}"));
+    let first = path.with_file_name(&name);
+    let mut backup = first.clone();
+    let mut n = 1;
+    let mut file = loop {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&backup)
+        {
+            Ok(f) => break f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => {
+                n += 1;
+                let mut other = name.clone();
+                other.push(format!("-{n}"));
+                backup = path.with_file_name(other);
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+    };
+    let copied = (|| {
+        use std::io::Write;
+        file.write_all(&bytes)?;
+        file.set_permissions(mode)?;
+        file.sync_all()
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&backup);
+        return Err(io_err(e));
+    }
+    let mut root = Map::new();
+    root.insert("environment".into(), Value::String(environment.into()));
+    root.insert("lock".into(), serde_json::json!({ "locked": false }));
+    fsops::atomic_write(path, &StateDoc { root }.to_bytes()).map_err(io_err)?;
+    Ok(Reset::Done { backup })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +468,37 @@ mod tests {
         let r: Result<(), StateError> = update(&p, true, |_| Ok(Edit::Write(())));
         assert!(matches!(r, Err(StateError::Parse { .. })));
         assert_eq!(std::fs::read(&p).unwrap(), b"{broken");
+    }
+
+    #[test]
+    fn reset_keeps_the_unusable_file_as_a_backup_and_leaves_a_usable_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.json");
+        std::fs::write(&p, b"{broken").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let stamp = "20260203T202546Z";
+        let Reset::Done { backup } = reset(&p, "staging", stamp).unwrap() else {
+            panic!("not reset")
+        };
+        assert_eq!(backup, t.path().join("s.json.corrupt-20260203T202546Z"));
+        assert_eq!(std::fs::read(&backup).unwrap(), b"{broken");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&backup), mode(&p)), (0o640, 0o640));
+        let fresh = StateDoc::load(&p).unwrap().unwrap();
+        assert_eq!(fresh.environment(), Some("staging"));
+        assert!(!fresh.is_locked());
+        // Usable now: left alone. Broken again in the same second: a second
+        // backup beside the first.
+        assert_eq!(reset(&p, "staging", stamp).unwrap(), Reset::Usable);
+        std::fs::write(&p, b"[1]").unwrap();
+        let Reset::Done { backup } = reset(&p, "staging", stamp).unwrap() else {
+            panic!("not reset")
+        };
+        assert_eq!(backup, t.path().join("s.json.corrupt-20260203T202546Z-2"));
+        assert_eq!(
+            reset(&t.path().join("none.json"), "staging", stamp).unwrap(),
+            Reset::Missing
+        );
     }
 }

@@ -178,14 +178,17 @@ impl Signals {
                 });
             }
             let deadline = side.deadline();
-            let timeout = match deadline {
-                None => nix::poll::PollTimeout::NONE,
-                Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
-                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-                    nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)
-                }
-            };
+            // At most a second between looks at the child: SIGCHLD reaches
+            // the signalfd only while no other thread takes it (in a test
+            // binary, any thread that does not block it can), and a lost
+            // one must not leave us waiting for ever.
+            let left = deadline
+                .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or(std::time::Duration::MAX)
+                .min(std::time::Duration::from_secs(1));
+            let ms = left.as_micros().div_ceil(1000) as i32;
+            let timeout =
+                nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
             let side_ready = {
                 let mut fds = vec![nix::poll::PollFd::new(
                     self.fd(),

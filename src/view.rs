@@ -95,6 +95,9 @@ pub struct LegacyView {
     pub obstruction: Option<NonDirectory>,
     /// None: no state file.
     pub record: Option<RecordView>,
+    /// No checkout was found from this folder (status and wait work without
+    /// one): there is no state file to show.
+    pub no_checkout: Option<PathBuf>,
     /// The stale timeout the age was judged against.
     pub stale_after_secs: u64,
 }

@@ -31,7 +31,8 @@ complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-interval -
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -s V -l version -d 'Print version'
-complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "status" -d 'Show the lock status (the unlock.sh status block, or JSON)'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "status" -d 'Show the lock status (the unlock.sh status block, or JSON); without ENV, one line per environment'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "list" -d 'Show the lock status (the unlock.sh status block, or JSON); without ENV, one line per environment'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "wait" -d 'Wait until the lock is released (exit 124 on timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "unlock" -d 'Force-unlock: remove the lock whoever holds it (asks for \'yes\')'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "run" -d 'Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it'
@@ -45,7 +46,16 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l lock-
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l stale-secs -d 'A lock older than this is stale' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l json -d 'Print one JSON object instead of the status block'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s q -l quiet -d 'Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l remote-dir -d 'The server\'s checkout' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l json -d 'Print one JSON object instead of the status block'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s q -l quiet -d 'Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
@@ -61,6 +71,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l lock-
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l stale-secs -d 'A lock older than this is stale' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s y -l yes -d 'Do not ask for confirmation'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l reset-state -d 'Recover from a state file that is not valid JSON: back it up beside itself (the time in its name), write a fresh one with the lock released, and remove the lock directory'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"

@@ -281,11 +281,11 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
             title: "EXIT STATUS",
             items: vec![
                 ("0", "Success.".into()),
-                ("1", "Cancelled at the force-unlock confirmation; nothing changed.".into()),
+                ("1", "Cancelled at the force-unlock confirmation, or no answer on stdin without a terminal; nothing changed.".into()),
                 ("2", "Usage error.".into()),
                 ("65", "The state file is not valid JSON or not the documented shape; it is left untouched.".into()),
-                ("74", "A file or folder could not be read or written, including deploy-lock's own output (a full disk); with --remote, ssh could not run the command.".into()),
-                ("75", "The lock is held (by a live holder, by another deploy-lock run, or not stale yet); or, for unlock, it changed hands since it was shown.".into()),
+                ("74", "A file or folder could not be read or written, including deploy-lock's own output (a full disk); the lock folder is missing or not writable by you; with --remote, ssh could not run the command.".into()),
+                ("75", "The lock is held (by a live holder, by another deploy-lock run, or not stale yet); or, for unlock, it changed hands since it was shown; or, for status --quiet, a run would not start now.".into()),
                 ("124", "Waiting for the lock timed out (said on stderr, by every command).".into()),
                 ("126, 127", "run: the command could not be executed, or was not found.".into()),
                 ("signal N", "run --wait, wait: signal N ended the wait for the lock, and deploy-lock dies of it (a shell shows 128+N); the command never started.".into()),
@@ -299,6 +299,9 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
                 ("deploy-lock staging --dry-run --branch main", "The same, with deploy.sh flags passed through.".into()),
                 ("deploy-lock run --wait staging -- make deploy", "Wait for the lock (up to an hour), then run another command under it.".into()),
                 ("deploy-lock status staging --json", "Machine-readable status.".into()),
+                ("deploy-lock status staging --quiet", "Exit 0 when a run would start now, 75 when not; prints nothing (see deploy-lock-status(1)).".into()),
+                ("deploy-lock status", "Every environment, one line each (deploy-lock list).".into()),
+                ("deploy-lock unlock staging --reset-state", "Recover from a state file that is not valid JSON: keep it as a backup, start afresh with the lock released.".into()),
                 ("deploy-lock unlock staging --yes", "Force unlock without the confirmation.".into()),
                 ("deploy-lock log staging -n 20", "The last 20 lock events of staging: who took, released, took over or force-unlocked it, and how long it was held.".into()),
             ],
@@ -370,6 +373,77 @@ fn synopsis(cmd: &Command, name: &str) -> Option<String> {
     Some(parts.join(" "))
 }
 
+/// What a subcommand's own page says beyond its options.
+fn subcommand_extra(name: &str) -> Vec<Section<'static>> {
+    match name {
+        "status" => status_extra(),
+        "unlock" => unlock_sub_extra(),
+        _ => Vec::new(),
+    }
+}
+
+fn status_extra() -> Vec<Section<'static>> {
+    vec![
+        Section {
+            title: "EXIT STATUS",
+            items: vec![
+                ("", "Without --quiet, status exits 0 whatever the lock's state: the status block or the JSON says how it is held.".into()),
+                ("--quiet, -q", "Prints nothing and answers one question with its exit status, in the manner of flock -n (which fails when the lock is taken) and systemctl is-active (0 or not, nothing to parse): would deploy-lock run ENV start now, without --force?".into()),
+                ("0", "Yes: the lock is free, or it is stale (older than the stale timeout) with a holder that is not running here, holds nothing a takeover would refuse to delete, and is yours to remove (another user's lock in a sticky folder such as /tmp is not). Without ENV: yes for every environment.".into()),
+                ("75", "No: held by a live holder or from another host and not stale yet, held by an unknown holder (no record says who), obstructed (something other than a directory at the lock path), a dead holder's lock that is not stale yet (run --force would take it), or a deploy-lock run still holding it (its command runs even after a force-unlock).".into()),
+                ("65", "The state file is not valid JSON or not the documented shape (also without --quiet, after the lock part is shown). See deploy-lock-unlock(1), --reset-state.".into()),
+                ("74", "The lock folder is missing or not writable by you, or a file could not be read. A lock folder that cannot be used is never reported as free.".into()),
+                ("2", "Usage error, or --project-root names a folder that does not exist or has no deploy/.".into()),
+                ("", "Example: if deploy-lock status staging -q; then deploy-lock staging; else deploy-lock status staging; fi".into()),
+            ],
+        },
+        Section {
+            title: "EVERY ENVIRONMENT",
+            items: vec![
+                ("", "deploy-lock status without ENV (deploy-lock list is the same) prints one line per environment under the header ENVIRONMENT VERDICT HOLDER AGE BACKEND: the verdict as below, the holder (locked_by and pid, unknown when no record says, - when free, deploy-lock run, pid N (lock removed) for a force-unlocked run whose command still runs), the lock's age as Nm Ss (- when free) and the store the lock lives in (local: the lock folder; other backends may follow). --json prints {\"schema\": 1, \"environments\": [...]}, each element the object below plus \"backend\". --quiet exits 0 only when a run would start in every environment.".into()),
+            ],
+        },
+        Section {
+            title: "OUTSIDE A CHECKOUT",
+            items: vec![
+                ("", "status and wait need only the lock, which lives in the lock folder: they work from any directory. Without a checkout there is no state file; the block says State file: none (no checkout found from DIR), and the JSON has state_file null. A legacy lock's holder is then unknown (its record is in the state file). run needs the checkout.".into()),
+            ],
+        },
+        Section {
+            title: "JSON OUTPUT",
+            items: vec![
+                ("", "status ENV --json prints one object with these keys, always all of them, in this order:".into()),
+                ("schema", "1. The version of this shape: raised only if a key changes meaning or goes away; new keys may appear without it.".into()),
+                ("environment", "development, staging or production.".into()),
+                ("locked", "true when something occupies the lock path (a lock directory, or an obstruction).".into()),
+                ("verdict", "free: no lock directory. held: a live holder, one on another host, or a record without a usable pid, not stale yet. stale: older than the stale timeout and the holder not known to be alive; the next run takes it over. orphaned: the holder is not running and the lock is not stale yet; run --force takes it, unlock clears it. unknown: a lock directory that no record explains (a legacy deploy.sh between its mkdir and its state write, or a lost record); held until stale, never taken with --force. obstructed: something other than a directory sits at the lock path; removed only by hand.".into()),
+                ("lock_dir", "The lock itself: the directory DEPLOY_LOCK_DIR/togather-deploy-ENV.lock, e.g. /tmp/togather-deploy-staging.lock. Not to be confused with --lock-dir (DEPLOY_LOCK_DIR), the folder that holds the locks; the key keeps its name for scripts written against earlier versions.".into()),
+                ("lock_dir_exists", "true when lock_dir is a directory (a symlink there is an obstruction, never followed).".into()),
+                ("state_file", "The checkout's deploy/config/deployment-state.json, or null outside a checkout.".into()),
+                ("state_file_exists", "true when the state file exists and was read.".into()),
+                ("state_error", "null, or the one-line error for a state file that is not valid JSON or not the documented shape; the lock keys are still filled from the lock directory, and the exit status is 65.".into()),
+                ("holder", "null when there is no lock directory or no record of its holder; else an object: source (lock_dir: read from owner.json inside the lock directory, written by deploy-lock; state_file: read from the state file's lock record, all a legacy deploy.sh writes), lock_id (the id unlock --id takes), deployment_id, locked_by (USER@host), locked_at (UTC, ISO 8601), pid (the process the record names: the deploy command), hostname, process_name (its name as ps -o comm= shows it while it runs here, else null). A value the record lacks is null.".into()),
+                ("holder_alive", "true, false, or null when it cannot be known (another host, no record).".into()),
+                ("age_seconds", "Seconds since the lock was taken (owner.json's locked_at, else the legacy locked_at file, else the directory's modification time); null without a lock directory.".into()),
+                ("stale", "true when age_seconds exceeds stale_after_seconds.".into()),
+                ("stale_after_seconds", "The stale timeout in force (DEPLOY_LOCK_STALE_SECS, --stale-secs).".into()),
+            ],
+        },
+    ]
+}
+
+fn unlock_sub_extra() -> Vec<Section<'static>> {
+    vec![Section {
+        title: "NOTES",
+        items: vec![
+            ("nothing locked", "With no lock directory and no record saying locked, unlock says so (Nothing to unlock: ...) and exits 0 without touching anything: the state file stays byte for byte, no audit line is written. A record that still says locked without a directory is reset, as the legacy did.".into()),
+            ("no terminal", "Without --yes the answer is read from stdin (the prompt only on a terminal). When stdin ends without an answer (a cron job, < /dev/null), unlock prints only the holder line, then ERROR: no answer on stdin; pass --yes to confirm without a terminal, and exits 1. Any answer but yes: Cancelled., exit 1.".into()),
+            ("--reset-state", "Recovery from a state file that is not valid JSON (or not the documented shape), which every other command refuses to touch. Shows the lock and the error, confirms like unlock (--yes for scripts), then, under the lock's guard: copies the file byte for byte beside itself as deployment-state.json.corrupt-YYYYmmddTHHMMSSZ (UTC; -2, -3, ... if taken), writes a fresh state file holding only environment and \"lock\": {\"locked\": false}, and removes the lock directory (announced to a deploy-lock holder, which keeps running). Other keys of the old file survive only in the backup. Refused (exit 2) for a usable file.".into()),
+            ("lock folder", "A missing lock folder, or one you may not write, is an error (exit 74) checked before anything is printed, also with --yes.".into()),
+        ],
+    }]
+}
+
 fn render_page(cmd: Command, extra: &[Section<'_>], w: &mut dyn Write) -> io::Result<()> {
     let name = match cmd.get_bin_name() {
         Some(b) => b.to_string(),
@@ -420,10 +494,13 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<String>> {
     for sub in main.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("deploy-lock-{}.1", sub.get_name());
         let sub = sub.clone();
-        let mut extra = Vec::new();
+        let mut extra = subcommand_extra(sub.get_name());
         // `--help`'s notes (run: the shorthand and the rules) belong on the
-        // page too.
-        if let Some(notes) = sub.get_after_help() {
+        // page too, unless the page's own sections say it in full (status:
+        // its exit statuses).
+        if let Some(notes) = sub.get_after_help()
+            && extra.is_empty()
+        {
             extra.push(Section {
                 title: "NOTES",
                 items: vec![("", notes.to_string())],

@@ -12,7 +12,9 @@ use super::completions;
 use super::docs;
 use super::failure::Failure;
 use super::ops::{self, Io};
-use super::request::{Generate, Operation, Request};
+use super::overview;
+use super::request::{Generate, Operation, Persona, Request};
+use super::reset;
 use super::run::{self, RunPlan};
 
 /// How a successful invocation ended.
@@ -51,11 +53,23 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
         what: "cannot read the working directory".into(),
         source,
     })?;
-    let ctx =
-        Context::resolve(&req.settings, req.script.as_deref(), &cwd).map_err(|e| match e {
-            ResolveError::Setting(e) => Failure::Setting(e),
-            ResolveError::NoCheckout(e) => Failure::NoCheckout(e),
-        })?;
+    // status and wait need only the lock, which lives in the lock folder:
+    // they work outside a checkout (without a state file to show).
+    let lock_only = req.persona == Persona::DeployLock
+        && matches!(
+            req.op,
+            Operation::Status { .. } | Operation::StatusAll { .. } | Operation::Wait { .. }
+        );
+    let resolve = if lock_only {
+        Context::resolve_lock_only
+    } else {
+        Context::resolve
+    };
+    let ctx = resolve(&req.settings, req.script.as_deref(), &cwd).map_err(|e| match e {
+        ResolveError::Setting(e) => Failure::Setting(e),
+        ResolveError::NoCheckout(e) => Failure::NoCheckout(e),
+        ResolveError::BadProjectRoot(e) => Failure::BadProjectRoot(e),
+    })?;
     let store = LocalStore::new(&ctx);
     execute_with(&ctx, &store, req, io)
 }
@@ -67,20 +81,53 @@ pub fn execute_with(
     req: Request,
     io: &mut Io<'_>,
 ) -> Result<Outcome, Failure> {
+    // A store where no lock can be taken (the lock folder missing or not
+    // ours to write) is an error, never a lock shown as free, for both
+    // personas (unlock.sh with its exit 1; the legacy's /tmp always passes);
+    // `run` checks when its plan takes a local lock.
+    if matches!(
+        req.op,
+        Operation::Status { .. }
+            | Operation::StatusAll { .. }
+            | Operation::Wait { .. }
+            | Operation::Unlock { .. }
+    ) {
+        store.check_usable()?;
+    }
+    let env = req.op.environment();
     match req.op {
-        Operation::Status { env, json } => ops::status(store, req.persona, env, json, io),
-        Operation::Wait { env } => ops::wait(ctx, store, req.persona, env, io),
-        Operation::Unlock { env, yes, id } => {
-            ops::unlock(store, req.persona, env, yes, id.as_deref(), io)
+        Operation::Status { env, json, quiet } => {
+            ops::status(store, req.persona, env, json, quiet, io)
         }
+        Operation::StatusAll { json, quiet } => overview::status_all(store, json, quiet, io),
+        Operation::Wait { env } => ops::wait(ctx, store, req.persona, env, io),
+        Operation::Unlock {
+            env,
+            yes,
+            id,
+            reset_state: false,
+        } => ops::unlock(store, req.persona, env, yes, id.as_deref(), io),
+        Operation::Unlock {
+            env,
+            yes,
+            id,
+            reset_state: true,
+        } => reset::reset_state(store, env, yes, id.as_deref(), io),
         Operation::Run(r) => {
             let plan = RunPlan::decide(ctx, r, req.remote);
-            return run::run(ctx, store, plan, io).map(Outcome::Child);
+            let env = plan.env;
+            return run::run(ctx, store, plan, io)
+                .map(Outcome::Child)
+                .map_err(|f| f.for_env(env));
         }
         Operation::Log(l) => ops::log(ctx.home.clone(), &l, io),
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
     }
     .map(|()| Outcome::Done)
+    .map_err(|f| match env {
+        Some(env) => f.for_env(env),
+        None => f,
+    })
 }
 
 fn generate(what: &Generate, io: &mut Io<'_>) -> Result<Outcome, Failure> {
@@ -202,6 +249,34 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["verdict"], "held");
         assert_eq!(v["holder"]["lock_id"], "lock_live");
+    }
+
+    /// Issue 12: every environment at once, and --quiet, against a second
+    /// store: the view carries the store's own backend name.
+    #[test]
+    fn every_environment_and_quiet_against_another_store() {
+        let c = ctx();
+        let store = MemoryStore::new(&c);
+        let (r, out, _) = go(&c, &store, &["list"]);
+        assert_eq!(r.unwrap(), Outcome::Done);
+        assert_eq!(
+            out,
+            "ENVIRONMENT  VERDICT  HOLDER  AGE  BACKEND\n\
+             development  free     -       -    memory\n\
+             staging      free     -       -    memory\n\
+             production   free     -       -    memory\n"
+        );
+        let (r, out, _) = go(&c, &store, &["status", "-q"]);
+        assert_eq!((r.unwrap(), out.as_str()), (Outcome::Done, ""));
+        store.put(record(std::process::id() as i32, "lock_live"));
+        let (r, out, _) = go(&c, &store, &["status", "staging", "--quiet"]);
+        assert_eq!(r.unwrap_err().code(Persona::DeployLock), 75);
+        assert_eq!(out, "");
+        let (_, json, _) = go(&c, &store, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["environments"][1]["verdict"], "held");
+        assert_eq!(v["environments"][1]["backend"], "memory");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! | I/O (a file, ssh, our own stdout) | 74 | 1 |
 //! | held (live holder, not stale, obstructed) | 75 | 1 |
 //! | timed out | 124 | 1 |
-//! | cancelled at the confirmation | 1 | 0 (legacy) |
+//! | cancelled at the confirmation, or no answer | 1 | 0 (legacy) |
+//! | `status --quiet`: a run would not start now | 75 | - |
 //! | command not executable / not found | 126 / 127 | - |
 //! | signal while waiting for the lock | death by that signal (128+N if it survives) | - |
 //! | stdout closed by the reader | quiet, 0 | quiet, 0 |
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use deploy_lock::Environment;
-use deploy_lock::context::{NoProjectRoot, SettingError};
+use deploy_lock::context::{BadProjectRoot, NoProjectRoot, SettingError};
 use deploy_lock::lock::{BusyReason, LockError};
 use deploy_lock::state::StateError;
 use deploy_lock::status::{Holder, Inspection};
@@ -76,7 +77,19 @@ pub enum Failure {
     LegacyUsage(LegacyUsage),
     Setting(SettingError),
     NoCheckout(NoProjectRoot),
+    /// `--project-root` (or its variable) names no checkout.
+    BadProjectRoot(BadProjectRoot),
     Lock(LockError),
+    /// The state file is not usable, for an operation on `env` (the modern
+    /// recovery advice names the environment).
+    State {
+        env: Option<Environment>,
+        error: LockError,
+    },
+    /// `status --quiet`: a run would not start now. Nothing to print.
+    NotFree,
+    /// unlock without a terminal and no answer on stdin (EOF).
+    NoAnswer,
     Held(Box<Busy>),
     /// A live deployment holds the lock on a server.
     ServerHeld {
@@ -144,8 +157,11 @@ impl Failure {
             | Failure::LegacyUsage(_)
             | Failure::Setting(_)
             | Failure::NoCheckout(_)
+            | Failure::BadProjectRoot(_)
             | Failure::ArgsAndCommand { .. } => USAGE,
-            Failure::Lock(e) => lock_error_code(e),
+            Failure::Lock(e) | Failure::State { error: e, .. } => lock_error_code(e),
+            Failure::NotFree => HELD,
+            Failure::NoAnswer => CANCELLED,
             Failure::Held(_)
             | Failure::ServerHeld { .. }
             | Failure::ChangedHands { .. }
@@ -189,8 +205,22 @@ fn lock_error_code(e: &LockError) -> i32 {
         LockError::State(StateError::Io { .. }) | LockError::Io { .. } => IO,
         LockError::State(_) => DATA,
         LockError::OtherEnvironment { .. } | LockError::NotADirectory { .. } => HELD,
-        LockError::NotPermitted { .. } => IO,
+        LockError::NotPermitted { .. } | LockError::LockFolder { .. } => IO,
         LockError::Interrupted => CANCELLED,
+    }
+}
+
+impl Failure {
+    /// A state-file error of an operation on `env` carries the environment
+    /// (for the recovery advice); anything else is unchanged.
+    pub fn for_env(self, env: Environment) -> Failure {
+        match self {
+            Failure::Lock(error @ LockError::State(_)) => Failure::State {
+                env: Some(env),
+                error,
+            },
+            other => other,
+        }
     }
 }
 

@@ -149,12 +149,17 @@ pub fn request(
         settings.project_root = Some(Raw::new(root, "--project-root"));
     }
     let op = match action {
-        Action::Status => Operation::Status { env, json: false },
+        Action::Status => Operation::Status {
+            env,
+            json: false,
+            quiet: false,
+        },
         Action::Wait => Operation::Wait { env },
         Action::Force => Operation::Unlock {
             env,
             yes: false,
             id: None,
+            reset_state: false,
         },
     };
     Ok(Request {

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use deploy_lock::Environment;
 use deploy_lock::context::{ENV_PROJECT_ROOT, NoProjectRoot};
+use deploy_lock::fsops::FolderProblem;
 use deploy_lock::liveness::display_name;
 use deploy_lock::lock::{BusyReason, LockError};
 use deploy_lock::state::StateError;
@@ -94,6 +95,9 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         Failure::LegacyUsage(_) | Failure::Held(_) => Vec::new(),
         Failure::Setting(e) => vec![error(e)],
         Failure::NoCheckout(e) => vec![error(no_checkout(e))],
+        Failure::BadProjectRoot(e) => vec![error(format!(
+            "{e}; name a checkout (the folder that holds deploy/), or leave it unset to use the checkout around the working directory"
+        ))],
         Failure::Lock(e) => lock_error_lines(e),
         Failure::ServerHeld {
             env,
@@ -101,6 +105,14 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
             status,
             typed,
         } => server_held(*env, remote, status, typed),
+        Failure::State { env, error: e } => match persona {
+            Persona::Unlock => lock_error_lines(e),
+            Persona::DeployLock => state_error_lines(e, *env),
+        },
+        Failure::NotFree => Vec::new(),
+        Failure::NoAnswer => vec![error(
+            "no answer on stdin; pass --yes to confirm without a terminal",
+        )],
         Failure::ServerAnswer(e) => vec![error(format!("the server's status is not JSON ({e})"))],
         Failure::TimedOut {
             env,
@@ -187,6 +199,62 @@ pub fn lock_error_lines(err: &LockError) -> Vec<String> {
     out
 }
 
+/// The modern error for a state file that is not usable, with recovery
+/// steps that work on a file that is not JSON (jq cannot read it): an
+/// editor, or `unlock --reset-state`, which keeps the file as a backup.
+pub fn state_error_lines(err: &LockError, env: Option<Environment>) -> Vec<String> {
+    let env = env.map(|e| e.as_str()).unwrap_or("ENV");
+    let LockError::State(e) = err else {
+        return lock_error_lines(err);
+    };
+    if matches!(e, StateError::Io { .. }) {
+        return lock_error_lines(err);
+    }
+    let p = e.path().display();
+    let at = match e {
+        StateError::Parse { line, .. } => format!(" +{line}"),
+        _ => String::new(),
+    };
+    vec![
+        error(lock_error(err)),
+        "To recover, either:".into(),
+        format!("  repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}}{at} {p}"),
+        format!(
+            "  or start afresh:     deploy-lock unlock {env} --reset-state   (keeps the file beside it as a backup, releases the lock)"
+        ),
+    ]
+}
+
+/// What is wrong with the lock folder, and the fix; never an internal
+/// file's name.
+fn lock_folder(path: &std::path::Path, problem: &FolderProblem) -> String {
+    let p = path.display();
+    let point = "or point DEPLOY_LOCK_DIR (or --lock-dir) at the folder that holds the locks";
+    match problem {
+        FolderProblem::Missing => format!(
+            "the lock folder {p} does not exist, so no lock can be taken or seen there; create it (mkdir -p {p}, writable by everyone who deploys), {point}"
+        ),
+        FolderProblem::NotADirectory(what) => {
+            format!("the lock folder {p} is {what}, not a folder; {point}")
+        }
+        FolderProblem::NotWritable { uid, gid, mode } => {
+            let owner = user_name(*uid);
+            let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(*gid))
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+                .unwrap_or_else(|| format!("gid {gid}"));
+            format!(
+                "the lock folder {p} is not writable by you ({}): it is owned by {owner}:{group} with mode {mode:04o}; ask {owner} to let you write there (e.g. chgrp a group you are in, chmod g+w), {point}",
+                user_name(nix::unistd::geteuid().as_raw())
+            )
+        }
+        FolderProblem::Unreadable(e) => {
+            format!("the lock folder {p} cannot be checked ({e}); {point}")
+        }
+    }
+}
+
 /// "a symbolic link to /x", "a regular file", ...
 pub fn non_directory(what: &NonDirectory) -> String {
     match what {
@@ -217,6 +285,7 @@ pub fn lock_error(err: &LockError) -> String {
                 path.display()
             )
         }
+        LockError::LockFolder { path, problem } => lock_folder(path, problem),
         LockError::OtherEnvironment {
             environment,
             holder,

@@ -7,7 +7,7 @@
 //! Layers, each using only those before it (no import cycles; a test below
 //! reads the sources to keep it so): style, texts, remote → request →
 //! failure → modern, legacy → docs → completions → messages → render → ops →
-//! server → run → execute.
+//! server → run → overview, reset → execute.
 
 pub mod completions;
 pub mod docs;
@@ -18,9 +18,11 @@ pub mod log;
 pub mod messages;
 pub mod modern;
 pub mod ops;
+pub mod overview;
 pub mod remote;
 pub mod render;
 pub mod request;
+pub mod reset;
 pub mod run;
 pub mod server;
 pub mod style;

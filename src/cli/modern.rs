@@ -71,6 +71,17 @@ pub struct GlobalOpts {
     pub wait_timeout: Option<OsString>,
 }
 
+const STATUS_AFTER_HELP: &str = "\
+Exit status: 0, also for a held lock (the status block or JSON says how it
+is held). With --quiet, like `flock -n` and `systemctl is-active`: 0 when
+`deploy-lock run ENV` would start now without --force (the lock is free, or
+its holder is not running and it is older than the stale timeout), 75 when
+it would not (held, holder unknown, something else at the lock path, a dead
+holder's lock not yet stale, or a deploy-lock run still holding it);
+without ENV, 0 only when that holds for every environment. Errors print
+on stderr either way: 65 state file not valid, 74 lock folder or I/O
+error, 2 usage.";
+
 const RUN_AFTER_HELP: &str = "\
 `deploy-lock ENV [DEPLOY_SH_ARGS...]` is this command: run's own flags
 (--wait[=SECS], --force, --remote, --remote-dir and the settings) are
@@ -164,13 +175,18 @@ pub struct RunArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Show the lock status (the unlock.sh status block, or JSON)
+    /// Show the lock status (the unlock.sh status block, or JSON); without ENV, one line per environment
+    #[command(visible_alias = "list", after_help = STATUS_AFTER_HELP)]
     Status {
+        /// The environment; without it, every environment (`deploy-lock list` is the same)
         #[arg(value_enum)]
-        env: Environment,
+        env: Option<Environment>,
         /// Print one JSON object instead of the status block
         #[arg(long)]
         json: bool,
+        /// Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75
+        #[arg(long, short = 'q', conflicts_with = "json")]
+        quiet: bool,
         #[command(flatten)]
         remote: RemoteOpts,
     },
@@ -191,6 +207,9 @@ pub enum Command {
         /// Remove the lock only if it is still this one (the Lock ID `status` shows)
         #[arg(long, value_name = "LOCK_ID")]
         id: Option<String>,
+        /// Recover from a state file that is not valid JSON: back it up beside itself (the time in its name), write a fresh one with the lock released, and remove the lock directory
+        #[arg(long)]
+        reset_state: bool,
         #[command(flatten)]
         remote: RemoteOpts,
     },
@@ -342,7 +361,9 @@ fn value_apart(flag: &Flag, next: Option<&std::ffi::OsStr>) -> Result<(), Failur
     Ok(())
 }
 
-const SUBCOMMANDS: [&str; 7] = ["status", "wait", "unlock", "run", "log", "generate", "help"];
+const SUBCOMMANDS: [&str; 8] = [
+    "status", "list", "wait", "unlock", "run", "log", "generate", "help",
+];
 
 /// The argument list clap parses: the `ENV` shorthand becomes `run ENV`
 /// (cargo-alias style), and run's words are sorted so that its flags are
@@ -439,14 +460,34 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
     let sub = matches.subcommand().map(|(_, m)| m);
     let settings = setting_inputs(&matches, sub);
     let (op, remote) = match cli.command {
-        Command::Status { env, json, remote } => (Operation::Status { env, json }, remote.get()),
+        Command::Status {
+            env,
+            json,
+            quiet,
+            remote,
+        } => (
+            match env {
+                Some(env) => Operation::Status { env, json, quiet },
+                None => Operation::StatusAll { json, quiet },
+            },
+            remote.get(),
+        ),
         Command::Wait { env, remote } => (Operation::Wait { env }, remote.get()),
         Command::Unlock {
             env,
             yes,
             id,
+            reset_state,
             remote,
-        } => (Operation::Unlock { env, yes, id }, remote.get()),
+        } => (
+            Operation::Unlock {
+                env,
+                yes,
+                id,
+                reset_state,
+            },
+            remote.get(),
+        ),
         Command::Run(r) => {
             let wait = match r.wait.as_deref() {
                 None => None,

@@ -5,6 +5,7 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::time::Instant;
 
+use deploy_lock::lock::LockError;
 use deploy_lock::status::{Inspection, Liveness};
 use deploy_lock::store::{Expect, LockStore, Unlock, Woke};
 use deploy_lock::{Context, Environment};
@@ -44,13 +45,39 @@ pub fn status(
     persona: Persona,
     env: Environment,
     json: bool,
+    quiet: bool,
     io: &mut Io<'_>,
 ) -> Result<(), Failure> {
-    let insp = store.inspect(env)?;
+    // The modern status still shows the lock when the state file is not
+    // usable, then fails with the state's error (65); unlock.sh keeps the
+    // legacy's error alone.
+    let (insp, state_err) = match persona {
+        Persona::DeployLock => store.inspect_despite_records(env)?,
+        Persona::Unlock => (store.inspect(env)?, None),
+    };
+    let state_failure = |e: LockError| Err(Failure::Lock(e).for_env(env));
+    if quiet {
+        if let Some(e) = state_err {
+            return state_failure(e);
+        }
+        return if deploy_lock::lock::would_take(&insp) {
+            Ok(())
+        } else {
+            Err(Failure::NotFree)
+        };
+    }
     if json {
-        let v = render::status_json(&insp);
+        let text = state_err.as_ref().map(messages::lock_error);
+        let v = render::status_json_with(&insp, text);
         let text = serde_json::to_string_pretty(&v).expect("serialisable");
         writeln!(io.out, "{text}")?;
+    } else if state_err.is_some() {
+        io.out
+            .write_all(render::lock_part(&insp, io.out_style).as_bytes())?;
+        if insp.lock_dir_exists() {
+            writeln!(io.out, "{}", render::holder_line(&insp))?;
+            writeln!(io.out)?;
+        }
     } else {
         io.out
             .write_all(block(&insp, persona, io.out_style).as_bytes())?;
@@ -62,7 +89,10 @@ pub fn status(
         }
     }
     io.out.flush()?;
-    Ok(())
+    match state_err {
+        Some(e) => state_failure(e),
+        None => Ok(()),
+    }
 }
 
 /// The persona's status block: the legacy one, or with an interpreter
@@ -181,6 +211,27 @@ pub fn unlock(
 ) -> Result<(), Failure> {
     let insp = store.inspect(env)?;
     let style = io.out_style;
+    let modern = persona == Persona::DeployLock;
+    // Nothing locked (no lock directory, no record saying locked): say so
+    // and change nothing, not even an audit line. A record still saying
+    // locked is reset as the legacy did.
+    if modern && !insp.locked() && !insp.state.as_ref().is_some_and(|d| d.is_locked()) {
+        writeln!(
+            io.out,
+            "Nothing to unlock: the {env} lock is free (no lock directory at {}); nothing changed.",
+            store.location(env).display()
+        )?;
+        io.out.flush()?;
+        return Ok(());
+    }
+    // Without a terminal the answer is on stdin already or never: with none
+    // (EOF), show only who holds the lock and say how to confirm.
+    let early = if modern && !yes { early_answer() } else { None };
+    if early == Some(Answer::Eof) {
+        writeln!(io.out, "{}", render::holder_line(&insp))?;
+        io.out.flush()?;
+        return Err(Failure::NoAnswer);
+    }
     io.out.write_all(block(&insp, persona, style).as_bytes())?;
     if persona == Persona::DeployLock
         && let Some(l) = render::lock_id_line(&insp)
@@ -206,7 +257,14 @@ pub fn unlock(
             };
             let _ = writeln!(io.err, "{}", io.err_style.yellow(&line));
         }
-        if !confirmed(io.err) {
+        let answer = match early {
+            Some(a) => a,
+            None => answer(io.err),
+        };
+        if answer == Answer::Eof && modern {
+            return Err(Failure::NoAnswer);
+        }
+        if answer != Answer::Yes {
             writeln!(io.out, "{}", texts::CANCELLED)?;
             io.out.flush()?;
             return Err(Failure::Cancelled);
@@ -255,20 +313,53 @@ pub fn unlock(
     Ok(())
 }
 
+/// What came on stdin at the confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Yes,
+    Other,
+    /// Nothing at all: stdin ended (no terminal, no `echo yes |`).
+    Eof,
+}
+
 /// One line from stdin, the prompt on stderr only when stdin is a terminal
 /// (as bash's `read -p`). Like `read`, surrounding blanks are dropped; a last
 /// line without a newline still counts.
-fn confirmed(err: &mut dyn Write) -> bool {
+pub fn answer(err: &mut dyn Write) -> Answer {
     let stdin = io::stdin();
     if stdin.is_terminal() {
         let _ = write!(err, "{}", texts::CONFIRM_PROMPT);
         let _ = err.flush();
     }
+    read_answer()
+}
+
+fn read_answer() -> Answer {
     let mut line = String::new();
-    if stdin.lock().read_line(&mut line).is_err() {
-        return false;
+    match io::stdin().lock().read_line(&mut line) {
+        Err(_) => Answer::Other,
+        Ok(0) => Answer::Eof,
+        Ok(_) if line.trim_end_matches('\n').trim_matches([' ', '\t']) == "yes" => Answer::Yes,
+        Ok(_) => Answer::Other,
     }
-    line.trim_end_matches('\n').trim_matches([' ', '\t']) == "yes"
+}
+
+/// The answer, read now, when stdin is not a terminal and holds a line or
+/// has ended (a file, /dev/null, a closed pipe) within 200 ms (an `echo yes
+/// |` still starting); None when it must be waited for after the banner (a
+/// terminal, a pipe whose writer answers what it sees).
+pub fn early_answer() -> Option<Answer> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        return None;
+    }
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(200u8)) {
+        Ok(n) if n > 0 => Some(read_answer()),
+        _ => None,
+    }
 }
 
 /// `deploy-lock log`: the audit trail, filtered, as text or JSON lines. A

@@ -26,6 +26,32 @@ pub fn status_block_modern(insp: &Inspection, style: Style) -> String {
 }
 
 fn block(insp: &Inspection, style: Style, modern: bool) -> String {
+    let mut out = lock_part(insp, style);
+    let mut line = |s: &str| {
+        out.push_str(s);
+        out.push('\n');
+    };
+    match (&insp.view.record, &insp.view.no_checkout) {
+        (Some(record), _) => {
+            line(&style.blue(texts::STATE_FILE_INFO));
+            for l in state_lines(record, insp.view.stale_after_secs, style, modern) {
+                line(&l);
+            }
+        }
+        // Only the modern status and wait run outside a checkout.
+        (None, Some(dir)) => line(&format!(
+            "State file: none (no checkout found from {})",
+            dir.display()
+        )),
+        (None, None) => line(&texts::state_file_not_found(&insp.state_file)),
+    }
+    line("");
+    out
+}
+
+/// The block's first part, which needs no state file: header, the lock
+/// directory (or its absence) and the empty line after it.
+pub fn lock_part(insp: &Inspection, style: Style) -> String {
     let mut out = String::new();
     let mut line = |s: &str| {
         out.push_str(s);
@@ -65,17 +91,33 @@ fn block(insp: &Inspection, style: Style, modern: bool) -> String {
         }
     }
     line("");
-    match &insp.view.record {
-        Some(record) => {
-            line(&style.blue(texts::STATE_FILE_INFO));
-            for l in state_lines(record, insp.view.stale_after_secs, style, modern) {
-                line(&l);
-            }
-        }
-        None => line(&texts::state_file_not_found(&insp.state_file)),
-    }
-    line("");
     out
+}
+
+/// Who holds the lock, in one line (the modern unlock's short banner, and
+/// the status of a lock whose state file is not usable).
+pub fn holder_line(insp: &Inspection) -> String {
+    if !insp.locked() {
+        return format!("The {} lock is free.", insp.environment);
+    }
+    let Some(h) = &insp.holder else {
+        return "Holder: unknown (no record says who holds it)".to_string();
+    };
+    let mut l = format!("Holder: {}", deploy_lock::holder::describe(h));
+    match &insp.liveness {
+        Liveness::Alive { pid, comm } => {
+            l.push_str(&format!(" (running: {})", display_name(*pid, comm)))
+        }
+        Liveness::Dead => l.push_str(" (not running)"),
+        Liveness::OtherHost | Liveness::NoRecord => {}
+    }
+    if let Some(at) = &h.locked_at {
+        l.push_str(&format!(", locked at {at}"));
+    }
+    if let Some(id) = &h.lock_id {
+        l.push_str(&format!(", lock id {id}"));
+    }
+    l
 }
 
 fn state_lines(r: &RecordView, stale_after: u64, style: Style, modern: bool) -> Vec<String> {
@@ -126,8 +168,13 @@ fn state_lines(r: &RecordView, stale_after: u64, style: Style, modern: bool) -> 
     lines
 }
 
-/// The `--json` object.
-pub fn status_json(insp: &Inspection) -> Value {
+/// The version of the `--json` objects' shape; bumped only when a key
+/// changes meaning or goes away (new keys may appear without it).
+pub const JSON_SCHEMA: u32 = 1;
+
+/// The `--json` object, with the state file's error when it is not usable
+/// (the lock part is still whole).
+pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value {
     let holder = insp.holder.as_ref().map(|h| {
         let process_name = match &insp.liveness {
             Liveness::Alive { comm, .. } => Some(comm.clone()),
@@ -144,14 +191,21 @@ pub fn status_json(insp: &Inspection) -> Value {
             "process_name": process_name,
         })
     });
+    let state_file = insp
+        .view
+        .no_checkout
+        .is_none()
+        .then(|| path_str(&insp.state_file));
     json!({
+        "schema": JSON_SCHEMA,
         "environment": insp.environment.as_str(),
         "locked": insp.locked(),
         "verdict": insp.verdict.as_str(),
         "lock_dir": path_str(&insp.lock_dir),
         "lock_dir_exists": insp.lock_dir_exists(),
-        "state_file": path_str(&insp.state_file),
+        "state_file": state_file,
         "state_file_exists": insp.state.is_some(),
+        "state_error": state_error,
         "holder": holder,
         "holder_alive": insp.liveness.as_option(),
         "age_seconds": insp.age_seconds,
@@ -394,6 +448,7 @@ mod fuzz_tests {
                     },
                     dir: dir.clone(),
                     record,
+                    no_checkout: None,
                     stale_after_secs: 1800,
                 },
                 lock_dir: "/locks/togather-deploy-staging.lock".into(),
@@ -456,13 +511,13 @@ mod fuzz_tests {
                     prop_assert!(block.contains(if modern { ": bash (deploy.sh)\n" } else { ": bash\n" }), "{}", block);
                 }
             }
-            let json = status_json(&insp);
+            let json = status_json_with(&insp, None);
             let text = serde_json::to_string(&json).unwrap();
             let back: Value = serde_json::from_str(&text).unwrap();
             let keys: Vec<&str> = back.as_object().unwrap().keys().map(String::as_str).collect();
             prop_assert_eq!(keys, [
-                "environment", "locked", "verdict", "lock_dir", "lock_dir_exists", "state_file",
-                "state_file_exists", "holder", "holder_alive", "age_seconds", "stale", "stale_after_seconds",
+                "schema", "environment", "locked", "verdict", "lock_dir", "lock_dir_exists", "state_file",
+                "state_file_exists", "state_error", "holder", "holder_alive", "age_seconds", "stale", "stale_after_seconds",
             ]);
             if let Some(pid) = back["holder"]["pid"].as_i64() {
                 prop_assert!(pid > 0);

@@ -58,9 +58,17 @@ pub struct Request {
 pub enum Operation {
     /// Text to print on stdout and exit 0 (help, version).
     Print(String),
+    /// `quiet`: no output, only the exit status (see `ops::status`).
     Status {
         env: Environment,
         json: bool,
+        quiet: bool,
+    },
+    /// `deploy-lock status` without an environment (`deploy-lock list`):
+    /// one line per environment.
+    StatusAll {
+        json: bool,
+        quiet: bool,
     },
     Wait {
         env: Environment,
@@ -71,6 +79,8 @@ pub enum Operation {
         env: Environment,
         yes: bool,
         id: Option<String>,
+        /// `--reset-state`: recover from a state file that is not usable.
+        reset_state: bool,
     },
     Run(RunRequest),
     /// `deploy-lock log`: the audit trail.
@@ -179,7 +189,7 @@ impl Operation {
             | Operation::Unlock { env, .. } => Some(*env),
             Operation::Run(r) => Some(r.env),
             Operation::Log(l) => l.env,
-            Operation::Print(_) | Operation::Generate(_) => None,
+            Operation::Print(_) | Operation::Generate(_) | Operation::StatusAll { .. } => None,
         }
     }
 }

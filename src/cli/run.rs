@@ -122,6 +122,8 @@ pub fn run(
         }
         Locking::Local => {}
     }
+    // A lock folder we cannot use is one clear error, not a busy lock.
+    store.check_usable()?;
     let mut held = acquire(ctx, store, &plan, &signals, io)?;
     io.warn_all(&std::mem::take(&mut held.warnings));
     if let Some(signo) = signals.next_terminating() {

@@ -53,25 +53,49 @@ pub fn on_server(req: &Request, remote: &Remote, io: &mut Io<'_>) -> Result<i32,
             let env = op.environment().expect("an operation on an environment");
             (Program::UnlockSh, strings(&[env.as_str(), word]))
         }
-        (Persona::DeployLock, Operation::Status { env, json }) => {
+        (Persona::DeployLock, Operation::Status { env, json, quiet }) => {
             if modern::flags_given(&req.settings) {
                 io.warn(&super::messages::remote_settings_ignored(&remote.target));
             }
-            return status(remote, *env, *json, io);
+            return status(remote, *env, *json, *quiet, io);
+        }
+        // Every environment at once needs deploy-lock on the server: the
+        // legacy script answers for one environment only.
+        (Persona::DeployLock, Operation::StatusAll { json, quiet }) => {
+            let mut a = strings(&["status"]);
+            if *json {
+                a.push("--json".into());
+            }
+            if *quiet {
+                a.push("--quiet".into());
+            }
+            (Program::DeployLock { legacy: None }, a)
         }
         (Persona::DeployLock, Operation::Wait { env }) => {
             (wait_program(*env), strings(&["wait", env.as_str()]))
         }
-        (Persona::DeployLock, Operation::Unlock { env, yes, id }) => {
+        (
+            Persona::DeployLock,
+            Operation::Unlock {
+                env,
+                yes,
+                id,
+                reset_state,
+            },
+        ) => {
             let mut a = strings(&["unlock", env.as_str()]);
             if *yes {
                 a.push("--yes".into());
             }
+            if *reset_state {
+                a.push("--reset-state".into());
+            }
             if let Some(id) = id {
                 a.extend(["--id".to_string(), id.clone()]);
             }
-            // The legacy cannot check an id: never a --force it cannot check.
-            let legacy = id.is_none().then(|| LegacyCall {
+            // The legacy cannot check an id or reset a state file: never a
+            // --force it cannot check.
+            let legacy = (id.is_none() && !reset_state).then(|| LegacyCall {
                 args: strings(&[env.as_str(), "--force"]),
                 answer_yes: *yes,
             });
@@ -88,10 +112,19 @@ pub fn on_server(req: &Request, remote: &Remote, io: &mut Io<'_>) -> Result<i32,
 
 /// `status ENV [--json] --remote`: the server's output as it printed it, or,
 /// from a legacy unlock.sh, its block read back and shown our way.
-fn status(remote: &Remote, env: Environment, json: bool, io: &mut Io<'_>) -> Result<i32, Failure> {
+fn status(
+    remote: &Remote,
+    env: Environment,
+    json: bool,
+    quiet: bool,
+    io: &mut Io<'_>,
+) -> Result<i32, Failure> {
     let mut args = vec!["status".to_string(), env.as_str().to_string()];
     if json {
         args.push("--json".into());
+    }
+    if quiet {
+        args.push("--quiet".into());
     }
     let got = remote::capture(remote, &status_program(env), &args)?;
     if !got.legacy || got.code != 0 {
@@ -100,6 +133,14 @@ fn status(remote: &Remote, env: Environment, json: bool, io: &mut Io<'_>) -> Res
         return Ok(got.code);
     }
     let block = read_block(&got.stdout)?;
+    if quiet {
+        // The legacy block cannot show the kernel lock or foreign files, so
+        // this is the verdict's answer: free, or stale with no live holder.
+        return Ok(match block.verdict() {
+            Verdict::Free | Verdict::Stale => 0,
+            _ => super::failure::HELD,
+        });
+    }
     let text = if json {
         let mut t = serde_json::to_string_pretty(&legacy_json(env, &block)).expect("serialisable");
         t.push('\n');

@@ -30,6 +30,12 @@ pub enum LockError {
         path: PathBuf,
         owner_uid: u32,
     },
+    /// The folder that holds the locks is missing or not writable by us: a
+    /// lock can be neither taken nor trusted to be free there.
+    LockFolder {
+        path: PathBuf,
+        problem: crate::fsops::FolderProblem,
+    },
     /// The checkout's single `lock` record belongs to another environment
     /// whose lock is live: writing ours would hide theirs.
     OtherEnvironment {
@@ -46,6 +52,9 @@ impl fmt::Display for LockError {
             LockError::Interrupted => f.write_str("interrupted while waiting for the lock"),
             LockError::NotADirectory { path, .. } => {
                 write!(f, "{} is not a lock directory", path.display())
+            }
+            LockError::LockFolder { path, .. } => {
+                write!(f, "the lock folder {} is not usable", path.display())
             }
             LockError::NotPermitted { path, owner_uid } => write!(
                 f,

@@ -20,7 +20,7 @@ use crate::fsops::{self, DirIdentity, FlockGuard, PathKind};
 use crate::holder::{holder_from, liveness_of};
 use crate::ids::new_ids;
 use crate::liveness::{self, ProcessIdentity};
-use crate::state::{self, Edit, StateDoc};
+use crate::state::{self, Edit, StateDoc, StateError};
 use crate::status::{
     Holder, Inspection, LOCKED_AT_FILE, Liveness, OUR_FILES, OWNER_FILE, OwnerRecord, verdict,
 };
@@ -30,7 +30,7 @@ use crate::view::{DirView, Facts, LegacyView, NonDirectory, probe_proc, record_v
 pub use error::LockError;
 use error::io_at;
 use runlock::{RunHolder, RunLock, TryRun};
-pub use unlock::{Announcement, ForceUnlock, Shown, Unlock};
+pub use unlock::{Announcement, ForceUnlock, ResetOutcome, ResetState, Shown, Unlock};
 
 /// The legacy refuses `locked_at` values below this as "manual intervention".
 const PLAUSIBLE_EPOCH: i64 = 1_000_000_000;
@@ -187,6 +187,26 @@ impl<'a> LocalLock<'a> {
 
     /// [`LocalLock::inspect`] without the `ls -ld` line.
     pub(crate) fn look(&self) -> Result<Inspection, LockError> {
+        self.look_with(false).map(|(insp, _)| insp)
+    }
+
+    /// [`LocalLock::inspect`] that still looks at the lock when the state
+    /// file is not usable (not JSON, not the documented shape): the
+    /// inspection then has no state, and the state's error comes beside it.
+    /// A state file that cannot be read at all is still an error.
+    pub fn inspect_despite_state(&self) -> Result<(Inspection, Option<LockError>), LockError> {
+        let (mut insp, err) = self.look_with(true)?;
+        self.add_ls_ld(&mut insp);
+        Ok((insp, err))
+    }
+
+    /// One look; `tolerant`: a state file that does not parse (or is not
+    /// the documented shape) is returned beside the inspection, not as the
+    /// error. Outside a checkout there is no state file to read.
+    pub(crate) fn look_with(
+        &self,
+        tolerant: bool,
+    ) -> Result<(Inspection, Option<LockError>), LockError> {
         let lock_dir = self.lock_dir();
         let path_kind = fsops::path_kind(&lock_dir).map_err(io_at(&lock_dir))?;
         let (mut dir, mut locked_at_file, mut owner) = (None, None, None);
@@ -202,7 +222,7 @@ impl<'a> LocalLock<'a> {
                 }
                 // Removed between the lstat and the open: it is free now.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return self.look();
+                    return self.look_with(tolerant);
                 }
                 // Unlistable (another user's 0700 directory): still a lock.
                 Err(_) => dir = None,
@@ -213,7 +233,16 @@ impl<'a> LocalLock<'a> {
         // so a record read now is never an earlier holder's beside a later
         // holder's directory (read first, it could be: a dead holder seen in
         // a live lock).
-        let state = StateDoc::load(&self.ctx.state_file)?;
+        let (state, state_err) = match self.ctx.no_checkout {
+            Some(_) => (None, None),
+            None => match StateDoc::load(&self.ctx.state_file) {
+                Ok(s) => (s, None),
+                Err(e) if tolerant && !matches!(e, StateError::Io { .. }) => {
+                    (None, Some(LockError::State(e)))
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
         let holder = if path_kind == PathKind::Directory {
             holder_from(owner.as_ref(), state.as_ref(), self.env)
         } else {
@@ -248,7 +277,7 @@ impl<'a> LocalLock<'a> {
         let stale = age_seconds.is_some_and(|a| a > stale_after);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
         let view = self.legacy_view(&lock_dir, &path_kind, state.as_ref(), age_seconds);
-        Ok(Inspection {
+        let insp = Inspection {
             run_holder: runlock::read_record(&self.ctx.settings.run_file(self.env)),
             environment: self.env,
             view,
@@ -264,7 +293,8 @@ impl<'a> LocalLock<'a> {
             age_seconds,
             stale,
             verdict,
-        })
+        };
+        Ok((insp, state_err))
     }
 
     /// What the legacy status block shows, gathered here so that renderers
@@ -298,6 +328,11 @@ impl<'a> LocalLock<'a> {
             dir,
             obstruction,
             record: state.map(|doc| record_view(doc, &facts, probe_proc)),
+            no_checkout: self
+                .ctx
+                .no_checkout
+                .as_ref()
+                .map(|e| e.searched_from.clone()),
             stale_after_secs,
         }
     }
@@ -714,9 +749,36 @@ fn squatter(insp: &Inspection) -> Option<u32> {
     (uid != me.as_raw()).then_some(uid)
 }
 
+/// Whether a run would take the lock `insp` saw right now, without --force
+/// (what `status --quiet` answers): the lock is free, or stale with a holder
+/// not alive here (the verdict says both); the directory holds only our
+/// files and we may remove it (ours, root, or a folder without the sticky
+/// bit); and no deploy-lock run still holds its kernel lock (a force-unlocked
+/// run keeps it until its command ends).
+pub fn would_take(insp: &Inspection) -> bool {
+    use crate::status::Verdict;
+    use std::os::unix::fs::MetadataExt;
+    let verdict_allows = matches!(insp.verdict, Verdict::Free | Verdict::Stale);
+    let only_ours = insp
+        .dir
+        .as_ref()
+        .is_none_or(|d| d.entries.iter().all(|e| is_ours(e)));
+    let removable = insp.path_kind != PathKind::Directory || {
+        let me = nix::unistd::geteuid();
+        let owner = std::fs::symlink_metadata(&insp.lock_dir).map(|m| m.uid());
+        let sticky = insp
+            .lock_dir
+            .parent()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .is_some_and(|m| m.mode() & 0o1000 != 0);
+        me.is_root() || owner.is_ok_and(|u| u == me.as_raw()) || !sticky
+    };
+    verdict_allows && only_ours && removable && insp.run_holder.is_none()
+}
+
 /// Files deploy-lock or the legacy put in a lock directory, including the
 /// temp file of an interrupted `owner.json` replace.
-fn is_ours(name: &std::ffi::OsStr) -> bool {
+pub fn is_ours(name: &std::ffi::OsStr) -> bool {
     let n = name.to_string_lossy();
     OUR_FILES.iter().any(|o| n == *o)
         || ((n.starts_with(".owner.json.") || n.starts_with(".locked_at.")) && n.ends_with(".tmp"))

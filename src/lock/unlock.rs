@@ -93,6 +93,26 @@ pub enum Unlock {
     },
 }
 
+/// What a state reset did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetState {
+    pub state: state::Reset,
+    /// None: there was no lock directory.
+    pub dir_removed: Option<fsops::Removal>,
+    /// What could not be done (the announcement, the audit line).
+    pub warnings: Vec<Warning>,
+}
+
+/// What a state reset that re-checks what it showed did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResetOutcome {
+    Done(ResetState),
+    /// The lock changed hands since it was shown: nothing was changed.
+    ChangedHands {
+        now: Option<Holder>,
+    },
+}
+
 impl LocalLock<'_> {
     /// The legacy force-unlock: remove the directory whoever holds it, then
     /// `locked: false` and `deployment_id: null` with the other lock fields
@@ -112,40 +132,8 @@ impl LocalLock<'_> {
                 now: inspection.holder,
             });
         }
-        let mut warnings = Vec::new();
-        if let Some(owner) = &inspection.owner {
-            let note = Announcement {
-                lock_id: owner.lock_id.clone(),
-                by: self.ctx.locked_by(),
-                at: utc_seconds(self.ctx.now()),
-                pid: std::process::id() as i32,
-            };
-            let path = self.ctx.settings.announce_file(self.env);
-            let text = serde_json::to_vec(&note).expect("serialisable");
-            // Readable by every holder: another user's run must see it too.
-            let written = fsops::atomic_write(&path, &text).and_then(|()| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-            });
-            if let Err(e) = written {
-                warnings.push(Warning::Announce {
-                    path,
-                    error: e.to_string(),
-                });
-            }
-        }
-        let lock_dir = self.lock_dir();
-        let dir_removed = match inspection.path_kind {
-            PathKind::Missing => None,
-            PathKind::Directory => fsops::remove_dir_tree(&lock_dir, None, OUR_FILES)
-                .map_err(|e| removal_error(&lock_dir, e))?,
-            PathKind::Symlink | PathKind::Other => {
-                return Err(LockError::NotADirectory {
-                    what: NonDirectory::at(&lock_dir),
-                    path: lock_dir,
-                });
-            }
-        };
+        let mut warnings = self.announce(&inspection);
+        let dir_removed = self.remove_shown(&inspection)?;
         let state_updated = state::update(&self.ctx.state_file, false, |doc| match doc {
             None => Ok::<_, LockError>(Edit::Keep(false)),
             Some(doc) => {
@@ -166,6 +154,92 @@ impl LocalLock<'_> {
         Ok(Unlock::Done(ForceUnlock {
             dir_removed,
             state_updated,
+            warnings,
+        }))
+    }
+
+    /// Tells a deploy-lock holder, under the guard and before anything is
+    /// removed, that its lock is being unlocked, so it does not restore it.
+    fn announce(&self, inspection: &Inspection) -> Vec<Warning> {
+        let Some(owner) = &inspection.owner else {
+            return Vec::new();
+        };
+        let note = Announcement {
+            lock_id: owner.lock_id.clone(),
+            by: self.ctx.locked_by(),
+            at: utc_seconds(self.ctx.now()),
+            pid: std::process::id() as i32,
+        };
+        let path = self.ctx.settings.announce_file(self.env);
+        let text = serde_json::to_vec(&note).expect("serialisable");
+        // Readable by every holder: another user's run must see it too.
+        let written = fsops::atomic_write(&path, &text).and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        });
+        match written {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![Warning::Announce {
+                path,
+                error: e.to_string(),
+            }],
+        }
+    }
+
+    /// Removes the lock directory `inspection` saw (never follows or removes
+    /// anything else at the path); None when there was none.
+    fn remove_shown(&self, inspection: &Inspection) -> Result<Option<fsops::Removal>, LockError> {
+        let lock_dir = self.lock_dir();
+        match inspection.path_kind {
+            PathKind::Missing => Ok(None),
+            PathKind::Directory => fsops::remove_dir_tree(&lock_dir, None, OUR_FILES)
+                .map_err(|e| removal_error(&lock_dir, e)),
+            PathKind::Symlink | PathKind::Other => Err(LockError::NotADirectory {
+                what: NonDirectory::at(&lock_dir),
+                path: lock_dir,
+            }),
+        }
+    }
+
+    /// Recovery from a state file that is not usable (not JSON, or not the
+    /// documented shape), which every other operation refuses to touch:
+    /// under the guard, re-check what the person was shown, back the file up
+    /// beside itself and write a fresh one with the lock released
+    /// ([`state::reset`]), then remove the lock directory as a force-unlock
+    /// does (announced to a deploy-lock holder).
+    pub fn reset_state(&self, shown: Option<&Shown>) -> Result<ResetOutcome, LockError> {
+        let _guard = self.guard()?;
+        let (inspection, _) = self.look_with(true)?;
+        if let Some(shown) = shown
+            && !shown.matches(&inspection)
+        {
+            return Ok(ResetOutcome::ChangedHands {
+                now: inspection.holder,
+            });
+        }
+        if matches!(inspection.path_kind, PathKind::Symlink | PathKind::Other) {
+            // Refused before the state file is touched.
+            self.remove_shown(&inspection)?;
+        }
+        let stamp = self.ctx.now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let state = state::reset(&self.ctx.state_file, self.env.as_str(), &stamp)?;
+        let mut warnings = self.announce(&inspection);
+        let dir_removed = self.remove_shown(&inspection)?;
+        let backup = match &state {
+            state::Reset::Done { backup } => Value::String(backup.to_string_lossy().into_owned()),
+            _ => Value::Null,
+        };
+        warnings.extend(self.audit(
+            "reset_state",
+            inspection.holder.as_ref(),
+            json!({
+                "backup": backup,
+                "lock_dir_removed": dir_removed.is_some(),
+            }),
+        ));
+        Ok(ResetOutcome::Done(ResetState {
+            state,
+            dir_removed,
             warnings,
         }))
     }

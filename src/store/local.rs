@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::{
     Acquire, AcquireOptions, Expect, Forced, Held, KeepEvent, Keeping, LockStore, Released,
-    Warning, Watch, Woke,
+    ResetOutcome, Warning, Watch, Woke,
 };
 use crate::context::Context;
 use crate::environment::Environment;
@@ -227,6 +227,37 @@ impl LockStore for LocalStore<'_> {
 
     fn location(&self, env: Environment) -> PathBuf {
         self.ctx.lock_dir(env)
+    }
+
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
+    fn check_usable(&self) -> Result<(), LockError> {
+        let root = &self.ctx.settings.lock_root;
+        crate::fsops::check_folder(root).map_err(|problem| LockError::LockFolder {
+            path: root.clone(),
+            problem,
+        })
+    }
+
+    fn inspect_despite_records(
+        &self,
+        env: Environment,
+    ) -> Result<(Inspection, Option<LockError>), LockError> {
+        LocalLock::new(self.ctx, env).inspect_despite_state()
+    }
+
+    fn reset_records(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<ResetOutcome, LockError> {
+        let shown = expect.map(|e| match e {
+            Expect::Shown(insp) => Shown::of(insp),
+            Expect::LockId(id) => Shown::LockId(id.to_string()),
+        });
+        LocalLock::new(self.ctx, env).reset_state(shown.as_ref())
     }
 }
 

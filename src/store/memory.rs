@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     Acquire, AcquireOptions, Expect, Forced, Held, HolderRecord, Keeping, LockStore, Released,
-    Unlock, Watch, Woke,
+    ResetOutcome, ResetState, Unlock, Watch, Woke,
 };
 use crate::context::Context;
 use crate::environment::Environment;
@@ -78,6 +78,7 @@ impl MemoryStore {
                 },
                 obstruction: None,
                 record: None,
+                no_checkout: None,
                 stale_after_secs,
             },
             lock_dir: self.location(env),
@@ -223,6 +224,27 @@ impl LockStore for MemoryStore {
 
     fn location(&self, env: Environment) -> PathBuf {
         PathBuf::from(format!("memory:{env}"))
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    /// Records in memory are never unreadable: a plain force-unlock.
+    fn reset_records(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<ResetOutcome, LockError> {
+        let forced = self.force_unlock(env, expect)?;
+        Ok(match forced.outcome {
+            Unlock::Done(done) => ResetOutcome::Done(ResetState {
+                state: crate::state::Reset::Usable,
+                dir_removed: done.dir_removed,
+                warnings: forced.warnings,
+            }),
+            Unlock::ChangedHands { now } => ResetOutcome::ChangedHands { now },
+        })
     }
 }
 

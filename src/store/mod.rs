@@ -36,7 +36,7 @@ use crate::status::{Holder, Inspection};
 
 pub use crate::lock::keeper::KeepEvent;
 pub use crate::lock::runlock::RunHolder;
-pub use crate::lock::{Released, Unlock};
+pub use crate::lock::{Released, ResetOutcome, ResetState, Unlock};
 pub use crate::status::OwnerRecord as HolderRecord;
 pub use crate::wait::Woke;
 
@@ -222,4 +222,34 @@ pub trait LockStore {
 
     /// Where the lock is, for messages (a path, a key).
     fn location(&self, env: Environment) -> PathBuf;
+
+    /// The store's name in views of every environment (`local`).
+    fn backend(&self) -> &'static str;
+
+    /// Whether locks can be taken here at all (the local store: its folder
+    /// exists and is writable by us), so that an unusable store is an error
+    /// rather than a lock shown as free.
+    fn check_usable(&self) -> Result<(), LockError> {
+        Ok(())
+    }
+
+    /// [`LockStore::inspect`] that still looks at the lock when the store's
+    /// holder records cannot be read (a state file that is not JSON): the
+    /// inspection without them, and their error beside it.
+    fn inspect_despite_records(
+        &self,
+        env: Environment,
+    ) -> Result<(Inspection, Option<LockError>), LockError> {
+        self.inspect(env).map(|i| (i, None))
+    }
+
+    /// Replaces unreadable holder records with fresh ones (the local store:
+    /// backs the state file up beside itself and writes a fresh one) and
+    /// removes the lock, re-checking `expect` first as
+    /// [`LockStore::force_unlock`] does.
+    fn reset_records(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<ResetOutcome, LockError>;
 }

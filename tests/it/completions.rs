@@ -90,6 +90,8 @@ pub fn subcommands() -> BTreeSet<String> {
         assert!(!subs.contains(env), "a man page for {env}: {subs:?}");
         subs.insert(env.to_string());
     }
+    // Issue 12: `list` is status's alias (documented on its page).
+    subs.insert("list".to_string());
     subs
 }
 

@@ -242,6 +242,23 @@ impl Cmd {
         self
     }
 
+    /// Runs to completion with stdin at /dev/null: an answer that is EOF
+    /// from the start, whatever the machine's load.
+    #[track_caller]
+    pub fn run_without_stdin(mut self) -> Out {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let out = self.cmd.output().unwrap();
+        Out::new(
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+        )
+    }
+
     /// Runs to completion (stdin empty unless given).
     #[track_caller]
     pub fn run(mut self) -> Out {

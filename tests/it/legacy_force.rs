@@ -601,7 +601,7 @@ fn deploy_lock_unlock_without_yes_asks_and_no_exits_1() {
     let c = crashed(&w, "staging");
     let dir = dir_lines(&w, "staging");
     let snap = snapshot(&w, "staging");
-    for input in [&b"no\n"[..], b""] {
+    for input in [&b"no\n"[..], b"\n"] {
         let before = now();
         let out = w.deploy_lock(&["unlock", "staging"]).stdin(input).run();
         let after = now();
@@ -617,6 +617,18 @@ fn deploy_lock_unlock_without_yes_asks_and_no_exits_1() {
             }));
         assert_unchanged(&w, "staging", &snap, "deploy-lock unlock, answered no");
     }
+    // Issue 12: no terminal and no answer at all (EOF): the banner is only
+    // the holder line, and the error says how to confirm; nothing changes.
+    w.deploy_lock(&["unlock", "staging"])
+        .run_without_stdin()
+        .code(1)
+        .stdout(&format!(
+            "Holder: deploy@localhost, pid {} (not running), locked at {}, lock id {LOCK_ID}\n",
+            c.pid,
+            iso(c.locked_at)
+        ))
+        .stderr("ERROR: no answer on stdin; pass --yes to confirm without a terminal\n");
+    assert_unchanged(&w, "staging", &snap, "deploy-lock unlock, EOF");
     // And `yes` on stdin does it, exit 0.
     w.deploy_lock(&["unlock", "staging"])
         .stdin(b"yes\n")

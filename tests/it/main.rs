@@ -9,6 +9,7 @@ mod install;
 mod interop;
 mod issue11;
 mod issue12;
+mod issue12a;
 mod legacy_block;
 mod legacy_force;
 mod legacy_status;

@@ -19,7 +19,8 @@ const HEADER: &str =
 const NO_DIR: &str = "Lock directory: Not found (unlocked)\n";
 
 /// The documented keys of `status --json`, in the order printed.
-const JSON_KEYS: [&str; 12] = [
+const JSON_KEYS: [&str; 14] = [
+    "schema",
     "environment",
     "locked",
     "verdict",
@@ -27,6 +28,7 @@ const JSON_KEYS: [&str; 12] = [
     "lock_dir_exists",
     "state_file",
     "state_file_exists",
+    "state_error",
     "holder",
     "holder_alive",
     "age_seconds",
@@ -122,6 +124,7 @@ fn assert_status(got: (Value, i64, i64), taken: Option<i64>, want: Value) {
 /// What every status object of a lock directory plus a legacy state file has.
 fn base(w: &World, verdict: &str, holder: Value, alive: Value, stale: bool) -> Value {
     json!({
+        "schema": 1,
         "environment": "staging",
         "locked": true,
         "verdict": verdict,
@@ -129,6 +132,7 @@ fn base(w: &World, verdict: &str, holder: Value, alive: Value, stale: bool) -> V
         "lock_dir_exists": true,
         "state_file": w.state_path().to_str().unwrap(),
         "state_file_exists": true,
+        "state_error": null,
         "holder": holder,
         "holder_alive": alive,
         "age_seconds": null,
@@ -156,6 +160,7 @@ fn status_json_free_is_the_whole_documented_object() {
     let out = w.deploy_lock(&["status", "staging", "--json"]).run();
     out.code(0).stderr("").stdout(&format!(
         r#"{{
+  "schema": 1,
   "environment": "staging",
   "locked": false,
   "verdict": "free",
@@ -163,6 +168,7 @@ fn status_json_free_is_the_whole_documented_object() {
   "lock_dir_exists": false,
   "state_file": "{}",
   "state_file_exists": false,
+  "state_error": null,
   "holder": null,
   "holder_alive": null,
   "age_seconds": null,
@@ -311,6 +317,7 @@ fn status_json_obstructed_by_a_file() {
     assert_eq!(
         v,
         json!({
+            "schema": 1,
             "environment": "staging",
             "locked": true,
             "verdict": "obstructed",
@@ -318,6 +325,7 @@ fn status_json_obstructed_by_a_file() {
             "lock_dir_exists": false,
             "state_file": w.state_path().to_str().unwrap(),
             "state_file_exists": false,
+            "state_error": null,
             "holder": null,
             "holder_alive": null,
             "age_seconds": null,
@@ -410,10 +418,10 @@ fn usage_errors_exit_2() {
         .code(2)
         .stdout("")
         .stderr(
-            "ERROR: invalid value 'bogus' for '<ENV>'\n  [possible values: development, staging, production]\n\nFor more information, try '--help'.\n",
+            "ERROR: invalid value 'bogus' for '[ENV]'\n  [possible values: development, staging, production]\n\nFor more information, try '--help'.\n",
         );
-    w.deploy_lock(&["status"]).run().code(2).stdout("").stderr(
-        "ERROR: the following required arguments were not provided:\n  <ENV>\n\nUsage: deploy-lock status <ENV>\n\nFor more information, try '--help'.\n",
+    w.deploy_lock(&["unlock"]).run().code(2).stdout("").stderr(
+        "ERROR: the following required arguments were not provided:\n  <ENV>\n\nUsage: deploy-lock unlock <ENV>\n\nFor more information, try '--help'.\n",
     );
     w.deploy_lock(&["bogus"]).run().code(2).stdout("").stderr(
         "ERROR: 'bogus' is neither an environment (development, staging, production) nor a command; see deploy-lock --help\n",
@@ -455,7 +463,7 @@ fn help_exits_0_on_stdout() {
     sub.code(0).stderr("");
     assert!(
         sub.stdout
-            .contains("Usage: deploy-lock status [OPTIONS] <ENV>"),
+            .contains("Usage: deploy-lock status [OPTIONS] [ENV]"),
         "{}",
         sub.stdout
     );
@@ -656,26 +664,30 @@ fn project_root_flag_and_variable_pick_the_state_file() {
             .to_str()
             .unwrap()
     );
-    // A root without a state file says so (and none is created).
+    // Issue 12: a root that is not a checkout (no deploy/) is refused, and
+    // nothing is created in it.
     let empty = w.tmp.path().join("empty");
     fs::create_dir(&empty).unwrap();
     w.deploy_lock(&["status", "staging"])
         .env("DEPLOY_LOCK_PROJECT_ROOT", &empty)
         .dir("/")
         .run()
-        .code(0)
-        .stdout(&format!(
-            "{HEADER}{NO_DIR}\nState file not found: {}\n\n{free}",
-            empty.join("deploy/config/deployment-state.json").display()
+        .code(2)
+        .stdout("")
+        .stderr(&format!(
+            "ERROR: DEPLOY_LOCK_PROJECT_ROOT {} has no deploy/ folder; name a checkout (the folder that holds deploy/), or leave it unset to use the checkout around the working directory\n",
+            empty.display()
         ));
-    assert!(!empty.join("deploy").exists());
+    assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
 }
 
+/// Issue 12: outside any checkout, status and wait work (the lock lives in
+/// the lock folder); run still needs the checkout and says so in one line.
 #[test]
-fn outside_any_checkout_is_one_clear_error() {
+fn outside_any_checkout_run_is_one_clear_error() {
     let w = World::new();
     let outside = fs::canonicalize(w.tmp.path()).unwrap();
-    w.deploy_lock(&["status", "staging"])
+    w.deploy_lock(&["run", "staging", "--", "true"])
         .dir(&outside)
         .run()
         .code(2)
@@ -691,6 +703,9 @@ fn outside_any_checkout_is_one_clear_error() {
         .code(0);
 }
 
+/// Issue 12: a corrupt state file does not hide the lock: status shows the
+/// lock directory and who holds it, then the error (65), with advice that
+/// works on a file that is not JSON; nothing is touched.
 #[test]
 fn corrupted_state_file_exits_65_and_is_never_touched() {
     let w = World::new();
@@ -701,23 +716,35 @@ fn corrupted_state_file_exits_65_and_is_never_touched() {
     let p = p.display();
     let err = format!(
         "ERROR: state file {p} is not valid JSON: expected ident (line 3, column 24)\n\
-         To recover (see \"State File Corrupted\" in the lock-management guide):\n  \
-         cp {p}{{,.backup}}\n  \
-         # repair the JSON at the position above, then reset the lock record:\n  \
-         jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}\n"
+         To recover, either:\n  \
+         repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}} +3 {p}\n  \
+         or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
     );
-    for args in [
-        &["status", "staging"][..],
-        &["status", "staging", "--json"],
-        &["unlock", "staging", "--yes"],
-        &["wait", "staging"],
+    let lock_part = format!(
+        "{HEADER}Lock directory exists: {l}\n{ls}\n\nHolder: unknown (no record says who holds it)\n\n",
+        l = lock.display(),
+        ls = real_ls_ld(&lock, "UTC")
+    );
+    for (args, stdout) in [
+        (&["status", "staging"][..], lock_part.as_str()),
+        (&["status", "staging", "--json"], ""),
+        (&["unlock", "staging", "--yes"], ""),
+        (&["wait", "staging"], ""),
     ] {
-        w.deploy_lock(args)
-            .stdin(b"yes\n")
-            .run()
-            .code(65)
-            .stdout("")
-            .stderr(&err);
+        let out = w.deploy_lock(args).stdin(b"yes\n").run();
+        out.code(65).stderr(&err);
+        if args.contains(&"--json") {
+            let v: Value = serde_json::from_str(&out.stdout).unwrap();
+            assert_eq!(v["verdict"], "stale");
+            assert_eq!(v["lock_dir_exists"], true);
+            assert_eq!(v["state_file_exists"], false);
+            assert_eq!(
+                v["state_error"],
+                format!("state file {p} is not valid JSON: expected ident (line 3, column 24)")
+            );
+        } else {
+            out.stdout(stdout);
+        }
         assert_eq!(
             fs::read(w.state_path()).unwrap(),
             broken.as_bytes(),

@@ -122,6 +122,7 @@ fn soak(secs: f64) {
             }
             args.extend(["staging", "--", "sh", "-c", &cs]);
             let out = w.deploy_lock(&args).run();
+            out.any_code().any_stderr();
             match out.code {
                 Some(0) => bump(&c.wait_runs),
                 _ => fail(format!("run --wait: {out:?}")),
@@ -133,6 +134,7 @@ fn soak(secs: f64) {
         let (c, fail) = (counts.clone(), fail.clone());
         workers.push(Box::new(move |w: &World| {
             let out = w.deploy_lock(&["status", "staging", "--json"]).run();
+            out.any_code().any_stderr();
             let v: Option<Value> = serde_json::from_str(&out.stdout).ok();
             match (&out.code, v) {
                 (Some(0), Some(v))
@@ -148,6 +150,7 @@ fn soak(secs: f64) {
                 _ => fail(format!("status --json: {out:?}")),
             }
             let out = w.unlock_sh(&["staging"]).run();
+            out.any_code().any_stderr();
             if out.code == Some(0)
                 && out.stdout.starts_with("Deployment Lock Status: staging\n")
                 && out.stdout.contains("\nState file info:\n  Locked: ")

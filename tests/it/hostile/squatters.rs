@@ -153,15 +153,23 @@ fn a_squatted_guard_file_is_a_clear_error_not_a_hang() {
         "ERROR: {g}: not a regular file but a FIFO; check what it is (ls -la {g}) and remove it\n",
         g = guard.display()
     );
-    for args in [
-        &["run", "staging", "--", "true"][..],
-        &["unlock", "staging", "--yes"],
-    ] {
-        let out = finish_within(w.deploy_lock(args).spawn(), Duration::from_secs(20));
-        out.code(74);
-        assert!(out.stderr.ends_with(&fifo_err), "{}", out.stderr);
-        assert!(!w.lock_path("staging").exists());
-    }
+    let out = finish_within(
+        w.deploy_lock(&["run", "staging", "--", "true"]).spawn(),
+        Duration::from_secs(20),
+    );
+    out.code(74);
+    assert!(out.stderr.ends_with(&fifo_err), "{}", out.stderr);
+    assert!(!w.lock_path("staging").exists());
+    // unlock needs the guard only when there is something to unlock (issue 12).
+    let lock = w.legacy_lock("staging", now() - 60);
+    let out = finish_within(
+        w.deploy_lock(&["unlock", "staging", "--yes"]).spawn(),
+        Duration::from_secs(20),
+    );
+    out.code(74);
+    assert!(out.stderr.ends_with(&fifo_err), "{}", out.stderr);
+    assert!(lock.join("locked_at").exists());
+    fs::remove_dir_all(&lock).unwrap();
     fs::remove_file(&guard).unwrap();
     std::os::unix::fs::symlink(w.tmp.path().join("elsewhere"), &guard).unwrap();
     w.deploy_lock(&["run", "staging", "--", "true"])
