@@ -2,6 +2,9 @@
 
 mod completions;
 mod docs;
+mod etcd_failures;
+mod etcd_lock;
+mod etcd_support;
 mod faults;
 mod harness;
 mod hostile;

@@ -1,0 +1,227 @@
+//! A real etcd on loopback for the etcd tests: one per test run, started on
+//! first use on free ports with a throwaway data folder and short raft
+//! timers, killed at exit. Each test gets its own key prefix. Without etcd,
+//! a visible SKIP line (a failure under CI=true).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use deploy_lock::etcd::{Client, ClientConfig, EtcdStore};
+
+pub const ETCD: &str = "/usr/bin/etcd";
+
+/// Returns from the test (with a SKIP line) when etcd cannot run here.
+macro_rules! need_etcd {
+    ($test:expr) => {
+        match crate::etcd_support::shared($test) {
+            Some(e) => e,
+            None => return,
+        }
+    };
+}
+pub(crate) use need_etcd;
+
+/// One running etcd.
+pub struct Etcd {
+    pub endpoint: String,
+    dir: PathBuf,
+    pid: i32,
+    /// Killed and removed on drop (the shared one is cleaned up at exit).
+    owned: bool,
+}
+
+impl Etcd {
+    /// A client of its own: one "machine".
+    pub fn client(&self) -> Client {
+        Client::connect(&ClientConfig::new(vec![self.endpoint.clone()])).unwrap()
+    }
+
+    /// Two stores, as two machines, on one prefix.
+    pub fn two_machines(&self, test: &str, ttl: Duration) -> (EtcdStore, EtcdStore) {
+        let p = prefix(test);
+        (
+            EtcdStore::new(self.client(), &p, ttl),
+            EtcdStore::new(self.client(), &p, ttl),
+        )
+    }
+
+    pub fn stop(&self) {
+        stop(self.pid, &self.dir);
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if self.owned {
+            stop(self.pid, &self.dir);
+        }
+    }
+}
+
+/// `/it/TEST/N-PID`: unique per test and per run.
+pub fn prefix(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "/it/{test}/{}-{}",
+        N.fetch_add(1, Ordering::Relaxed),
+        std::process::id()
+    )
+}
+
+fn stop(pid: i32, dir: &Path) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Why etcd cannot run here, if it cannot.
+pub fn missing() -> Option<String> {
+    (!Path::new(ETCD).exists())
+        .then(|| format!("{ETCD} is not installed (apt-get install etcd-server)"))
+}
+
+/// A visible line (libtest captures print!, not direct writes to stderr);
+/// under CI a failure instead, since .ci/run installs what the tests need.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+        "{test}: {why}, and CI must not skip it (.ci/run installs it)"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {why}");
+}
+
+static SHARED: OnceLock<Option<Etcd>> = OnceLock::new();
+
+extern "C" fn stop_shared() {
+    if let Some(Some(e)) = SHARED.get() {
+        stop(e.pid, &e.dir);
+    }
+}
+
+/// The etcd the tests share; None, with a SKIP line, when it cannot run.
+pub fn shared(test: &str) -> Option<&'static Etcd> {
+    if let Some(why) = missing() {
+        skip(test, &why);
+        return None;
+    }
+    let e = SHARED.get_or_init(|| {
+        // Spawned from a thread that never ends, so PR_SET_PDEATHSIG (which
+        // follows the spawning thread) fires only when the test process
+        // dies; a normal exit stops it through atexit.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let started = std::panic::catch_unwind(start_process);
+            let ok = started.is_ok();
+            let _ = tx.send(started.map(|(e, child)| {
+                std::mem::forget(child);
+                e
+            }));
+            if ok {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+        let mut e = match rx.recv().unwrap() {
+            Ok(e) => e,
+            Err(_) => panic!("etcd fixture did not start (see the panic above)"),
+        };
+        e.owned = false;
+        unsafe {
+            nix::libc::atexit(stop_shared);
+        }
+        Some(e)
+    });
+    e.as_ref()
+}
+
+/// An etcd of the test's own (to stop, or to enable auth on), killed when
+/// dropped. None, with a SKIP line, when etcd cannot run.
+pub fn own(test: &str) -> Option<Etcd> {
+    if let Some(why) = missing() {
+        skip(test, &why);
+        return None;
+    }
+    let (e, child) = start_process();
+    std::mem::forget(child);
+    Some(e)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_process() -> (Etcd, Child) {
+    let dir = tempfile::Builder::new()
+        .prefix("deploy-lock-etcd.")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let log = dir.join("etcd.log");
+    for _attempt in 0..5 {
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut cmd = Command::new(ETCD);
+        cmd.arg("--name=it")
+            .arg(format!("--data-dir={}", dir.join("data").display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=it={peer_url}"))
+            .args([
+                "--heartbeat-interval=10",
+                "--election-timeout=100",
+                "--log-level=warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut cfg = ClientConfig::new(vec![endpoint.clone()]);
+            cfg.connect_budget = Duration::from_millis(500);
+            if Client::connect(&cfg).is_ok() {
+                let e = Etcd {
+                    endpoint,
+                    dir: dir.clone(),
+                    pid: child.id() as i32,
+                    owned: true,
+                };
+                return (e, child);
+            }
+            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("address already in use") {
+                    let _ = fs::remove_dir_all(dir.join("data"));
+                    break;
+                }
+                panic!("etcd did not start:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("etcd found no free ports in 5 attempts");
+}
