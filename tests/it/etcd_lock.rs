@@ -298,3 +298,37 @@ fn a_waiting_acquisition_gets_the_lock_when_it_is_released() {
         WaitOutcome::TimedOut { .. } => panic!("timed out"),
     }
 }
+
+#[test]
+fn etcd_stopped_under_a_holder_is_a_loss_within_the_ttl() {
+    let Some(etcd) =
+        crate::etcd_support::own("etcd_lock::etcd_stopped_under_a_holder_is_a_loss_within_the_ttl")
+    else {
+        return;
+    };
+    let store = EtcdStore::new(
+        etcd.client(),
+        &crate::etcd_support::prefix("stopped"),
+        SHORT_TTL,
+    );
+    let lock = acquire(&store, "alice");
+    // Renewals keep it for longer than the TTL while etcd runs.
+    assert_eq!(
+        lock.loss()
+            .wait_timeout(SHORT_TTL + Duration::from_millis(500)),
+        None
+    );
+    let stopped = Instant::now();
+    etcd.stop();
+    let cause = lock
+        .loss()
+        .wait_timeout(SHORT_TTL + Duration::from_secs(1))
+        .expect("the loss is reported");
+    let after = stopped.elapsed();
+    eprintln!("etcd: loss reported {after:?} after etcd stopped ({cause})");
+    assert!(
+        matches!(cause, LossCause::NoKeepaliveAck { .. }),
+        "{cause:?}"
+    );
+    assert!(after <= SHORT_TTL + Duration::from_millis(300), "{after:?}");
+}

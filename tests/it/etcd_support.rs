@@ -30,7 +30,9 @@ pub(crate) use need_etcd;
 /// One running etcd.
 pub struct Etcd {
     pub endpoint: String,
-    dir: PathBuf,
+    /// The CA that signed its certificate, when it speaks https.
+    pub ca_file: Option<PathBuf>,
+    pub dir: PathBuf,
     pid: i32,
     /// Killed and removed on drop (the shared one is cleaned up at exit).
     owned: bool,
@@ -39,7 +41,13 @@ pub struct Etcd {
 impl Etcd {
     /// A client of its own: one "machine".
     pub fn client(&self) -> Client {
-        Client::connect(&ClientConfig::new(vec![self.endpoint.clone()])).unwrap()
+        Client::connect(&self.config()).unwrap()
+    }
+
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new(vec![self.endpoint.clone()]);
+        c.ca_file = self.ca_file.clone();
+        c
     }
 
     /// Two stores, as two machines, on one prefix.
@@ -118,7 +126,7 @@ pub fn shared(test: &str) -> Option<&'static Etcd> {
         // dies; a normal exit stops it through atexit.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let started = std::panic::catch_unwind(start_process);
+            let started = std::panic::catch_unwind(|| start_process(false));
             let ok = started.is_ok();
             let _ = tx.send(started.map(|(e, child)| {
                 std::mem::forget(child);
@@ -150,9 +158,124 @@ pub fn own(test: &str) -> Option<Etcd> {
         skip(test, &why);
         return None;
     }
-    let (e, child) = start_process();
+    let (e, child) = start_process(false);
     std::mem::forget(child);
     Some(e)
+}
+
+/// An etcd of the test's own on https, its certificate signed by a CA of
+/// its own (`ca_file`). None, with a SKIP line, without etcd or openssl.
+pub fn own_tls(test: &str) -> Option<Etcd> {
+    if let Some(why) = missing() {
+        skip(test, &why);
+        return None;
+    }
+    if !Path::new("/usr/bin/openssl").exists() {
+        skip(test, "openssl is not installed (apt-get install openssl)");
+        return None;
+    }
+    let (e, child) = start_process(true);
+    std::mem::forget(child);
+    Some(e)
+}
+
+/// `etcdctl ARGS` against `e`; panics on failure. None (with a SKIP line)
+/// without etcdctl.
+pub fn etcdctl(test: &str, e: &Etcd, args: &[&str]) -> Option<String> {
+    if !Path::new("/usr/bin/etcdctl").exists() {
+        skip(
+            test,
+            "/usr/bin/etcdctl is not installed (apt-get install etcd-client)",
+        );
+        return None;
+    }
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", e.endpoint))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl.
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=deploy-lock-it CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
 }
 
 pub fn free_port() -> u16 {
@@ -163,16 +286,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn start_process() -> (Etcd, Child) {
+fn start_process(tls: bool) -> (Etcd, Child) {
     let dir = tempfile::Builder::new()
         .prefix("deploy-lock-etcd.")
         .tempdir()
         .unwrap()
         .keep();
     let log = dir.join("etcd.log");
+    let certs = tls.then(|| make_certs(&dir));
     for _attempt in 0..5 {
         let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
+        let scheme = if tls { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let mut cmd = Command::new(ETCD);
         cmd.arg("--name=it")
@@ -190,6 +315,10 @@ fn start_process() -> (Etcd, Child) {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());
+        if let Some((_, cert, key)) = &certs {
+            cmd.arg(format!("--cert-file={}", cert.display()))
+                .arg(format!("--key-file={}", key.display()));
+        }
         unsafe {
             cmd.pre_exec(|| {
                 nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
@@ -201,9 +330,11 @@ fn start_process() -> (Etcd, Child) {
         loop {
             let mut cfg = ClientConfig::new(vec![endpoint.clone()]);
             cfg.connect_budget = Duration::from_millis(500);
+            cfg.ca_file = certs.as_ref().map(|c| c.0.clone());
             if Client::connect(&cfg).is_ok() {
                 let e = Etcd {
                     endpoint,
+                    ca_file: cfg.ca_file,
                     dir: dir.clone(),
                     pid: child.id() as i32,
                     owned: true,

@@ -2,6 +2,7 @@
 
 mod completions;
 mod docs;
+mod etcd_access;
 mod etcd_failures;
 mod etcd_lock;
 mod etcd_support;
