@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::client::{Client, Compare, KeyValue, Op};
+use super::client::{Client, ClientConfig, Compare, KeyValue, Op};
 use super::error::EtcdError;
 use super::keeper::{Keeper, KeeperSpec, LossCause, LossSignal};
+use super::settings::EtcdSettings;
 use crate::environment::Environment;
 
 /// The key's create revision: grows with every new holder, so a system
@@ -156,6 +157,12 @@ impl EtcdStore {
         }
     }
 
+    /// Connects as the settings say (endpoints in order, CA, login).
+    pub fn open(settings: &EtcdSettings) -> Result<EtcdStore, EtcdError> {
+        let client = Client::connect(&ClientConfig::from_settings(settings))?;
+        Ok(EtcdStore::new(client, &settings.prefix, settings.ttl))
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -235,11 +242,16 @@ impl EtcdStore {
                 return Err(e);
             }
         };
-        if !txn.succeeded {
-            let _ = self.client.lease_revoke(lease, self.client.call_timeout());
-            return Ok(Acquire::Busy(self.inspection(env, txn.revision, txn.kv)?));
-        }
-        let token = txn.revision;
+        let token = match txn.kv {
+            _ if txn.succeeded => txn.revision,
+            // Our own put, landed by an attempt that failed over to the
+            // next endpoint before its answer came back: ours all the same.
+            Some(kv) if kv.lease == lease => kv.create_revision,
+            kv => {
+                let _ = self.client.lease_revoke(lease, self.client.call_timeout());
+                return Ok(Acquire::Busy(self.inspection(env, txn.revision, kv)?));
+            }
+        };
         let signal = LossSignal::new().map_err(|e| EtcdError::Protocol {
             endpoint: self.client.endpoint().to_string(),
             detail: format!("cannot make the loss pipe: {e}"),

@@ -241,11 +241,7 @@ fn the_checkout_file_chooses_the_backend() {
         panic!("{backend:?}")
     };
     assert_eq!(s.ttl, Duration::from_secs(10));
-    let store = EtcdStore::new(
-        Client::connect(&ClientConfig::from_settings(&s)).unwrap(),
-        &s.prefix,
-        s.ttl,
-    );
+    let store = EtcdStore::open(&s).unwrap();
     assert_eq!(
         store.key(Environment::Staging),
         format!("{prefix}/v1/env/staging/lock")

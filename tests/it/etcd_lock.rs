@@ -330,5 +330,44 @@ fn etcd_stopped_under_a_holder_is_a_loss_within_the_ttl() {
         matches!(cause, LossCause::NoKeepaliveAck { .. }),
         "{cause:?}"
     );
-    assert!(after <= SHORT_TTL + Duration::from_millis(300), "{after:?}");
+    // Reported at the last renewal + TTL (before the stop), plus one 200 ms
+    // retry tick and scheduling slack on a shared machine.
+    assert!(after <= SHORT_TTL + Duration::from_millis(800), "{after:?}");
+}
+
+/// Library-level figures for the report and the bench (no assertion on
+/// speed beyond a generous bound: the machine is shared).
+#[test]
+fn figures_connect_inspect_acquire_release() {
+    let etcd = need_etcd!("etcd_lock::figures_connect_inspect_acquire_release");
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (mut connect, mut inspect, mut take, mut release) = (vec![], vec![], vec![], vec![]);
+    let (a, _) = etcd.two_machines("figures", LONG_TTL);
+    for _ in 0..20 {
+        let t = Instant::now();
+        let _ = etcd.client();
+        connect.push(t.elapsed());
+        let t = Instant::now();
+        a.inspect(ENV).unwrap();
+        inspect.push(t.elapsed());
+        let t = Instant::now();
+        let lock = acquire(&a, "alice");
+        take.push(t.elapsed());
+        let t = Instant::now();
+        assert_eq!(lock.release().unwrap(), Release::Released);
+        release.push(t.elapsed());
+    }
+    let (c, i, t, r) = (
+        median(connect),
+        median(inspect),
+        median(take),
+        median(release),
+    );
+    eprintln!(
+        "etcd: medians of 20: connect {c:?}, inspect {i:?}, try_acquire {t:?}, release {r:?}"
+    );
+    assert!(t + r < Duration::from_millis(500), "{t:?} + {r:?}");
 }
