@@ -4,6 +4,23 @@
 //! `settings` decides whether etcd is used and how to reach it, `client`
 //! speaks etcd's JSON gateway, `lock` is the lock model and `keeper` keeps a
 //! held lock's lease alive and reports its loss. Nothing here prints.
+//!
+//! Caveats first (etcd issues #11456, #11490, #10811, #9395):
+//! - A lease lock excludes holders only as long as each holder learns of its
+//!   loss before acting again. A holder that is paused (SIGSTOP, a suspended
+//!   VM) past its TTL has lost the lock without running a single instruction;
+//!   the keeper reports that the moment it runs again (it judges the time
+//!   since the last acknowledged renewal before trusting anything), but a
+//!   command that was mid-step when the pause began finishes that step.
+//!   Only the fencing token closes that gap: a system that remembers the
+//!   highest token it has seen can refuse a stale holder's writes, and
+//!   `EtcdStore::check(token)` lets a script ask just before an
+//!   irreversible step.
+//! - Renewal is judged conservatively: the lease is taken to end one TTL after
+//!   the last renewal was *sent*, so the holder gives up no later than etcd
+//!   does. Leader changes can extend a lease (#9395), never shorten it.
+//! - The client honours `HTTP(S)_PROXY`/`NO_PROXY` like etcdctl does; an etcd
+//!   on a private network belongs in `NO_PROXY`.
 
 pub mod client;
 pub mod error;
