@@ -147,7 +147,7 @@ fn a_paused_holder_loses_the_lock_within_its_ttl_and_is_told() {
     lock.stop_keepalive();
     let cause = lock
         .loss()
-        .wait_timeout(SHORT_TTL + Duration::from_millis(1500))
+        .wait_timeout(SHORT_TTL + Duration::from_millis(2500))
         .expect("the loss is reported");
     let after = stopped.elapsed();
     eprintln!("etcd: a paused holder's loss reported after {after:?} ({cause})");

@@ -5,6 +5,7 @@ mod docs;
 mod etcd_access;
 mod etcd_failures;
 mod etcd_lock;
+mod etcd_process;
 mod etcd_support;
 mod faults;
 mod harness;
