@@ -354,12 +354,8 @@ impl Client {
     }
 
     /// The key, with the store's revision at the read.
-    pub fn get(&self, key: &[u8]) -> Result<Read, EtcdError> {
-        let v = self.call(
-            "/v3/kv/range",
-            &json!({"key": b64(key)}),
-            self.inner.call_timeout,
-        )?;
+    pub fn get(&self, key: &[u8], timeout: Duration) -> Result<Read, EtcdError> {
+        let v = self.call("/v3/kv/range", &json!({"key": b64(key)}), timeout)?;
         Ok(Read {
             revision: header_revision(&v),
             kv: first_kv(self.endpoint(), &v)?,
@@ -413,11 +409,11 @@ impl Client {
     }
 
     /// A new lease of `ttl` seconds; its id.
-    pub fn lease_grant(&self, ttl: Duration) -> Result<i64, EtcdError> {
+    pub fn lease_grant(&self, ttl: Duration, timeout: Duration) -> Result<i64, EtcdError> {
         let v = self.call(
             "/v3/lease/grant",
             &json!({"TTL": ttl.as_secs().to_string()}),
-            self.inner.call_timeout,
+            timeout,
         )?;
         let id = num(v.get("ID"));
         if id == 0 {
@@ -445,11 +441,11 @@ impl Client {
     }
 
     /// Seconds left on the lease, None when it is gone.
-    pub fn lease_time_to_live(&self, id: i64) -> Result<Option<i64>, EtcdError> {
+    pub fn lease_time_to_live(&self, id: i64, timeout: Duration) -> Result<Option<i64>, EtcdError> {
         let v = self.call(
             "/v3/lease/timetolive",
             &json!({"ID": id.to_string()}),
-            self.inner.call_timeout,
+            timeout,
         )?;
         Ok(Some(num(v.get("TTL"))).filter(|t| *t >= 0))
     }

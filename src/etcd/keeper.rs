@@ -306,7 +306,7 @@ fn watch_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
                 Ok(WatchNext::TimedOut) | Err(_) => break,
                 Ok(WatchNext::Cancelled { .. }) => {
                     // Compacted past `from`: look at the key itself instead.
-                    match spec.client.get(&spec.key) {
+                    match spec.client.get(&spec.key, spec.client.call_timeout()) {
                         Ok(r) => match r.kv {
                             _ if state.stopped() => return,
                             None => {

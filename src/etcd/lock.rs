@@ -12,6 +12,38 @@ use super::keeper::{Keeper, KeeperSpec, LossCause, LossSignal};
 use super::settings::EtcdSettings;
 use crate::environment::Environment;
 
+/// The most one store operation takes when etcd stops answering midway
+/// (connecting has its own budget, [`super::client::CONNECT_BUDGET`]).
+pub const OP_BUDGET: Duration = Duration::from_secs(5);
+
+/// What is left of an operation's time, handed to each call in turn.
+#[derive(Clone, Copy)]
+struct Budget {
+    deadline: Instant,
+    per_call: Duration,
+}
+
+impl Budget {
+    fn new(client: &Client, deadline: Instant) -> Budget {
+        Budget {
+            deadline,
+            per_call: client.call_timeout(),
+        }
+    }
+
+    /// For the next call: the call timeout, or what is left if less.
+    fn left(self) -> Duration {
+        self.deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.per_call)
+    }
+
+    /// For cleaning up after a failure: a little time even when none is left.
+    fn cleanup(self) -> Duration {
+        self.left().max(Duration::from_millis(200))
+    }
+}
+
 /// The key's create revision: grows with every new holder, so a system
 /// that remembers the highest token it has seen can refuse a stale holder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -176,9 +208,14 @@ impl EtcdStore {
         format!("{}/v1/env/{}/lock", self.prefix, env.as_str())
     }
 
+    fn budget(&self) -> Budget {
+        Budget::new(&self.client, Instant::now() + OP_BUDGET)
+    }
+
     pub fn inspect(&self, env: Environment) -> Result<EtcdInspection, EtcdError> {
-        let read = self.client.get(self.key(env).as_bytes())?;
-        self.inspection(env, read.revision, read.kv)
+        let budget = self.budget();
+        let read = self.client.get(self.key(env).as_bytes(), budget.left())?;
+        self.inspection(env, read.revision, read.kv, budget)
     }
 
     fn inspection(
@@ -186,6 +223,7 @@ impl EtcdStore {
         env: Environment,
         revision: i64,
         kv: Option<KeyValue>,
+        budget: Budget,
     ) -> Result<EtcdInspection, EtcdError> {
         let held = match kv {
             None => None,
@@ -194,7 +232,7 @@ impl EtcdStore {
                     None
                 } else {
                     self.client
-                        .lease_time_to_live(kv.lease)?
+                        .lease_time_to_live(kv.lease, budget.left())?
                         .map(|s| Duration::from_secs(s as u64))
                 };
                 Some(Held {
@@ -217,9 +255,18 @@ impl EtcdStore {
     /// Takes the lock if nobody holds it, in one txn: create the key only if
     /// it does not exist, attached to a new lease of ours.
     pub fn try_acquire(&self, env: Environment, who: &HolderInfo) -> Result<Acquire, EtcdError> {
+        self.try_acquire_within(env, who, self.budget())
+    }
+
+    fn try_acquire_within(
+        &self,
+        env: Environment,
+        who: &HolderInfo,
+        budget: Budget,
+    ) -> Result<Acquire, EtcdError> {
         let key = self.key(env);
         let granted_at = Instant::now();
-        let lease = self.client.lease_grant(self.ttl)?;
+        let lease = self.client.lease_grant(self.ttl, budget.left())?;
         let record = HolderRecord {
             environment: env.as_str().to_string(),
             holder: who.clone(),
@@ -232,13 +279,13 @@ impl EtcdStore {
             &[Compare::CreateRevision(0)],
             &[Op::Put { value, lease }],
             &[Op::Get],
-            self.client.call_timeout(),
+            budget.left(),
         );
         let txn = match txn {
             Ok(t) => t,
             Err(e) => {
                 // The put may have landed: revoking the lease undoes it.
-                let _ = self.client.lease_revoke(lease, self.client.call_timeout());
+                let _ = self.client.lease_revoke(lease, budget.cleanup());
                 return Err(e);
             }
         };
@@ -248,8 +295,13 @@ impl EtcdStore {
             // next endpoint before its answer came back: ours all the same.
             Some(kv) if kv.lease == lease => kv.create_revision,
             kv => {
-                let _ = self.client.lease_revoke(lease, self.client.call_timeout());
-                return Ok(Acquire::Busy(self.inspection(env, txn.revision, kv)?));
+                let _ = self.client.lease_revoke(lease, budget.cleanup());
+                return Ok(Acquire::Busy(self.inspection(
+                    env,
+                    txn.revision,
+                    kv,
+                    budget,
+                )?));
             }
         };
         let signal = LossSignal::new().map_err(|e| EtcdError::Protocol {
@@ -332,7 +384,10 @@ impl EtcdStore {
         let mut last_error: Option<EtcdError>;
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.try_acquire(env, who) {
+            // Each try within the operation budget, and not far past the wait.
+            let now = Instant::now();
+            let until = (now + OP_BUDGET).min(deadline.max(now + Duration::from_millis(500)));
+            match self.try_acquire_within(env, who, Budget::new(&self.client, until)) {
                 Ok(Acquire::Acquired(lock)) => return Ok(WaitOutcome::Acquired(lock)),
                 Ok(Acquire::Busy(insp)) => {
                     last_error = None;
@@ -378,12 +433,13 @@ impl EtcdStore {
         lease: LeaseId,
     ) -> Result<ForceUnlock, EtcdError> {
         let key = self.key(env);
+        let budget = self.budget();
         let txn = self.client.txn(
             key.as_bytes(),
             &[Compare::CreateRevision(token.0), Compare::Lease(lease.0)],
             &[Op::Delete],
             &[Op::Get],
-            self.client.call_timeout(),
+            budget.left(),
         )?;
         if !txn.succeeded {
             return Ok(ForceUnlock::ChangedHands {
@@ -391,14 +447,15 @@ impl EtcdStore {
             });
         }
         // The holder's keepalive then finds its lease gone as well.
-        self.client
-            .lease_revoke(lease.0, self.client.call_timeout())?;
+        self.client.lease_revoke(lease.0, budget.cleanup())?;
         Ok(ForceUnlock::Unlocked)
     }
 
     /// True only while `token` holds the lock.
     pub fn check(&self, env: Environment, token: FencingToken) -> Result<bool, EtcdError> {
-        let read = self.client.get(self.key(env).as_bytes())?;
+        let read = self
+            .client
+            .get(self.key(env).as_bytes(), self.budget().left())?;
         Ok(read.kv.is_some_and(|kv| kv.create_revision == token.0))
     }
 }
@@ -471,6 +528,7 @@ impl EtcdLock {
             return Ok(Release::NotOurs { now: None });
         };
         keeper.shut_down();
+        let budget = Budget::new(&self.client, Instant::now() + OP_BUDGET);
         let txn = self.client.txn(
             self.key.as_bytes(),
             &[
@@ -479,12 +537,10 @@ impl EtcdLock {
             ],
             &[Op::Delete],
             &[Op::Get],
-            self.client.call_timeout(),
+            budget.left(),
         );
         // Revoked either way: a lease nobody renews only delays the next holder.
-        let _ = self
-            .client
-            .lease_revoke(self.lease.0, self.client.call_timeout());
+        let _ = self.client.lease_revoke(self.lease.0, budget.cleanup());
         let txn = txn?;
         Ok(if txn.succeeded {
             Release::Released

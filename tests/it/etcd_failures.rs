@@ -280,3 +280,64 @@ fn the_checkout_file_chooses_the_backend() {
         "{e}"
     );
 }
+
+#[test]
+fn an_etcd_that_stops_answering_midway_bounds_every_operation() {
+    let test = "etcd_failures::an_etcd_that_stops_answering_midway_bounds_every_operation";
+    let Some(etcd) = etcd_support::own(test) else {
+        return;
+    };
+    let store = EtcdStore::new(
+        etcd.client(),
+        &etcd_support::prefix("silent"),
+        Duration::from_secs(2),
+    );
+    let env = Environment::Staging;
+    let me = HolderInfo::this_process("a@it", None).unwrap();
+    let Acquire::Acquired(held) = store.try_acquire(env, &me).unwrap() else {
+        panic!("busy")
+    };
+    let shown = store.inspect(env).unwrap().held.unwrap();
+    // Stopped, it still accepts connections (the kernel does) but never answers.
+    let pid = nix::unistd::Pid::from_raw(etcd.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    type Op = Box<dyn FnOnce(EtcdStore) -> Option<EtcdError> + Send>;
+    let ops: Vec<(&str, Op)> = vec![
+        ("inspect", Box::new(move |s| s.inspect(env).err())),
+        (
+            "try_acquire",
+            Box::new(move |s| s.try_acquire(env, &me).err()),
+        ),
+        ("check", Box::new(move |s| s.check(env, shown.token).err())),
+        (
+            "force_unlock",
+            Box::new(move |s| s.force_unlock(env, shown.token, shown.lease).err()),
+        ),
+    ];
+    let threads: Vec<_> = ops
+        .into_iter()
+        .map(|(name, op)| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                (name, op(s), t.elapsed())
+            })
+        })
+        .collect();
+    let lost = held.loss().wait_timeout(Duration::from_secs(4));
+    for t in threads {
+        let (name, err, took) = t.join().unwrap();
+        let e = err.unwrap_or_else(|| panic!("{name} succeeded against a stopped etcd"));
+        assert_eq!(e.endpoint(), Some(etcd.endpoint.as_str()), "{name}: {e}");
+        assert!(took < Duration::from_secs(5), "{name} took {took:?}");
+    }
+    assert!(
+        matches!(
+            lost,
+            Some(deploy_lock::etcd::LossCause::NoKeepaliveAck { .. })
+        ),
+        "{lost:?}"
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    std::mem::forget(held);
+}

@@ -59,6 +59,10 @@ impl Etcd {
         )
     }
 
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     pub fn stop(&self) {
         stop(self.pid, &self.dir);
     }
