@@ -4,13 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use super::client::{Client, ClientConfig, Compare, KeyValue, Op};
+use super::client::{Client, ClientConfig, Compare, EventKind, KeyValue, Op, WatchNext};
 use super::error::EtcdError;
 use super::keeper::{Keeper, KeeperSpec, LossCause, LossSignal};
+use super::record::{
+    Acquire, Change, EtcdInspection, EtcdRecord, FencingToken, ForceUnlock, Held, LeaseId, Release,
+    WaitOutcome, WaitProgress,
+};
 use super::settings::EtcdSettings;
 use crate::environment::Environment;
+use crate::liveness::ProcessIdentity;
+use crate::status::OwnerRecord;
 
 /// The most one store operation takes when etcd stops answering midway
 /// (connecting has its own budget, [`super::client::CONNECT_BUDGET`]).
@@ -42,133 +46,6 @@ impl Budget {
     fn cleanup(self) -> Duration {
         self.left().max(Duration::from_millis(200))
     }
-}
-
-/// The key's create revision: grows with every new holder, so a system
-/// that remembers the highest token it has seen can refuse a stale holder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FencingToken(pub i64);
-
-/// An etcd lease id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LeaseId(pub i64);
-
-impl std::fmt::Display for FencingToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::fmt::Display for LeaseId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // etcdctl shows lease ids in hex.
-        write!(f, "{:x}", self.0)
-    }
-}
-
-/// Who takes the lock: the fields of `status --json`'s `holder`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HolderInfo {
-    pub lock_id: String,
-    pub deployment_id: String,
-    pub locked_by: String,
-    pub locked_at: String,
-    pub hostname: String,
-    /// The process the status shows (the deploy command once started).
-    pub pid: i32,
-    /// The deploy-lock process holding the lock for it.
-    pub holder_pid: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process_name: Option<String>,
-}
-
-/// The key's value: the holder, its environment, and its lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HolderRecord {
-    pub environment: String,
-    #[serde(flatten)]
-    pub holder: HolderInfo,
-    /// Decimal, as etcd's gateway writes 64-bit numbers (jq reads doubles).
-    pub lease_id: String,
-    pub ttl_seconds: u64,
-}
-
-/// The lock as one read found it held.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Held {
-    /// None when the value is not a record deploy-lock wrote.
-    pub record: Option<HolderRecord>,
-    pub token: FencingToken,
-    pub lease: LeaseId,
-    /// Left on the lease; None when it ran out between the two reads.
-    pub ttl_remaining: Option<Duration>,
-    pub mod_revision: i64,
-}
-
-/// One look at an environment's lock on etcd.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EtcdInspection {
-    pub environment: Environment,
-    pub key: String,
-    /// The store's revision at the read: a wait watches from the next one.
-    pub revision: i64,
-    pub held: Option<Held>,
-}
-
-/// What [`EtcdStore::try_acquire`] found.
-pub enum Acquire {
-    Acquired(EtcdLock),
-    Busy(EtcdInspection),
-}
-
-/// What a wait for a change of the lock saw.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// The key was deleted (released, unlocked, or its lease expired).
-    Released {
-        revision: i64,
-    },
-    /// The key was written: a new holder.
-    Changed {
-        revision: i64,
-    },
-    TimedOut,
-}
-
-/// Where a waiting acquisition stands, for progress lines.
-#[derive(Debug)]
-pub struct WaitProgress<'a> {
-    pub waited: Duration,
-    /// The holder we wait for, as last read.
-    pub last_seen: Option<&'a EtcdInspection>,
-    /// Set while etcd cannot be reached; the wait goes on regardless.
-    pub error: Option<&'a EtcdError>,
-}
-
-pub enum WaitOutcome {
-    Acquired(EtcdLock),
-    TimedOut {
-        last_seen: Option<EtcdInspection>,
-        /// The last failure to reach etcd, if the wait ended in one.
-        last_error: Option<EtcdError>,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Release {
-    Released,
-    /// The lock was no longer ours: free, or another holder's (left alone).
-    NotOurs {
-        now: Option<FencingToken>,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ForceUnlock {
-    /// The shown holder's key was deleted and its lease revoked.
-    Unlocked,
-    /// The lock is no longer the one shown: nothing was done.
-    ChangedHands { now: Option<FencingToken> },
 }
 
 /// The etcd lock store: a client, a key prefix and a lease TTL.
@@ -254,22 +131,27 @@ impl EtcdStore {
 
     /// Takes the lock if nobody holds it, in one txn: create the key only if
     /// it does not exist, attached to a new lease of ours.
-    pub fn try_acquire(&self, env: Environment, who: &HolderInfo) -> Result<Acquire, EtcdError> {
-        self.try_acquire_within(env, who, self.budget())
+    /// `owner` is who takes it (see [`super::record::this_process`]); its
+    /// `environment` is set to `env`.
+    pub fn try_acquire(&self, env: Environment, owner: &OwnerRecord) -> Result<Acquire, EtcdError> {
+        self.try_acquire_within(env, owner, self.budget())
     }
 
     fn try_acquire_within(
         &self,
         env: Environment,
-        who: &HolderInfo,
+        owner: &OwnerRecord,
         budget: Budget,
     ) -> Result<Acquire, EtcdError> {
         let key = self.key(env);
         let granted_at = Instant::now();
         let lease = self.client.lease_grant(self.ttl, budget.left())?;
-        let record = HolderRecord {
-            environment: env.as_str().to_string(),
-            holder: who.clone(),
+        let record = EtcdRecord {
+            owner: OwnerRecord {
+                environment: env.as_str().to_string(),
+                ..owner.clone()
+            },
+            process_name: None,
             lease_id: lease.to_string(),
             ttl_seconds: self.ttl.as_secs(),
         };
@@ -343,21 +225,21 @@ impl EtcdStore {
         let mut w = self.client.watch(key.as_bytes(), revision + 1, until)?;
         loop {
             match w.next_answer()? {
-                super::client::WatchNext::Events { events, .. } => {
+                WatchNext::Events { events, .. } => {
                     if let Some(e) = events.last() {
                         return Ok(match e.kind {
-                            super::client::EventKind::Delete => Change::Released {
+                            EventKind::Delete => Change::Released {
                                 revision: e.kv.mod_revision,
                             },
-                            super::client::EventKind::Put => Change::Changed {
+                            EventKind::Put => Change::Changed {
                                 revision: e.kv.mod_revision,
                             },
                         });
                     }
                 }
-                super::client::WatchNext::TimedOut => return Ok(Change::TimedOut),
+                WatchNext::TimedOut => return Ok(Change::TimedOut),
                 // Compacted: the caller re-reads, which is what a change means.
-                super::client::WatchNext::Cancelled { compact_revision } => {
+                WatchNext::Cancelled { compact_revision } => {
                     return Ok(Change::Changed {
                         revision: compact_revision,
                     });
@@ -373,7 +255,7 @@ impl EtcdStore {
     pub fn acquire_wait(
         &self,
         env: Environment,
-        who: &HolderInfo,
+        owner: &OwnerRecord,
         deadline: Instant,
         tick: Duration,
         progress: &mut dyn FnMut(&WaitProgress<'_>),
@@ -387,7 +269,7 @@ impl EtcdStore {
             // Each try within the operation budget, and not far past the wait.
             let now = Instant::now();
             let until = (now + OP_BUDGET).min(deadline.max(now + Duration::from_millis(500)));
-            match self.try_acquire_within(env, who, Budget::new(&self.client, until)) {
+            match self.try_acquire_within(env, owner, Budget::new(&self.client, until)) {
                 Ok(Acquire::Acquired(lock)) => return Ok(WaitOutcome::Acquired(lock)),
                 Ok(Acquire::Busy(insp)) => {
                     last_error = None;
@@ -437,18 +319,49 @@ impl EtcdStore {
         let txn = self.client.txn(
             key.as_bytes(),
             &[Compare::CreateRevision(token.0), Compare::Lease(lease.0)],
-            &[Op::Delete],
+            &[Op::Get, Op::Delete],
             &[Op::Get],
             budget.left(),
         )?;
+        let record = txn.kv.as_ref().and_then(|kv| parse_record(&kv.value));
         if !txn.succeeded {
-            return Ok(ForceUnlock::ChangedHands {
-                now: txn.kv.map(|kv| FencingToken(kv.create_revision)),
+            return Ok(match txn.kv {
+                None => ForceUnlock::NotHeld,
+                Some(kv) => ForceUnlock::ChangedHands {
+                    token: FencingToken(kv.create_revision),
+                    record,
+                },
             });
         }
         // The holder's keepalive then finds its lease gone as well.
         self.client.lease_revoke(lease.0, budget.cleanup())?;
-        Ok(ForceUnlock::Unlocked)
+        Ok(ForceUnlock::Unlocked { record })
+    }
+
+    /// The seam's form of [`EtcdStore::force_unlock`]: unlocks whoever holds
+    /// the lock, or with `expected` (a lock id the caller showed) only that
+    /// holder; the token and lease come from a fresh read, and the unlock
+    /// itself still compares them, so a change in between is never undone.
+    pub fn force_unlock_expected(
+        &self,
+        env: Environment,
+        expected: Option<&str>,
+    ) -> Result<ForceUnlock, EtcdError> {
+        let budget = self.budget();
+        let read = self.client.get(self.key(env).as_bytes(), budget.left())?;
+        let Some(kv) = read.kv else {
+            return Ok(ForceUnlock::NotHeld);
+        };
+        let record = parse_record(&kv.value);
+        if let Some(id) = expected
+            && record.as_ref().map(|r| r.owner.lock_id.as_str()) != Some(id)
+        {
+            return Ok(ForceUnlock::ChangedHands {
+                token: FencingToken(kv.create_revision),
+                record,
+            });
+        }
+        self.force_unlock(env, FencingToken(kv.create_revision), LeaseId(kv.lease))
     }
 
     /// True only while `token` holds the lock.
@@ -460,6 +373,11 @@ impl EtcdStore {
     }
 }
 
+/// The key's value as a record; None when deploy-lock did not write it.
+fn parse_record(value: &[u8]) -> Option<Box<EtcdRecord>> {
+    serde_json::from_slice(value).ok()
+}
+
 /// A held etcd lock; dropped, it releases what it still owns.
 pub struct EtcdLock {
     client: Client,
@@ -467,7 +385,7 @@ pub struct EtcdLock {
     key: String,
     token: FencingToken,
     lease: LeaseId,
-    record: HolderRecord,
+    record: EtcdRecord,
     signal: LossSignal,
     keeper: Option<Keeper>,
 }
@@ -489,7 +407,7 @@ impl EtcdLock {
         self.lease
     }
 
-    pub fn record(&self) -> &HolderRecord {
+    pub fn record(&self) -> &EtcdRecord {
         &self.record
     }
 
@@ -517,6 +435,47 @@ impl EtcdLock {
         }
     }
 
+    /// Ok while the lock is ours; the cause once it is lost (the seam's
+    /// `hold`: the keeper does the renewing, this only asks).
+    pub fn hold(&self) -> Result<(), LossCause> {
+        match self.signal.lost() {
+            None => Ok(()),
+            Some(cause) => Err(cause),
+        }
+    }
+
+    /// Names the started command as the holder process (status shows it),
+    /// in the same key, lease and create revision. False when the lock is
+    /// no longer ours (nothing written).
+    pub fn record_process(
+        &mut self,
+        process: &ProcessIdentity,
+        process_name: Option<&str>,
+    ) -> Result<bool, EtcdError> {
+        let mut record = self.record.clone();
+        record.owner.pid = process.pid;
+        record.owner.pid_start_ticks = process.start_ticks;
+        record.process_name = process_name.map(str::to_string);
+        let value = serde_json::to_vec(&record).expect("a record serialises");
+        let txn = self.client.txn(
+            self.key.as_bytes(),
+            &[
+                Compare::CreateRevision(self.token.0),
+                Compare::Lease(self.lease.0),
+            ],
+            &[Op::Put {
+                value,
+                lease: self.lease.0,
+            }],
+            &[],
+            Budget::new(&self.client, Instant::now() + OP_BUDGET).left(),
+        )?;
+        if txn.succeeded {
+            self.record = record;
+        }
+        Ok(txn.succeeded)
+    }
+
     /// Deletes the key only if it is still ours (same create revision and
     /// lease), then revokes our lease.
     pub fn release(mut self) -> Result<Release, EtcdError> {
@@ -525,7 +484,7 @@ impl EtcdLock {
 
     fn release_inner(&mut self) -> Result<Release, EtcdError> {
         let Some(mut keeper) = self.keeper.take() else {
-            return Ok(Release::NotOurs { now: None });
+            return Ok(Release::AlreadyGone);
         };
         keeper.shut_down();
         let budget = Budget::new(&self.client, Instant::now() + OP_BUDGET);
@@ -542,12 +501,13 @@ impl EtcdLock {
         // Revoked either way: a lease nobody renews only delays the next holder.
         let _ = self.client.lease_revoke(self.lease.0, budget.cleanup());
         let txn = txn?;
-        Ok(if txn.succeeded {
-            Release::Released
-        } else {
-            Release::NotOurs {
-                now: txn.kv.map(|kv| FencingToken(kv.create_revision)),
-            }
+        Ok(match txn.kv {
+            _ if txn.succeeded => Release::Released,
+            None => Release::AlreadyGone,
+            Some(kv) => Release::TakenByOther {
+                token: FencingToken(kv.create_revision),
+                record: parse_record(&kv.value),
+            },
         })
     }
 }
@@ -555,30 +515,5 @@ impl EtcdLock {
 impl Drop for EtcdLock {
     fn drop(&mut self) {
         let _ = self.release_inner();
-    }
-}
-
-impl HolderInfo {
-    /// This process as the holder, with fresh ids and the current time.
-    pub fn this_process(
-        locked_by: &str,
-        process_name: Option<&str>,
-    ) -> std::io::Result<HolderInfo> {
-        let now = jiff::Timestamp::now();
-        let ids = crate::ids::new_ids(now)?;
-        let hostname = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let pid = std::process::id() as i32;
-        Ok(HolderInfo {
-            lock_id: ids.lock_id,
-            deployment_id: ids.deployment_id,
-            locked_by: locked_by.to_string(),
-            locked_at: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            hostname,
-            pid,
-            holder_pid: pid,
-            process_name: process_name.map(str::to_string),
-        })
     }
 }

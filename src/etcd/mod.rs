@@ -26,13 +26,15 @@ pub mod client;
 pub mod error;
 pub mod keeper;
 pub mod lock;
+pub mod record;
 pub mod settings;
 
 pub use client::{Client, ClientConfig};
 pub use error::EtcdError;
 pub use keeper::{LossCause, LossSignal};
-pub use lock::{
-    Acquire, Change, EtcdInspection, EtcdLock, EtcdStore, FencingToken, ForceUnlock, Held,
-    HolderInfo, HolderRecord, LeaseId, Release, WaitOutcome, WaitProgress,
+pub use lock::{EtcdLock, EtcdStore, OP_BUDGET};
+pub use record::{
+    Acquire, Change, EtcdInspection, EtcdRecord, FencingToken, ForceUnlock, Held, LeaseId, Release,
+    WaitOutcome, WaitProgress, this_process,
 };
 pub use settings::{Backend, BackendKind, EtcdSettings, OnLost};

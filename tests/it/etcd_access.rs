@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use deploy_lock::Environment;
 use deploy_lock::etcd::settings::Credentials;
-use deploy_lock::etcd::{Acquire, Client, EtcdError, EtcdStore, HolderInfo, Release};
+use deploy_lock::etcd::{Acquire, Client, EtcdError, EtcdStore, Release, this_process};
 
 use crate::etcd_support;
 
 fn take_and_release(client: Client, test: &str) {
     let store = EtcdStore::new(client, &etcd_support::prefix(test), Duration::from_secs(10));
-    let me = HolderInfo::this_process("it@secure", None).unwrap();
+    let me = this_process(Environment::Staging, "it@secure").unwrap();
     let Acquire::Acquired(lock) = store.try_acquire(Environment::Staging, &me).unwrap() else {
         panic!("busy")
     };

@@ -10,7 +10,7 @@ use deploy_lock::Environment;
 use deploy_lock::etcd::client::CONNECT_BUDGET;
 use deploy_lock::etcd::settings::{self, Backend, BackendKind, SettingsWarning};
 use deploy_lock::etcd::{
-    Acquire, Client, ClientConfig, EtcdError, EtcdStore, HolderInfo, WaitOutcome,
+    Acquire, Client, ClientConfig, EtcdError, EtcdStore, WaitOutcome, this_process,
 };
 
 use crate::etcd_support::{self, need_etcd};
@@ -174,7 +174,7 @@ fn a_wait_that_loses_etcd_keeps_trying_until_its_timeout() {
     let a = EtcdStore::new(etcd.client(), &p, ttl);
     let b = EtcdStore::new(etcd.client(), &p, ttl);
     let env = Environment::Production;
-    let me = HolderInfo::this_process("a@it", None).unwrap();
+    let me = this_process(env, "a@it").unwrap();
     let held = match a.try_acquire(env, &me).unwrap() {
         Acquire::Acquired(l) => l,
         Acquire::Busy(_) => panic!("busy"),
@@ -185,7 +185,7 @@ fn a_wait_that_loses_etcd_keeps_trying_until_its_timeout() {
         let out = b
             .acquire_wait(
                 env,
-                &HolderInfo::this_process("b@it", None).unwrap(),
+                &this_process(env, "b@it").unwrap(),
                 Instant::now() + Duration::from_secs(3),
                 Duration::from_millis(250),
                 &mut |p| errors_seen += usize::from(p.error.is_some()),
@@ -246,7 +246,7 @@ fn the_checkout_file_chooses_the_backend() {
         store.key(Environment::Staging),
         format!("{prefix}/v1/env/staging/lock")
     );
-    let me = HolderInfo::this_process("ci@it", None).unwrap();
+    let me = this_process(Environment::Staging, "ci@it").unwrap();
     assert!(matches!(
         store.try_acquire(Environment::Staging, &me).unwrap(),
         Acquire::Acquired(_)
@@ -293,7 +293,7 @@ fn an_etcd_that_stops_answering_midway_bounds_every_operation() {
         Duration::from_secs(2),
     );
     let env = Environment::Staging;
-    let me = HolderInfo::this_process("a@it", None).unwrap();
+    let me = this_process(env, "a@it").unwrap();
     let Acquire::Acquired(held) = store.try_acquire(env, &me).unwrap() else {
         panic!("busy")
     };

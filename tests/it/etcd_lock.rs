@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use deploy_lock::Environment;
 use deploy_lock::etcd::{
-    Acquire, Change, EtcdLock, EtcdStore, ForceUnlock, HolderInfo, LossCause, Release, WaitOutcome,
+    Acquire, Change, EtcdLock, EtcdStore, ForceUnlock, LossCause, Release, WaitOutcome,
+    this_process,
 };
+use deploy_lock::status::OwnerRecord;
 
 use crate::etcd_support::need_etcd;
 
@@ -20,8 +22,8 @@ const LONG_TTL: Duration = Duration::from_secs(30);
 /// For the tests that wait for an expiry.
 const SHORT_TTL: Duration = Duration::from_secs(2);
 
-fn who(name: &str) -> HolderInfo {
-    HolderInfo::this_process(&format!("{name}@it"), Some("deploy.sh")).unwrap()
+fn who(name: &str) -> OwnerRecord {
+    this_process(ENV, &format!("{name}@it")).unwrap()
 }
 
 #[track_caller]
@@ -98,9 +100,11 @@ fn one_machine_sees_the_other_machines_holder() {
     let held = insp.held.expect("held");
     assert_eq!(held.record.as_ref(), Some(lock.record()));
     let record = held.record.unwrap();
-    assert_eq!(record.environment, "staging");
-    assert_eq!(record.holder.locked_by, "alice@it");
-    assert_eq!(record.holder.process_name.as_deref(), Some("deploy.sh"));
+    assert_eq!(record.owner.environment, "staging");
+    assert_eq!(record.owner.locked_by, "alice@it");
+    assert_eq!(record.owner.pid, std::process::id() as i32);
+    assert_eq!(record.owner.hostname, crate::harness::hostname());
+    assert_eq!(record.process_name, None);
     assert_eq!(record.lease_id, lock.lease().0.to_string());
     assert_eq!(record.ttl_seconds, 30);
     assert_eq!((held.token, held.lease), (lock.token(), lock.lease()));
@@ -159,8 +163,9 @@ fn a_paused_holder_loses_the_lock_within_its_ttl_and_is_told() {
     // The old holder's release leaves the new holder alone.
     assert_eq!(
         lock.release().unwrap(),
-        Release::NotOurs {
-            now: Some(next.token())
+        Release::TakenByOther {
+            token: next.token(),
+            record: Some(Box::new(next.record().clone()))
         }
     );
     assert!(a.check(ENV, next.token()).unwrap());
@@ -182,7 +187,9 @@ fn a_forced_unlock_revokes_exactly_the_shown_lease() {
     let t0 = Instant::now();
     assert_eq!(
         b.force_unlock(ENV, shown.token, shown.lease).unwrap(),
-        ForceUnlock::Unlocked
+        ForceUnlock::Unlocked {
+            record: Some(Box::new(lock.record().clone()))
+        }
     );
     let cause = lock
         .loss()
@@ -196,22 +203,68 @@ fn a_forced_unlock_revokes_exactly_the_shown_lease() {
         matches!(cause, LossCause::KeyDeleted { .. } | LossCause::LeaseGone),
         "{cause:?}"
     );
+    assert_eq!(lock.hold(), Err(cause));
+    assert_eq!(lock.release().unwrap(), Release::AlreadyGone);
     // The lock changed hands since it was shown: nothing happens.
     let next = acquire(&b, "bob");
+    let changed = ForceUnlock::ChangedHands {
+        token: next.token(),
+        record: Some(Box::new(next.record().clone())),
+    };
     assert_eq!(
         a.force_unlock(ENV, shown.token, shown.lease).unwrap(),
-        ForceUnlock::ChangedHands {
-            now: Some(next.token())
-        }
+        changed
+    );
+    // The same through the seam's form, by the lock id that was shown.
+    let shown_id = shown.record.as_ref().unwrap().owner.lock_id.as_str();
+    assert_eq!(
+        a.force_unlock_expected(ENV, Some(shown_id)).unwrap(),
+        changed
     );
     assert!(a.check(ENV, next.token()).unwrap());
     assert_eq!(next.lost(), None);
-    // Shown free, still free: also nothing.
-    drop(next);
+    assert_eq!(next.hold(), Ok(()));
+    // Without an expectation it unlocks whoever holds it.
+    assert_eq!(
+        a.force_unlock_expected(ENV, None).unwrap(),
+        ForceUnlock::Unlocked {
+            record: Some(Box::new(next.record().clone()))
+        }
+    );
+    // Free: nothing to do.
     assert_eq!(
         a.force_unlock(ENV, shown.token, shown.lease).unwrap(),
-        ForceUnlock::ChangedHands { now: None }
+        ForceUnlock::NotHeld
     );
+    assert_eq!(
+        a.force_unlock_expected(ENV, Some(shown_id)).unwrap(),
+        ForceUnlock::NotHeld
+    );
+}
+
+#[test]
+fn the_started_command_is_recorded_as_the_holder_process() {
+    let etcd = need_etcd!("etcd_lock::the_started_command_is_recorded_as_the_holder_process");
+    let (a, b) = etcd.two_machines("record-process", LONG_TTL);
+    let mut lock = acquire(&a, "alice");
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let process = deploy_lock::liveness::ProcessIdentity::of_pid(child.id() as i32).unwrap();
+    assert!(lock.record_process(&process, Some("sleep")).unwrap());
+    let record = b.inspect(ENV).unwrap().held.unwrap().record.unwrap();
+    assert_eq!(&record, lock.record());
+    assert_eq!(record.owner.pid, child.id() as i32);
+    assert_eq!(record.owner.pid_start_ticks, process.start_ticks);
+    assert_eq!(record.owner.holder_pid, std::process::id() as i32);
+    assert_eq!(record.process_name.as_deref(), Some("sleep"));
+    // Rewriting our own record is not a loss.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(lock.hold(), Ok(()));
+    assert!(b.check(ENV, lock.token()).unwrap());
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]

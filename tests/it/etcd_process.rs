@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use deploy_lock::Environment;
-use deploy_lock::etcd::{Acquire, EtcdStore, FencingToken, HolderInfo, Release, WaitOutcome};
+use deploy_lock::etcd::{Acquire, EtcdStore, FencingToken, Release, WaitOutcome, this_process};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -34,7 +34,7 @@ fn holder_process_helper() {
     cfg.connect_budget = Duration::from_secs(5);
     let client = deploy_lock::etcd::Client::connect(&cfg).unwrap();
     let store = EtcdStore::new(client, prefix.to_str().unwrap(), TTL);
-    let me = HolderInfo::this_process("helper@it", Some("deploy.sh")).unwrap();
+    let me = this_process(ENV, "helper@it").unwrap();
     let Acquire::Acquired(lock) = store.try_acquire(ENV, &me).unwrap() else {
         panic!("helper: busy")
     };
@@ -90,7 +90,7 @@ fn report_line(report: &Path, word: &str, within: Duration) -> String {
 }
 
 fn take_when_free(store: &EtcdStore, within: Duration) -> deploy_lock::etcd::EtcdLock {
-    let me = HolderInfo::this_process("other@it", None).unwrap();
+    let me = this_process(ENV, "other@it").unwrap();
     match store
         .acquire_wait(
             ENV,
@@ -150,8 +150,9 @@ fn a_holder_stopped_past_its_ttl_learns_of_the_loss_when_it_resumes() {
         release,
         format!(
             "{:?}",
-            Ok::<_, ()>(Release::NotOurs {
-                now: Some(next.token())
+            Ok::<_, ()>(Release::TakenByOther {
+                token: next.token(),
+                record: Some(Box::new(next.record().clone()))
             })
         )
     );
