@@ -12,6 +12,7 @@ use super::record::{
     WaitOutcome, WaitProgress,
 };
 use super::settings::EtcdSettings;
+use super::watcher::EtcdWatcher;
 use crate::environment::Environment;
 use crate::liveness::ProcessIdentity;
 use crate::status::OwnerRecord;
@@ -362,6 +363,12 @@ impl EtcdStore {
             });
         }
         self.force_unlock(env, FencingToken(kv.create_revision), LeaseId(kv.lease))
+    }
+
+    /// Starts watching `env`'s lock for releases (the seam's `watch`): made
+    /// before the caller's next look, so a release in between is not missed.
+    pub fn watcher(&self, env: Environment) -> Result<EtcdWatcher, EtcdError> {
+        EtcdWatcher::start(&self.client, &self.key(env), self.budget().left())
     }
 
     /// True only while `token` holds the lock.

@@ -28,6 +28,7 @@ pub mod keeper;
 pub mod lock;
 pub mod record;
 pub mod settings;
+pub mod watcher;
 
 pub use client::{Client, ClientConfig};
 pub use error::EtcdError;
@@ -38,3 +39,4 @@ pub use record::{
     WaitOutcome, WaitProgress, this_process,
 };
 pub use settings::{Backend, BackendKind, EtcdSettings, OnLost};
+pub use watcher::{EtcdWatcher, Woke};

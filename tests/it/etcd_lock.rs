@@ -3,6 +3,7 @@
 //! fencing tokens, loss of a paused holder, forced unlock of exactly the
 //! shown lease, and prompt wake-up of a waiter.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -423,4 +424,61 @@ fn figures_connect_inspect_acquire_release() {
         "etcd: medians of 20: connect {c:?}, inspect {i:?}, try_acquire {t:?}, release {r:?}"
     );
     assert!(t + r < Duration::from_millis(500), "{t:?} + {r:?}");
+}
+
+#[test]
+fn a_watcher_wakes_on_release_times_out_and_yields_to_an_extra_fd() {
+    use deploy_lock::etcd::Woke;
+    let etcd =
+        need_etcd!("etcd_lock::a_watcher_wakes_on_release_times_out_and_yields_to_an_extra_fd");
+    let (a, b) = etcd.two_machines("watcher", LONG_TTL);
+    let lock = acquire(&a, "alice");
+    let w = b.watcher(ENV).unwrap();
+    assert!(!w.gone());
+    let t = Instant::now();
+    assert_eq!(
+        w.wait(Instant::now() + Duration::from_millis(100), None)
+            .unwrap(),
+        Woke::Timeout
+    );
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    // A readable extra fd (run's signalfd) ends the wait.
+    let (r, wr) = nix::unistd::pipe().unwrap();
+    nix::unistd::write(&wr, b"x").unwrap();
+    assert_eq!(
+        w.wait(Instant::now() + Duration::from_secs(5), Some(r.as_fd()))
+            .unwrap(),
+        Woke::Extra
+    );
+    // A release made before the wait starts is not missed.
+    let released = Instant::now();
+    assert_eq!(lock.release().unwrap(), Release::Released);
+    assert_eq!(
+        w.wait(Instant::now() + Duration::from_secs(5), Some(r.as_fd()))
+            .unwrap(),
+        Woke::Released,
+        "the lock is gone: Released before the extra fd"
+    );
+    assert!(w.gone());
+    // Held again, then released while waiting: woken within milliseconds.
+    let lock = acquire(&a, "alice");
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let at = Instant::now();
+        lock.release().unwrap();
+        at
+    });
+    assert_eq!(
+        w.wait(Instant::now() + Duration::from_secs(5), None)
+            .unwrap(),
+        Woke::Released
+    );
+    let woke = Instant::now();
+    let at = releaser.join().unwrap();
+    eprintln!(
+        "etcd: watcher woke {:?} after the release ({:?} for the first)",
+        woke.saturating_duration_since(at),
+        released.elapsed()
+    );
+    assert!(woke.saturating_duration_since(at) < Duration::from_millis(500));
 }
