@@ -22,18 +22,22 @@
 //! - The client honours `HTTP(S)_PROXY`/`NO_PROXY` like etcdctl does; an etcd
 //!   on a private network belongs in `NO_PROXY`.
 
+pub mod checkout_file;
 pub mod client;
 pub mod error;
+pub mod held;
 pub mod keeper;
 pub mod lock;
 pub mod record;
 pub mod settings;
 pub mod watcher;
+pub mod wire;
 
 pub use client::{Client, ClientConfig};
 pub use error::EtcdError;
+pub use held::EtcdLock;
 pub use keeper::{LossCause, LossSignal};
-pub use lock::{EtcdLock, EtcdStore, OP_BUDGET};
+pub use lock::{EtcdStore, OP_BUDGET};
 pub use record::{
     Acquire, Change, EtcdInspection, EtcdRecord, FencingToken, ForceUnlock, Held, LeaseId, Release,
     WaitOutcome, WaitProgress, this_process,

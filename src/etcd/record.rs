@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::EtcdError;
-use super::lock::EtcdLock;
+use super::held::EtcdLock;
 use crate::environment::Environment;
 use crate::status::OwnerRecord;
 
