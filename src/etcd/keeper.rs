@@ -183,7 +183,8 @@ impl Keeper {
     }
 
     /// Stops renewing the lease without releasing: the lock then expires
-    /// within the TTL, as for a paused or partitioned holder.
+    /// within the TTL, as for a paused or partitioned holder. Returns once
+    /// the keepalive thread has ended (no renewal after this).
     pub(crate) fn stop_keepalive(&mut self) {
         self.state.control.lock().unwrap().stop_keepalive = true;
         self.state.cv.notify_all();
@@ -197,10 +198,13 @@ impl Keeper {
         self.state.cv.notify_all();
     }
 
-    /// Before our own release: what follows is not a loss.
+    /// Before our own release: what follows is not a loss. Not joined: a
+    /// renewal in flight against a silent etcd must not hold up the release.
     pub(crate) fn shut_down(&mut self) {
-        self.state.control.lock().unwrap().released = true;
-        self.stop_keepalive();
+        let mut c = self.state.control.lock().unwrap();
+        c.released = true;
+        c.stop_keepalive = true;
+        self.state.cv.notify_all();
     }
 }
 

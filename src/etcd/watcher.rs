@@ -69,9 +69,15 @@ impl EtcdWatcher {
 
     /// Whether the lock is free right now (false when etcd cannot say).
     pub fn gone(&self) -> bool {
-        self.client
-            .get(&self.key, self.client.call_timeout())
-            .is_ok_and(|r| r.kv.is_none())
+        self.gone_within(self.client.call_timeout())
+    }
+
+    fn gone_within(&self, timeout: Duration) -> bool {
+        !timeout.is_zero()
+            && self
+                .client
+                .get(&self.key, timeout)
+                .is_ok_and(|r| r.kv.is_none())
     }
 
     /// Why the watch is not watching, while etcd cannot be reached (the
@@ -84,7 +90,9 @@ impl EtcdWatcher {
     /// readable. Returns at once when the lock is already free.
     pub fn wait(&self, until: Instant, extra: Option<BorrowedFd<'_>>) -> io::Result<Woke> {
         loop {
-            if self.gone() {
+            // Bounded by `until`, so a silent etcd cannot stretch the wait.
+            let left = until.saturating_duration_since(Instant::now());
+            if self.gone_within(left.min(self.client.call_timeout())) {
                 self.drain();
                 return Ok(Woke::Released);
             }

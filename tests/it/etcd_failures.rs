@@ -338,6 +338,15 @@ fn an_etcd_that_stops_answering_midway_bounds_every_operation() {
         ),
         "{lost:?}"
     );
+    // Releasing against the silent etcd is bounded too (a renewal in flight
+    // does not hold it up).
+    let t = Instant::now();
+    let e = held.release().unwrap_err();
+    assert_eq!(e.endpoint(), Some(etcd.endpoint.as_str()), "{e}");
+    assert!(
+        t.elapsed() < deploy_lock::etcd::OP_BUDGET,
+        "{:?}",
+        t.elapsed()
+    );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
-    std::mem::forget(held);
 }
