@@ -28,6 +28,7 @@ pub mod error;
 pub mod held;
 pub mod keeper;
 pub mod lock;
+pub mod on_lost;
 pub mod record;
 pub mod settings;
 pub mod watcher;
@@ -38,6 +39,7 @@ pub use error::EtcdError;
 pub use held::EtcdLock;
 pub use keeper::{LossCause, LossSignal};
 pub use lock::{EtcdStore, OP_BUDGET};
+pub use on_lost::{LossResponse, Step};
 pub use record::{
     Acquire, Change, EtcdInspection, EtcdRecord, FencingToken, ForceUnlock, Held, LeaseId, Release,
     WaitOutcome, WaitProgress, this_process,
