@@ -150,8 +150,9 @@ pub(crate) struct KeeperSpec {
     pub lease: i64,
     pub token: i64,
     pub ttl: Duration,
-    /// When the lease was granted (asked for): the TTL counts from here.
-    pub granted_at: Instant,
+    /// When the lease was asked for, on the boot clock ([`boottime`]): the
+    /// TTL counts from here.
+    pub granted_at: Duration,
 }
 
 impl Keeper {
@@ -217,12 +218,32 @@ impl Drop for Keeper {
 /// A failed keepalive is retried this often until the TTL runs out.
 const RETRY: Duration = Duration::from_millis(200);
 
+/// Time since boot, suspend included (CLOCK_BOOTTIME). `Instant` is
+/// CLOCK_MONOTONIC, which stops while a laptop sleeps: a holder resumed
+/// after a suspend longer than its TTL must not believe its lease alive.
+pub(crate) fn boottime() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    match clock_gettime(ClockId::CLOCK_BOOTTIME) {
+        Ok(t) => Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32),
+        Err(_) => {
+            // No such clock: monotonic time from the first call on.
+            static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+            START.get_or_init(Instant::now).elapsed()
+        }
+    }
+}
+
+/// The keepalive thread looks at the boot clock at least this often, so a
+/// resume from suspend (which no signal announces) is noticed quickly.
+const SLICE: Duration = Duration::from_millis(250);
+
 fn keepalive_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
     let interval = spec.ttl / 3;
     let mut last_ack = spec.granted_at;
-    let mut wait = interval;
+    let mut next_renewal = last_ack + interval;
     loop {
-        {
+        let wait = next_renewal.saturating_sub(boottime()).min(SLICE);
+        let now_requested = {
             let guard = state.control.lock().unwrap();
             let (mut c, _) = state
                 .cv
@@ -233,16 +254,21 @@ fn keepalive_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
             if c.stop_keepalive || c.released {
                 return;
             }
-            c.check_now = false;
-        }
-        // Judged before asking: a process resumed after a long stop must not
-        // trust a renewal of a lease that may already have changed hands.
-        let since = last_ack.elapsed();
+            std::mem::take(&mut c.check_now)
+        };
+        // Judged before asking: a process resumed after a long stop or
+        // suspend must not trust a renewal of a lease that may already
+        // have changed hands.
+        let now = boottime();
+        let since = now.saturating_sub(last_ack);
         if since >= spec.ttl {
             signal.report(LossCause::NoKeepaliveAck { since });
             return;
         }
-        let sent_at = Instant::now();
+        if now < next_renewal && !now_requested {
+            continue;
+        }
+        let sent_at = now;
         match spec.client.lease_keepalive(
             spec.lease,
             (spec.ttl - since).max(Duration::from_millis(50)),
@@ -251,7 +277,7 @@ fn keepalive_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
                 // Renewed no earlier than we asked: the lease lives until
                 // sent_at + TTL at least.
                 last_ack = sent_at;
-                wait = interval;
+                next_renewal = sent_at + interval;
             }
             Ok(None) => {
                 if !state.stopped() {
@@ -259,9 +285,7 @@ fn keepalive_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
                 }
                 return;
             }
-            Err(_) => {
-                wait = RETRY.min(spec.ttl.saturating_sub(last_ack.elapsed()));
-            }
+            Err(_) => next_renewal = boottime() + RETRY,
         }
     }
 }

@@ -145,7 +145,7 @@ impl EtcdStore {
         budget: Budget,
     ) -> Result<Acquire, EtcdError> {
         let key = self.key(env);
-        let granted_at = Instant::now();
+        let granted_at = super::keeper::boottime();
         let lease = self.client.lease_grant(self.ttl, budget.left())?;
         let record = EtcdRecord {
             owner: OwnerRecord {

@@ -10,7 +10,8 @@
 //!   loss before acting again. A holder that is paused (SIGSTOP, a suspended
 //!   VM) past its TTL has lost the lock without running a single instruction;
 //!   the keeper reports that the moment it runs again (it judges the time
-//!   since the last acknowledged renewal before trusting anything), but a
+//!   since the last acknowledged renewal on the boot clock, which counts a
+//!   laptop's suspend, before trusting anything, and looks every 250 ms), but a
 //!   command that was mid-step when the pause began finishes that step.
 //!   Only the fencing token closes that gap: a system that remembers the
 //!   highest token it has seen can refuse a stale holder's writes, and

@@ -107,7 +107,7 @@ pub fn skip(test: &str, why: &str) {
         std::env::var_os("CI").is_none_or(|v| v.is_empty()),
         "{test}: {why}, and CI must not skip it (.ci/run installs it)"
     );
-    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {why}");
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
 }
 
 static SHARED: OnceLock<Option<Etcd>> = OnceLock::new();
