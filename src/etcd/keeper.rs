@@ -269,10 +269,10 @@ fn keepalive_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
             continue;
         }
         let sent_at = now;
-        match spec.client.lease_keepalive(
-            spec.lease,
-            (spec.ttl - since).max(Duration::from_millis(50)),
-        ) {
+        // At most a second a try: a call caught in a suspend would otherwise
+        // wait out its monotonic timeout after the resume.
+        let timeout = (spec.ttl - since).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        match spec.client.lease_keepalive(spec.lease, timeout) {
             Ok(Some(_)) => {
                 // Renewed no earlier than we asked: the lease lives until
                 // sent_at + TTL at least.
