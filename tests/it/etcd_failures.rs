@@ -350,3 +350,52 @@ fn an_etcd_that_stops_answering_midway_bounds_every_operation() {
     );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
 }
+
+#[test]
+fn a_wait_from_a_compacted_revision_reports_a_change_not_an_error() {
+    let test = "etcd_failures::a_wait_from_a_compacted_revision_reports_a_change_not_an_error";
+    let Some(etcd) = etcd_support::own(test) else {
+        return;
+    };
+    let (a, b) = (
+        EtcdStore::new(etcd.client(), "/it/compact", Duration::from_secs(30)),
+        EtcdStore::new(etcd.client(), "/it/compact", Duration::from_secs(30)),
+    );
+    let env = Environment::Staging;
+    let Acquire::Acquired(_held) = a
+        .try_acquire(env, &this_process(env, "a@it").unwrap())
+        .unwrap()
+    else {
+        panic!("busy")
+    };
+    let seen = b.inspect(env).unwrap();
+    // Other keys move the store on; then history is compacted past `seen`.
+    for _ in 0..3 {
+        let other = Environment::Production;
+        let Acquire::Acquired(l) = a
+            .try_acquire(other, &this_process(other, "a@it").unwrap())
+            .unwrap()
+        else {
+            panic!("busy")
+        };
+        l.release().unwrap();
+    }
+    let now = b.inspect(env).unwrap().revision;
+    assert!(now > seen.revision + 1);
+    if etcd_support::etcdctl(test, &etcd, &["compact", &now.to_string()]).is_none() {
+        return;
+    }
+    let t = Instant::now();
+    let change = b
+        .wait_for_change(env, seen.revision, Instant::now() + Duration::from_secs(2))
+        .unwrap();
+    assert!(
+        matches!(change, deploy_lock::etcd::Change::Changed { .. }),
+        "{change:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+}
