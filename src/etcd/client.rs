@@ -388,7 +388,8 @@ impl Client {
         }
     }
 
-    /// Watches one key from `start_revision` until `deadline`. The first
+    /// Watches one key from `start_revision` until `deadline`, starting at
+    /// the current endpoint and moving on in order as `call` does. The first
     /// answer (the watch's creation) is read here, so a returned watch is live.
     pub fn watch(
         &self,
@@ -396,7 +397,34 @@ impl Client {
         start_revision: i64,
         deadline: Instant,
     ) -> Result<Watch, EtcdError> {
-        let ep = self.endpoint().to_string();
+        let n = self.inner.endpoints.len();
+        let start = self.inner.current.load(Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            if k > 0 && Instant::now() >= deadline {
+                break;
+            }
+            match self.watch_at(&self.inner.endpoints[i], key, start_revision, deadline) {
+                Ok(w) => {
+                    self.inner.current.store(i, Ordering::Relaxed);
+                    return Ok(w);
+                }
+                Err(e) if e.is_transport() => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(one_or_all(errors))
+    }
+
+    fn watch_at(
+        &self,
+        ep: &str,
+        key: &[u8],
+        start_revision: i64,
+        deadline: Instant,
+    ) -> Result<Watch, EtcdError> {
+        let ep = ep.to_string();
         let body = json!({"create_request": {"key": b64(key),
             "start_revision": start_revision.to_string()}});
         let mut w = self.exchange(&ep, "/v3/watch", Some(&body), deadline, |status, body| {

@@ -399,3 +399,41 @@ fn a_wait_from_a_compacted_revision_reports_a_change_not_an_error() {
         t.elapsed()
     );
 }
+
+#[test]
+fn a_holder_keeps_its_lock_when_its_endpoint_dies_and_the_next_one_answers() {
+    let test =
+        "etcd_failures::a_holder_keeps_its_lock_when_its_endpoint_dies_and_the_next_one_answers";
+    let Some(members) = etcd_support::cluster(test, 3) else {
+        return;
+    };
+    let endpoints: Vec<&str> = members.iter().map(|m| m.endpoint.as_str()).collect();
+    let ttl = Duration::from_secs(2);
+    let env = Environment::Staging;
+    let holder = EtcdStore::new(connect(&endpoints).0.unwrap(), "/it/failover", ttl);
+    assert_eq!(holder.client().endpoint(), endpoints[0]);
+    let Acquire::Acquired(lock) = holder
+        .try_acquire(env, &this_process(env, "a@it").unwrap())
+        .unwrap()
+    else {
+        panic!("busy")
+    };
+    // The first endpoint dies; renewals and the watch move to the next.
+    members[0].stop();
+    assert_eq!(lock.loss().wait_timeout(ttl * 2), None, "the lock was kept");
+    assert_ne!(holder.client().endpoint(), endpoints[0]);
+    // Another machine, listing the endpoints in the same order, sees it held.
+    let other = EtcdStore::new(connect(&endpoints).0.unwrap(), "/it/failover", ttl);
+    let held = other.inspect(env).unwrap().held.unwrap();
+    assert_eq!(held.token, lock.token());
+    assert!(matches!(
+        other
+            .try_acquire(env, &this_process(env, "b@it").unwrap())
+            .unwrap(),
+        Acquire::Busy(_)
+    ));
+    assert_eq!(
+        lock.release().unwrap(),
+        deploy_lock::etcd::Release::Released
+    );
+}

@@ -360,3 +360,84 @@ fn start_process(tls: bool) -> (Etcd, Child) {
     }
     panic!("etcd found no free ports in 5 attempts");
 }
+
+/// A cluster of `n` members of the test's own (each killed when dropped).
+/// None, with a SKIP line, when etcd cannot run.
+pub fn cluster(test: &str, n: usize) -> Option<Vec<Etcd>> {
+    if let Some(why) = missing() {
+        skip(test, &why);
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("deploy-lock-etcd-cluster.")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect();
+    let mut members = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let member_dir = dir.join(format!("m{i}"));
+        fs::create_dir_all(&member_dir).unwrap();
+        let mut cmd = Command::new(ETCD);
+        cmd.arg(format!("--name=m{i}"))
+            .arg(format!("--data-dir={}", member_dir.join("data").display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
+            .arg(format!("--initial-cluster={}", initial.join(",")))
+            .args([
+                "--initial-cluster-state=new",
+                "--heartbeat-interval=10",
+                "--election-timeout=100",
+                "--log-level=warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(member_dir.join("etcd.log")).unwrap());
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        members.push(Etcd {
+            endpoint,
+            ca_file: None,
+            dir: member_dir,
+            pid: child.id() as i32,
+            owned: true,
+        });
+        std::mem::forget(child);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for m in &members {
+        loop {
+            let mut cfg = m.config();
+            cfg.connect_budget = Duration::from_millis(500);
+            // Ready once it serves a linearizable read (it has a leader).
+            let ready = Client::connect(&cfg)
+                .is_ok_and(|c| c.get(b"/ready", Duration::from_millis(200)).is_ok());
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd member {} did not start:\n{}",
+                m.endpoint,
+                fs::read_to_string(m.dir.join("etcd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Some(members)
+}
