@@ -367,7 +367,9 @@ impl EtcdStore {
 
     /// Starts watching `env`'s lock for releases (the seam's `watch`): made
     /// before the caller's next look, so a release in between is not missed.
-    pub fn watcher(&self, env: Environment) -> Result<EtcdWatcher, EtcdError> {
+    /// Fails only when no pipe can be made; an unreachable etcd is retried
+    /// (see [`EtcdWatcher::error`]).
+    pub fn watcher(&self, env: Environment) -> std::io::Result<EtcdWatcher> {
         EtcdWatcher::start(&self.client, &self.key(env), self.budget().left())
     }
 

@@ -28,7 +28,9 @@ struct Shared {
 }
 
 /// Watches one lock key from the revision read when it was made, so a
-/// release between that read and the first `wait` is not missed.
+/// release between that read and the first `wait` is not missed. An etcd
+/// that cannot be read then is not an error: the watch thread keeps trying,
+/// and `wait` looks at the key itself meanwhile.
 pub struct EtcdWatcher {
     client: Client,
     key: Vec<u8>,
@@ -37,22 +39,20 @@ pub struct EtcdWatcher {
 }
 
 impl EtcdWatcher {
-    pub(crate) fn start(client: &Client, key: &str, timeout: Duration) -> Result<Self, EtcdError> {
+    /// Fails only when no pipe can be made (out of file descriptors).
+    pub(crate) fn start(client: &Client, key: &str, timeout: Duration) -> io::Result<Self> {
         let key = key.as_bytes().to_vec();
-        let read_now = client.get(&key, timeout)?;
         let (read, write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-                .map_err(|e| EtcdError::Protocol {
-                    endpoint: client.endpoint().to_string(),
-                    detail: format!("cannot make the watch pipe: {e}"),
-                })?;
+                .map_err(io::Error::from)?;
+        let first_read = client.get(&key, timeout);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            error: Mutex::new(None),
+            error: Mutex::new(first_read.as_ref().err().cloned()),
         });
         {
             let (client, key, shared) = (client.clone(), key.clone(), shared.clone());
-            let from = read_now.revision + 1;
+            let from = first_read.ok().map(|r| r.revision + 1);
             // Not joined: it may sit in a watch read until its window ends.
             std::thread::Builder::new()
                 .name("etcd-wait".into())
@@ -147,8 +147,31 @@ impl Drop for EtcdWatcher {
     }
 }
 
-fn watch_deletions(client: &Client, key: &[u8], mut from: i64, shared: &Shared, write: OwnedFd) {
+fn watch_deletions(
+    client: &Client,
+    key: &[u8],
+    from: Option<i64>,
+    shared: &Shared,
+    write: OwnedFd,
+) {
     let mut pipe = std::fs::File::from(write);
+    let mut from = match from {
+        Some(f) => f,
+        // Not read at the start: read it now (a release missed meanwhile is
+        // seen by `wait`'s own look at the key).
+        None => loop {
+            if shared.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            match client.get(key, client.call_timeout()) {
+                Ok(r) => break r.revision + 1,
+                Err(e) => {
+                    *shared.error.lock().unwrap() = Some(e);
+                    std::thread::sleep(RETRY);
+                }
+            }
+        },
+    };
     while !shared.stop.load(Ordering::Relaxed) {
         let mut w = match client.watch(key, from, Instant::now() + WINDOW) {
             Ok(w) => {

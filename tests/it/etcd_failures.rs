@@ -437,3 +437,55 @@ fn a_holder_keeps_its_lock_when_its_endpoint_dies_and_the_next_one_answers() {
         deploy_lock::etcd::Release::Released
     );
 }
+
+#[test]
+fn a_watcher_made_while_etcd_is_silent_catches_the_release_once_it_answers() {
+    use deploy_lock::etcd::Woke;
+    let test =
+        "etcd_failures::a_watcher_made_while_etcd_is_silent_catches_the_release_once_it_answers";
+    let Some(etcd) = etcd_support::own(test) else {
+        return;
+    };
+    let env = Environment::Staging;
+    let (a, b) = (
+        EtcdStore::new(etcd.client(), "/it/silent-watch", Duration::from_secs(30)),
+        EtcdStore::new(etcd.client(), "/it/silent-watch", Duration::from_secs(30)),
+    );
+    let Acquire::Acquired(lock) = a
+        .try_acquire(env, &this_process(env, "a@it").unwrap())
+        .unwrap()
+    else {
+        panic!("busy")
+    };
+    let pid = nix::unistd::Pid::from_raw(etcd.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let w = b
+        .watcher(env)
+        .expect("made even though etcd does not answer");
+    assert!(w.error().is_some());
+    let t = Instant::now();
+    assert_eq!(
+        w.wait(Instant::now() + Duration::from_millis(700), None)
+            .unwrap(),
+        Woke::Timeout
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        t.elapsed()
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        lock.release().unwrap()
+    });
+    assert_eq!(
+        w.wait(Instant::now() + Duration::from_secs(5), None)
+            .unwrap(),
+        Woke::Released
+    );
+    assert_eq!(
+        releaser.join().unwrap(),
+        deploy_lock::etcd::Release::Released
+    );
+}
