@@ -334,8 +334,11 @@ impl EtcdStore {
                 },
             });
         }
-        // The holder's keepalive then finds its lease gone as well.
-        self.client.lease_revoke(lease.0, budget.cleanup())?;
+        // The holder's keepalive then finds its lease gone as well. (A key
+        // put by hand has no lease: deleting it was all there was to do.)
+        if lease.0 != 0 {
+            self.client.lease_revoke(lease.0, budget.cleanup())?;
+        }
         Ok(ForceUnlock::Unlocked { record })
     }
 

@@ -482,3 +482,28 @@ fn a_watcher_wakes_on_release_times_out_and_yields_to_an_extra_fd() {
     );
     assert!(woke.saturating_duration_since(at) < Duration::from_millis(500));
 }
+
+#[test]
+fn a_key_put_by_hand_shows_as_held_by_an_unknown_holder_and_can_be_unlocked() {
+    let test =
+        "etcd_lock::a_key_put_by_hand_shows_as_held_by_an_unknown_holder_and_can_be_unlocked";
+    let etcd = need_etcd!(test);
+    let (a, b) = etcd.two_machines("by-hand", LONG_TTL);
+    if crate::etcd_support::etcdctl(test, etcd, &["put", &a.key(ENV), "not json"]).is_none() {
+        return;
+    }
+    let held = a.inspect(ENV).unwrap().held.expect("held");
+    assert_eq!(
+        (held.record.as_ref(), held.lease.0, held.ttl_remaining),
+        (None, 0, None)
+    );
+    assert!(matches!(
+        b.try_acquire(ENV, &who("bob")).unwrap(),
+        Acquire::Busy(_)
+    ));
+    assert_eq!(
+        b.force_unlock(ENV, held.token, held.lease).unwrap(),
+        ForceUnlock::Unlocked { record: None }
+    );
+    drop(acquire(&b, "bob"));
+}
