@@ -30,6 +30,8 @@ pub enum EtcdError {
     Protocol { endpoint: String, detail: String },
     /// Every endpoint failed; one error per endpoint, in order.
     AllEndpoints(Vec<EtcdError>),
+    /// This machine could not do its part (a pipe, a thread).
+    Local { detail: String },
 }
 
 impl EtcdError {
@@ -43,7 +45,7 @@ impl EtcdError {
             | EtcdError::PermissionDenied { endpoint, .. }
             | EtcdError::Server { endpoint, .. }
             | EtcdError::Protocol { endpoint, .. } => Some(endpoint),
-            EtcdError::CaFile { .. } => None,
+            EtcdError::CaFile { .. } | EtcdError::Local { .. } => None,
             EtcdError::AllEndpoints(v) => v.first().and_then(EtcdError::endpoint),
         }
     }
@@ -94,6 +96,7 @@ impl fmt::Display for EtcdError {
             EtcdError::Protocol { endpoint, detail } => {
                 write!(f, "etcd at {endpoint} gave an unexpected answer: {detail}")
             }
+            EtcdError::Local { detail } => f.write_str(detail),
             EtcdError::AllEndpoints(errors) => {
                 for (i, e) in errors.iter().enumerate() {
                     if i > 0 {

@@ -156,7 +156,8 @@ pub(crate) struct KeeperSpec {
 }
 
 impl Keeper {
-    pub(crate) fn start(spec: KeeperSpec, signal: LossSignal) -> Keeper {
+    /// Fails only when a thread cannot be started.
+    pub(crate) fn start(spec: KeeperSpec, signal: LossSignal) -> std::io::Result<Keeper> {
         let state = Arc::new(KeeperState {
             control: Mutex::new(Control::default()),
             cv: Condvar::new(),
@@ -166,21 +167,21 @@ impl Keeper {
             let (spec, state, signal) = (spec.clone(), state.clone(), signal.clone());
             thread::Builder::new()
                 .name("etcd-keepalive".into())
-                .spawn(move || keepalive_loop(&spec, &state, &signal))
-                .expect("spawn the etcd keepalive thread")
+                .spawn(move || keepalive_loop(&spec, &state, &signal))?
         };
-        {
-            let state = state.clone();
-            // Not joined: it may sit in a watch read; `released` ends it.
-            thread::Builder::new()
-                .name("etcd-watch".into())
-                .spawn(move || watch_loop(&spec, &state, &signal))
-                .expect("spawn the etcd watch thread");
-        }
-        Keeper {
-            state,
+        let mut keeper = Keeper {
+            state: state.clone(),
             keepalive: Some(keepalive),
+        };
+        // Not joined: it may sit in a watch read; `released` ends it.
+        if let Err(e) = thread::Builder::new()
+            .name("etcd-watch".into())
+            .spawn(move || watch_loop(&spec, &state, &signal))
+        {
+            keeper.shut_down();
+            return Err(e);
         }
+        Ok(keeper)
     }
 
     /// Stops renewing the lease without releasing: the lock then expires

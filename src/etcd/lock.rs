@@ -187,21 +187,27 @@ impl EtcdStore {
                 )?));
             }
         };
-        let signal = LossSignal::new().map_err(|e| EtcdError::Protocol {
-            endpoint: self.client.endpoint().to_string(),
-            detail: format!("cannot make the loss pipe: {e}"),
-        })?;
-        let keeper = Keeper::start(
-            KeeperSpec {
+        // Held from here on: without a keeper it must not stay held.
+        let keeper = LossSignal::new().and_then(|signal| {
+            let spec = KeeperSpec {
                 client: self.client.clone(),
                 key: key.clone().into_bytes(),
                 lease,
                 token,
                 ttl: self.ttl,
                 granted_at,
-            },
-            signal.clone(),
-        );
+            };
+            Keeper::start(spec, signal.clone()).map(|k| (k, signal))
+        });
+        let (keeper, signal) = match keeper {
+            Ok(ks) => ks,
+            Err(e) => {
+                let _ = self.client.lease_revoke(lease, budget.cleanup());
+                return Err(EtcdError::Local {
+                    detail: format!("cannot start keeping the lock: {e}"),
+                });
+            }
+        };
         Ok(Acquire::Acquired(EtcdLock {
             client: self.client.clone(),
             environment: env,

@@ -3,7 +3,7 @@
 //! pipe that a watch thread writes to on every deletion of the key, beside
 //! an optional extra fd (run's signalfd), until a deadline.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,7 +39,7 @@ pub struct EtcdWatcher {
 }
 
 impl EtcdWatcher {
-    /// Fails only when no pipe can be made (out of file descriptors).
+    /// Fails only when no pipe or thread can be made (out of resources).
     pub(crate) fn start(client: &Client, key: &str, timeout: Duration) -> io::Result<Self> {
         let key = key.as_bytes().to_vec();
         let (read, write) =
@@ -56,8 +56,7 @@ impl EtcdWatcher {
             // Not joined: it may sit in a watch read until its window ends.
             std::thread::Builder::new()
                 .name("etcd-wait".into())
-                .spawn(move || watch_deletions(&client, &key, from, &shared, write))
-                .expect("spawn the etcd wait thread");
+                .spawn(move || watch_deletions(&client, &key, from, &shared, write))?;
         }
         Ok(EtcdWatcher {
             client: client.clone(),
@@ -135,9 +134,9 @@ impl EtcdWatcher {
     }
 
     fn drain(&self) {
-        let mut f = std::fs::File::from(self.read.try_clone().expect("dup the watch pipe"));
         let mut buf = [0u8; 64];
-        while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+        // Non-blocking: ends with EAGAIN once empty.
+        while matches!(nix::unistd::read(&self.read, &mut buf), Ok(n) if n > 0) {}
     }
 }
 
