@@ -1,9 +1,12 @@
 //! The etcd lock store (issue 13): one lock per environment shared by every
 //! machine that deploys it, held through a lease that a keeper renews.
 //!
-//! `settings` decides whether etcd is used and how to reach it, `client`
-//! speaks etcd's JSON gateway, `lock` is the lock model and `keeper` keeps a
-//! held lock's lease alive and reports its loss. Nothing here prints.
+//! Modules: `settings` (with `checkout_file`) decides whether etcd is used
+//! and how to reach it; `client` (with `wire`) speaks etcd's JSON gateway;
+//! `lock` is the store, `record` its values and outcomes, `held` a held lock,
+//! `keeper` keeps its lease alive and reports its loss, `on_lost` is what a
+//! run does then, and `watcher` waits for a release beside a signalfd.
+//! Nothing here prints.
 //!
 //! Caveats first (etcd issues #11456, #11490, #10811, #9395):
 //! - A lease lock excludes holders only as long as each holder learns of its
