@@ -337,8 +337,9 @@ impl Client {
         })
     }
 
-    /// A new lease of `ttl` seconds; its id.
-    pub fn lease_grant(&self, ttl: Duration, timeout: Duration) -> Result<i64, EtcdError> {
+    /// A new lease of `ttl` seconds: its id and the TTL etcd granted (never
+    /// less; more when `ttl` is below etcd's minimum, 1.5 election timeouts).
+    pub fn lease_grant(&self, ttl: Duration, timeout: Duration) -> Result<(i64, u64), EtcdError> {
         let v = self.call(
             "/v3/lease/grant",
             &json!({"TTL": ttl.as_secs().to_string()}),
@@ -354,7 +355,8 @@ impl Client {
                 ),
             });
         }
-        Ok(id)
+        let granted = num(v.get("TTL")).max(0) as u64;
+        Ok((id, granted.max(ttl.as_secs())))
     }
 
     /// Renews the lease; its new TTL in seconds, or None when it is gone

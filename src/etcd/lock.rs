@@ -146,7 +146,9 @@ impl EtcdStore {
     ) -> Result<Acquire, EtcdError> {
         let key = self.key(env);
         let granted_at = super::keeper::boottime();
-        let lease = self.client.lease_grant(self.ttl, budget.left())?;
+        // The keeper judges by the TTL asked for: if etcd granted more, a
+        // loss is reported early, never late.
+        let (lease, granted_ttl) = self.client.lease_grant(self.ttl, budget.left())?;
         let record = EtcdRecord {
             owner: OwnerRecord {
                 environment: env.as_str().to_string(),
@@ -154,7 +156,7 @@ impl EtcdStore {
             },
             process_name: None,
             lease_id: lease.to_string(),
-            ttl_seconds: self.ttl.as_secs(),
+            ttl_seconds: granted_ttl,
         };
         let value = serde_json::to_vec(&record).expect("a record serialises");
         let txn = self.client.txn(
