@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod context;
 pub mod environment;
+pub mod etcd;
 pub mod fsops;
 pub mod holder;
 pub mod ids;
