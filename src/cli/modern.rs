@@ -68,6 +68,42 @@ pub struct GlobalOpts {
     /// Give up waiting after this many seconds
     #[arg(long, global = true, value_name = "SECS", env = ENV_WAIT_TIMEOUT, default_value = "3600", hide_env_values = true)]
     pub wait_timeout: Option<OsString>,
+    /// Where locks live: this host's lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env's, else local]
+    #[arg(
+        long,
+        global = true,
+        value_name = "local|etcd",
+        env = "DEPLOY_LOCK_BACKEND",
+        hide_env_values = true
+    )]
+    pub backend: Option<OsString>,
+    /// etcd client URLs, comma-separated, tried in order
+    #[arg(
+        long,
+        global = true,
+        value_name = "URLS",
+        env = "DEPLOY_LOCK_ETCD_ENDPOINTS",
+        hide_env_values = true
+    )]
+    pub etcd_endpoints: Option<OsString>,
+    /// etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PREFIX",
+        env = "DEPLOY_LOCK_ETCD_PREFIX",
+        hide_env_values = true
+    )]
+    pub etcd_prefix: Option<OsString>,
+    /// etcd lease TTL: a dead holder blocks others this long at most [default: 30]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        env = "DEPLOY_LOCK_ETCD_TTL",
+        hide_env_values = true
+    )]
+    pub etcd_ttl: Option<OsString>,
 }
 
 const RUN_AFTER_HELP: &str = "\
@@ -182,6 +218,14 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteOpts,
     },
+    /// Exit 0 only while the fencing token N still holds the lock (etcd; before an irreversible step)
+    Check {
+        #[arg(value_enum)]
+        env: Environment,
+        /// The token the command got as DEPLOY_LOCK_FENCING_TOKEN
+        #[arg(long, value_name = "N")]
+        token: i64,
+    },
     /// Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
@@ -291,7 +335,9 @@ fn sort_run_words(words: Vec<OsString>, flags: &[Flag]) -> RunWords {
     w
 }
 
-const SUBCOMMANDS: [&str; 6] = ["status", "wait", "unlock", "run", "generate", "help"];
+const SUBCOMMANDS: [&str; 7] = [
+    "status", "wait", "unlock", "check", "run", "generate", "help",
+];
 
 /// The argument list clap parses: the `ENV` shorthand becomes `run ENV`
 /// (cargo-alias style), and run's words are sorted so that its flags are
@@ -383,6 +429,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
     let (op, remote) = match cli.command {
         Command::Status { env, json, remote } => (Operation::Status { env, json }, remote.get()),
         Command::Wait { env, remote } => (Operation::Wait { env }, remote.get()),
+        Command::Check { env, token } => (Operation::Check { env, token }, None),
         Command::Unlock {
             env,
             yes,
@@ -479,6 +526,20 @@ fn setting_inputs(top: &ArgMatches, sub: Option<&ArgMatches>) -> SettingInputs {
     set(&mut s.wait_interval, "wait_interval", "--wait-interval");
     set(&mut s.wait_timeout, "wait_timeout", "--wait-timeout");
     set(&mut s.project_root, "project_root", "--project-root");
+    for (id, long, name) in [
+        ("backend", "--backend", "DEPLOY_LOCK_BACKEND"),
+        (
+            "etcd_endpoints",
+            "--etcd-endpoints",
+            "DEPLOY_LOCK_ETCD_ENDPOINTS",
+        ),
+        ("etcd_prefix", "--etcd-prefix", "DEPLOY_LOCK_ETCD_PREFIX"),
+        ("etcd_ttl", "--etcd-ttl", "DEPLOY_LOCK_ETCD_TTL"),
+    ] {
+        if let Some(r) = flag(id, long) {
+            s.store.push((name, r));
+        }
+    }
     s
 }
 
@@ -494,6 +555,7 @@ pub fn flags_given(s: &SettingInputs) -> bool {
     ]
     .iter()
     .any(|r| r.as_ref().is_some_and(|r| r.origin.starts_with("--")))
+        || s.store.iter().any(|(_, r)| r.origin.starts_with("--"))
 }
 
 #[cfg(test)]

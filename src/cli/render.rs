@@ -43,6 +43,11 @@ fn block(insp: &Inspection, style: Style, modern: bool) -> String {
             if let Some(ls) = ls_ld {
                 line(ls);
             }
+            if modern && let Some(n) = &insp.network {
+                for l in network_lines(n) {
+                    line(&l);
+                }
+            }
         }
         DirView::Missing { blocked_by } => {
             line(&format!(
@@ -126,6 +131,22 @@ fn state_lines(r: &RecordView, stale_after: u64, style: Style, modern: bool) -> 
     lines
 }
 
+/// A network store's lock under the lock line (the modern block only: the
+/// unlock.sh block keeps the legacy shape).
+fn network_lines(n: &deploy_lock::status::NetworkLock) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(t) = n.fencing_token {
+        out.push(format!("  Fencing token: {t}"));
+    }
+    if let Some(l) = &n.lease_id {
+        match n.ttl_remaining_secs {
+            Some(s) => out.push(format!("  Lease: {l} ({s} s left; renewed by the holder)")),
+            None => out.push(format!("  Lease: {l} (expired)")),
+        }
+    }
+    out
+}
+
 /// The `--json` object.
 pub fn status_json(insp: &Inspection) -> Value {
     let holder = insp.holder.as_ref().map(|h| {
@@ -144,7 +165,7 @@ pub fn status_json(insp: &Inspection) -> Value {
             "process_name": process_name,
         })
     });
-    json!({
+    let mut v = json!({
         "environment": insp.environment.as_str(),
         "locked": insp.locked(),
         "verdict": insp.verdict.as_str(),
@@ -157,7 +178,18 @@ pub fn status_json(insp: &Inspection) -> Value {
         "age_seconds": insp.age_seconds,
         "stale": insp.stale,
         "stale_after_seconds": insp.view.stale_after_secs,
-    })
+    });
+    if let (Value::Object(o), Some(n)) = (&mut v, &insp.network) {
+        o.insert("backend".into(), json!(n.backend));
+        o.insert("key".into(), json!(n.key));
+        o.insert("fencing_token".into(), json!(n.fencing_token));
+        o.insert("lease_id".into(), json!(n.lease_id));
+        o.insert(
+            "lease_ttl_remaining_seconds".into(),
+            json!(n.ttl_remaining_secs),
+        );
+    }
+    v
 }
 
 fn path_str(p: &Path) -> String {
@@ -405,6 +437,7 @@ mod fuzz_tests {
                 state: has_state.then(|| doc.clone()),
                 verdict: verdict(&kind, &liveness, holder.is_some(), stale),
                 run_holder: None,
+                network: None,
                 holder,
                 liveness,
                 age_seconds: age,

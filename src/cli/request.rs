@@ -60,6 +60,11 @@ pub enum Operation {
         yes: bool,
         id: Option<String>,
     },
+    /// Whether fencing token `token` still holds `env`'s lock.
+    Check {
+        env: Environment,
+        token: i64,
+    },
     Run(RunRequest),
     Generate(Generate),
 }
@@ -99,7 +104,8 @@ impl Operation {
         match self {
             Operation::Status { env, .. }
             | Operation::Wait { env }
-            | Operation::Unlock { env, .. } => Some(*env),
+            | Operation::Unlock { env, .. }
+            | Operation::Check { env, .. } => Some(*env),
             Operation::Run(r) => Some(r.env),
             Operation::Print(_) | Operation::Generate(_) => None,
         }

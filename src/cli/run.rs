@@ -132,24 +132,32 @@ pub fn run(
         held.record.lock_id.clone(),
         held.record.deployment_id.clone(),
     );
-    let under_lock = [
+    let token = held.record.fencing_token.map(|t| t.to_string());
+    let mut under_lock = vec![
         ("DEPLOY_LOCK_HELD", lock_id.as_str()),
         ("DEPLOY_LOCK_DEPLOYMENT_ID", deployment_id.as_str()),
     ];
+    // A network store's fencing token, for `deploy-lock check ENV --token N`
+    // or any system that refuses a stale holder's writes.
+    if let Some(t) = &token {
+        under_lock.push(("DEPLOY_LOCK_FENCING_TOKEN", t.as_str()));
+    }
     let _ = io.out.flush();
-    let ended = {
+    let (ended, lost) = {
         let mut keep = Keep {
             keeping: store.keep(&mut held),
             env: plan.env,
             err: &mut *io.err,
             style: io.err_style,
+            pid: None,
+            lost: None,
         };
         let ended = spawn_and_supervise(&signals, &plan, &under_lock, &mut keep);
         // An unlock announced too late for the loop to see.
         let late = keep.keeping.last_look();
         keep.say(late);
         keep.say_warnings();
-        ended
+        (ended, keep.lost)
     };
     // Only now, with the command reaped, is the lock let go.
     match store.release(*held) {
@@ -157,7 +165,11 @@ pub fn run(
         // Secondary to how the command ended, which stays the exit status.
         Err(e) => messages::print_lines(io.err, io.err_style, &messages::lock_error_lines(&e)),
     }
-    ended
+    match (ended, lost) {
+        // The run was not under the lock to its end: its own exit code.
+        (Ok(_), Some(_)) => Err(Failure::LockLost),
+        (ended, _) => ended,
+    }
 }
 
 /// While the command runs: the store keeps the lock, and what it reports is
@@ -167,11 +179,31 @@ struct Keep<'k> {
     env: Environment,
     err: &'k mut dyn std::io::Write,
     style: super::style::Style,
+    /// The command, once started.
+    pid: Option<i32>,
+    /// Why the lock was lost, once it was.
+    lost: Option<String>,
 }
 
 impl Keep<'_> {
     fn say(&mut self, events: Vec<deploy_lock::store::KeepEvent>) {
+        use deploy_lock::store::{KeepEvent, Stop};
         for ev in events {
+            let stop = match &ev {
+                KeepEvent::Lost { cause, stop, .. } => {
+                    self.lost.get_or_insert_with(|| cause.clone());
+                    *stop
+                }
+                KeepEvent::Stop(s) => Some(*s),
+                _ => None,
+            };
+            if let (Some(s), Some(pid)) = (stop, self.pid) {
+                let sig = match s {
+                    Stop::Term => nix::sys::signal::Signal::SIGTERM,
+                    Stop::Kill => nix::sys::signal::Signal::SIGKILL,
+                };
+                deploy_lock::supervise::signal_tree(pid, sig);
+            }
             let (loud, line) = messages::keep_event(self.env, &ev);
             let _ = if loud {
                 std::io::Write::write_fmt(self.err, format_args!("{}\n", self.style.red(&line)))
@@ -190,6 +222,7 @@ impl Keep<'_> {
 
 impl Sidecar for Keep<'_> {
     fn started(&mut self, pid: i32) {
+        self.pid = Some(pid);
         if let Some(id) = ProcessIdentity::of_pid(pid) {
             self.keeping.started(id);
         }
@@ -205,6 +238,10 @@ impl Sidecar for Keep<'_> {
         let events = self.keeping.service();
         self.say(events);
         self.say_warnings();
+    }
+    fn resumed(&mut self) {
+        self.keeping.resumed();
+        self.service();
     }
 }
 
