@@ -53,10 +53,18 @@ impl EtcdWatcher {
         {
             let (client, key, shared) = (client.clone(), key.clone(), shared.clone());
             let from = first_read.ok().map(|r| r.revision + 1);
+            // The thread keeps a read end open: it outlives the watcher (it
+            // may sit in a watch read until its window ends), and a write to
+            // a pipe nobody can read raises SIGPIPE, which kills deploy-lock
+            // (its SIGPIPE is the default) in the middle of a run.
+            let keep_open = read.try_clone()?;
             // Not joined: it may sit in a watch read until its window ends.
             std::thread::Builder::new()
                 .name("etcd-wait".into())
-                .spawn(move || watch_deletions(&client, &key, from, &shared, write))?;
+                .spawn(move || {
+                    watch_deletions(&client, &key, from, &shared, write);
+                    drop(keep_open);
+                })?;
         }
         Ok(EtcdWatcher {
             client: client.clone(),

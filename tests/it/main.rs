@@ -3,6 +3,7 @@
 mod completions;
 mod docs;
 mod etcd_access;
+mod etcd_cli;
 mod etcd_failures;
 mod etcd_lock;
 mod etcd_process;
