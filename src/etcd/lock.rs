@@ -156,7 +156,7 @@ impl EtcdStore {
             },
             process_name: None,
             lease_id: lease.to_string(),
-            ttl_seconds: granted_ttl,
+            lease_ttl_secs: granted_ttl,
         };
         let value = serde_json::to_vec(&record).expect("a record serialises");
         let txn = self.client.txn(

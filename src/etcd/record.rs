@@ -37,6 +37,10 @@ impl std::fmt::Display for LeaseId {
 /// The lock key's value: the same holder record the local lock keeps in
 /// `owner.json` (so `status --json`'s `holder` reads alike for both), the
 /// command's name (its pid cannot be probed from another host), and the lease.
+/// The lease fields have the names i11's `OwnerRecord` gives them
+/// (`lease_id`, `lease_ttl_secs`), so the stored JSON stays the same when
+/// they move into it; the fencing token is not stored (the value is written
+/// before its create revision exists): it is read from the key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EtcdRecord {
     #[serde(flatten)]
@@ -45,7 +49,8 @@ pub struct EtcdRecord {
     pub process_name: Option<String>,
     /// Decimal, as etcd's gateway writes 64-bit numbers (jq reads doubles).
     pub lease_id: String,
-    pub ttl_seconds: u64,
+    /// The TTL etcd granted.
+    pub lease_ttl_secs: u64,
 }
 
 /// This process as a holder of `env`'s lock: fresh ids, the current time,

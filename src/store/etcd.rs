@@ -259,7 +259,7 @@ impl LockStore for EtcdLockStore<'_> {
         let record = HolderRecord {
             fencing_token: Some(lock.token().0 as u64),
             lease_id: Some(lock.lease().to_string()),
-            lease_ttl_secs: Some(lock.record().ttl_seconds),
+            lease_ttl_secs: Some(lock.record().lease_ttl_secs),
             ..lock.record().owner.clone()
         };
         let mut local = *local;

@@ -107,7 +107,7 @@ fn one_machine_sees_the_other_machines_holder() {
     assert_eq!(record.owner.hostname, crate::harness::hostname());
     assert_eq!(record.process_name, None);
     assert_eq!(record.lease_id, lock.lease().0.to_string());
-    assert_eq!(record.ttl_seconds, 30);
+    assert_eq!(record.lease_ttl_secs, 30);
     assert_eq!((held.token, held.lease), (lock.token(), lock.lease()));
     let left = held.ttl_remaining.expect("a live lease");
     assert!(

@@ -368,11 +368,6 @@ pub fn cluster(test: &str, n: usize) -> Option<Vec<Etcd>> {
         skip(test, &why);
         return None;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("deploy-lock-etcd-cluster.")
-        .tempdir()
-        .unwrap()
-        .keep();
     let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
     let initial: Vec<String> = ports
         .iter()
@@ -382,8 +377,12 @@ pub fn cluster(test: &str, n: usize) -> Option<Vec<Etcd>> {
     let mut members = Vec::new();
     for (i, (client, peer)) in ports.iter().enumerate() {
         let endpoint = format!("http://127.0.0.1:{client}");
-        let member_dir = dir.join(format!("m{i}"));
-        fs::create_dir_all(&member_dir).unwrap();
+        // One folder each: a member's drop removes its own.
+        let member_dir = tempfile::Builder::new()
+            .prefix("deploy-lock-etcd-member.")
+            .tempdir()
+            .unwrap()
+            .keep();
         let mut cmd = Command::new(ETCD);
         cmd.arg(format!("--name=m{i}"))
             .arg(format!("--data-dir={}", member_dir.join("data").display()))
