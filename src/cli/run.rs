@@ -296,12 +296,16 @@ fn acquire(
     let start = Instant::now();
     let tty = io.err_tty;
     let mut ticks: u32 = 0;
+    let mut store_trouble: Option<String> = None;
     loop {
         // What we wait on when busy: our own lock, or, when the checkout's
         // one state record is another environment's live lock, that
         // environment's (its release frees the record).
         let (phrase, other_watch) = match store.acquire(plan.env, &how) {
             Ok(Acquire::Acquired(h)) => {
+                if store_trouble.is_some() {
+                    io.warn("the lock store answers again");
+                }
                 if tty && ticks > 0 {
                     let _ = writeln!(io.err);
                 }
@@ -312,6 +316,9 @@ fn acquire(
                 inspection,
                 run_holder,
             }) => {
+                if store_trouble.take().is_some() {
+                    io.warn("the lock store answers again");
+                }
                 if plan.wait.is_none() {
                     let style = io.err_style;
                     return Err(Failure::Held(Box::new(Busy {
@@ -336,6 +343,18 @@ fn acquire(
                 messages::other_environment_phrase(environment, &holder),
                 Some(store.watch(environment)),
             ),
+            // A network store lost while waiting: retried until the wait's
+            // limit, said once.
+            Err(LockError::Store { detail }) if plan.wait.is_some() => {
+                if store_trouble.as_deref() != Some(detail.as_str()) {
+                    if tty && ticks > 0 {
+                        let _ = writeln!(io.err);
+                    }
+                    io.warn(&format!("{detail}; retrying until the wait's limit"));
+                    store_trouble = Some(detail.clone());
+                }
+                (format!("the lock store is unreachable: {detail}"), None)
+            }
             Err(LockError::Interrupted) => {
                 // A signal while waiting for the guard: nothing started.
                 return Err(Failure::Interrupted(
@@ -369,7 +388,11 @@ fn acquire(
             );
         }
         ticks += 1;
-        let next = start + ctx.settings.wait_interval.saturating_mul(ticks);
+        let mut next = start + ctx.settings.wait_interval.saturating_mul(ticks);
+        if store_trouble.is_some() {
+            // Try again soon: the watch cannot be trusted to wake us.
+            next = next.min(Instant::now() + Duration::from_millis(500));
+        }
         match watch.wait(next.min(start + limit), Some(signals.fd())) {
             Ok(Woke::Extra) => {
                 if let Some(signo) = signals.next_terminating() {

@@ -462,3 +462,54 @@ fn unreachable_and_404_endpoints_fail_in_one_line_with_74_and_run_nothing() {
         assert!(!ran.exists(), "nothing runs");
     }
 }
+
+#[test]
+fn a_waiter_that_loses_etcd_retries_and_says_so() {
+    let Some(e) = etcd_support::own("a_waiter_that_loses_etcd_retries_and_says_so") else {
+        return;
+    };
+    let prefix = etcd_support::prefix("cli-wait-lost");
+    let (a, b) = (Machine::new(&e, &prefix), Machine::new(&e, &prefix));
+    let (pidfile, go) = (a.path("pid"), a.path("go"));
+    let script = format!(
+        "echo $$ > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"; while [ ! -e {} ]; do sleep 0.02; done",
+        go.display()
+    );
+    let holder = arg(
+        a.dl(&["run", "staging", "--", "sh", "-c", &script, "_"]),
+        &pidfile,
+    )
+    .spawn_guarded();
+    pid_in(&pidfile);
+    let waiter = b
+        .dl(&[
+            "run",
+            "--wait=30",
+            "--wait-interval=0.2",
+            "staging",
+            "--",
+            "echo",
+            "b ran",
+        ])
+        .spawn_guarded();
+    std::thread::sleep(Duration::from_millis(300));
+    send_signal(e.pid(), Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(2500));
+    send_signal(e.pid(), Signal::SIGCONT);
+    fs::write(&go, "").unwrap();
+    finish(holder).code(0);
+    let out = finish(waiter);
+    out.code(0).any_stderr();
+    assert_eq!(out.stdout, "b ran\n");
+    assert!(
+        out.stderr.contains("; retrying until the wait's limit\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("WARNING: the lock store answers again\n"),
+        "{}",
+        out.stderr
+    );
+}
