@@ -240,6 +240,35 @@ impl LockStore for EtcdLockStore<'_> {
             })?;
         owner.pid = how.process.pid;
         owner.pid_start_ticks = how.process.start_ticks;
+        // A waiter woken with others (every waiter wakes on a release) looks
+        // first: one read instead of a lease grant, a failed txn and a revoke
+        // for each that loses the race.
+        if how.waiting {
+            let key = self.etcd.key(env);
+            let client = self.etcd.client();
+            let read = client
+                .get(key.as_bytes(), client.call_timeout())
+                .map_err(store_error)?;
+            if let Some(kv) = read.kv {
+                let insp = EtcdInspection {
+                    environment: env,
+                    key,
+                    revision: read.revision,
+                    held: Some(etcd::Held {
+                        record: serde_json::from_slice(&kv.value).ok(),
+                        token: FencingToken(kv.create_revision),
+                        lease: LeaseId(kv.lease),
+                        ttl_remaining: None,
+                        mod_revision: kv.mod_revision,
+                    }),
+                };
+                return Ok(Acquire::Busy {
+                    reason: BusyReason::HolderAlive,
+                    inspection: Box::new(self.inspection(insp)),
+                    run_holder: None,
+                });
+            }
+        }
         let lock = match self.etcd.try_acquire(env, &owner).map_err(store_error)? {
             etcd::Acquire::Busy(insp) => {
                 return Ok(Acquire::Busy {
