@@ -513,3 +513,52 @@ fn a_waiter_that_loses_etcd_retries_and_says_so() {
         out.stderr
     );
 }
+
+#[test]
+fn wait_on_another_machine_ends_at_the_release_and_unlock_id_spares_a_new_holder() {
+    let e = need_etcd!("wait_on_another_machine_ends_at_the_release");
+    let prefix = etcd_support::prefix("cli-wait");
+    let (a, b) = (Machine::new(e, &prefix), Machine::new(e, &prefix));
+    let (pidfile, go) = (a.path("pid"), a.path("go"));
+    let script = format!(
+        "echo $$ > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"; while [ ! -e {} ]; do sleep 0.02; done",
+        go.display()
+    );
+    let holder = arg(
+        a.dl(&["run", "staging", "--", "sh", "-c", &script, "_"]),
+        &pidfile,
+    )
+    .spawn_guarded();
+    pid_in(&pidfile);
+    let first_id = b.status_json()["holder"]["lock_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiter = b.dl(&["wait", "staging"]).spawn_guarded();
+    std::thread::sleep(Duration::from_millis(200));
+    fs::write(&go, "").unwrap();
+    finish(holder).code(0);
+    let out = finish(waiter);
+    out.code(0);
+    assert!(out.stdout.ends_with("✓ Lock released!\n"), "{}", out.stdout);
+    // A new holder: an unlock of the first lock id leaves it alone.
+    fs::remove_file(&go).unwrap();
+    let holder = arg(
+        a.dl(&["run", "staging", "--", "sh", "-c", &script, "_"]),
+        &pidfile,
+    )
+    .spawn_guarded();
+    wait_until(PATIENCE, "the second holder", || {
+        b.status_json()["holder"]["lock_id"]
+            .as_str()
+            .is_some_and(|id| id != first_id)
+    });
+    let out = b
+        .dl(&["unlock", "staging", "--yes", "--id", &first_id])
+        .run();
+    out.code(75);
+    assert!(out.stderr.contains("changed hands"), "{}", out.stderr);
+    assert_eq!(b.status_json()["verdict"], "held");
+    fs::write(&go, "").unwrap();
+    finish(holder).code(0);
+}
