@@ -131,3 +131,76 @@ wait
 t1=$(now_ns)
 handoffs=$(( $(grep -c '"event":"acquire"' "$log" || true) - before ))
 printf '%-46s %8s ms  %s acquisitions logged (target <= 3000 ms)\n' "100 contended hand-offs (4 x 25 run --wait)" "$(ms $((t1 - t0)))" "$handoffs"
+
+# 4. The etcd backend beside etcdctl, on one local etcd (skipped without it).
+if [ -x /usr/bin/etcd ] && [ -x /usr/bin/etcdctl ]; then
+    read -r cport pport < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+    ep="http://127.0.0.1:$cport"
+    /usr/bin/etcd --name=bench --data-dir="$work/etcd" --listen-client-urls="$ep" \
+        --advertise-client-urls="$ep" --listen-peer-urls="http://127.0.0.1:$pport" \
+        --initial-advertise-peer-urls="http://127.0.0.1:$pport" \
+        --initial-cluster="bench=http://127.0.0.1:$pport" --heartbeat-interval=10 \
+        --election-timeout=100 --log-level=error >"$work/etcd.log" 2>&1 &
+    etcd_pid=$!
+    trap 'kill "$etcd_pid" 2>/dev/null || true; wait "$etcd_pid" 2>/dev/null || true; cleanup' EXIT
+    for _ in $(seq 100); do curl -sf "$ep/version" >/dev/null && break; sleep 0.05; done
+    export ETCDCTL_API=3 DEPLOY_LOCK_BACKEND=etcd DEPLOY_LOCK_ETCD_ENDPOINTS="$ep" DEPLOY_LOCK_ETCD_PREFIX=/bench
+    ctl() { /usr/bin/etcdctl --endpoints="$ep" "$@"; }
+    key=/bench/v1/env/staging/lock
+    echo
+    echo "etcd $(curl -s "$ep/version" | jq -r .etcdserver), loopback, one member"
+    t_run=$(time_cmd 100 "$bin" run staging -- true)
+    t_ctl=$(time_cmd 100 /usr/bin/etcdctl --endpoints="$ep" lock bench-ctl true)
+    printf '%-46s %8s ms  etcdctl lock k true %s ms: %sx (goal <= 1.0x)\n' \
+        "etcd: uncontended run ENV -- true, median" "$(ms "$t_run")" "$(ms "$t_ctl")" \
+        "$(awk -v a="$t_run" -v b="$t_ctl" 'BEGIN { printf "%.2f", a / b }')"
+    "$bin" run staging -- sleep 600 >/dev/null 2>&1 & holder=$!
+    for _ in $(seq 100); do ctl get "$key" --print-value-only | grep -q lock_id && break; sleep 0.05; done
+    t_st=$(time_cmd 100 "$bin" status staging)
+    t_get=$(time_cmd 100 /usr/bin/etcdctl --endpoints="$ep" get "$key")
+    printf '%-46s %8s ms  etcdctl get %s ms: %sx\n' "etcd: status (held), median" "$(ms "$t_st")" \
+        "$(ms "$t_get")" "$(awk -v a="$t_st" -v b="$t_get" 'BEGIN { printf "%.2f", a / b }')"
+    kill "$holder"; wait "$holder" 2>/dev/null || true; holder=""
+    # Wake after release: the key under a lease, revoked through the gateway.
+    wake() { # the waiter command; prints the median ns from the revoke to its exit
+        local i t_rm t_done lease out=()
+        for ((i = 0; i < 15; i++)); do
+            lease=$(curl -s -XPOST "$ep/v3/lease/grant" -d '{"TTL":30}' | jq -r .ID)
+            curl -s -XPOST "$ep/v3/kv/put" -d "{\"key\":\"$(printf %s "$1" | base64 -w0)\",\"value\":\"eA==\",\"lease\":\"$lease\"}" >/dev/null
+            shift_args=("${@:2}")
+            ( "${shift_args[@]}" >/dev/null 2>&1; now_ns > "$work/done" ) &
+            local w=$!
+            sleep 0.3
+            t_rm=$(now_ns)
+            curl -s -XPOST "$ep/v3/lease/revoke" -d "{\"ID\":\"$lease\"}" >/dev/null
+            wait "$w"
+            t_done=$(cat "$work/done")
+            out+=($((t_done - t_rm)))
+        done
+        printf '%s\n' "${out[@]}" | median
+    }
+    w_dl=$(wake "$key" "$bin" run --wait staging -- true)
+    # etcdctl lock's own key: its election prefix, taken by a lease-held key of ours.
+    w_ctl=$(wake "bench-wake/held" /usr/bin/etcdctl --endpoints="$ep" lock bench-wake true)
+    printf '%-46s %8s ms  etcdctl lock %s ms (goal <= 50; includes curl revoke)\n' \
+        "etcd: release noticed by run --wait" "$(ms "$w_dl")" "$(ms "$w_ctl")"
+    handoffs() { # 8 processes x 20 runs of the command
+        local t0 t1
+        t0=$(now_ns)
+        for _ in 1 2 3 4 5 6 7 8; do
+            ( for ((i = 0; i < 20; i++)); do "$@" >/dev/null 2>&1; done ) &
+        done
+        wait
+        t1=$(now_ns)
+        echo $((t1 - t0))
+    }
+    h_dl=$(handoffs "$bin" run --wait staging -- true)
+    h_ctl=$(handoffs /usr/bin/etcdctl --endpoints="$ep" lock bench-h true)
+    printf '%-46s %8s ms  etcdctl lock %s ms: %sx\n' "etcd: 160 contended hand-offs (8 x 20)" \
+        "$(ms "$h_dl")" "$(ms "$h_ctl")" "$(awk -v a="$h_dl" -v b="$h_ctl" 'BEGIN { printf "%.2f", a / b }')"
+else
+    echo "etcd figures skipped: /usr/bin/etcd and /usr/bin/etcdctl are needed (apt-get install etcd-server etcd-client)"
+fi

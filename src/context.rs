@@ -129,9 +129,23 @@ pub struct SettingInputs {
     pub wait_interval: Option<Raw>,
     pub wait_timeout: Option<Raw>,
     pub project_root: Option<Raw>,
+    /// The lock store's settings (`DEPLOY_LOCK_BACKEND`, `DEPLOY_LOCK_ETCD_*`,
+    /// `DEPLOY_LOCK_LOST_GRACE`, `DEPLOY_LOCK_ON_LOST`) by variable name, a
+    /// flag over its variable; checked with the checkout file's
+    /// (`crate::store::etcd::choose`).
+    pub store: Vec<(&'static str, Raw)>,
 }
 
 impl SettingInputs {
+    /// The caller's value for a store setting, flag or variable.
+    pub fn store_value(&self, name: &str) -> Option<String> {
+        self.store
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| r.text())
+    }
+
     /// The `DEPLOY_LOCK_*` variables found by `get` (empty means unset).
     pub fn from_vars(get: impl Fn(&str) -> Option<OsString>) -> SettingInputs {
         let raw = |name: &str| {
@@ -145,6 +159,10 @@ impl SettingInputs {
             wait_interval: raw(ENV_WAIT_INTERVAL),
             wait_timeout: raw(ENV_WAIT_TIMEOUT),
             project_root: raw(ENV_PROJECT_ROOT),
+            store: crate::etcd::settings::VARIABLES
+                .iter()
+                .filter_map(|name| raw(name).map(|r| (*name, r)))
+                .collect(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod audit_log;
 pub mod context;
 pub mod environment;
+pub mod etcd;
 pub mod fsops;
 pub mod holder;
 pub mod ids;

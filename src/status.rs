@@ -160,6 +160,23 @@ pub struct Inspection {
     /// says (read, never probed by locking: a status must not make a run
     /// wait). It outlives its lock directory after a force-unlock.
     pub run_holder: Option<crate::lock::runlock::RunHolder>,
+    /// For a network store (etcd): the key, fencing token and lease.
+    pub network: Option<NetworkLock>,
+}
+
+/// What a network store adds to a look at its lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkLock {
+    /// `etcd`.
+    pub backend: &'static str,
+    /// The lock's key.
+    pub key: String,
+    /// None while the lock is free.
+    pub fencing_token: Option<i64>,
+    /// The holder's lease, in hex as etcdctl shows it.
+    pub lease_id: Option<String>,
+    /// Seconds left on the holder's lease.
+    pub ttl_remaining_secs: Option<u64>,
 }
 
 impl Inspection {

@@ -41,6 +41,8 @@ pub trait Sidecar {
         None
     }
     fn service(&mut self) {}
+    /// This process was stopped and runs again (SIGCONT).
+    fn resumed(&mut self) {}
 }
 
 /// A sidecar that does nothing (a run without a lock).
@@ -85,6 +87,10 @@ impl Signals {
         }
         let mut blocked = SigSet::empty();
         blocked.add(Signal::SIGCHLD);
+        // Read, never forwarded: a holder stopped past its lease's TTL must
+        // look at its lock the moment it runs again. (Blocking SIGCONT does
+        // not stop it from continuing the process.)
+        blocked.add(Signal::SIGCONT);
         for sig in FORWARDED {
             if !ignored_on_entry(sig) {
                 blocked.add(sig);
@@ -120,7 +126,10 @@ impl Signals {
             return Some(signo);
         }
         while let Some((signo, _, _)) = self.next() {
-            if signo != Signal::SIGCHLD as i32 && signo != Signal::SIGWINCH as i32 {
+            if signo != Signal::SIGCHLD as i32
+                && signo != Signal::SIGWINCH as i32
+                && signo != Signal::SIGCONT as i32
+            {
                 return Some(signo);
             }
         }
@@ -213,6 +222,12 @@ impl Signals {
                 if signo == Signal::SIGCHLD as i32 {
                     continue;
                 }
+                if signo == Signal::SIGCONT as i32 {
+                    if child.try_wait()?.is_none() {
+                        side.resumed();
+                    }
+                    continue;
+                }
                 if code == SI_KERNEL {
                     continue;
                 }
@@ -231,6 +246,33 @@ impl Signals {
                 }
             }
         }
+    }
+}
+
+/// Sends `sig` to `root` and every process descended from it (found through
+/// /proc's parent pids), leaves first. The command shares deploy-lock's
+/// process group (and maybe its caller's), so the group itself is never
+/// signalled; a descendant that left the tree (reparented) is not reached.
+pub fn signal_tree(root: i32, sig: Signal) {
+    let mut parents = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
+                && let Some(info) = crate::liveness::probe(pid)
+            {
+                parents.push((pid, info.ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    for pid in tree.iter().rev() {
+        let _ = kill(Pid::from_raw(*pid), sig);
     }
 }
 

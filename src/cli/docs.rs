@@ -190,7 +190,15 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
         ("NO_COLOR", "When set and not empty, never colour. CLICOLOR_FORCE=1 colours even into a pipe; NO_COLOR wins. Without either, colour only on a terminal.".into()),
         ("TZ", "Time zone of the ls -ld line, as ls uses it.".into()),
         ("USER", "Recorded as USER@host in locked_by.".into()),
+        ("DEPLOY_LOCK_BACKEND", "local (this host's lock folder, the default) or etcd (one lock per environment shared by every machine). Also --backend. The checkout's deploy/config/deploy-lock.env (KEY=VALUE lines, # comments, checked into the team's repository) may set it and the etcd settings below; the caller's variables and flags win, with a warning when they pick another backend than the checkout does.".into()),
+        ("DEPLOY_LOCK_ETCD_ENDPOINTS", "etcd client URLs, comma-separated, http:// or https://, tried in order (also --etcd-endpoints). An unreachable etcd, refused login, a disabled JSON gateway (404) or etcd older than 3.4 is one line naming the endpoint, exit 74 (unlock.sh: 1), within 5 s; nothing is run.".into()),
+        ("DEPLOY_LOCK_ETCD_PREFIX", "Key prefix (default /togather/deploy-lock; also --etcd-prefix): the lock is PREFIX/v1/env/ENV/lock, its value the holder record plus lease_id and lease_ttl_secs, its create revision the fencing token.".into()),
+        ("DEPLOY_LOCK_ETCD_TTL", "Lease TTL in seconds (default 30, 1 to 3600; also --etcd-ttl), renewed every TTL/3: a holder that dies or loses etcd blocks others this long at most.".into()),
+        ("DEPLOY_LOCK_ETCD_CACERT, DEPLOY_LOCK_ETCD_USER, DEPLOY_LOCK_ETCD_PASSWORD", "CA file for https endpoints (relative to the checkout when set in deploy-lock.env); user and password when etcd has auth on (the password only from the environment).".into()),
     ];
+    if legacy {
+        env.push(("", "With DEPLOY_LOCK_BACKEND=etcd the status block has the same shape for the etcd holder: the lock line names etcd:KEY, the State file info fields are the holder record's, and --force revokes exactly the holder shown (a lock that changed hands meanwhile is left alone).".into()));
+    }
     if !legacy {
         env.push((
             "HOME",
@@ -204,6 +212,14 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
             "DEPLOY_LOCK_HELD, DEPLOY_LOCK_DEPLOYMENT_ID",
             "Set for the command run under the lock: its lock id and deployment id.".into(),
         ));
+        env.push((
+            "DEPLOY_LOCK_FENCING_TOKEN",
+            "Set for the command when the lock is on etcd: the key's create revision, larger for every new holder. deploy-lock check ENV --token N exits 0 only while it still holds the lock; a system that remembers the highest token it saw can refuse a stale holder's writes.".into(),
+        ));
+        env.push((
+            "DEPLOY_LOCK_ON_LOST, DEPLOY_LOCK_LOST_GRACE",
+            "What run does when its etcd lock is lost while the command runs (lease expired or revoked by a forced unlock, key deleted, or no renewal acknowledged within the TTL): term (default) sends SIGTERM to the command and its descendants, then SIGKILL after DEPLOY_LOCK_LOST_GRACE seconds (default 30; 0 never); warn only says so. Either way one line on stderr names the cause, the audit log gets a lost line, and run exits 76. A holder stopped (SIGSTOP, a suspended laptop) looks at its lease the moment it runs again (SIGCONT).".into(),
+        ));
     }
     let files = Section {
         title: "FILES",
@@ -214,7 +230,8 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
             ("/tmp/togather-deploy-ENV.guard", "flock guard serialising takeovers and releases.".into()),
             ("deploy/config/deployment-state.json", "The checkout's state file; its lock record is the legacy format plus pid_start_ticks, holder_pid, holder_start_ticks and boot_id. Every other key is kept as it was. Written atomically (temp file, fsync, rename, fsync of the folder), mode 0600 when created.".into()),
             ("deploy/config/deployment-state.json.lock", "flock guard serialising read-modify-writes of the state file.".into()),
-            ("~/.togather/logs/deployments/locks.log", "Audit trail of the user running deploy-lock, append-only: one JSON object per line with time (UTC), event (acquire, takeover, release, release_skipped, force_unlock, restore, lost), environment, user, host, pid, holder (the previous holder for a takeover or force-unlock), lock_id, and deployment_id on acquisitions; notes where there is more to say. Read it with deploy-lock log.".into()),
+            ("deploy/config/deploy-lock.env", "The checkout's lock store settings (DEPLOY_LOCK_BACKEND, DEPLOY_LOCK_ETCD_*), shared by the team through the repository.".into()),
+            ("~/.togather/logs/deployments/locks.log", "Audit trail of the user running deploy-lock, append-only: one JSON object per line with time (UTC), event (acquire, takeover, release, release_skipped, force_unlock, reset_state, restore, lost), environment, user, host, pid, holder (the previous holder for a takeover or force-unlock), lock_id, and deployment_id on acquisitions; notes where there is more to say. Read it with deploy-lock log.".into()),
         ],
     };
     vec![
@@ -286,6 +303,7 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
                 ("65", "The state file is not valid JSON or not the documented shape; it is left untouched.".into()),
                 ("74", "A file or folder could not be read or written, including deploy-lock's own output (a full disk); the lock folder is missing or not writable by you; with --remote, ssh could not run the command.".into()),
                 ("75", "The lock is held (by a live holder, by another deploy-lock run, or not stale yet); or, for unlock, it changed hands since it was shown; or, for status --quiet, a run would not start now.".into()),
+                ("76", "run: the lock (etcd) was lost while the command ran, however the command ended.".into()),
                 ("124", "Waiting for the lock timed out (said on stderr, by every command).".into()),
                 ("126, 127", "run: the command could not be executed, or was not found.".into()),
                 ("signal N", "run --wait, wait: signal N ended the wait for the lock, and deploy-lock dies of it (a shell shows 128+N); the command never started.".into()),
@@ -304,6 +322,7 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
                 ("deploy-lock unlock staging --reset-state", "Recover from a state file that is not valid JSON: keep it as a backup, start afresh with the lock released.".into()),
                 ("deploy-lock unlock staging --yes", "Force unlock without the confirmation.".into()),
                 ("deploy-lock log staging -n 20", "The last 20 lock events of staging: who took, released, took over or force-unlocked it, and how long it was held.".into()),
+                ("deploy-lock check staging --token \"$DEPLOY_LOCK_FENCING_TOKEN\" && migrate", "Inside a deploy on etcd: go on only while this run still holds the lock.".into()),
             ],
         },
         Section {

@@ -4,7 +4,9 @@
 
 use deploy_lock::Context;
 use deploy_lock::context::ResolveError;
+use deploy_lock::etcd::settings::{Backend, SettingsError};
 use deploy_lock::store::LockStore;
+use deploy_lock::store::etcd::EtcdLockStore;
 use deploy_lock::store::local::LocalStore;
 use deploy_lock::supervise::ChildEnd;
 
@@ -70,8 +72,27 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
         ResolveError::NoCheckout(e) => Failure::NoCheckout(e),
         ResolveError::BadProjectRoot(e) => Failure::BadProjectRoot(e),
     })?;
-    let store = LocalStore::new(&ctx);
-    execute_with(&ctx, &store, req, io)
+    // The store: the caller's variables and flags over the checkout's
+    // deploy/config/deploy-lock.env (none outside a checkout).
+    let lookup = |name: &str| req.settings.store_value(name);
+    let (backend, warnings) =
+        deploy_lock::store::etcd::choose(&ctx, &lookup).map_err(|e| match e {
+            SettingsError::Io { path, source } => Failure::Io {
+                what: path.display().to_string(),
+                source,
+            },
+            e => Failure::Usage(e.to_string()),
+        })?;
+    for w in warnings {
+        io.warn(&w.to_string());
+    }
+    match backend {
+        Backend::Local => execute_with(&ctx, &LocalStore::new(&ctx), req, io),
+        Backend::Etcd(settings) => {
+            let store = EtcdLockStore::open(&ctx, settings)?;
+            execute_with(&ctx, &store, req, io)
+        }
+    }
 }
 
 /// [`execute`] against a given store (the in-memory one in tests).
@@ -113,6 +134,13 @@ pub fn execute_with(
             id,
             reset_state: true,
         } => reset::reset_state(store, env, yes, id.as_deref(), io),
+        Operation::Check { env, token } => match store.check(env, token)? {
+            Some(true) => Ok(()),
+            Some(false) => Err(Failure::NotHolder { env, token }),
+            None => Err(Failure::Usage(format!(
+                "`check` needs a lock store with fencing tokens: the {env} lock is this host's lock folder (set DEPLOY_LOCK_BACKEND=etcd)"
+            ))),
+        },
         Operation::Run(r) => {
             let plan = RunPlan::decide(ctx, r, req.remote);
             let env = plan.env;

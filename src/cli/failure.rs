@@ -7,12 +7,13 @@
 //! | usage (clap, ours, settings, no checkout) | 2 | 1 |
 //! | data (state file not JSON / not the shape) | 65 | 1 |
 //! | I/O (a file, ssh, our own stdout) | 74 | 1 |
-//! | held (live holder, not stale, obstructed) | 75 | 1 |
+//! | held (live holder, not stale, obstructed; `check`: token not the holder) | 75 | 1 |
 //! | timed out | 124 | 1 |
 //! | cancelled at the confirmation, or no answer | 1 | 0 (legacy) |
 //! | `status --quiet`: a run would not start now | 75 | - |
 //! | command not executable / not found | 126 / 127 | - |
 //! | signal while waiting for the lock | death by that signal (128+N if it survives) | - |
+//! | lock lost while the command ran (etcd) | 76 | - |
 //! | stdout closed by the reader | quiet, 0 | quiet, 0 |
 
 use std::ffi::OsString;
@@ -35,6 +36,9 @@ pub const DATA: i32 = 65;
 pub const IO: i32 = 74;
 pub const HELD: i32 = 75;
 pub const TIMED_OUT: i32 = 124;
+/// run: the lock was lost while the command ran (a network store's lease
+/// expired or was revoked), whatever the command's own end.
+pub const LOST: i32 = 76;
 pub const CANCELLED: i32 = 1;
 pub const NOT_EXECUTABLE: i32 = 126;
 pub const NOT_FOUND: i32 = 127;
@@ -143,6 +147,14 @@ pub enum Failure {
     },
     /// A signal ended the wait for the lock before the command started.
     Interrupted(i32),
+    /// check: the token no longer holds the lock.
+    NotHolder {
+        env: Environment,
+        token: i64,
+    },
+    /// run: the lock was lost while the command ran (already said, loudly,
+    /// when it happened), however the command ended.
+    LockLost,
     /// run: deploy.sh words and a command after `--` at once.
     ArgsAndCommand {
         words: Vec<OsString>,
@@ -165,7 +177,8 @@ impl Failure {
             Failure::Held(_)
             | Failure::ServerHeld { .. }
             | Failure::ChangedHands { .. }
-            | Failure::WaitForDead { .. } => HELD,
+            | Failure::WaitForDead { .. }
+            | Failure::NotHolder { .. } => HELD,
             Failure::TimedOut { .. } => TIMED_OUT,
             Failure::Cancelled => CANCELLED,
             Failure::Remote(_)
@@ -181,6 +194,7 @@ impl Failure {
             }
             Failure::NoDeployScript { .. } => NOT_FOUND,
             Failure::Interrupted(signo) => 128 + signo,
+            Failure::LockLost => LOST,
             Failure::ServerExit(code) => *code,
         };
         if self.is_quiet() {
@@ -205,7 +219,9 @@ fn lock_error_code(e: &LockError) -> i32 {
         LockError::State(StateError::Io { .. }) | LockError::Io { .. } => IO,
         LockError::State(_) => DATA,
         LockError::OtherEnvironment { .. } | LockError::NotADirectory { .. } => HELD,
-        LockError::NotPermitted { .. } | LockError::LockFolder { .. } => IO,
+        LockError::NotPermitted { .. } | LockError::LockFolder { .. } | LockError::Store { .. } => {
+            IO
+        }
         LockError::Interrupted => CANCELLED,
     }
 }

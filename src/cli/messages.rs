@@ -125,6 +125,7 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         Failure::TimedOut { phrase: None, .. }
         | Failure::Cancelled
         | Failure::Interrupted(_)
+        | Failure::LockLost
         | Failure::ServerExit(_) => Vec::new(),
         Failure::ChangedHands { env, now } => {
             let who = now
@@ -144,6 +145,9 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
                 }
             }
         }
+        Failure::NotHolder { env, token } => vec![error(format!(
+            "fencing token {token} no longer holds the {env} lock: stop before anything irreversible"
+        ))],
         Failure::WaitForDead { env, pid } => {
             let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
             vec![error(format!(
@@ -269,6 +273,7 @@ pub fn non_directory(what: &NonDirectory) -> String {
 /// What the engine's error means, with what to do about it.
 pub fn lock_error(err: &LockError) -> String {
     match err {
+        LockError::Store { detail } => detail.clone(),
         LockError::NotADirectory { path, what } => format!(
             "{} is {}, not a lock directory; deploy-lock never follows or removes it: \
              check what it is (ls -la {}) and remove it by hand",
@@ -440,6 +445,31 @@ pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
             ),
         ),
         KeepEvent::Failed(msg) => (false, format!("WARNING: {msg}")),
+        KeepEvent::Lost {
+            cause,
+            stop,
+            kill_after,
+        } => {
+            let what = match (stop, kill_after) {
+                (None, _) => "the command goes on (DEPLOY_LOCK_ON_LOST=warn)".to_string(),
+                (Some(_), Some(g)) => format!(
+                    "stopping the command: SIGTERM now, SIGKILL in {} s",
+                    g.as_secs()
+                ),
+                (Some(_), None) => "stopping the command: SIGTERM now".to_string(),
+            };
+            (
+                true,
+                format!(
+                    "ERROR: lost the {env} lock while the command runs: {cause}; {what}; another deploy may start; exit {}",
+                    super::failure::LOST
+                ),
+            )
+        }
+        KeepEvent::Stop(_) => (
+            true,
+            format!("ERROR: the command outlived the grace after losing the {env} lock: SIGKILL"),
+        ),
     }
 }
 

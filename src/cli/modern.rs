@@ -69,6 +69,42 @@ pub struct GlobalOpts {
     /// Give up waiting after this many seconds
     #[arg(long, global = true, value_name = "SECS", env = ENV_WAIT_TIMEOUT, default_value = "3600", hide_env_values = true)]
     pub wait_timeout: Option<OsString>,
+    /// Where locks live: this host's lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env's, else local]
+    #[arg(
+        long,
+        global = true,
+        value_name = "local|etcd",
+        env = "DEPLOY_LOCK_BACKEND",
+        hide_env_values = true
+    )]
+    pub backend: Option<OsString>,
+    /// etcd client URLs, comma-separated, tried in order
+    #[arg(
+        long,
+        global = true,
+        value_name = "URLS",
+        env = "DEPLOY_LOCK_ETCD_ENDPOINTS",
+        hide_env_values = true
+    )]
+    pub etcd_endpoints: Option<OsString>,
+    /// etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PREFIX",
+        env = "DEPLOY_LOCK_ETCD_PREFIX",
+        hide_env_values = true
+    )]
+    pub etcd_prefix: Option<OsString>,
+    /// etcd lease TTL: a dead holder blocks others this long at most [default: 30]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        env = "DEPLOY_LOCK_ETCD_TTL",
+        hide_env_values = true
+    )]
+    pub etcd_ttl: Option<OsString>,
 }
 
 const STATUS_AFTER_HELP: &str = "\
@@ -212,6 +248,14 @@ pub enum Command {
         reset_state: bool,
         #[command(flatten)]
         remote: RemoteOpts,
+    },
+    /// Exit 0 only while the fencing token N still holds the lock (etcd; before an irreversible step)
+    Check {
+        #[arg(value_enum)]
+        env: Environment,
+        /// The token the command got as DEPLOY_LOCK_FENCING_TOKEN
+        #[arg(long, value_name = "N")]
+        token: i64,
     },
     /// Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it
     #[command(after_help = RUN_AFTER_HELP)]
@@ -361,8 +405,8 @@ fn value_apart(flag: &Flag, next: Option<&std::ffi::OsStr>) -> Result<(), Failur
     Ok(())
 }
 
-const SUBCOMMANDS: [&str; 8] = [
-    "status", "list", "wait", "unlock", "run", "log", "generate", "help",
+const SUBCOMMANDS: [&str; 9] = [
+    "status", "list", "wait", "unlock", "check", "run", "log", "generate", "help",
 ];
 
 /// The argument list clap parses: the `ENV` shorthand becomes `run ENV`
@@ -473,6 +517,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
             remote.get(),
         ),
         Command::Wait { env, remote } => (Operation::Wait { env }, remote.get()),
+        Command::Check { env, token } => (Operation::Check { env, token }, None),
         Command::Unlock {
             env,
             yes,
@@ -593,6 +638,20 @@ fn setting_inputs(top: &ArgMatches, sub: Option<&ArgMatches>) -> SettingInputs {
     set(&mut s.wait_interval, "wait_interval", "--wait-interval");
     set(&mut s.wait_timeout, "wait_timeout", "--wait-timeout");
     set(&mut s.project_root, "project_root", "--project-root");
+    for (id, long, name) in [
+        ("backend", "--backend", "DEPLOY_LOCK_BACKEND"),
+        (
+            "etcd_endpoints",
+            "--etcd-endpoints",
+            "DEPLOY_LOCK_ETCD_ENDPOINTS",
+        ),
+        ("etcd_prefix", "--etcd-prefix", "DEPLOY_LOCK_ETCD_PREFIX"),
+        ("etcd_ttl", "--etcd-ttl", "DEPLOY_LOCK_ETCD_TTL"),
+    ] {
+        if let Some(r) = flag(id, long) {
+            s.store.push((name, r));
+        }
+    }
     s
 }
 
@@ -608,6 +667,7 @@ pub fn flags_given(s: &SettingInputs) -> bool {
     ]
     .iter()
     .any(|r| r.as_ref().is_some_and(|r| r.origin.starts_with("--")))
+        || s.store.iter().any(|(_, r)| r.origin.starts_with("--"))
 }
 
 #[cfg(test)]

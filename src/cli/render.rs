@@ -26,7 +26,7 @@ pub fn status_block_modern(insp: &Inspection, style: Style) -> String {
 }
 
 fn block(insp: &Inspection, style: Style, modern: bool) -> String {
-    let mut out = lock_part(insp, style);
+    let mut out = lock_part_as(insp, style, modern);
     let mut line = |s: &str| {
         out.push_str(s);
         out.push('\n');
@@ -49,9 +49,15 @@ fn block(insp: &Inspection, style: Style, modern: bool) -> String {
     out
 }
 
-/// The block's first part, which needs no state file: header, the lock
-/// directory (or its absence) and the empty line after it.
+/// The modern block's first part, which needs no state file: header, the
+/// lock directory (or its absence, or a network store's key and lease) and
+/// the empty line after it.
 pub fn lock_part(insp: &Inspection, style: Style) -> String {
+    lock_part_as(insp, style, true)
+}
+
+/// The unlock.sh block keeps the legacy shape: no network lines.
+fn lock_part_as(insp: &Inspection, style: Style, modern: bool) -> String {
     let mut out = String::new();
     let mut line = |s: &str| {
         out.push_str(s);
@@ -68,6 +74,11 @@ pub fn lock_part(insp: &Inspection, style: Style) -> String {
             ));
             if let Some(ls) = ls_ld {
                 line(ls);
+            }
+            if modern && let Some(n) = &insp.network {
+                for l in network_lines(n) {
+                    line(&l);
+                }
             }
         }
         DirView::Missing { blocked_by } => {
@@ -168,6 +179,22 @@ fn state_lines(r: &RecordView, stale_after: u64, style: Style, modern: bool) -> 
     lines
 }
 
+/// A network store's lock under the lock line (the modern block only: the
+/// unlock.sh block keeps the legacy shape).
+fn network_lines(n: &deploy_lock::status::NetworkLock) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(t) = n.fencing_token {
+        out.push(format!("  Fencing token: {t}"));
+    }
+    if let Some(l) = &n.lease_id {
+        match n.ttl_remaining_secs {
+            Some(s) => out.push(format!("  Lease: {l} ({s} s left; renewed by the holder)")),
+            None => out.push(format!("  Lease: {l} (expired)")),
+        }
+    }
+    out
+}
+
 /// The version of the `--json` objects' shape; bumped only when a key
 /// changes meaning or goes away (new keys may appear without it).
 pub const JSON_SCHEMA: u32 = 1;
@@ -196,7 +223,7 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
         .no_checkout
         .is_none()
         .then(|| path_str(&insp.state_file));
-    json!({
+    let mut v = json!({
         "schema": JSON_SCHEMA,
         "environment": insp.environment.as_str(),
         "locked": insp.locked(),
@@ -211,7 +238,18 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
         "age_seconds": insp.age_seconds,
         "stale": insp.stale,
         "stale_after_seconds": insp.view.stale_after_secs,
-    })
+    });
+    if let (Value::Object(o), Some(n)) = (&mut v, &insp.network) {
+        o.insert("backend".into(), json!(n.backend));
+        o.insert("key".into(), json!(n.key));
+        o.insert("fencing_token".into(), json!(n.fencing_token));
+        o.insert("lease_id".into(), json!(n.lease_id));
+        o.insert(
+            "lease_ttl_remaining_seconds".into(),
+            json!(n.ttl_remaining_secs),
+        );
+    }
+    v
 }
 
 fn path_str(p: &Path) -> String {
@@ -460,6 +498,7 @@ mod fuzz_tests {
                 state: has_state.then(|| doc.clone()),
                 verdict: verdict(&kind, &liveness, holder.is_some(), stale),
                 run_holder: None,
+                network: None,
                 holder,
                 liveness,
                 age_seconds: age,

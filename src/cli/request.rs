@@ -82,6 +82,11 @@ pub enum Operation {
         /// `--reset-state`: recover from a state file that is not usable.
         reset_state: bool,
     },
+    /// Whether fencing token `token` still holds `env`'s lock.
+    Check {
+        env: Environment,
+        token: i64,
+    },
     Run(RunRequest),
     /// `deploy-lock log`: the audit trail.
     Log(LogRequest),
@@ -186,7 +191,8 @@ impl Operation {
         match self {
             Operation::Status { env, .. }
             | Operation::Wait { env }
-            | Operation::Unlock { env, .. } => Some(*env),
+            | Operation::Unlock { env, .. }
+            | Operation::Check { env, .. } => Some(*env),
             Operation::Run(r) => Some(r.env),
             Operation::Log(l) => l.env,
             Operation::Print(_) | Operation::Generate(_) | Operation::StatusAll { .. } => None,

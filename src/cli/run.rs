@@ -139,24 +139,32 @@ pub fn run(
         held.record.lock_id.clone(),
         held.record.deployment_id.clone(),
     );
-    let under_lock = [
+    let token = held.record.fencing_token.map(|t| t.to_string());
+    let mut under_lock = vec![
         ("DEPLOY_LOCK_HELD", lock_id.as_str()),
         ("DEPLOY_LOCK_DEPLOYMENT_ID", deployment_id.as_str()),
     ];
+    // A network store's fencing token, for `deploy-lock check ENV --token N`
+    // or any system that refuses a stale holder's writes.
+    if let Some(t) = &token {
+        under_lock.push(("DEPLOY_LOCK_FENCING_TOKEN", t.as_str()));
+    }
     let _ = io.out.flush();
-    let ended = {
+    let (ended, lost) = {
         let mut keep = Keep {
             keeping: store.keep(&mut held),
             env: plan.env,
             err: &mut *io.err,
             style: io.err_style,
+            pid: None,
+            lost: None,
         };
         let ended = spawn_and_supervise(&signals, &plan, &under_lock, &mut keep);
         // An unlock announced too late for the loop to see.
         let late = keep.keeping.last_look();
         keep.say(late);
         keep.say_warnings();
-        ended
+        (ended, keep.lost)
     };
     // Only now, with the command reaped, is the lock let go.
     match store.release(*held) {
@@ -164,7 +172,11 @@ pub fn run(
         // Secondary to how the command ended, which stays the exit status.
         Err(e) => messages::print_lines(io.err, io.err_style, &messages::lock_error_lines(&e)),
     }
-    ended
+    match (ended, lost) {
+        // The run was not under the lock to its end: its own exit code.
+        (Ok(_), Some(_)) => Err(Failure::LockLost),
+        (ended, _) => ended,
+    }
 }
 
 /// While the command runs: the store keeps the lock, and what it reports is
@@ -174,11 +186,31 @@ struct Keep<'k> {
     env: Environment,
     err: &'k mut dyn std::io::Write,
     style: super::style::Style,
+    /// The command, once started.
+    pid: Option<i32>,
+    /// Why the lock was lost, once it was.
+    lost: Option<String>,
 }
 
 impl Keep<'_> {
     fn say(&mut self, events: Vec<deploy_lock::store::KeepEvent>) {
+        use deploy_lock::store::{KeepEvent, Stop};
         for ev in events {
+            let stop = match &ev {
+                KeepEvent::Lost { cause, stop, .. } => {
+                    self.lost.get_or_insert_with(|| cause.clone());
+                    *stop
+                }
+                KeepEvent::Stop(s) => Some(*s),
+                _ => None,
+            };
+            if let (Some(s), Some(pid)) = (stop, self.pid) {
+                let sig = match s {
+                    Stop::Term => nix::sys::signal::Signal::SIGTERM,
+                    Stop::Kill => nix::sys::signal::Signal::SIGKILL,
+                };
+                deploy_lock::supervise::signal_tree(pid, sig);
+            }
             let (loud, line) = messages::keep_event(self.env, &ev);
             let _ = if loud {
                 std::io::Write::write_fmt(self.err, format_args!("{}\n", self.style.red(&line)))
@@ -197,6 +229,7 @@ impl Keep<'_> {
 
 impl Sidecar for Keep<'_> {
     fn started(&mut self, pid: i32) {
+        self.pid = Some(pid);
         if let Some(id) = ProcessIdentity::of_pid(pid) {
             self.keeping.started(id);
         }
@@ -212,6 +245,10 @@ impl Sidecar for Keep<'_> {
         let events = self.keeping.service();
         self.say(events);
         self.say_warnings();
+    }
+    fn resumed(&mut self) {
+        self.keeping.resumed();
+        self.service();
     }
 }
 
@@ -266,12 +303,16 @@ fn acquire(
     let start = Instant::now();
     let tty = io.err_tty;
     let mut ticks: u32 = 0;
+    let mut store_trouble: Option<String> = None;
     loop {
         // What we wait on when busy: our own lock, or, when the checkout's
         // one state record is another environment's live lock, that
         // environment's (its release frees the record).
         let (phrase, other_watch) = match store.acquire(plan.env, &how) {
             Ok(Acquire::Acquired(h)) => {
+                if store_trouble.is_some() {
+                    io.warn("the lock store answers again");
+                }
                 if tty && ticks > 0 {
                     let _ = writeln!(io.err);
                 }
@@ -282,6 +323,9 @@ fn acquire(
                 inspection,
                 run_holder,
             }) => {
+                if store_trouble.take().is_some() {
+                    io.warn("the lock store answers again");
+                }
                 if plan.wait.is_none() {
                     return Err(Failure::Held(Box::new(Busy {
                         env: plan.env,
@@ -306,6 +350,18 @@ fn acquire(
                 messages::other_environment_phrase(environment, &holder),
                 Some(store.watch(environment)),
             ),
+            // A network store lost while waiting: retried until the wait's
+            // limit, said once.
+            Err(LockError::Store { detail }) if plan.wait.is_some() => {
+                if store_trouble.as_deref() != Some(detail.as_str()) {
+                    if tty && ticks > 0 {
+                        let _ = writeln!(io.err);
+                    }
+                    io.warn(&format!("{detail}; retrying until the wait's limit"));
+                    store_trouble = Some(detail.clone());
+                }
+                (format!("the lock store is unreachable: {detail}"), None)
+            }
             Err(LockError::Interrupted) => {
                 // A signal while waiting for the guard: nothing started.
                 return Err(Failure::Interrupted(
@@ -339,7 +395,11 @@ fn acquire(
             );
         }
         ticks += 1;
-        let next = start + ctx.settings.wait_interval.saturating_mul(ticks);
+        let mut next = start + ctx.settings.wait_interval.saturating_mul(ticks);
+        if store_trouble.is_some() {
+            // Try again soon: the watch cannot be trusted to wake us.
+            next = next.min(Instant::now() + Duration::from_millis(500));
+        }
         match watch.wait(next.min(start + limit), Some(signals.fd())) {
             Ok(Woke::Extra) => {
                 if let Some(signo) = signals.next_terminating() {

@@ -42,6 +42,11 @@ pub enum LockError {
         environment: Environment,
         holder: Box<Holder>,
     },
+    /// A network lock store (etcd) could not be reached or refused the
+    /// operation; the message names the endpoint.
+    Store {
+        detail: String,
+    },
 }
 
 impl fmt::Display for LockError {
@@ -65,6 +70,7 @@ impl fmt::Display for LockError {
                 f,
                 "the state file's lock record belongs to a live {environment} deployment"
             ),
+            LockError::Store { detail } => f.write_str(detail),
         }
     }
 }

@@ -27,6 +27,25 @@ pub enum KeepEvent {
     ForceUnlocked(Announcement),
     /// A heartbeat or a restore could not be written.
     Failed(String),
+    /// A network store's lock is no longer ours (lease expired or revoked,
+    /// key deleted or taken, no renewal acknowledged within the TTL).
+    /// `stop`: what the supervisor does to the command now (None with
+    /// `DEPLOY_LOCK_ON_LOST=warn`).
+    /// `kill_after`: SIGKILL follows after this long (None: never).
+    Lost {
+        cause: String,
+        stop: Option<Stop>,
+        kill_after: Option<Duration>,
+    },
+    /// The grace after a loss ran out: the command is killed.
+    Stop(Stop),
+}
+
+/// A signal the supervisor sends the command after a loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Term,
+    Kill,
 }
 
 /// How often the heartbeat refreshes `locked_at`: every min(60 s, stale/4),

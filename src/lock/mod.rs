@@ -279,6 +279,7 @@ impl<'a> LocalLock<'a> {
         let view = self.legacy_view(&lock_dir, &path_kind, state.as_ref(), age_seconds);
         let insp = Inspection {
             run_holder: runlock::read_record(&self.ctx.settings.run_file(self.env)),
+            network: None,
             environment: self.env,
             view,
             lock_dir,

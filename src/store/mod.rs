@@ -20,6 +20,7 @@
 //! Everything else (wording, exit codes, the supervising loop) is the CLI's.
 //! [`memory::MemoryStore`] is the smallest complete example.
 
+pub mod etcd;
 pub mod local;
 pub mod memory;
 
@@ -34,7 +35,7 @@ use crate::liveness::ProcessIdentity;
 use crate::lock::{BusyReason, LockError, Takeover};
 use crate::status::{Holder, Inspection};
 
-pub use crate::lock::keeper::KeepEvent;
+pub use crate::lock::keeper::{KeepEvent, Stop};
 pub use crate::lock::runlock::RunHolder;
 pub use crate::lock::{Released, ResetOutcome, ResetState, Unlock};
 pub use crate::status::OwnerRecord as HolderRecord;
@@ -178,6 +179,9 @@ pub trait Keeping {
     fn warnings(&mut self) -> Vec<Warning> {
         Vec::new()
     }
+    /// This process ran again after being stopped (SIGCONT): a lease may
+    /// have run out meanwhile, so look at once.
+    fn resumed(&mut self) {}
 }
 
 /// Waiting for a lock to change (be released).
@@ -252,4 +256,10 @@ pub trait LockStore {
         env: Environment,
         expect: Option<Expect<'_>>,
     ) -> Result<ResetOutcome, LockError>;
+
+    /// Whether fencing token `token` still holds `env`'s lock; None for a
+    /// store without fencing tokens (the directory lock).
+    fn check(&self, _env: Environment, _token: i64) -> Result<Option<bool>, LockError> {
+        Ok(None)
+    }
 }

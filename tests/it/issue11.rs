@@ -168,6 +168,7 @@ fn issue_11_no_per_environment_man_pages() {
     assert_eq!(
         pages,
         [
+            "deploy-lock-check.1",
             "deploy-lock-log.1",
             "deploy-lock-run.1",
             "deploy-lock-status.1",

@@ -2,6 +2,12 @@
 
 mod completions;
 mod docs;
+mod etcd_access;
+mod etcd_cli;
+mod etcd_failures;
+mod etcd_lock;
+mod etcd_process;
+mod etcd_support;
 mod faults;
 mod harness;
 mod hostile;

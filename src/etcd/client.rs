@@ -1,0 +1,526 @@
+//! A blocking client for etcd's JSON gateway (`/v3/...` over HTTP/1.1): the
+//! handful of calls the lock needs, endpoint failover, auth tokens, and a
+//! time bound on every call.
+//!
+//! Gateway quirks handled here: 64-bit numbers come as strings, zero and
+//! false fields are omitted, keys and values are base64, a keepalive on a
+//! gone lease answers 200 without `TTL`, a failed txn has no `succeeded`.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::error::EtcdError;
+use super::settings::{Credentials, EtcdSettings};
+pub use super::wire::{Compare, Event, EventKind, KeyValue, Op, Read, TxnResult, Watch, WatchNext};
+use super::wire::{b64, first_kv, header_revision, num, parse_answer};
+
+/// The whole of a connection attempt, over all endpoints (issue 13: one line
+/// within 5 s, nothing run).
+pub const CONNECT_BUDGET: Duration = Duration::from_secs(5);
+/// One call once connected; the keeper uses less (a third of the TTL).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub endpoints: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub credentials: Option<Credentials>,
+    /// Bound for `connect` over all endpoints.
+    pub connect_budget: Duration,
+    /// Default bound of one call.
+    pub call_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(endpoints: Vec<String>) -> ClientConfig {
+        ClientConfig {
+            endpoints,
+            ca_file: None,
+            credentials: None,
+            connect_budget: CONNECT_BUDGET,
+            call_timeout: CALL_TIMEOUT,
+        }
+    }
+
+    pub fn from_settings(s: &EtcdSettings) -> ClientConfig {
+        ClientConfig {
+            ca_file: s.ca_file.clone(),
+            credentials: s.credentials.clone(),
+            ..ClientConfig::new(s.endpoints.clone())
+        }
+    }
+}
+
+/// A cheap handle (shared by the lease keeper's threads).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Vec<String>,
+    agent: ureq::Agent,
+    /// Index of the endpoint that answered last; calls start there.
+    current: AtomicUsize,
+    credentials: Option<Credentials>,
+    token: Mutex<Option<String>>,
+    call_timeout: Duration,
+    version: Mutex<String>,
+}
+
+impl Client {
+    /// Finds the first endpoint, in order, that is an etcd ≥ 3.4 with its
+    /// gateway on and (with credentials) accepts the login, all within the
+    /// config's connect budget.
+    pub fn connect(cfg: &ClientConfig) -> Result<Client, EtcdError> {
+        let agent = agent(cfg.ca_file.as_deref())?;
+        let client = Client {
+            inner: Arc::new(Inner {
+                endpoints: cfg.endpoints.clone(),
+                agent,
+                current: AtomicUsize::new(0),
+                credentials: cfg.credentials.clone(),
+                token: Mutex::new(None),
+                call_timeout: cfg.call_timeout,
+                version: Mutex::new(String::new()),
+            }),
+        };
+        let deadline = Instant::now() + cfg.connect_budget;
+        let mut errors = Vec::new();
+        let n = cfg.endpoints.len();
+        for (i, ep) in cfg.endpoints.iter().enumerate() {
+            // An unreachable first endpoint must leave time for the others.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let share = left / (n - i) as u32;
+            if share.is_zero() {
+                errors.push(EtcdError::Unreachable {
+                    endpoint: ep.clone(),
+                    detail: "not tried: the connect time was used up".into(),
+                });
+                continue;
+            }
+            match client.probe(ep, Instant::now() + share) {
+                Ok(()) => {
+                    client.inner.current.store(i, Ordering::Relaxed);
+                    return Ok(client);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(one_or_all(errors))
+    }
+
+    /// The endpoint the client talks to now.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoints[self.inner.current.load(Ordering::Relaxed)]
+    }
+
+    /// etcd's server version as `/version` gave it at connect.
+    pub fn server_version(&self) -> String {
+        self.inner.version.lock().unwrap().clone()
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.call_timeout
+    }
+
+    fn probe(&self, ep: &str, deadline: Instant) -> Result<(), EtcdError> {
+        let v = self.request(ep, "/version", None, deadline)?;
+        let version = v
+            .get("etcdserver")
+            .and_then(Value::as_str)
+            .ok_or_else(|| EtcdError::Protocol {
+                endpoint: ep.to_string(),
+                detail: format!("/version has no etcdserver field: {v}"),
+            })?
+            .to_string();
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if (major, minor) < (3, 4) {
+            return Err(EtcdError::TooOld {
+                endpoint: ep.to_string(),
+                version,
+            });
+        }
+        *self.inner.version.lock().unwrap() = version;
+        if self.inner.credentials.is_some() {
+            self.authenticate(ep, deadline)?;
+        }
+        // /version is served without the gateway; this one is not.
+        self.request(ep, "/v3/maintenance/status", Some(&json!({})), deadline)?;
+        Ok(())
+    }
+
+    fn authenticate(&self, ep: &str, deadline: Instant) -> Result<(), EtcdError> {
+        let Some(c) = &self.inner.credentials else {
+            return Ok(());
+        };
+        let body = json!({"name": c.user, "password": c.password});
+        match self.request(ep, "/v3/auth/authenticate", Some(&body), deadline) {
+            Ok(v) => {
+                let token = v.get("token").and_then(Value::as_str).map(str::to_string);
+                *self.inner.token.lock().unwrap() = token;
+                Ok(())
+            }
+            // Credentials for an etcd that does not ask for them: harmless.
+            Err(EtcdError::Server { code: 9, .. }) => Ok(()),
+            Err(EtcdError::Server {
+                endpoint, message, ..
+            }) => Err(EtcdError::AuthRefused {
+                endpoint,
+                detail: message,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// POST `path` with `body`, starting at the current endpoint and moving
+    /// on in order when one is unreachable, within `timeout` overall.
+    pub fn call(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value, EtcdError> {
+        let deadline = Instant::now() + timeout;
+        let n = self.inner.endpoints.len();
+        let start = self.inner.current.load(Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let ep = &self.inner.endpoints[i];
+            if k > 0 && Instant::now() >= deadline {
+                break;
+            }
+            let mut result = self.request(ep, path, Some(body), deadline);
+            if matches!(result, Err(EtcdError::Server { code: 16, .. }))
+                && self.inner.credentials.is_some()
+            {
+                // Simple tokens expire after a while of disuse: log in again once.
+                self.authenticate(ep, deadline)?;
+                result = self.request(ep, path, Some(body), deadline);
+            }
+            match result {
+                Ok(v) => {
+                    self.inner.current.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e) if e.is_transport() => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(one_or_all(errors))
+    }
+
+    /// One HTTP exchange with one endpoint; `body` None is a GET.
+    fn request(
+        &self,
+        ep: &str,
+        path: &str,
+        body: Option<&Value>,
+        deadline: Instant,
+    ) -> Result<Value, EtcdError> {
+        let text = self.exchange(ep, path, body, deadline, |status, body| {
+            read_all(ep, status, body)
+        })?;
+        parse_answer(ep, path, text)
+    }
+
+    fn exchange<T>(
+        &self,
+        ep: &str,
+        path: &str,
+        body: Option<&Value>,
+        deadline: Instant,
+        read: impl FnOnce(u16, ureq::Body) -> Result<T, EtcdError>,
+    ) -> Result<T, EtcdError> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        if timeout.is_zero() {
+            return Err(EtcdError::Unreachable {
+                endpoint: ep.to_string(),
+                detail: "no time left to ask".into(),
+            });
+        }
+        let url = format!("{ep}{path}");
+        let token = self.inner.token.lock().unwrap().clone();
+        let result = match body {
+            None => {
+                let mut r = self
+                    .inner
+                    .agent
+                    .get(&url)
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build();
+                if let Some(t) = &token {
+                    r = r.header("Authorization", t);
+                }
+                r.call()
+            }
+            Some(b) => {
+                let mut r = self
+                    .inner
+                    .agent
+                    .post(&url)
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build();
+                if let Some(t) = &token {
+                    r = r.header("Authorization", t);
+                }
+                r.content_type("application/json").send(b.to_string())
+            }
+        };
+        let resp = result.map_err(|e| transport_error(ep, &e, timeout))?;
+        let status = resp.status().as_u16();
+        if status == 404 {
+            return Err(EtcdError::GatewayDisabled {
+                endpoint: ep.to_string(),
+                path: path.to_string(),
+            });
+        }
+        read(status, resp.into_body())
+    }
+
+    /// The key, with the store's revision at the read.
+    pub fn get(&self, key: &[u8], timeout: Duration) -> Result<Read, EtcdError> {
+        let v = self.call("/v3/kv/range", &json!({"key": b64(key)}), timeout)?;
+        Ok(Read {
+            revision: header_revision(&v),
+            kv: first_kv(self.endpoint(), &v)?,
+        })
+    }
+
+    /// `if all(compares) then success else failure`, on one key.
+    pub fn txn(
+        &self,
+        key: &[u8],
+        compares: &[Compare],
+        success: &[Op],
+        failure: &[Op],
+        timeout: Duration,
+    ) -> Result<TxnResult, EtcdError> {
+        let k = b64(key);
+        let compare: Vec<Value> = compares
+            .iter()
+            .map(|c| match c {
+                Compare::CreateRevision(r) => json!({"key": k, "result": "EQUAL",
+                    "target": "CREATE", "create_revision": r.to_string()}),
+                Compare::Lease(l) => json!({"key": k, "result": "EQUAL",
+                    "target": "LEASE", "lease": l.to_string()}),
+            })
+            .collect();
+        let ops = |ops: &[Op]| -> Vec<Value> {
+            ops.iter()
+                .map(|o| match o {
+                    Op::Put { value, lease } => json!({"request_put": {"key": k,
+                        "value": b64(value), "lease": lease.to_string()}}),
+                    Op::Delete => json!({"request_delete_range": {"key": k}}),
+                    Op::Get => json!({"request_range": {"key": k}}),
+                })
+                .collect()
+        };
+        let body = json!({"compare": compare, "success": ops(success), "failure": ops(failure)});
+        let v = self.call("/v3/kv/txn", &body, timeout)?;
+        let mut kv = None;
+        if let Some(rs) = v.get("responses").and_then(Value::as_array) {
+            for r in rs {
+                if let Some(range) = r.get("response_range") {
+                    kv = first_kv(self.endpoint(), range)?;
+                }
+            }
+        }
+        Ok(TxnResult {
+            succeeded: v.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
+            revision: header_revision(&v),
+            kv,
+        })
+    }
+
+    /// A new lease of `ttl` seconds: its id and the TTL etcd granted (never
+    /// less; more when `ttl` is below etcd's minimum, 1.5 election timeouts).
+    pub fn lease_grant(&self, ttl: Duration, timeout: Duration) -> Result<(i64, u64), EtcdError> {
+        let v = self.call(
+            "/v3/lease/grant",
+            &json!({"TTL": ttl.as_secs().to_string()}),
+            timeout,
+        )?;
+        let id = num(v.get("ID"));
+        if id == 0 {
+            return Err(EtcdError::Protocol {
+                endpoint: self.endpoint().to_string(),
+                detail: format!(
+                    "lease grant without an ID: {}",
+                    v.get("error").unwrap_or(&v)
+                ),
+            });
+        }
+        let granted = num(v.get("TTL")).max(0) as u64;
+        Ok((id, granted.max(ttl.as_secs())))
+    }
+
+    /// Renews the lease; its new TTL in seconds, or None when it is gone
+    /// (expired or revoked: the gateway answers 200 without a TTL).
+    pub fn lease_keepalive(&self, id: i64, timeout: Duration) -> Result<Option<i64>, EtcdError> {
+        let v = self.call(
+            "/v3/lease/keepalive",
+            &json!({"ID": id.to_string()}),
+            timeout,
+        )?;
+        let r = v.get("result").unwrap_or(&v);
+        Ok(Some(num(r.get("TTL"))).filter(|t| *t > 0))
+    }
+
+    /// Seconds left on the lease, None when it is gone.
+    pub fn lease_time_to_live(&self, id: i64, timeout: Duration) -> Result<Option<i64>, EtcdError> {
+        let v = self.call(
+            "/v3/lease/timetolive",
+            &json!({"ID": id.to_string()}),
+            timeout,
+        )?;
+        Ok(Some(num(v.get("TTL"))).filter(|t| *t >= 0))
+    }
+
+    /// Revokes the lease, deleting its keys; false when it was already gone.
+    pub fn lease_revoke(&self, id: i64, timeout: Duration) -> Result<bool, EtcdError> {
+        match self.call("/v3/lease/revoke", &json!({"ID": id.to_string()}), timeout) {
+            Ok(_) => Ok(true),
+            Err(EtcdError::Server { code: 5, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Watches one key from `start_revision` until `deadline`, starting at
+    /// the current endpoint and moving on in order as `call` does. The first
+    /// answer (the watch's creation) is read here, so a returned watch is live.
+    pub fn watch(
+        &self,
+        key: &[u8],
+        start_revision: i64,
+        deadline: Instant,
+    ) -> Result<Watch, EtcdError> {
+        let n = self.inner.endpoints.len();
+        let start = self.inner.current.load(Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            if k > 0 && Instant::now() >= deadline {
+                break;
+            }
+            match self.watch_at(&self.inner.endpoints[i], key, start_revision, deadline) {
+                Ok(w) => {
+                    self.inner.current.store(i, Ordering::Relaxed);
+                    return Ok(w);
+                }
+                Err(e) if e.is_transport() => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(one_or_all(errors))
+    }
+
+    fn watch_at(
+        &self,
+        ep: &str,
+        key: &[u8],
+        start_revision: i64,
+        deadline: Instant,
+    ) -> Result<Watch, EtcdError> {
+        let ep = ep.to_string();
+        let body = json!({"create_request": {"key": b64(key),
+            "start_revision": start_revision.to_string()}});
+        let mut w = self.exchange(&ep, "/v3/watch", Some(&body), deadline, |status, body| {
+            if status != 200 {
+                let text = read_all(&ep, status, body)?;
+                return Err(parse_answer(&ep, "/v3/watch", text)
+                    .err()
+                    .unwrap_or_else(|| EtcdError::Protocol {
+                        endpoint: ep.clone(),
+                        detail: format!("watch answered HTTP {status}"),
+                    }));
+            }
+            Ok(Watch {
+                endpoint: ep.clone(),
+                reader: BufReader::new(body.into_reader()),
+                deadline,
+            })
+        })?;
+        match w.next_answer()? {
+            WatchNext::Events { .. } => Ok(w),
+            WatchNext::TimedOut => Err(EtcdError::Unreachable {
+                endpoint: ep,
+                detail: "the watch was not confirmed in time".into(),
+            }),
+            WatchNext::Cancelled { compact_revision } => Err(EtcdError::Server {
+                endpoint: ep,
+                code: 11,
+                message: format!("watch cancelled (compacted at {compact_revision})"),
+            }),
+        }
+    }
+}
+
+fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent, EtcdError> {
+    let mut cfg = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections_per_host(4);
+    if let Some(path) = ca_file {
+        let ca_err = |detail: String| EtcdError::CaFile {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let ureq::tls::PemItem::Certificate(c) =
+                item.map_err(|e| ca_err(format!("not a PEM file: {e}")))?
+            {
+                certs.push(c);
+            }
+        }
+        if certs.is_empty() {
+            return Err(ca_err("holds no PEM certificate".into()));
+        }
+        cfg = cfg.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    Ok(cfg.build().into())
+}
+
+fn transport_error(ep: &str, e: &ureq::Error, timeout: Duration) -> EtcdError {
+    let detail = match e {
+        ureq::Error::Timeout(_) => format!("no answer within {:.1} s", timeout.as_secs_f64()),
+        ureq::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    };
+    EtcdError::Unreachable {
+        endpoint: ep.to_string(),
+        detail,
+    }
+}
+
+fn read_all(ep: &str, status: u16, mut body: ureq::Body) -> Result<(u16, String), EtcdError> {
+    let text = body
+        .with_config()
+        .limit(4 << 20)
+        .read_to_string()
+        .map_err(|e| EtcdError::Unreachable {
+            endpoint: ep.to_string(),
+            detail: format!("the answer broke off: {e}"),
+        })?;
+    Ok((status, text))
+}
+
+fn one_or_all(mut errors: Vec<EtcdError>) -> EtcdError {
+    match errors.len() {
+        0 => EtcdError::Unreachable {
+            endpoint: String::new(),
+            detail: "no endpoint configured".into(),
+        },
+        1 => errors.remove(0),
+        _ => EtcdError::AllEndpoints(errors),
+    }
+}

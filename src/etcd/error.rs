@@ -1,0 +1,113 @@
+//! What can go wrong talking to etcd. Each variant names the endpoint, so the
+//! CLI can print one line (`Display`) and pick the I/O exit code.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtcdError {
+    /// No answer: refused, timed out, name not found, TLS handshake failed.
+    Unreachable { endpoint: String, detail: String },
+    /// Something answers HTTP 404 on etcd's paths: not an etcd client URL, or
+    /// its JSON gateway is disabled (`--enable-grpc-gateway=false`).
+    GatewayDisabled { endpoint: String, path: String },
+    /// `/version` says older than 3.4, whose gateway paths differ.
+    TooOld { endpoint: String, version: String },
+    /// etcd refused the user or password.
+    AuthRefused { endpoint: String, detail: String },
+    /// Auth is enabled on etcd and no credentials were given, or the user may
+    /// not touch the lock's keys.
+    PermissionDenied { endpoint: String, detail: String },
+    /// The CA file cannot be read or holds no certificate.
+    CaFile { path: PathBuf, detail: String },
+    /// etcd answered with an error of its own (gRPC code and message).
+    Server {
+        endpoint: String,
+        code: i64,
+        message: String,
+    },
+    /// An answer that is not what the gateway documents.
+    Protocol { endpoint: String, detail: String },
+    /// Every endpoint failed; one error per endpoint, in order.
+    AllEndpoints(Vec<EtcdError>),
+    /// This machine could not do its part (a pipe, a thread).
+    Local { detail: String },
+}
+
+impl EtcdError {
+    /// The endpoint the error is about (the first one for `AllEndpoints`).
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            EtcdError::Unreachable { endpoint, .. }
+            | EtcdError::GatewayDisabled { endpoint, .. }
+            | EtcdError::TooOld { endpoint, .. }
+            | EtcdError::AuthRefused { endpoint, .. }
+            | EtcdError::PermissionDenied { endpoint, .. }
+            | EtcdError::Server { endpoint, .. }
+            | EtcdError::Protocol { endpoint, .. } => Some(endpoint),
+            EtcdError::CaFile { .. } | EtcdError::Local { .. } => None,
+            EtcdError::AllEndpoints(v) => v.first().and_then(EtcdError::endpoint),
+        }
+    }
+
+    /// Worth trying the next endpoint (or again later): the server may be
+    /// fine elsewhere.
+    pub(crate) fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            EtcdError::Unreachable { .. } | EtcdError::GatewayDisabled { .. }
+        ) || matches!(self, EtcdError::Server { code, .. } if *code == 14)
+    }
+}
+
+impl fmt::Display for EtcdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EtcdError::Unreachable { endpoint, detail } => {
+                write!(f, "etcd at {endpoint} is unreachable: {detail}")
+            }
+            EtcdError::GatewayDisabled { endpoint, path } => write!(
+                f,
+                "{endpoint} answers 404 on {path}: not an etcd client URL, or its JSON gateway \
+                 is disabled (start etcd with --enable-grpc-gateway)"
+            ),
+            EtcdError::TooOld { endpoint, version } => write!(
+                f,
+                "etcd at {endpoint} is version {version}; deploy-lock needs etcd 3.4 or newer"
+            ),
+            EtcdError::AuthRefused { endpoint, detail } => write!(
+                f,
+                "etcd at {endpoint} refused the login: {detail} (check DEPLOY_LOCK_ETCD_USER \
+                 and DEPLOY_LOCK_ETCD_PASSWORD)"
+            ),
+            EtcdError::PermissionDenied { endpoint, detail } => write!(
+                f,
+                "etcd at {endpoint} denied access: {detail} (set DEPLOY_LOCK_ETCD_USER and \
+                 DEPLOY_LOCK_ETCD_PASSWORD, or grant the user the lock's key prefix)"
+            ),
+            EtcdError::CaFile { path, detail } => {
+                write!(f, "DEPLOY_LOCK_ETCD_CACERT={}: {detail}", path.display())
+            }
+            EtcdError::Server {
+                endpoint,
+                code,
+                message,
+            } => write!(f, "etcd at {endpoint}: {message} (code {code})"),
+            EtcdError::Protocol { endpoint, detail } => {
+                write!(f, "etcd at {endpoint} gave an unexpected answer: {detail}")
+            }
+            EtcdError::Local { detail } => f.write_str(detail),
+            EtcdError::AllEndpoints(errors) => {
+                for (i, e) in errors.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    e.fmt(f)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for EtcdError {}

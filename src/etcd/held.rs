@@ -1,0 +1,157 @@
+//! A held etcd lock: its token, lease and record, the loss notification its
+//! keeper feeds, and the release that deletes only what is still ours.
+
+use std::time::Instant;
+
+use super::client::{Client, Compare, Op};
+use super::error::EtcdError;
+use super::keeper::{Keeper, LossCause, LossSignal};
+use super::lock::{Budget, OP_BUDGET};
+use super::record::{EtcdRecord, FencingToken, LeaseId, Release};
+use crate::environment::Environment;
+use crate::liveness::ProcessIdentity;
+
+/// The key's value as a record; None when deploy-lock did not write it.
+pub(super) fn parse_record(value: &[u8]) -> Option<Box<EtcdRecord>> {
+    serde_json::from_slice(value).ok()
+}
+
+/// A held etcd lock; dropped, it releases what it still owns.
+pub struct EtcdLock {
+    pub(super) client: Client,
+    pub(super) environment: Environment,
+    pub(super) key: String,
+    pub(super) token: FencingToken,
+    pub(super) lease: LeaseId,
+    pub(super) record: EtcdRecord,
+    pub(super) signal: LossSignal,
+    pub(super) keeper: Option<Keeper>,
+}
+
+impl EtcdLock {
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    pub fn lease(&self) -> LeaseId {
+        self.lease
+    }
+
+    pub fn record(&self) -> &EtcdRecord {
+        &self.record
+    }
+
+    /// The loss notification (a value, a wait, or an fd to poll).
+    pub fn loss(&self) -> &LossSignal {
+        &self.signal
+    }
+
+    pub fn lost(&self) -> Option<LossCause> {
+        self.signal.lost()
+    }
+
+    /// Renew now, so a loss is found at once (after SIGCONT).
+    pub fn check_now(&self) {
+        if let Some(k) = &self.keeper {
+            k.check_now();
+        }
+    }
+
+    /// Stops renewing the lease without releasing it, as if this process
+    /// were paused: the lock expires within the TTL and the loss is reported.
+    pub fn stop_keepalive(&mut self) {
+        if let Some(k) = &mut self.keeper {
+            k.stop_keepalive();
+        }
+    }
+
+    /// Ok while the lock is ours; the cause once it is lost (the seam's
+    /// `hold`: the keeper does the renewing, this only asks).
+    pub fn hold(&self) -> Result<(), LossCause> {
+        match self.signal.lost() {
+            None => Ok(()),
+            Some(cause) => Err(cause),
+        }
+    }
+
+    /// Names the started command as the holder process (status shows it),
+    /// in the same key, lease and create revision. False when the lock is
+    /// no longer ours (nothing written).
+    pub fn record_process(
+        &mut self,
+        process: &ProcessIdentity,
+        process_name: Option<&str>,
+    ) -> Result<bool, EtcdError> {
+        let mut record = self.record.clone();
+        record.owner.pid = process.pid;
+        record.owner.pid_start_ticks = process.start_ticks;
+        record.process_name = process_name.map(str::to_string);
+        let value = serde_json::to_vec(&record).expect("a record serialises");
+        let txn = self.client.txn(
+            self.key.as_bytes(),
+            &[
+                Compare::CreateRevision(self.token.0),
+                Compare::Lease(self.lease.0),
+            ],
+            &[Op::Put {
+                value,
+                lease: self.lease.0,
+            }],
+            &[],
+            Budget::new(&self.client, Instant::now() + OP_BUDGET).left(),
+        )?;
+        if txn.succeeded {
+            self.record = record;
+        }
+        Ok(txn.succeeded)
+    }
+
+    /// Deletes the key only if it is still ours (same create revision and
+    /// lease), then revokes our lease.
+    pub fn release(mut self) -> Result<Release, EtcdError> {
+        self.release_inner()
+    }
+
+    fn release_inner(&mut self) -> Result<Release, EtcdError> {
+        let Some(mut keeper) = self.keeper.take() else {
+            return Ok(Release::AlreadyGone);
+        };
+        keeper.shut_down();
+        let budget = Budget::new(&self.client, Instant::now() + OP_BUDGET);
+        let txn = self.client.txn(
+            self.key.as_bytes(),
+            &[
+                Compare::CreateRevision(self.token.0),
+                Compare::Lease(self.lease.0),
+            ],
+            &[Op::Delete],
+            &[Op::Get],
+            budget.left(),
+        );
+        // Revoked either way: a lease nobody renews only delays the next holder.
+        let _ = self.client.lease_revoke(self.lease.0, budget.cleanup());
+        let txn = txn?;
+        Ok(match txn.kv {
+            _ if txn.succeeded => Release::Released,
+            None => Release::AlreadyGone,
+            Some(kv) => Release::TakenByOther {
+                token: FencingToken(kv.create_revision),
+                record: parse_record(&kv.value),
+            },
+        })
+    }
+}
+
+impl Drop for EtcdLock {
+    fn drop(&mut self) {
+        let _ = self.release_inner();
+    }
+}

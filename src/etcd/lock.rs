@@ -1,0 +1,394 @@
+//! The etcd lock store: one key per environment, `PREFIX/v1/env/ENV/lock`,
+//! created only if absent and attached to the holder's lease; its create
+//! revision is the fencing token. Nothing here prints.
+
+use std::time::{Duration, Instant};
+
+use super::client::{Client, ClientConfig, Compare, EventKind, KeyValue, Op, WatchNext};
+use super::error::EtcdError;
+use super::held::{EtcdLock, parse_record};
+use super::keeper::{Keeper, KeeperSpec, LossSignal};
+use super::record::{
+    Acquire, Change, EtcdInspection, EtcdRecord, FencingToken, ForceUnlock, Held, LeaseId,
+    WaitOutcome, WaitProgress,
+};
+use super::settings::EtcdSettings;
+use super::watcher::EtcdWatcher;
+use crate::environment::Environment;
+use crate::status::OwnerRecord;
+
+/// The most one store operation takes when etcd stops answering midway
+/// (connecting has its own budget, [`super::client::CONNECT_BUDGET`]).
+pub const OP_BUDGET: Duration = Duration::from_secs(5);
+
+/// What is left of an operation's time, handed to each call in turn.
+#[derive(Clone, Copy)]
+pub(super) struct Budget {
+    deadline: Instant,
+    per_call: Duration,
+}
+
+impl Budget {
+    pub(super) fn new(client: &Client, deadline: Instant) -> Budget {
+        Budget {
+            deadline,
+            per_call: client.call_timeout(),
+        }
+    }
+
+    /// For the next call: the call timeout, or what is left if less.
+    pub(super) fn left(self) -> Duration {
+        self.deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.per_call)
+    }
+
+    /// For cleaning up after a failure: a little time even when none is left.
+    pub(super) fn cleanup(self) -> Duration {
+        self.left().max(Duration::from_millis(200))
+    }
+}
+
+/// The etcd lock store: a client, a key prefix and a lease TTL.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl EtcdStore {
+    /// `prefix` without a trailing slash (settings already strip it).
+    pub fn new(client: Client, prefix: &str, ttl: Duration) -> EtcdStore {
+        EtcdStore {
+            client,
+            prefix: prefix.trim_end_matches('/').to_string(),
+            ttl,
+        }
+    }
+
+    /// Connects as the settings say (endpoints in order, CA, login).
+    pub fn open(settings: &EtcdSettings) -> Result<EtcdStore, EtcdError> {
+        let client = Client::connect(&ClientConfig::from_settings(settings))?;
+        Ok(EtcdStore::new(client, &settings.prefix, settings.ttl))
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// `PREFIX/v1/env/ENV/lock`.
+    pub fn key(&self, env: Environment) -> String {
+        format!("{}/v1/env/{}/lock", self.prefix, env.as_str())
+    }
+
+    fn budget(&self) -> Budget {
+        Budget::new(&self.client, Instant::now() + OP_BUDGET)
+    }
+
+    pub fn inspect(&self, env: Environment) -> Result<EtcdInspection, EtcdError> {
+        let budget = self.budget();
+        let read = self.client.get(self.key(env).as_bytes(), budget.left())?;
+        self.inspection(env, read.revision, read.kv, budget)
+    }
+
+    fn inspection(
+        &self,
+        env: Environment,
+        revision: i64,
+        kv: Option<KeyValue>,
+        budget: Budget,
+    ) -> Result<EtcdInspection, EtcdError> {
+        let held = match kv {
+            None => None,
+            Some(kv) => {
+                let ttl_remaining = if kv.lease == 0 {
+                    None
+                } else {
+                    self.client
+                        .lease_time_to_live(kv.lease, budget.left())?
+                        .map(|s| Duration::from_secs(s as u64))
+                };
+                Some(Held {
+                    record: serde_json::from_slice(&kv.value).ok(),
+                    token: FencingToken(kv.create_revision),
+                    lease: LeaseId(kv.lease),
+                    ttl_remaining,
+                    mod_revision: kv.mod_revision,
+                })
+            }
+        };
+        Ok(EtcdInspection {
+            environment: env,
+            key: self.key(env),
+            revision,
+            held,
+        })
+    }
+
+    /// Takes the lock if nobody holds it, in one txn: create the key only if
+    /// it does not exist, attached to a new lease of ours.
+    /// `owner` is who takes it (see [`super::record::this_process`]); its
+    /// `environment` is set to `env`.
+    pub fn try_acquire(&self, env: Environment, owner: &OwnerRecord) -> Result<Acquire, EtcdError> {
+        self.try_acquire_within(env, owner, self.budget())
+    }
+
+    fn try_acquire_within(
+        &self,
+        env: Environment,
+        owner: &OwnerRecord,
+        budget: Budget,
+    ) -> Result<Acquire, EtcdError> {
+        let key = self.key(env);
+        let granted_at = super::keeper::boottime();
+        // The keeper judges by the TTL asked for: if etcd granted more, a
+        // loss is reported early, never late.
+        let (lease, granted_ttl) = self.client.lease_grant(self.ttl, budget.left())?;
+        let record = EtcdRecord {
+            owner: OwnerRecord {
+                environment: env.as_str().to_string(),
+                ..owner.clone()
+            },
+            process_name: None,
+            lease_id: lease.to_string(),
+            lease_ttl_secs: granted_ttl,
+        };
+        let value = serde_json::to_vec(&record).expect("a record serialises");
+        let txn = self.client.txn(
+            key.as_bytes(),
+            &[Compare::CreateRevision(0)],
+            &[Op::Put { value, lease }],
+            &[Op::Get],
+            budget.left(),
+        );
+        let txn = match txn {
+            Ok(t) => t,
+            Err(e) => {
+                // The put may have landed: revoking the lease undoes it.
+                let _ = self.client.lease_revoke(lease, budget.cleanup());
+                return Err(e);
+            }
+        };
+        let token = match txn.kv {
+            _ if txn.succeeded => txn.revision,
+            // Our own put, landed by an attempt that failed over to the
+            // next endpoint before its answer came back: ours all the same.
+            Some(kv) if kv.lease == lease => kv.create_revision,
+            kv => {
+                let _ = self.client.lease_revoke(lease, budget.cleanup());
+                return Ok(Acquire::Busy(self.inspection(
+                    env,
+                    txn.revision,
+                    kv,
+                    budget,
+                )?));
+            }
+        };
+        // Held from here on: without a keeper it must not stay held.
+        let keeper = LossSignal::new().and_then(|signal| {
+            let spec = KeeperSpec {
+                client: self.client.clone(),
+                key: key.clone().into_bytes(),
+                lease,
+                token,
+                ttl: self.ttl,
+                granted_at,
+            };
+            Keeper::start(spec, signal.clone()).map(|k| (k, signal))
+        });
+        let (keeper, signal) = match keeper {
+            Ok(ks) => ks,
+            Err(e) => {
+                let _ = self.client.lease_revoke(lease, budget.cleanup());
+                return Err(EtcdError::Local {
+                    detail: format!("cannot start keeping the lock: {e}"),
+                });
+            }
+        };
+        Ok(Acquire::Acquired(EtcdLock {
+            client: self.client.clone(),
+            environment: env,
+            key,
+            token: FencingToken(token),
+            lease: LeaseId(lease),
+            record,
+            signal,
+            keeper: Some(keeper),
+        }))
+    }
+
+    /// Waits until the lock changes after `revision` (as read by an
+    /// inspection) or `until` passes. Wakes within milliseconds of a release.
+    pub fn wait_for_change(
+        &self,
+        env: Environment,
+        revision: i64,
+        until: Instant,
+    ) -> Result<Change, EtcdError> {
+        let key = self.key(env);
+        let mut w = self.client.watch(key.as_bytes(), revision + 1, until)?;
+        loop {
+            match w.next_answer()? {
+                WatchNext::Events { events, .. } => {
+                    if let Some(e) = events.last() {
+                        return Ok(match e.kind {
+                            EventKind::Delete => Change::Released {
+                                revision: e.kv.mod_revision,
+                            },
+                            EventKind::Put => Change::Changed {
+                                revision: e.kv.mod_revision,
+                            },
+                        });
+                    }
+                }
+                WatchNext::TimedOut => return Ok(Change::TimedOut),
+                // Compacted: the caller re-reads, which is what a change means.
+                WatchNext::Cancelled { compact_revision } => {
+                    return Ok(Change::Changed {
+                        revision: compact_revision,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Takes the lock, waiting for each release until `deadline`. Losing
+    /// etcd while waiting is not an error: the wait retries until its
+    /// deadline and reports the last failure. `progress` is called every
+    /// `tick` (for the CLI's progress lines).
+    pub fn acquire_wait(
+        &self,
+        env: Environment,
+        owner: &OwnerRecord,
+        deadline: Instant,
+        tick: Duration,
+        progress: &mut dyn FnMut(&WaitProgress<'_>),
+    ) -> Result<WaitOutcome, EtcdError> {
+        let start = Instant::now();
+        let mut next_tick = start + tick;
+        let mut last_seen: Option<EtcdInspection> = None;
+        let mut last_error: Option<EtcdError>;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            // Each try within the operation budget, and not far past the wait.
+            let now = Instant::now();
+            let until = (now + OP_BUDGET).min(deadline.max(now + Duration::from_millis(500)));
+            match self.try_acquire_within(env, owner, Budget::new(&self.client, until)) {
+                Ok(Acquire::Acquired(lock)) => return Ok(WaitOutcome::Acquired(lock)),
+                Ok(Acquire::Busy(insp)) => {
+                    last_error = None;
+                    backoff = Duration::from_millis(50);
+                    let until = deadline.min(next_tick);
+                    let rev = insp.revision;
+                    last_seen = Some(insp);
+                    if let Err(e) = self.wait_for_change(env, rev, until) {
+                        last_error = Some(e);
+                    }
+                }
+                Err(e) => {
+                    last_error = Some(e);
+                    let until = deadline.min(next_tick).min(Instant::now() + backoff);
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(WaitOutcome::TimedOut {
+                    last_seen,
+                    last_error,
+                });
+            }
+            if now >= next_tick {
+                progress(&WaitProgress {
+                    waited: now - start,
+                    last_seen: last_seen.as_ref(),
+                    error: last_error.as_ref(),
+                });
+                next_tick = now + tick;
+            }
+        }
+    }
+
+    /// Unlocks exactly the holder that was shown (its token and lease): if
+    /// the lock changed hands since, nothing happens.
+    pub fn force_unlock(
+        &self,
+        env: Environment,
+        token: FencingToken,
+        lease: LeaseId,
+    ) -> Result<ForceUnlock, EtcdError> {
+        let key = self.key(env);
+        let budget = self.budget();
+        let txn = self.client.txn(
+            key.as_bytes(),
+            &[Compare::CreateRevision(token.0), Compare::Lease(lease.0)],
+            &[Op::Get, Op::Delete],
+            &[Op::Get],
+            budget.left(),
+        )?;
+        let record = txn.kv.as_ref().and_then(|kv| parse_record(&kv.value));
+        if !txn.succeeded {
+            return Ok(match txn.kv {
+                None => ForceUnlock::NotHeld,
+                Some(kv) => ForceUnlock::ChangedHands {
+                    token: FencingToken(kv.create_revision),
+                    record,
+                },
+            });
+        }
+        // The holder's keepalive then finds its lease gone as well. (A key
+        // put by hand has no lease: deleting it was all there was to do.)
+        if lease.0 != 0 {
+            self.client.lease_revoke(lease.0, budget.cleanup())?;
+        }
+        Ok(ForceUnlock::Unlocked { record })
+    }
+
+    /// The seam's form of [`EtcdStore::force_unlock`]: unlocks whoever holds
+    /// the lock, or with `expected` (a lock id the caller showed) only that
+    /// holder; the token and lease come from a fresh read, and the unlock
+    /// itself still compares them, so a change in between is never undone.
+    pub fn force_unlock_expected(
+        &self,
+        env: Environment,
+        expected: Option<&str>,
+    ) -> Result<ForceUnlock, EtcdError> {
+        let budget = self.budget();
+        let read = self.client.get(self.key(env).as_bytes(), budget.left())?;
+        let Some(kv) = read.kv else {
+            return Ok(ForceUnlock::NotHeld);
+        };
+        let record = parse_record(&kv.value);
+        if let Some(id) = expected
+            && record.as_ref().map(|r| r.owner.lock_id.as_str()) != Some(id)
+        {
+            return Ok(ForceUnlock::ChangedHands {
+                token: FencingToken(kv.create_revision),
+                record,
+            });
+        }
+        self.force_unlock(env, FencingToken(kv.create_revision), LeaseId(kv.lease))
+    }
+
+    /// Starts watching `env`'s lock for releases (the seam's `watch`): made
+    /// before the caller's next look, so a release in between is not missed.
+    /// Fails only when no pipe can be made; an unreachable etcd is retried
+    /// (see [`EtcdWatcher::error`]).
+    pub fn watcher(&self, env: Environment) -> std::io::Result<EtcdWatcher> {
+        EtcdWatcher::start(&self.client, &self.key(env), self.budget().left())
+    }
+
+    /// True only while `token` holds the lock.
+    pub fn check(&self, env: Environment, token: FencingToken) -> Result<bool, EtcdError> {
+        let read = self
+            .client
+            .get(self.key(env).as_bytes(), self.budget().left())?;
+        Ok(read.kv.is_some_and(|kv| kv.create_revision == token.0))
+    }
+}

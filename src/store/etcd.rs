@@ -1,0 +1,566 @@
+//! The etcd store behind the lock-store seam: the lock is the etcd key
+//! (`crate::etcd`), shared by every machine; the legacy local lock is also
+//! taken on the machine that runs the command, after the etcd lock, so a
+//! legacy deploy.sh or unlock.sh there still sees it.
+//!
+//! A held etcd lock reports its loss (lease gone, key deleted or taken, no
+//! renewal acknowledged within the TTL) as a [`KeepEvent::Lost`] with what the
+//! supervisor must do to the command (`DEPLOY_LOCK_ON_LOST`,
+//! `DEPLOY_LOCK_LOST_GRACE`), audited as `lost`.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::local::LocalStore;
+use super::{
+    Acquire, AcquireOptions, Expect, Forced, Held, HolderRecord, KeepEvent, Keeping, LockStore,
+    Released, ResetOutcome, Stop, Unlock, Warning, Watch, Woke,
+};
+use crate::context::Context;
+use crate::environment::Environment;
+use crate::etcd::settings::{self, Backend, EtcdSettings, SettingsError, SettingsWarning};
+use crate::etcd::{
+    self, EtcdError, EtcdInspection, EtcdLock, EtcdStore, EtcdWatcher, FencingToken, LeaseId,
+    LossResponse, OnLost, Step,
+};
+use crate::fsops::{PathKind, Removal};
+use crate::holder::{holder_from, liveness_of};
+use crate::liveness::ProcessIdentity;
+use crate::lock::{BusyReason, ForceUnlock, LockError, Release};
+use crate::status::{Inspection, Liveness, NetworkLock, Verdict};
+use crate::times::parse_time;
+use crate::view::{DirView, LegacyView, ProcessView, RecordView};
+
+/// The backend the checkout file and the caller's values choose (`lookup`:
+/// the caller's variables and flags).
+pub fn choose(
+    ctx: &Context,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Backend, Vec<SettingsWarning>), SettingsError> {
+    let file = settings::read_checkout_file(&ctx.project_root)?;
+    settings::resolve(file.as_ref(), lookup)
+}
+
+pub fn store_error(e: EtcdError) -> LockError {
+    LockError::Store {
+        detail: e.to_string(),
+    }
+}
+
+pub struct EtcdLockStore<'a> {
+    ctx: &'a Context,
+    etcd: EtcdStore,
+    settings: EtcdSettings,
+    local: LocalStore<'a>,
+}
+
+/// Our handle inside [`Held`]: the etcd lock and the local lock taken after it.
+struct EtcdHeld {
+    lock: EtcdLock,
+    local: Option<Held>,
+}
+
+impl<'a> EtcdLockStore<'a> {
+    /// Connects (endpoints in order, within the connect budget).
+    pub fn open(ctx: &'a Context, settings: EtcdSettings) -> Result<EtcdLockStore<'a>, LockError> {
+        let etcd = EtcdStore::open(&settings).map_err(store_error)?;
+        Ok(EtcdLockStore {
+            ctx,
+            etcd,
+            settings,
+            local: LocalStore::new(ctx),
+        })
+    }
+
+    fn inspection(&self, e: EtcdInspection) -> Inspection {
+        let env = e.environment;
+        let stale_after_secs = self.ctx.settings.stale_after.as_secs();
+        let owner = e.held.as_ref().and_then(|h| {
+            h.record.as_ref().map(|r| HolderRecord {
+                fencing_token: Some(h.token.0 as u64),
+                lease_id: Some(h.lease.to_string()),
+                lease_ttl_secs: h.ttl_remaining.map(|d| d.as_secs()),
+                ..r.owner.clone()
+            })
+        });
+        let holder = holder_from(owner.as_ref(), None, env);
+        // The lease is the holder's liveness: a key exists only while its
+        // lease does. A process is probed only to name it on its own host.
+        let liveness = match holder.as_ref().map(|h| liveness_of(h, &self.ctx.host)) {
+            Some(alive @ Liveness::Alive { .. }) => alive,
+            _ if e.held.is_some() => Liveness::OtherHost,
+            _ => Liveness::NoRecord,
+        };
+        let age_seconds = owner
+            .as_ref()
+            .and_then(|o| parse_time(&o.locked_at))
+            .map(|t| self.ctx.now().as_second() - t.as_second());
+        let record = match &owner {
+            None if e.held.is_some() => RecordView {
+                locked: Some("true".into()),
+                ..Default::default()
+            },
+            None => RecordView::default(),
+            Some(o) => RecordView {
+                locked: Some("true".into()),
+                locked_by: Some(o.locked_by.clone()),
+                locked_at: Some(o.locked_at.clone()),
+                deployment_id: Some(o.deployment_id.clone()),
+                pid: Some(o.pid.to_string()),
+                hostname: Some(o.hostname.clone()),
+                age: age_seconds,
+                process: match &liveness {
+                    Liveness::Alive { comm, .. } => ProcessView::Running {
+                        comm: comm.clone(),
+                        display: comm.clone(),
+                    },
+                    _ => ProcessView::NotChecked,
+                },
+                ..Default::default()
+            },
+        };
+        let (path_kind, dir, verdict) = match e.held {
+            Some(_) => (
+                PathKind::Directory,
+                DirView::Exists { ls_ld: None },
+                Verdict::Held,
+            ),
+            None => (
+                PathKind::Missing,
+                DirView::Missing { blocked_by: None },
+                Verdict::Free,
+            ),
+        };
+        Inspection {
+            environment: env,
+            view: LegacyView {
+                dir,
+                obstruction: None,
+                record: Some(record),
+                stale_after_secs,
+                no_checkout: self
+                    .ctx
+                    .no_checkout
+                    .as_ref()
+                    .map(|e| e.searched_from.clone()),
+            },
+            lock_dir: self.location(env),
+            path_kind,
+            dir: None,
+            locked_at_file: None,
+            owner,
+            state_file: self.ctx.state_file.clone(),
+            state: None,
+            holder,
+            liveness,
+            age_seconds,
+            stale: false,
+            verdict,
+            run_holder: None,
+            network: Some(NetworkLock {
+                backend: "etcd",
+                key: e.key.clone(),
+                fencing_token: e.held.as_ref().map(|h| h.token.0),
+                lease_id: e.held.as_ref().map(|h| h.lease.to_string()),
+                ttl_remaining_secs: e
+                    .held
+                    .as_ref()
+                    .and_then(|h| h.ttl_remaining)
+                    .map(|d| d.as_secs()),
+            }),
+        }
+    }
+
+    fn audit(
+        &self,
+        event: &str,
+        env: Environment,
+        holder: Option<&HolderRecord>,
+        extra: serde_json::Value,
+    ) -> Option<Warning> {
+        let holder = holder_from(holder, None, env);
+        crate::audit::record(self.ctx, event, env, holder.as_ref(), extra)
+            .err()
+            .map(|e| Warning::Audit {
+                log: crate::audit::log_path(self.ctx),
+                error: e.to_string(),
+            })
+    }
+}
+
+impl Watch for EtcdWatcher {
+    fn gone(&self) -> bool {
+        EtcdWatcher::gone(self)
+    }
+    fn wait(&self, until: Instant, extra: Option<BorrowedFd<'_>>) -> io::Result<Woke> {
+        EtcdWatcher::wait(self, until, extra)
+    }
+}
+
+/// Without a watch thread (no pipe could be made): a look every 100 ms.
+struct PollWatch<'s> {
+    store: &'s EtcdLockStore<'s>,
+    env: Environment,
+}
+
+impl Watch for PollWatch<'_> {
+    fn gone(&self) -> bool {
+        self.store
+            .etcd
+            .inspect(self.env)
+            .is_ok_and(|i| i.held.is_none())
+    }
+    fn wait(&self, until: Instant, extra: Option<BorrowedFd<'_>>) -> io::Result<Woke> {
+        loop {
+            if self.gone() {
+                return Ok(Woke::Released);
+            }
+            let next = (Instant::now() + Duration::from_millis(100)).min(until);
+            let fds: Vec<BorrowedFd<'_>> = extra.into_iter().collect();
+            if crate::wait::poll_any(&fds, next)?.is_some() {
+                return Ok(Woke::Extra);
+            }
+            if Instant::now() >= until {
+                return Ok(Woke::Timeout);
+            }
+        }
+    }
+}
+
+impl LockStore for EtcdLockStore<'_> {
+    fn backend(&self) -> &'static str {
+        "etcd"
+    }
+
+    /// The state file is this machine's, beside the etcd key: resetting it
+    /// is the local store's job (the etcd key is unlocked with `unlock`).
+    fn reset_records(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<ResetOutcome, LockError> {
+        self.local.reset_records(env, expect)
+    }
+
+    fn inspect(&self, env: Environment) -> Result<Inspection, LockError> {
+        let e = self.etcd.inspect(env).map_err(store_error)?;
+        Ok(self.inspection(e))
+    }
+
+    fn acquire(&self, env: Environment, how: &AcquireOptions<'_>) -> Result<Acquire, LockError> {
+        let mut owner =
+            etcd::this_process(env, &self.ctx.locked_by()).map_err(|source| LockError::Io {
+                path: "/dev/urandom".into(),
+                source,
+            })?;
+        owner.pid = how.process.pid;
+        owner.pid_start_ticks = how.process.start_ticks;
+        // A waiter woken with others (every waiter wakes on a release) looks
+        // first: one read instead of a lease grant, a failed txn and a revoke
+        // for each that loses the race.
+        if how.waiting {
+            let key = self.etcd.key(env);
+            let client = self.etcd.client();
+            let read = client
+                .get(key.as_bytes(), client.call_timeout())
+                .map_err(store_error)?;
+            if let Some(kv) = read.kv {
+                let insp = EtcdInspection {
+                    environment: env,
+                    key,
+                    revision: read.revision,
+                    held: Some(etcd::Held {
+                        record: serde_json::from_slice(&kv.value).ok(),
+                        token: FencingToken(kv.create_revision),
+                        lease: LeaseId(kv.lease),
+                        ttl_remaining: None,
+                        mod_revision: kv.mod_revision,
+                    }),
+                };
+                return Ok(Acquire::Busy {
+                    reason: BusyReason::HolderAlive,
+                    inspection: Box::new(self.inspection(insp)),
+                    run_holder: None,
+                });
+            }
+        }
+        let lock = match self.etcd.try_acquire(env, &owner).map_err(store_error)? {
+            etcd::Acquire::Busy(insp) => {
+                return Ok(Acquire::Busy {
+                    reason: BusyReason::HolderAlive,
+                    inspection: Box::new(self.inspection(insp)),
+                    run_holder: None,
+                });
+            }
+            etcd::Acquire::Acquired(lock) => lock,
+        };
+        // Then this machine's legacy lock; if a legacy deploy holds it, the
+        // etcd lock goes back (dropping it releases it).
+        let local = match self.local.acquire(env, how)? {
+            Acquire::Acquired(local) => local,
+            busy @ Acquire::Busy { .. } => return Ok(busy),
+        };
+        let record = HolderRecord {
+            fencing_token: Some(lock.token().0 as u64),
+            lease_id: Some(lock.lease().to_string()),
+            lease_ttl_secs: Some(lock.record().lease_ttl_secs),
+            ..lock.record().owner.clone()
+        };
+        let mut local = *local;
+        let took_over = local.took_over.take();
+        let warnings = std::mem::take(&mut local.warnings);
+        let mut held = Held::new(
+            env,
+            record,
+            took_over,
+            Box::new(EtcdHeld {
+                lock,
+                local: Some(local),
+            }),
+        );
+        held.warnings = warnings;
+        Ok(Acquire::Acquired(Box::new(held)))
+    }
+
+    fn keep<'a>(&'a self, held: &'a mut Held) -> Box<dyn Keeping + 'a> {
+        let env = held.env;
+        let Some(h) = held.handle_mut::<EtcdHeld>() else {
+            return Box::new(NoKeeping);
+        };
+        let EtcdHeld { lock, local } = h;
+        let local = local.as_mut().map(|l| self.local.keep(l));
+        Box::new(EtcdKeeping {
+            store: self,
+            env,
+            lock,
+            local,
+            response: LossResponse::new(self.settings.on_lost, self.settings.lost_grace),
+            lost: false,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn release(&self, held: Held) -> Result<Released, LockError> {
+        let env = held.env;
+        let Some(h) = held.into_handle::<EtcdHeld>() else {
+            return Ok(Released {
+                outcome: Release::AlreadyGone,
+                warnings: Vec::new(),
+            });
+        };
+        let EtcdHeld { lock, local } = *h;
+        let mut warnings = Vec::new();
+        // Taken last, let go first.
+        if let Some(local) = local {
+            warnings.extend(self.local.release(local)?.warnings);
+        }
+        let outcome = match lock.release().map_err(store_error)? {
+            etcd::Release::Released => Release::Released,
+            etcd::Release::AlreadyGone => Release::AlreadyGone,
+            etcd::Release::TakenByOther { record, .. } => {
+                let holder = holder_from(record.as_ref().map(|r| &r.owner), None, env);
+                warnings.insert(
+                    0,
+                    Warning::TakenByOther {
+                        env,
+                        holder: holder.clone(),
+                    },
+                );
+                Release::TakenByOther { holder }
+            }
+        };
+        Ok(Released { outcome, warnings })
+    }
+
+    fn force_unlock(
+        &self,
+        env: Environment,
+        expect: Option<Expect<'_>>,
+    ) -> Result<Forced, LockError> {
+        let result = match expect {
+            None => self.etcd.force_unlock_expected(env, None),
+            Some(Expect::LockId(id)) => self.etcd.force_unlock_expected(env, Some(id)),
+            Some(Expect::Shown(insp)) => {
+                let net = insp.network.as_ref();
+                let token = net.and_then(|n| n.fencing_token);
+                let lease = net
+                    .and_then(|n| n.lease_id.as_deref())
+                    .and_then(|l| i64::from_str_radix(l, 16).ok());
+                match (token, lease) {
+                    (Some(t), Some(l)) => self.etcd.force_unlock(env, FencingToken(t), LeaseId(l)),
+                    // Shown free: only a lock that is still free is "it".
+                    _ => self.etcd.force_unlock_expected(env, Some("")),
+                }
+            }
+        }
+        .map_err(store_error)?;
+        let mut warnings = Vec::new();
+        let outcome = match result {
+            etcd::ForceUnlock::Unlocked { record } => {
+                let owner = record.as_ref().map(|r| &r.owner);
+                warnings.extend(self.audit(
+                    "force-unlock",
+                    env,
+                    owner,
+                    json!({"backend": "etcd", "key": self.etcd.key(env)}),
+                ));
+                Unlock::Done(ForceUnlock {
+                    dir_removed: Some(Removal {
+                        had_foreign_entries: false,
+                    }),
+                    state_updated: false,
+                    warnings: Vec::new(),
+                })
+            }
+            etcd::ForceUnlock::NotHeld => Unlock::Done(ForceUnlock {
+                dir_removed: None,
+                state_updated: false,
+                warnings: Vec::new(),
+            }),
+            etcd::ForceUnlock::ChangedHands { record, .. } => Unlock::ChangedHands {
+                now: holder_from(record.as_ref().map(|r| &r.owner), None, env),
+            },
+        };
+        Ok(Forced { outcome, warnings })
+    }
+
+    fn watch(&self, env: Environment) -> Box<dyn Watch + '_> {
+        match self.etcd.watcher(env) {
+            Ok(w) => Box::new(w),
+            Err(_) => Box::new(PollWatch { store: self, env }),
+        }
+    }
+
+    fn location(&self, env: Environment) -> PathBuf {
+        PathBuf::from(format!("etcd:{}", self.etcd.key(env)))
+    }
+
+    fn check(&self, env: Environment, token: i64) -> Result<Option<bool>, LockError> {
+        self.etcd
+            .check(env, FencingToken(token))
+            .map(Some)
+            .map_err(store_error)
+    }
+}
+
+struct NoKeeping;
+impl Keeping for NoKeeping {
+    fn started(&mut self, _: ProcessIdentity) {}
+}
+
+struct EtcdKeeping<'a> {
+    store: &'a EtcdLockStore<'a>,
+    env: Environment,
+    lock: &'a mut EtcdLock,
+    local: Option<Box<dyn Keeping + 'a>>,
+    response: LossResponse,
+    lost: bool,
+    warnings: Vec<Warning>,
+}
+
+fn stop(step: Step) -> Stop {
+    match step {
+        Step::Term => Stop::Term,
+        Step::Kill => Stop::Kill,
+    }
+}
+
+impl Keeping for EtcdKeeping<'_> {
+    fn started(&mut self, process: ProcessIdentity) {
+        let name = crate::liveness::probe(process.pid).map(|p| p.ps_comm());
+        if let Err(e) = self.lock.record_process(&process, name.as_deref()) {
+            self.warnings.push(Warning::RecordProcess {
+                error: e.to_string(),
+            });
+        }
+        if let Some(l) = &mut self.local {
+            l.started(process);
+        }
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        // The loss fd stays readable once lost: polled only until then.
+        if self.lost {
+            self.local.as_ref().and_then(|l| l.fd())
+        } else {
+            Some(self.lock.loss().fd())
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let local = self.local.as_ref().and_then(|l| l.deadline());
+        match (local, self.response.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn service(&mut self) -> Vec<KeepEvent> {
+        let mut out = match &mut self.local {
+            Some(l) => l.service(),
+            None => Vec::new(),
+        };
+        let now = Instant::now();
+        if !self.lost
+            && let Some(cause) = self.lock.lost()
+        {
+            self.lost = true;
+            let step = self.response.lost(now);
+            out.push(KeepEvent::Lost {
+                cause: cause.to_string(),
+                stop: step.map(stop),
+                kill_after: step.and(self.settings().lost_grace),
+            });
+            let record = HolderRecord {
+                fencing_token: Some(self.lock.token().0 as u64),
+                ..self.lock.record().owner.clone()
+            };
+            let w = self.store.audit(
+                "lost",
+                self.env,
+                Some(&record),
+                json!({
+                    "backend": "etcd",
+                    "key": self.lock.key(),
+                    "fencing_token": self.lock.token().0,
+                    "cause": cause.to_string(),
+                    "on_lost": match self.settings().on_lost { OnLost::Term => "term", OnLost::Warn => "warn" },
+                }),
+            );
+            self.warnings.extend(w);
+        }
+        if let Some(step) = self.response.due(now) {
+            out.push(KeepEvent::Stop(stop(step)));
+        }
+        out
+    }
+
+    fn last_look(&mut self) -> Vec<KeepEvent> {
+        match &mut self.local {
+            Some(l) => l.last_look(),
+            None => Vec::new(),
+        }
+    }
+
+    fn warnings(&mut self) -> Vec<Warning> {
+        let mut w = std::mem::take(&mut self.warnings);
+        if let Some(l) = &mut self.local {
+            w.extend(l.warnings());
+        }
+        w
+    }
+
+    fn resumed(&mut self) {
+        self.lock.check_now();
+    }
+}
+
+impl EtcdKeeping<'_> {
+    fn settings(&self) -> &EtcdSettings {
+        &self.store.settings
+    }
+}

@@ -1,0 +1,442 @@
+//! A real etcd on loopback for the etcd tests: one per test run, started on
+//! first use on free ports with a throwaway data folder and short raft
+//! timers, killed at exit. Each test gets its own key prefix. Without etcd,
+//! a visible SKIP line (a failure under CI=true).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use deploy_lock::etcd::{Client, ClientConfig, EtcdStore};
+
+pub const ETCD: &str = "/usr/bin/etcd";
+
+/// Returns from the test (with a SKIP line) when etcd cannot run here.
+macro_rules! need_etcd {
+    ($test:expr) => {
+        match crate::etcd_support::shared($test) {
+            Some(e) => e,
+            None => return,
+        }
+    };
+}
+pub(crate) use need_etcd;
+
+/// One running etcd.
+pub struct Etcd {
+    pub endpoint: String,
+    /// The CA that signed its certificate, when it speaks https.
+    pub ca_file: Option<PathBuf>,
+    pub dir: PathBuf,
+    pid: i32,
+    /// Killed and removed on drop (the shared one is cleaned up at exit).
+    owned: bool,
+}
+
+impl Etcd {
+    /// A client of its own: one "machine".
+    pub fn client(&self) -> Client {
+        Client::connect(&self.config()).unwrap()
+    }
+
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new(vec![self.endpoint.clone()]);
+        c.ca_file = self.ca_file.clone();
+        c
+    }
+
+    /// Two stores, as two machines, on one prefix.
+    pub fn two_machines(&self, test: &str, ttl: Duration) -> (EtcdStore, EtcdStore) {
+        let p = prefix(test);
+        (
+            EtcdStore::new(self.client(), &p, ttl),
+            EtcdStore::new(self.client(), &p, ttl),
+        )
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn stop(&self) {
+        stop(self.pid, &self.dir);
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if self.owned {
+            stop(self.pid, &self.dir);
+        }
+    }
+}
+
+/// `/it/TEST/N-PID`: unique per test and per run.
+pub fn prefix(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "/it/{test}/{}-{}",
+        N.fetch_add(1, Ordering::Relaxed),
+        std::process::id()
+    )
+}
+
+fn stop(pid: i32, dir: &Path) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Why etcd cannot run here, if it cannot.
+pub fn missing() -> Option<String> {
+    (!Path::new(ETCD).exists())
+        .then(|| format!("{ETCD} is not installed (apt-get install etcd-server)"))
+}
+
+/// A visible line (libtest captures print!, not direct writes to stderr);
+/// under CI a failure instead, since .ci/run installs what the tests need.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+        "{test}: {why}, and CI must not skip it (.ci/run installs it)"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
+
+static SHARED: OnceLock<Option<Etcd>> = OnceLock::new();
+
+extern "C" fn stop_shared() {
+    if let Some(Some(e)) = SHARED.get() {
+        stop(e.pid, &e.dir);
+    }
+}
+
+/// The etcd the tests share; None, with a SKIP line, when it cannot run.
+pub fn shared(test: &str) -> Option<&'static Etcd> {
+    if let Some(why) = missing() {
+        skip(test, &why);
+        return None;
+    }
+    let e = SHARED.get_or_init(|| {
+        // Spawned from a thread that never ends, so PR_SET_PDEATHSIG (which
+        // follows the spawning thread) fires only when the test process
+        // dies; a normal exit stops it through atexit.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let started = std::panic::catch_unwind(|| start_process(false));
+            let ok = started.is_ok();
+            let _ = tx.send(started.map(|(e, child)| {
+                std::mem::forget(child);
+                e
+            }));
+            if ok {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+        let mut e = match rx.recv().unwrap() {
+            Ok(e) => e,
+            Err(_) => panic!("etcd fixture did not start (see the panic above)"),
+        };
+        e.owned = false;
+        unsafe {
+            nix::libc::atexit(stop_shared);
+        }
+        Some(e)
+    });
+    e.as_ref()
+}
+
+/// An etcd of the test's own (to stop, or to enable auth on), killed when
+/// dropped. None, with a SKIP line, when etcd cannot run.
+pub fn own(test: &str) -> Option<Etcd> {
+    if let Some(why) = missing() {
+        skip(test, &why);
+        return None;
+    }
+    let (e, child) = start_process(false);
+    std::mem::forget(child);
+    Some(e)
+}
+
+/// An etcd of the test's own on https, its certificate signed by a CA of
+/// its own (`ca_file`). None, with a SKIP line, without etcd or openssl.
+pub fn own_tls(test: &str) -> Option<Etcd> {
+    if let Some(why) = missing() {
+        skip(test, &why);
+        return None;
+    }
+    if !Path::new("/usr/bin/openssl").exists() {
+        skip(test, "openssl is not installed (apt-get install openssl)");
+        return None;
+    }
+    let (e, child) = start_process(true);
+    std::mem::forget(child);
+    Some(e)
+}
+
+/// `etcdctl ARGS` against `e`; panics on failure. None (with a SKIP line)
+/// without etcdctl.
+pub fn etcdctl(test: &str, e: &Etcd, args: &[&str]) -> Option<String> {
+    if !Path::new("/usr/bin/etcdctl").exists() {
+        skip(
+            test,
+            "/usr/bin/etcdctl is not installed (apt-get install etcd-client)",
+        );
+        return None;
+    }
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", e.endpoint))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl.
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=deploy-lock-it CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_process(tls: bool) -> (Etcd, Child) {
+    let dir = tempfile::Builder::new()
+        .prefix("deploy-lock-etcd.")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let log = dir.join("etcd.log");
+    let certs = tls.then(|| make_certs(&dir));
+    for _attempt in 0..5 {
+        let (client, peer) = (free_port(), free_port());
+        let scheme = if tls { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut cmd = Command::new(ETCD);
+        cmd.arg("--name=it")
+            .arg(format!("--data-dir={}", dir.join("data").display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=it={peer_url}"))
+            .args([
+                "--heartbeat-interval=10",
+                "--election-timeout=100",
+                "--log-level=warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        if let Some((_, cert, key)) = &certs {
+            cmd.arg(format!("--cert-file={}", cert.display()))
+                .arg(format!("--key-file={}", key.display()));
+        }
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut cfg = ClientConfig::new(vec![endpoint.clone()]);
+            cfg.connect_budget = Duration::from_millis(500);
+            cfg.ca_file = certs.as_ref().map(|c| c.0.clone());
+            if Client::connect(&cfg).is_ok() {
+                let e = Etcd {
+                    endpoint,
+                    ca_file: cfg.ca_file,
+                    dir: dir.clone(),
+                    pid: child.id() as i32,
+                    owned: true,
+                };
+                return (e, child);
+            }
+            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("address already in use") {
+                    let _ = fs::remove_dir_all(dir.join("data"));
+                    break;
+                }
+                panic!("etcd did not start:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("etcd found no free ports in 5 attempts");
+}
+
+/// A cluster of `n` members of the test's own (each killed when dropped).
+/// None, with a SKIP line, when etcd cannot run.
+pub fn cluster(test: &str, n: usize) -> Option<Vec<Etcd>> {
+    if let Some(why) = missing() {
+        skip(test, &why);
+        return None;
+    }
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect();
+    let mut members = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let endpoint = format!("http://127.0.0.1:{client}");
+        // One folder each: a member's drop removes its own.
+        let member_dir = tempfile::Builder::new()
+            .prefix("deploy-lock-etcd-member.")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let mut cmd = Command::new(ETCD);
+        cmd.arg(format!("--name=m{i}"))
+            .arg(format!("--data-dir={}", member_dir.join("data").display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
+            .arg(format!("--initial-cluster={}", initial.join(",")))
+            .args([
+                "--initial-cluster-state=new",
+                "--heartbeat-interval=10",
+                "--election-timeout=100",
+                "--log-level=warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(member_dir.join("etcd.log")).unwrap());
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        members.push(Etcd {
+            endpoint,
+            ca_file: None,
+            dir: member_dir,
+            pid: child.id() as i32,
+            owned: true,
+        });
+        std::mem::forget(child);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for m in &members {
+        loop {
+            let mut cfg = m.config();
+            cfg.connect_budget = Duration::from_millis(500);
+            // Ready once it serves a linearizable read (it has a leader).
+            let ready = Client::connect(&cfg)
+                .is_ok_and(|c| c.get(b"/ready", Duration::from_millis(200)).is_ok());
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd member {} did not start:\n{}",
+                m.endpoint,
+                fs::read_to_string(m.dir.join("etcd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Some(members)
+}
