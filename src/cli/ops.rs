@@ -118,12 +118,23 @@ pub fn wait(
     io.out
         .write_all(block(&insp, persona, io.out_style).as_bytes())?;
     // A dead holder's lock is never released by waiting: say so at once.
-    if persona == Persona::DeployLock && insp.lock_dir_exists() && insp.liveness == Liveness::Dead {
+    // But a run's command ends a moment before its deploy-lock releases the
+    // lock: never judge while a run holds the lock's kernel lock, and look
+    // once more after that moment (the same lock, still dead).
+    let dead = |i: &Inspection| {
+        i.lock_dir_exists() && i.liveness == Liveness::Dead && i.run_holder.is_none()
+    };
+    if persona == Persona::DeployLock && dead(&insp) {
         io.out.flush()?;
-        return Err(Failure::WaitForDead {
-            env,
-            pid: insp.holder.as_ref().and_then(|h| h.pid),
-        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let again = store.inspect(env)?;
+        let lock_id = |i: &Inspection| i.holder.as_ref().and_then(|h| h.lock_id.clone());
+        if dead(&again) && lock_id(&again) == lock_id(&insp) {
+            return Err(Failure::WaitForDead {
+                env,
+                pid: again.holder.as_ref().and_then(|h| h.pid),
+            });
+        }
     }
     let out = &mut *io.out;
     for l in texts::WAITING_HEADER {

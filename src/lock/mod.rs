@@ -309,12 +309,15 @@ impl<'a> LocalLock<'a> {
     ) -> LegacyView {
         // The legacy tested `[ -d "$LOCK_DIR" ]`, which follows a symlink,
         // then printed `ls -ld` of the path itself.
-        let dir = if lock_dir.is_dir() {
-            DirView::Exists { ls_ld: None }
-        } else {
-            DirView::Missing {
-                blocked_by: (*path_kind != PathKind::Missing).then(|| NonDirectory::at(lock_dir)),
-            }
+        // Only a symlink is looked at again (followed): the kind was read
+        // once, and a directory released since must not read as unreadable.
+        let dir = match path_kind {
+            PathKind::Directory => DirView::Exists { ls_ld: None },
+            PathKind::Missing => DirView::Missing { blocked_by: None },
+            PathKind::Symlink if lock_dir.is_dir() => DirView::Exists { ls_ld: None },
+            PathKind::Symlink | PathKind::Other => DirView::Missing {
+                blocked_by: Some(NonDirectory::at(lock_dir)),
+            },
         };
         let stale_after_secs = self.ctx.settings.stale_after.as_secs();
         let facts = Facts {
