@@ -316,9 +316,20 @@ fn sigkill_at_random_moments_always_leaves_a_recoverable_lock() {
             continue;
         }
         tally.lock_left += 1;
-        let out = w.deploy_lock(&["status", "staging", "--json"]).run();
-        out.code(0);
-        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        // An exiting process loses its command line before it is gone, so
+        // the orphan check above can pass while the command is still dying
+        // (status then rightly calls it alive): wait until it is gone.
+        let status = || {
+            let out = w.deploy_lock(&["status", "staging", "--json"]).run();
+            out.code(0);
+            serde_json::from_str::<Value>(&out.stdout).unwrap()
+        };
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{what}: the killed run's command to be gone"),
+            || status()["holder_alive"] != true,
+        );
+        let v = status();
         // Killed before any record was written: the holder is unknown (issue
         // 10), held until stale, never taken by --force; unlock removes it.
         let unknown = v["holder"].is_null();
