@@ -660,3 +660,31 @@ pub fn no_events(path: &std::path::Path) -> String {
 pub fn still_held(env: Environment) -> String {
     format!("it is still held; if its deployment crashed: deploy-lock unlock {env}")
 }
+
+/// The force-unlock banner for a lock on a network store (etcd): the
+/// legacy banner speaks of a lock directory and a state file, which a lease
+/// lock has neither of, and a lease holder stops its command when it loses
+/// the lock, which the person confirming must know.
+pub fn force_warning_network(key: &str) -> Vec<String> {
+    vec![
+        "⚠ FORCE UNLOCK - This is dangerous!".to_string(),
+        String::new(),
+        "This will:".to_string(),
+        format!("  1. Revoke the holder's lease, which deletes the lock key: {key}"),
+        "  2. Make the holder stop its command: it loses the lock and, unless it runs with DEPLOY_LOCK_ON_LOST=warn, sends it SIGTERM".to_string(),
+        String::new(),
+        "Only do this if:".to_string(),
+        "  - The deployment process crashed or hangs".to_string(),
+        "  - You've verified no deployment should go on".to_string(),
+        String::new(),
+    ]
+}
+
+/// After a forced unlock on a network store: what happened to the key.
+pub fn network_unlocked(removed: bool) -> &'static str {
+    if removed {
+        "✓ Lease revoked; the lock key is gone"
+    } else {
+        "The lock key does not exist (already released)"
+    }
+}

@@ -250,7 +250,14 @@ pub fn unlock(
         writeln!(io.out, "{l}")?;
     }
     writeln!(io.out)?;
-    for l in texts::force_warning(&store.location(env)) {
+    // A lease lock (etcd) has no directory or state file to speak of.
+    let network = modern && insp.network.is_some();
+    let banner = if network {
+        super::messages::force_warning_network(&store.location(env).display().to_string())
+    } else {
+        texts::force_warning(&store.location(env))
+    };
+    for l in banner {
         if l.starts_with('⚠') {
             writeln!(io.out, "{}", style.yellow(&l))?;
         } else {
@@ -299,7 +306,15 @@ pub fn unlock(
         }
     };
     let out = &mut *io.out;
+    if network {
+        let line = super::messages::network_unlocked(done.dir_removed.is_some());
+        match done.dir_removed {
+            Some(_) => writeln!(out, "{}", style.green(line))?,
+            None => writeln!(out, "{line}")?,
+        }
+    }
     match &done.dir_removed {
+        _ if network => {}
         None => writeln!(out, "{}", texts::DIR_ALREADY_REMOVED)?,
         Some(r) if r.had_foreign_entries => {
             writeln!(out, "{}", style.yellow(texts::DIR_NOT_EMPTY[0]))?;
@@ -308,10 +323,10 @@ pub fn unlock(
         }
         Some(_) => writeln!(out, "{}", style.green(texts::DIR_REMOVED))?,
     }
-    if done.state_updated {
-        writeln!(out, "{}", style.green(texts::STATE_UPDATED))?;
-    } else {
-        writeln!(out, "{}", texts::STATE_MISSING)?;
+    match (network, done.state_updated) {
+        (true, _) => {}
+        (false, true) => writeln!(out, "{}", style.green(texts::STATE_UPDATED))?,
+        (false, false) => writeln!(out, "{}", texts::STATE_MISSING)?,
     }
     for l in texts::FORCE_DONE {
         if l.starts_with('✓') {

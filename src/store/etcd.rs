@@ -403,7 +403,7 @@ impl LockStore for EtcdLockStore<'_> {
             etcd::ForceUnlock::Unlocked { record } => {
                 let owner = record.as_ref().map(|r| &r.owner);
                 warnings.extend(self.audit(
-                    "force-unlock",
+                    "force_unlock",
                     env,
                     owner,
                     json!({"backend": "etcd", "key": self.etcd.key(env)}),

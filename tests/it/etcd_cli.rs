@@ -198,6 +198,13 @@ fn forced_unlock_from_another_machine_stops_the_command() {
     let pid = pid_in(&pidfile);
     let out = b.dl(&["unlock", "staging", "--yes"]).run();
     out.code(0).any_stderr();
+    // The banner and the result speak of the lease and the key (no lock
+    // directory or state file on etcd), and say the holder stops its command.
+    let key = format!("etcd:{prefix}/v1/env/staging/lock");
+    let tail = format!(
+        "This will:\n  1. Revoke the holder's lease, which deletes the lock key: {key}\n  2. Make the holder stop its command: it loses the lock and, unless it runs with DEPLOY_LOCK_ON_LOST=warn, sends it SIGTERM\n\nOnly do this if:\n  - The deployment process crashed or hangs\n  - You've verified no deployment should go on\n\n✓ Lease revoked; the lock key is gone\n\n✓ Lock forcefully released\n\nNext deployment will proceed normally.\n"
+    );
+    assert!(out.stdout.ends_with(&tail), "{}", out.stdout);
     let t = Instant::now();
     let out = finish(holder);
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
