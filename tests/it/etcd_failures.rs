@@ -313,6 +313,9 @@ fn an_etcd_that_stops_answering_midway_bounds_every_operation() {
     // Stopped, it still accepts connections (the kernel does) but never answers.
     let pid = nix::unistd::Pid::from_raw(etcd.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    // The stop reaches each of etcd's threads in turn: until all are stopped
+    // one may still answer (a loaded CI run saw `check` succeed).
+    etcd_support::wait_stopped(etcd.pid());
     type Op = Box<dyn FnOnce(EtcdStore) -> Option<EtcdError> + Send>;
     let ops: Vec<(&str, Op)> = vec![
         ("inspect", Box::new(move |s| s.inspect(env).err())),
@@ -471,6 +474,7 @@ fn a_watcher_made_while_etcd_is_silent_catches_the_release_once_it_answers() {
     };
     let pid = nix::unistd::Pid::from_raw(etcd.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    etcd_support::wait_stopped(etcd.pid());
     let w = b
         .watcher(env)
         .expect("made even though etcd does not answer");

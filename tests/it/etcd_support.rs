@@ -440,3 +440,27 @@ pub fn cluster(test: &str, n: usize) -> Option<Vec<Etcd>> {
     }
     Some(members)
 }
+
+/// Waits until every thread of `pid` is stopped (state `T` in
+/// /proc/PID/task/*/stat), so a SIGSTOPped server answers nothing more.
+pub fn wait_stopped(pid: i32) {
+    let all_stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                s.rfind(')')
+                    .is_some_and(|i| s[i + 1..].trim_start().starts_with('T'))
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !all_stopped() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "etcd (pid {pid}) did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
