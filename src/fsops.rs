@@ -376,35 +376,36 @@ impl std::fmt::Display for GuardProblem {
 
 impl std::error::Error for GuardProblem {}
 
-/// [`flock_exclusive`] that gives up with `ErrorKind::Interrupted` as soon as
-/// `interrupted()` says so while it waits (`run` passes "a signal came").
-pub fn flock_exclusive_until(
-    path: &Path,
-    interrupted: &dyn Fn() -> bool,
-) -> io::Result<FlockGuard> {
-    // O_NONBLOCK: a FIFO planted at the path would otherwise block the open
-    // forever (with `run`'s signals blocked, even Ctrl-C); it is refused below.
-    let open_existing = || {
+/// Opens a lock file in a shared folder (the guard, the run file), creating
+/// it if needed: never through a symlink (O_NOFOLLOW); never blocking on a
+/// FIFO planted at the path (O_NONBLOCK: with `run`'s signals blocked, not
+/// even Ctrl-C would end the open); without O_CREAT on an existing file
+/// (`fs.protected_regular` in sticky /tmp); and anything but a regular file
+/// is [`GuardProblem::NotRegular`]. `write`: read-write when we may, else
+/// read-only (flock works on either).
+pub fn open_lock_file(path: &Path, write: bool) -> io::Result<File> {
+    let existing = |write: bool| {
         OpenOptions::new()
             .read(true)
+            .write(write)
             .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
             .open(path)
     };
-    let file = match open_existing() {
+    let file = match existing(write) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(OFlag::O_NOFOLLOW.bits())
-                .open(path)
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_existing()?,
-                Err(e) => return Err(e),
-            }
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(OFlag::O_NOFOLLOW.bits())
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => existing(write)?,
+            Err(e) => return Err(e),
+        },
+        Err(e) if write && e.kind() == io::ErrorKind::PermissionDenied => existing(false)?,
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
@@ -416,6 +417,16 @@ pub fn flock_exclusive_until(
             },
         ));
     }
+    Ok(file)
+}
+
+/// [`flock_exclusive`] that gives up with `ErrorKind::Interrupted` as soon as
+/// `interrupted()` says so while it waits (`run` passes "a signal came").
+pub fn flock_exclusive_until(
+    path: &Path,
+    interrupted: &dyn Fn() -> bool,
+) -> io::Result<FlockGuard> {
+    let file = open_lock_file(path, false)?;
     // Our own holders keep a guard for milliseconds. Waiting without bound
     // would let anyone who can open the file (it is world-readable in /tmp)
     // hang every deploy, with `run`'s signals blocked; so wait a while, then

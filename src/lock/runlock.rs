@@ -37,48 +37,10 @@ pub enum TryRun {
     Held(Option<RunHolder>),
 }
 
-/// Opens the run file, creating it if needed, never through a symlink and
-/// without O_CREAT on an existing file (`fs.protected_regular` in sticky /tmp).
-/// Read-write when we may (to record the holder), else read-only: flock works
-/// on either.
+/// Opens the run file as the guard is opened ([`crate::fsops::open_lock_file`]),
+/// read-write when we may, to record the holder in it.
 fn open(path: &Path) -> io::Result<File> {
-    let flags = (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits();
-    let existing = |write: bool| {
-        OpenOptions::new()
-            .read(true)
-            .write(write)
-            .custom_flags(flags)
-            .open(path)
-    };
-    let file = match existing(true) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(OFlag::O_NOFOLLOW.bits())
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => existing(true)?,
-            Err(e) => return Err(e),
-        },
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => existing(false)?,
-        Err(e) => return Err(e),
-    };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "not a regular file but {}; check what it is (ls -la {}) and remove it",
-                crate::fsops::file_type_name(&meta),
-                path.display()
-            ),
-        ));
-    }
-    Ok(file)
+    crate::fsops::open_lock_file(path, true)
 }
 
 /// Takes the run lock if nobody holds it; never blocks.
