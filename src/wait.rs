@@ -87,29 +87,16 @@ impl Watcher {
             if self.inotify.is_none() {
                 left = left.min(FALLBACK_POLL);
             }
-            // Round up so we never spin on a sub-millisecond remainder.
-            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            // `extra` first: a signal wins over a release seen in the same poll.
             let mut fds = Vec::with_capacity(2);
-            if let Some(i) = &self.inotify {
-                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
-            }
             if let Some(e) = extra {
-                fds.push(PollFd::new(e, PollFlags::POLLIN));
+                fds.push(e);
             }
-            match poll(
-                &mut fds,
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-            ) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+            if let Some(i) = &self.inotify {
+                fds.push(i.as_fd());
             }
-            let extra_ready = extra.is_some()
-                && fds
-                    .last()
-                    .and_then(|f| f.revents())
-                    .is_some_and(|r| !r.is_empty());
-            if extra_ready {
+            let ready = poll_any(&fds, now + left)?;
+            if extra.is_some() && ready == Some(0) {
                 return Ok(Woke::Extra);
             }
             if let Some(i) = &self.inotify {

@@ -9,9 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
 use super::client::{Client, EventKind, WatchNext};
 use super::error::EtcdError;
 pub use crate::wait::Woke;
@@ -113,30 +110,19 @@ impl EtcdWatcher {
             if self.error().is_some() {
                 left = left.min(RETRY * 5);
             }
-            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-            let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+            // `extra` first: a signal wins over a release seen in the same poll.
+            let mut fds = Vec::with_capacity(2);
             if let Some(e) = extra {
-                fds.push(PollFd::new(e, PollFlags::POLLIN));
+                fds.push(e);
             }
-            match poll(
-                &mut fds,
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-            ) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
-            }
-            let ready = |i: usize| {
-                fds.get(i)
-                    .and_then(|f| f.revents())
-                    .is_some_and(|r| !r.is_empty())
-            };
-            if extra.is_some() && ready(1) {
-                return Ok(Woke::Extra);
-            }
-            if ready(0) {
-                self.drain();
-                return Ok(Woke::Released);
+            fds.push(self.read.as_fd());
+            match crate::wait::poll_any(&fds, now + left)? {
+                Some(0) if extra.is_some() => return Ok(Woke::Extra),
+                Some(_) => {
+                    self.drain();
+                    return Ok(Woke::Released);
+                }
+                None => {}
             }
         }
     }
