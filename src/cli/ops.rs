@@ -266,27 +266,7 @@ pub fn unlock(
     }
     io.out.flush()?;
     if !yes {
-        // A live holder is said on its own line before the question (stderr:
-        // stdout stays the legacy's).
-        if let Liveness::Alive { pid, comm } = &insp.liveness {
-            let line = match persona {
-                Persona::Unlock => texts::holder_still_running(*pid, comm),
-                Persona::DeployLock => render::holder_still_running(*pid, &insp.liveness),
-            };
-            let _ = writeln!(io.err, "{}", io.err_style.yellow(&line));
-        }
-        let answer = match early {
-            Some(a) => a,
-            None => answer(io.err),
-        };
-        if answer == Answer::Eof && modern {
-            return Err(Failure::NoAnswer);
-        }
-        if answer != Answer::Yes {
-            writeln!(io.out, "{}", texts::CANCELLED)?;
-            io.out.flush()?;
-            return Err(Failure::Cancelled);
-        }
+        confirm(&insp, persona, early, io)?;
     }
     let expect = match id {
         Some(id) => Expect::LockId(id),
@@ -337,6 +317,35 @@ pub fn unlock(
     }
     out.flush()?;
     Ok(())
+}
+
+/// The confirmation of a force-unlock or a reset: a live holder said on its
+/// own line first (stderr: stdout stays the legacy's), then the answer,
+/// given early or read now. `yes` goes on; no answer at all is
+/// [`Failure::NoAnswer`] for `deploy-lock` (the legacy cancels); anything
+/// else prints `Cancelled.`.
+pub fn confirm(
+    insp: &Inspection,
+    persona: Persona,
+    early: Option<Answer>,
+    io: &mut Io<'_>,
+) -> Result<(), Failure> {
+    if let Liveness::Alive { pid, comm } = &insp.liveness {
+        let line = match persona {
+            Persona::Unlock => texts::holder_still_running(*pid, comm),
+            Persona::DeployLock => render::holder_still_running(*pid, &insp.liveness),
+        };
+        let _ = writeln!(io.err, "{}", io.err_style.yellow(&line));
+    }
+    match early.unwrap_or_else(|| answer(io.err)) {
+        Answer::Yes => Ok(()),
+        Answer::Eof if persona == Persona::DeployLock => Err(Failure::NoAnswer),
+        Answer::Eof | Answer::Other => {
+            writeln!(io.out, "{}", texts::CANCELLED)?;
+            io.out.flush()?;
+            Err(Failure::Cancelled)
+        }
+    }
 }
 
 /// What came on stdin at the confirmation.

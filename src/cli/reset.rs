@@ -6,13 +6,13 @@
 
 use deploy_lock::Environment;
 use deploy_lock::state::Reset;
-use deploy_lock::status::Liveness;
 use deploy_lock::store::{Expect, LockStore, ResetOutcome};
 
 use super::failure::Failure;
 use super::messages;
-use super::ops::{Answer, Io, answer, early_answer};
+use super::ops::{self, Answer, Io, early_answer};
 use super::render;
+use super::request::Persona;
 use super::texts;
 
 pub fn reset_state(
@@ -64,19 +64,7 @@ pub fn reset_state(
     writeln!(out)?;
     out.flush()?;
     if !yes {
-        if let Liveness::Alive { pid, .. } = &insp.liveness {
-            let line = render::holder_still_running(*pid, &insp.liveness);
-            let _ = writeln!(io.err, "{}", io.err_style.yellow(&line));
-        }
-        match early.unwrap_or_else(|| answer(io.err)) {
-            Answer::Yes => {}
-            Answer::Eof => return Err(Failure::NoAnswer),
-            Answer::Other => {
-                writeln!(io.out, "{}", texts::CANCELLED)?;
-                io.out.flush()?;
-                return Err(Failure::Cancelled);
-            }
-        }
+        ops::confirm(&insp, Persona::DeployLock, early, io)?;
     }
     let expect = match id {
         Some(id) => Expect::LockId(id),
