@@ -2,23 +2,13 @@
 # deploy-lock's benchmark: every performance figure of the README in one run,
 # each measured side by side with its baseline on this machine.
 #   bench/run.sh [PATH_TO_DEPLOY_LOCK]   (default: the installed deploy-lock on
-#   PATH, else target/release/deploy-lock, built if missing)
+#   PATH, else the binary ./install.sh builds, installed into a temporary
+#   prefix: statically linked where glibc's libc.a is installed)
 # Uses hyperfine when installed, a built-in timer otherwise. Touches only a
 # temporary folder (DEPLOY_LOCK_DIR points there), never /tmp/togather-*.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-bin="${1:-}"
-if [ -z "$bin" ]; then
-    if command -v deploy-lock >/dev/null; then
-        bin="$(command -v deploy-lock)"
-    else
-        bin="$here/../target/release/deploy-lock"
-        [ -x "$bin" ] || (cd "$here/.." && cargo build --release --locked >&2)
-    fi
-fi
-bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
-
 work="$(mktemp -d "${TMPDIR:-/tmp}/deploy-lock-bench.XXXXXX")"
 holder=""
 cleanup() {
@@ -26,6 +16,18 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+bin="${1:-}"
+if [ -z "$bin" ]; then
+    if command -v deploy-lock >/dev/null; then
+        bin="$(command -v deploy-lock)"
+    else
+        # What a user gets: install.sh's build (cargo keeps it for the next run).
+        "$here/../install.sh" --prefix "$work/prefix" >&2
+        bin="$work/prefix/bin/deploy-lock"
+    fi
+fi
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 export DEPLOY_LOCK_DIR="$work/locks" HOME="$work/home" LC_ALL=C
 mkdir -p "$DEPLOY_LOCK_DIR" "$HOME" "$work/checkout/deploy/scripts" "$work/checkout/deploy/config"
 ln -s "$bin" "$work/checkout/deploy/scripts/unlock.sh"
@@ -66,7 +68,9 @@ time_cmd() {
 }
 
 echo "deploy-lock benchmark: $("$bin" --version), $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
-echo "binary: $bin ($(stat -c %s "$bin") bytes)"
+linkage="dynamically linked"
+case "$(ldd "$bin" 2>&1 || true)" in *"statically linked"* | *"not a dynamic executable"*) linkage="statically linked" ;; esac
+echo "binary: $bin ($(stat -c %s "$bin") bytes, $linkage)"
 echo "timer: $(command -v hyperfine >/dev/null && hyperfine --version || echo 'built-in (date +%s%N)')"
 echo
 

@@ -298,11 +298,8 @@ pub fn this_user() -> String {
     if let Some(u) = std::env::var_os("USER").filter(|u| !u.is_empty()) {
         return u.to_string_lossy().into_owned();
     }
-    let uid = nix::unistd::geteuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(u)) => u.name,
-        _ => uid.to_string(),
-    }
+    let uid = nix::unistd::geteuid().as_raw();
+    crate::accounts::user_name(uid).unwrap_or_else(|| uid.to_string())
 }
 
 /// Why no project root could be found. Display is neutral; the CLI says

@@ -11,7 +11,6 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use nix::errno::Errno;
 use nix::libc;
-use nix::unistd::{Gid, Group, Uid, User};
 
 /// GNU's "six months": half of an average Gregorian year (31556952 s).
 const SIX_MONTHS_SECS: i64 = 31_556_952 / 2;
@@ -177,18 +176,13 @@ fn lgetxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
+/// As ls: the name, or the number when no source knows the id.
 fn user_name(uid: u32) -> String {
-    match User::from_uid(Uid::from_raw(uid)) {
-        Ok(Some(user)) => user.name,
-        _ => uid.to_string(),
-    }
+    crate::accounts::user_name(uid).unwrap_or_else(|| uid.to_string())
 }
 
 fn group_name(gid: u32) -> String {
-    match Group::from_gid(Gid::from_raw(gid)) {
-        Ok(Some(group)) => group.name,
-        _ => gid.to_string(),
-    }
+    crate::accounts::group_name(gid).unwrap_or_else(|| gid.to_string())
 }
 
 fn nanos(sec: i64, nsec: i64) -> i128 {
@@ -467,13 +461,21 @@ mod tests {
             }
             fixtures.push(fixture("unknown owner 54321:54321", |p| {
                 file_at(p, 0o640, base, 0);
-                nix::unistd::chown(p, Some(Uid::from_raw(54321)), Some(Gid::from_raw(54321)))
-                    .expect("chown");
+                nix::unistd::chown(
+                    p,
+                    Some(nix::unistd::Uid::from_raw(54321)),
+                    Some(nix::unistd::Gid::from_raw(54321)),
+                )
+                .expect("chown");
             }));
             fixtures.push(fixture("setuid dir owned by nobody:nogroup", |p| {
                 dir_at(p, 0o755, base, 0);
-                nix::unistd::chown(p, Some(Uid::from_raw(65534)), Some(Gid::from_raw(65534)))
-                    .expect("chown");
+                nix::unistd::chown(
+                    p,
+                    Some(nix::unistd::Uid::from_raw(65534)),
+                    Some(nix::unistd::Gid::from_raw(65534)),
+                )
+                .expect("chown");
                 chmod(p, 0o6755);
             }));
         } else {

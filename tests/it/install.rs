@@ -245,7 +245,8 @@ fn help_and_usage_errors() {
         r#"Usage: ./install.sh [--prefix DIR] [--project CHECKOUT] [--binary FILE]
        ./install.sh [--prefix DIR] --uninstall
 
-Builds deploy-lock with `cargo build --release --locked` and installs
+Builds deploy-lock with `cargo build --release --locked` (statically linked
+on glibc when its libc.a is installed) and installs
   PREFIX/bin/deploy-lock
   PREFIX/bin/unlock.sh                      (a link to deploy-lock)
   PREFIX/share/man/man1/*.1                 (man deploy-lock, man unlock.sh)
@@ -771,12 +772,92 @@ fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
         .map(PathBuf::from)
         .map(|t| if t.is_absolute() { t } else { repo().join(t) })
         .unwrap_or_else(|| repo().join("target"));
-    assert_installed_copies(&p, &target.join("release/deploy-lock"));
-    let mut v = w.cmd(p.join("bin/deploy-lock"));
+    let installed = p.join("bin/deploy-lock");
+    // Static where glibc's libc.a is installed (Debian's libc6-dev, which
+    // .ci/run's machine has), from the host's --target folder.
+    if static_libc_available() {
+        let host = host_triple();
+        assert_installed_copies(&p, &target.join(format!("{host}/release/deploy-lock")));
+        assert!(
+            !has_interpreter(&installed),
+            "{} is dynamically linked; install.sh should link it statically here",
+            installed.display()
+        );
+    } else {
+        assert!(
+            out.stderr
+                .contains("building a dynamically linked deploy-lock"),
+            "{}",
+            out.stderr
+        );
+        assert_installed_copies(&p, &target.join("release/deploy-lock"));
+    }
+    let mut v = w.cmd(&installed);
     v.cmd.arg("--version");
     let v = v.run();
     v.code(0);
     assert!(v.stdout.starts_with("deploy-lock "), "{}", v.stdout);
+
+    // The installed build does the job as the tested one does: unlock.sh's
+    // whole status block, the ls -ld line with its owner names included.
+    // Two runs can straddle a clock second (the lock age), hence a retry.
+    let locked_at = now() - 60;
+    w.legacy_lock("staging", locked_at);
+    w.legacy_state("staging", locked_at, &dead_pid().to_string(), &hostname());
+    let same = (0..3).any(|_| {
+        let ours = w.cmd(p.join("bin/unlock.sh"));
+        let mut ours = ours;
+        ours.cmd.arg("staging");
+        let ours = ours.run();
+        ours.code(0);
+        let tested = w.unlock_sh(&["staging"]).run();
+        tested.code(0);
+        ours.stdout == tested.stdout
+    });
+    assert!(
+        same,
+        "the installed unlock.sh prints another status block than the tested binary"
+    );
+}
+
+/// `rustc -vV`'s host triple, as install.sh reads it.
+fn host_triple() -> String {
+    let out = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .unwrap()
+}
+
+/// Whether the C compiler finds glibc's static libc.a (install.sh's test).
+fn static_libc_available() -> bool {
+    host_triple().contains("-linux-gnu")
+        && std::process::Command::new("cc")
+            .arg("-print-file-name=libc.a")
+            .output()
+            .is_ok_and(|o| {
+                let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                p.starts_with('/') && Path::new(&p).is_file()
+            })
+}
+
+/// Whether an ELF executable names a program interpreter (PT_INTERP), that
+/// is, whether it is dynamically linked.
+fn has_interpreter(exe: &Path) -> bool {
+    let b = std::fs::read(exe).unwrap();
+    assert_eq!(&b[..4], b"\x7fELF", "{} is not an ELF file", exe.display());
+    assert_eq!(b[4], 2, "not a 64-bit ELF file");
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).any(|i| {
+        let o = phoff + i * size;
+        u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) == 3
+    })
 }
 
 #[test]

@@ -376,3 +376,65 @@ fn colour_only_on_request_or_terminal() {
         tty.text()
     );
 }
+
+/// The `ls -ld` line names an owner that /etc/passwd and /etc/group do not
+/// have (an LDAP or systemd user) as the system's NSS does, through
+/// getent(1): deploy-lock runs no NSS code itself (src/accounts.rs). Without
+/// an answer it shows the numbers, as ls does.
+#[test]
+fn owner_names_missing_from_the_files_come_from_getent() {
+    if !nix::unistd::geteuid().is_root() {
+        skip!("needs root to give the lock folder an owner the files do not have");
+        return;
+    }
+    let w = World::new();
+    let locked_at = now() - 60;
+    let p = w.legacy_lock("staging", locked_at);
+    nix::unistd::chown(
+        &p,
+        Some(nix::unistd::Uid::from_raw(424_242)),
+        Some(nix::unistd::Gid::from_raw(434_343)),
+    )
+    .unwrap();
+    w.legacy_state("staging", locked_at, "12345", "build-server-7");
+    // A getent that knows the two ids, as an LDAP-backed system's would; it
+    // logs its calls, so a lookup the files answer is seen not to reach it.
+    w.script(
+        "fakebin/getent",
+        "#!/bin/bash\necho \"$*\" >> \"$0.calls\"\ncase \"$*\" in\n  'passwd 424242') echo 'ldap.deployer:*:424242:434343:LDAP:/home/ldap:/bin/bash' ;;\n  'group 434343') echo 'ldap-deploy:*:434343:' ;;\n  *) exit 2 ;;\nesac\n",
+    );
+    let path = format!(
+        "{}:{}",
+        w.root.join("fakebin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ls = real_ls_ld(&p, "UTC");
+    let expect = |ls_line: &str, t: i64| {
+        let age = t - locked_at;
+        format!(
+            "{HEADER}Lock directory exists: {}\n{ls_line}\n\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: 12345\n  Hostname: build-server-7\n  Lock age: {}m {}s\n\n",
+            p.display(),
+            iso(locked_at),
+            age / 60,
+            age % 60
+        )
+    };
+    // ls (glibc's NSS, no such ids) prints the numbers; ours asks getent.
+    assert!(ls.contains(" 424242 434343 "), "{ls}");
+    let named = ls.replace(" 424242 434343 ", " ldap.deployer ldap-deploy ");
+    let before = now();
+    let out = w.unlock_sh(&["staging"]).env("PATH", &path).run();
+    let after = now();
+    out.code(0)
+        .stdout_one_of(&blocks(before, after, |t| expect(&named, t)));
+    assert_eq!(
+        std::fs::read_to_string(w.root.join("fakebin/getent.calls")).unwrap(),
+        "passwd 424242\ngroup 434343\n"
+    );
+    // No getent at all: the numbers, as ls prints them.
+    let before = now();
+    let out = w.unlock_sh(&["staging"]).env("PATH", "/nonexistent").run();
+    let after = now();
+    out.code(0)
+        .stdout_one_of(&blocks(before, after, |t| expect(&ls, t)));
+}
