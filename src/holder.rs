@@ -100,12 +100,3 @@ pub fn liveness_of(h: &Holder, this_host: &str) -> Liveness {
     }
     first_alive.unwrap_or(Liveness::Dead)
 }
-
-/// `deploy@host, pid 123`, for messages.
-pub fn describe(h: &Holder) -> String {
-    let who = h.locked_by.as_deref().unwrap_or("unknown");
-    match h.pid {
-        Some(pid) => format!("{who}, pid {pid}"),
-        None => who.to_string(),
-    }
-}

@@ -12,7 +12,7 @@ use deploy_lock::liveness::display_name;
 use deploy_lock::lock::{BusyReason, LockError};
 use deploy_lock::state::StateError;
 use deploy_lock::status::{Inspection, Liveness, OUR_FILES};
-use deploy_lock::store::{KeepEvent, RunHolder, Warning};
+use deploy_lock::store::{KeepEvent, KeepFailure, RunHolder, Warning};
 use deploy_lock::view::NonDirectory;
 
 use super::failure::{Busy, Failure, LegacyUsage};
@@ -130,7 +130,7 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         Failure::ChangedHands { env, now } => {
             let who = now
                 .as_ref()
-                .map(|h| deploy_lock::holder::describe(h))
+                .map(|h| describe_holder(h))
                 .unwrap_or_else(|| "an unknown holder".into());
             match persona {
                 Persona::Unlock => vec![texts::changed_hands(&who)],
@@ -294,7 +294,7 @@ pub fn lock_error(err: &LockError) -> String {
         } => format!(
             "the state file's lock record belongs to a live {environment} deployment ({}); \
              one checkout records one lock at a time: wait for it to finish or deploy from another checkout",
-            deploy_lock::holder::describe(holder)
+            describe_holder(holder)
         ),
         LockError::Io { path, source } => {
             let problem = source
@@ -430,7 +430,7 @@ pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
                 "WARNING: the {env} lock was removed while the command runs and is now held by {}; not taken back. No other deploy-lock run starts until this one ends.",
                 holder
                     .as_ref()
-                    .map(deploy_lock::holder::describe)
+                    .map(describe_holder)
                     .unwrap_or_else(|| "someone else (no record)".into())
             ),
         ),
@@ -441,7 +441,14 @@ pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
                 a.by, a.pid, a.at
             ),
         ),
-        KeepEvent::Failed(msg) => (false, format!("WARNING: {msg}")),
+        KeepEvent::Failed(KeepFailure::Heartbeat { path, error, .. }) => (
+            false,
+            format!("WARNING: could not refresh {}: {error}", path.display()),
+        ),
+        KeepEvent::Failed(KeepFailure::Restore { error }) => (
+            false,
+            format!("WARNING: could not restore the lock: {error}"),
+        ),
         KeepEvent::Lost {
             cause,
             stop,
@@ -470,6 +477,16 @@ pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
     }
 }
 
+/// `deploy@host, pid 123`: a holder as every message names it (worded here,
+/// not in the library, which only returns the record).
+pub fn describe_holder(h: &deploy_lock::status::Holder) -> String {
+    let who = h.locked_by.as_deref().unwrap_or("unknown");
+    match h.pid {
+        Some(pid) => format!("{who}, pid {pid}"),
+        None => who.to_string(),
+    }
+}
+
 /// "held by a deploy-lock run, pid N".
 pub fn run_phrase(holder: Option<&RunHolder>) -> String {
     match holder {
@@ -495,7 +512,7 @@ pub fn holder_phrase(insp: &Inspection) -> String {
 pub fn other_environment_phrase(env: Environment, holder: &deploy_lock::status::Holder) -> String {
     format!(
         "the state file records a live {env} deployment: {}",
-        deploy_lock::holder::describe(holder)
+        describe_holder(holder)
     )
 }
 
@@ -678,5 +695,42 @@ pub fn network_unlocked(removed: bool) -> &'static str {
         "✓ Lease revoked; the lock key is gone"
     } else {
         "The lock key does not exist (already released)"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// The keeper's failures, worded here now, read as they did when the
+    /// library wrote them.
+    #[test]
+    fn keeper_failures_read_as_before() {
+        let dir = PathBuf::from("/locks/togather-deploy-staging.lock");
+        let e = io::Error::from(io::ErrorKind::PermissionDenied);
+        let ev = KeepEvent::Failed(KeepFailure::Heartbeat {
+            path: dir.join(deploy_lock::status::LOCKED_AT_FILE),
+            kind: e.kind(),
+            error: e.to_string(),
+        });
+        assert_eq!(
+            keep_event(Environment::Staging, &ev),
+            (
+                false,
+                format!(
+                    "WARNING: could not refresh {}/locked_at: {e}",
+                    dir.display()
+                )
+            )
+        );
+        let e = LockError::Interrupted;
+        let ev = KeepEvent::Failed(KeepFailure::Restore {
+            error: e.to_string(),
+        });
+        assert_eq!(
+            keep_event(Environment::Staging, &ev),
+            (false, format!("WARNING: could not restore the lock: {e}"))
+        );
     }
 }

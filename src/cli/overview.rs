@@ -97,7 +97,7 @@ pub fn table(rows: &[Row]) -> String {
             // no other run starts until it ends (the status block says so).
             (_, false, Some(run)) => format!("deploy-lock run, pid {} (lock removed)", run.pid),
             (_, false, None) => "-".to_string(),
-            (Some(h), true, _) => deploy_lock::holder::describe(h),
+            (Some(h), true, _) => super::messages::describe_holder(h),
             (None, true, _) => "unknown".to_string(),
         };
         let age = match (i.locked(), i.age_seconds) {

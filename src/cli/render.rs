@@ -114,7 +114,7 @@ pub fn holder_line(insp: &Inspection) -> String {
     let Some(h) = &insp.holder else {
         return "Holder: unknown (no record says who holds it)".to_string();
     };
-    let mut l = format!("Holder: {}", deploy_lock::holder::describe(h));
+    let mut l = format!("Holder: {}", messages::describe_holder(h));
     match &insp.liveness {
         Liveness::Alive { pid, comm } => {
             l.push_str(&format!(" (running: {})", display_name(*pid, comm)))

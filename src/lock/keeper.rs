@@ -26,7 +26,7 @@ pub enum KeepEvent {
     /// A deploy-lock unlock removed this lock; not restored.
     ForceUnlocked(Announcement),
     /// A heartbeat or a restore could not be written.
-    Failed(String),
+    Failed(KeepFailure),
     /// A network store's lock is no longer ours (lease expired or revoked,
     /// key deleted or taken, no renewal acknowledged within the TTL).
     /// `stop`: what the supervisor does to the command now (None with
@@ -39,6 +39,21 @@ pub enum KeepEvent {
     },
     /// The grace after a loss ran out: the command is killed.
     Stop(Stop),
+}
+
+/// What could not be written, for the CLI to word. The errors are kept as
+/// their kind and text: `io::Error` and `LockError` are neither Clone nor Eq,
+/// which `KeepEvent` is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeepFailure {
+    /// The lock directory's `locked_at` (`path`) could not be refreshed.
+    Heartbeat {
+        path: PathBuf,
+        kind: std::io::ErrorKind,
+        error: String,
+    },
+    /// The vanished lock could not be put back (`error`: the `LockError`).
+    Restore { error: String },
 }
 
 /// A signal the supervisor sends the command after a loss.
@@ -151,10 +166,11 @@ impl Keeper {
         let settled = self.settle_until.is_some_and(|t| now >= t);
         if Instant::now() >= self.next_beat {
             if let Err(e) = beat(held, lock.ctx.now().as_second()) {
-                out.push(KeepEvent::Failed(format!(
-                    "could not refresh {}/{LOCKED_AT_FILE}: {e}",
-                    held.lock_dir.display()
-                )));
+                out.push(KeepEvent::Failed(KeepFailure::Heartbeat {
+                    path: held.lock_dir.join(LOCKED_AT_FILE),
+                    kind: e.kind(),
+                    error: e.to_string(),
+                }));
             }
             self.next_beat = Instant::now() + self.beat;
         }
@@ -171,9 +187,9 @@ impl Keeper {
             // A state file broken meanwhile is never rewritten; the release
             // reports it with the recovery steps.
             Err(LockError::State(_)) => {}
-            Err(e) => out.push(KeepEvent::Failed(format!(
-                "could not restore the lock: {e}"
-            ))),
+            Err(e) => out.push(KeepEvent::Failed(KeepFailure::Restore {
+                error: e.to_string(),
+            })),
         }
         // Our own writes are not a change to look at again.
         self.last = fingerprint(&self.lock_dir, &self.state_file);

@@ -35,7 +35,7 @@ use crate::liveness::ProcessIdentity;
 use crate::lock::{BusyReason, LockError, Takeover};
 use crate::status::{Holder, Inspection};
 
-pub use crate::lock::keeper::{KeepEvent, Stop};
+pub use crate::lock::keeper::{KeepEvent, KeepFailure, Stop};
 pub use crate::lock::runlock::RunHolder;
 pub use crate::lock::{Released, ResetOutcome, ResetState, Unlock};
 pub use crate::status::OwnerRecord as HolderRecord;
