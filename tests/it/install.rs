@@ -4,9 +4,10 @@
 //! man pages found where bash-completion, zsh, fish and man look.
 //!
 //! Every install but one passes `--binary` (the test binary) so the suite
-//! stays fast; `default_build_path_*` runs the real `cargo build --release
-//! --locked` once, at low priority, sharing the repo's target folder (a
-//! no-op when the release build is current).
+//! stays fast; `default_build_path_*` runs install.sh's real build once
+//! (static on glibc, into the repo's `target/HOST/release`), at low
+//! priority, sharing the repo's target folder (a no-op when that build is
+//! current), and runs the installed binary beside the tested one.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -731,8 +732,8 @@ fn default_prefix_for_a_user_is_home_local() {
     assert_eq!(tree(&w.home), BTreeMap::new());
 }
 
-/// The one real build: `cargo build --release --locked` through install.sh
-/// with no --binary. At low priority so that it does not disturb the timing
+/// The one real build: install.sh with no --binary (`cargo build --release
+/// --locked`, statically linked where libc.a is installed). At low priority so that it does not disturb the timing
 /// tests running beside it.
 #[test]
 fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
