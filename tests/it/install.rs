@@ -792,6 +792,7 @@ fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
             out.stderr
         );
         assert_installed_copies(&p, &target.join("release/deploy-lock"));
+        skip!("no static libc.a (libc6-dev): the static build install.sh makes is not checked");
     }
     let mut v = w.cmd(&installed);
     v.cmd.arg("--version");
