@@ -46,7 +46,6 @@ fn lookup(database: &str, file: &Path, id: u32) -> Option<String> {
 /// The first entry of a passwd- or group-format text whose third field is
 /// `id` (both formats are `name:password:id:...`).
 fn find(text: &[u8], id: u32) -> Option<String> {
-    let id = id.to_string();
     text.split(|&b| b == b'\n').find_map(|line| {
         let line = line.trim_ascii_start();
         if line.is_empty() || matches!(line[0], b'#' | b'+' | b'-') {
@@ -56,8 +55,9 @@ fn find(text: &[u8], id: u32) -> Option<String> {
         let name = fields.next()?;
         let _password = fields.next()?;
         let entry_id = fields.next()?;
-        (entry_id == id.as_bytes() && !name.is_empty())
-            .then(|| String::from_utf8_lossy(name).into_owned())
+        // Compared as numbers, as nss_files reads them (`0007` is 7).
+        let entry_id: u32 = std::str::from_utf8(entry_id).ok()?.parse().ok()?;
+        (entry_id == id && !name.is_empty()).then(|| String::from_utf8_lossy(name).into_owned())
     })
 }
 
@@ -88,8 +88,10 @@ mod tests {
         assert_eq!(find(text, 1000).as_deref(), Some("deploy"));
         assert_eq!(find(text, 7), None);
         assert_eq!(find(text, 10), None);
-        // A prefix of the id is not the id.
+        // A prefix of the id is not the id; leading zeros are.
         assert_eq!(find(b"a:x:100:1\n", 10), None);
+        assert_eq!(find(b"b:x:0010:1\n", 10).as_deref(), Some("b"));
+        assert_eq!(find(b"c:x::1\nd:x:x1:1\n", 1), None);
         // Group format: name:password:gid:members.
         assert_eq!(find(b"staff:x:50:ann,bob\n", 50).as_deref(), Some("staff"));
         // An entry with no name names nothing.
