@@ -21,6 +21,12 @@ fn install_legacy(w: &World) -> PathBuf {
     w.install_fixture("legacy-deploy.sh", "deploy/scripts/deploy.sh")
 }
 
+/// The one of `wants` that `got` is, or the first (for the diff): a text
+/// that shows an age, one candidate per clock second it may have read.
+fn one_of<'a>(got: &str, wants: &'a [String]) -> &'a str {
+    wants.iter().find(|want| *want == got).unwrap_or(&wants[0])
+}
+
 /// A command for under the lock: logs its start and end (nanoseconds) to
 /// `log`, checks at its end that the lock directory still names its own
 /// lock id (`kept` or `LOST`), and says whether `deploy_pid` (a file holding
@@ -255,12 +261,34 @@ fn issue_10_a_legacy_run_never_takes_a_live_holders_lock() {
     };
     let started = Instant::now();
     let mut tries = 0;
+    let lock = w.lock_path("staging");
+    let locked_at = || -> i64 {
+        fs::read_to_string(lock.join("locked_at"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
     // Past the legacy's 5 s and deploy-lock's 8 s.
     while started.elapsed() < Duration::from_secs(9) {
         let mut c = w.cmd(&legacy).env("FIXTURE_LOCK_TIMEOUT", "5");
         c.cmd.arg("staging");
+        // The legacy ages the lock by locked_at, which the holder's
+        // heartbeat refreshes meanwhile: every age the clocks allow.
+        let (before, first) = (now(), locked_at());
         let out = c.run();
-        out.code(1);
+        let (after, last) = (now(), locked_at());
+        let mut wants = Vec::new();
+        for t in before..=after {
+            for l in first..=last {
+                wants.push(format!(
+                    "ERROR: Deployment already in progress for staging (lock: {}, {}s old)\n",
+                    lock.display(),
+                    t - l
+                ));
+            }
+        }
+        out.code(1).stderr(one_of(&out.stderr, &wants));
         assert!(
             out.stderr
                 .starts_with("ERROR: Deployment already in progress for staging"),
@@ -502,7 +530,11 @@ fn issue_10_unlock_by_id_removes_only_that_lock() {
             "lock_0000000000000000_000000000000000000000000",
         ])
         .run();
-    out.code(75);
+    out.code(75).stderr(&format!(
+        "ERROR: the staging lock changed hands since it was shown: it is held by tester@{}, pid {} now (lock id {id}); nothing changed\n",
+        hostname(),
+        state_pid(&w).unwrap()
+    ));
     assert!(
         out.stderr
             .contains(&format!("(lock id {id}); nothing changed")),
@@ -526,7 +558,12 @@ fn issue_10_unlock_by_id_removes_only_that_lock() {
         status.stdout
     );
     let refused = w.deploy_lock(&["run", "staging", "--", "true"]).run();
-    refused.code(75);
+    refused.code(75).stderr(&format!(
+        "ERROR: the staging lock is held by a deploy-lock run, pid {}; it frees when that process ends.\n  \
+         wait for it:      deploy-lock run --wait staging -- true\n  \
+         details:          deploy-lock status staging\n",
+        a.pid()
+    ));
     assert!(
         refused.stderr.contains(&format!(
             "ERROR: the staging lock is held by a deploy-lock run, pid {}; it frees when that process ends.\n",
@@ -554,11 +591,26 @@ fn issue_10_unlock_by_id_removes_only_that_lock() {
 #[test]
 fn issue_10_an_unknown_holder_is_not_taken_by_force() {
     let w = World::new();
-    w.legacy_lock("staging", now());
+    let at = now();
+    w.legacy_lock("staging", at);
+    let before = now();
     let out = w
         .deploy_lock(&["run", "--force", "staging", "--", "true"])
         .run();
-    out.code(75);
+    let wants: Vec<String> = (before..=now())
+        .map(|t| {
+            format!(
+                "ERROR: the staging lock's holder is unknown (no record says who holds it: maybe a legacy deploy.sh that has not written it yet); the lock is {}m {}s old.\n\
+                 It is taken over automatically once older than 30 minutes; --force does not take an unknown holder's lock.\n  \
+                 wait for it:      deploy-lock run --force --wait staging -- true\n  \
+                 once you know nobody deploys: deploy-lock unlock staging\n  \
+                 details:          deploy-lock status staging\n",
+                (t - at) / 60,
+                (t - at) % 60
+            )
+        })
+        .collect();
+    out.code(75).stderr(one_of(&out.stderr, &wants));
     assert!(
         out.stderr
             .contains("ERROR: the staging lock's holder is unknown (no record says who holds it"),
@@ -614,7 +666,9 @@ fn issue_10_a_zombie_holder_is_reported_dead() {
     // `wait` on a dead holder's lock says so at once.
     let started = Instant::now();
     let out = w.deploy_lock(&["wait", "staging"]).run();
-    out.code(75);
+    out.code(75).stderr(&format!(
+        "ERROR: the staging lock's holder (pid {pid}) is not running, so waiting would never end; clear it with `deploy-lock unlock staging`, or take it over with `deploy-lock run --force staging`\n"
+    ));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
         out.stderr.contains(&format!(
@@ -642,7 +696,9 @@ fn issue_10_overflowing_settings_are_refused() {
         .unlock_sh(&["staging"])
         .env("DEPLOY_LOCK_STALE_SECS", huge)
         .run();
-    out.code(1).stdout("");
+    out.code(1).stdout("").stderr(&format!(
+        "ERROR: invalid DEPLOY_LOCK_STALE_SECS '{huge}': expected a whole number of seconds from 0 to 1000000000, e.g. 1800\n"
+    ));
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(
         out.stderr.contains("DEPLOY_LOCK_STALE_SECS"),
@@ -652,18 +708,24 @@ fn issue_10_overflowing_settings_are_refused() {
     let out = w
         .deploy_lock(&["run", "--wait=1e300", "staging", "--", "true"])
         .run();
-    out.code(2);
+    out.code(2).stderr(
+        "ERROR: invalid --wait '1e300': expected a number of seconds from 0 to 1000000000, such as 5 or 0.25\n",
+    );
     assert!(out.stderr.contains("--wait"), "{}", out.stderr);
     let out = w
         .deploy_lock(&["status", "staging", "--stale-secs", "18446744073709551616"])
         .run();
-    out.code(2);
+    out.code(2).stderr(
+        "ERROR: invalid --stale-secs '18446744073709551616': expected a whole number of seconds from 0 to 1000000000, e.g. 1800\n",
+    );
     assert!(out.stderr.contains("--stale-secs"), "{}", out.stderr);
     let out = w
         .deploy_lock(&["status", "staging"])
         .env("DEPLOY_LOCK_WAIT_TIMEOUT", "1e19")
         .run();
-    out.code(2);
+    out.code(2).stderr(
+        "ERROR: invalid DEPLOY_LOCK_WAIT_TIMEOUT '1e19': expected a number of seconds from 0 to 1000000000, such as 5 or 0.25\n",
+    );
     assert!(
         out.stderr.contains("DEPLOY_LOCK_WAIT_TIMEOUT"),
         "{}",
@@ -734,7 +796,8 @@ fn issue_10_every_message_uses_one_age() {
     let w = World::new();
     let dead = reaped_pid();
     w.legacy_state("staging", now() - 1900, &dead.to_string(), &hostname());
-    w.legacy_lock("staging", now() - 1);
+    let at = now() - 1;
+    w.legacy_lock("staging", at);
     // Issue 12: the refusal is short; the block is status's.
     let status = w.deploy_lock(&["status", "staging"]).run();
     let block_age = status
@@ -743,8 +806,23 @@ fn issue_10_every_message_uses_one_age() {
         .find_map(|l| l.strip_prefix("  Lock age: "))
         .unwrap_or_else(|| panic!("{}", status.stdout))
         .to_string();
+    let before = now();
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
-    out.code(75);
+    let wants: Vec<String> = (before..=now())
+        .map(|t| {
+            format!(
+                "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
+                 Not running (pid {dead} is gone), but the lock is younger than 30 minutes, after which it is taken over automatically.\n  \
+                 wait for that:    deploy-lock run --wait staging -- true\n  \
+                 take it over now: deploy-lock run --force staging -- true\n  \
+                 details:          deploy-lock status staging\n",
+                iso(at),
+                (t - at) / 60,
+                (t - at) % 60
+            )
+        })
+        .collect();
+    out.code(75).stderr(one_of(&out.stderr, &wants));
     assert!(!out.stderr.contains("stale"), "{}", out.stderr);
     assert!(
         out.stderr.contains(&format!(" ({block_age} ago).\n"))

@@ -21,6 +21,37 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The one of `wants` that `got` is, or the first (for the diff): a text
+/// that shows an age, one candidate per clock second it may have read.
+fn one_of<'a>(got: &str, wants: &'a [String]) -> &'a str {
+    wants.iter().find(|want| *want == got).unwrap_or(&wants[0])
+}
+
+/// The refusal of `deploy-lock staging --remote ... --dry-run` while the
+/// server's live `deploy` holds its lock, read between the clock seconds
+/// `before` and `after`: whole, as `assert_server_refusal` checks it in
+/// parts.
+fn server_refusals(server: &World, deploy: u32, before: i64, after: i64) -> Vec<String> {
+    let at = server.state_json()["lock"]["locked_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = s(&server.root);
+    (before..=after)
+        .map(|t| {
+            let age = t - epoch(&at);
+            format!(
+                "ERROR: the staging lock on {TARGET} is held by deploy@localhost since {at} ({}m {}s ago).\n\
+                 Running there: deploy.sh (pid {deploy}); a running holder's lock is never taken over.\n  \
+                 wait for it:      deploy-lock --wait staging --remote {TARGET} --remote-dir {dir} --dry-run\n  \
+                 details:          deploy-lock status staging --remote {TARGET} --remote-dir '{dir}'\n",
+                age / 60,
+                age % 60
+            )
+        })
+        .collect()
+}
+
 /// The refusal of a run against a live holder, shorthand and `run -- CMD`:
 /// at most 6 lines, the retry being the user's own words with `--wait`.
 #[test]
@@ -53,8 +84,23 @@ fn issue_12_refusals_are_short_and_keep_the_users_command() {
             ),
         ),
     ] {
+        let before = now();
         let out = w.deploy_lock(args).run();
-        out.code(75).stdout("");
+        let wants: Vec<String> = (before..=now())
+            .map(|t| {
+                format!(
+                    "ERROR: the staging lock is held by {by} since {} ({}m {}s ago).\n\
+                     Running on this host: sig-child.sh (pid {pid}); a running holder's lock is never taken over.\n  \
+                     wait for it:      {retry}\n  \
+                     details:          deploy-lock status staging\n  \
+                     or stop it:       kill {pid}\n",
+                    iso(at),
+                    (t - at) / 60,
+                    (t - at) % 60
+                )
+            })
+            .collect();
+        out.code(75).stdout("").stderr(one_of(&out.stderr, &wants));
         let lines: Vec<&str> = out.stderr.lines().collect();
         assert!(lines.len() <= 6, "{}", out.stderr);
         let age = |t: i64| format!("({}m {}s ago).", (t - at) / 60, (t - at) % 60);
@@ -109,8 +155,22 @@ fn issue_12_kill_is_suggested_only_for_the_callers_own_holder() {
     let at = now() - 60;
     w.legacy_lock("staging", at);
     w.legacy_state("staging", at, &pid.to_string(), &hostname());
+    let before = now();
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
-    out.code(75).stdout("");
+    let wants: Vec<String> = (before..=now())
+        .map(|t| {
+            format!(
+                "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
+                 Running on this host: sleep (pid {pid}); a running holder's lock is never taken over.\n  \
+                 wait for it:      deploy-lock run --wait staging -- true\n  \
+                 details:          deploy-lock status staging\n",
+                iso(at),
+                (t - at) / 60,
+                (t - at) % 60
+            )
+        })
+        .collect();
+    out.code(75).stdout("").stderr(one_of(&out.stderr, &wants));
     assert!(!out.stderr.contains("kill"), "{}", out.stderr);
     assert!(
         out.stderr.ends_with(
@@ -438,7 +498,10 @@ fn issue_12_remote_with_only_a_deploy_lock_link_in_the_checkout() {
         b"",
     );
     let client = client_with_recording_deploy();
+    let before = now();
     let out = remote_deploy(&client, &w, &bare, &["--dry-run"]).run();
+    let wants = server_refusals(&w, deploy.id(), before, now());
+    out.stderr(one_of(&out.stderr, &wants));
     assert_server_refusal(&out, &w, deploy.id(), &["--dry-run"]);
     assert_eq!(argv(&client), None);
     stop(deploy);
@@ -513,7 +576,10 @@ fn issue_12_remote_with_only_the_legacy_unlock_sh() {
     assert_eq!(v["verdict"], "held");
     // The check before a remote deploy refuses, showing the block.
     let client = client_with_recording_deploy();
+    let before = now();
     let out = remote_deploy(&client, &w, &bare, &["--dry-run"]).run();
+    let wants = server_refusals(&w, deploy.id(), before, now());
+    out.stderr(one_of(&out.stderr, &wants));
     assert_server_refusal(&out, &w, deploy.id(), &["--dry-run"]);
     assert_eq!(argv(&client), None);
     // unlock --id cannot be checked by the legacy script: refused, unchanged.

@@ -105,7 +105,11 @@ fn quiet_and_json_do_not_mix_and_plain_status_stays_0() {
     let out = w
         .deploy_lock(&["status", "staging", "--quiet", "--json"])
         .run();
-    out.code(2).stdout("");
+    out.code(2).stdout("").stderr(
+        "ERROR: the argument '--quiet' cannot be used with '--json'\n\n\
+         Usage: deploy-lock status --quiet <ENV>\n\n\
+         For more information, try '--help'.\n",
+    );
     assert!(
         out.stderr
             .starts_with("ERROR: the argument '--quiet' cannot be used with '--json'"),

@@ -186,9 +186,26 @@ fn symlinks_inside_a_lock_directory_decide_nothing() {
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "orphaned", "{v}");
     assert!(v["age_seconds"].as_i64().unwrap() < 3600, "{v}");
-    w.deploy_lock(&["run", "staging", "--", "true"])
-        .run()
-        .code(75);
+    let before = now();
+    let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    let after = now();
+    // Aged by the directory's mtime, not by the forged locked_at.
+    let at = fs::symlink_metadata(&lock).unwrap().mtime();
+    let wants: Vec<String> = (before..=after)
+        .map(|t| {
+            format!(
+                "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
+                 Not running (pid {dead} is gone), but the lock is younger than 30 minutes, after which it is taken over automatically.\n  \
+                 wait for that:    deploy-lock run --wait staging -- true\n  \
+                 take it over now: deploy-lock run --force staging -- true\n  \
+                 details:          deploy-lock status staging\n",
+                iso(at),
+                (t - at) / 60,
+                (t - at) % 60
+            )
+        })
+        .collect();
+    out.code(75).stderr(one_of(&out.stderr, &wants));
     assert!(lock.join("locked_at").is_symlink());
     // Followed, owner.json would name this live process: never taken over.
     std::os::unix::fs::symlink(outside.join("owner"), lock.join("owner.json")).unwrap();
@@ -251,17 +268,17 @@ fn run_never_empties_a_directory_with_unexpected_contents() {
     ] {
         let out = w.deploy_lock(args).run();
         let last = out.stderr.lines().last().unwrap_or_default().to_string();
+        let refusal = format!(
+            "ERROR: the staging lock's holder is not running, but {} holds files deploy-lock did not put there (cache); a takeover would delete them, so it is refused: check them, then remove the directory by hand or with unlock.sh staging --force",
+            lock.display()
+        );
         if args[1] == "--wait=0.3" {
-            out.code(124).stdout("");
-        } else {
-            out.code(75).stdout("");
-            assert_eq!(
-                last,
-                format!(
-                    "ERROR: the staging lock's holder is not running, but {} holds files deploy-lock did not put there (cache); a takeover would delete them, so it is refused: check them, then remove the directory by hand or with unlock.sh staging --force",
-                    lock.display()
-                )
+            out.code(124).stdout("").stderr(
+                "ERROR: gave up after 0.3 seconds waiting for the staging lock (held by deploy@localhost)\n",
             );
+        } else {
+            out.code(75).stdout("").stderr(&format!("{refusal}\n"));
+            assert_eq!(last, refusal);
         }
         assert!(!marker.exists());
         assert_eq!(tree(&lock), before, "{args:?}");

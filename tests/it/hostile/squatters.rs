@@ -94,7 +94,11 @@ fn a_lock_directory_squatted_by_another_user() {
         // Fresh: a holder we cannot know and a directory we cannot remove:
         // 75, naming its owner and the way out (not a --force that would fail).
         let out = as_runner(&w, &["run", "staging", "--", "touch", m]).run();
-        out.code(75).stdout("");
+        out.code(75).stdout("").stderr(&format!(
+            "ERROR: {l} belongs to uid {SQUATTER}, records no holder deploy-lock can check, and cannot be removed by you.\n\
+             Ask uid {SQUATTER} (or root) to check it and remove it: sudo rm -rf {l}\n",
+            l = lock.display()
+        ));
         let last_lines: Vec<&str> = out.stderr.lines().rev().take(2).collect();
         assert_eq!(
             last_lines[..],
@@ -110,7 +114,7 @@ fn a_lock_directory_squatted_by_another_user() {
         forced.code(75).stdout("").stderr(&out.stderr);
         // Force-unlock cannot remove it, and says whose.
         let out = as_runner(&w, &["unlock", "staging", "--yes"]).run();
-        out.code(74);
+        out.code(74).stderr(&not_permitted);
         assert!(out.stderr.ends_with(&not_permitted), "{}", out.stderr);
         // Aged past the stale timeout: the automatic takeover is tried and
         // fails the same clear way (an unlistable directory is aged by lstat).
@@ -120,7 +124,7 @@ fn a_lock_directory_squatted_by_another_user() {
                 .unwrap();
         assert_eq!(v["verdict"], "stale", "mode {mode:o}: {v}");
         let out = as_runner(&w, &["run", "staging", "--", "touch", m]).run();
-        out.code(74).stdout("");
+        out.code(74).stdout("").stderr(&not_permitted);
         assert!(out.stderr.ends_with(&not_permitted), "{}", out.stderr);
         assert!(!marker.exists());
         assert_eq!(untouched_meta(&lock), ident);
@@ -157,7 +161,7 @@ fn a_squatted_guard_file_is_a_clear_error_not_a_hang() {
         w.deploy_lock(&["run", "staging", "--", "true"]).spawn(),
         Duration::from_secs(20),
     );
-    out.code(74);
+    out.code(74).stderr(&fifo_err);
     assert!(out.stderr.ends_with(&fifo_err), "{}", out.stderr);
     assert!(!w.lock_path("staging").exists());
     // unlock needs the guard only when there is something to unlock (issue 12).
@@ -166,7 +170,7 @@ fn a_squatted_guard_file_is_a_clear_error_not_a_hang() {
         w.deploy_lock(&["unlock", "staging", "--yes"]).spawn(),
         Duration::from_secs(20),
     );
-    out.code(74);
+    out.code(74).stderr(&fifo_err);
     assert!(out.stderr.ends_with(&fifo_err), "{}", out.stderr);
     assert!(lock.join("locked_at").exists());
     fs::remove_dir_all(&lock).unwrap();

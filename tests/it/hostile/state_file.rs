@@ -159,7 +159,8 @@ fn malformed_fields_are_flagged_and_the_file_is_never_modified() {
 #[test]
 fn malformed_fields_do_not_block_run_or_force_and_other_keys_survive() {
     let w = World::new();
-    let lock = w.legacy_lock("staging", now() - 60);
+    let at = now() - 60;
+    let lock = w.legacy_lock("staging", at);
     let original = format!(
         r#"{{"environment": "staging", "lock": {{"locked": "true", "pid": "$(touch pwned)", "locked_at": 5, "hostname": "{}", "lock_id": ["x"]}}, "deployments": [{{"id": 7, "sha": 1.50}}], "slots": {{"blue": null}}}}"#,
         hostname()
@@ -168,12 +169,31 @@ fn malformed_fields_do_not_block_run_or_force_and_other_keys_survive() {
     // Not stale (its directory is a minute old): refused. No record names a
     // holder, so it is unknown (issue 10): --force does not take it either;
     // unlock removes it.
-    w.deploy_lock(&["run", "staging", "--", "true"])
-        .run()
-        .code(75);
-    w.deploy_lock(&["run", "--force", "staging", "--", "true"])
-        .run()
-        .code(75);
+    let refusal = |run: &str, before: i64, after: i64| -> Vec<String> {
+        (before..=after)
+            .map(|t| {
+                format!(
+                    "ERROR: the staging lock's holder is unknown (no record says who holds it: maybe a legacy deploy.sh that has not written it yet); the lock is {}m {}s old.\n\
+                     It is taken over automatically once older than 30 minutes; --force does not take an unknown holder's lock.\n  \
+                     wait for it:      deploy-lock {run} --wait staging -- true\n  \
+                     once you know nobody deploys: deploy-lock unlock staging\n  \
+                     details:          deploy-lock status staging\n",
+                    (t - at) / 60,
+                    (t - at) % 60
+                )
+            })
+            .collect()
+    };
+    let before = now();
+    let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    let wants = refusal("run", before, now());
+    out.code(75).stderr(one_of(&out.stderr, &wants));
+    let before = now();
+    let out = w
+        .deploy_lock(&["run", "--force", "staging", "--", "true"])
+        .run();
+    let wants = refusal("run --force", before, now());
+    out.code(75).stderr(one_of(&out.stderr, &wants));
     assert!(lock.join("locked_at").exists());
     w.deploy_lock(&["unlock", "staging", "--yes"]).run().code(0);
     let out = w
