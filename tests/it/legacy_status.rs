@@ -238,7 +238,16 @@ fn corrupted_state_file_is_an_error_and_untouched() {
             ));
         assert_eq!(w.state(), broken);
     }
-    w.deploy_lock(&["status", "staging"]).run().code(65);
+    // deploy-lock's own advice: the by-hand repair or a fresh start.
+    w.deploy_lock(&["status", "staging"])
+        .run()
+        .code(65)
+        .stderr(&format!(
+            "ERROR: state file {p} is not valid JSON: expected ident (line 3, column 24)\n\
+             To recover, either:\n  \
+             repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}} +3 {p}\n  \
+             or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
+        ));
 }
 
 #[test]
@@ -276,15 +285,10 @@ fn unlock_sh_on_path_uses_the_working_directory_checkout() {
     // Outside any checkout: one clear error.
     let mut c = w.cmd("unlock.sh").dir(w.tmp.path()).env("PATH", &path);
     c.cmd.arg("staging");
-    let out = c.run();
-    out.code(1).stdout("");
-    assert_eq!(
-        out.stderr,
-        format!(
-            "ERROR: no checkout found: neither {} nor any folder above it has deploy/scripts or deploy/config; run from inside the checkout, or pass --project-root DIR (or set DEPLOY_LOCK_PROJECT_ROOT)\n",
-            w.tmp.path().display()
-        )
-    );
+    c.run().code(1).stdout("").stderr(&format!(
+        "ERROR: no checkout found: neither {} nor any folder above it has deploy/scripts or deploy/config; run from inside the checkout, or pass --project-root DIR (or set DEPLOY_LOCK_PROJECT_ROOT)\n",
+        w.tmp.path().display()
+    ));
 }
 
 /// The `ls -ld` line equals real `ls -ld` over modes, owners, times and zones.

@@ -427,11 +427,16 @@ fn usage_errors_exit_2() {
         "ERROR: 'bogus' is neither an environment (development, staging, production) nor a command; see deploy-lock --help\n",
     );
     // Environments are exact, as in unlock.sh.
-    w.deploy_lock(&["status", "Staging"]).run().code(2);
+    w.deploy_lock(&["status", "Staging"]).run().code(2).stderr(
+        "ERROR: invalid value 'Staging' for '[ENV]'\n  [possible values: development, staging, production]\n\n  tip: a similar value exists: 'staging'\n\nFor more information, try '--help'.\n",
+    );
     w.deploy_lock(&["status", "staging", "--stale-secs", "soon"])
         .run()
         .code(2)
-        .stdout("");
+        .stdout("")
+        .stderr(
+            "ERROR: invalid --stale-secs 'soon': expected a whole number of seconds from 0 to 1000000000, e.g. 1800\n",
+        );
     assert!(!w.lock_path("staging").exists());
 }
 
@@ -765,6 +770,12 @@ fn corrupted_state_file_exits_65_and_is_never_touched() {
         "{}",
         out.stderr
     );
+    out.stderr(&format!(
+        "ERROR: state file {p} is not usable: \"lock\" is an array, expected an object\n\
+         To recover, either:\n  \
+         repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}} {p}\n  \
+         or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
+    ));
     assert_eq!(w.state(), "{\"lock\": [1, 2]}\n");
     assert!(lock.join("locked_at").exists());
 }
@@ -820,10 +831,15 @@ fn local_settings_with_remote_get_a_warning() {
         "{}",
         out.stderr
     );
+    // Only the warning: `false` (standing in for ssh) says nothing.
+    out.stderr(
+        "WARNING: --lock-dir, --project-root, --stale-secs and --wait-* apply to local locks; deploy@h uses its own settings (set DEPLOY_LOCK_* there, or pass them with ssh's SendEnv)\n",
+    );
     let plain = w
         .deploy_lock(&["status", "staging", "--remote", "deploy@h"])
         .env("DEPLOY_LOCK_SSH", "false")
         .run();
     plain.code(1);
     assert!(!plain.stderr.contains("WARNING:"), "{}", plain.stderr);
+    plain.stderr("");
 }

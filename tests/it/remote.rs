@@ -261,7 +261,7 @@ fn exit_codes_pass_through() {
         unlock_remote(&c, &w, ssh, &w.root, &["staging", "bogus"]),
         b"",
     );
-    w.unlock_sh(&["staging", "bogus"]).run().code(1);
+    w.unlock_sh(&["staging", "bogus"]).run().code(1).stderr("");
 
     // A wait that times out on the server: 1 (unlock.sh), 124 (deploy-lock),
     // the timeout reaching the server as DEPLOY_LOCK_WAIT_TIMEOUT.
@@ -284,7 +284,8 @@ fn exit_codes_pass_through() {
     w.unlock_sh(&["staging", "--wait"])
         .env("DEPLOY_LOCK_WAIT_TIMEOUT", "0.3")
         .run()
-        .code(1);
+        .code(1)
+        .stderr("");
     same_as_local(
         || {
             w.deploy_lock(&["wait", "staging"])
@@ -299,7 +300,10 @@ fn exit_codes_pass_through() {
     w.deploy_lock(&["wait", "staging"])
         .env("DEPLOY_LOCK_WAIT_TIMEOUT", "0.3")
         .run()
-        .code(124);
+        .code(124)
+        .stderr(
+            "ERROR: gave up after 0.3 seconds waiting for the staging lock (it is still held; if its deployment crashed: deploy-lock unlock staging)\n",
+        );
     stop(deploy);
 
     // A state file that is not JSON: 65 from deploy-lock, 1 from unlock.sh,
@@ -311,13 +315,29 @@ fn exit_codes_pass_through() {
         deploy_lock_remote(&c, &w, ssh, &w.root, &["status", "staging"]),
         b"",
     );
-    w.deploy_lock(&["status", "staging"]).run().code(65);
+    let p = w.state_path();
+    let p = p.display();
+    w.deploy_lock(&["status", "staging"])
+        .run()
+        .code(65)
+        .stderr(&format!(
+            "ERROR: state file {p} is not valid JSON: expected ident (line 1, column 23)\n\
+             To recover, either:\n  \
+             repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}} +1 {p}\n  \
+             or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
+        ));
     same_as_local(
         || w.unlock_sh(&["staging"]),
         unlock_remote(&c, &w, ssh, &w.root, &["staging"]),
         b"",
     );
-    w.unlock_sh(&["staging"]).run().code(1);
+    w.unlock_sh(&["staging"]).run().code(1).stderr(&format!(
+        "ERROR: state file {p} is not valid JSON: expected ident (line 1, column 23)\n\
+         To recover (see \"State File Corrupted\" in the lock-management guide):\n  \
+         cp {p}{{,.backup}}\n  \
+         # repair the JSON at the position above, then reset the lock record:\n  \
+         jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}\n"
+    ));
 }
 
 /// A client checkout whose deploy.sh records its arguments and its stdin.
@@ -395,8 +415,32 @@ fn remote_deploy_is_refused_while_the_server_lock_is_held() {
     };
     let (client, server) = (client_with_recording_deploy(), World::new());
     let deploy = held_by_live(&server);
+    let before = now();
     let out = remote_deploy(&client, &server, ssh, &["--dry-run"]).run();
+    let after = now();
     assert_server_refusal(&out, &server, deploy.id(), &["--dry-run"]);
+    // Whole, for each clock second the run spanned (the lock's age).
+    let at = epoch(server.state_json()["lock"]["locked_at"].as_str().unwrap());
+    let dir = s(&server.root);
+    let pid = deploy.id();
+    let wants: Vec<String> = (before..=after)
+        .map(|t| {
+            let age = t - at;
+            format!(
+                "ERROR: the staging lock on {TARGET} is held by deploy@localhost since {} ({}m {}s ago).\n\
+                 Running there: deploy.sh (pid {pid}); a running holder's lock is never taken over.\n  \
+                 wait for it:      deploy-lock --wait staging --remote {TARGET} --remote-dir {dir} --dry-run\n  \
+                 details:          deploy-lock status staging --remote {TARGET} --remote-dir '{dir}'\n",
+                iso(at),
+                age / 60,
+                age % 60,
+            )
+        })
+        .collect();
+    if !wants.contains(&out.stderr) {
+        assert_text(&out.stderr, &wants[0], "stderr", &out.stdout);
+    }
+    out.any_stderr();
     assert_eq!(argv(&client), None, "deploy.sh ran while the lock was held");
 
     // The holder died, its lock left behind: no live deployment holds it.

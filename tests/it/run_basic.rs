@@ -38,6 +38,22 @@ fn held_block(w: &World, t: i64, pid: i32, comm: &str) -> String {
     )
 }
 
+/// stderr is one of `wants`, one per clock second the run spanned (a
+/// refusal gives the lock's age from the clock): judged whole here, so the
+/// drop-time check has nothing left to do.
+#[track_caller]
+fn stderr_one_of(out: &Out, wants: &[String]) {
+    if !wants.contains(&out.stderr) {
+        assert_text(
+            &out.stderr,
+            &wants[0],
+            "stderr (none of the candidates)",
+            &out.stdout,
+        );
+    }
+    out.any_stderr();
+}
+
 #[test]
 fn exit_statuses_pass_through_and_the_lock_is_released_after_each() {
     let w = World::new();
@@ -115,6 +131,8 @@ fn a_second_run_is_refused_with_the_status_while_a_live_run_holds_the_lock() {
     if !wants.contains(&out.stderr) {
         assert_text(&out.stderr, &wants[0], "stderr", &out.stdout);
     }
+    // Judged whole just above, against one candidate per clock second.
+    out.any_stderr();
     assert!(out.stderr.lines().count() <= 6);
 
     // The legacy status and the JSON show the command, not deploy-lock.
@@ -160,8 +178,34 @@ fn a_live_holder_is_never_taken_over_however_old_even_with_force() {
             args.push("--force");
         }
         args.extend(["staging", "--", "touch", s(&marker)]);
+        let before = now();
         let out = w.deploy_lock(&args).run();
+        let after = now();
         out.code(75).stdout("");
+        let wait = if force {
+            "run --force --wait"
+        } else {
+            "run --wait"
+        };
+        stderr_one_of(
+            &out,
+            &(before..=after)
+                .map(|t| {
+                    let age = t - at;
+                    format!(
+                        "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
+                         Running on this host: sleep (pid {pid}); a running holder's lock is never taken over.\n  \
+                         wait for it:      deploy-lock {wait} staging -- touch {}\n  \
+                         details:          deploy-lock status staging\n  \
+                         or stop it:       kill {pid}\n",
+                        iso(at),
+                        age / 60,
+                        age % 60,
+                        s(&marker),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
         assert!(
             out.stderr.contains(&format!(
                 " ago).\nRunning on this host: sleep (pid {pid}); a running holder's lock is never taken over.\n"
@@ -181,6 +225,23 @@ fn a_live_holder_is_never_taken_over_however_old_even_with_force() {
     assert_eq!(audit_events(&w), Vec::<String>::new());
 }
 
+/// The refusal of `deploy-lock run staging -- true` at epoch second `t` for
+/// deploy@localhost's lock taken at `at` by `pid`, which no longer runs,
+/// younger than `stale`.
+fn dead_young_refusal(at: i64, t: i64, pid: i32, stale: &str) -> String {
+    let age = t - at;
+    format!(
+        "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
+         Not running (pid {pid} is gone), but the lock is younger than {stale}, after which it is taken over automatically.\n  \
+         wait for that:    deploy-lock run --wait staging -- true\n  \
+         take it over now: deploy-lock run --force staging -- true\n  \
+         details:          deploy-lock status staging\n",
+        iso(at),
+        age / 60,
+        age % 60
+    )
+}
+
 #[test]
 fn a_dead_holders_young_lock_is_taken_only_with_force() {
     let w = World::new();
@@ -189,8 +250,16 @@ fn a_dead_holders_young_lock_is_taken_only_with_force() {
     w.legacy_lock("staging", at);
     w.legacy_state("staging", at, &pid.to_string(), &hostname());
     let state = w.state();
+    let before = now();
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    let after = now();
     out.code(75).stdout("");
+    stderr_one_of(
+        &out,
+        &(before..=after)
+            .map(|t| dead_young_refusal(at, t, pid, "30 minutes"))
+            .collect::<Vec<_>>(),
+    );
     assert!(
         out.stderr.starts_with(&format!(
             "ERROR: the staging lock is held by deploy@localhost since {} (2m ",
@@ -278,11 +347,19 @@ fn a_dead_holders_stale_lock_is_taken_automatically() {
     let at = now() - 30;
     w.legacy_lock("staging", at);
     w.legacy_state("staging", at, &pid.to_string(), &hostname());
+    let before = now();
     let out = w
         .deploy_lock(&["run", "staging", "--", "true"])
         .env("DEPLOY_LOCK_STALE_SECS", "60")
         .run();
-    out.code(75);
+    let after = now();
+    out.code(75).stdout("");
+    stderr_one_of(
+        &out,
+        &(before..=after)
+            .map(|t| dead_young_refusal(at, t, pid, "1 minute"))
+            .collect::<Vec<_>>(),
+    );
     assert!(
         out.stderr.contains(
             "but the lock is younger than 1 minute, after which it is taken over automatically.\n"
@@ -306,8 +383,17 @@ fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
     // directory's age decides.
     fs::create_dir(&lock).unwrap();
     w.legacy_state("staging", now() - 7200, &pid.to_string(), &hostname());
+    let before = now();
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
-    out.code(75);
+    let after = now();
+    out.code(75).stdout("");
+    let made = fs::metadata(&lock).unwrap().mtime();
+    stderr_one_of(
+        &out,
+        &(before..=after)
+            .map(|t| dead_young_refusal(made, t, pid, "30 minutes"))
+            .collect::<Vec<_>>(),
+    );
     assert!(
         out.stderr.contains(" (0m ") && out.stderr.contains(" ago).\nNot running (pid "),
         "{}",
@@ -327,8 +413,28 @@ fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
     // Nothing but an old, empty directory: no holder at all, aged by mtime.
     fs::remove_file(w.state_path()).unwrap();
     fs::create_dir(&lock).unwrap();
+    let before = now();
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
-    out.code(75);
+    let after = now();
+    out.code(75).stdout("");
+    let made = fs::metadata(&lock).unwrap().mtime();
+    stderr_one_of(
+        &out,
+        &(before..=after)
+            .map(|t| {
+                let age = t - made;
+                format!(
+                    "ERROR: the staging lock's holder is unknown (no record says who holds it: maybe a legacy deploy.sh that has not written it yet); the lock is {}m {}s old.\n\
+                     It is taken over automatically once older than 30 minutes; --force does not take an unknown holder's lock.\n  \
+                     wait for it:      deploy-lock run --wait staging -- true\n  \
+                     once you know nobody deploys: deploy-lock unlock staging\n  \
+                     details:          deploy-lock status staging\n",
+                    age / 60,
+                    age % 60
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
     set_mtime(&lock, now() - 7200);
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
     out.code(0).any_stderr();
@@ -511,10 +617,9 @@ fn the_legacy_deploy_sh_runs_under_deploy_lock_which_holds_the_lock_for_it() {
     assert_eq!(events_but_restores(&w), ["acquire", "release"]);
 
     // deploy.sh's own status is deploy-lock's.
-    w.deploy_lock(&["staging"])
-        .env("FIXTURE_EXIT", "3")
-        .run()
-        .code(3);
+    let out = w.deploy_lock(&["staging"]).env("FIXTURE_EXIT", "3").run();
+    out.code(3);
+    assert_wrapped_stderr(&out);
     assert_released(&w);
 }
 
@@ -560,8 +665,36 @@ fn the_legacy_deploy_sh_and_deploy_lock_exclude_each_other() {
         &["staging"][..],
         &["run", "--force", "staging", "--", "true"],
     ] {
+        let before = now();
         let out = w.deploy_lock(args).run();
-        out.code(75);
+        let after = now();
+        out.code(75).stdout("");
+        let st = w.state_json();
+        let at = epoch(st["lock"]["locked_at"].as_str().unwrap());
+        let wait = if args.len() == 1 {
+            "deploy-lock --wait staging".to_string()
+        } else {
+            "deploy-lock run --force --wait staging -- true".to_string()
+        };
+        stderr_one_of(
+            &out,
+            &(before..=after)
+                .map(|t| {
+                    let age = t - at;
+                    format!(
+                        "ERROR: the staging lock is held by {} since {} ({}m {}s ago).\n\
+                         Running on this host: bash (deploy.sh) (pid {pid}); a running holder's lock is never taken over.\n  \
+                         wait for it:      {wait}\n  \
+                         details:          deploy-lock status staging\n  \
+                         or stop it:       kill {pid}\n",
+                        st["lock"]["locked_by"].as_str().unwrap(),
+                        iso(at),
+                        age / 60,
+                        age % 60,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
         assert!(
             out.stderr.contains(&format!(
                 "Running on this host: bash (deploy.sh) (pid {pid}); a running holder's lock is never taken over.\n"
@@ -583,8 +716,29 @@ fn the_legacy_deploy_sh_and_deploy_lock_exclude_each_other() {
     let (wrapper, probe, _) = hold_lock(&w, "holder");
     let mut c = w.cmd(&script);
     c.cmd.arg("staging");
+    let lock = w.lock_path("staging");
+    let at: i64 = fs::read_to_string(lock.join("locked_at"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let before = now();
     let out = c.run();
-    out.code(1);
+    let after = now();
+    out.code(1).stdout("");
+    // The fixture ages the lock by `date +%s`: one candidate per second.
+    stderr_one_of(
+        &out,
+        &(before..=after)
+            .map(|t| {
+                format!(
+                    "ERROR: Deployment already in progress for staging (lock: {}, {}s old)\n",
+                    lock.display(),
+                    t - at
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
     assert!(
         out.stderr
             .starts_with("ERROR: Deployment already in progress for staging"),

@@ -141,7 +141,7 @@ while [ ! -e "{}" ]; do sleep 0.01; done"#,
             "WARNING: took over the staging lock left by deploy@localhost (pid {dead}, not running)\n"
         ));
         for o in outs.iter().filter(|o| o.code != Some(0)) {
-            o.code(75);
+            o.code(75).stdout("");
             // Most meet the winner's kernel lock first; a late one its directory.
             assert!(
                 o.stderr
@@ -151,6 +151,20 @@ while [ ! -e "{}" ]; do sleep 0.01; done"#,
                 "round {round}: {}",
                 o.stderr
             );
+            // Which of the two refusals, the holder's pid (the winner's
+            // deploy-lock, or its command once recorded) and the lock's age
+            // depend on when each run looked: the whole text is not fixed,
+            // but the retry (the run's own command) and the pointer are.
+            assert!(
+                o.stderr.starts_with("ERROR: the staging lock is held by ")
+                    && o.stderr.contains(&format!(
+                        "\n  wait for it:      deploy-lock run --wait staging -- sh -c '{cs}'\n  \
+                         details:          deploy-lock status staging\n"
+                    )),
+                "round {round}: {}",
+                o.stderr
+            );
+            o.any_stderr();
         }
         assert_no_overlap(&d, 1);
         assert_released(&w);

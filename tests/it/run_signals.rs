@@ -207,8 +207,10 @@ while [ ! -e "{dir}/done" ]; do sleep 0.02; done"#,
     let v = status_json(&w);
     assert_eq!(v["verdict"], "orphaned");
     assert_eq!(v["holder_alive"], false);
+    let before = now();
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
-    out.code(75);
+    let after = now();
+    out.code(75).stdout("");
     assert!(
         out.stderr.contains(&format!(
             "Not running (pid {pid} is gone), but the lock is younger than 30 minutes"
@@ -216,6 +218,28 @@ while [ ! -e "{dir}/done" ]; do sleep 0.02; done"#,
         "{}",
         out.stderr
     );
+    // Whole, one candidate per clock second the run spanned (the lock's age).
+    let at = epoch(w.state_json()["lock"]["locked_at"].as_str().unwrap());
+    let wants: Vec<String> = (before..=after)
+        .map(|t| {
+            let age = t - at;
+            format!(
+                "ERROR: the staging lock is held by tester@{} since {} ({}m {}s ago).\n\
+                 Not running (pid {pid} is gone), but the lock is younger than 30 minutes, after which it is taken over automatically.\n  \
+                 wait for that:    deploy-lock run --wait staging -- true\n  \
+                 take it over now: deploy-lock run --force staging -- true\n  \
+                 details:          deploy-lock status staging\n",
+                hostname(),
+                iso(at),
+                age / 60,
+                age % 60
+            )
+        })
+        .collect();
+    if !wants.contains(&out.stderr) {
+        assert_text(&out.stderr, &wants[0], "stderr", &out.stdout);
+    }
+    out.any_stderr();
     w.deploy_lock(&["run", "--force", "staging", "--", "true"])
         .run()
         .code(0)
