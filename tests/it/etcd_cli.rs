@@ -84,11 +84,6 @@ fn with_shell_notice(lines: &str, notice: &str) -> Vec<String> {
     ]
 }
 
-/// The one of `wants` that `got` is, or the first (for the diff).
-fn one_of<'a>(got: &str, wants: &'a [String]) -> &'a str {
-    wants.iter().find(|w| *w == got).unwrap_or(&wants[0])
-}
-
 /// A command that writes its pid and runs until killed (ignoring nothing).
 const HOLD: &str = "echo $$ > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"; while :; do sleep 0.05; done";
 
@@ -206,7 +201,7 @@ fn status_on_one_machine_shows_the_others_holder_and_check() {
             )
         })
         .collect();
-    out.code(75).stderr(one_of(&out.stderr, &wants));
+    out.code(75).stderr_one_of(&wants);
     assert!(out.stderr.contains("is held"), "{}", out.stderr);
     // unlock.sh keeps the legacy block's shape for the etcd holder.
     let out =
@@ -259,15 +254,14 @@ fn forced_unlock_from_another_machine_stops_the_command() {
     let out = finish(holder);
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     let rev = revision_in(&out.stderr);
-    out.code(76).stderr(one_of(
-        &out.stderr,
+    out.code(76).stderr_one_of(
         &with_shell_notice(
             &format!(
                 "ERROR: lost the staging lock while the command runs: the lock's key was deleted (revision {rev}); stopping the command: SIGTERM now, SIGKILL in 5 s; another deploy may start; exit 76\n"
             ),
             "Terminated",
         ),
-    ));
+    );
     assert!(gone(pid), "the command was stopped");
     let loud: Vec<&str> = out
         .stderr

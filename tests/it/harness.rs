@@ -316,10 +316,11 @@ impl Cmd {
 }
 
 /// A finished command. Like just's `Test`, it expects exit 0 and an empty
-/// stderr unless the test says otherwise: `.code(n)` / `.stderr(text)` assert
-/// whole values (a failure's code also expects its message, so `.code(75)`
-/// lets stderr be checked or not), `.any_code()` / `.any_stderr()` waive them
-/// for a test that looks at them its own way. What was not asserted is
+/// stderr unless the test says otherwise: `.code(n)` / `.stderr(text)` /
+/// `.stderr_one_of(texts)` assert whole values (a failure's exit code does
+/// not excuse its message: a test states that too), `.any_code()` /
+/// `.any_stderr()` waive them for a test that looks at them its own way,
+/// saying why. What was not asserted is
 /// checked when the value is dropped, naming the line that ran the command.
 #[derive(Debug)]
 pub struct Out {
@@ -378,6 +379,21 @@ impl Out {
     /// The test judges stderr itself.
     pub fn any_stderr(&self) -> &Out {
         self.stderr_seen.set(true);
+        self
+    }
+    /// stderr equals one of `wants` (a refusal gives the lock's age from the
+    /// clock, which may tick during the run): judged whole.
+    #[track_caller]
+    pub fn stderr_one_of(&self, wants: &[String]) -> &Out {
+        self.stderr_seen.set(true);
+        if !wants.contains(&self.stderr) {
+            assert_text(
+                &self.stderr,
+                &wants[0],
+                "stderr (none of the candidates)",
+                &self.stdout,
+            );
+        }
         self
     }
     /// stdout equals one of `wants` (a clock second may tick during the run).

@@ -21,12 +21,6 @@ fn install_legacy(w: &World) -> PathBuf {
     w.install_fixture("legacy-deploy.sh", "deploy/scripts/deploy.sh")
 }
 
-/// The one of `wants` that `got` is, or the first (for the diff): a text
-/// that shows an age, one candidate per clock second it may have read.
-fn one_of<'a>(got: &str, wants: &'a [String]) -> &'a str {
-    wants.iter().find(|want| *want == got).unwrap_or(&wants[0])
-}
-
 /// A command for under the lock: logs its start and end (nanoseconds) to
 /// `log`, checks at its end that the lock directory still names its own
 /// lock id (`kept` or `LOST`), and says whether `deploy_pid` (a file holding
@@ -288,7 +282,7 @@ fn issue_10_a_legacy_run_never_takes_a_live_holders_lock() {
                 ));
             }
         }
-        out.code(1).stderr(one_of(&out.stderr, &wants));
+        out.code(1).stderr_one_of(&wants);
         assert!(
             out.stderr
                 .starts_with("ERROR: Deployment already in progress for staging"),
@@ -610,7 +604,7 @@ fn issue_10_an_unknown_holder_is_not_taken_by_force() {
             )
         })
         .collect();
-    out.code(75).stderr(one_of(&out.stderr, &wants));
+    out.code(75).stderr_one_of(&wants);
     assert!(
         out.stderr
             .contains("ERROR: the staging lock's holder is unknown (no record says who holds it"),
@@ -822,7 +816,7 @@ fn issue_10_every_message_uses_one_age() {
             )
         })
         .collect();
-    out.code(75).stderr(one_of(&out.stderr, &wants));
+    out.code(75).stderr_one_of(&wants);
     assert!(!out.stderr.contains("stale"), "{}", out.stderr);
     assert!(
         out.stderr.contains(&format!(" ({block_age} ago).\n"))

@@ -21,12 +21,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// The one of `wants` that `got` is, or the first (for the diff): a text
-/// that shows an age, one candidate per clock second it may have read.
-fn one_of<'a>(got: &str, wants: &'a [String]) -> &'a str {
-    wants.iter().find(|want| *want == got).unwrap_or(&wants[0])
-}
-
 /// The refusal of `deploy-lock staging --remote ... --dry-run` while the
 /// server's live `deploy` holds its lock, read between the clock seconds
 /// `before` and `after`: whole, as `assert_server_refusal` checks it in
@@ -100,7 +94,7 @@ fn issue_12_refusals_are_short_and_keep_the_users_command() {
                 )
             })
             .collect();
-        out.code(75).stdout("").stderr(one_of(&out.stderr, &wants));
+        out.code(75).stdout("").stderr_one_of(&wants);
         let lines: Vec<&str> = out.stderr.lines().collect();
         assert!(lines.len() <= 6, "{}", out.stderr);
         let age = |t: i64| format!("({}m {}s ago).", (t - at) / 60, (t - at) % 60);
@@ -170,7 +164,7 @@ fn issue_12_kill_is_suggested_only_for_the_callers_own_holder() {
             )
         })
         .collect();
-    out.code(75).stdout("").stderr(one_of(&out.stderr, &wants));
+    out.code(75).stdout("").stderr_one_of(&wants);
     assert!(!out.stderr.contains("kill"), "{}", out.stderr);
     assert!(
         out.stderr.ends_with(
@@ -501,7 +495,7 @@ fn issue_12_remote_with_only_a_deploy_lock_link_in_the_checkout() {
     let before = now();
     let out = remote_deploy(&client, &w, &bare, &["--dry-run"]).run();
     let wants = server_refusals(&w, deploy.id(), before, now());
-    out.stderr(one_of(&out.stderr, &wants));
+    out.stderr_one_of(&wants);
     assert_server_refusal(&out, &w, deploy.id(), &["--dry-run"]);
     assert_eq!(argv(&client), None);
     stop(deploy);
@@ -579,7 +573,7 @@ fn issue_12_remote_with_only_the_legacy_unlock_sh() {
     let before = now();
     let out = remote_deploy(&client, &w, &bare, &["--dry-run"]).run();
     let wants = server_refusals(&w, deploy.id(), before, now());
-    out.stderr(one_of(&out.stderr, &wants));
+    out.stderr_one_of(&wants);
     assert_server_refusal(&out, &w, deploy.id(), &["--dry-run"]);
     assert_eq!(argv(&client), None);
     // unlock --id cannot be checked by the legacy script: refused, unchanged.

@@ -38,22 +38,6 @@ fn held_block(w: &World, t: i64, pid: i32, comm: &str) -> String {
     )
 }
 
-/// stderr is one of `wants`, one per clock second the run spanned (a
-/// refusal gives the lock's age from the clock): judged whole here, so the
-/// drop-time check has nothing left to do.
-#[track_caller]
-fn stderr_one_of(out: &Out, wants: &[String]) {
-    if !wants.contains(&out.stderr) {
-        assert_text(
-            &out.stderr,
-            &wants[0],
-            "stderr (none of the candidates)",
-            &out.stdout,
-        );
-    }
-    out.any_stderr();
-}
-
 #[test]
 fn exit_statuses_pass_through_and_the_lock_is_released_after_each() {
     let w = World::new();
@@ -187,8 +171,7 @@ fn a_live_holder_is_never_taken_over_however_old_even_with_force() {
         } else {
             "run --wait"
         };
-        stderr_one_of(
-            &out,
+        out.stderr_one_of(
             &(before..=after)
                 .map(|t| {
                     let age = t - at;
@@ -254,8 +237,7 @@ fn a_dead_holders_young_lock_is_taken_only_with_force() {
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
     let after = now();
     out.code(75).stdout("");
-    stderr_one_of(
-        &out,
+    out.stderr_one_of(
         &(before..=after)
             .map(|t| dead_young_refusal(at, t, pid, "30 minutes"))
             .collect::<Vec<_>>(),
@@ -354,8 +336,7 @@ fn a_dead_holders_stale_lock_is_taken_automatically() {
         .run();
     let after = now();
     out.code(75).stdout("");
-    stderr_one_of(
-        &out,
+    out.stderr_one_of(
         &(before..=after)
             .map(|t| dead_young_refusal(at, t, pid, "1 minute"))
             .collect::<Vec<_>>(),
@@ -388,8 +369,7 @@ fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
     let after = now();
     out.code(75).stdout("");
     let made = fs::metadata(&lock).unwrap().mtime();
-    stderr_one_of(
-        &out,
+    out.stderr_one_of(
         &(before..=after)
             .map(|t| dead_young_refusal(made, t, pid, "30 minutes"))
             .collect::<Vec<_>>(),
@@ -418,8 +398,7 @@ fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
     let after = now();
     out.code(75).stdout("");
     let made = fs::metadata(&lock).unwrap().mtime();
-    stderr_one_of(
-        &out,
+    out.stderr_one_of(
         &(before..=after)
             .map(|t| {
                 let age = t - made;
@@ -676,8 +655,7 @@ fn the_legacy_deploy_sh_and_deploy_lock_exclude_each_other() {
         } else {
             "deploy-lock run --force --wait staging -- true".to_string()
         };
-        stderr_one_of(
-            &out,
+        out.stderr_one_of(
             &(before..=after)
                 .map(|t| {
                     let age = t - at;
@@ -727,8 +705,7 @@ fn the_legacy_deploy_sh_and_deploy_lock_exclude_each_other() {
     let after = now();
     out.code(1).stdout("");
     // The fixture ages the lock by `date +%s`: one candidate per second.
-    stderr_one_of(
-        &out,
+    out.stderr_one_of(
         &(before..=after)
             .map(|t| {
                 format!(

@@ -39,13 +39,6 @@ pub(super) fn untouched(p: &Path) -> Untouched {
     }
 }
 
-/// The one of `wants` that `got` is, or the first (for the diff): a text
-/// that shows an age, one candidate per clock second the command may have
-/// read.
-pub(super) fn one_of<'a>(got: &str, wants: &'a [String]) -> &'a str {
-    wants.iter().find(|want| *want == got).unwrap_or(&wants[0])
-}
-
 /// Every path under `dir` (relative), sorted: to prove nothing appeared.
 pub(super) fn tree(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
