@@ -203,6 +203,40 @@ pub fn hostname() -> String {
         .into_owned()
 }
 
+/// The refusal of `deploy-lock run staging -- true` at epoch second `t` for
+/// deploy@localhost's lock taken at `at` by `pid`, which no longer runs,
+/// younger than `stale`.
+pub fn dead_young_refusal(at: i64, t: i64, pid: impl std::fmt::Display, stale: &str) -> String {
+    let age = t - at;
+    format!(
+        "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
+         Not running (pid {pid} is gone), but the lock is younger than {stale}, after which it is taken over automatically.\n  \
+         wait for that:    deploy-lock run --wait staging -- true\n  \
+         take it over now: deploy-lock run --force staging -- true\n  \
+         details:          deploy-lock status staging\n",
+        iso(at),
+        age / 60,
+        age % 60
+    )
+}
+
+/// deploy-lock's error for an unusable state file (issue 12): recovery that
+/// works on a file that is not JSON.
+pub fn modern_unusable(p: &Path, what: &str) -> String {
+    let at = what
+        .split_once("(line ")
+        .and_then(|(_, rest)| rest.split_once(','))
+        .map(|(line, _)| format!(" +{line}"))
+        .unwrap_or_default();
+    let p = p.display();
+    format!(
+        "ERROR: state file {p} {what}\n\
+         To recover, either:\n  \
+         repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}}{at} {p}\n  \
+         or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
+    )
+}
+
 /// What real `ls -ld PATH` prints (C locale, TZ given).
 pub fn real_ls_ld(path: &Path, tz: &str) -> String {
     let out = Command::new("ls")

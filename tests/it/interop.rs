@@ -803,18 +803,7 @@ fn issue_10_every_message_uses_one_age() {
     let before = now();
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
     let wants: Vec<String> = (before..=now())
-        .map(|t| {
-            format!(
-                "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
-                 Not running (pid {dead} is gone), but the lock is younger than 30 minutes, after which it is taken over automatically.\n  \
-                 wait for that:    deploy-lock run --wait staging -- true\n  \
-                 take it over now: deploy-lock run --force staging -- true\n  \
-                 details:          deploy-lock status staging\n",
-                iso(at),
-                (t - at) / 60,
-                (t - at) % 60
-            )
-        })
+        .map(|t| dead_young_refusal(at, t, dead, "30 minutes"))
         .collect();
     out.code(75).stderr_one_of(&wants);
     assert!(!out.stderr.contains("stale"), "{}", out.stderr);

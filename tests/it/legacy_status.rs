@@ -242,11 +242,9 @@ fn corrupted_state_file_is_an_error_and_untouched() {
     w.deploy_lock(&["status", "staging"])
         .run()
         .code(65)
-        .stderr(&format!(
-            "ERROR: state file {p} is not valid JSON: expected ident (line 3, column 24)\n\
-             To recover, either:\n  \
-             repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}} +3 {p}\n  \
-             or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
+        .stderr(&modern_unusable(
+            &w.state_path(),
+            "is not valid JSON: expected ident (line 3, column 24)",
         ));
 }
 

@@ -719,11 +719,9 @@ fn corrupted_state_file_exits_65_and_is_never_touched() {
     let lock = w.legacy_lock("staging", now() - 7200);
     let p = w.state_path();
     let p = p.display();
-    let err = format!(
-        "ERROR: state file {p} is not valid JSON: expected ident (line 3, column 24)\n\
-         To recover, either:\n  \
-         repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}} +3 {p}\n  \
-         or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
+    let err = modern_unusable(
+        &w.state_path(),
+        "is not valid JSON: expected ident (line 3, column 24)",
     );
     let lock_part = format!(
         "{HEADER}Lock directory exists: {l}\n{ls}\n\nHolder: unknown (no record says who holds it)\n\n",
@@ -770,11 +768,9 @@ fn corrupted_state_file_exits_65_and_is_never_touched() {
         "{}",
         out.stderr
     );
-    out.stderr(&format!(
-        "ERROR: state file {p} is not usable: \"lock\" is an array, expected an object\n\
-         To recover, either:\n  \
-         repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}} {p}\n  \
-         or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
+    out.stderr(&modern_unusable(
+        &w.state_path(),
+        "is not usable: \"lock\" is an array, expected an object",
     ));
     assert_eq!(w.state(), "{\"lock\": [1, 2]}\n");
     assert!(lock.join("locked_at").exists());

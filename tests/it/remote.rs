@@ -320,11 +320,9 @@ fn exit_codes_pass_through() {
     w.deploy_lock(&["status", "staging"])
         .run()
         .code(65)
-        .stderr(&format!(
-            "ERROR: state file {p} is not valid JSON: expected ident (line 1, column 23)\n\
-             To recover, either:\n  \
-             repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}} +1 {p}\n  \
-             or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
+        .stderr(&modern_unusable(
+            &w.state_path(),
+            "is not valid JSON: expected ident (line 1, column 23)",
         ));
     same_as_local(
         || w.unlock_sh(&["staging"]),

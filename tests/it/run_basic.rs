@@ -208,23 +208,6 @@ fn a_live_holder_is_never_taken_over_however_old_even_with_force() {
     assert_eq!(audit_events(&w), Vec::<String>::new());
 }
 
-/// The refusal of `deploy-lock run staging -- true` at epoch second `t` for
-/// deploy@localhost's lock taken at `at` by `pid`, which no longer runs,
-/// younger than `stale`.
-fn dead_young_refusal(at: i64, t: i64, pid: i32, stale: &str) -> String {
-    let age = t - at;
-    format!(
-        "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
-         Not running (pid {pid} is gone), but the lock is younger than {stale}, after which it is taken over automatically.\n  \
-         wait for that:    deploy-lock run --wait staging -- true\n  \
-         take it over now: deploy-lock run --force staging -- true\n  \
-         details:          deploy-lock status staging\n",
-        iso(at),
-        age / 60,
-        age % 60
-    )
-}
-
 #[test]
 fn a_dead_holders_young_lock_is_taken_only_with_force() {
     let w = World::new();

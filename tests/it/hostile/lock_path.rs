@@ -192,18 +192,7 @@ fn symlinks_inside_a_lock_directory_decide_nothing() {
     // Aged by the directory's mtime, not by the forged locked_at.
     let at = fs::symlink_metadata(&lock).unwrap().mtime();
     let wants: Vec<String> = (before..=after)
-        .map(|t| {
-            format!(
-                "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
-                 Not running (pid {dead} is gone), but the lock is younger than 30 minutes, after which it is taken over automatically.\n  \
-                 wait for that:    deploy-lock run --wait staging -- true\n  \
-                 take it over now: deploy-lock run --force staging -- true\n  \
-                 details:          deploy-lock status staging\n",
-                iso(at),
-                (t - at) / 60,
-                (t - at) % 60
-            )
-        })
+        .map(|t| dead_young_refusal(at, t, dead, "30 minutes"))
         .collect();
     out.code(75).stderr_one_of(&wants);
     assert!(lock.join("locked_at").is_symlink());

@@ -106,23 +106,6 @@ pub(super) fn unusable(p: &Path, what: &str) -> String {
     )
 }
 
-/// deploy-lock's error for an unusable state file (issue 12): recovery that
-/// works on a file that is not JSON.
-pub(super) fn modern_unusable(p: &Path, what: &str) -> String {
-    let at = what
-        .split_once("(line ")
-        .and_then(|(_, rest)| rest.split_once(','))
-        .map(|(line, _)| format!(" +{line}"))
-        .unwrap_or_default();
-    let p = p.display();
-    format!(
-        "ERROR: state file {p} {what}\n\
-         To recover, either:\n  \
-         repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}}{at} {p}\n  \
-         or start afresh:     deploy-lock unlock staging --reset-state   (keeps the file beside it as a backup, releases the lock)\n"
-    )
-}
-
 /// What `deploy-lock status staging` shows of the lock when the state file
 /// is unusable: the lock directory (and who holds it), nothing of the state.
 pub(super) fn lock_part(w: &World, with_lock: bool) -> String {
