@@ -1,6 +1,6 @@
 //! Issue 10: deploy-lock beside the legacy deploy.sh (tests/fixtures/
-//! legacy-deploy.sh, which behaves as COMPAT.md's "Legacy deploy.sh facts"
-//! say): a signal to a wrapped deploy, the 30-minute rule, a legacy --force
+//! legacy-deploy.sh, the legacy script's lock code; its header lists what it
+//! reproduces): a signal to a wrapped deploy, the 30-minute rule, a legacy --force
 //! run, unlock raced against a change of holder, unknown and zombie holders,
 //! settings too large to mean anything. Every lock-holding command logs
 //! `start|end NAME NANOS` lines to one file; intervals must never overlap.
