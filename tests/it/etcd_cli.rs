@@ -11,7 +11,8 @@ use nix::sys::signal::Signal;
 
 use crate::etcd_support::{self, Etcd, need_etcd};
 use crate::harness::{
-    Cmd, PATIENCE, World, epoch, finish, hostname, iso, now, proc_state, send_signal, wait_until,
+    Cmd, PATIENCE, World, epoch, finish, hostname, live_refusal, now, per_second, proc_state,
+    send_signal, wait_until,
 };
 
 /// One machine of `e` on `prefix`: its own checkout, lock folder and HOME.
@@ -185,23 +186,18 @@ fn status_on_one_machine_shows_the_others_holder_and_check() {
     let after = now();
     // Both machines run on this host, so the holder's process is shown.
     let at = epoch(v["holder"]["locked_at"].as_str().unwrap());
-    let wants: Vec<String> = (before..=after)
-        .map(|t| {
-            let age = t - at;
-            format!(
-                "ERROR: the staging lock is held by tester@{} since {} ({}m {}s ago).\n\
-                 Running on this host: sh (pid {pid}); a running holder's lock is never taken over.\n  \
-                 wait for it:      deploy-lock run --wait staging -- true\n  \
-                 details:          deploy-lock status staging\n  \
-                 or stop it:       kill {pid}\n",
-                hostname(),
-                iso(at),
-                age / 60,
-                age % 60,
-            )
-        })
-        .collect();
-    out.code(75).stderr_one_of(&wants);
+    let who = format!("tester@{}", hostname());
+    out.code(75).stderr_one_of(&per_second(before, after, |t| {
+        live_refusal(
+            &who,
+            at,
+            t,
+            "sh",
+            pid,
+            "deploy-lock run --wait staging -- true",
+            true,
+        )
+    }));
     assert!(out.stderr.contains("is held"), "{}", out.stderr);
     // unlock.sh keeps the legacy block's shape for the etcd holder.
     let out =

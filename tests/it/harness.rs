@@ -203,20 +203,92 @@ pub fn hostname() -> String {
         .into_owned()
 }
 
-/// The refusal of `deploy-lock run staging -- true` at epoch second `t` for
-/// deploy@localhost's lock taken at `at` by `pid`, which no longer runs,
-/// younger than `stale`.
-pub fn dead_young_refusal(at: i64, t: i64, pid: impl std::fmt::Display, stale: &str) -> String {
+/// Candidates for a text that shows a lock's age from the clock: one per
+/// clock second from `before` to `after`, `make(t)` being the text read at `t`.
+pub fn per_second(before: i64, after: i64, make: impl Fn(i64) -> String) -> Vec<String> {
+    (before..=after).map(make).collect()
+}
+
+/// The first line of `deploy-lock run`'s refusal of the staging lock `who`
+/// took at `at`, read at clock second `t`.
+fn held_line(who: &str, at: i64, t: i64) -> String {
     let age = t - at;
     format!(
-        "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
-         Not running (pid {pid} is gone), but the lock is younger than {stale}, after which it is taken over automatically.\n  \
-         wait for that:    deploy-lock run --wait staging -- true\n  \
-         take it over now: deploy-lock run --force staging -- true\n  \
-         details:          deploy-lock status staging\n",
+        "ERROR: the staging lock is held by {who} since {} ({}m {}s ago).\n",
         iso(at),
         age / 60,
         age % 60
+    )
+}
+
+/// `deploy-lock run`'s refusal, read at `t`, of the staging lock `who` took
+/// at `at`, whose holder `comm` (`pid`) runs on this host: `wait` is the
+/// retry offered; `kill` whether "or stop it" is (the caller's own holder).
+pub fn live_refusal(
+    who: &str,
+    at: i64,
+    t: i64,
+    comm: &str,
+    pid: impl std::fmt::Display,
+    wait: &str,
+    kill: bool,
+) -> String {
+    let stop = if kill {
+        format!("  or stop it:       kill {pid}\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "{}Running on this host: {comm} (pid {pid}); a running holder's lock is never taken over.\n  \
+         wait for it:      {wait}\n  \
+         details:          deploy-lock status staging\n{stop}",
+        held_line(who, at, t)
+    )
+}
+
+/// The refusal of `deploy-lock run staging -- true` at epoch second `t` for
+/// `who`'s lock taken at `at` by `pid`, which no longer runs, younger than
+/// `stale`.
+pub fn dead_young_refusal(
+    who: &str,
+    at: i64,
+    t: i64,
+    pid: impl std::fmt::Display,
+    stale: &str,
+) -> String {
+    format!(
+        "{}Not running (pid {pid} is gone), but the lock is younger than {stale}, after which it is taken over automatically.\n  \
+         wait for that:    deploy-lock run --wait staging -- true\n  \
+         take it over now: deploy-lock run --force staging -- true\n  \
+         details:          deploy-lock status staging\n",
+        held_line(who, at, t)
+    )
+}
+
+/// unlock.sh's error and recovery steps for an unusable state file.
+pub fn legacy_unusable(p: &Path, what: &str) -> String {
+    let p = p.display();
+    let steps = if what.starts_with("is not valid JSON") {
+        format!(
+            "# repair the JSON at the position above, then reset the lock record:\n  \
+             jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}\n"
+        )
+    } else if what.contains("\"lock\" is") {
+        format!(
+            "# reset the lock record:\n  \
+             jq '.lock = {{\"locked\": false}}' {p} > {p}.tmp && mv {p}.tmp {p}\n"
+        )
+    } else {
+        format!(
+            "# restore it from a backup or version control, or start afresh (other keys are lost):\n  \
+             echo '{{\"lock\": {{\"locked\": false}}}}' > {p}\n"
+        )
+    };
+    format!(
+        "ERROR: state file {p} {what}\n\
+         To recover (see \"State File Corrupted\" in the lock-management guide):\n  \
+         cp {p}{{,.backup}}\n  \
+         {steps}"
     )
 }
 
@@ -420,27 +492,13 @@ impl Out {
     #[track_caller]
     pub fn stderr_one_of(&self, wants: &[String]) -> &Out {
         self.stderr_seen.set(true);
-        if !wants.contains(&self.stderr) {
-            assert_text(
-                &self.stderr,
-                &wants[0],
-                "stderr (none of the candidates)",
-                &self.stdout,
-            );
-        }
+        assert_one_of(&self.stderr, wants, "stderr", &self.stdout);
         self
     }
     /// stdout equals one of `wants` (a clock second may tick during the run).
     #[track_caller]
     pub fn stdout_one_of(&self, wants: &[String]) -> &Out {
-        if !wants.contains(&self.stdout) {
-            assert_text(
-                &self.stdout,
-                &wants[0],
-                "stdout (none of the candidates)",
-                &self.stderr,
-            );
-        }
+        assert_one_of(&self.stdout, wants, "stdout", &self.stderr);
         self
     }
 }
@@ -462,6 +520,19 @@ impl Drop for Out {
                 self.at, self.stderr, self.stdout
             );
         }
+    }
+}
+
+/// `got` is one of `wants`; otherwise the diff against the first.
+#[track_caller]
+fn assert_one_of(got: &str, wants: &[String], what: &str, other: &str) {
+    if !wants.iter().any(|w| w == got) {
+        assert_text(
+            got,
+            &wants[0],
+            &format!("{what} (none of the candidates)"),
+            other,
+        );
     }
 }
 

@@ -776,8 +776,8 @@ fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
     let installed = p.join("bin/deploy-lock");
     // Static where glibc's libc.a is installed (Debian's libc6-dev, which
     // .ci/run's machine has), from the host's --target folder.
-    if static_libc_available() {
-        let host = host_triple();
+    let host = host_triple();
+    if static_libc_available(&host) {
         assert_installed_copies(&p, &target.join(format!("{host}/release/deploy-lock")));
         assert!(
             !has_interpreter(&installed),
@@ -807,8 +807,7 @@ fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
     w.legacy_lock("staging", locked_at);
     w.legacy_state("staging", locked_at, &dead_pid().to_string(), &hostname());
     let same = (0..3).any(|_| {
-        let ours = w.cmd(p.join("bin/unlock.sh"));
-        let mut ours = ours;
+        let mut ours = w.cmd(p.join("bin/unlock.sh"));
         ours.cmd.arg("staging");
         let ours = ours.run();
         ours.code(0);
@@ -836,8 +835,8 @@ fn host_triple() -> String {
 }
 
 /// Whether the C compiler finds glibc's static libc.a (install.sh's test).
-fn static_libc_available() -> bool {
-    host_triple().contains("-linux-gnu")
+fn static_libc_available(host: &str) -> bool {
+    host.contains("-linux-gnu")
         && std::process::Command::new("cc")
             .arg("-print-file-name=libc.a")
             .output()

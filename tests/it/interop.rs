@@ -803,7 +803,7 @@ fn issue_10_every_message_uses_one_age() {
     let before = now();
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
     let wants: Vec<String> = (before..=now())
-        .map(|t| dead_young_refusal(at, t, dead, "30 minutes"))
+        .map(|t| dead_young_refusal("deploy@localhost", at, t, dead, "30 minutes"))
         .collect();
     out.code(75).stderr_one_of(&wants);
     assert!(!out.stderr.contains("stale"), "{}", out.stderr);

@@ -13,37 +13,12 @@ use nix::sys::signal::Signal;
 use crate::harness::*;
 use crate::remote::{
     DEPLOY_ARGV, argv, assert_server_refusal, client_with_recording_deploy, deploy_lock_remote,
-    held_by_live, one_line, remote_deploy, same_as_local, stop,
+    held_by_live, one_line, remote_deploy, same_as_local, server_refusals, stop,
 };
 use crate::sshd::{self, TARGET};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// The refusal of `deploy-lock staging --remote ... --dry-run` while the
-/// server's live `deploy` holds its lock, read between the clock seconds
-/// `before` and `after`: whole, as `assert_server_refusal` checks it in
-/// parts.
-fn server_refusals(server: &World, deploy: u32, before: i64, after: i64) -> Vec<String> {
-    let at = server.state_json()["lock"]["locked_at"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let dir = s(&server.root);
-    (before..=after)
-        .map(|t| {
-            let age = t - epoch(&at);
-            format!(
-                "ERROR: the staging lock on {TARGET} is held by deploy@localhost since {at} ({}m {}s ago).\n\
-                 Running there: deploy.sh (pid {deploy}); a running holder's lock is never taken over.\n  \
-                 wait for it:      deploy-lock --wait staging --remote {TARGET} --remote-dir {dir} --dry-run\n  \
-                 details:          deploy-lock status staging --remote {TARGET} --remote-dir '{dir}'\n",
-                age / 60,
-                age % 60
-            )
-        })
-        .collect()
 }
 
 /// The refusal of a run against a live holder, shorthand and `run -- CMD`:
@@ -80,20 +55,9 @@ fn issue_12_refusals_are_short_and_keep_the_users_command() {
     ] {
         let before = now();
         let out = w.deploy_lock(args).run();
-        let wants: Vec<String> = (before..=now())
-            .map(|t| {
-                format!(
-                    "ERROR: the staging lock is held by {by} since {} ({}m {}s ago).\n\
-                     Running on this host: sig-child.sh (pid {pid}); a running holder's lock is never taken over.\n  \
-                     wait for it:      {retry}\n  \
-                     details:          deploy-lock status staging\n  \
-                     or stop it:       kill {pid}\n",
-                    iso(at),
-                    (t - at) / 60,
-                    (t - at) % 60
-                )
-            })
-            .collect();
+        let wants = per_second(before, now(), |t| {
+            live_refusal(&by, at, t, "sig-child.sh", pid, retry, true)
+        });
         out.code(75).stdout("").stderr_one_of(&wants);
         let lines: Vec<&str> = out.stderr.lines().collect();
         assert!(lines.len() <= 6, "{}", out.stderr);
@@ -151,19 +115,17 @@ fn issue_12_kill_is_suggested_only_for_the_callers_own_holder() {
     w.legacy_state("staging", at, &pid.to_string(), &hostname());
     let before = now();
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
-    let wants: Vec<String> = (before..=now())
-        .map(|t| {
-            format!(
-                "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
-                 Running on this host: sleep (pid {pid}); a running holder's lock is never taken over.\n  \
-                 wait for it:      deploy-lock run --wait staging -- true\n  \
-                 details:          deploy-lock status staging\n",
-                iso(at),
-                (t - at) / 60,
-                (t - at) % 60
-            )
-        })
-        .collect();
+    let wants = per_second(before, now(), |t| {
+        live_refusal(
+            "deploy@localhost",
+            at,
+            t,
+            "sleep",
+            pid,
+            "deploy-lock run --wait staging -- true",
+            false,
+        )
+    });
     out.code(75).stdout("").stderr_one_of(&wants);
     assert!(!out.stderr.contains("kill"), "{}", out.stderr);
     assert!(

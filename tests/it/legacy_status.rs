@@ -49,12 +49,6 @@ pub fn fake_deploy(w: &World) -> Child {
     child
 }
 
-/// Every status block the run may have printed, one per clock second the run
-/// spanned (the lock age is computed from the real clock).
-fn blocks(before: i64, after: i64, make: impl Fn(i64) -> String) -> Vec<String> {
-    (before..=after).map(make).collect()
-}
-
 #[test]
 fn no_lock_and_no_state() {
     let w = World::new();
@@ -98,7 +92,7 @@ fn held_and_alive() {
     let after = now();
     deploy.kill().unwrap();
     deploy.wait().unwrap();
-    out.code(0).stdout_one_of(&blocks(before, after, |t| {
+    out.code(0).stdout_one_of(&per_second(before, after, |t| {
         let age = t - locked_at;
         format!(
             "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: {pid}\n  Hostname: {}\n  Lock age: {}m {}s\n  ✓ Process {pid} is still running: deploy.sh\n\n",
@@ -121,7 +115,7 @@ fn stale_and_dead() {
     let before = now();
     let out = w.unlock_sh(&["staging"]).run();
     let after = now();
-    out.code(0).stdout_one_of(&blocks(before, after, |t| {
+    out.code(0).stdout_one_of(&per_second(before, after, |t| {
         let age = t - locked_at;
         format!(
             "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: {pid}\n  Hostname: {}\n  Lock age: {}m {}s\n  ⚠ Lock is stale (>30 minutes)\n  ⚠ Process {pid} is not running (deployment may have crashed)\n\n",
@@ -143,7 +137,7 @@ fn held_on_another_host_has_no_process_line() {
     let before = now();
     let out = w.unlock_sh(&["staging"]).run();
     let after = now();
-    out.code(0).stdout_one_of(&blocks(before, after, |t| {
+    out.code(0).stdout_one_of(&per_second(before, after, |t| {
         let age = t - locked_at;
         format!(
             "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: 12345\n  Hostname: build-server-7\n  Lock age: {}m {}s\n\n",
@@ -221,20 +215,15 @@ fn corrupted_state_file_is_an_error_and_untouched() {
     let w = World::new();
     let broken = "{\n  \"environment\": \"staging\",\n  \"lock\": {\"locked\": tru\n";
     w.write_state(broken);
-    let p = w.state_path();
-    let p = p.display();
     for action in ["--status", "--force", "--wait"] {
         w.unlock_sh(&["staging", action])
             .stdin(b"yes\n")
             .run()
             .code(1)
             .stdout("")
-            .stderr(&format!(
-                "ERROR: state file {p} is not valid JSON: expected ident (line 3, column 24)\n\
-                 To recover (see \"State File Corrupted\" in the lock-management guide):\n  \
-                 cp {p}{{,.backup}}\n  \
-                 # repair the JSON at the position above, then reset the lock record:\n  \
-                 jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}\n"
+            .stderr(&legacy_unusable(
+                &w.state_path(),
+                "is not valid JSON: expected ident (line 3, column 24)",
             ));
         assert_eq!(w.state(), broken);
     }
@@ -428,7 +417,7 @@ fn owner_names_missing_from_the_files_come_from_getent() {
     let out = w.unlock_sh(&["staging"]).env("PATH", &path).run();
     let after = now();
     out.code(0)
-        .stdout_one_of(&blocks(before, after, |t| expect(&named, t)));
+        .stdout_one_of(&per_second(before, after, |t| expect(&named, t)));
     assert_eq!(
         std::fs::read_to_string(w.root.join("fakebin/getent.calls")).unwrap(),
         "passwd 424242\ngroup 434343\n"
@@ -438,5 +427,5 @@ fn owner_names_missing_from_the_files_come_from_getent() {
     let out = w.unlock_sh(&["staging"]).env("PATH", "/nonexistent").run();
     let after = now();
     out.code(0)
-        .stdout_one_of(&blocks(before, after, |t| expect(&ls, t)));
+        .stdout_one_of(&per_second(before, after, |t| expect(&ls, t)));
 }

@@ -95,28 +95,14 @@ fn a_second_run_is_refused_with_the_status_while_a_live_run_holds_the_lock() {
     assert!(!marker.exists());
     // Issue 12: at most 6 lines, the retry being the user's own command.
     let at = epoch(w.state_json()["lock"]["locked_at"].as_str().unwrap());
-    let wants: Vec<String> = (before..=after)
-        .map(|t| {
-            let age = t - at;
-            format!(
-                "ERROR: the staging lock is held by {} since {} ({}m {}s ago).\n\
-                 Running on this host: sig-child.sh (pid {pid}); a running holder's lock is never taken over.\n  \
-                 wait for it:      deploy-lock run --wait staging -- touch {}\n  \
-                 details:          deploy-lock status staging\n  \
-                 or stop it:       kill {pid}\n",
-                w.state_json()["lock"]["locked_by"].as_str().unwrap(),
-                iso(at),
-                age / 60,
-                age % 60,
-                s(&marker),
-            )
-        })
-        .collect();
-    if !wants.contains(&out.stderr) {
-        assert_text(&out.stderr, &wants[0], "stderr", &out.stdout);
-    }
-    // Judged whole just above, against one candidate per clock second.
-    out.any_stderr();
+    let who = w.state_json()["lock"]["locked_by"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let retry = format!("deploy-lock run --wait staging -- touch {}", s(&marker));
+    out.stderr_one_of(&per_second(before, after, |t| {
+        live_refusal(&who, at, t, "sig-child.sh", pid, &retry, true)
+    }));
     assert!(out.stderr.lines().count() <= 6);
 
     // The legacy status and the JSON show the command, not deploy-lock.
@@ -171,24 +157,10 @@ fn a_live_holder_is_never_taken_over_however_old_even_with_force() {
         } else {
             "run --wait"
         };
-        out.stderr_one_of(
-            &(before..=after)
-                .map(|t| {
-                    let age = t - at;
-                    format!(
-                        "ERROR: the staging lock is held by deploy@localhost since {} ({}m {}s ago).\n\
-                         Running on this host: sleep (pid {pid}); a running holder's lock is never taken over.\n  \
-                         wait for it:      deploy-lock {wait} staging -- touch {}\n  \
-                         details:          deploy-lock status staging\n  \
-                         or stop it:       kill {pid}\n",
-                        iso(at),
-                        age / 60,
-                        age % 60,
-                        s(&marker),
-                    )
-                })
-                .collect::<Vec<_>>(),
-        );
+        let retry = format!("deploy-lock {wait} staging -- touch {}", s(&marker));
+        out.stderr_one_of(&per_second(before, after, |t| {
+            live_refusal("deploy@localhost", at, t, "sleep", pid, &retry, true)
+        }));
         assert!(
             out.stderr.contains(&format!(
                 " ago).\nRunning on this host: sleep (pid {pid}); a running holder's lock is never taken over.\n"
@@ -220,11 +192,9 @@ fn a_dead_holders_young_lock_is_taken_only_with_force() {
     let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
     let after = now();
     out.code(75).stdout("");
-    out.stderr_one_of(
-        &(before..=after)
-            .map(|t| dead_young_refusal(at, t, pid, "30 minutes"))
-            .collect::<Vec<_>>(),
-    );
+    out.stderr_one_of(&per_second(before, after, |t| {
+        dead_young_refusal("deploy@localhost", at, t, pid, "30 minutes")
+    }));
     assert!(
         out.stderr.starts_with(&format!(
             "ERROR: the staging lock is held by deploy@localhost since {} (2m ",
@@ -319,11 +289,9 @@ fn a_dead_holders_stale_lock_is_taken_automatically() {
         .run();
     let after = now();
     out.code(75).stdout("");
-    out.stderr_one_of(
-        &(before..=after)
-            .map(|t| dead_young_refusal(at, t, pid, "1 minute"))
-            .collect::<Vec<_>>(),
-    );
+    out.stderr_one_of(&per_second(before, after, |t| {
+        dead_young_refusal("deploy@localhost", at, t, pid, "1 minute")
+    }));
     assert!(
         out.stderr.contains(
             "but the lock is younger than 1 minute, after which it is taken over automatically.\n"
@@ -352,11 +320,9 @@ fn a_lock_directory_without_locked_at_is_aged_by_its_mtime() {
     let after = now();
     out.code(75).stdout("");
     let made = fs::metadata(&lock).unwrap().mtime();
-    out.stderr_one_of(
-        &(before..=after)
-            .map(|t| dead_young_refusal(made, t, pid, "30 minutes"))
-            .collect::<Vec<_>>(),
-    );
+    out.stderr_one_of(&per_second(before, after, |t| {
+        dead_young_refusal("deploy@localhost", made, t, pid, "30 minutes")
+    }));
     assert!(
         out.stderr.contains(" (0m ") && out.stderr.contains(" ago).\nNot running (pid "),
         "{}",
@@ -638,24 +604,10 @@ fn the_legacy_deploy_sh_and_deploy_lock_exclude_each_other() {
         } else {
             "deploy-lock run --force --wait staging -- true".to_string()
         };
-        out.stderr_one_of(
-            &(before..=after)
-                .map(|t| {
-                    let age = t - at;
-                    format!(
-                        "ERROR: the staging lock is held by {} since {} ({}m {}s ago).\n\
-                         Running on this host: bash (deploy.sh) (pid {pid}); a running holder's lock is never taken over.\n  \
-                         wait for it:      {wait}\n  \
-                         details:          deploy-lock status staging\n  \
-                         or stop it:       kill {pid}\n",
-                        st["lock"]["locked_by"].as_str().unwrap(),
-                        iso(at),
-                        age / 60,
-                        age % 60,
-                    )
-                })
-                .collect::<Vec<_>>(),
-        );
+        let who = st["lock"]["locked_by"].as_str().unwrap();
+        out.stderr_one_of(&per_second(before, after, |t| {
+            live_refusal(who, at, t, "bash (deploy.sh)", pid, &wait, true)
+        }));
         assert!(
             out.stderr.contains(&format!(
                 "Running on this host: bash (deploy.sh) (pid {pid}); a running holder's lock is never taken over.\n"

@@ -192,7 +192,7 @@ fn symlinks_inside_a_lock_directory_decide_nothing() {
     // Aged by the directory's mtime, not by the forged locked_at.
     let at = fs::symlink_metadata(&lock).unwrap().mtime();
     let wants: Vec<String> = (before..=after)
-        .map(|t| dead_young_refusal(at, t, dead, "30 minutes"))
+        .map(|t| dead_young_refusal("deploy@localhost", at, t, dead, "30 minutes"))
         .collect();
     out.code(75).stderr_one_of(&wants);
     assert!(lock.join("locked_at").is_symlink());

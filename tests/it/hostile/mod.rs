@@ -79,33 +79,6 @@ pub(super) fn block(values: [&str; 6], extra: &[&str]) -> String {
     s
 }
 
-/// The error and recovery steps for an unusable state file.
-pub(super) fn unusable(p: &Path, what: &str) -> String {
-    let p = p.display();
-    let steps = if what.starts_with("is not valid JSON") {
-        format!(
-            "# repair the JSON at the position above, then reset the lock record:\n  \
-             jq '.lock.locked = false' {p} > {p}.tmp && mv {p}.tmp {p}\n"
-        )
-    } else if what.contains("\"lock\" is") {
-        format!(
-            "# reset the lock record:\n  \
-             jq '.lock = {{\"locked\": false}}' {p} > {p}.tmp && mv {p}.tmp {p}\n"
-        )
-    } else {
-        format!(
-            "# restore it from a backup or version control, or start afresh (other keys are lost):\n  \
-             echo '{{\"lock\": {{\"locked\": false}}}}' > {p}\n"
-        )
-    };
-    format!(
-        "ERROR: state file {p} {what}\n\
-         To recover (see \"State File Corrupted\" in the lock-management guide):\n  \
-         cp {p}{{,.backup}}\n  \
-         {steps}"
-    )
-}
-
 /// What `deploy-lock status staging` shows of the lock when the state file
 /// is unusable: the lock directory (and who holds it), nothing of the state.
 pub(super) fn lock_part(w: &World, with_lock: bool) -> String {

@@ -384,7 +384,7 @@ fn unusable_state_files_are_errors_everywhere_and_never_rewritten() {
             let lock_before = with_lock.then(|| tree(&lock));
             fs::write(w.state_path(), &case.bytes).unwrap();
             let before = untouched(&w.state_path());
-            let want = unusable(&w.state_path(), &case.what);
+            let want = legacy_unusable(&w.state_path(), &case.what);
             for (args, legacy, code) in &commands {
                 let cmd = if *legacy {
                     w.unlock_sh(args)
@@ -468,7 +468,7 @@ fn release_never_rewrites_a_state_file_that_broke_during_the_run() {
     let out = w
         .deploy_lock(&["run", "staging", "--", "sh", "-c", &script])
         .run();
-    out.code(3).stdout("").stderr(&unusable(
+    out.code(3).stdout("").stderr(&legacy_unusable(
         &state,
         "is not valid JSON: EOF while parsing a value (line 1, column 20)",
     ));
