@@ -711,7 +711,6 @@ mod tests {
         let e = io::Error::from(io::ErrorKind::PermissionDenied);
         let ev = KeepEvent::Failed(KeepFailure::Heartbeat {
             path: dir.join(deploy_lock::status::LOCKED_AT_FILE),
-            kind: e.kind(),
             error: e.to_string(),
         });
         assert_eq!(

@@ -42,16 +42,12 @@ pub enum KeepEvent {
 }
 
 /// What could not be written, for the CLI to word. The errors are kept as
-/// their kind and text: `io::Error` and `LockError` are neither Clone nor Eq,
-/// which `KeepEvent` is.
+/// their text: `io::Error` and `LockError` are neither Clone nor Eq, which
+/// `KeepEvent` is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeepFailure {
     /// The lock directory's `locked_at` (`path`) could not be refreshed.
-    Heartbeat {
-        path: PathBuf,
-        kind: std::io::ErrorKind,
-        error: String,
-    },
+    Heartbeat { path: PathBuf, error: String },
     /// The vanished lock could not be put back (`error`: the `LockError`).
     Restore { error: String },
 }
@@ -168,7 +164,6 @@ impl Keeper {
             if let Err(e) = beat(held, lock.ctx.now().as_second()) {
                 out.push(KeepEvent::Failed(KeepFailure::Heartbeat {
                     path: held.lock_dir.join(LOCKED_AT_FILE),
-                    kind: e.kind(),
                     error: e.to_string(),
                 }));
             }
