@@ -24,6 +24,20 @@ use super::wire::{b64, first_kv, header_revision, num, parse_answer};
 pub const CONNECT_BUDGET: Duration = Duration::from_secs(5);
 /// One call once connected; the keeper uses less (a third of the TTL).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// One attempt at one endpoint when no TTL says otherwise (see
+/// [`attempt_budget`]).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one endpoint gets to answer one request before the next one is
+/// asked: a fifth of the lease TTL, between 200 ms and 2 s. A hung member
+/// (SIGSTOPped, or a dark network path) accepts connections and never
+/// answers; waiting on it longer would let the lease run out while two
+/// healthy members could have renewed it. A renewal sent at TTL/3 has
+/// then time for every endpoint of a 3-member cluster before the holder's
+/// own deadline (see `keeper::stop_margin`).
+pub fn attempt_budget(ttl: Duration) -> Duration {
+    (ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(2))
+}
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -34,6 +48,8 @@ pub struct ClientConfig {
     pub connect_budget: Duration,
     /// Default bound of one call.
     pub call_timeout: Duration,
+    /// Bound of one attempt at one endpoint within a call.
+    pub attempt_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -44,6 +60,7 @@ impl ClientConfig {
             credentials: None,
             connect_budget: CONNECT_BUDGET,
             call_timeout: CALL_TIMEOUT,
+            attempt_timeout: ATTEMPT_TIMEOUT,
         }
     }
 
@@ -51,6 +68,7 @@ impl ClientConfig {
         ClientConfig {
             ca_file: s.ca_file.clone(),
             credentials: s.credentials.clone(),
+            attempt_timeout: attempt_budget(s.ttl),
             ..ClientConfig::new(s.endpoints.clone())
         }
     }
@@ -70,6 +88,7 @@ struct Inner {
     credentials: Option<Credentials>,
     token: Mutex<Option<String>>,
     call_timeout: Duration,
+    attempt_timeout: Duration,
     version: Mutex<String>,
 }
 
@@ -87,6 +106,7 @@ impl Client {
                 credentials: cfg.credentials.clone(),
                 token: Mutex::new(None),
                 call_timeout: cfg.call_timeout,
+                attempt_timeout: cfg.attempt_timeout,
                 version: Mutex::new(String::new()),
             }),
         };
@@ -96,7 +116,14 @@ impl Client {
         for (i, ep) in cfg.endpoints.iter().enumerate() {
             // An unreachable first endpoint must leave time for the others.
             let left = deadline.saturating_duration_since(Instant::now());
-            let share = left / (n - i) as u32;
+            // A hung endpoint costs at most one attempt (a login, bcrypt,
+            // may take longer than a renewal: at least 1 s), an even share
+            // of the budget when that is less; the last one gets the rest.
+            let share = if i + 1 == n {
+                left
+            } else {
+                (left / (n - i) as u32).min(cfg.attempt_timeout.max(Duration::from_secs(1)))
+            };
             if share.is_zero() {
                 errors.push(EtcdError::Unreachable {
                     endpoint: ep.clone(),
@@ -127,6 +154,11 @@ impl Client {
 
     pub fn call_timeout(&self) -> Duration {
         self.inner.call_timeout
+    }
+
+    /// The bound of one attempt at one endpoint.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.inner.attempt_timeout
     }
 
     fn probe(&self, ep: &str, deadline: Instant) -> Result<(), EtcdError> {
@@ -161,7 +193,9 @@ impl Client {
             return Ok(());
         };
         let body = json!({"name": c.user, "password": c.password});
-        match self.request(ep, "/v3/auth/authenticate", Some(&body), deadline) {
+        // Never with the old token: etcd refuses a login that carries an
+        // expired one ("invalid auth token"), so a re-login would fail.
+        match self.request_as(ep, "/v3/auth/authenticate", Some(&body), deadline, false) {
             Ok(v) => {
                 let token = v.get("token").and_then(Value::as_str).map(str::to_string);
                 *self.inner.token.lock().unwrap() = token;
@@ -179,28 +213,44 @@ impl Client {
         }
     }
 
-    /// POST `path` with `body`, starting at the current endpoint and moving
-    /// on in order when one is unreachable, within `timeout` overall.
+    /// POST `path` with `body`: each endpoint at most once, starting at the
+    /// one that answered last, each given at most the attempt budget (a hung
+    /// member must not use up the call), all within `timeout`. An expired or
+    /// invalid token is replaced by one fresh login, then the request is
+    /// sent once more.
     pub fn call(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value, EtcdError> {
         let deadline = Instant::now() + timeout;
+        self.each_endpoint(deadline, |ep, until| {
+            let result = self.request(ep, path, Some(body), until);
+            match result {
+                Err(e) if is_bad_token(&e) && self.inner.credentials.is_some() => {
+                    self.authenticate(ep, until)?;
+                    self.request(ep, path, Some(body), until)
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// `attempt(endpoint, its deadline)` at each endpoint in turn from the
+    /// last good one, until one answers or fails for a reason another
+    /// endpoint would not fix. The one that answers becomes the current one.
+    fn each_endpoint<T>(
+        &self,
+        deadline: Instant,
+        mut attempt: impl FnMut(&str, Instant) -> Result<T, EtcdError>,
+    ) -> Result<T, EtcdError> {
         let n = self.inner.endpoints.len();
         let start = self.inner.current.load(Ordering::Relaxed);
         let mut errors = Vec::new();
         for k in 0..n {
             let i = (start + k) % n;
-            let ep = &self.inner.endpoints[i];
-            if k > 0 && Instant::now() >= deadline {
+            let now = Instant::now();
+            if k > 0 && now >= deadline {
                 break;
             }
-            let mut result = self.request(ep, path, Some(body), deadline);
-            if matches!(result, Err(EtcdError::Server { code: 16, .. }))
-                && self.inner.credentials.is_some()
-            {
-                // Simple tokens expire after a while of disuse: log in again once.
-                self.authenticate(ep, deadline)?;
-                result = self.request(ep, path, Some(body), deadline);
-            }
-            match result {
+            let until = deadline.min(now + self.inner.attempt_timeout);
+            match attempt(&self.inner.endpoints[i], until) {
                 Ok(v) => {
                     self.inner.current.store(i, Ordering::Relaxed);
                     return Ok(v);
@@ -220,7 +270,24 @@ impl Client {
         body: Option<&Value>,
         deadline: Instant,
     ) -> Result<Value, EtcdError> {
-        let text = self.exchange(ep, path, body, deadline, |status, body| {
+        self.request_as(ep, path, body, deadline, true)
+    }
+
+    /// `with_token` false: without the Authorization header (a login).
+    fn request_as(
+        &self,
+        ep: &str,
+        path: &str,
+        body: Option<&Value>,
+        deadline: Instant,
+        with_token: bool,
+    ) -> Result<Value, EtcdError> {
+        let how = Exchange {
+            headers_by: deadline,
+            deadline,
+            with_token,
+        };
+        let text = self.exchange(ep, path, body, how, |status, body| {
             read_all(ep, status, body)
         })?;
         parse_answer(ep, path, text)
@@ -231,9 +298,11 @@ impl Client {
         ep: &str,
         path: &str,
         body: Option<&Value>,
-        deadline: Instant,
+        how: Exchange,
         read: impl FnOnce(u16, ureq::Body) -> Result<T, EtcdError>,
     ) -> Result<T, EtcdError> {
+        let deadline = how.deadline;
+        let headers_in = how.headers_by.saturating_duration_since(Instant::now());
         let timeout = deadline.saturating_duration_since(Instant::now());
         if timeout.is_zero() {
             return Err(EtcdError::Unreachable {
@@ -242,7 +311,11 @@ impl Client {
             });
         }
         let url = format!("{ep}{path}");
-        let token = self.inner.token.lock().unwrap().clone();
+        let token = if how.with_token {
+            self.inner.token.lock().unwrap().clone()
+        } else {
+            None
+        };
         let result = match body {
             None => {
                 let mut r = self
@@ -251,6 +324,7 @@ impl Client {
                     .get(&url)
                     .config()
                     .timeout_global(Some(timeout))
+                    .timeout_recv_response(Some(headers_in))
                     .build();
                 if let Some(t) = &token {
                     r = r.header("Authorization", t);
@@ -264,6 +338,7 @@ impl Client {
                     .post(&url)
                     .config()
                     .timeout_global(Some(timeout))
+                    .timeout_recv_response(Some(headers_in))
                     .build();
                 if let Some(t) = &token {
                     r = r.header("Authorization", t);
@@ -271,7 +346,7 @@ impl Client {
                 r.content_type("application/json").send(b.to_string())
             }
         };
-        let resp = result.map_err(|e| transport_error(ep, &e, timeout))?;
+        let resp = result.map_err(|e| transport_error(ep, &e, timeout.min(headers_in)))?;
         let status = resp.status().as_u16();
         if status == 404 {
             return Err(EtcdError::GatewayDisabled {
@@ -399,24 +474,9 @@ impl Client {
         start_revision: i64,
         deadline: Instant,
     ) -> Result<Watch, EtcdError> {
-        let n = self.inner.endpoints.len();
-        let start = self.inner.current.load(Ordering::Relaxed);
-        let mut errors = Vec::new();
-        for k in 0..n {
-            let i = (start + k) % n;
-            if k > 0 && Instant::now() >= deadline {
-                break;
-            }
-            match self.watch_at(&self.inner.endpoints[i], key, start_revision, deadline) {
-                Ok(w) => {
-                    self.inner.current.store(i, Ordering::Relaxed);
-                    return Ok(w);
-                }
-                Err(e) if e.is_transport() => errors.push(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(one_or_all(errors))
+        self.each_endpoint(deadline, |ep, confirm_by| {
+            self.watch_at(ep, key, start_revision, confirm_by, deadline)
+        })
     }
 
     fn watch_at(
@@ -424,12 +484,18 @@ impl Client {
         ep: &str,
         key: &[u8],
         start_revision: i64,
+        confirm_by: Instant,
         deadline: Instant,
     ) -> Result<Watch, EtcdError> {
         let ep = ep.to_string();
         let body = json!({"create_request": {"key": b64(key),
             "start_revision": start_revision.to_string()}});
-        let mut w = self.exchange(&ep, "/v3/watch", Some(&body), deadline, |status, body| {
+        let how = Exchange {
+            headers_by: confirm_by,
+            deadline,
+            with_token: true,
+        };
+        let mut w = self.exchange(&ep, "/v3/watch", Some(&body), how, |status, body| {
             if status != 200 {
                 let text = read_all(&ep, status, body)?;
                 return Err(parse_answer(&ep, "/v3/watch", text)
@@ -457,6 +523,30 @@ impl Client {
                 message: format!("watch cancelled (compacted at {compact_revision})"),
             }),
         }
+    }
+}
+
+/// The time bounds of one HTTP exchange.
+#[derive(Clone, Copy)]
+struct Exchange {
+    /// The answer's status line and headers by then (a watch's creation).
+    headers_by: Instant,
+    /// The whole exchange, body included, by then.
+    deadline: Instant,
+    with_token: bool,
+}
+
+/// etcd's answers to a token it no longer knows (simple tokens live in
+/// each member's memory: expired after `--auth-token-ttl` of disuse, lost
+/// on a restart) or to one older than the auth store.
+fn is_bad_token(e: &EtcdError) -> bool {
+    match e {
+        EtcdError::Server { code, message, .. } => {
+            *code == 16
+                || message.contains("invalid auth token")
+                || message.contains("revision of auth store is old")
+        }
+        _ => false,
     }
 }
 

@@ -58,6 +58,34 @@ impl EtcdLock {
         self.signal.lost()
     }
 
+    /// When the command must be stopped at the latest, on the boot clock
+    /// (`keeper::boottime`): the local lease deadline less the stop margin.
+    /// None once released.
+    pub fn stop_at(&self) -> Option<std::time::Duration> {
+        self.keeper.as_ref().map(|k| k.lease().stop_at())
+    }
+
+    /// The same moment on the monotonic clock, for a poll's timeout (which
+    /// does not count a suspend: [`EtcdLock::judge_deadline`] looks again
+    /// after any wake-up).
+    pub fn stop_instant(&self) -> Option<Instant> {
+        let stop_at = self.stop_at()?;
+        let now = super::keeper::boottime();
+        Some(Instant::now() + stop_at.saturating_sub(now))
+    }
+
+    /// Reports the loss now if the local lease deadline has come, whether
+    /// or not the keeper thread has run since (a loaded machine may not
+    /// have scheduled it): the supervisor's own look.
+    pub fn judge_deadline(&self) {
+        if let Some(k) = &self.keeper
+            && self.signal.lost().is_none()
+            && let Some(cause) = k.lease().judge(super::keeper::boottime())
+        {
+            self.signal.report(cause);
+        }
+    }
+
     /// Renew now, so a loss is found at once (after SIGCONT).
     pub fn check_now(&self) {
         if let Some(k) = &self.keeper {

@@ -3,8 +3,8 @@
 //!
 //! Loss causes: the lease is gone (keepalive answered without a TTL), the key
 //! was deleted (a forced unlock revokes the lease) or re-created by someone
-//! else, or no keepalive was acknowledged within the TTL (etcd unreachable,
-//! or this process was paused). The first cause found is reported once
+//! else, or the local lease deadline came (see [`stop_margin`]) before a
+//! keepalive was acknowledged (etcd unreachable, or this process was paused). The first cause found is reported once
 //! through a [`LossSignal`], which the supervisor can poll, wait on, or
 //! select on as a file descriptor.
 
@@ -26,9 +26,11 @@ pub enum LossCause {
     KeyDeleted { revision: i64 },
     /// The key now belongs to another holder (another create revision).
     KeyReplaced { token: i64, revision: i64 },
-    /// No keepalive was acknowledged for a whole TTL: etcd unreachable, or
-    /// this process did not run (stopped, suspended) for that long.
-    NoKeepaliveAck { since: Duration },
+    /// No keepalive was acknowledged in time: the lease could expire on the
+    /// server within the stop margin (etcd unreachable, or this process did
+    /// not run, stopped or suspended, for that long). `since` is the time
+    /// since the last acknowledged renewal was sent, `ttl` the lease's.
+    NoKeepaliveAck { since: Duration, ttl: Duration },
 }
 
 impl fmt::Display for LossCause {
@@ -42,11 +44,12 @@ impl fmt::Display for LossCause {
                 f,
                 "another holder took the lock (fencing token {token}, revision {revision})"
             ),
-            LossCause::NoKeepaliveAck { since } => write!(
+            LossCause::NoKeepaliveAck { since, ttl } => write!(
                 f,
-                "no lease renewal acknowledged for {:.1} s (etcd unreachable or this process \
-                 was stopped)",
-                since.as_secs_f64()
+                "no lease renewal acknowledged for {:.1} s of its {} s TTL (etcd unreachable \
+                 or this process was stopped)",
+                since.as_secs_f64(),
+                ttl.as_secs()
             ),
         }
     }
@@ -120,6 +123,48 @@ impl LossSignal {
 pub(crate) struct KeeperState {
     control: Mutex<Control>,
     cv: Condvar,
+    /// The lease as the holder must assume it on the boot clock.
+    lease: Mutex<LocalLease>,
+}
+
+/// The local lease deadline: the earliest moment etcd could expire the
+/// lease is the send time of the last acknowledged renewal (or of the
+/// grant) plus the TTL; etcd only ever starts the TTL later than that (when
+/// the request arrives; a leader change restarts it). The command is stopped
+/// `margin` before it, so it is always stopped before anyone else can be
+/// granted the lock, as long as this machine's clock runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LocalLease {
+    /// When the last acknowledged renewal (or the grant) was sent.
+    pub sent_at: Duration,
+    /// `sent_at` + TTL.
+    pub expires_at: Duration,
+    pub margin: Duration,
+}
+
+impl LocalLease {
+    /// When the command must be stopped.
+    pub(crate) fn stop_at(&self) -> Duration {
+        self.expires_at.saturating_sub(self.margin)
+    }
+
+    /// The loss to report at boot-clock time `now`, if the deadline came.
+    pub(crate) fn judge(&self, now: Duration) -> Option<LossCause> {
+        (now >= self.stop_at()).then(|| LossCause::NoKeepaliveAck {
+            since: now.saturating_sub(self.sent_at),
+            ttl: self.expires_at.saturating_sub(self.sent_at),
+        })
+    }
+}
+
+/// How long before the earliest server-side expiry the holder stops its
+/// command: an eighth of the TTL, between 250 ms and 2 s. It covers what
+/// lies between the deadline and the SIGTERM landing: the keeper thread
+/// being scheduled, the pipe to the supervisor, its poll, and a slow write
+/// (the stderr line and the audit line are written after the signal, but a
+/// loaded machine may hold any of these steps up).
+pub fn stop_margin(ttl: Duration) -> Duration {
+    (ttl / 8).clamp(Duration::from_millis(250), Duration::from_secs(2))
 }
 
 #[derive(Default)]
@@ -155,12 +200,23 @@ pub(crate) struct KeeperSpec {
     pub granted_at: Duration,
 }
 
+impl KeeperSpec {
+    fn first_lease(&self) -> LocalLease {
+        LocalLease {
+            sent_at: self.granted_at,
+            expires_at: self.granted_at + self.ttl,
+            margin: stop_margin(self.ttl),
+        }
+    }
+}
+
 impl Keeper {
     /// Fails only when a thread cannot be started.
     pub(crate) fn start(spec: KeeperSpec, signal: LossSignal) -> std::io::Result<Keeper> {
         let state = Arc::new(KeeperState {
             control: Mutex::new(Control::default()),
             cv: Condvar::new(),
+            lease: Mutex::new(spec.first_lease()),
         });
         let spec = Arc::new(spec);
         let keepalive = {
@@ -193,6 +249,11 @@ impl Keeper {
         if let Some(h) = self.keepalive.take() {
             let _ = h.join();
         }
+    }
+
+    /// The local lease deadline as it stands.
+    pub(crate) fn lease(&self) -> LocalLease {
+        *self.state.lease.lock().unwrap()
     }
 
     pub(crate) fn check_now(&self) {
@@ -240,10 +301,14 @@ const SLICE: Duration = Duration::from_millis(250);
 
 fn keepalive_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
     let interval = spec.ttl / 3;
-    let mut last_ack = spec.granted_at;
-    let mut next_renewal = last_ack + interval;
+    let mut next_renewal = spec.granted_at + interval;
     loop {
-        let wait = next_renewal.saturating_sub(boottime()).min(SLICE);
+        let lease = *state.lease.lock().unwrap();
+        let now = boottime();
+        let wait = next_renewal
+            .min(lease.stop_at())
+            .saturating_sub(now)
+            .min(SLICE);
         let now_requested = {
             let guard = state.control.lock().unwrap();
             let (mut c, _) = state
@@ -261,23 +326,30 @@ fn keepalive_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
         // suspend must not trust a renewal of a lease that may already
         // have changed hands.
         let now = boottime();
-        let since = now.saturating_sub(last_ack);
-        if since >= spec.ttl {
-            signal.report(LossCause::NoKeepaliveAck { since });
+        if let Some(cause) = lease.judge(now) {
+            signal.report(cause);
             return;
         }
         if now < next_renewal && !now_requested {
             continue;
         }
         let sent_at = now;
-        // At most a second a try: a call caught in a suspend would otherwise
-        // wait out its monotonic timeout after the resume.
-        let timeout = (spec.ttl - since).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        // Not past the deadline: an answer after it changes nothing. Each
+        // endpoint gets the client's attempt budget within this.
+        let timeout = lease
+            .stop_at()
+            .saturating_sub(now)
+            .max(Duration::from_millis(50));
         match spec.client.lease_keepalive(spec.lease, timeout) {
-            Ok(Some(_)) => {
+            Ok(Some(granted)) => {
                 // Renewed no earlier than we asked: the lease lives until
                 // sent_at + TTL at least.
-                last_ack = sent_at;
+                let ttl = spec.ttl.min(Duration::from_secs(granted.max(1) as u64));
+                *state.lease.lock().unwrap() = LocalLease {
+                    sent_at,
+                    expires_at: sent_at + ttl,
+                    margin: lease.margin,
+                };
                 next_renewal = sent_at + interval;
             }
             Ok(None) => {
@@ -358,6 +430,56 @@ fn watch_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
                     break;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn the_command_is_stopped_a_margin_before_the_earliest_expiry() {
+        let sent = Duration::from_secs(100);
+        let lease = LocalLease {
+            sent_at: sent,
+            expires_at: sent + Duration::from_secs(2),
+            margin: stop_margin(Duration::from_secs(2)),
+        };
+        assert_eq!(lease.margin, MS(250));
+        assert_eq!(lease.stop_at(), sent + MS(1750));
+        assert_eq!(lease.judge(sent + MS(1749)), None);
+        assert_eq!(
+            lease.judge(sent + MS(1750)),
+            Some(LossCause::NoKeepaliveAck {
+                since: MS(1750),
+                ttl: Duration::from_secs(2)
+            })
+        );
+        assert_eq!(
+            lease.judge(sent + MS(1750)).unwrap().to_string(),
+            "no lease renewal acknowledged for 1.8 s of its 2 s TTL (etcd unreachable or this \
+             process was stopped)"
+        );
+        assert_eq!(stop_margin(Duration::from_secs(1)), MS(250));
+        assert_eq!(stop_margin(Duration::from_secs(30)), MS(2000));
+        assert_eq!(stop_margin(Duration::from_secs(3600)), MS(2000));
+    }
+
+    #[test]
+    fn a_renewal_round_fits_between_the_renewal_and_the_stop() {
+        // A renewal sent at TTL/3 may try all three members of a cluster,
+        // each for the attempt budget, and still land before the stop,
+        // for every TTL the settings allow.
+        for ttl in [1, 2, 3, 5, 10, 30, 60, 3600].map(Duration::from_secs) {
+            let attempt = super::super::client::attempt_budget(ttl);
+            let room = ttl - ttl / 3 - stop_margin(ttl);
+            assert!(
+                attempt * 2 < room,
+                "{ttl:?}: attempt {attempt:?}, room {room:?}"
+            );
         }
     }
 }

@@ -41,7 +41,9 @@ impl LossResponse {
         if std::mem::replace(&mut self.lost, true) || self.on_lost == OnLost::Warn {
             return None;
         }
-        self.kill_at = self.grace.map(|g| now + g);
+        // Settings bound the grace; an Instant that cannot hold it anyway
+        // (a far-future grace) means never, not a panic.
+        self.kill_at = self.grace.and_then(|g| now.checked_add(g));
         Some(Step::Term)
     }
 

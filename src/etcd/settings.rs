@@ -35,6 +35,10 @@ pub const DEFAULT_LOST_GRACE: Duration = Duration::from_secs(30);
 /// etcd caps lease TTLs far above this; a deploy lock renewed every TTL/3
 /// gains nothing from a longer one, and a dead holder blocks for the TTL.
 pub const MAX_TTL_SECS: u64 = 3600;
+/// A lost lock's command is SIGKILLed at most this long after its SIGTERM:
+/// longer would leave a command running unlocked beside the next holder's
+/// for more than a TTL's worth of hours.
+pub const MAX_LOST_GRACE_SECS: u64 = 3600;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
@@ -270,7 +274,11 @@ pub fn resolve(
             ),
         });
     };
-    let endpoints = parse_endpoints(&eps.0).map_err(|why| bad(ENDPOINTS, eps.clone(), &why))?;
+    let endpoints = parse_endpoints(&eps.0).map_err(|why| {
+        // The value is shown without any user info it carries: never a password.
+        let shown = (redact_user_info(&eps.0), eps.1.clone());
+        bad(ENDPOINTS, shown, &why)
+    })?;
 
     let prefix = match get(PREFIX) {
         None => DEFAULT_PREFIX.to_string(),
@@ -334,14 +342,14 @@ pub fn resolve(
         None => Some(DEFAULT_LOST_GRACE),
         Some(g) => match g.0.parse::<u64>() {
             Ok(0) => None,
-            Ok(s) => Some(Duration::from_secs(s)),
-            Err(_) => {
+            Ok(s) if s <= MAX_LOST_GRACE_SECS => Some(Duration::from_secs(s)),
+            _ => {
                 return Err(bad(
                     LOST_GRACE,
                     g,
                     &format!(
-                        "use whole seconds between SIGTERM and SIGKILL after a lost lock, \
-                         e.g. {LOST_GRACE}=30, or 0 for never SIGKILL"
+                        "use whole seconds from 0 to {MAX_LOST_GRACE_SECS} between SIGTERM and \
+                         SIGKILL after a lost lock, e.g. {LOST_GRACE}=30, or 0 for never SIGKILL"
                     ),
                 ));
             }
@@ -393,6 +401,12 @@ fn parse_endpoints(v: &str) -> Result<Vec<String>, String> {
             .strip_prefix("http://")
             .or_else(|| u.strip_prefix("https://"));
         match rest {
+            Some(hostport) if hostport.contains('@') => {
+                return Err(format!(
+                    "an endpoint must not carry a user or password; set {USER} and \
+                     {PASSWORD} instead"
+                ));
+            }
             Some(hostport) if !hostport.is_empty() && !hostport.contains(['/', '?', '#', ' ']) => {
                 out.push(u.to_string())
             }
@@ -400,6 +414,20 @@ fn parse_endpoints(v: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(out)
+}
+
+/// `http://user:pw@host:1` as `http://***@host:1`, for messages.
+fn redact_user_info(v: &str) -> String {
+    v.split(',')
+        .map(|part| match part.rsplit_once('@') {
+            Some((before, after)) => {
+                let scheme = before.find("://").map_or("", |i| &before[..i + 3]);
+                format!("{scheme}***@{after}")
+            }
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -532,6 +560,42 @@ mod tests {
             let e = resolve(None, &env(&vars)).unwrap_err();
             assert!(e.to_string().starts_with(&format!("{k}={v:?}: use")), "{e}");
         }
+    }
+
+    #[test]
+    fn out_of_range_graces_and_user_info_are_refused_without_the_password() {
+        let base = [(BACKEND, "etcd"), (ENDPOINTS, "http://a:1")];
+        for g in ["3601", "18446744073709551615", "18446744073709551616"] {
+            let mut v = base.to_vec();
+            v.push((LOST_GRACE, g));
+            let e = resolve(None, &env(&v)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "DEPLOY_LOCK_LOST_GRACE=\"{g}\": use whole seconds from 0 to 3600 between \
+                     SIGTERM and SIGKILL after a lost lock, e.g. DEPLOY_LOCK_LOST_GRACE=30, or 0 \
+                     for never SIGKILL"
+                )
+            );
+        }
+        let mut v = base.to_vec();
+        v.push((LOST_GRACE, "3600"));
+        assert!(resolve(None, &env(&v)).is_ok());
+        let e = resolve(
+            None,
+            &env(&[
+                (BACKEND, "etcd"),
+                (ENDPOINTS, "http://a:1,https://deploy:s3cret@b:2379"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "DEPLOY_LOCK_ETCD_ENDPOINTS=\"http://a:1,https://***@b:2379\": an endpoint must not \
+             carry a user or password; set DEPLOY_LOCK_ETCD_USER and DEPLOY_LOCK_ETCD_PASSWORD \
+             instead"
+        );
+        assert!(!format!("{e:?}").contains("s3cret"));
     }
 
     #[test]

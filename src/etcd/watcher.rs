@@ -17,6 +17,11 @@ pub use crate::wait::Woke;
 const WINDOW: Duration = Duration::from_secs(10);
 /// Pause before watching again after a failure (etcd unreachable).
 const RETRY: Duration = Duration::from_millis(200);
+/// The longest a waiter trusts its watch alone: a watch stream to a member
+/// that hangs (SIGSTOPped, a dark path) stays open and silent, so the key
+/// itself is read this often, and that read moves on to a member that
+/// answers (a waiter is in within a second of a release).
+const LOOK_AGAIN: Duration = Duration::from_millis(400);
 
 struct Shared {
     stop: AtomicBool,
@@ -106,10 +111,7 @@ impl EtcdWatcher {
             }
             // While etcd is away, look again now and then: the watch may
             // have missed a release that `gone` will see.
-            let mut left = until - now;
-            if self.error().is_some() {
-                left = left.min(RETRY * 5);
-            }
+            let left = (until - now).min(LOOK_AGAIN);
             // `extra` first: a signal wins over a release seen in the same poll.
             let mut fds = Vec::with_capacity(2);
             if let Some(e) = extra {

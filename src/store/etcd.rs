@@ -340,6 +340,7 @@ impl LockStore for EtcdLockStore<'_> {
             local,
             response: LossResponse::new(self.settings.on_lost, self.settings.lost_grace),
             lost: false,
+            audit_lost: None,
             warnings: Vec::new(),
         })
     }
@@ -459,6 +460,8 @@ struct EtcdKeeping<'a> {
     local: Option<Box<dyn Keeping + 'a>>,
     response: LossResponse,
     lost: bool,
+    /// The loss's cause, to audit once the command was signalled.
+    audit_lost: Option<String>,
     warnings: Vec<Warning>,
 }
 
@@ -492,11 +495,17 @@ impl Keeping for EtcdKeeping<'_> {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        let local = self.local.as_ref().and_then(|l| l.deadline());
-        match (local, self.response.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // The local lease deadline, until the loss is seen: the supervisor
+        // wakes for it even if the keeper thread is not scheduled in time.
+        let lease = (!self.lost).then(|| self.lock.stop_instant()).flatten();
+        [
+            self.local.as_ref().and_then(|l| l.deadline()),
+            self.response.deadline(),
+            lease,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn service(&mut self) -> Vec<KeepEvent> {
@@ -505,6 +514,9 @@ impl Keeping for EtcdKeeping<'_> {
             None => Vec::new(),
         };
         let now = Instant::now();
+        if !self.lost {
+            self.lock.judge_deadline();
+        }
         if !self.lost
             && let Some(cause) = self.lock.lost()
         {
@@ -515,23 +527,9 @@ impl Keeping for EtcdKeeping<'_> {
                 stop: step.map(stop),
                 kill_after: step.and(self.settings().lost_grace),
             });
-            let record = HolderRecord {
-                fencing_token: Some(self.lock.token().0 as u64),
-                ..self.lock.record().owner.clone()
-            };
-            let w = self.store.audit(
-                "lost",
-                self.env,
-                Some(&record),
-                json!({
-                    "backend": "etcd",
-                    "key": self.lock.key(),
-                    "fencing_token": self.lock.token().0,
-                    "cause": cause.to_string(),
-                    "on_lost": match self.settings().on_lost { OnLost::Term => "term", OnLost::Warn => "warn" },
-                }),
-            );
-            self.warnings.extend(w);
+            // Written by `warnings`, which the supervisor calls after it
+            // has signalled the command: a slow disk must not delay the TERM.
+            self.audit_lost = Some(cause.to_string());
         }
         if let Some(step) = self.response.due(now) {
             out.push(KeepEvent::Stop(stop(step)));
@@ -547,6 +545,25 @@ impl Keeping for EtcdKeeping<'_> {
     }
 
     fn warnings(&mut self) -> Vec<Warning> {
+        if let Some(cause) = self.audit_lost.take() {
+            let record = HolderRecord {
+                fencing_token: Some(self.lock.token().0 as u64),
+                ..self.lock.record().owner.clone()
+            };
+            let w = self.store.audit(
+                "lost",
+                self.env,
+                Some(&record),
+                json!({
+                    "backend": "etcd",
+                    "key": self.lock.key(),
+                    "fencing_token": self.lock.token().0,
+                    "cause": cause,
+                    "on_lost": match self.settings().on_lost { OnLost::Term => "term", OnLost::Warn => "warn" },
+                }),
+            );
+            self.warnings.extend(w);
+        }
         let mut w = std::mem::take(&mut self.warnings);
         if let Some(l) = &mut self.local {
             w.extend(l.warnings());

@@ -36,6 +36,9 @@ pub struct Etcd {
     pid: i32,
     /// Killed and removed on drop (the shared one is cleaned up at exit).
     owned: bool,
+    /// A cluster member's command line, to start it again after a kill.
+    #[allow(dead_code)] // the chaos test's
+    args: Vec<String>,
 }
 
 impl Etcd {
@@ -66,6 +69,75 @@ impl Etcd {
     pub fn stop(&self) {
         stop(self.pid, &self.dir);
     }
+
+    /// SIGSTOP (hung: connections are accepted, nothing answers), waiting
+    /// until every thread is stopped.
+    pub fn pause(&self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGSTOP,
+        );
+        wait_stopped(self.pid);
+    }
+
+    /// SIGCONT after [`Etcd::pause`].
+    pub fn resume(&self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+    }
+
+    /// A cluster member: SIGKILL, keeping its data.
+    #[allow(dead_code)] // the chaos test's
+    pub fn kill(&self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        // Reaped by nobody (the child was forgotten): gone once a zombie.
+        let dead = || {
+            fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_or(true, |s| {
+                s.rfind(')')
+                    .is_some_and(|i| s[i + 1..].trim_start().starts_with('Z'))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dead() {
+            assert!(Instant::now() < deadline, "etcd {} did not die", self.pid);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A cluster member killed by [`Etcd::kill`] started again on its data
+    /// (`--initial-cluster-state` is ignored once the data exists).
+    #[allow(dead_code)] // the chaos test's
+    pub fn restart(&mut self) {
+        assert!(!self.args.is_empty(), "only a cluster member restarts");
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("etcd.log"))
+            .unwrap();
+        self.pid = spawn_member(&self.args, log);
+    }
+}
+
+fn spawn_member(args: &[String], log: fs::File) -> i32 {
+    let mut cmd = Command::new(ETCD);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    std::mem::forget(child);
+    pid
 }
 
 impl Drop for Etcd {
@@ -282,12 +354,127 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// A port no other test process will hand out, below the kernel's
+/// ephemeral range (so no outgoing connection takes it either): each is
+/// reserved by an flock on `/tmp/deploy-lock-it-ports/PORT` that this test
+/// process holds until it exits, and was bindable when reserved. etcd binds
+/// its own sockets, so a listener of ours cannot be handed over; the
+/// reservation keeps every test process (ours and other checkouts' runs of
+/// this suite) off the port until etcd has it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::os::fd::AsRawFd;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static HELD: std::sync::Mutex<Vec<fs::File>> = std::sync::Mutex::new(Vec::new());
+    const LOW: u32 = 20000;
+    const SPAN: u32 = 12000; // 20000..32000, below ip_local_port_range's 32768
+    let dir = Path::new("/tmp/deploy-lock-it-ports");
+    let _ = fs::create_dir_all(dir);
+    // Each test process starts somewhere else in the span.
+    let start = (std::process::id() * 97) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        let Ok(f) = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor we own.
+        let locked =
+            unsafe { nix::libc::flock(f.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB) }
+                == 0;
+        if locked && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap().push(f);
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
+
+/// A TCP forwarder from a loopback port to `target` that can go dark: while
+/// dark it forwards nothing in either direction and accepts but never
+/// answers new connections, without closing anything (a network path that
+/// drops packets, as opposed to a member that refuses).
+pub struct Forwarder {
+    pub endpoint: String,
+    dark: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Forwarder {
+    pub fn new(target: &str) -> Forwarder {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let target = target
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", l.local_addr().unwrap());
+        let dark = Arc::new(AtomicBool::new(false));
+        let d = dark.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(client) = conn else { continue };
+                let (target, dark) = (target.clone(), d.clone());
+                std::thread::spawn(move || {
+                    // A connection made while dark stays silent until light.
+                    while dark.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let Ok(server) = std::net::TcpStream::connect(&target) else {
+                        return;
+                    };
+                    let pumps = [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ];
+                    for (from, to) in pumps {
+                        let dark = dark.clone();
+                        std::thread::spawn(move || pump(from, to, &dark));
+                    }
+                });
+            }
+        });
+        Forwarder { endpoint, dark }
+    }
+
+    /// Stops forwarding (true) or resumes (false).
+    pub fn set_dark(&self, dark: bool) {
+        self.dark.store(dark, Ordering::Relaxed);
+    }
+}
+
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    dark: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::Read;
+    let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if dark.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
 fn start_process(tls: bool) -> (Etcd, Child) {
@@ -342,6 +529,7 @@ fn start_process(tls: bool) -> (Etcd, Child) {
                     dir: dir.clone(),
                     pid: child.id() as i32,
                     owned: true,
+                    args: Vec::new(),
                 };
                 return (e, child);
             }
@@ -364,6 +552,11 @@ fn start_process(tls: bool) -> (Etcd, Child) {
 /// A cluster of `n` members of the test's own (each killed when dropped).
 /// None, with a SKIP line, when etcd cannot run.
 pub fn cluster(test: &str, n: usize) -> Option<Vec<Etcd>> {
+    cluster_with(test, n, &[])
+}
+
+/// [`cluster`] with more etcd flags for every member.
+pub fn cluster_with(test: &str, n: usize, extra: &[&str]) -> Option<Vec<Etcd>> {
     if let Some(why) = missing() {
         skip(test, &why);
         return None;
@@ -383,40 +576,34 @@ pub fn cluster(test: &str, n: usize) -> Option<Vec<Etcd>> {
             .tempdir()
             .unwrap()
             .keep();
-        let mut cmd = Command::new(ETCD);
-        cmd.arg(format!("--name=m{i}"))
-            .arg(format!("--data-dir={}", member_dir.join("data").display()))
-            .arg(format!("--listen-client-urls={endpoint}"))
-            .arg(format!("--advertise-client-urls={endpoint}"))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-            .arg(format!(
-                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
-            ))
-            .arg(format!("--initial-cluster={}", initial.join(",")))
-            .args([
-                "--initial-cluster-state=new",
-                "--heartbeat-interval=10",
-                "--election-timeout=100",
-                "--log-level=warn",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(member_dir.join("etcd.log")).unwrap());
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
+        let args: Vec<String> = vec![
+            format!("--name=m{i}"),
+            format!("--data-dir={}", member_dir.join("data").display()),
+            format!("--listen-client-urls={endpoint}"),
+            format!("--advertise-client-urls={endpoint}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+            format!("--initial-cluster={}", initial.join(",")),
+            "--initial-cluster-state=new".into(),
+            "--heartbeat-interval=10".into(),
+            "--election-timeout=100".into(),
+            "--log-level=warn".into(),
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|a| a.to_string()))
+        .collect();
+        let pid = spawn_member(
+            &args,
+            fs::File::create(member_dir.join("etcd.log")).unwrap(),
+        );
         members.push(Etcd {
             endpoint,
             ca_file: None,
             dir: member_dir,
-            pid: child.id() as i32,
+            pid,
             owned: true,
+            args,
         });
-        std::mem::forget(child);
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     for m in &members {

@@ -6,6 +6,7 @@ mod etcd_access;
 mod etcd_cli;
 mod etcd_failures;
 mod etcd_lock;
+mod etcd_partial;
 mod etcd_process;
 mod etcd_support;
 mod faults;
