@@ -339,3 +339,84 @@ fn a_waiter_behind_a_stopped_first_member_is_in_within_a_second_of_the_release()
     // release itself is a few ms after the command's end).
     assert!(gap < 1.0, "the waiter got in {gap:.3} s after the release");
 }
+
+/// A cluster whose simple tokens expire after 2 s of disuse, with auth on
+/// (user root, password rootpw). None (SKIP) without etcd or etcdctl.
+fn auth_cluster(test: &str) -> Option<Vec<Etcd>> {
+    let c = etcd_support::cluster_with(test, 3, &["--auth-token=simple", "--auth-token-ttl=2"])?;
+    etcd_support::etcdctl(
+        test,
+        &c[0],
+        &["user", "add", "root:rootpw", "--interactive=false"],
+    )?;
+    etcd_support::etcdctl(test, &c[0], &["auth", "enable"])?;
+    Some(c)
+}
+
+#[test]
+fn an_expired_token_costs_one_fresh_login_not_the_call() {
+    let test = "an_expired_token_costs_one_fresh_login_not_the_call";
+    let Some(c) = auth_cluster(test) else {
+        return;
+    };
+    let mut cfg =
+        deploy_lock::etcd::ClientConfig::new(endpoints(&c).iter().map(|s| s.to_string()).collect());
+    cfg.credentials = Some(deploy_lock::etcd::settings::Credentials {
+        user: "root".into(),
+        password: "rootpw".into(),
+    });
+    let client = deploy_lock::etcd::Client::connect(&cfg).unwrap();
+    client.get(b"/it/token", Duration::from_secs(2)).unwrap();
+    // Unused for longer than --auth-token-ttl: etcd forgets the token.
+    std::thread::sleep(Duration::from_secs(3));
+    client.get(b"/it/token", Duration::from_secs(2)).unwrap();
+    // A member killed and started again knows no token at all.
+    let mut c = c;
+    let current = c
+        .iter()
+        .position(|m| m.endpoint == client.endpoint())
+        .unwrap();
+    c[current].kill();
+    c[current].restart();
+    wait_until(PATIENCE, "the member's return", || {
+        client.get(b"/it/token", Duration::from_secs(2)).is_ok()
+    });
+}
+
+#[test]
+fn with_two_second_tokens_a_ten_second_run_releases_cleanly_and_a_waiter_gets_in() {
+    let test = "with_two_second_tokens_a_ten_second_run_releases_cleanly";
+    if !need_perl(test) {
+        return;
+    }
+    let Some(c) = auth_cluster(test) else {
+        return;
+    };
+    let prefix = etcd_support::prefix(test);
+    let (a, b) = (
+        Machine::new(&endpoints(&c), &prefix),
+        Machine::new(&endpoints(&c), &prefix),
+    );
+    let with_auth = |cmd: Cmd| {
+        cmd.env("DEPLOY_LOCK_ETCD_USER", "root")
+            .env("DEPLOY_LOCK_ETCD_PASSWORD", "rootpw")
+    };
+    let h = with_auth(run_cmd(&a, &[], &holder_script(a.w.tmp.path()))).spawn_guarded();
+    wait_until(PATIENCE, "the holder's ready file", || {
+        a.path("ready").exists()
+    });
+    let wt = with_auth(run_cmd(&b, &["--wait=60"], &stamp())).spawn_guarded();
+    // The run's length is the scenario: five token lifetimes.
+    std::thread::sleep(Duration::from_secs(10));
+    fs::write(a.path("done"), "").unwrap();
+    let h_out = finish(h);
+    h_out.code(0).stderr("");
+    assert!(!a.path("term").exists(), "the command was signalled");
+    let w_out = finish(wt);
+    w_out.code(0).stderr("");
+    let (ended, started): (f64, f64) = (
+        h_out.stdout.trim().parse().unwrap(),
+        w_out.stdout.trim().parse().unwrap(),
+    );
+    assert!(started > ended);
+}

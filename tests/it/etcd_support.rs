@@ -37,7 +37,6 @@ pub struct Etcd {
     /// Killed and removed on drop (the shared one is cleaned up at exit).
     owned: bool,
     /// A cluster member's command line, to start it again after a kill.
-    #[allow(dead_code)] // the chaos test's
     args: Vec<String>,
 }
 
@@ -89,7 +88,6 @@ impl Etcd {
     }
 
     /// A cluster member: SIGKILL, keeping its data.
-    #[allow(dead_code)] // the chaos test's
     pub fn kill(&self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid),
@@ -111,7 +109,6 @@ impl Etcd {
 
     /// A cluster member killed by [`Etcd::kill`] started again on its data
     /// (`--initial-cluster-state` is ignored once the data exists).
-    #[allow(dead_code)] // the chaos test's
     pub fn restart(&mut self) {
         assert!(!self.args.is_empty(), "only a cluster member restarts");
         let log = fs::OpenOptions::new()
