@@ -420,3 +420,51 @@ fn with_two_second_tokens_a_ten_second_run_releases_cleanly_and_a_waiter_gets_in
     );
     assert!(started > ended);
 }
+
+#[test]
+fn out_of_range_settings_and_user_info_are_one_line_exit_2_and_nothing_runs() {
+    let w = World::new();
+    let ran = w.tmp.path().join("ran");
+    let ep = "http://127.0.0.1:9";
+    for (var, value, line) in [
+        (
+            "DEPLOY_LOCK_LOST_GRACE",
+            "18446744073709551615",
+            "ERROR: DEPLOY_LOCK_LOST_GRACE=\"18446744073709551615\": use whole seconds from 0 to \
+             3600 between SIGTERM and SIGKILL after a lost lock, e.g. DEPLOY_LOCK_LOST_GRACE=30, \
+             or 0 for never SIGKILL\n",
+        ),
+        (
+            "DEPLOY_LOCK_LOST_GRACE",
+            "3601",
+            "ERROR: DEPLOY_LOCK_LOST_GRACE=\"3601\": use whole seconds from 0 to 3600 between \
+             SIGTERM and SIGKILL after a lost lock, e.g. DEPLOY_LOCK_LOST_GRACE=30, or 0 for \
+             never SIGKILL\n",
+        ),
+        (
+            "DEPLOY_LOCK_ETCD_TTL",
+            "99999999999999999999999",
+            "ERROR: DEPLOY_LOCK_ETCD_TTL=\"99999999999999999999999\": use whole seconds from 1 \
+             to 3600, e.g. DEPLOY_LOCK_ETCD_TTL=30 (a dead holder blocks others for up to this \
+             long)\n",
+        ),
+        (
+            "DEPLOY_LOCK_ETCD_ENDPOINTS",
+            "http://deploy:hunter2@127.0.0.1:9",
+            "ERROR: DEPLOY_LOCK_ETCD_ENDPOINTS=\"http://***@127.0.0.1:9\": an endpoint must not \
+             carry a user or password; set DEPLOY_LOCK_ETCD_USER and DEPLOY_LOCK_ETCD_PASSWORD \
+             instead\n",
+        ),
+    ] {
+        let mut c = w
+            .deploy_lock(&["run", "staging", "--", "touch"])
+            .env("DEPLOY_LOCK_BACKEND", "etcd")
+            .env("DEPLOY_LOCK_ETCD_ENDPOINTS", ep)
+            .env(var, value);
+        c.cmd.arg(&ran);
+        let out = c.run();
+        out.code(2).stdout("").stderr(line);
+        assert!(!ran.exists(), "{var}={value}: nothing runs");
+        assert!(!out.stderr.contains("hunter2"));
+    }
+}
