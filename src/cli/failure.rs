@@ -219,9 +219,7 @@ fn lock_error_code(e: &LockError) -> i32 {
         LockError::State(StateError::Io { .. }) | LockError::Io { .. } => IO,
         LockError::State(_) => DATA,
         LockError::OtherEnvironment { .. } | LockError::NotADirectory { .. } => HELD,
-        LockError::NotPermitted { .. } | LockError::LockFolder { .. } | LockError::Store { .. } => {
-            IO
-        }
+        LockError::NotPermitted { .. } | LockError::LockFolder { .. } | LockError::Store(_) => IO,
         LockError::Interrupted => CANCELLED,
     }
 }

@@ -270,7 +270,7 @@ pub fn non_directory(what: &NonDirectory) -> String {
 /// What the engine's error means, with what to do about it.
 pub fn lock_error(err: &LockError) -> String {
     match err {
-        LockError::Store { detail } => detail.clone(),
+        LockError::Store(e) => e.to_string(),
         LockError::NotADirectory { path, what } => format!(
             "{} is {}, not a lock directory; deploy-lock never follows or removes it: \
              check what it is (ls -la {}) and remove it by hand",

@@ -351,8 +351,10 @@ fn acquire(
                 Some(store.watch(environment)),
             ),
             // A network store lost while waiting: retried until the wait's
-            // limit, said once.
-            Err(LockError::Store { detail }) if plan.wait.is_some() => {
+            // limit, said once. Anything waiting cannot fix (a refused
+            // login, no permission, not an etcd) ends the wait at once below.
+            Err(LockError::Store(e)) if plan.wait.is_some() && e.retryable() => {
+                let detail = e.to_string();
                 if store_trouble.as_deref() != Some(detail.as_str()) {
                     if tty && ticks > 0 {
                         let _ = writeln!(io.err);

@@ -50,6 +50,26 @@ impl EtcdError {
         }
     }
 
+    /// Whether waiting can fix it: no answer, no leader, a timeout inside
+    /// etcd. Not: a refused login or permission, a CA file, a 404 gateway,
+    /// an old etcd, an answer that is not etcd's, a local failure.
+    pub fn retryable(&self) -> bool {
+        match self {
+            EtcdError::Unreachable { .. } => true,
+            // 14 Unavailable (no leader, leader changed), 4 DeadlineExceeded
+            // (request timed out), 10 Aborted.
+            EtcdError::Server { code, .. } => matches!(code, 4 | 10 | 14),
+            EtcdError::AllEndpoints(v) => v.iter().any(EtcdError::retryable),
+            EtcdError::GatewayDisabled { .. }
+            | EtcdError::TooOld { .. }
+            | EtcdError::AuthRefused { .. }
+            | EtcdError::PermissionDenied { .. }
+            | EtcdError::CaFile { .. }
+            | EtcdError::Protocol { .. }
+            | EtcdError::Local { .. } => false,
+        }
+    }
+
     /// Worth trying the next endpoint (or again later): the server may be
     /// fine elsewhere.
     pub(crate) fn is_transport(&self) -> bool {
@@ -111,3 +131,39 @@ impl fmt::Display for EtcdError {
 }
 
 impl std::error::Error for EtcdError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_waiting_can_fix_is_retryable() {
+        let ep = || "http://e:1".to_string();
+        let unreachable = EtcdError::Unreachable {
+            endpoint: ep(),
+            detail: "no answer within 0.4 s".into(),
+        };
+        let denied = EtcdError::PermissionDenied {
+            endpoint: ep(),
+            detail: "etcdserver: permission denied".into(),
+        };
+        let server = |code| EtcdError::Server {
+            endpoint: ep(),
+            code,
+            message: "x".into(),
+        };
+        assert!(unreachable.retryable());
+        assert!(server(14).retryable());
+        assert!(!server(3).retryable());
+        assert!(!denied.retryable());
+        assert!(
+            !EtcdError::AuthRefused {
+                endpoint: ep(),
+                detail: "etcdserver: authentication failed".into()
+            }
+            .retryable()
+        );
+        assert!(EtcdError::AllEndpoints(vec![denied.clone(), unreachable]).retryable());
+        assert!(!EtcdError::AllEndpoints(vec![denied.clone(), denied]).retryable());
+    }
+}

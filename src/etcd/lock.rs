@@ -259,7 +259,8 @@ impl EtcdStore {
 
     /// Takes the lock, waiting for each release until `deadline`. Losing
     /// etcd while waiting is not an error: the wait retries until its
-    /// deadline and reports the last failure. `progress` is called every
+    /// deadline and reports the last failure; an error waiting cannot fix
+    /// ([`EtcdError::retryable`] false) ends it at once. `progress` is called every
     /// `tick` (for the CLI's progress lines).
     pub fn acquire_wait(
         &self,
@@ -290,6 +291,8 @@ impl EtcdStore {
                         last_error = Some(e);
                     }
                 }
+                // Waiting cannot fix a refused login or permission.
+                Err(e) if !e.retryable() => return Err(e),
                 Err(e) => {
                     last_error = Some(e);
                     let until = deadline.min(next_tick).min(Instant::now() + backoff);

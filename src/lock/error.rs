@@ -43,10 +43,8 @@ pub enum LockError {
         holder: Box<Holder>,
     },
     /// A network lock store (etcd) could not be reached or refused the
-    /// operation; the message names the endpoint.
-    Store {
-        detail: String,
-    },
+    /// operation: typed, with whether waiting can fix it.
+    Store(crate::store::StoreError),
 }
 
 impl fmt::Display for LockError {
@@ -70,7 +68,7 @@ impl fmt::Display for LockError {
                 f,
                 "the state file's lock record belongs to a live {environment} deployment"
             ),
-            LockError::Store { detail } => f.write_str(detail),
+            LockError::Store(e) => e.fmt(f),
         }
     }
 }

@@ -46,9 +46,7 @@ pub fn choose(
 }
 
 pub fn store_error(e: EtcdError) -> LockError {
-    LockError::Store {
-        detail: e.to_string(),
-    }
+    LockError::Store(super::StoreError::Etcd(e))
 }
 
 pub struct EtcdLockStore<'a> {

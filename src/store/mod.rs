@@ -41,6 +41,33 @@ pub use crate::lock::{Released, ResetOutcome, ResetState, Unlock};
 pub use crate::status::OwnerRecord as HolderRecord;
 pub use crate::wait::Woke;
 
+/// A network store's failure, typed across the seam (the CLI words it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    Etcd(crate::etcd::EtcdError),
+}
+
+impl StoreError {
+    /// Whether waiting can fix it: etcd unreachable or without a leader,
+    /// yes; a refused login, a denied permission, a CA file, an answer that
+    /// is not etcd's, no (a `run --wait` ends at once on those).
+    pub fn retryable(&self) -> bool {
+        match self {
+            StoreError::Etcd(e) => e.retryable(),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Etcd(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
 /// Something the operation did not do but did not fail over either; the CLI
 /// words it.
 #[derive(Clone, Debug, PartialEq, Eq)]

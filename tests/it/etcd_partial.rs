@@ -468,3 +468,30 @@ fn out_of_range_settings_and_user_info_are_one_line_exit_2_and_nothing_runs() {
         assert!(!out.stderr.contains("hunter2"));
     }
 }
+
+#[test]
+fn run_wait_ends_at_once_on_an_error_waiting_cannot_fix() {
+    let test = "run_wait_ends_at_once_on_an_error_waiting_cannot_fix";
+    let Some(e) = etcd_support::own(test) else {
+        return;
+    };
+    let add_root = ["user", "add", "root:rootpw", "--interactive=false"];
+    if etcd_support::etcdctl(test, &e, &add_root).is_none() {
+        return;
+    }
+    etcd_support::etcdctl(test, &e, &["auth", "enable"]);
+    let m = Machine::new(&[&e.endpoint], &etcd_support::prefix(test));
+    let ran = m.path("ran");
+    // No credentials: etcd answers, and refuses. An hour's wait would
+    // retry that for the hour; it ends at once with the error's own code.
+    let mut c = m.dl(&["run", "--wait=3600", "staging", "--", "touch"]);
+    c.cmd.arg(&ran);
+    let out = c.run();
+    out.code(74).stdout("").stderr(&format!(
+        "ERROR: etcd at {} denied access: etcdserver: user name is empty (set \
+         DEPLOY_LOCK_ETCD_USER and DEPLOY_LOCK_ETCD_PASSWORD, or grant the user the lock's key \
+         prefix)\n",
+        e.endpoint
+    ));
+    assert!(!ran.exists());
+}
