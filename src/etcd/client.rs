@@ -214,8 +214,8 @@ impl Client {
     }
 
     /// POST `path` with `body`: each endpoint at most once, starting at the
-    /// one that answered last, each given at most the attempt budget (a hung
-    /// member must not use up the call), all within `timeout`. An expired or
+    /// one that answered last, each but the last given at most the attempt
+    /// budget (a hung member must not use up the call), all within `timeout`. An expired or
     /// invalid token is replaced by one fresh login, then the request is
     /// sent once more.
     pub fn call(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value, EtcdError> {
@@ -249,7 +249,13 @@ impl Client {
             if k > 0 && now >= deadline {
                 break;
             }
-            let until = deadline.min(now + self.inner.attempt_timeout);
+            // The last endpoint of the round (the only one, often) has no
+            // one to hand over to: it gets whatever time is left.
+            let until = if k + 1 == n {
+                deadline
+            } else {
+                deadline.min(now + self.inner.attempt_timeout)
+            };
             match attempt(&self.inner.endpoints[i], until) {
                 Ok(v) => {
                     self.inner.current.store(i, Ordering::Relaxed);

@@ -762,7 +762,14 @@ fn squatter(insp: &Inspection) -> Option<u32> {
 pub fn would_take(insp: &Inspection) -> bool {
     use crate::status::Verdict;
     use std::os::unix::fs::MetadataExt;
-    let verdict_allows = matches!(insp.verdict, Verdict::Free | Verdict::Stale);
+    // Issue 17: an etcd run's own leftover once its lease is gone (the
+    // etcd key is free as this inspection saw it).
+    let etcd_free = insp
+        .network
+        .as_ref()
+        .is_some_and(|n| n.fencing_token.is_none());
+    let verdict_allows = matches!(insp.verdict, Verdict::Free | Verdict::Stale)
+        || (etcd_free && leftover_of_dead_etcd_run(insp));
     let only_ours = insp
         .dir
         .as_ref()
@@ -778,6 +785,31 @@ pub fn would_take(insp: &Inspection) -> bool {
         me.is_root() || owner.is_ok_and(|u| u == me.as_raw()) || !sticky
     };
     verdict_allows && only_ours && removable && insp.run_holder.is_none()
+}
+
+/// The local facts of issue 17's rule: `insp` (this machine's lock
+/// directory) is what an etcd run that died without releasing (SIGKILL, a
+/// crash) leaves behind: a lock directory holding only our files, whose
+/// record deploy-lock wrote (`owner.json`, not a legacy deploy.sh's state
+/// record) on this host, whose processes are gone, and no deploy-lock run
+/// holds the kernel run lock. Such a lock is taken over, with a warning and
+/// a `takeover` audit line, once the etcd lease is gone too (the caller's
+/// half of the rule: the etcd key is free, or now ours); until then the
+/// etcd key keeps everyone out anyway. Without this, that machine alone
+/// stayed locked for the 30-minute stale timeout.
+pub fn leftover_of_dead_etcd_run(insp: &Inspection) -> bool {
+    use crate::status::{HolderSource, Liveness};
+    insp.path_kind == PathKind::Directory
+        && insp.liveness == Liveness::Dead
+        && insp.run_holder.is_none()
+        && insp
+            .holder
+            .as_ref()
+            .is_some_and(|h| h.source == HolderSource::LockDir)
+        && insp
+            .dir
+            .as_ref()
+            .is_some_and(|d| d.entries.iter().all(|e| is_ours(e)))
 }
 
 /// Files deploy-lock or the legacy put in a lock directory, including the
@@ -912,6 +944,57 @@ mod tests {
         let prev = taken.took_over.as_ref().and_then(|t| t.holder.as_ref());
         assert_eq!(prev.and_then(|h| h.pid), Some(record.pid));
         assert_eq!(stale.release(*taken).unwrap().outcome, Release::Released);
+    }
+
+    #[test]
+    fn a_dead_deploy_lock_holders_leftover_counts_once_the_etcd_key_is_free() {
+        use crate::status::NetworkLock;
+        let t = tempfile::tempdir().unwrap();
+        let c = ctx(t.path());
+        let lock = LocalLock::new(&c, Environment::Staging);
+        let mut held = acquired(lock.try_acquire(false, dead()).unwrap());
+        held.run.take();
+        let mut record = held.record.clone();
+        record.holder_pid = record.pid;
+        let (fd, _) = fsops::snapshot_dir(&held.lock_dir).unwrap();
+        fsops::replace_file_at(&fd, OWNER_FILE, &serde_json::to_vec(&record).unwrap()).unwrap();
+        std::mem::forget(held);
+        let mut insp = lock.inspect().unwrap();
+        assert!(leftover_of_dead_etcd_run(&insp));
+        // Alone (the local backend) it is an orphan that waits for the
+        // stale timeout; with the etcd key free, a run takes it.
+        assert!(!would_take(&insp));
+        let network = |token| NetworkLock {
+            backend: "etcd",
+            key: "/k".into(),
+            fencing_token: token,
+            lease_id: None,
+            ttl_remaining_secs: None,
+        };
+        insp.network = Some(network(None));
+        assert!(would_take(&insp));
+        insp.network = Some(network(Some(7)));
+        assert!(!would_take(&insp), "the lease is not gone");
+        // Not while another run holds the kernel lock, nor with a live
+        // holder, nor with a record only the legacy wrote.
+        let mut busy_run = insp.clone();
+        busy_run.network = Some(network(None));
+        busy_run.run_holder = Some(runlock::RunHolder {
+            pid: 1,
+            lock_id: None,
+        });
+        assert!(!leftover_of_dead_etcd_run(&busy_run));
+        let mut alive = insp.clone();
+        alive.liveness = Liveness::Alive {
+            pid: 1,
+            comm: "sh".into(),
+        };
+        assert!(!leftover_of_dead_etcd_run(&alive));
+        let mut legacy = insp.clone();
+        if let Some(h) = &mut legacy.holder {
+            h.source = crate::status::HolderSource::StateFile;
+        }
+        assert!(!leftover_of_dead_etcd_run(&legacy));
     }
 
     #[test]

@@ -244,9 +244,32 @@ impl LockStore for EtcdLockStore<'_> {
         self.local.reset_records(env, expect)
     }
 
+    /// The etcd key; while it is free, also this machine's lock directory,
+    /// which a run here takes next: if that would refuse (a legacy deploy
+    /// holds it), the local lock is what is shown, so `status --quiet`
+    /// answers what `run` would do. An etcd run's own leftover
+    /// ([`crate::lock::leftover_of_dead_etcd_run`]) is no obstacle.
     fn inspect(&self, env: Environment) -> Result<Inspection, LockError> {
         let e = self.etcd.inspect(env).map_err(store_error)?;
-        Ok(self.inspection(e))
+        let free = e.held.is_none();
+        let etcd = self.inspection(e);
+        if !free {
+            return Ok(etcd);
+        }
+        let mut local = match self.local.inspect(env) {
+            Ok(l) => l,
+            // The key is the lock; an unreadable local record is shown by
+            // the run that trips over it.
+            Err(_) => return Ok(etcd),
+        };
+        if local.path_kind == PathKind::Missing && local.run_holder.is_none() {
+            return Ok(etcd);
+        }
+        local.network = etcd.network.clone();
+        if crate::lock::would_take(&local) {
+            return Ok(etcd);
+        }
+        Ok(local)
     }
 
     fn acquire(&self, env: Environment, how: &AcquireOptions<'_>) -> Result<Acquire, LockError> {
@@ -300,6 +323,25 @@ impl LockStore for EtcdLockStore<'_> {
         // etcd lock goes back (dropping it releases it).
         let local = match self.local.acquire(env, how)? {
             Acquire::Acquired(local) => local,
+            // Our own machine's leftover of an etcd run that died: its lease
+            // is gone (the key is ours now), so it is taken over (the engine
+            // re-checks under its guard and audits the takeover).
+            Acquire::Busy {
+                inspection,
+                reason: BusyReason::NotStale,
+                ..
+            } if leftover_seen_by_its_successor(&inspection) => {
+                let forced = AcquireOptions {
+                    force: true,
+                    process: how.process.clone(),
+                    interrupted: how.interrupted,
+                    waiting: how.waiting,
+                };
+                match self.local.acquire(env, &forced)? {
+                    Acquire::Acquired(local) => local,
+                    busy @ Acquire::Busy { .. } => return Ok(busy),
+                }
+            }
             busy @ Acquire::Busy { .. } => return Ok(busy),
         };
         let record = HolderRecord {
@@ -444,6 +486,22 @@ impl LockStore for EtcdLockStore<'_> {
             .map(Some)
             .map_err(store_error)
     }
+}
+
+/// [`crate::lock::leftover_of_dead_etcd_run`] as a run that holds the etcd
+/// key sees it: the kernel run lock it names is this run's own (taken
+/// before the directory), so free of any other run.
+fn leftover_seen_by_its_successor(insp: &Inspection) -> bool {
+    let ours = insp
+        .run_holder
+        .as_ref()
+        .is_some_and(|r| r.pid == std::process::id() as i32);
+    if !ours {
+        return crate::lock::leftover_of_dead_etcd_run(insp);
+    }
+    let mut insp = insp.clone();
+    insp.run_holder = None;
+    crate::lock::leftover_of_dead_etcd_run(&insp)
 }
 
 struct NoKeeping;

@@ -495,3 +495,59 @@ fn run_wait_ends_at_once_on_an_error_waiting_cannot_fix() {
     ));
     assert!(!ran.exists());
 }
+
+#[test]
+fn a_sigkilled_holders_own_machine_takes_its_leftover_once_the_lease_is_gone() {
+    let test = "a_sigkilled_holders_own_machine_takes_its_leftover";
+    let Some(e) = etcd_support::shared(test) else {
+        return;
+    };
+    let m = Machine::new(&[&e.endpoint], &etcd_support::prefix(test));
+    let pidfile = m.path("pid");
+    let hold = "echo $$ > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"; while :; do sleep 0.05; done";
+    let mut c = m.dl(&["run", "staging", "--", "sh", "-c", hold, "_"]);
+    c.cmd.arg(&pidfile);
+    let mut holder = c.spawn_guarded();
+    wait_until(PATIENCE, "the command's pid file", || {
+        fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    crate::harness::send_signal(holder.pid(), nix::sys::signal::Signal::SIGKILL);
+    let _ = holder.0.wait();
+    wait_until(PATIENCE, "the command's end", || {
+        matches!(crate::harness::proc_state(pid), None | Some('Z'))
+    });
+    // The leftover lock directory is there, and the lease not gone yet.
+    assert!(m.w.lock_path("staging").is_dir());
+    m.dl(&["status", "staging", "--quiet"])
+        .run()
+        .code(75)
+        .stderr("");
+    // Free once etcd expires the lease (TTL 2 s): status --quiet says so
+    // first, and then a run here starts, taking the leftover over.
+    wait_until(PATIENCE, "status --quiet to say free", || {
+        let out = m.dl(&["status", "staging", "--quiet"]).run();
+        out.any_code().stderr("");
+        out.code == Some(0)
+    });
+    let out = m.dl(&["run", "staging", "--", "true"]).run();
+    // The wrapper's pid: the record names the command only once the
+    // wrapper wrote it (with the command still starting, it may not have).
+    let named = [holder.pid(), pid].map(|p| {
+        format!(
+            "WARNING: took over the staging lock left by tester@{} (pid {p}, not running)\n",
+            crate::harness::hostname()
+        )
+    });
+    out.code(0).stdout("").stderr_one_of(&named);
+    assert!(
+        m.w.audit_log().lines().any(|l| l.contains("\"takeover\"")),
+        "{}",
+        m.w.audit_log()
+    );
+    assert!(!m.w.lock_path("staging").exists(), "released after the run");
+}
