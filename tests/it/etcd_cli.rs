@@ -622,13 +622,43 @@ fn a_waiter_that_loses_etcd_retries_and_says_so() {
             "b ran",
         ])
         .spawn_guarded();
-    std::thread::sleep(Duration::from_millis(300));
+    // Waiting once it watches the key (the holder's keeper watches too).
+    wait_until(PATIENCE, "the waiter's watch", || e.watchers() >= 2);
+    let mut waiter = waiter;
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (mut err, said) = (waiter.0.stderr.take().unwrap(), said.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                said.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
     send_signal(e.pid(), Signal::SIGSTOP);
-    std::thread::sleep(Duration::from_millis(2500));
+    // Stopped until the waiter says it lost etcd and retries.
+    wait_until(PATIENCE, "the waiter's retry notice", || {
+        said.lock()
+            .unwrap()
+            .contains("; retrying until the wait's limit\n")
+    });
     send_signal(e.pid(), Signal::SIGCONT);
     fs::write(&go, "").unwrap();
     finish(holder).code(0);
     let out = finish(waiter);
+    out.any_code();
+    reader.join().unwrap();
+    let out = crate::harness::Out::new(
+        out.stdout.clone(),
+        said.lock().unwrap().clone(),
+        out.code,
+        out.signal,
+    );
     out.code(0).any_stderr();
     assert_eq!(out.stdout, "b ran\n");
     assert!(

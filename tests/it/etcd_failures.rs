@@ -187,6 +187,7 @@ fn a_wait_that_loses_etcd_keeps_trying_until_its_timeout() {
         Acquire::Acquired(l) => l,
         Acquire::Busy(_) => panic!("busy"),
     };
+    let (seen_tx, seen) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let mut errors_seen = 0;
         let t = Instant::now();
@@ -196,12 +197,18 @@ fn a_wait_that_loses_etcd_keeps_trying_until_its_timeout() {
                 &this_process(env, "b@it").unwrap(),
                 Instant::now() + Duration::from_secs(3),
                 Duration::from_millis(250),
-                &mut |p| errors_seen += usize::from(p.error.is_some()),
+                &mut |p| {
+                    errors_seen += usize::from(p.error.is_some());
+                    if p.last_seen.is_some() {
+                        let _ = seen_tx.send(());
+                    }
+                },
             )
             .unwrap();
         (out, errors_seen, t.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Waiting once its progress names the holder.
+    seen.recv().unwrap();
     etcd.stop();
     let (out, errors_seen, took) = waiter.join().unwrap();
     std::mem::forget(held);

@@ -331,20 +331,27 @@ fn a_waiting_acquisition_gets_the_lock_when_it_is_released() {
         WaitOutcome::Acquired(_) => panic!("acquired a held lock"),
     }
     assert!(ticks >= 1, "progress was reported");
+    let (seen_tx, seen) = std::sync::mpsc::channel();
     let waiter = {
         let b = b.clone();
         std::thread::spawn(move || {
+            // Progress every 10 ms names the holder it waits for: the sign
+            // that it waits (released before that, it would not wait at all).
             b.acquire_wait(
                 ENV,
                 &who("bob"),
                 Instant::now() + Duration::from_secs(10),
-                Duration::from_secs(5),
-                &mut |_| {},
+                Duration::from_millis(10),
+                &mut |p| {
+                    if p.last_seen.is_some() {
+                        let _ = seen_tx.send(());
+                    }
+                },
             )
             .unwrap()
         })
     };
-    std::thread::sleep(Duration::from_millis(100));
+    seen.recv().unwrap();
     let old = lock.token();
     drop(lock);
     match waiter.join().unwrap() {

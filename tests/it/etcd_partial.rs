@@ -279,23 +279,6 @@ fn cut_off_20_runs() {
     report("cut_off_20_runs", &cut_off_holders("cut_off_20_runs", 4, 5));
 }
 
-/// How many watchers `m` serves (etcd's own gauge on /metrics).
-fn watchers(m: &Etcd) -> u64 {
-    let Ok(resp) = ureq::get(format!("{}/metrics", m.endpoint))
-        .config()
-        .timeout_global(Some(Duration::from_millis(500)))
-        .build()
-        .call()
-    else {
-        return 0;
-    };
-    let text = resp.into_body().read_to_string().unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
 #[test]
 fn a_waiter_behind_a_stopped_first_member_is_in_within_a_second_of_the_release() {
     let test = "a_waiter_behind_a_stopped_first_member_is_in_within_a_second";
@@ -314,13 +297,13 @@ fn a_waiter_behind_a_stopped_first_member_is_in_within_a_second_of_the_release()
     });
     // The holder's keeper watches its key: one watcher.
     wait_until(PATIENCE, "the holder's watch", || {
-        watchers(&c[1]) + watchers(&c[2]) >= 1
+        c[1].watchers() + c[2].watchers() >= 1
     });
     c[0].pause();
     let wt = run_cmd(&waiter, &["--wait=30"], &stamp()).spawn_guarded();
     // Waiting once it watches the key on a member that answers.
     wait_until(PATIENCE, "the waiter's watch", || {
-        watchers(&c[1]) + watchers(&c[2]) >= 2
+        c[1].watchers() + c[2].watchers() >= 2
     });
     fs::write(holder.path("done"), "").unwrap();
     let h_out = finish(h);

@@ -69,6 +69,25 @@ impl Etcd {
         stop(self.pid, &self.dir);
     }
 
+    /// How many watches this member serves now (etcd's own gauge on
+    /// /metrics; 0 when it does not answer): a waiter's or a keeper's watch
+    /// is an observable event to wait for.
+    pub fn watchers(&self) -> u64 {
+        let Ok(resp) = ureq::get(format!("{}/metrics", self.endpoint))
+            .config()
+            .timeout_global(Some(Duration::from_millis(500)))
+            .build()
+            .call()
+        else {
+            return 0;
+        };
+        let text = resp.into_body().read_to_string().unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
     /// SIGSTOP (hung: connections are accepted, nothing answers), waiting
     /// until every thread is stopped.
     pub fn pause(&self) {
