@@ -177,6 +177,46 @@ pub struct NetworkLock {
     pub lease_id: Option<String>,
     /// Seconds left on the holder's lease.
     pub ttl_remaining_secs: Option<u64>,
+    /// The key holds something deploy-lock did not write, or has no lease
+    /// (issue 17): shown as what it is, and removed only by `unlock`.
+    pub foreign: Option<ForeignValue>,
+}
+
+/// A lock key's value that is not a deploy-lock holder record, or a key
+/// without a lease (it never expires).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignValue {
+    /// The value's size in bytes.
+    pub size: usize,
+    /// Its first bytes: printable ASCII as is, anything else as `\xNN`.
+    pub head: String,
+    /// Whether the value is a deploy-lock record (then only the lease is
+    /// missing).
+    pub is_record: bool,
+    /// Whether the key has a lease.
+    pub has_lease: bool,
+}
+
+impl ForeignValue {
+    /// How many bytes of a value are shown.
+    pub const HEAD: usize = 32;
+
+    pub fn new(value: &[u8], is_record: bool, has_lease: bool) -> ForeignValue {
+        let mut head = String::new();
+        for &b in value.iter().take(Self::HEAD) {
+            match b {
+                b'"' | b'\\' => head.push_str(&format!("\\x{b:02x}")),
+                0x20..=0x7e => head.push(b as char),
+                _ => head.push_str(&format!("\\x{b:02x}")),
+            }
+        }
+        ForeignValue {
+            size: value.len(),
+            head,
+            is_record,
+            has_lease,
+        }
+    }
 }
 
 impl Inspection {

@@ -497,6 +497,9 @@ pub fn run_phrase(holder: Option<&RunHolder>) -> String {
 
 /// What a busy lock is held by, for the progress line of `run --wait`.
 pub fn holder_phrase(insp: &Inspection) -> String {
+    if let Some(f) = insp.network.as_ref().and_then(|n| n.foreign.as_ref()) {
+        return format!("held by {}", foreign_value(f));
+    }
     match (&insp.liveness, &insp.holder) {
         (Liveness::Alive { pid, comm }, _) => {
             format!("held by {}, pid {pid}", display_name(*pid, comm))
@@ -506,6 +509,45 @@ pub fn holder_phrase(insp: &Inspection) -> String {
             h.locked_by.as_deref().unwrap_or("an unknown holder")
         ),
         _ => "held".to_string(),
+    }
+}
+
+/// A network lock key that deploy-lock did not write, or without a lease,
+/// as what it is: `13 bytes that are not a deploy-lock record ("hello")`,
+/// `a deploy-lock record without a lease`.
+pub fn foreign_value(f: &deploy_lock::status::ForeignValue) -> String {
+    use deploy_lock::status::ForeignValue;
+    let more = if f.size > ForeignValue::HEAD {
+        "..."
+    } else {
+        ""
+    };
+    let what = if f.is_record {
+        "a deploy-lock record".to_string()
+    } else {
+        format!(
+            "{} bytes that are not a deploy-lock record (\"{}\"{more})",
+            f.size, f.head
+        )
+    };
+    if f.has_lease {
+        what
+    } else {
+        format!("{what} without a lease")
+    }
+}
+
+/// What becomes of a foreign key: one with a lease goes with it; one
+/// without never expires, and only `unlock` removes it.
+pub fn foreign_fate(f: &deploy_lock::status::ForeignValue, env: Environment) -> String {
+    if f.has_lease {
+        format!(
+            "it goes when its lease ends, or `deploy-lock unlock {env}` removes it after showing it"
+        )
+    } else {
+        format!(
+            "it never expires and nothing takes it over: `deploy-lock unlock {env}` removes it after showing it"
+        )
     }
 }
 
@@ -560,7 +602,15 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
         (BusyReason::RunHeld, Liveness::Alive { .. }) => BusyReason::HolderAlive,
         (r, _) => r,
     };
+    let foreign = insp.network.as_ref().and_then(|n| n.foreign.as_ref());
     let mut lines: Vec<String> = match (reason, &insp.liveness) {
+        // One line: what the key holds and the one way out.
+        _ if let Some(f) = foreign => vec![error(format!(
+            "the {env} lock key {} holds {}; {}",
+            insp.network.as_ref().map(|n| n.key.as_str()).unwrap_or(""),
+            foreign_value(f),
+            foreign_fate(f, env)
+        ))],
         (BusyReason::RunHeld, _) => vec![
             error(format!(
                 "the {env} lock is {}; it frees when that process ends.",
@@ -674,12 +724,18 @@ pub fn still_held(env: Environment) -> String {
 /// legacy banner speaks of a lock directory and a state file, which a lease
 /// lock has neither of, and a lease holder stops its command when it loses
 /// the lock, which the person confirming must know.
-pub fn force_warning_network(key: &str) -> Vec<String> {
+/// A key without a lease (written by hand) is simply deleted.
+pub fn force_warning_network(key: &str, has_lease: bool) -> Vec<String> {
+    let first = if has_lease {
+        format!("  1. Revoke the holder's lease, which deletes the lock key: {key}")
+    } else {
+        format!("  1. Delete the lock key, which has no lease: {key}")
+    };
     vec![
         "⚠ FORCE UNLOCK - This is dangerous!".to_string(),
         String::new(),
         "This will:".to_string(),
-        format!("  1. Revoke the holder's lease, which deletes the lock key: {key}"),
+        first,
         "  2. Make the holder stop its command: it loses the lock and, unless it runs with DEPLOY_LOCK_ON_LOST=warn, sends it SIGTERM".to_string(),
         String::new(),
         "Only do this if:".to_string(),
@@ -690,8 +746,10 @@ pub fn force_warning_network(key: &str) -> Vec<String> {
 }
 
 /// After a forced unlock on a network store: what happened to the key.
-pub fn network_unlocked(removed: bool) -> &'static str {
-    if removed {
+pub fn network_unlocked(removed: bool, has_lease: bool) -> &'static str {
+    if removed && !has_lease {
+        "✓ The lock key is deleted"
+    } else if removed {
         "✓ Lease revoked; the lock key is gone"
     } else {
         "The lock key does not exist (already released)"

@@ -252,8 +252,17 @@ pub fn unlock(
     writeln!(io.out)?;
     // A lease lock (etcd) has no directory or state file to speak of.
     let network = modern && insp.network.is_some();
+    // A key written by hand may have no lease: it is deleted, not revoked.
+    let has_lease = insp
+        .network
+        .as_ref()
+        .and_then(|n| n.foreign.as_ref())
+        .is_none_or(|f| f.has_lease);
     let banner = if network {
-        super::messages::force_warning_network(&store.location(env).display().to_string())
+        super::messages::force_warning_network(
+            &store.location(env).display().to_string(),
+            has_lease,
+        )
     } else {
         texts::force_warning(&store.location(env))
     };
@@ -287,7 +296,7 @@ pub fn unlock(
     };
     let out = &mut *io.out;
     if network {
-        let line = super::messages::network_unlocked(done.dir_removed.is_some());
+        let line = super::messages::network_unlocked(done.dir_removed.is_some(), has_lease);
         match done.dir_removed {
             Some(_) => writeln!(out, "{}", style.green(line))?,
             None => writeln!(out, "{line}")?,

@@ -186,6 +186,17 @@ fn network_lines(n: &deploy_lock::status::NetworkLock) -> Vec<String> {
     if let Some(t) = n.fencing_token {
         out.push(format!("  Fencing token: {t}"));
     }
+    if let Some(f) = &n.foreign {
+        if !f.has_lease {
+            out.push("  Lease: none (the key never expires)".to_string());
+        }
+        if !f.is_record {
+            out.push(format!("  Value: {}", messages::foreign_value(f)));
+        }
+        if !f.has_lease {
+            return out;
+        }
+    }
     if let Some(l) = &n.lease_id {
         match n.ttl_remaining_secs {
             Some(s) => out.push(format!("  Lease: {l} ({s} s left; renewed by the holder)")),
@@ -248,6 +259,17 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
             "lease_ttl_remaining_seconds".into(),
             json!(n.ttl_remaining_secs),
         );
+        if let Some(f) = &n.foreign {
+            o.insert(
+                "foreign_value".into(),
+                json!({
+                    "size": f.size,
+                    "head": f.head,
+                    "is_record": f.is_record,
+                    "has_lease": f.has_lease,
+                }),
+            );
+        }
     }
     v
 }
@@ -282,7 +304,13 @@ pub fn verdict_line(insp: &Inspection) -> String {
     use deploy_lock::status::Verdict;
     let stale = texts::span(insp.view.stale_after_secs);
     let env = insp.environment;
+    let foreign = insp.network.as_ref().and_then(|n| n.foreign.as_ref());
     let what = match (insp.verdict, &insp.liveness) {
+        (Verdict::Held, _) if let Some(f) = foreign => format!(
+            "held by {}; {}",
+            messages::foreign_value(f),
+            messages::foreign_fate(f, env)
+        ),
         (Verdict::Free, _) => match insp.run_holder.as_ref().filter(|r| r.lock_id.is_some()) {
             Some(run) => format!(
                 "no lock directory, but a deploy-lock run (pid {}) still runs its command (its lock directory was removed); another deploy-lock run starts once it ends",

@@ -598,14 +598,26 @@ fn transport_error(ep: &str, e: &ureq::Error, timeout: Duration) -> EtcdError {
     }
 }
 
+/// The most of one answer read: base64 makes a value a third larger, and
+/// etcd stores values up to its `--max-request-bytes` (1.5 MiB by
+/// default; some raise it). A lock key holding more is shown as a foreign
+/// value up to this size, and is one clear error past it.
+pub const ANSWER_LIMIT: u64 = 64 << 20;
+
 fn read_all(ep: &str, status: u16, mut body: ureq::Body) -> Result<(u16, String), EtcdError> {
     let text = body
         .with_config()
-        .limit(4 << 20)
+        .limit(ANSWER_LIMIT)
         .read_to_string()
-        .map_err(|e| EtcdError::Unreachable {
-            endpoint: ep.to_string(),
-            detail: format!("the answer broke off: {e}"),
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(limit) => EtcdError::Oversized {
+                endpoint: ep.to_string(),
+                limit,
+            },
+            e => EtcdError::Unreachable {
+                endpoint: ep.to_string(),
+                detail: format!("the answer broke off: {e}"),
+            },
         })?;
     Ok((status, text))
 }

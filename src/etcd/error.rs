@@ -28,6 +28,9 @@ pub enum EtcdError {
     },
     /// An answer that is not what the gateway documents.
     Protocol { endpoint: String, detail: String },
+    /// An answer larger than the client reads (a lock key holding a value
+    /// of tens of MiB: not a deploy-lock record).
+    Oversized { endpoint: String, limit: u64 },
     /// Every endpoint failed; one error per endpoint, in order.
     AllEndpoints(Vec<EtcdError>),
     /// This machine could not do its part (a pipe, a thread).
@@ -44,7 +47,8 @@ impl EtcdError {
             | EtcdError::AuthRefused { endpoint, .. }
             | EtcdError::PermissionDenied { endpoint, .. }
             | EtcdError::Server { endpoint, .. }
-            | EtcdError::Protocol { endpoint, .. } => Some(endpoint),
+            | EtcdError::Protocol { endpoint, .. }
+            | EtcdError::Oversized { endpoint, .. } => Some(endpoint),
             EtcdError::CaFile { .. } | EtcdError::Local { .. } => None,
             EtcdError::AllEndpoints(v) => v.first().and_then(EtcdError::endpoint),
         }
@@ -66,6 +70,7 @@ impl EtcdError {
             | EtcdError::PermissionDenied { .. }
             | EtcdError::CaFile { .. }
             | EtcdError::Protocol { .. }
+            | EtcdError::Oversized { .. }
             | EtcdError::Local { .. } => false,
         }
     }
@@ -117,6 +122,13 @@ impl fmt::Display for EtcdError {
                 write!(f, "etcd at {endpoint} gave an unexpected answer: {detail}")
             }
             EtcdError::Local { detail } => f.write_str(detail),
+            EtcdError::Oversized { endpoint, limit } => write!(
+                f,
+                "etcd at {endpoint} answered more than {} MiB: the lock key holds a value far \
+                 larger than any deploy-lock record; look at it with etcdctl get KEY \
+                 --print-value-only | head -c 100, and remove it with etcdctl del KEY",
+                limit >> 20
+            ),
             EtcdError::AllEndpoints(errors) => {
                 for (i, e) in errors.iter().enumerate() {
                     if i > 0 {

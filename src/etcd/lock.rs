@@ -119,6 +119,8 @@ impl EtcdStore {
                     lease: LeaseId(kv.lease),
                     ttl_remaining,
                     mod_revision: kv.mod_revision,
+                    value_size: kv.value.len(),
+                    value_head: kv.value.iter().take(64).copied().collect(),
                 })
             }
         };

@@ -96,6 +96,10 @@ pub struct Held {
     /// Left on the lease; None when it ran out between the two reads.
     pub ttl_remaining: Option<Duration>,
     pub mod_revision: i64,
+    /// The value's size, and its first bytes (for a value that is not a
+    /// record: shown as what it is).
+    pub value_size: usize,
+    pub value_head: Vec<u8>,
 }
 
 /// One look at an environment's lock on etcd.

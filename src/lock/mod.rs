@@ -970,6 +970,7 @@ mod tests {
             fencing_token: token,
             lease_id: None,
             ttl_remaining_secs: None,
+            foreign: None,
         };
         insp.network = Some(network(None));
         assert!(would_take(&insp));

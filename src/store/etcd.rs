@@ -31,7 +31,7 @@ use crate::fsops::{PathKind, Removal};
 use crate::holder::{holder_from, liveness_of};
 use crate::liveness::ProcessIdentity;
 use crate::lock::{BusyReason, ForceUnlock, LockError, Release};
-use crate::status::{Inspection, Liveness, NetworkLock, Verdict};
+use crate::status::{ForeignValue, Inspection, Liveness, NetworkLock, Verdict};
 use crate::times::parse_time;
 use crate::view::{DirView, LegacyView, ProcessView, RecordView};
 
@@ -169,6 +169,14 @@ impl<'a> EtcdLockStore<'a> {
                     .as_ref()
                     .and_then(|h| h.ttl_remaining)
                     .map(|d| d.as_secs()),
+                foreign: e.held.as_ref().and_then(|h| {
+                    let (is_record, has_lease) = (h.record.is_some(), h.lease.0 != 0);
+                    (!is_record || !has_lease).then(|| {
+                        let mut f = ForeignValue::new(&h.value_head, is_record, has_lease);
+                        f.size = h.value_size;
+                        f
+                    })
+                }),
             }),
         }
     }
@@ -300,6 +308,8 @@ impl LockStore for EtcdLockStore<'_> {
                         lease: LeaseId(kv.lease),
                         ttl_remaining: None,
                         mod_revision: kv.mod_revision,
+                        value_size: kv.value.len(),
+                        value_head: kv.value.iter().take(64).copied().collect(),
                     }),
                 };
                 return Ok(Acquire::Busy {

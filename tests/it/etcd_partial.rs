@@ -677,3 +677,64 @@ fn chaos_2_minutes() {
         );
     }
 }
+
+/// Puts `value` at `key` with no lease through the JSON gateway (etcdctl's
+/// gRPC client refuses messages over 2 MiB).
+fn put_by_hand(e: &Etcd, key: &str, value: &[u8]) {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let body = serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value)});
+    let resp = ureq::post(format!("{}/v3/kv/put", e.endpoint))
+        .send(body.to_string())
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[test]
+fn a_foreign_or_oversized_key_is_one_line_75_nothing_run_and_unlock_removes_it() {
+    let test = "a_foreign_or_oversized_key_is_one_line";
+    let Some(c) = etcd_support::cluster_with(test, 1, &["--max-request-bytes=10485760"]) else {
+        return;
+    };
+    let e = &c[0];
+    let m = Machine::new(&[&e.endpoint], &etcd_support::prefix(test));
+    let key = format!("{}/v1/env/staging/lock", m.prefix);
+    let ran = m.path("ran");
+    let big = vec![b'x'; 5 << 20];
+    for (value, shown) in [
+        (
+            &b"hello\x01 \"garbage\""[..],
+            "16 bytes that are not a deploy-lock record (\"hello\\x01 \\x22garbage\\x22\")",
+        ),
+        (
+            &big[..],
+            "5242880 bytes that are not a deploy-lock record \
+             (\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"...)",
+        ),
+    ] {
+        put_by_hand(e, &key, value);
+        let mut c = m.dl(&["run", "staging", "--", "touch"]);
+        c.cmd.arg(&ran);
+        let out = c.run();
+        out.code(75).stdout("").stderr(&format!(
+            "ERROR: the staging lock key {key} holds {shown} without a lease; it never expires \
+             and nothing takes it over: `deploy-lock unlock staging` removes it after showing \
+             it\n"
+        ));
+        assert!(!ran.exists(), "nothing runs");
+        m.dl(&["status", "staging", "--quiet"]).run().code(75);
+        let out = m.dl(&["unlock", "staging", "--yes"]).run();
+        out.code(0);
+        assert!(
+            out.stdout
+                .contains(&format!("  Value: {shown} without a lease\n"))
+                && out.stdout.contains(&format!(
+                    "  1. Delete the lock key, which has no lease: etcd:{key}\n"
+                ))
+                && out.stdout.contains("✓ The lock key is deleted\n"),
+            "{}",
+            out.stdout
+        );
+        m.dl(&["status", "staging", "--quiet"]).run().code(0);
+    }
+}
