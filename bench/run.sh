@@ -137,26 +137,36 @@ t1=$(now_ns)
 handoffs=$(( $(grep -c '"event":"acquire"' "$log" || true) - before ))
 printf '%-46s %8s ms  %s acquisitions logged (target <= 1000 ms)\n' "100 contended hand-offs (4 x 25 run --wait)" "$(ms $((t1 - t0)))" "$handoffs"
 
-# 4. The etcd backend beside etcdctl, on one local etcd (skipped without it).
+# 4. The etcd backend beside etcdctl, on a local 3-member cluster (skipped
+# without etcd): both clients get the same three endpoints.
 if [ -x /usr/bin/etcd ] && [ -x /usr/bin/etcdctl ]; then
-    read -r cport pport < <(python3 -c 'import socket
-s = [socket.socket() for _ in range(2)]
+    read -r -a ports < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(6)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
-    ep="http://127.0.0.1:$cport"
-    /usr/bin/etcd --name=bench --data-dir="$work/etcd" --listen-client-urls="$ep" \
-        --advertise-client-urls="$ep" --listen-peer-urls="http://127.0.0.1:$pport" \
-        --initial-advertise-peer-urls="http://127.0.0.1:$pport" \
-        --initial-cluster="bench=http://127.0.0.1:$pport" --heartbeat-interval=10 \
-        --election-timeout=100 --log-level=error >"$work/etcd.log" 2>&1 &
-    etcd_pid=$!
-    trap 'kill "$etcd_pid" 2>/dev/null || true; wait "$etcd_pid" 2>/dev/null || true; cleanup' EXIT
-    for _ in $(seq 100); do curl -sf "$ep/version" >/dev/null && break; sleep 0.05; done
+    initial="m0=http://127.0.0.1:${ports[1]},m1=http://127.0.0.1:${ports[3]},m2=http://127.0.0.1:${ports[5]}"
+    etcd_pids=()
+    for i in 0 1 2; do
+        c="http://127.0.0.1:${ports[$((2 * i))]}" p="http://127.0.0.1:${ports[$((2 * i + 1))]}"
+        /usr/bin/etcd --name="m$i" --data-dir="$work/etcd$i" --listen-client-urls="$c" \
+            --advertise-client-urls="$c" --listen-peer-urls="$p" \
+            --initial-advertise-peer-urls="$p" --initial-cluster="$initial" \
+            --heartbeat-interval=10 --election-timeout=100 --log-level=error >"$work/etcd$i.log" 2>&1 &
+        etcd_pids+=($!)
+    done
+    ep="http://127.0.0.1:${ports[0]},http://127.0.0.1:${ports[2]},http://127.0.0.1:${ports[4]}"
+    first="http://127.0.0.1:${ports[0]}"
+    trap 'kill "${etcd_pids[@]}" 2>/dev/null || true; wait "${etcd_pids[@]}" 2>/dev/null || true; cleanup' EXIT
+    # Ready once a linearizable read answers (a leader is elected).
+    for _ in $(seq 200); do
+        curl -sf -XPOST "$first/v3/kv/range" -d '{"key":"eA=="}' >/dev/null && break
+        sleep 0.05
+    done
     export ETCDCTL_API=3 DEPLOY_LOCK_BACKEND=etcd DEPLOY_LOCK_ETCD_ENDPOINTS="$ep" DEPLOY_LOCK_ETCD_PREFIX=/bench
     ctl() { /usr/bin/etcdctl --endpoints="$ep" "$@"; }
     key=/bench/v1/env/staging/lock
     echo
-    echo "etcd $(curl -s "$ep/version" | jq -r .etcdserver), loopback, one member"
+    echo "etcd $(curl -s "$first/version" | jq -r .etcdserver), loopback, 3 members"
     t_run=$(time_cmd 100 "$bin" run staging -- true)
     t_ctl=$(time_cmd 100 /usr/bin/etcdctl --endpoints="$ep" lock bench-ctl true)
     printf '%-46s %8s ms  etcdctl lock k true %s ms: %sx (goal <= 1.0x)\n' \
@@ -173,14 +183,14 @@ print(*[x.getsockname()[1] for x in s])')
     wake() { # the waiter command; prints the median ns from the revoke to its exit
         local i t_rm t_done lease out=()
         for ((i = 0; i < 15; i++)); do
-            lease=$(curl -s -XPOST "$ep/v3/lease/grant" -d '{"TTL":30}' | jq -r .ID)
-            curl -s -XPOST "$ep/v3/kv/put" -d "{\"key\":\"$(printf %s "$1" | base64 -w0)\",\"value\":\"eA==\",\"lease\":\"$lease\"}" >/dev/null
+            lease=$(curl -s -XPOST "$first/v3/lease/grant" -d '{"TTL":30}' | jq -r .ID)
+            curl -s -XPOST "$first/v3/kv/put" -d "{\"key\":\"$(printf %s "$1" | base64 -w0)\",\"value\":\"eA==\",\"lease\":\"$lease\"}" >/dev/null
             shift_args=("${@:2}")
             ( "${shift_args[@]}" >/dev/null 2>&1; now_ns > "$work/done" ) &
             local w=$!
             sleep 0.3
             t_rm=$(now_ns)
-            curl -s -XPOST "$ep/v3/lease/revoke" -d "{\"ID\":\"$lease\"}" >/dev/null
+            curl -s -XPOST "$first/v3/lease/revoke" -d "{\"ID\":\"$lease\"}" >/dev/null
             wait "$w"
             t_done=$(cat "$work/done")
             out+=($((t_done - t_rm)))

@@ -355,6 +355,15 @@ impl Client {
         let resp = result.map_err(|e| transport_error(ep, &e, timeout.min(headers_in)))?;
         let status = resp.status().as_u16();
         if status == 404 {
+            // etcd's own "not found" (a lease revoked twice: gRPC code 5)
+            // comes as a 404 with its JSON error; anything else on 404 is
+            // no gateway at all.
+            let body = resp.into_body().read_to_string().unwrap_or_default();
+            if let Ok(v) = serde_json::from_str::<Value>(&body)
+                && v.get("code").is_some()
+            {
+                return Err(super::wire::server_error(ep, &v));
+            }
             return Err(EtcdError::GatewayDisabled {
                 endpoint: ep.to_string(),
                 path: path.to_string(),

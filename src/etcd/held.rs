@@ -154,26 +154,20 @@ impl EtcdLock {
         };
         keeper.shut_down();
         let budget = Budget::new(&self.client, Instant::now() + OP_BUDGET);
-        let txn = self.client.txn(
-            self.key.as_bytes(),
-            &[
-                Compare::CreateRevision(self.token.0),
-                Compare::Lease(self.lease.0),
-            ],
-            &[Op::Delete],
-            &[Op::Get],
-            budget.left(),
-        );
-        // Revoked either way: a lease nobody renews only delays the next holder.
-        let _ = self.client.lease_revoke(self.lease.0, budget.cleanup());
-        let txn = txn?;
-        Ok(match txn.kv {
-            _ if txn.succeeded => Release::Released,
-            None => Release::AlreadyGone,
-            Some(kv) => Release::TakenByOther {
+        // Revoking our lease deletes exactly the keys attached to it: our
+        // key if it is still ours, never another holder's (theirs hangs on
+        // their lease). One write instead of a compare-and-delete and a
+        // revoke; the key is read only when the lease was already gone.
+        if self.client.lease_revoke(self.lease.0, budget.left())? {
+            return Ok(Release::Released);
+        }
+        let read = self.client.get(self.key.as_bytes(), budget.cleanup())?;
+        Ok(match read.kv {
+            Some(kv) if kv.create_revision != self.token.0 => Release::TakenByOther {
                 token: FencingToken(kv.create_revision),
                 record: parse_record(&kv.value),
             },
+            _ => Release::AlreadyGone,
         })
     }
 }
