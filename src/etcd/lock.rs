@@ -55,6 +55,20 @@ pub struct EtcdStore {
     client: Client,
     prefix: String,
     ttl: Duration,
+    /// A lease granted for an attempt that lost the race, kept for the next
+    /// attempt: every waiter wakes on a release and all but one lose, and
+    /// a grant and a revoke each (two raft writes) per loser per hand-off
+    /// made a contended lock slow.
+    spare: std::sync::Arc<std::sync::Mutex<Option<SpareLease>>>,
+}
+
+/// A lease of ours that no key is attached to yet.
+#[derive(Clone, Copy)]
+struct SpareLease {
+    id: i64,
+    granted_ttl: u64,
+    /// When it was asked for, on the boot clock: its TTL counts from here.
+    granted_at: Duration,
 }
 
 impl EtcdStore {
@@ -64,6 +78,7 @@ impl EtcdStore {
             client,
             prefix: prefix.trim_end_matches('/').to_string(),
             ttl,
+            spare: Default::default(),
         }
     }
 
@@ -147,10 +162,24 @@ impl EtcdStore {
         budget: Budget,
     ) -> Result<Acquire, EtcdError> {
         let key = self.key(env);
-        let granted_at = super::keeper::boottime();
-        // The keeper judges by the TTL asked for: if etcd granted more, a
-        // loss is reported early, never late.
-        let (lease, granted_ttl) = self.client.lease_grant(self.ttl, budget.left())?;
+        // A spare lease from a lost race, while young enough that its first
+        // renewal (due a third of the TTL after its grant) is not late;
+        // otherwise a new one. The keeper judges by the TTL asked for: if
+        // etcd granted more, a loss is reported early, never late.
+        let spare = self.spare.lock().unwrap().take();
+        let (lease, granted_ttl, granted_at, reused) = match spare {
+            Some(s) if super::keeper::boottime().saturating_sub(s.granted_at) < self.ttl / 3 => {
+                (s.id, s.granted_ttl, s.granted_at, true)
+            }
+            old => {
+                if let Some(s) = old {
+                    let _ = self.client.lease_revoke(s.id, budget.cleanup());
+                }
+                let granted_at = super::keeper::boottime();
+                let (id, ttl) = self.client.lease_grant(self.ttl, budget.left())?;
+                (id, ttl, granted_at, false)
+            }
+        };
         let record = EtcdRecord {
             owner: OwnerRecord {
                 environment: env.as_str().to_string(),
@@ -170,6 +199,10 @@ impl EtcdStore {
         );
         let txn = match txn {
             Ok(t) => t,
+            // A spare lease etcd no longer knows: once more with a new one.
+            Err(EtcdError::Server { code: 5, .. }) if reused => {
+                return self.try_acquire_within(env, owner, budget);
+            }
             Err(e) => {
                 // The put may have landed: revoking the lease undoes it.
                 let _ = self.client.lease_revoke(lease, budget.cleanup());
@@ -182,7 +215,12 @@ impl EtcdStore {
             // next endpoint before its answer came back: ours all the same.
             Some(kv) if kv.lease == lease => kv.create_revision,
             kv => {
-                let _ = self.client.lease_revoke(lease, budget.cleanup());
+                // Kept for the next attempt (see `spare`).
+                *self.spare.lock().unwrap() = Some(SpareLease {
+                    id: lease,
+                    granted_ttl,
+                    granted_at,
+                });
                 return Ok(Acquire::Busy(self.inspection(
                     env,
                     txn.revision,
