@@ -147,6 +147,25 @@ impl EtcdStore {
         })
     }
 
+    /// While waiting for a release: a lease granted ahead (a spare, see
+    /// `spare`), so the attempt after the release is one txn. A spare that
+    /// got too old to use is left to expire and replaced.
+    pub fn prepare_spare(&self, timeout: Duration) {
+        let fresh =
+            |s: &SpareLease| super::keeper::boottime().saturating_sub(s.granted_at) < self.ttl / 3;
+        if self.spare.lock().unwrap().as_ref().is_some_and(fresh) {
+            return;
+        }
+        let granted_at = super::keeper::boottime();
+        if let Ok((id, granted_ttl)) = self.client.lease_grant(self.ttl, timeout) {
+            *self.spare.lock().unwrap() = Some(SpareLease {
+                id,
+                granted_ttl,
+                granted_at,
+            });
+        }
+    }
+
     /// Takes the lock if nobody holds it, in one txn: create the key only if
     /// it does not exist, attached to a new lease of ours.
     /// `owner` is who takes it (see [`super::record::this_process`]); its
@@ -171,10 +190,9 @@ impl EtcdStore {
             Some(s) if super::keeper::boottime().saturating_sub(s.granted_at) < self.ttl / 3 => {
                 (s.id, s.granted_ttl, s.granted_at, true)
             }
-            old => {
-                if let Some(s) = old {
-                    let _ = self.client.lease_revoke(s.id, budget.cleanup());
-                }
+            // A stale spare is left to expire (no key hangs on it): a
+            // revoke here would be one more write before the lock is ours.
+            _ => {
                 let granted_at = super::keeper::boottime();
                 let (id, ttl) = self.client.lease_grant(self.ttl, budget.left())?;
                 (id, ttl, granted_at, false)

@@ -298,6 +298,7 @@ impl LockStore for EtcdLockStore<'_> {
                 .get(key.as_bytes(), client.call_timeout())
                 .map_err(store_error)?;
             if let Some(kv) = read.kv {
+                self.etcd.prepare_spare(client.call_timeout());
                 let insp = EtcdInspection {
                     environment: env,
                     key,
@@ -390,6 +391,7 @@ impl LockStore for EtcdLockStore<'_> {
             local,
             response: LossResponse::new(self.settings.on_lost, self.settings.lost_grace),
             lost: false,
+            pending_process: None,
             audit_lost: None,
             warnings: Vec::new(),
         })
@@ -514,6 +516,13 @@ fn leftover_seen_by_its_successor(insp: &Inspection) -> bool {
     crate::lock::leftover_of_dead_etcd_run(&insp)
 }
 
+/// How long after its start the command is named in the etcd record: a
+/// command done by then (a hook, `true`) costs no write, one of the four
+/// raft writes of a short run; other machines' `status` shows the
+/// deploy-lock process meanwhile (this machine's record names the command
+/// at once).
+const RECORD_AFTER: Duration = Duration::from_millis(50);
+
 struct NoKeeping;
 impl Keeping for NoKeeping {
     fn started(&mut self, _: ProcessIdentity) {}
@@ -526,6 +535,8 @@ struct EtcdKeeping<'a> {
     local: Option<Box<dyn Keeping + 'a>>,
     response: LossResponse,
     lost: bool,
+    /// The started command, to name in the etcd record when due.
+    pending_process: Option<(ProcessIdentity, Instant)>,
     /// The loss's cause, to audit once the command was signalled.
     audit_lost: Option<String>,
     warnings: Vec<Warning>,
@@ -540,12 +551,9 @@ fn stop(step: Step) -> Stop {
 
 impl Keeping for EtcdKeeping<'_> {
     fn started(&mut self, process: ProcessIdentity) {
-        let name = crate::liveness::probe(process.pid).map(|p| p.ps_comm());
-        if let Err(e) = self.lock.record_process(&process, name.as_deref()) {
-            self.warnings.push(Warning::RecordProcess {
-                error: e.to_string(),
-            });
-        }
+        // Named in the etcd record a moment later (see RECORD_AFTER), by
+        // `service`; this machine's record names it at once.
+        self.pending_process = Some((process.clone(), Instant::now() + RECORD_AFTER));
         if let Some(l) = &mut self.local {
             l.started(process);
         }
@@ -568,6 +576,7 @@ impl Keeping for EtcdKeeping<'_> {
             self.local.as_ref().and_then(|l| l.deadline()),
             self.response.deadline(),
             lease,
+            self.pending_process.as_ref().map(|p| p.1),
         ]
         .into_iter()
         .flatten()
@@ -582,6 +591,17 @@ impl Keeping for EtcdKeeping<'_> {
         let now = Instant::now();
         if !self.lost {
             self.lock.judge_deadline();
+        }
+        if self.pending_process.as_ref().is_some_and(|p| now >= p.1)
+            && let Some((process, _)) = self.pending_process.take()
+            && !self.lost
+        {
+            let name = crate::liveness::probe(process.pid).map(|p| p.ps_comm());
+            if let Err(e) = self.lock.record_process(&process, name.as_deref()) {
+                self.warnings.push(Warning::RecordProcess {
+                    error: e.to_string(),
+                });
+            }
         }
         if !self.lost
             && let Some(cause) = self.lock.lost()

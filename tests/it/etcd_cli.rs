@@ -164,6 +164,10 @@ fn status_on_one_machine_shows_the_others_holder_and_check() {
     )
     .spawn_guarded();
     let pid = pid_in(&pidfile);
+    // The etcd record names the command shortly after its start.
+    wait_until(PATIENCE, "the record to name the command", || {
+        b.status_json()["holder"]["pid"] == pid
+    });
     let v = b.status_json();
     assert_eq!(v["verdict"], "held");
     assert_eq!(v["backend"], "etcd");
@@ -703,15 +707,17 @@ fn wait_on_another_machine_ends_at_the_release_and_unlock_id_spares_a_new_holder
     assert!(out.stdout.ends_with("✓ Lock released!\n"), "{}", out.stdout);
     // A new holder: an unlock of the first lock id leaves it alone.
     fs::remove_file(&go).unwrap();
+    fs::remove_file(&pidfile).unwrap();
     let holder = arg(
         a.dl(&["run", "staging", "--", "sh", "-c", &script, "_"]),
         &pidfile,
     )
     .spawn_guarded();
+    let pid2 = pid_in(&pidfile);
+    // Its record names its command shortly after the start.
     wait_until(PATIENCE, "the second holder", || {
-        b.status_json()["holder"]["lock_id"]
-            .as_str()
-            .is_some_and(|id| id != first_id)
+        let h = &b.status_json()["holder"];
+        h["lock_id"].as_str().is_some_and(|id| id != first_id) && h["pid"] == pid2
     });
     let second = b.status_json()["holder"].clone();
     let out = b
