@@ -74,6 +74,13 @@ impl EtcdLock {
         Some(Instant::now() + stop_at.saturating_sub(now))
     }
 
+    /// The end of a write's budget: the operation budget, but never past
+    /// the moment the command must be stopped.
+    fn write_deadline(&self) -> Instant {
+        let budget = Instant::now() + OP_BUDGET;
+        self.stop_instant().map_or(budget, |stop| budget.min(stop))
+    }
+
     /// Reports the loss now if the local lease deadline has come, whether
     /// or not the keeper thread has run since (a loaded machine may not
     /// have scheduled it): the supervisor's own look.
@@ -134,7 +141,9 @@ impl EtcdLock {
                 lease: self.lease.0,
             }],
             &[],
-            Budget::new(&self.client, Instant::now() + OP_BUDGET).left(),
+            // Never past the local lease deadline: the supervisor that asks
+            // is the one that must stop the command then.
+            Budget::new(&self.client, self.write_deadline()).left(),
         )?;
         if txn.succeeded {
             self.record = record;
