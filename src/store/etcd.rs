@@ -592,9 +592,12 @@ impl Keeping for EtcdKeeping<'_> {
         if !self.lost {
             self.lock.judge_deadline();
         }
+        // Not once the lock is lost (a resumed holder past its deadline):
+        // there is no record of ours left to name it in.
         if self.pending_process.as_ref().is_some_and(|p| now >= p.1)
             && let Some((process, _)) = self.pending_process.take()
             && !self.lost
+            && self.lock.lost().is_none()
         {
             let name = crate::liveness::probe(process.pid).map(|p| p.ps_comm());
             if let Err(e) = self.lock.record_process(&process, name.as_deref()) {
