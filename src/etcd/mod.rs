@@ -21,8 +21,13 @@
 //!   `EtcdStore::check(token)` lets a script ask just before an
 //!   irreversible step.
 //! - Renewal is judged conservatively: the lease is taken to end one TTL after
-//!   the last renewal was *sent*, so the holder gives up no later than etcd
-//!   does. Leader changes can extend a lease (#9395), never shorten it.
+//!   the last renewal was *sent* (the local lease deadline), and the command
+//!   is stopped a stop margin before that (`keeper::stop_margin`), so it is
+//!   stopped before etcd can give the lock to anyone else. Leader changes can
+//!   extend a lease (#9395), never shorten it.
+//! - Partial failure: every request gives one endpoint at most
+//!   `client::attempt_budget` before asking the next, from the last one that
+//!   answered, so a hung member or a dark path costs no lock.
 //! - The client honours `HTTP(S)_PROXY`/`NO_PROXY` like etcdctl does; an etcd
 //!   on a private network belongs in `NO_PROXY`.
 
