@@ -55,7 +55,7 @@ pub fn status(
         Persona::DeployLock => store.inspect_despite_records(env)?,
         Persona::Unlock => (store.inspect(env)?, None),
     };
-    let state_failure = |e: LockError| Err(Failure::Lock(e).for_env(env));
+    let state_failure = |e: LockError| Err(Failure::Lock(e).for_env(env, store));
     if quiet {
         if let Some(e) = state_err {
             return state_failure(e);
@@ -296,7 +296,16 @@ pub fn unlock(
     match &done.dir_removed {
         _ if network => {}
         None => writeln!(out, "{}", texts::DIR_ALREADY_REMOVED)?,
-        Some(r) if r.had_foreign_entries => {
+        // The legacy's `rmdir` fails on any directory holding a file (every
+        // real lock holds `locked_at`); it then said so in three lines. The
+        // modern persona says it only for files that were not ours.
+        Some(r)
+            if (if modern {
+                r.had_foreign_entries
+            } else {
+                r.had_entries
+            }) =>
+        {
             writeln!(out, "{}", style.yellow(texts::DIR_NOT_EMPTY[0]))?;
             writeln!(out, "{}", texts::DIR_NOT_EMPTY[1])?;
             writeln!(out, "{}", style.green(texts::DIR_NOT_EMPTY[2]))?;

@@ -535,7 +535,7 @@ impl<'a> LocalLock<'a> {
 
     fn write_state_record(&self, record: &OwnerRecord) -> Result<(), LockError> {
         let ctx = self.ctx;
-        state::update(&ctx.state_file, true, |doc| {
+        state::update_noting_creation(&ctx.state_file, true, |doc, created| {
             let doc = doc.expect("create=true always yields a document");
             if let Some(other) = live_other_environment(doc, self.env, ctx) {
                 return Err(other);
@@ -548,10 +548,17 @@ impl<'a> LocalLock<'a> {
                     .ok()
                 })
                 .map(utc_seconds);
-            doc.root.insert(
-                "environment".into(),
-                Value::String(record.environment.clone()),
-            );
+            // Set only in a file we create, as the legacy did: its release
+            // removes the lock directory of the environment this key names,
+            // so rewriting it would make a later legacy deploy of the file's
+            // environment release another environment's path and leave its
+            // own lock behind.
+            if created {
+                doc.root.insert(
+                    "environment".into(),
+                    Value::String(record.environment.clone()),
+                );
+            }
             doc.root
                 .insert("lock".into(), state_lock_object(record, expires));
             Ok(Edit::Write(()))

@@ -411,6 +411,7 @@ impl LockStore for EtcdLockStore<'_> {
                 Unlock::Done(ForceUnlock {
                     dir_removed: Some(Removal {
                         had_foreign_entries: false,
+                        had_entries: false,
                     }),
                     state_updated: false,
                     warnings: Vec::new(),

@@ -211,6 +211,7 @@ impl LockStore for MemoryStore {
             outcome: Unlock::Done(ForceUnlock {
                 dir_removed: current.as_ref().map(|_| crate::fsops::Removal {
                     had_foreign_entries: false,
+                    had_entries: false,
                 }),
                 state_updated: false,
                 warnings: Vec::new(),

@@ -17,6 +17,7 @@ mod issue11;
 mod issue12;
 mod issue12a;
 mod legacy_block;
+mod legacy_diff;
 mod legacy_force;
 mod legacy_status;
 mod legacy_wait;
