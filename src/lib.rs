@@ -8,6 +8,7 @@ pub mod audit_log;
 pub mod context;
 pub mod environment;
 pub mod etcd;
+pub mod exit_wait;
 pub mod fsops;
 pub mod holder;
 pub mod ids;

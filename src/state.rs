@@ -150,14 +150,12 @@ impl StateDoc {
     /// filesystem that `mv` is an unlink and a copy, so a reader can see
     /// the file empty or half written for a moment.
     pub fn load(path: &Path) -> Result<Option<StateDoc>, StateError> {
-        let mut pause = std::time::Duration::from_millis(10);
-        let mut waited = std::time::Duration::ZERO;
+        let pause = std::time::Duration::from_millis(5);
+        let until = std::time::Instant::now() + REREAD_WITHIN;
         loop {
             match StateDoc::load_once(path) {
-                Err(StateError::Parse { .. }) if waited < REREAD_WITHIN => {
+                Err(StateError::Parse { .. }) if std::time::Instant::now() < until => {
                     std::thread::sleep(pause);
-                    waited += pause;
-                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
                 }
                 other => return other,
             }

@@ -446,6 +446,7 @@ fn status_extra() -> Vec<Section<'static>> {
                 ("age_seconds", "Seconds since the lock was taken (owner.json's locked_at, else the legacy locked_at file, else the directory's modification time); null without a lock directory.".into()),
                 ("stale", "true when age_seconds exceeds stale_after_seconds.".into()),
                 ("stale_after_seconds", "The stale timeout in force (DEPLOY_LOCK_STALE_SECS, --stale-secs).".into()),
+                ("record_held_by", "null, or, when the checkout's one state record belongs to another environment's live lock, an object: environment, pid, locked_by. A run of this environment then waits for (or is refused by) that lock, and status --quiet exits 1, whatever this lock's verdict.".into()),
             ],
         },
     ]

@@ -719,6 +719,20 @@ pub fn network_unlocked(removed: bool) -> &'static str {
     }
 }
 
+/// `run --wait`: the lock was released but its holder's process still runs
+/// (the legacy deploy.sh releases before it ends): waited for first.
+pub fn holder_still_ending(
+    env: Environment,
+    running: &[deploy_lock::liveness::ProcessIdentity],
+) -> String {
+    let pids: Vec<String> = running.iter().map(|p| p.pid.to_string()).collect();
+    format!(
+        "the {env} lock was released, but its holder's process {} still runs; waiting up to {} s for it to end before taking the lock (a legacy deploy.sh releases before it exits, and again on TERM/INT)",
+        pids.join(", "),
+        deploy_lock::exit_wait::EXIT_GRACE.as_secs()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

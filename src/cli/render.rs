@@ -252,6 +252,15 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
         "age_seconds": insp.age_seconds,
         "stale": insp.stale,
         "stale_after_seconds": insp.view.stale_after_secs,
+        // The one-record-per-checkout rule: another environment's live lock
+        // owns the checkout's state record.
+        "record_held_by": insp.other_environment.as_ref().filter(|_| {
+            deploy_lock::lock::record_held_by_other_environment(insp)
+        }).map(|o| json!({
+            "environment": o.environment.as_str(),
+            "pid": o.holder.pid,
+            "locked_by": o.holder.locked_by,
+        })),
     });
     if let (Value::Object(o), Some(n)) = (&mut v, &insp.network) {
         o.insert("backend".into(), json!(n.backend));
@@ -297,6 +306,17 @@ pub fn verdict_line(insp: &Inspection) -> String {
     let stale = texts::span(insp.view.stale_after_secs);
     let env = insp.environment;
     let what = match (insp.verdict, &insp.liveness) {
+        (Verdict::Free, _) if deploy_lock::lock::record_held_by_other_environment(insp) => {
+            let o = insp
+                .other_environment
+                .as_ref()
+                .expect("the predicate saw it");
+            format!(
+                "no lock directory, but this checkout's one state record is the live {} lock's ({}); a {env} deploy waits until it is released (a checkout records one lock at a time)",
+                o.environment,
+                messages::describe_holder(&o.holder)
+            )
+        }
         (Verdict::Free, _) => match insp.run_holder.as_ref().filter(|r| r.lock_id.is_some()) {
             Some(run) => format!(
                 "no lock directory, but a deploy-lock run (pid {}) still runs its command (its lock directory was removed); another deploy-lock run starts once it ends",
@@ -512,6 +532,7 @@ mod fuzz_tests {
                 state: has_state.then(|| doc.clone()),
                 verdict: verdict(&kind, &liveness, holder.is_some(), stale),
                 run_holder: None,
+                other_environment: None,
                 network: None,
                 holder,
                 liveness,
@@ -582,6 +603,7 @@ mod fuzz_tests {
             prop_assert_eq!(keys, [
                 "schema", "environment", "locked", "verdict", "lock_dir", "lock_dir_exists", "state_file",
                 "state_file_exists", "state_error", "holder", "holder_alive", "age_seconds", "stale", "stale_after_seconds",
+                "record_held_by",
             ]);
             if let Some(pid) = back["holder"]["pid"].as_i64() {
                 prop_assert!(pid > 0);

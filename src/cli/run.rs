@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use deploy_lock::exit_wait;
 use deploy_lock::liveness::ProcessIdentity;
 use deploy_lock::lock::LockError;
 use deploy_lock::store::{Acquire, AcquireOptions, Held, Keeping, LockStore, Woke};
@@ -384,7 +385,55 @@ fn acquire(
     let tty = io.err_tty;
     let mut ticks: u32 = 0;
     let mut store_trouble: Option<String> = None;
+    // The processes of the same-host holder last seen holding the lock: once
+    // it has released, the lock is taken only after they have ended (the
+    // legacy deploy.sh releases while it still runs, and its TERM/INT trap
+    // releases a second time, which would remove a lock taken meanwhile).
+    let mut last_holder: Vec<ProcessIdentity> = Vec::new();
     loop {
+        if !last_holder.is_empty() {
+            let running: Vec<ProcessIdentity> = exit_wait::still_running(&last_holder)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
+            let released = store
+                .inspect(plan.env)
+                .is_ok_and(|insp| !exit_wait::held_by_any(&insp, &running));
+            if running.is_empty() || released {
+                last_holder.clear();
+            }
+            if released && !running.is_empty() {
+                // Said only when it takes a while: a holder normally ends
+                // within a moment of its release.
+                let limit = start + plan.wait.unwrap_or_default();
+                let quiet_until = (Instant::now() + Duration::from_millis(500)).min(limit);
+                let mut until = quiet_until;
+                loop {
+                    match exit_wait::wait_for_exit(&running, until, Some(signals.fd())) {
+                        Ok(exit_wait::Exit::Extra) => {
+                            if let Some(signo) = signals.next_terminating() {
+                                return Err(Failure::Interrupted(signo));
+                            }
+                        }
+                        Ok(exit_wait::Exit::Timeout) if until == quiet_until => {
+                            if tty && ticks > 0 {
+                                let _ = writeln!(io.err);
+                                ticks = 0;
+                            }
+                            io.warn(&messages::holder_still_ending(plan.env, &running));
+                            until = (Instant::now() + exit_wait::EXIT_GRACE).min(limit);
+                        }
+                        Ok(_) => break,
+                        Err(source) => {
+                            return Err(Failure::Io {
+                                what: "cannot wait for the previous holder's process".into(),
+                                source,
+                            });
+                        }
+                    }
+                }
+            }
+        }
         // What we wait on when busy: our own lock, or, when the checkout's
         // one state record is another environment's live lock, that
         // environment's (its release frees the record).
@@ -416,6 +465,10 @@ fn acquire(
                         stale_after: ctx.settings.stale_after,
                         typed: plan.typed.clone(),
                     })));
+                }
+                let live = exit_wait::live_holder_processes(&inspection);
+                if !live.is_empty() {
+                    last_holder = live;
                 }
                 if reason == deploy_lock::lock::BusyReason::RunHeld {
                     (messages::run_phrase(run_holder.as_ref()), None)

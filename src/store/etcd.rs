@@ -161,6 +161,7 @@ impl<'a> EtcdLockStore<'a> {
             stale: false,
             verdict,
             run_holder: None,
+            other_environment: None,
             network: Some(NetworkLock {
                 backend: "etcd",
                 key: e.key.clone(),

@@ -70,6 +70,7 @@ impl MemoryStore {
         let stale_after_secs = self.ctx.settings.stale_after.as_secs();
         Inspection {
             run_holder: None,
+            other_environment: None,
             network: None,
             environment: env,
             view: LegacyView {

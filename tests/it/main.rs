@@ -19,6 +19,7 @@ mod issue12a;
 mod legacy_block;
 mod legacy_diff;
 mod legacy_force;
+mod legacy_seams;
 mod legacy_status;
 mod legacy_wait;
 mod modern;

@@ -1,0 +1,307 @@
+//! Issue 18: deploy-lock beside the legacy deploy.sh run directly (not
+//! wrapped) and beside what the legacy reads: a queued `run --wait` starts
+//! only once deploy.sh has exited (whose trap releases twice on TERM/INT);
+//! the state file's top-level `environment` is never rewritten; deploy.sh
+//! gets exactly one environment word; a `.deploy.conf.ENV` naming a server
+//! is refused; status and run agree beside another environment's holder; a
+//! state file rewritten non-atomically is never called corrupt.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::harness::*;
+
+fn install_legacy(w: &World) -> PathBuf {
+    w.install_fixture("legacy-deploy.sh", "deploy/scripts/deploy.sh")
+}
+
+/// Whether the main thread of `pid` is blocked in poll (a `run --wait`
+/// waiting for the lock, after its first look).
+fn in_poll(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("poll"))
+}
+
+/// A command for under the lock: logs `start waiter NANOS`, `DEPLOY_ALIVE`
+/// if the process in `deploy_pid` still runs (not a zombie), `LOST` if the
+/// lock directory no longer names its lock id at its end, `end waiter NANOS`.
+fn waiter_command(log: &Path, lock: &Path, deploy_pid: &Path) -> String {
+    format!(
+        r#"echo "start waiter $(date +%s%N)" >> "{log}"
+p=$(cat "{pid}")
+if [ -r "/proc/$p/stat" ] && [ "$(cut -d' ' -f3 "/proc/$p/stat")" != Z ]; then echo "DEPLOY_ALIVE $p" >> "{log}"; fi
+sleep 0.3
+if grep -q "\"lock_id\": \"$DEPLOY_LOCK_HELD\"" "{lock}/owner.json" 2>/dev/null; then echo "kept waiter" >> "{log}"; else echo "LOST waiter" >> "{log}"; fi
+echo "end waiter $(date +%s%N)" >> "{log}""#,
+        log = log.display(),
+        pid = deploy_pid.display(),
+        lock = lock.display()
+    )
+}
+
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Signal(Signal),
+    Normal,
+}
+
+/// `rounds` of: the legacy deploy.sh run directly holds the lock; a `run
+/// --wait` queues behind it; deploy.sh ends by `end`. The waiter's command
+/// starts after deploy.sh's last trap mark, finds deploy.sh gone, and keeps
+/// its lock directory (never removed, never restored) to its end.
+fn direct_rounds(end: End, rounds: usize) {
+    let w = World::new();
+    let deploy_sh = install_legacy(&w);
+    let lock = w.lock_path("staging");
+    let mut gaps_ms = Vec::new();
+    for round in 0..rounds {
+        let d = w.tmp.path().join(format!("round-{round}"));
+        fs::create_dir(&d).unwrap();
+        let (log, ready, ctl) = (d.join("log"), d.join("ready"), d.join("ctl"));
+        nix::unistd::mkfifo(&ctl, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut deploy = w
+            .cmd(&deploy_sh)
+            .env("FIXTURE_READY", &ready)
+            .env("FIXTURE_MARK", &log)
+            .env("FIXTURE_TAIL_MS", "80");
+        deploy.cmd.arg("staging");
+        if let End::Signal(_) = end {
+            deploy = deploy.env("FIXTURE_WORK", "sleep");
+        } else {
+            deploy = deploy.env("FIXTURE_CTL", &ctl);
+        }
+        let deploy = deploy.spawn_guarded();
+        wait_until(PATIENCE, "deploy.sh to take its lock", || ready.exists());
+        let cs = waiter_command(&log, &lock, &ready);
+        let waiter = w
+            .deploy_lock(&["run", "--wait", "staging", "--", "sh", "-c", &cs])
+            .spawn_guarded();
+        wait_until(PATIENCE, "the waiter to wait", || in_poll(waiter.pid()));
+        match end {
+            End::Signal(sig) => send_signal(deploy.pid(), sig),
+            End::Normal => fs::write(&ctl, "go\n").unwrap(),
+        }
+        let out = finish(deploy);
+        out.any_stderr().any_code();
+        // Its stderr says it waited for deploy.sh to end, when it had not
+        // yet when the lock went.
+        finish(waiter).code(0).any_stderr();
+        let text = fs::read_to_string(&log).unwrap();
+        assert!(
+            !text.contains("DEPLOY_ALIVE"),
+            "round {round}: the waiter's command started while deploy.sh ran:\n{text}"
+        );
+        assert!(
+            text.contains("kept waiter"),
+            "round {round}: the waiter lost its lock:\n{text}"
+        );
+        let stamp = |what: &str| -> Vec<u128> {
+            text.lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() == 3 && f[0] == what).then(|| f[2].parse().unwrap())
+                })
+                .collect()
+        };
+        let last_exit = *stamp("exit").iter().max().expect("deploy.sh's exit mark");
+        let waiter_start = text
+            .lines()
+            .find_map(|l| l.strip_prefix("start waiter "))
+            .map(|t| t.parse::<u128>().unwrap())
+            .expect("the waiter's start mark");
+        assert!(
+            waiter_start > last_exit,
+            "round {round}: the waiter started before deploy.sh's last exit mark:\n{text}"
+        );
+        gaps_ms.push((waiter_start - last_exit) / 1_000_000);
+        assert!(!lock.exists(), "round {round}: a lock was left behind");
+    }
+    // No lock directory of the waiter's was ever removed under it and
+    // restored.
+    for line in w.audit_log().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_ne!(v["event"], "restore", "{line}");
+    }
+    eprintln!(
+        "legacy direct {end:?}: {rounds} rounds; the waiter's command started {:?} ms after deploy.sh's last exit mark",
+        gaps_ms
+    );
+}
+
+#[test]
+fn issue_18_a_waiter_behind_a_direct_legacy_deploy_term() {
+    direct_rounds(End::Signal(Signal::SIGTERM), 10);
+}
+
+#[test]
+fn issue_18_a_waiter_behind_a_direct_legacy_deploy_int() {
+    direct_rounds(End::Signal(Signal::SIGINT), 10);
+}
+
+#[test]
+fn issue_18_a_waiter_behind_a_direct_legacy_deploy_normal_exit() {
+    direct_rounds(End::Normal, 10);
+}
+
+/// The state file's `environment` stays what the legacy wrote when it
+/// created the file, through runs of other environments and --dry-run.
+#[test]
+fn issue_18_environment_is_never_rewritten() {
+    let w = World::new();
+    let deploy_sh = install_legacy(&w);
+    let mut legacy = w.cmd(&deploy_sh).env("FIXTURE_TAIL_MS", "0");
+    legacy.cmd.arg("staging");
+    legacy.run().code(0).any_stderr();
+    assert_eq!(w.state_json()["environment"], "staging");
+    for args in [
+        &["run", "production", "--", "true"][..],
+        &["production", "--dry-run"],
+        &["development"],
+    ] {
+        w.deploy_lock(args)
+            .env("FIXTURE_TAIL_MS", "0")
+            .run()
+            .code(0)
+            .any_stderr();
+        assert_eq!(w.state_json()["environment"], "staging", "after {args:?}");
+    }
+    // The next legacy staging deploy releases its own lock, not another's.
+    let mut legacy = w.cmd(&deploy_sh).env("FIXTURE_TAIL_MS", "0");
+    legacy.cmd.arg("staging");
+    legacy.run().code(0).any_stderr();
+    assert!(!w.lock_path("staging").exists());
+    // A file deploy-lock creates gets the environment it locked.
+    let w = World::new();
+    w.deploy_lock(&["run", "production", "--", "true"])
+        .run()
+        .code(0);
+    assert_eq!(w.state_json()["environment"], "production");
+}
+
+/// deploy.sh takes its last word as the environment: a second one is
+/// refused before anything starts, exit 2, deploy.sh never run.
+#[test]
+fn issue_18_a_second_environment_word_is_refused() {
+    let w = World::new();
+    install_legacy(&w);
+    let argv = w.tmp.path().join("argv");
+    for words in [
+        &["staging", "production", "--skip-migrations"][..],
+        &["staging", "--dry-run", "production"],
+        &["run", "staging", "development"],
+    ] {
+        let out = w.deploy_lock(words).env("FIXTURE_ARGV", &argv).run();
+        let other = words
+            .iter()
+            .rev()
+            .find(|w| ["production", "development"].contains(w))
+            .unwrap();
+        out.code(2).stdout("").stderr(&format!(
+            "ERROR: deploy.sh would get {other} as its environment (it takes its last word that is not an option), but the lock is staging's; give exactly one environment: deploy-lock run staging [DEPLOY_SH_ARGS...]\n"
+        ));
+        assert!(!argv.exists(), "deploy.sh ran for {words:?}");
+        assert!(!w.lock_path("staging").exists());
+    }
+    // The value of --branch is not an environment word.
+    w.deploy_lock(&["staging", "--branch", "production"])
+        .env("FIXTURE_ARGV", &argv)
+        .env("FIXTURE_TAIL_MS", "0")
+        .run()
+        .code(0)
+        .any_stderr();
+    assert_eq!(
+        fs::read_to_string(&argv).unwrap(),
+        "staging\n--force\n--branch\nproduction\n"
+    );
+}
+
+/// `.deploy.conf.ENV` with SSH_HOST makes deploy.sh deploy to that server:
+/// refused (exit 2) with the way to check the server's lock; with --remote
+/// the server's lock is what is checked.
+#[test]
+fn issue_18_a_deploy_conf_naming_a_server_is_refused() {
+    let w = World::new();
+    install_legacy(&w);
+    let argv = w.tmp.path().join("argv");
+    let conf = w.root.join(".deploy.conf.staging");
+    fs::write(
+        &conf,
+        "NODE_DOMAIN=staging.example\nSSH_HOST=togather\nSSH_USER=deploy\n",
+    )
+    .unwrap();
+    w.deploy_lock(&["staging"])
+        .env("FIXTURE_ARGV", &argv)
+        .run()
+        .code(2)
+        .stdout("")
+        .stderr(&format!(
+            "ERROR: {} names SSH_HOST=togather: deploy.sh would deploy staging to that server, whose lock deploy-lock does not take (it would hold only this host's); run deploy-lock run staging --remote USER@togather to check the server's lock, or move the file aside to deploy here\n",
+            conf.display()
+        ));
+    assert!(!argv.exists());
+    // Another environment's file says nothing about this one.
+    w.deploy_lock(&["production"])
+        .env("FIXTURE_TAIL_MS", "0")
+        .run()
+        .code(0)
+        .any_stderr();
+}
+
+/// A status call while the legacy rewrites the state file as `mv` across
+/// file systems does (unlink, then a copy in two steps): never "not valid
+/// JSON" (65), never advice to reset a live lock.
+#[test]
+fn issue_18_status_during_non_atomic_rewrites_never_calls_the_file_corrupt() {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let w = World::new();
+    let t = now() - 60;
+    w.legacy_lock("staging", t);
+    let mut deploy = crate::legacy_status::fake_deploy(&w);
+    w.legacy_state("staging", t, &deploy.id().to_string(), &hostname());
+    let bytes = fs::read(w.state_path()).unwrap();
+    let path = w.state_path();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicUsize::new(0));
+    let (s, n) = (stop.clone(), writes.clone());
+    let writer = std::thread::spawn(move || {
+        while !s.load(Ordering::SeqCst) {
+            let _ = fs::remove_file(&path);
+            let mut f = fs::File::create(&path).unwrap();
+            let half = bytes.len() / 2;
+            f.write_all(&bytes[..half]).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            f.write_all(&bytes[half..]).unwrap();
+            drop(f);
+            n.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let (mut exit65, mut reset_advised, mut calls) = (0, 0, 0);
+    let mut codes = std::collections::BTreeMap::new();
+    for _ in 0..500 {
+        let out = w.deploy_lock(&["status", "staging"]).run();
+        out.any_code().any_stderr();
+        calls += 1;
+        *codes.entry(out.code).or_insert(0) += 1;
+        if out.code == Some(65) {
+            exit65 += 1;
+        }
+        if out.stderr.contains("--reset-state") {
+            reset_advised += 1;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    deploy.kill().unwrap();
+    deploy.wait().unwrap();
+    eprintln!(
+        "status during non-atomic rewrites: {calls} calls, {} rewrites, exit 65: {exit65}, --reset-state advised: {reset_advised}, exit codes {codes:?}",
+        writes.load(Ordering::SeqCst)
+    );
+    assert!(writes.load(Ordering::SeqCst) > 0);
+    assert_eq!((exit65, reset_advised), (0, 0));
+}
