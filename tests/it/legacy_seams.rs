@@ -305,3 +305,87 @@ fn issue_18_status_during_non_atomic_rewrites_never_calls_the_file_corrupt() {
     assert!(writes.load(Ordering::SeqCst) > 0);
     assert_eq!((exit65, reset_advised), (0, 0));
 }
+
+/// Beside a legacy deploy.sh of another environment holding the checkout's
+/// one state record: `status --quiet`, the verdict line and the JSON say a
+/// run would not start, and `run` refuses; the holder's own environment
+/// shows it as its holder (alive), even when the file's top-level
+/// `environment` names a third one.
+#[test]
+fn issue_18_status_and_run_agree_beside_another_environments_legacy_holder() {
+    let w = World::new();
+    let deploy_sh = install_legacy(&w);
+    // The file was created by a development deploy long ago.
+    w.write_state("{\"environment\": \"development\", \"lock\": {\"locked\": false}}\n");
+    let d = w.tmp.path().join("legacy");
+    fs::create_dir(&d).unwrap();
+    let (ready, ctl) = (d.join("ready"), d.join("ctl"));
+    nix::unistd::mkfifo(&ctl, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut legacy = w
+        .cmd(&deploy_sh)
+        .env("FIXTURE_READY", &ready)
+        .env("FIXTURE_CTL", &ctl)
+        .env("FIXTURE_TAIL_MS", "0");
+    legacy.cmd.arg("staging");
+    let legacy = legacy.spawn_guarded();
+    wait_until(PATIENCE, "deploy.sh to take its lock", || ready.exists());
+    let pid = legacy.pid();
+    assert_eq!(w.state_json()["environment"], "development");
+    // Its own environment: held by it, alive (not "unknown").
+    let v: serde_json::Value = serde_json::from_str(
+        &w.deploy_lock(&["status", "staging", "--json"])
+            .run()
+            .code(0)
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        (&v["verdict"], &v["holder_alive"], &v["holder"]["pid"]),
+        (
+            &serde_json::json!("held"),
+            &serde_json::json!(true),
+            &serde_json::json!(pid)
+        )
+    );
+    w.deploy_lock(&["status", "staging", "--quiet"])
+        .run()
+        .code(75);
+    // Another environment: its lock is free, but a run would not start.
+    w.deploy_lock(&["status", "production", "--quiet"])
+        .run()
+        .code(75);
+    let out = w.deploy_lock(&["status", "production", "--json"]).run();
+    let v: serde_json::Value = serde_json::from_str(&out.code(0).stdout).unwrap();
+    assert_eq!(v["verdict"], "free");
+    assert_eq!(
+        v["record_held_by"],
+        serde_json::json!({"environment": "staging", "pid": pid, "locked_by": format!("tester@{}", hostname())})
+    );
+    let text = w.deploy_lock(&["status", "production"]).run();
+    assert!(
+        text.code(0).stdout.contains(&format!(
+            "Verdict: free: no lock directory, but this checkout's one state record is the live staging lock's (tester@{h}, pid {pid}); a production deploy waits until it is released (a checkout records one lock at a time)\n",
+            h = hostname()
+        )),
+        "{}",
+        text.stdout
+    );
+    w.deploy_lock(&["run", "production", "--", "true"])
+        .run()
+        .code(75)
+        .stdout("")
+        .stderr(&format!(
+            "ERROR: the state file's lock record belongs to a live staging deployment (tester@{}, pid {pid}); one checkout records one lock at a time: wait for it to finish or deploy from another checkout\n",
+            hostname()
+        ));
+    fs::write(&ctl, "go\n").unwrap();
+    finish(legacy).code(0).any_stderr();
+    // Released: both agree again.
+    w.deploy_lock(&["status", "production", "--quiet"])
+        .run()
+        .code(0);
+    w.deploy_lock(&["run", "production", "--", "true"])
+        .run()
+        .code(0);
+    assert_eq!(w.state_json()["environment"], "development");
+}
