@@ -16,6 +16,7 @@ pub mod legacy_block;
 pub mod liveness;
 pub mod lock;
 pub mod lsld;
+pub mod migration;
 pub mod state;
 pub mod status;
 pub mod store;

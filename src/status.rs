@@ -165,6 +165,9 @@ pub struct Inspection {
     /// The checkout's one state record is another environment's live lock
     /// (see `lock::record_held_by_other_environment`).
     pub other_environment: Option<OtherEnvironment>,
+    /// The legacy deploy.sh's migration lock beside this lock, when one is
+    /// there (a crash during `migrate up` leaves it).
+    pub migration: Option<crate::migration::MigrationLock>,
 }
 
 /// A locked state record that belongs to another environment's lock whose

@@ -447,6 +447,7 @@ fn status_extra() -> Vec<Section<'static>> {
                 ("stale", "true when age_seconds exceeds stale_after_seconds.".into()),
                 ("stale_after_seconds", "The stale timeout in force (DEPLOY_LOCK_STALE_SECS, --stale-secs).".into()),
                 ("record_held_by", "null, or, when the checkout's one state record belongs to another environment's live lock, an object: environment, pid, locked_by. A run of this environment then waits for (or is refused by) that lock, and status --quiet exits 1, whatever this lock's verdict.".into()),
+                ("migration_lock", "null, or, when the legacy deploy.sh's migration lock (togather-migration-ENV.lock beside the lock) is there, an object: path, age_seconds. A crash during migrations leaves it, and deploy.sh's migrations fail until it is removed (unlock removes it).".into()),
             ],
         },
     ]

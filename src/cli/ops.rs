@@ -97,11 +97,24 @@ pub fn status(
 
 /// The persona's status block: the legacy one, or with an interpreter
 /// holder named with its script (`bash (deploy.sh)`).
+///
+/// A migration lock beside the lock follows the block on a line of its own
+/// (then an empty line), so the block's bytes stay the legacy's.
 fn block(insp: &Inspection, persona: Persona, style: super::style::Style) -> String {
-    match persona {
+    let mut out = match persona {
         Persona::Unlock => render::status_block(insp, style),
         Persona::DeployLock => render::status_block_modern(insp, style),
+    };
+    if let Some(m) = &insp.migration {
+        let env = insp.environment;
+        let how = match persona {
+            Persona::Unlock => format!("unlock.sh {env} --force"),
+            Persona::DeployLock => format!("deploy-lock unlock {env}"),
+        };
+        out.push_str(&style.yellow(&texts::migration_lock(&m.path, m.age_seconds, &how)));
+        out.push_str("\n\n");
     }
+    out
 }
 
 /// The status block, then the legacy `--wait`: header, a progress line every
@@ -226,7 +239,11 @@ pub fn unlock(
     // Nothing locked (no lock directory, no record saying locked): say so
     // and change nothing, not even an audit line. A record still saying
     // locked is reset as the legacy did.
-    if modern && !insp.locked() && !insp.state.as_ref().is_some_and(|d| d.is_locked()) {
+    if modern
+        && !insp.locked()
+        && !insp.state.as_ref().is_some_and(|d| d.is_locked())
+        && insp.migration.is_none()
+    {
         writeln!(
             io.out,
             "Nothing to unlock: the {env} lock is free (no lock directory at {}); nothing changed.",
@@ -257,6 +274,15 @@ pub fn unlock(
     } else {
         texts::force_warning(&store.location(env))
     };
+    let mut banner = banner;
+    if let Some(m) = &insp.migration {
+        // After "2. Update state file to unlocked".
+        let at = banner
+            .iter()
+            .position(|l| l.starts_with("  2. "))
+            .map_or(banner.len(), |i| i + 1);
+        banner.insert(at, texts::remove_migration_lock(&m.path));
+    }
     for l in banner {
         if l.starts_with('⚠') {
             writeln!(io.out, "{}", style.yellow(&l))?;
@@ -316,6 +342,22 @@ pub fn unlock(
         (true, _) => {}
         (false, true) => writeln!(out, "{}", style.green(texts::STATE_UPDATED))?,
         (false, false) => writeln!(out, "{}", texts::STATE_MISSING)?,
+    }
+    // The migration lock shown, only if it is still that very directory.
+    if let Some(m) = &insp.migration {
+        use deploy_lock::migration::{MigrationRemoval, remove_shown};
+        match remove_shown(m).map_err(|source| Failure::Io {
+            what: format!("cannot remove {}", m.path.display()),
+            source,
+        })? {
+            MigrationRemoval::Removed => {
+                writeln!(out, "{}", style.green(texts::MIGRATION_REMOVED))?
+            }
+            MigrationRemoval::AlreadyGone => writeln!(out, "{}", texts::MIGRATION_GONE)?,
+            MigrationRemoval::ChangedSinceShown => {
+                writeln!(out, "{}", style.yellow(texts::MIGRATION_CHANGED))?
+            }
+        }
     }
     for l in texts::FORCE_DONE {
         if l.starts_with('✓') {

@@ -261,6 +261,11 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
             "pid": o.holder.pid,
             "locked_by": o.holder.locked_by,
         })),
+        // The legacy deploy.sh's migration lock beside this lock.
+        "migration_lock": insp.migration.as_ref().map(|m| json!({
+            "path": path_str(&m.path),
+            "age_seconds": m.age_seconds,
+        })),
     });
     if let (Value::Object(o), Some(n)) = (&mut v, &insp.network) {
         o.insert("backend".into(), json!(n.backend));
@@ -533,6 +538,7 @@ mod fuzz_tests {
                 verdict: verdict(&kind, &liveness, holder.is_some(), stale),
                 run_holder: None,
                 other_environment: None,
+            migration: None,
                 network: None,
                 holder,
                 liveness,
@@ -603,7 +609,7 @@ mod fuzz_tests {
             prop_assert_eq!(keys, [
                 "schema", "environment", "locked", "verdict", "lock_dir", "lock_dir_exists", "state_file",
                 "state_file_exists", "state_error", "holder", "holder_alive", "age_seconds", "stale", "stale_after_seconds",
-                "record_held_by",
+                "record_held_by", "migration_lock",
             ]);
             if let Some(pid) = back["holder"]["pid"].as_i64() {
                 prop_assert!(pid > 0);

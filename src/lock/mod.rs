@@ -305,6 +305,7 @@ impl<'a> LocalLock<'a> {
             stale,
             verdict,
             other_environment,
+            migration: crate::migration::look(&self.lock_dir(), self.env, now),
         };
         Ok((insp, state_err))
     }

@@ -162,6 +162,7 @@ impl<'a> EtcdLockStore<'a> {
             verdict,
             run_holder: None,
             other_environment: None,
+            migration: None,
             network: Some(NetworkLock {
                 backend: "etcd",
                 key: e.key.clone(),

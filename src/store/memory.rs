@@ -71,6 +71,7 @@ impl MemoryStore {
         Inspection {
             run_holder: None,
             other_environment: None,
+            migration: None,
             network: None,
             environment: env,
             view: LegacyView {

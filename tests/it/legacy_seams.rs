@@ -389,3 +389,92 @@ fn issue_18_status_and_run_agree_beside_another_environments_legacy_holder() {
         .code(0);
     assert_eq!(w.state_json()["environment"], "development");
 }
+
+/// A legacy deploy.sh killed during `migrate up` leaves its migration lock:
+/// both status views show it on a line after the block, the JSON names it,
+/// unlock removes it (the very directory shown), and the next deploy migrates.
+#[test]
+fn issue_18_the_migration_lock_is_shown_and_removable() {
+    let w = World::new();
+    let deploy_sh = install_legacy(&w);
+    let mut legacy = w
+        .cmd(&deploy_sh)
+        .env("FIXTURE_MIGRATIONS", "1")
+        .env("FIXTURE_MIGRATE_CRASH", "1");
+    legacy.cmd.arg("staging");
+    let out = legacy.run();
+    assert_eq!(out.signal, Some(9));
+    out.any_code().any_stderr();
+    let m = w.locks.join("togather-migration-staging.lock");
+    assert!(m.is_dir());
+    // The crashed deploy's own lock is removed by the first unlock; the
+    // migration lock alone is what the rest is about.
+    w.unlock_sh(&["staging", "--force"])
+        .stdin(b"yes\n")
+        .run()
+        .code(0)
+        .any_stderr();
+    assert!(
+        !m.exists(),
+        "unlock.sh --force removes the migration lock it showed"
+    );
+    fs::create_dir(&m).unwrap();
+    let line = |how: &str, out: &str| {
+        let prefix = format!("⚠ Migration lock: {}, 0m ", m.display());
+        let tail = format!(
+            "s old; deploy.sh's migrations fail \"Lock already held\" while it is there. If no deploy is migrating, remove it: {how}\n\n"
+        );
+        let i = out
+            .find(&prefix)
+            .unwrap_or_else(|| panic!("no migration line in:\n{out}"));
+        let rest = &out[i + prefix.len()..];
+        let j = rest.find(&tail).unwrap_or_else(|| panic!("{out}"));
+        assert!(rest[..j].chars().all(|c| c.is_ascii_digit()), "{out}");
+        // After the block, which ends with its empty line.
+        assert!(out[..i].ends_with("\n\n"), "{out}");
+        i
+    };
+    let legacy_out = w.unlock_sh(&["staging"]).run();
+    let i = line("unlock.sh staging --force", &legacy_out.code(0).stdout);
+    // The block before it is the legacy's alone.
+    assert_eq!(
+        &legacy_out.stdout[..i],
+        format!(
+            "Deployment Lock Status: staging\n============================================\nLock directory: Not found (unlocked)\n\nState file info:\n  Locked: false\n  Locked by: tester@{h}\n  Locked at: {at}\n  Deployment ID: N/A\n  PID: {pid}\n  Hostname: {h}\n  ⚠ Process {pid} is not running (deployment may have crashed)\n\n",
+            h = hostname(),
+            at = w.state_json()["lock"]["locked_at"].as_str().unwrap(),
+            pid = w.state_json()["lock"]["pid"],
+        )
+    );
+    let modern = w.deploy_lock(&["status", "staging"]).run();
+    line("deploy-lock unlock staging", &modern.code(0).stdout);
+    let v: serde_json::Value = serde_json::from_str(
+        &w.deploy_lock(&["status", "staging", "--json"])
+            .run()
+            .code(0)
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["migration_lock"]["path"], m.to_str().unwrap());
+    // The lock is free, but there is a migration lock to remove.
+    let out = w.deploy_lock(&["unlock", "staging", "--yes"]).run();
+    out.code(0).any_stderr();
+    assert!(
+        out.stdout
+            .contains(&format!("  3. Remove migration lock: {}\n", m.display()))
+            && out.stdout.contains("✓ Migration lock removed\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(!m.exists());
+    w.deploy_lock(&["status", "staging", "--json"])
+        .run()
+        .code(0);
+    // The next wrapped deploy migrates.
+    w.deploy_lock(&["staging"])
+        .env("FIXTURE_MIGRATIONS", "1")
+        .env("FIXTURE_TAIL_MS", "0")
+        .run()
+        .code(0)
+        .any_stderr();
+}

@@ -19,7 +19,7 @@ const HEADER: &str =
 const NO_DIR: &str = "Lock directory: Not found (unlocked)\n";
 
 /// The documented keys of `status --json`, in the order printed.
-const JSON_KEYS: [&str; 15] = [
+const JSON_KEYS: [&str; 16] = [
     "schema",
     "environment",
     "locked",
@@ -35,6 +35,7 @@ const JSON_KEYS: [&str; 15] = [
     "stale",
     "stale_after_seconds",
     "record_held_by",
+    "migration_lock",
 ];
 
 /// A live process whose command name is `deploy.sh`, like a real deploy (the
@@ -140,6 +141,7 @@ fn base(w: &World, verdict: &str, holder: Value, alive: Value, stale: bool) -> V
         "stale": stale,
         "stale_after_seconds": 1800,
         "record_held_by": null,
+        "migration_lock": null,
     })
 }
 
@@ -176,7 +178,8 @@ fn status_json_free_is_the_whole_documented_object() {
   "age_seconds": null,
   "stale": false,
   "stale_after_seconds": 1800,
-  "record_held_by": null
+  "record_held_by": null,
+  "migration_lock": null
 }}
 "#,
         w.lock_path("staging").display(),
@@ -335,6 +338,7 @@ fn status_json_obstructed_by_a_file() {
             "stale": false,
             "stale_after_seconds": 1800,
             "record_held_by": null,
+            "migration_lock": null,
         })
     );
 }
