@@ -719,6 +719,31 @@ pub fn network_unlocked(removed: bool) -> &'static str {
     }
 }
 
+/// `wait` and `unlock.sh --wait`, on stderr after the release: the holder's
+/// process still runs (said, not waited for).
+pub fn holder_still_running_after_release(
+    env: Environment,
+    running: &[(
+        deploy_lock::liveness::ProcessIdentity,
+        deploy_lock::liveness::ProcInfo,
+    )],
+) -> String {
+    let who: Vec<String> = running
+        .iter()
+        .map(|(p, info)| {
+            format!(
+                "{} (pid {})",
+                deploy_lock::liveness::display_name(p.pid, &info.ps_comm()),
+                p.pid
+            )
+        })
+        .collect();
+    format!(
+        "the {env} lock was released, but its holder {} still runs (a legacy deploy.sh releases before it exits, and again on TERM/INT); `deploy-lock run --wait {env}` waits for it to end before it takes the lock",
+        who.join(", ")
+    )
+}
+
 /// `run --wait`: the lock was released but its holder's process still runs
 /// (the legacy deploy.sh releases before it ends): waited for first.
 pub fn holder_still_ending(

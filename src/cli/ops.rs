@@ -149,6 +149,9 @@ pub fn wait(
             });
         }
     }
+    // The same-host holder seen holding the lock, to tell once it is
+    // released whether its process still runs.
+    let seen_holder = deploy_lock::exit_wait::live_holder_processes(&insp);
     let out = &mut *io.out;
     for l in texts::WAITING_HEADER {
         writeln!(out, "{l}")?;
@@ -195,6 +198,13 @@ pub fn wait(
     if released {
         writeln!(out, "{}", io.out_style.green(texts::LOCK_RELEASED))?;
         out.flush()?;
+        // The legacy deploy.sh releases while it still runs (and again on
+        // TERM/INT): say so, without waiting for it (a waiter's exit timing
+        // is the lock's, as the legacy's was).
+        let running = deploy_lock::exit_wait::still_running(&seen_holder);
+        if !running.is_empty() {
+            io.warn(&messages::holder_still_running_after_release(env, &running));
+        }
         return Ok(());
     }
     // Timeouts are said on stderr, like every error of ours; unlock.sh keeps

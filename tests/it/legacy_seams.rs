@@ -478,3 +478,46 @@ fn issue_18_the_migration_lock_is_shown_and_removable() {
         .code(0)
         .any_stderr();
 }
+
+/// `unlock.sh --wait` and `deploy-lock wait` end the moment the lock goes,
+/// as before; once it has, they say on stderr that deploy.sh still runs.
+#[test]
+fn issue_18_wait_says_the_released_holder_still_runs_without_waiting_for_it() {
+    let w = World::new();
+    let deploy_sh = install_legacy(&w);
+    let d = w.tmp.path().join("legacy");
+    fs::create_dir(&d).unwrap();
+    let (ready, ctl, log) = (d.join("ready"), d.join("ctl"), d.join("log"));
+    nix::unistd::mkfifo(&ctl, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // It logs on for 3 s after its release.
+    let mut legacy = w
+        .cmd(&deploy_sh)
+        .env("FIXTURE_READY", &ready)
+        .env("FIXTURE_CTL", &ctl)
+        .env("FIXTURE_MARK", &log)
+        .env("FIXTURE_TAIL_MS", "3000");
+    legacy.cmd.arg("staging");
+    let legacy = legacy.spawn_guarded();
+    wait_until(PATIENCE, "deploy.sh to take its lock", || ready.exists());
+    let pid = legacy.pid();
+    let waiters = [
+        w.unlock_sh(&["staging", "--wait"]).spawn_guarded(),
+        w.deploy_lock(&["wait", "staging"]).spawn_guarded(),
+    ];
+    for waiter in &waiters {
+        wait_until(PATIENCE, "the waiter to wait", || in_poll(waiter.pid()));
+    }
+    fs::write(&ctl, "go\n").unwrap();
+    for waiter in waiters {
+        let out = finish(waiter);
+        out.code(0);
+        assert!(out.stdout.ends_with("✓ Lock released!\n"), "{}", out.stdout);
+        out.stderr(&format!(
+            "WARNING: the staging lock was released, but its holder bash (deploy.sh) (pid {pid}) still runs (a legacy deploy.sh releases before it exits, and again on TERM/INT); `deploy-lock run --wait staging` waits for it to end before it takes the lock\n"
+        ));
+    }
+    // Both ended while deploy.sh still ran.
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("exit "), "{text}");
+    finish(legacy).code(0).any_stderr();
+}
