@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::liveness::{ProcInfo, ProcessIdentity};
-use crate::status::{Inspection, Liveness};
+use crate::status::{HolderSource, Inspection, Liveness};
 use crate::wait::poll_any;
 
 /// How long a waiter waits for a released holder's process to end before it
@@ -30,14 +30,18 @@ pub enum Exit {
     Extra,
 }
 
-/// The processes of a holder that runs on this host right now (what a
-/// waiter that sees the lock released must outlast).
+/// The processes of a legacy holder (one the state file's record names: a
+/// deploy.sh run directly) that runs on this host right now: what a waiter
+/// that sees the lock released must outlast. A deploy-lock holder (its own
+/// owner.json, or an etcd record) releases once, after its command ended,
+/// so it is not waited for.
 pub fn live_holder_processes(insp: &Inspection) -> Vec<ProcessIdentity> {
-    if !matches!(insp.liveness, Liveness::Alive { .. }) {
+    if !matches!(insp.liveness, Liveness::Alive { .. }) || insp.network.is_some() {
         return Vec::new();
     }
     insp.holder
         .as_ref()
+        .filter(|h| h.source == HolderSource::StateFile)
         .map(|h| {
             h.processes
                 .iter()

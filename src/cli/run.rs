@@ -117,10 +117,11 @@ impl RunPlan {
         let words = deploy_sh_environment_words(&self.args);
         if words.len() != 1 || words[0] != self.env.as_str() {
             let env = self.env;
+            // Quoted and escaped: a word is the user's, and may hold a newline.
             let extra: Vec<String> = words
                 .iter()
                 .filter(|w| *w != env.as_str())
-                .cloned()
+                .map(|w| format!("{w:?}"))
                 .collect();
             return Some(format!(
                 "deploy.sh would get {} as its environment (it takes its last word that is not an option), but the lock is {env}'s; give exactly one environment: deploy-lock run {env} [DEPLOY_SH_ARGS...]",

@@ -199,7 +199,7 @@ fn issue_18_a_second_environment_word_is_refused() {
             .find(|w| ["production", "development"].contains(w))
             .unwrap();
         out.code(2).stdout("").stderr(&format!(
-            "ERROR: deploy.sh would get {other} as its environment (it takes its last word that is not an option), but the lock is staging's; give exactly one environment: deploy-lock run staging [DEPLOY_SH_ARGS...]\n"
+            "ERROR: deploy.sh would get \"{other}\" as its environment (it takes its last word that is not an option), but the lock is staging's; give exactly one environment: deploy-lock run staging [DEPLOY_SH_ARGS...]\n"
         ));
         assert!(!argv.exists(), "deploy.sh ran for {words:?}");
         assert!(!w.lock_path("staging").exists());
