@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::liveness::{ProcessIdentity, display_name, valid_pid};
 use crate::state::StateDoc;
-use crate::times::parse_time;
+use crate::times::{date_d, parse_time};
 
 /// What sits at a lock path that is not a directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +118,9 @@ pub struct Facts<'a> {
     /// The inspection's age while there is a lock directory: one age for the
     /// lock in every message (the legacy read only the record's).
     pub dir_age: Option<i64>,
+    /// The zone `date -d` reads a time without one in (TZ); asked only for
+    /// such a time (reading it costs a file read).
+    pub tz: fn() -> jiff::tz::TimeZone,
 }
 
 /// A value as `jq -r '.lock.KEY // "N/A"'` prints it: missing, null and false
@@ -165,12 +168,21 @@ pub fn record_view(
     let locked = v.locked.as_deref() == Some("true");
     let at = v.locked_at.as_deref().map(parse_time);
     v.locked_at_not_a_time = locked && matches!(at, Some(None));
+    let limit = i64::try_from(facts.stale_after_secs).unwrap_or(i64::MAX);
     if locked && let Some(Some(t)) = at {
-        let limit = i64::try_from(facts.stale_after_secs).unwrap_or(i64::MAX);
         let own = facts.now.as_second().saturating_sub(t.as_second());
         let age = facts.dir_age.unwrap_or(own);
         v.age = Some(age);
         v.stale = age > limit;
+    }
+    // The legacy's age: `date -d` of the record's own locked_at.
+    if locked
+        && let Some(t) = v
+            .locked_at
+            .as_deref()
+            .and_then(|s| date_d(s, facts.now, facts.tz))
+    {
+        let own = facts.now.as_second().saturating_sub(t.as_second());
         v.record_age = Some(own);
         v.record_stale = own > limit;
     }
@@ -247,6 +259,7 @@ mod tests {
             host: "h",
             stale_after_secs: 1800,
             dir_age: None,
+            tz: || jiff::tz::TimeZone::UTC,
         };
         let d = doc(json!({
             "locked": true, "locked_at": "2026-02-03T20:25:46Z", "pid": 42, "hostname": "h"

@@ -511,6 +511,7 @@ mod fuzz_tests {
                 host: HOST,
                 stale_after_secs: 1800,
                 dir_age: age,
+                tz: || jiff::tz::TimeZone::UTC,
             };
             let probe = |_: &deploy_lock::liveness::ProcessIdentity| {
                 running.then(|| ("bash".to_string(), "bash (deploy.sh)".to_string()))

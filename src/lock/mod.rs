@@ -337,6 +337,7 @@ impl<'a> LocalLock<'a> {
             host: &self.ctx.host,
             stale_after_secs,
             dir_age: (*path_kind == PathKind::Directory).then_some(age).flatten(),
+            tz: crate::tz::system_time_zone,
         };
         let obstruction = matches!(path_kind, PathKind::Symlink | PathKind::Other)
             .then(|| NonDirectory::at(lock_dir));

@@ -436,6 +436,60 @@ const CASES: &[Case] = &[
         deviation: Deviation::None,
     },
     Case {
+        name: "locked_at as @EPOCH",
+        setup: |w, _| {
+            dir(w);
+            record(w, &[("locked_at", &format!("\"@{}\"", t0() - 4000))]);
+        },
+        deviation: Deviation::None,
+    },
+    Case {
+        name: "locked_at as a date alone",
+        setup: |w, _| {
+            dir(w);
+            record(w, &[("locked_at", "\"2026-02-03\"")]);
+        },
+        deviation: Deviation::None,
+    },
+    Case {
+        name: "locked_at with a trailing UTC",
+        setup: |w, _| {
+            dir(w);
+            let t = jiff::Timestamp::from_second(t0() - 90).unwrap();
+            record(
+                w,
+                &[(
+                    "locked_at",
+                    &format!("\"{} UTC\"", t.strftime("%Y-%m-%d %H:%M:%S")),
+                )],
+            );
+        },
+        deviation: Deviation::None,
+    },
+    Case {
+        name: "locked_at with fractions of a second",
+        setup: |w, _| {
+            dir(w);
+            let t = jiff::Timestamp::from_second(t0() - 95).unwrap();
+            record(
+                w,
+                &[(
+                    "locked_at",
+                    &format!("\"{}.750Z\"", t.strftime("%Y-%m-%dT%H:%M:%S")),
+                )],
+            );
+        },
+        deviation: Deviation::None,
+    },
+    Case {
+        name: "locked_at in jiff's basic form (date -d refuses it)",
+        setup: |w, _| {
+            dir(w);
+            record(w, &[("locked_at", "\"20260203T202546Z\"")]);
+        },
+        deviation: Deviation::None,
+    },
+    Case {
         name: "locked_at in the future",
         setup: |w, _| {
             dir(w);
