@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::liveness::{ProcInfo, ProcessIdentity};
-use crate::status::{HolderSource, Inspection, Liveness};
+use crate::status::{Holder, HolderSource, Inspection, Liveness};
 use crate::wait::poll_any;
 
 /// How long a waiter waits for a released holder's process to end before it
@@ -52,13 +52,32 @@ pub fn live_holder_processes(insp: &Inspection) -> Vec<ProcessIdentity> {
         .unwrap_or_default()
 }
 
-/// Whether `insp`'s holder is one of `procs` (the same holder still holds).
+/// [`live_holder_processes`] of a holder named by the state file's record
+/// (another environment's, say), which runs on this host right now.
+pub fn live_record_holder_processes(h: &Holder) -> Vec<ProcessIdentity> {
+    if h.source != HolderSource::StateFile {
+        return Vec::new();
+    }
+    h.processes
+        .iter()
+        .filter(|p| p.alive().is_some())
+        .cloned()
+        .collect()
+}
+
+/// Whether one of `procs` still holds: `insp`'s holder, or the other
+/// environment's lock that owns the checkout's state record.
 pub fn held_by_any(insp: &Inspection, procs: &[ProcessIdentity]) -> bool {
-    insp.holder.as_ref().is_some_and(|h| {
+    let named = |h: &Holder| {
         h.processes
             .iter()
             .any(|p| procs.iter().any(|q| q.pid == p.pid))
-    })
+    };
+    insp.holder.as_ref().is_some_and(named)
+        || insp
+            .other_environment
+            .as_ref()
+            .is_some_and(|o| named(&o.holder))
 }
 
 /// The processes of `procs` that still run (a zombie has ended).

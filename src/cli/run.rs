@@ -480,10 +480,18 @@ fn acquire(
             Err(LockError::OtherEnvironment {
                 environment,
                 holder,
-            }) if plan.wait.is_some() => (
-                messages::other_environment_phrase(environment, &holder),
-                Some(store.watch(environment)),
-            ),
+            }) if plan.wait.is_some() => {
+                // A legacy deploy.sh of that environment: outlasted too (its
+                // second release rewrites the one state record).
+                let live = exit_wait::live_record_holder_processes(&holder);
+                if !live.is_empty() {
+                    last_holder = live;
+                }
+                (
+                    messages::other_environment_phrase(environment, &holder),
+                    Some(store.watch(environment)),
+                )
+            }
             // A network store lost while waiting: retried until the wait's
             // limit, said once.
             Err(LockError::Store { detail }) if plan.wait.is_some() => {

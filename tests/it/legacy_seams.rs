@@ -52,9 +52,15 @@ enum End {
 /// starts after deploy.sh's last trap mark, finds deploy.sh gone, and keeps
 /// its lock directory (never removed, never restored) to its end.
 fn direct_rounds(end: End, rounds: usize) {
+    direct_rounds_for(end, rounds, "staging");
+}
+
+/// [`direct_rounds`] with the waiter running `waiter_env` (another
+/// environment: it waits on the checkout's one state record).
+fn direct_rounds_for(end: End, rounds: usize, waiter_env: &str) {
     let w = World::new();
     let deploy_sh = install_legacy(&w);
-    let lock = w.lock_path("staging");
+    let lock = w.lock_path(waiter_env);
     let mut gaps_ms = Vec::new();
     for round in 0..rounds {
         let d = w.tmp.path().join(format!("round-{round}"));
@@ -76,7 +82,7 @@ fn direct_rounds(end: End, rounds: usize) {
         wait_until(PATIENCE, "deploy.sh to take its lock", || ready.exists());
         let cs = waiter_command(&log, &lock, &ready);
         let waiter = w
-            .deploy_lock(&["run", "--wait", "staging", "--", "sh", "-c", &cs])
+            .deploy_lock(&["run", "--wait", waiter_env, "--", "sh", "-c", &cs])
             .spawn_guarded();
         wait_until(PATIENCE, "the waiter to wait", || in_poll(waiter.pid()));
         match end {
@@ -117,6 +123,10 @@ fn direct_rounds(end: End, rounds: usize) {
         );
         gaps_ms.push((waiter_start - last_exit) / 1_000_000);
         assert!(!lock.exists(), "round {round}: a lock was left behind");
+        assert!(
+            !w.lock_path("staging").exists(),
+            "round {round}: deploy.sh's lock was left behind"
+        );
     }
     // No lock directory of the waiter's was ever removed under it and
     // restored.
@@ -125,7 +135,7 @@ fn direct_rounds(end: End, rounds: usize) {
         assert_ne!(v["event"], "restore", "{line}");
     }
     eprintln!(
-        "legacy direct {end:?}: {rounds} rounds; the waiter's command started {:?} ms after deploy.sh's last exit mark",
+        "legacy direct {end:?}, waiter {waiter_env}: {rounds} rounds; the waiter's command started {:?} ms after deploy.sh's last exit mark",
         gaps_ms
     );
 }
@@ -143,6 +153,13 @@ fn issue_18_a_waiter_behind_a_direct_legacy_deploy_int() {
 #[test]
 fn issue_18_a_waiter_behind_a_direct_legacy_deploy_normal_exit() {
     direct_rounds(End::Normal, 10);
+}
+
+/// A waiter of another environment, held back by the checkout's one state
+/// record, likewise starts only once deploy.sh has exited.
+#[test]
+fn issue_18_a_waiter_of_another_environment_behind_a_direct_legacy_deploy() {
+    direct_rounds_for(End::Signal(Signal::SIGTERM), 5, "production");
 }
 
 /// The state file's `environment` stays what the legacy wrote when it
