@@ -257,7 +257,7 @@ impl<'a> LocalLock<'a> {
         };
         let other_environment = state
             .as_ref()
-            .and_then(|d| other_environment_record(d, self.env, self.ctx));
+            .and_then(|d| other_environment_of(d, record_env?, self.env, self.ctx));
         let liveness = holder
             .as_ref()
             .map(|h| liveness_of(h, &self.ctx.host))
@@ -797,7 +797,16 @@ fn other_environment_record(
     env: Environment,
     ctx: &Context,
 ) -> Option<OtherEnvironment> {
-    let other = record_environment(doc, ctx)?;
+    other_environment_of(doc, record_environment(doc, ctx)?, env, ctx)
+}
+
+/// [`other_environment_record`] with the record's environment already told.
+fn other_environment_of(
+    doc: &StateDoc,
+    other: Environment,
+    env: Environment,
+    ctx: &Context,
+) -> Option<OtherEnvironment> {
     if other == env {
         return None;
     }
