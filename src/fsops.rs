@@ -181,6 +181,9 @@ pub fn create_dir(path: &Path) -> io::Result<bool> {
 pub struct Removal {
     /// Entries other than `ours` were present (and were removed too).
     pub had_foreign_entries: bool,
+    /// The directory held anything at all (so the legacy's `rmdir` would have
+    /// failed and it would have gone on to `rm -rf`).
+    pub had_entries: bool,
 }
 
 /// Removes the directory at `path` and everything in it, never following a
@@ -219,6 +222,7 @@ fn empty_dir(fd: &OwnedFd, ours: &[&str], removal: &mut Removal) -> io::Result<(
         .filter(|n| n != "." && n != "..")
         .collect();
     for name in names {
+        removal.had_entries = true;
         if !ours.iter().any(|o| name == *o) {
             removal.had_foreign_entries = true;
         }

@@ -10,8 +10,10 @@ use crate::state::StateDoc;
 use crate::status::{Holder, HolderSource, Liveness, OwnerRecord};
 
 /// The holder of a lock directory: its own `owner.json` if deploy-lock wrote
-/// one, else the state record when it is a locked record for this environment
-/// (what the legacy deploy.sh leaves).
+/// one, else the state record when it is locked (what the legacy deploy.sh
+/// leaves). Which environment's lock a record is does not come from the
+/// file's top-level `environment` (the legacy writes it only when it creates
+/// the file): the caller decides that (`lock::record_environment`).
 pub fn holder_from(
     owner: Option<&OwnerRecord>,
     state: Option<&StateDoc>,
@@ -42,7 +44,8 @@ pub fn holder_from(
         });
     }
     let doc = state?;
-    if !doc.is_locked() || doc.environment().is_some_and(|e| e != env.as_str()) {
+    let _ = env;
+    if !doc.is_locked() {
         return None;
     }
     let text = |k: &str| doc.lock_str(k).map(str::to_string);

@@ -82,6 +82,10 @@ fn position(bytes: &[u8], line: usize, column: usize) -> (usize, usize) {
     )
 }
 
+/// How long a state file that does not parse is re-read before it is
+/// called corrupt (see [`StateDoc::load`]).
+pub const REREAD_WITHIN: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A parsed state file: a JSON object, keys in their original order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateDoc {
@@ -139,7 +143,26 @@ impl StateDoc {
     }
 
     /// Loads the file; Ok(None) when it does not exist.
+    ///
+    /// A file that does not parse is read again a few times within about
+    /// 200 ms before it is called corrupt: the legacy deploy.sh writes it
+    /// with `jq > tmp; mv tmp FILE`, and with the temp file on another
+    /// filesystem that `mv` is an unlink and a copy, so a reader can see
+    /// the file empty or half written for a moment.
     pub fn load(path: &Path) -> Result<Option<StateDoc>, StateError> {
+        let pause = std::time::Duration::from_millis(5);
+        let until = std::time::Instant::now() + REREAD_WITHIN;
+        loop {
+            match StateDoc::load_once(path) {
+                Err(StateError::Parse { .. }) if std::time::Instant::now() < until => {
+                    std::thread::sleep(pause);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn load_once(path: &Path) -> Result<Option<StateDoc>, StateError> {
         match read_regular_file(path) {
             Ok(bytes) => StateDoc::parse(path, &bytes).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -275,6 +298,18 @@ pub fn update<T, E: From<StateError>>(
     create: bool,
     edit: impl FnOnce(Option<&mut StateDoc>) -> Result<Edit<T>, E>,
 ) -> Result<T, E> {
+    update_noting_creation(path, create, |doc, _| edit(doc))
+}
+
+/// [`update`] whose `edit` also learns whether the document is new (the file
+/// did not exist and is being created): the top-level `environment` is
+/// written only then, as the legacy deploy.sh did, because the legacy's
+/// release removes the lock directory that key names.
+pub fn update_noting_creation<T, E: From<StateError>>(
+    path: &Path,
+    create: bool,
+    edit: impl FnOnce(Option<&mut StateDoc>, bool) -> Result<Edit<T>, E>,
+) -> Result<T, E> {
     let io_err = |source: io::Error| StateError::Io {
         path: path.to_path_buf(),
         source,
@@ -299,7 +334,7 @@ pub fn update<T, E: From<StateError>>(
     if doc.is_none() && create {
         doc = Some(StateDoc { root: Map::new() });
     }
-    match edit(doc.as_mut())? {
+    match edit(doc.as_mut(), !existed)? {
         Edit::Keep(t) => Ok(t),
         Edit::Write(t) => {
             if let Some(doc) = doc

@@ -162,6 +162,23 @@ pub struct Inspection {
     pub run_holder: Option<crate::lock::runlock::RunHolder>,
     /// For a network store (etcd): the key, fencing token and lease.
     pub network: Option<NetworkLock>,
+    /// The checkout's one state record is another environment's live lock
+    /// (see `lock::record_held_by_other_environment`).
+    pub other_environment: Option<OtherEnvironment>,
+    /// The legacy deploy.sh's migration lock beside this lock, when one is
+    /// there (a crash during `migrate up` leaves it).
+    pub migration: Option<crate::migration::MigrationLock>,
+}
+
+/// A locked state record that belongs to another environment's lock whose
+/// directory exists and whose holder is not known to be dead: a checkout
+/// records one lock at a time, so no run of this environment starts until
+/// that lock is released.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherEnvironment {
+    pub environment: Environment,
+    pub holder: Holder,
+    pub liveness: Liveness,
 }
 
 /// What a network store adds to a look at its lock.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::liveness::{ProcessIdentity, display_name, valid_pid};
 use crate::state::StateDoc;
-use crate::times::parse_time;
+use crate::times::{date_d, parse_time};
 
 /// What sits at a lock path that is not a directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +83,14 @@ pub struct RecordView {
     /// `locked_at` is a time).
     pub age: Option<i64>,
     pub stale: bool,
+    /// The age and stale flag as the legacy computed them: now minus the
+    /// record's own `locked_at`, whatever the lock directory says (the
+    /// unlock.sh persona prints these; the modern one the lock's one age).
+    pub record_age: Option<i64>,
+    pub record_stale: bool,
+    /// The record's `hostname` is this host's name (the legacy then asked
+    /// `ps -p PID`, whatever PID held).
+    pub this_host: bool,
     pub process: ProcessView,
 }
 
@@ -110,23 +118,31 @@ pub struct Facts<'a> {
     /// The inspection's age while there is a lock directory: one age for the
     /// lock in every message (the legacy read only the record's).
     pub dir_age: Option<i64>,
+    /// The zone `date -d` reads a time without one in (TZ); asked only for
+    /// such a time (reading it costs a file read).
+    pub tz: fn() -> jiff::tz::TimeZone,
 }
 
 /// A value as `jq -r '.lock.KEY // "N/A"'` prints it: missing, null and false
 /// give the default (None); strings print raw; anything else as compact
 /// JSON. Control characters (an escape sequence or a newline typed into the
 /// file) show as `?`, as `ps` shows them, so a value cannot forge lines.
+///
+/// An object or array prints as jq prints it: indented over several lines
+/// (its strings JSON-escaped, so no control character gets through).
 pub fn jq_raw(v: Option<&Value>) -> Option<String> {
-    let text = match v {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => return None,
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    Some(
-        text.chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect(),
-    )
+    match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+        Some(Value::String(s)) => Some(
+            s.chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        ),
+        Some(v @ (Value::Object(_) | Value::Array(_))) => {
+            Some(serde_json::to_string_pretty(v).expect("a JSON value always serialises"))
+        }
+        Some(other) => Some(other.to_string()),
+    }
 }
 
 /// The record view of `doc`; `probe` says whether a process runs (its
@@ -152,13 +168,25 @@ pub fn record_view(
     let locked = v.locked.as_deref() == Some("true");
     let at = v.locked_at.as_deref().map(parse_time);
     v.locked_at_not_a_time = locked && matches!(at, Some(None));
+    let limit = i64::try_from(facts.stale_after_secs).unwrap_or(i64::MAX);
     if locked && let Some(Some(t)) = at {
-        let age = facts
-            .dir_age
-            .unwrap_or_else(|| facts.now.as_second().saturating_sub(t.as_second()));
+        let own = facts.now.as_second().saturating_sub(t.as_second());
+        let age = facts.dir_age.unwrap_or(own);
         v.age = Some(age);
-        v.stale = age > i64::try_from(facts.stale_after_secs).unwrap_or(i64::MAX);
+        v.stale = age > limit;
     }
+    // The legacy's age: `date -d` of the record's own locked_at.
+    if locked
+        && let Some(t) = v
+            .locked_at
+            .as_deref()
+            .and_then(|s| date_d(s, facts.now, facts.tz))
+    {
+        let own = facts.now.as_second().saturating_sub(t.as_second());
+        v.record_age = Some(own);
+        v.record_stale = own > limit;
+    }
+    v.this_host = v.hostname.as_deref() == Some(facts.host);
     let pid_value = get("pid").filter(|v| !v.is_null() && *v != &Value::Bool(false));
     if let Some(p) = pid_value
         && valid_pid(p).is_none()
@@ -207,7 +235,11 @@ mod tests {
         assert_eq!(jq_raw(Some(&json!(true))).as_deref(), Some("true"));
         assert_eq!(jq_raw(Some(&json!("a b"))).as_deref(), Some("a b"));
         assert_eq!(jq_raw(Some(&json!(12345))).as_deref(), Some("12345"));
-        assert_eq!(jq_raw(Some(&json!({"a": 1}))).as_deref(), Some("{\"a\":1}"));
+        assert_eq!(
+            jq_raw(Some(&json!({"a": 1}))).as_deref(),
+            Some("{\n  \"a\": 1\n}")
+        );
+        assert_eq!(jq_raw(Some(&json!([]))).as_deref(), Some("[]"));
         assert_eq!(
             jq_raw(Some(&json!("a\nb\u{1b}[2J"))).as_deref(),
             Some("a?b?[2J")
@@ -227,6 +259,7 @@ mod tests {
             host: "h",
             stale_after_secs: 1800,
             dir_age: None,
+            tz: || jiff::tz::TimeZone::UTC,
         };
         let d = doc(json!({
             "locked": true, "locked_at": "2026-02-03T20:25:46Z", "pid": 42, "hostname": "h"

@@ -279,6 +279,10 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
             items: vec![
                 ("", "deploy-lock ENV [DEPLOY_SH_ARGS...] is deploy-lock run ENV [DEPLOY_SH_ARGS...]: the same flags, wherever they stand before --. --wait[=SECS], --remote-dir DIR and the settings are deploy-lock's and are not passed on; --force and --remote USER@HOST are read by deploy-lock and passed on too (--remote=USER@HOST as two words); every other word goes to deploy.sh in order. --help before ENV is deploy-lock's, after it deploy.sh's.".into()),
                 ("", "The legacy deploy.sh takes the same lock itself unless given --force, which only skips its own lock. So that the unchanged script runs under deploy-lock's lock, deploy-lock adds --force to deploy.sh's arguments when absent: deploy-lock holds the lock for it. A --force you type also lets deploy-lock take over a dead holder's lock at any age, never a live one. --help runs without the lock; --remote checks the server's lock and takes no local one.".into()),
+                ("", "Exactly one environment word reaches deploy.sh, the locked one: deploy.sh takes its last word that is not an option (nor the value of --remote, --version or --branch) as the environment, so any other environment word is refused, exit 2, before anything starts.".into()),
+                ("", "A .deploy.conf.ENV in the checkout with SSH_HOST set makes deploy.sh deploy to that server without --remote; deploy-lock would hold only this host's lock, so it refuses, exit 2, naming the file and the host: use --remote USER@HOST (the server's lock is checked) or move the file aside.".into()),
+                ("", "The state file's top-level environment is written only when deploy-lock creates the file, as the legacy does (its release removes the lock that key names). While the checkout's one state record is another environment's live lock, the run is refused (or waits with --wait).".into()),
+                ("", "With --wait, once a holder on this host has released the lock, deploy-lock waits for that holder's process itself to end (up to 30 s) before taking it: the legacy deploy.sh releases before it exits, and on TERM or INT a second time.".into()),
             ],
         },
         Section {
@@ -446,9 +450,31 @@ fn status_extra() -> Vec<Section<'static>> {
                 ("age_seconds", "Seconds since the lock was taken (owner.json's locked_at, else the legacy locked_at file, else the directory's modification time); null without a lock directory.".into()),
                 ("stale", "true when age_seconds exceeds stale_after_seconds.".into()),
                 ("stale_after_seconds", "The stale timeout in force (DEPLOY_LOCK_STALE_SECS, --stale-secs).".into()),
+                ("record_held_by", "null, or, when the checkout's one state record belongs to another environment's live lock, an object: environment, pid, locked_by. A run of this environment then waits for (or is refused by) that lock, and status --quiet exits 1, whatever this lock's verdict.".into()),
+                ("migration_lock", "null, or, when the legacy deploy.sh's migration lock (togather-migration-ENV.lock beside the lock) is there, an object: path, age_seconds. A crash during migrations leaves it, and deploy.sh's migrations fail until it is removed (unlock removes it).".into()),
             ],
         },
     ]
+}
+
+/// Where unlock.sh prints something else than the legacy script did for the
+/// same files, each on purpose (README's "What changed, on purpose" lists
+/// the same; tests/it/legacy_diff.rs asserts each one).
+fn legacy_deviations() -> Section<'static> {
+    Section {
+        title: "WHAT CHANGED, ON PURPOSE",
+        items: vec![
+            ("", "Otherwise the output is the legacy script's, byte for byte: the age and the stale line come from the record's locked_at; --force on a directory holding any file prints the three lines of the legacy's failed rmdir and rm -rf; odd values print as jq and ps -p made them print.".into()),
+            ("state file not JSON", "An error naming the file, the line and column and the recovery commands, exit 1, the file untouched (the legacy printed empty fields and exited 0). A file that does not parse is read again for up to 200 ms first (a legacy write through mv across file systems is briefly half written).".into()),
+            ("Locked at", "Read as date -d read it for ISO dates and times (with or without a zone, fractions, a trailing UTC), a date alone, @EPOCH, now, yesterday, N hours ago and the like; other forms date -d accepts (month names, weekdays) give no age line where the legacy printed one.".into()),
+            ("control characters", "A control character in a record value (a newline typed into the file) prints as ?: raw, it could forge lines of the block.".into()),
+            ("not a directory", "A file at the lock path gets a line saying it blocks every deploy (the legacy said Not found (unlocked)). --force on a file or a symlink at the lock path is refused, exit 1, nothing changed (the legacy said already removed, or removed the link, and reset the record).".into()),
+            ("migration lock", "The legacy deploy.sh's migration lock (togather-migration-ENV.lock beside the lock), when there, is named on a line of its own after the block; --force lists it in its banner and removes it, only if it is still the directory shown.".into()),
+            ("--wait", "Notices the release within milliseconds (inotify), still printing progress every 5 s. If the holder's process still runs once its lock is gone (the legacy deploy.sh releases before it exits), a line on stderr says so; the exit is not delayed.".into()),
+            ("colour", "Only on a terminal (NO_COLOR, CLICOLOR_FORCE honoured).".into()),
+            ("--force", "Removes the lock directory without following symlinks, only if it is still the lock shown, rewrites the state file atomically keeping every other key, and appends a line to the audit log; a line on stderr says so when the holder still runs.".into()),
+        ],
+    }
 }
 
 fn unlock_sub_extra() -> Vec<Section<'static>> {
@@ -534,6 +560,7 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<String>> {
     }
     let mut legacy_extra = common_sections(true);
     legacy_extra.extend(unlock_extra());
+    legacy_extra.push(legacy_deviations());
     let mut unlock = unlock_command();
     unlock.build();
     write("unlock.sh.1".into(), &|b| {

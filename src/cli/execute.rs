@@ -146,14 +146,14 @@ pub fn execute_with(
             let env = plan.env;
             return run::run(ctx, store, plan, io)
                 .map(Outcome::Child)
-                .map_err(|f| f.for_env(env));
+                .map_err(|f| f.for_env(env, store));
         }
         Operation::Log(l) => ops::log(ctx.home.clone(), &l, io),
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
     }
     .map(|()| Outcome::Done)
     .map_err(|f| match env {
-        Some(env) => f.for_env(env),
+        Some(env) => f.for_env(env, store),
         None => f,
     })
 }

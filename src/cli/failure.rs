@@ -26,7 +26,7 @@ use deploy_lock::context::{BadProjectRoot, NoProjectRoot, SettingError};
 use deploy_lock::lock::{BusyReason, LockError};
 use deploy_lock::state::StateError;
 use deploy_lock::status::{Holder, Inspection};
-use deploy_lock::store::RunHolder;
+use deploy_lock::store::{LockStore, RunHolder};
 
 use super::remote::{Remote, RemoteError};
 use super::request::Persona;
@@ -89,6 +89,9 @@ pub enum Failure {
     State {
         env: Option<Environment>,
         error: LockError,
+        /// The environment's lock directory exists and its holder is not
+        /// known to be dead: `--reset-state` (which removes it) is not advised.
+        live_lock: bool,
     },
     /// `status --quiet`: a run would not start now. Nothing to print.
     NotFree,
@@ -227,14 +230,27 @@ fn lock_error_code(e: &LockError) -> i32 {
 impl Failure {
     /// A state-file error of an operation on `env` carries the environment
     /// (for the recovery advice); anything else is unchanged.
-    pub fn for_env(self, env: Environment) -> Failure {
+    pub fn for_env(self, env: Environment, store: &dyn LockStore) -> Failure {
         match self {
             Failure::Lock(error @ LockError::State(_)) => Failure::State {
                 env: Some(env),
                 error,
+                live_lock: lock_may_be_live(store, env),
             },
             other => other,
         }
+    }
+}
+
+/// Whether `env`'s lock is there with a holder not known to be dead and not
+/// stale yet (an unreadable state file hides a legacy holder's record, so
+/// one without a record of its own counts as live until stale, as the lock
+/// rules treat it).
+fn lock_may_be_live(store: &dyn LockStore, env: Environment) -> bool {
+    use deploy_lock::status::Liveness;
+    match store.inspect_despite_records(env) {
+        Ok((insp, _)) => insp.lock_dir_exists() && insp.liveness != Liveness::Dead && !insp.stale,
+        Err(_) => true,
     }
 }
 

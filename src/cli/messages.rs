@@ -105,9 +105,13 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
             status,
             typed,
         } => server_held(*env, remote, status, typed),
-        Failure::State { env, error: e } => match persona {
+        Failure::State {
+            env,
+            error: e,
+            live_lock,
+        } => match persona {
             Persona::Unlock => lock_error_lines(e),
-            Persona::DeployLock => state_error_lines(e, *env),
+            Persona::DeployLock => state_error_lines(e, *env, *live_lock),
         },
         Failure::NotFree => Vec::new(),
         Failure::NoAnswer => vec![error(
@@ -206,7 +210,14 @@ pub fn lock_error_lines(err: &LockError) -> Vec<String> {
 /// The modern error for a state file that is not usable, with recovery
 /// steps that work on a file that is not JSON (jq cannot read it): an
 /// editor, or `unlock --reset-state`, which keeps the file as a backup.
-pub fn state_error_lines(err: &LockError, env: Option<Environment>) -> Vec<String> {
+///
+/// `--reset-state` removes the lock directory, so it is not offered while
+/// that directory exists with a holder that may still run (`live_lock`).
+pub fn state_error_lines(
+    err: &LockError,
+    env: Option<Environment>,
+    live_lock: bool,
+) -> Vec<String> {
     let env = env.map(|e| e.as_str()).unwrap_or("ENV");
     let LockError::State(e) = err else {
         return lock_error_lines(err);
@@ -219,6 +230,16 @@ pub fn state_error_lines(err: &LockError, env: Option<Environment>) -> Vec<Strin
         StateError::Parse { line, .. } => format!(" +{line}"),
         _ => String::new(),
     };
+    if live_lock {
+        return vec![
+            error(lock_error(err)),
+            format!(
+                "The {env} lock is held and its holder may still run (the file may be mid-write, or was damaged): do not reset it now."
+            ),
+            "To recover once that deploy has ended:".into(),
+            format!("  repair it by hand:   cp {p} {p}.backup && ${{EDITOR:-vi}}{at} {p}"),
+        ];
+    }
     vec![
         error(lock_error(err)),
         "To recover, either:".into(),
@@ -754,6 +775,45 @@ pub fn network_unlocked(removed: bool, has_lease: bool) -> &'static str {
     } else {
         "The lock key does not exist (already released)"
     }
+}
+
+/// `wait` and `unlock.sh --wait`, on stderr after the release: the holder's
+/// process still runs (said, not waited for).
+pub fn holder_still_running_after_release(
+    env: Environment,
+    running: &[(
+        deploy_lock::liveness::ProcessIdentity,
+        deploy_lock::liveness::ProcInfo,
+    )],
+) -> String {
+    let who: Vec<String> = running
+        .iter()
+        .map(|(p, info)| {
+            format!(
+                "{} (pid {})",
+                deploy_lock::liveness::display_name(p.pid, &info.ps_comm()),
+                p.pid
+            )
+        })
+        .collect();
+    format!(
+        "the {env} lock was released, but its holder {} still runs (a legacy deploy.sh releases before it exits, and again on TERM/INT); `deploy-lock run --wait {env}` waits for it to end before it takes the lock",
+        who.join(", ")
+    )
+}
+
+/// `run --wait`: the lock was released but its holder's process still runs
+/// (the legacy deploy.sh releases before it ends): waited for first.
+pub fn holder_still_ending(
+    env: Environment,
+    running: &[deploy_lock::liveness::ProcessIdentity],
+) -> String {
+    let pids: Vec<String> = running.iter().map(|p| p.pid.to_string()).collect();
+    format!(
+        "the {env} lock was released, but its holder's process {} still runs; waiting up to {} s for it to end before taking the lock (a legacy deploy.sh releases before it exits, and again on TERM/INT)",
+        pids.join(", "),
+        deploy_lock::exit_wait::EXIT_GRACE.as_secs()
+    )
 }
 
 #[cfg(test)]

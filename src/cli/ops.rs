@@ -55,7 +55,7 @@ pub fn status(
         Persona::DeployLock => store.inspect_despite_records(env)?,
         Persona::Unlock => (store.inspect(env)?, None),
     };
-    let state_failure = |e: LockError| Err(Failure::Lock(e).for_env(env));
+    let state_failure = |e: LockError| Err(Failure::Lock(e).for_env(env, store));
     if quiet {
         if let Some(e) = state_err {
             return state_failure(e);
@@ -97,11 +97,24 @@ pub fn status(
 
 /// The persona's status block: the legacy one, or with an interpreter
 /// holder named with its script (`bash (deploy.sh)`).
+///
+/// A migration lock beside the lock follows the block on a line of its own
+/// (then an empty line), so the block's bytes stay the legacy's.
 fn block(insp: &Inspection, persona: Persona, style: super::style::Style) -> String {
-    match persona {
+    let mut out = match persona {
         Persona::Unlock => render::status_block(insp, style),
         Persona::DeployLock => render::status_block_modern(insp, style),
+    };
+    if let Some(m) = &insp.migration {
+        let env = insp.environment;
+        let how = match persona {
+            Persona::Unlock => format!("unlock.sh {env} --force"),
+            Persona::DeployLock => format!("deploy-lock unlock {env}"),
+        };
+        out.push_str(&style.yellow(&texts::migration_lock(&m.path, m.age_seconds, &how)));
+        out.push_str("\n\n");
     }
+    out
 }
 
 /// The status block, then the legacy `--wait`: header, a progress line every
@@ -136,6 +149,9 @@ pub fn wait(
             });
         }
     }
+    // The same-host holder seen holding the lock, to tell once it is
+    // released whether its process still runs.
+    let seen_holder = deploy_lock::exit_wait::live_holder_processes(&insp);
     let out = &mut *io.out;
     for l in texts::WAITING_HEADER {
         writeln!(out, "{l}")?;
@@ -182,6 +198,13 @@ pub fn wait(
     if released {
         writeln!(out, "{}", io.out_style.green(texts::LOCK_RELEASED))?;
         out.flush()?;
+        // The legacy deploy.sh releases while it still runs (and again on
+        // TERM/INT): say so, without waiting for it (a waiter's exit timing
+        // is the lock's, as the legacy's was).
+        let running = deploy_lock::exit_wait::still_running(&seen_holder);
+        if !running.is_empty() {
+            io.warn(&messages::holder_still_running_after_release(env, &running));
+        }
         return Ok(());
     }
     // Timeouts are said on stderr, like every error of ours; unlock.sh keeps
@@ -226,7 +249,11 @@ pub fn unlock(
     // Nothing locked (no lock directory, no record saying locked): say so
     // and change nothing, not even an audit line. A record still saying
     // locked is reset as the legacy did.
-    if modern && !insp.locked() && !insp.state.as_ref().is_some_and(|d| d.is_locked()) {
+    if modern
+        && !insp.locked()
+        && !insp.state.as_ref().is_some_and(|d| d.is_locked())
+        && insp.migration.is_none()
+    {
         writeln!(
             io.out,
             "Nothing to unlock: the {env} lock is free (no lock directory at {}); nothing changed.",
@@ -266,6 +293,15 @@ pub fn unlock(
     } else {
         texts::force_warning(&store.location(env))
     };
+    let mut banner = banner;
+    if let Some(m) = &insp.migration {
+        // After "2. Update state file to unlocked".
+        let at = banner
+            .iter()
+            .position(|l| l.starts_with("  2. "))
+            .map_or(banner.len(), |i| i + 1);
+        banner.insert(at, texts::remove_migration_lock(&m.path));
+    }
     for l in banner {
         if l.starts_with('⚠') {
             writeln!(io.out, "{}", style.yellow(&l))?;
@@ -305,7 +341,16 @@ pub fn unlock(
     match &done.dir_removed {
         _ if network => {}
         None => writeln!(out, "{}", texts::DIR_ALREADY_REMOVED)?,
-        Some(r) if r.had_foreign_entries => {
+        // The legacy's `rmdir` fails on any directory holding a file (every
+        // real lock holds `locked_at`); it then said so in three lines. The
+        // modern persona says it only for files that were not ours.
+        Some(r)
+            if (if modern {
+                r.had_foreign_entries
+            } else {
+                r.had_entries
+            }) =>
+        {
             writeln!(out, "{}", style.yellow(texts::DIR_NOT_EMPTY[0]))?;
             writeln!(out, "{}", texts::DIR_NOT_EMPTY[1])?;
             writeln!(out, "{}", style.green(texts::DIR_NOT_EMPTY[2]))?;
@@ -316,6 +361,22 @@ pub fn unlock(
         (true, _) => {}
         (false, true) => writeln!(out, "{}", style.green(texts::STATE_UPDATED))?,
         (false, false) => writeln!(out, "{}", texts::STATE_MISSING)?,
+    }
+    // The migration lock shown, only if it is still that very directory.
+    if let Some(m) = &insp.migration {
+        use deploy_lock::migration::{MigrationRemoval, remove_shown};
+        match remove_shown(m).map_err(|source| Failure::Io {
+            what: format!("cannot remove {}", m.path.display()),
+            source,
+        })? {
+            MigrationRemoval::Removed => {
+                writeln!(out, "{}", style.green(texts::MIGRATION_REMOVED))?
+            }
+            MigrationRemoval::AlreadyGone => writeln!(out, "{}", texts::MIGRATION_GONE)?,
+            MigrationRemoval::ChangedSinceShown => {
+                writeln!(out, "{}", style.yellow(texts::MIGRATION_CHANGED))?
+            }
+        }
     }
     for l in texts::FORCE_DONE {
         if l.starts_with('✓') {

@@ -34,7 +34,11 @@ pub fn status_all(
             backend: store.backend(),
         });
     }
-    let state_failure = |error| Failure::State { env: None, error };
+    let state_failure = |error| Failure::State {
+        env: None,
+        error,
+        live_lock: false,
+    };
     if quiet {
         if let Some(e) = state_err {
             return Err(state_failure(e));

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use deploy_lock::exit_wait;
 use deploy_lock::liveness::ProcessIdentity;
 use deploy_lock::lock::LockError;
 use deploy_lock::store::{Acquire, AcquireOptions, Held, Keeping, LockStore, Woke};
@@ -47,6 +48,8 @@ pub struct RunPlan {
     pub locking: Locking,
     /// The words as typed, for the retry command of a refusal.
     pub typed: Typed,
+    /// The command is the checkout's deploy.sh (no command after `--`).
+    pub deploy_sh: bool,
 }
 
 impl RunPlan {
@@ -69,6 +72,7 @@ impl RunPlan {
                 force: r.force,
                 locking: Locking::Local,
                 typed,
+                deploy_sh: false,
             };
         }
         let has = |flag: &str| r.deploy_args.iter().any(|a| a == flag);
@@ -92,8 +96,83 @@ impl RunPlan {
             force: r.force,
             locking,
             typed,
+            deploy_sh: true,
         }
     }
+
+    /// Why deploy.sh must not run under this plan, checked before anything
+    /// starts (exit 2):
+    /// - deploy.sh takes its LAST word that is not an option (nor the value
+    ///   of `--remote`, `--version` or `--branch`) as the environment, so a
+    ///   second environment word would deploy one environment under
+    ///   another's lock, with the `--force` we add and no lock of its own;
+    /// - a `.deploy.conf.ENV` in the checkout naming an `SSH_HOST` makes
+    ///   deploy.sh deploy to that server without `--remote`: deploy-lock
+    ///   would hold this host's lock while the server's is not checked (and
+    ///   the `--force` we add may reach the server's deploy.sh).
+    pub fn refusal(&self, ctx: &Context) -> Option<String> {
+        if !self.deploy_sh || self.locking == Locking::None {
+            return None;
+        }
+        let words = deploy_sh_environment_words(&self.args);
+        if words.len() != 1 || words[0] != self.env.as_str() {
+            let env = self.env;
+            // Quoted and escaped: a word is the user's, and may hold a newline.
+            let extra: Vec<String> = words
+                .iter()
+                .filter(|w| *w != env.as_str())
+                .map(|w| format!("{w:?}"))
+                .collect();
+            return Some(format!(
+                "deploy.sh would get {} as its environment (it takes its last word that is not an option), but the lock is {env}'s; give exactly one environment: deploy-lock run {env} [DEPLOY_SH_ARGS...]",
+                extra.join(", ")
+            ));
+        }
+        if self.locking == Locking::Local
+            && let Some((conf, host)) = remote_deploy_conf(&ctx.project_root, self.env)
+        {
+            return Some(format!(
+                "{} names SSH_HOST={host}: deploy.sh would deploy {} to that server, whose lock deploy-lock does not take (it would hold only this host's); run deploy-lock run {} --remote USER@{host} to check the server's lock, or move the file aside to deploy here",
+                conf.display(),
+                self.env,
+                self.env
+            ));
+        }
+        None
+    }
+}
+
+/// The words deploy.sh's argument loop takes as the environment (it keeps
+/// the last one): every word that is not an option, except the value after
+/// `--remote`, `--version` or `--branch`.
+pub fn deploy_sh_environment_words(args: &[OsString]) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut it = args.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = it.next() {
+        match a.as_ref() {
+            "--remote" | "--version" | "--branch" => {
+                it.next();
+            }
+            s if s.starts_with('-') => {}
+            s => words.push(s.to_string()),
+        }
+    }
+    words
+}
+
+/// `.deploy.conf.ENV` in the checkout with a non-empty `SSH_HOST=` line
+/// (deploy.sh sources it): the file and the host.
+pub fn remote_deploy_conf(root: &std::path::Path, env: Environment) -> Option<(PathBuf, String)> {
+    let path = root.join(format!(".deploy.conf.{env}"));
+    let text = std::fs::read_to_string(&path).ok()?;
+    let host = text.lines().find_map(|l| {
+        let l = l.trim().strip_prefix("export ").unwrap_or(l.trim());
+        let v = l.strip_prefix("SSH_HOST=")?;
+        let v = v.split('#').next().unwrap_or("").trim();
+        let v = v.trim_matches(|c| c == '"' || c == '\'');
+        (!v.is_empty()).then(|| v.to_string())
+    })?;
+    Some((path, host))
 }
 
 /// Runs the plan: Ok with how the command ended, or why it did not run.
@@ -103,6 +182,9 @@ pub fn run(
     plan: RunPlan,
     io: &mut Io<'_>,
 ) -> Result<ChildEnd, Failure> {
+    if let Some(why) = plan.refusal(ctx) {
+        return Err(Failure::Usage(why));
+    }
     // First, before anything could start a thread.
     let signals = Signals::install().map_err(|source| Failure::Io {
         what: "cannot set up signal handling".into(),
@@ -304,7 +386,55 @@ fn acquire(
     let tty = io.err_tty;
     let mut ticks: u32 = 0;
     let mut store_trouble: Option<String> = None;
+    // The processes of the same-host holder last seen holding the lock: once
+    // it has released, the lock is taken only after they have ended (the
+    // legacy deploy.sh releases while it still runs, and its TERM/INT trap
+    // releases a second time, which would remove a lock taken meanwhile).
+    let mut last_holder: Vec<ProcessIdentity> = Vec::new();
     loop {
+        if !last_holder.is_empty() {
+            let running: Vec<ProcessIdentity> = exit_wait::still_running(&last_holder)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
+            let released = store
+                .inspect(plan.env)
+                .is_ok_and(|insp| !exit_wait::held_by_any(&insp, &running));
+            if running.is_empty() || released {
+                last_holder.clear();
+            }
+            if released && !running.is_empty() {
+                // Said only when it takes a while: a holder normally ends
+                // within a moment of its release.
+                let limit = start + plan.wait.unwrap_or_default();
+                let quiet_until = (Instant::now() + Duration::from_millis(500)).min(limit);
+                let mut until = quiet_until;
+                loop {
+                    match exit_wait::wait_for_exit(&running, until, Some(signals.fd())) {
+                        Ok(exit_wait::Exit::Extra) => {
+                            if let Some(signo) = signals.next_terminating() {
+                                return Err(Failure::Interrupted(signo));
+                            }
+                        }
+                        Ok(exit_wait::Exit::Timeout) if until == quiet_until => {
+                            if tty && ticks > 0 {
+                                let _ = writeln!(io.err);
+                                ticks = 0;
+                            }
+                            io.warn(&messages::holder_still_ending(plan.env, &running));
+                            until = (Instant::now() + exit_wait::EXIT_GRACE).min(limit);
+                        }
+                        Ok(_) => break,
+                        Err(source) => {
+                            return Err(Failure::Io {
+                                what: "cannot wait for the previous holder's process".into(),
+                                source,
+                            });
+                        }
+                    }
+                }
+            }
+        }
         // What we wait on when busy: our own lock, or, when the checkout's
         // one state record is another environment's live lock, that
         // environment's (its release frees the record).
@@ -337,6 +467,10 @@ fn acquire(
                         typed: plan.typed.clone(),
                     })));
                 }
+                let live = exit_wait::live_holder_processes(&inspection);
+                if !live.is_empty() {
+                    last_holder = live;
+                }
                 if reason == deploy_lock::lock::BusyReason::RunHeld {
                     (messages::run_phrase(run_holder.as_ref()), None)
                 } else {
@@ -346,10 +480,18 @@ fn acquire(
             Err(LockError::OtherEnvironment {
                 environment,
                 holder,
-            }) if plan.wait.is_some() => (
-                messages::other_environment_phrase(environment, &holder),
-                Some(store.watch(environment)),
-            ),
+            }) if plan.wait.is_some() => {
+                // A legacy deploy.sh of that environment: outlasted too (its
+                // second release rewrites the one state record).
+                let live = exit_wait::live_record_holder_processes(&holder);
+                if !live.is_empty() {
+                    last_holder = live;
+                }
+                (
+                    messages::other_environment_phrase(environment, &holder),
+                    Some(store.watch(environment)),
+                )
+            }
             // A network store lost while waiting: retried until the wait's
             // limit, said once. Anything waiting cannot fix (a refused
             // login, no permission, not an etcd) ends the wait at once below.
@@ -522,6 +664,58 @@ mod tests {
             "--remote=deploy@h",
         ]);
         assert!(matches!(c.locking, Locking::Server(ref r) if r.dir == "/srv"));
+    }
+
+    #[test]
+    fn deploy_sh_gets_exactly_the_locked_environment() {
+        let ctx = Context::new(Default::default(), "/nonexistent-co".into());
+        assert_eq!(
+            plan(&["staging", "--branch", "production"]).refusal(&ctx),
+            None
+        );
+        assert_eq!(
+            plan(&["staging", "--version", "abc", "--remote", "u@h"]).refusal(&ctx),
+            None
+        );
+        for words in [
+            &["staging", "production", "--skip-migrations"][..],
+            &["staging", "--dry-run", "staging"],
+            &["staging", "--branch", "x", "hotfix"],
+        ] {
+            let why = plan(words).refusal(&ctx).expect("refused");
+            assert!(why.contains("give exactly one environment"), "{why}");
+        }
+        assert_eq!(
+            deploy_sh_environment_words(&modern::os(&[
+                "staging",
+                "--force",
+                "--remote",
+                "production",
+                "development"
+            ])),
+            ["staging", "development"]
+        );
+        // A command after -- is not deploy.sh.
+        assert_eq!(
+            plan(&["staging", "--", "echo", "production"]).refusal(&ctx),
+            None
+        );
+    }
+
+    #[test]
+    fn a_deploy_conf_with_ssh_host_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let ctx = Context::new(Default::default(), t.path().to_path_buf());
+        std::fs::write(
+            t.path().join(".deploy.conf.staging"),
+            "# x\nSSH_HOST=\"togather\"\n",
+        )
+        .unwrap();
+        std::fs::write(t.path().join(".deploy.conf.production"), "SSH_HOST=\n").unwrap();
+        let why = plan(&["staging"]).refusal(&ctx).expect("refused");
+        assert!(why.contains("names SSH_HOST=togather"), "{why}");
+        assert_eq!(plan(&["production"]).refusal(&ctx), None);
+        assert_eq!(plan(&["staging", "--remote", "u@h"]).refusal(&ctx), None);
     }
 
     #[test]

@@ -182,6 +182,25 @@ pub fn changed_hands(who: &str) -> String {
     )
 }
 
+// Ours, not legacy: the migration lock, on a line of its own after the status
+// block (never inside it), and its removal by the force-unlock.
+pub fn migration_lock(path: &Path, age_secs: Option<i64>, remove_with: &str) -> String {
+    let age = age_secs
+        .map(|a| format!(", {}m {}s old", a / 60, a % 60))
+        .unwrap_or_default();
+    format!(
+        "⚠ Migration lock: {}{age}; deploy.sh's migrations fail \"Lock already held\" while it is there. If no deploy is migrating, remove it: {remove_with}",
+        path.display()
+    )
+}
+pub fn remove_migration_lock(path: &Path) -> String {
+    format!("  3. Remove migration lock: {}", path.display())
+}
+pub const MIGRATION_REMOVED: &str = "✓ Migration lock removed";
+pub const MIGRATION_GONE: &str = "Migration lock does not exist (already removed)";
+pub const MIGRATION_CHANGED: &str =
+    "⚠ Migration lock changed since it was shown (another migration took it): left alone";
+
 // Ours, not legacy: the legacy printed empty fields for a corrupted state file.
 /// What is wrong with a state file, for choosing recovery steps that work
 /// (jq cannot read a file that is not JSON, nor set `.lock.locked` in a

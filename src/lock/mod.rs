@@ -22,7 +22,8 @@ use crate::ids::new_ids;
 use crate::liveness::{self, ProcessIdentity};
 use crate::state::{self, Edit, StateDoc, StateError};
 use crate::status::{
-    Holder, Inspection, LOCKED_AT_FILE, Liveness, OUR_FILES, OWNER_FILE, OwnerRecord, verdict,
+    Holder, Inspection, LOCKED_AT_FILE, Liveness, OUR_FILES, OWNER_FILE, OtherEnvironment,
+    OwnerRecord, verdict,
 };
 use crate::store::Warning;
 use crate::times::{parse_time, utc_seconds};
@@ -243,11 +244,20 @@ impl<'a> LocalLock<'a> {
                 Err(e) => return Err(e.into()),
             },
         };
+        // The record is this lock's only when it is not another
+        // environment's (whatever the top-level `environment` says).
+        let record_env = state.as_ref().and_then(|d| record_environment(d, self.ctx));
+        let own_record = state
+            .as_ref()
+            .filter(|_| record_env.is_none_or(|e| e == self.env));
         let holder = if path_kind == PathKind::Directory {
-            holder_from(owner.as_ref(), state.as_ref(), self.env)
+            holder_from(owner.as_ref(), own_record, self.env)
         } else {
             None
         };
+        let other_environment = state
+            .as_ref()
+            .and_then(|d| other_environment_of(d, record_env?, self.env, self.ctx));
         let liveness = holder
             .as_ref()
             .map(|h| liveness_of(h, &self.ctx.host))
@@ -294,6 +304,8 @@ impl<'a> LocalLock<'a> {
             age_seconds,
             stale,
             verdict,
+            other_environment,
+            migration: crate::migration::look(&self.lock_dir(), self.env, now),
         };
         Ok((insp, state_err))
     }
@@ -325,6 +337,7 @@ impl<'a> LocalLock<'a> {
             host: &self.ctx.host,
             stale_after_secs,
             dir_age: (*path_kind == PathKind::Directory).then_some(age).flatten(),
+            tz: crate::tz::system_time_zone,
         };
         let obstruction = matches!(path_kind, PathKind::Symlink | PathKind::Other)
             .then(|| NonDirectory::at(lock_dir));
@@ -535,7 +548,7 @@ impl<'a> LocalLock<'a> {
 
     fn write_state_record(&self, record: &OwnerRecord) -> Result<(), LockError> {
         let ctx = self.ctx;
-        state::update(&ctx.state_file, true, |doc| {
+        state::update_noting_creation(&ctx.state_file, true, |doc, created| {
             let doc = doc.expect("create=true always yields a document");
             if let Some(other) = live_other_environment(doc, self.env, ctx) {
                 return Err(other);
@@ -548,10 +561,17 @@ impl<'a> LocalLock<'a> {
                     .ok()
                 })
                 .map(utc_seconds);
-            doc.root.insert(
-                "environment".into(),
-                Value::String(record.environment.clone()),
-            );
+            // Set only in a file we create, as the legacy did: its release
+            // removes the lock directory of the environment this key names,
+            // so rewriting it would make a later legacy deploy of the file's
+            // environment release another environment's path and leave its
+            // own lock behind.
+            if created {
+                doc.root.insert(
+                    "environment".into(),
+                    Value::String(record.environment.clone()),
+                );
+            }
             doc.root
                 .insert("lock".into(), state_lock_object(record, expires));
             Ok(Edit::Write(()))
@@ -724,21 +744,94 @@ fn set_opt(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
 /// live (its directory exists and its holder is not known dead), the error to
 /// refuse with.
 fn live_other_environment(doc: &StateDoc, env: Environment, ctx: &Context) -> Option<LockError> {
-    let other = Environment::parse(doc.environment()?)?;
-    if other == env || !doc.is_locked() {
+    let o = other_environment_record(doc, env, ctx)?;
+    Some(LockError::OtherEnvironment {
+        environment: o.environment,
+        holder: Box::new(o.holder),
+    })
+}
+
+/// Which environment's lock the checkout's locked state record is, or None
+/// when it is not locked or cannot be told. Not the top-level `environment`
+/// alone: the legacy deploy.sh writes that key only when it creates the
+/// file, so it names the first environment ever deployed from the checkout.
+/// In order: the environment whose lock directory's owner.json carries the
+/// record's lock id (deploy-lock's locks); the top-level environment, if its
+/// lock directory exists; the one environment whose lock directory exists
+/// without an owner.json (a legacy lock); else the top-level environment.
+pub fn record_environment(doc: &StateDoc, ctx: &Context) -> Option<Environment> {
+    if !doc.is_locked() {
+        return None;
+    }
+    let named = doc.environment().and_then(Environment::parse);
+    let lock_id = doc.lock_str("lock_id");
+    let mut legacy_dirs = Vec::new();
+    for e in Environment::ALL {
+        let dir = ctx.lock_dir(e);
+        if fsops::path_kind(&dir).ok() != Some(PathKind::Directory) {
+            continue;
+        }
+        let owner = std::fs::read(dir.join(OWNER_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<OwnerRecord>(&b).ok());
+        match owner {
+            Some(o) if lock_id == Some(o.lock_id.as_str()) => return Some(e),
+            Some(_) => {}
+            None => legacy_dirs.push(e),
+        }
+    }
+    if let Some(n) = named
+        && legacy_dirs.contains(&n)
+    {
+        return Some(n);
+    }
+    match legacy_dirs[..] {
+        [one] => Some(one),
+        _ => named,
+    }
+}
+
+/// The record as another environment's live lock, when it is one.
+fn other_environment_record(
+    doc: &StateDoc,
+    env: Environment,
+    ctx: &Context,
+) -> Option<OtherEnvironment> {
+    other_environment_of(doc, record_environment(doc, ctx)?, env, ctx)
+}
+
+/// [`other_environment_record`] with the record's environment already told.
+fn other_environment_of(
+    doc: &StateDoc,
+    other: Environment,
+    env: Environment,
+    ctx: &Context,
+) -> Option<OtherEnvironment> {
+    if other == env {
         return None;
     }
     if fsops::path_kind(&ctx.lock_dir(other)).ok()? != PathKind::Directory {
         return None;
     }
     let holder = holder_from(None, Some(doc), other)?;
-    if liveness_of(&holder, &ctx.host) == Liveness::Dead {
+    let liveness = liveness_of(&holder, &ctx.host);
+    if liveness == Liveness::Dead {
         return None;
     }
-    Some(LockError::OtherEnvironment {
+    Some(OtherEnvironment {
         environment: other,
-        holder: Box::new(holder),
+        holder,
+        liveness,
     })
+}
+
+/// The one-record-per-checkout rule: the checkout's state record is another
+/// environment's live lock, so a run of this environment would be refused
+/// (or wait) until that lock is released, whatever this lock looks like.
+pub fn record_held_by_other_environment(insp: &Inspection) -> bool {
+    insp.other_environment
+        .as_ref()
+        .is_some_and(|o| o.environment != insp.environment && o.liveness != Liveness::Dead)
 }
 
 /// The owner's uid of a lock directory nobody is recorded as holding and
@@ -784,7 +877,11 @@ pub fn would_take(insp: &Inspection) -> bool {
             .is_some_and(|m| m.mode() & 0o1000 != 0);
         me.is_root() || owner.is_ok_and(|u| u == me.as_raw()) || !sticky
     };
-    verdict_allows && only_ours && removable && insp.run_holder.is_none()
+    verdict_allows
+        && only_ours
+        && removable
+        && insp.run_holder.is_none()
+        && !record_held_by_other_environment(insp)
 }
 
 /// The local facts of issue 17's rule: `insp` (this machine's lock
@@ -1090,5 +1187,61 @@ mod tests {
         let stale = LocalLock::new(&later, Environment::Staging);
         let held = acquired(stale.try_acquire(false, me()).unwrap());
         stale.release(*held).unwrap();
+    }
+
+    #[test]
+    fn one_record_per_checkout_whatever_the_top_level_environment_says() {
+        let t = tempfile::tempdir().unwrap();
+        let c = ctx(t.path());
+        // A legacy production deploy (alive: this process) in a checkout
+        // whose file a staging deploy created long ago.
+        let prod = LocalLock::new(&c, Environment::Production);
+        let dir = prod.lock_dir();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join(LOCKED_AT_FILE),
+            format!("{}\n", c.now().as_second()),
+        )
+        .unwrap();
+        std::fs::create_dir_all(c.state_file.parent().unwrap()).unwrap();
+        let record = json!({
+            "environment": "staging",
+            "lock": {
+                "locked": true, "lock_id": "lock_x", "deployment_id": "dep_x",
+                "locked_by": "deploy@h", "locked_at": utc_seconds(c.now()),
+                "pid": std::process::id(), "hostname": c.host,
+            }
+        });
+        std::fs::write(&c.state_file, record.to_string()).unwrap();
+        let doc = StateDoc::load(&c.state_file).unwrap().unwrap();
+        assert_eq!(record_environment(&doc, &c), Some(Environment::Production));
+        // Production's lock shows that holder, alive, not "unknown".
+        let insp = prod.inspect().unwrap();
+        assert!(
+            matches!(insp.liveness, Liveness::Alive { .. }),
+            "{:?}",
+            insp.liveness
+        );
+        assert_eq!(insp.verdict, Verdict::Held);
+        assert!(!record_held_by_other_environment(&insp));
+        // Staging's lock is free, but a staging run would be refused: status
+        // --quiet says so too.
+        let staging = LocalLock::new(&c, Environment::Staging);
+        let insp = staging.inspect().unwrap();
+        assert_eq!(insp.verdict, Verdict::Free);
+        assert!(record_held_by_other_environment(&insp));
+        assert!(!would_take(&insp));
+        assert!(matches!(
+            staging.try_acquire(false, me()),
+            Err(LockError::OtherEnvironment {
+                environment: Environment::Production,
+                ..
+            })
+        ));
+        // Once production's directory is gone, the record binds nobody.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let insp = staging.inspect().unwrap();
+        assert!(!record_held_by_other_environment(&insp));
+        assert!(would_take(&insp));
     }
 }

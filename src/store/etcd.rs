@@ -159,6 +159,8 @@ impl<'a> EtcdLockStore<'a> {
             stale: false,
             verdict,
             run_holder: None,
+            other_environment: None,
+            migration: None,
             network: Some(NetworkLock {
                 backend: "etcd",
                 key: e.key.clone(),
@@ -464,6 +466,7 @@ impl LockStore for EtcdLockStore<'_> {
                 Unlock::Done(ForceUnlock {
                     dir_removed: Some(Removal {
                         had_foreign_entries: false,
+                        had_entries: false,
                     }),
                     state_updated: false,
                     warnings: Vec::new(),

@@ -70,6 +70,8 @@ impl MemoryStore {
         let stale_after_secs = self.ctx.settings.stale_after.as_secs();
         Inspection {
             run_holder: None,
+            other_environment: None,
+            migration: None,
             network: None,
             environment: env,
             view: LegacyView {
@@ -211,6 +213,7 @@ impl LockStore for MemoryStore {
             outcome: Unlock::Done(ForceUnlock {
                 dir_removed: current.as_ref().map(|_| crate::fsops::Removal {
                     had_foreign_entries: false,
+                    had_entries: false,
                 }),
                 state_updated: false,
                 warnings: Vec::new(),

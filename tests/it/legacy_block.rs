@@ -9,7 +9,7 @@ use crate::harness::*;
 use crate::legacy_status::fake_deploy;
 
 /// Removes the colour escapes the legacy printed even into pipes.
-fn plain(text: &str) -> String {
+pub fn plain(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(i) = rest.find('\u{1b}') {

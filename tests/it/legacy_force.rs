@@ -238,7 +238,7 @@ fn yes_through_a_pipe_removes_the_lock_and_keeps_the_rest_of_the_state() {
     let after = now();
     out.code(0).stderr("").stdout_one_of(&candidates(before, after, |t| {
         format!(
-            "{}{dir}\n{}\n\n{}✓ Lock directory removed\n✓ State file updated to unlocked\n{RELEASED_TAIL}",
+            "{}{dir}\n{}\n\n{}⚠ Could not remove lock directory (may not be empty)\n  Trying force remove...\n✓ Lock directory force removed\n✓ State file updated to unlocked\n{RELEASED_TAIL}",
             header("staging"),
             crashed_info(&c, t),
             warning(&w, "staging"),
@@ -307,7 +307,7 @@ fn yes_with_surrounding_blanks_or_without_newline_counts() {
         let after = now();
         out.code(0).stderr("").stdout_one_of(&candidates(before, after, |t| {
             format!(
-                "{}{dir}\n{}\n\n{}✓ Lock directory removed\n✓ State file updated to unlocked\n{RELEASED_TAIL}",
+                "{}{dir}\n{}\n\n{}⚠ Could not remove lock directory (may not be empty)\n  Trying force remove...\n✓ Lock directory force removed\n✓ State file updated to unlocked\n{RELEASED_TAIL}",
                 header("staging"),
                 crashed_info(&c, t),
                 warning(&w, "staging"),
@@ -342,7 +342,7 @@ fn prompt_and_answer_on_a_real_terminal() {
     assert_eq!(st.code(), Some(0), "{}", tty.text());
     let wants = candidates(before, after, |t| {
         crlf(&format!(
-            "{}{dir}\n{}\n\n{}{PROMPT}yes\n✓ Lock directory removed\n✓ State file updated to unlocked\n{RELEASED_TAIL}",
+            "{}{dir}\n{}\n\n{}{PROMPT}yes\n⚠ Could not remove lock directory (may not be empty)\n  Trying force remove...\n✓ Lock directory force removed\n✓ State file updated to unlocked\n{RELEASED_TAIL}",
             header("staging"),
             crashed_info(&c, t),
             warning(&w, "staging"),
@@ -422,7 +422,7 @@ fn missing_state_file_is_reported_and_not_created() {
         .code(0)
         .stderr("")
         .stdout(&format!(
-            "{}{dir}\nState file not found: {}\n\n\n{}✓ Lock directory removed\nState file does not exist\n{RELEASED_TAIL}",
+            "{}{dir}\nState file not found: {}\n\n\n{}⚠ Could not remove lock directory (may not be empty)\n  Trying force remove...\n✓ Lock directory force removed\nState file does not exist\n{RELEASED_TAIL}",
             header("staging"),
             w.state_path().display(),
             warning(&w, "staging"),
@@ -508,11 +508,26 @@ fn symlink_inside_the_lock_directory_is_removed_not_followed() {
 }
 
 #[test]
-fn only_our_files_give_the_plain_removed_line() {
-    // locked_at (legacy) and owner.json (deploy-lock) are ours: one line.
+fn any_file_gives_the_legacy_three_lines_and_an_empty_directory_one() {
+    // The legacy's rmdir fails on any file, ours (locked_at, owner.json)
+    // included: its three lines, whatever the files are.
     let w = World::new();
     let lock = w.legacy_lock("staging", now() - 60);
     fs::write(lock.join("owner.json"), "{}").unwrap();
+    let dir = dir_lines(&w, "staging");
+    w.unlock_sh(&["staging", "--force"])
+        .stdin(b"yes\n")
+        .run()
+        .code(0)
+        .stdout(&format!(
+            "{}{dir}\nState file not found: {}\n\n\n{}⚠ Could not remove lock directory (may not be empty)\n  Trying force remove...\n✓ Lock directory force removed\nState file does not exist\n{RELEASED_TAIL}",
+            header("staging"),
+            w.state_path().display(),
+            warning(&w, "staging"),
+        ));
+    assert!(!lock.exists());
+    // An empty directory: the legacy's rmdir succeeds, one line.
+    fs::create_dir(&lock).unwrap();
     let dir = dir_lines(&w, "staging");
     w.unlock_sh(&["staging", "--force"])
         .stdin(b"yes\n")

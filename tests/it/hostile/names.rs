@@ -89,12 +89,22 @@ fn command_line_words_are_never_interpolated_into_a_shell() {
         "deploy/scripts/deploy.sh",
         "#!/bin/sh\nfor a in \"$@\"; do printf '%s|' \"$a\"; done\n",
     );
+    // As option values they reach deploy.sh as they are...
+    let mut args = vec!["staging"];
+    for h in hostile {
+        args.extend(["--branch", h]);
+    }
+    w.deploy_lock(&args).run().code(0).stdout(&format!(
+        "staging|--force|{}|",
+        hostile.map(|h| format!("--branch|{h}")).join("|")
+    ));
+    // ...and as bare words deploy.sh would take them as its environment:
+    // refused (issue 18), each quoted, a newline escaped.
     let mut args = vec!["staging"];
     args.extend(hostile);
-    w.deploy_lock(&args)
-        .run()
-        .code(0)
-        .stdout(&format!("staging|--force|{}|", hostile.join("|")));
+    w.deploy_lock(&args).run().code(2).stdout("").stderr(
+        "ERROR: deploy.sh would get \"$(touch pwned1)\", \"`touch pwned2`\", \";touch pwned3\", \"&& touch pwned4\", \"| touch pwned5\", \"*\", \"$HOME\", \"'\\\"\", \"a\\nb\" as its environment (it takes its last word that is not an option), but the lock is staging's; give exactly one environment: deploy-lock run staging [DEPLOY_SH_ARGS...]\n",
+    );
     assert!(tree(w.tmp.path()).iter().all(|p| !p.contains("pwned")));
     assert!(tree(&w.root).iter().all(|p| p != "*"));
 }

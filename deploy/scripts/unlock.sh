@@ -1,0 +1,1 @@
+/work/main/target/debug/deploy-lock
