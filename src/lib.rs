@@ -20,6 +20,7 @@ pub mod status;
 pub mod store;
 pub mod supervise;
 pub mod times;
+pub mod trust;
 pub mod tz;
 pub mod view;
 pub mod wait;

@@ -4,7 +4,7 @@
 //!
 //! | kind | `deploy-lock` | `unlock.sh` |
 //! | --- | --- | --- |
-//! | usage (clap, ours, settings, no checkout) | 2 | 1 |
+//! | usage (clap, ours, settings, no checkout, an untrusted checkout) | 2 | 1 |
 //! | data (state file not JSON / not the shape) | 65 | 1 |
 //! | I/O (a file, ssh, our own stdout) | 74 | 1 |
 //! | held (live holder, not stale, obstructed; `check`: token not the holder) | 75 | 1 |
@@ -27,6 +27,7 @@ use deploy_lock::lock::{BusyReason, LockError};
 use deploy_lock::state::StateError;
 use deploy_lock::status::{Holder, Inspection};
 use deploy_lock::store::RunHolder;
+use deploy_lock::trust::UntrustedCheckout;
 
 use super::remote::{Remote, RemoteError};
 use super::request::Persona;
@@ -83,6 +84,8 @@ pub enum Failure {
     NoCheckout(NoProjectRoot),
     /// `--project-root` (or its variable) names no checkout.
     BadProjectRoot(BadProjectRoot),
+    /// The checkout is owned by someone the caller does not trust.
+    Untrusted(UntrustedCheckout),
     Lock(LockError),
     /// The state file is not usable, for an operation on `env` (the modern
     /// recovery advice names the environment).
@@ -170,6 +173,7 @@ impl Failure {
             | Failure::Setting(_)
             | Failure::NoCheckout(_)
             | Failure::BadProjectRoot(_)
+            | Failure::Untrusted(_)
             | Failure::ArgsAndCommand { .. } => USAGE,
             Failure::Lock(e) | Failure::State { error: e, .. } => lock_error_code(e),
             Failure::NotFree => HELD,

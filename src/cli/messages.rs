@@ -98,6 +98,7 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         Failure::BadProjectRoot(e) => vec![error(format!(
             "{e}; name a checkout (the folder that holds deploy/), or leave it unset to use the checkout around the working directory"
         ))],
+        Failure::Untrusted(e) => vec![error(e)],
         Failure::Lock(e) => lock_error_lines(e),
         Failure::ServerHeld {
             env,
