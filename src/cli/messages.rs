@@ -309,6 +309,24 @@ pub fn lock_error(err: &LockError) -> String {
                 Some(g @ deploy_lock::fsops::GuardProblem::HeldTooLong { .. }) => format!(
                     "{p}: {g} (deploy-lock holds it for milliseconds); find the holder with: fuser -v {p}"
                 ),
+                Some(deploy_lock::fsops::GuardProblem::Unopenable {
+                    what,
+                    uid,
+                    mode,
+                    error,
+                }) => {
+                    let owner = user_name(*uid);
+                    let who = if *uid == 0 {
+                        "root".to_string()
+                    } else {
+                        format!("{owner} (or root)")
+                    };
+                    format!(
+                        "{p} cannot be opened ({error}): it is {what} owned by {owner} with mode \
+                         {mode:04o}; ask {who} to remove it while no deploy runs \
+                         (sudo rm -rf {p}): deploy-lock re-creates it as a regular file with mode 0644"
+                    )
+                }
                 None => format!("{p}: {source}"),
             }
         }

@@ -172,11 +172,10 @@ impl LocalLock<'_> {
         };
         let path = self.ctx.settings.announce_file(self.env);
         let text = serde_json::to_vec(&note).expect("serialisable");
-        // Readable by every holder: another user's run must see it too.
-        let written = fsops::atomic_write(&path, &text).and_then(|()| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-        });
+        // Readable by every holder: another user's run must see it too. The
+        // mode is set on the temp file's descriptor before the rename: a
+        // chmod by name could be sent through a symlink swapped in.
+        let written = fsops::atomic_write_mode(&path, &text, Some(fsops::LOCK_FILE_MODE));
         match written {
             Ok(()) => Vec::new(),
             Err(e) => vec![Warning::Announce {
