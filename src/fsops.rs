@@ -80,6 +80,11 @@ pub struct DirSnapshot {
     pub mtime: i64,
     /// Entry names other than `.` and `..`.
     pub entries: Vec<OsString>,
+    /// The directory's owner: the only user whose records inside it count.
+    pub uid: u32,
+    /// The owner of an `owner.json` inside that was not believed because
+    /// someone other than the directory's owner wrote it.
+    pub disowned_record_uid: Option<u32>,
 }
 
 /// Largest file we read from inside a lock directory; ours are tiny.
@@ -107,6 +112,8 @@ pub fn snapshot_dir(path: &Path) -> io::Result<(OwnedFd, DirSnapshot)> {
             }),
             mtime: st.st_mtime,
             entries,
+            uid: st.st_uid,
+            disowned_record_uid: None,
         },
     ))
 }
@@ -114,6 +121,12 @@ pub fn snapshot_dir(path: &Path) -> io::Result<(OwnedFd, DirSnapshot)> {
 /// Reads a small regular file inside `dir` without following a symlink.
 /// None when absent, not a regular file, or larger than a lock file can be.
 pub fn read_small_file_at(dir: impl AsFd, name: &str) -> Option<Vec<u8>> {
+    read_small_file_owned_at(dir, name).map(|(bytes, _)| bytes)
+}
+
+/// [`read_small_file_at`] with the file's owner (from the open descriptor,
+/// so it is the owner of the bytes read).
+pub fn read_small_file_owned_at(dir: impl AsFd, name: &str) -> Option<(Vec<u8>, u32)> {
     let fd = openat(
         dir,
         name,
@@ -132,7 +145,7 @@ pub fn read_small_file_at(dir: impl AsFd, name: &str) -> Option<Vec<u8>> {
         .take(SMALL_FILE_LIMIT)
         .read_to_end(&mut buf)
         .ok()?;
-    Some(buf)
+    Some((buf, st.st_uid))
 }
 
 /// Reads a small regular file at `path` without following a symlink (the
@@ -199,6 +212,20 @@ pub fn remove_dir_tree(
     expect: Option<DirIdentity>,
     ours: &[&str],
 ) -> io::Result<Option<Removal>> {
+    remove_dir_tree_if(path, expect, ours, &|_| true)
+}
+
+/// [`remove_dir_tree`] that also asks `still_it` about the opened directory
+/// (through its descriptor) before emptying it: an inode number can be
+/// reused by a directory removed and re-created meanwhile (ext4 does), so
+/// the caller compares what the records inside say too. Ok(None) when the
+/// directory is gone, another one, or `still_it` says no.
+pub fn remove_dir_tree_if(
+    path: &Path,
+    expect: Option<DirIdentity>,
+    ours: &[&str],
+    still_it: &dyn Fn(&OwnedFd) -> bool,
+) -> io::Result<Option<Removal>> {
     let (parent, name) = split(path)?;
     let parent_fd = open_dir(parent)?;
     let fd = match open_dir_at(&parent_fd, name) {
@@ -210,6 +237,9 @@ pub fn remove_dir_tree(
     if let Some(want) = expect
         && (want.dev != st.st_dev || want.ino != st.st_ino)
     {
+        return Ok(None);
+    }
+    if !still_it(&fd) {
         return Ok(None);
     }
     let mut removal = Removal::default();

@@ -544,6 +544,19 @@ fn foreign_entries(insp: &Inspection) -> String {
         .join(", ")
 }
 
+/// For a lock whose owner.json someone other than the directory's owner
+/// wrote (and which is therefore not believed): who owns what.
+fn disowned_record(insp: &deploy_lock::status::Inspection) -> Option<String> {
+    let d = insp.dir.as_ref()?;
+    let by = d.disowned_record_uid?;
+    Some(format!(
+        "  note: {} belongs to {}, but its owner.json was written by {}, so it is not believed",
+        insp.lock_dir.display(),
+        user_name(d.uid),
+        user_name(by)
+    ))
+}
+
 /// A held lock's refusal: at most 6 lines saying who holds it, since when,
 /// whether it runs, and the user's own command to retry with (`--wait`, or
 /// `--force` where that would work). The full status block is `status`'s.
@@ -646,7 +659,10 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
             format!("  wait for it:      {wait}"),
             format!("  once you know nobody deploys: deploy-lock unlock {env}"),
             details,
-        ],
+        ]
+        .into_iter()
+        .chain(disowned_record(insp))
+        .collect(),
         _ => {
             let pid = holder
                 .and_then(|h| h.pid)

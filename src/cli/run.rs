@@ -420,15 +420,22 @@ fn acquire(
     }
 }
 
-/// Whether the live holder runs on this host as the caller's own uid: only
-/// then may a refusal suggest `kill PID`.
+/// Whether the live holder runs on this host as the caller's own uid, and
+/// the lock directory is the caller's too: only then may a refusal suggest
+/// `kill PID` (a record planted by someone else may name any process of
+/// ours; the process of a lock's real holder runs as the directory's owner).
 fn holder_is_callers(insp: &deploy_lock::status::Inspection) -> bool {
     use std::os::unix::fs::MetadataExt;
     let deploy_lock::status::Liveness::Alive { pid, .. } = &insp.liveness else {
         return false;
     };
-    std::fs::metadata(format!("/proc/{pid}"))
-        .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw())
+    let me = nix::unistd::geteuid().as_raw();
+    let dir_owner = insp.dir.as_ref().map(|d| d.uid).or_else(|| {
+        std::fs::symlink_metadata(&insp.lock_dir)
+            .ok()
+            .map(|m| m.uid())
+    });
+    dir_owner == Some(me) && std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == me)
 }
 
 /// Before deploy.sh's own remote mode: Ok once the server's lock is not held
