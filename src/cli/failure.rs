@@ -69,6 +69,8 @@ pub struct Busy {
     /// The live holder runs on this host under the caller's uid (`kill`
     /// is then worth suggesting).
     pub holder_is_callers: bool,
+    /// The run file is flocked by a process that is not a deploy-lock run.
+    pub squatter: Option<deploy_lock::lock::runlock::FlockHolder>,
     /// The user's words, for the retry command.
     pub typed: super::request::Typed,
 }

@@ -514,6 +514,28 @@ pub fn run_phrase(holder: Option<&RunHolder>) -> String {
     }
 }
 
+/// A run file another program holds an flock on: whose process it is.
+pub fn squatter_phrase(sq: &deploy_lock::lock::runlock::FlockHolder) -> String {
+    let user = sq.uid.map_or_else(|| "an unknown user".into(), user_name);
+    format!(
+        "locked by pid {} of {user}, which is not a deploy-lock run (the file belongs to {})",
+        sq.pid,
+        user_name(sq.file_uid)
+    )
+}
+
+/// What to do about a squatted run file.
+pub fn squatter_fix(run_file: &str, sq: &deploy_lock::lock::runlock::FlockHolder) -> String {
+    let who = match sq.uid {
+        Some(0) | None => "root".to_string(),
+        Some(u) => format!("{} (or root)", user_name(u)),
+    };
+    format!(
+        "No deploy-lock run can start until it lets go: ask {who} to stop pid {} (fuser -v {run_file} shows it).",
+        sq.pid
+    )
+}
+
 /// What a busy lock is held by, for the progress line of `run --wait`.
 pub fn holder_phrase(insp: &Inspection) -> String {
     match (&insp.liveness, &insp.holder) {
@@ -592,7 +614,24 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
         (BusyReason::RunHeld, Liveness::Alive { .. }) => BusyReason::HolderAlive,
         (r, _) => r,
     };
+    let run_file = insp
+        .lock_dir
+        .with_file_name(env.run_file_name())
+        .display()
+        .to_string();
     let mut lines: Vec<String> = match (reason, &insp.liveness) {
+        (BusyReason::RunHeld, _) if b.squatter.is_some() => {
+            let sq = b.squatter.as_ref().expect("checked");
+            vec![
+                error(format!(
+                    "the {env} lock cannot be taken: {run_file} is {}.",
+                    squatter_phrase(sq)
+                )),
+                squatter_fix(&run_file, sq),
+                format!("  wait for it:      {wait}"),
+                details,
+            ]
+        }
         (BusyReason::RunHeld, _) => vec![
             error(format!(
                 "the {env} lock is {}; it frees when that process ends.",

@@ -288,7 +288,14 @@ pub fn verdict_line(insp: &Inspection) -> String {
                 "no lock directory, but a deploy-lock run (pid {}) still runs its command (its lock directory was removed); another deploy-lock run starts once it ends",
                 run.pid
             ),
-            None => "no lock directory; a deploy may start".to_string(),
+            None => match deploy_lock::lock::run_file_squatted(insp) {
+                Some(sq) => format!(
+                    "no lock directory, but {} is {}; no deploy can start until it lets go",
+                    insp.lock_dir.with_file_name(env.run_file_name()).display(),
+                    super::messages::squatter_phrase(&sq)
+                ),
+                None => "no lock directory; a deploy may start".to_string(),
+            },
         },
         (Verdict::Held, Liveness::Alive { pid, comm }) => {
             let name = display_name(*pid, comm);

@@ -326,10 +326,15 @@ fn acquire(
                 if store_trouble.take().is_some() {
                     io.warn("the lock store answers again");
                 }
+                let squatter = (reason == deploy_lock::lock::BusyReason::RunHeld
+                    && run_holder.is_none())
+                .then(|| deploy_lock::lock::run_file_squatted(&inspection))
+                .flatten();
                 if plan.wait.is_none() {
                     return Err(Failure::Held(Box::new(Busy {
                         env: plan.env,
                         reason,
+                        squatter,
                         run_holder,
                         holder_is_callers: holder_is_callers(&inspection),
                         inspection,
@@ -337,7 +342,9 @@ fn acquire(
                         typed: plan.typed.clone(),
                     })));
                 }
-                if reason == deploy_lock::lock::BusyReason::RunHeld {
+                if let Some(sq) = &squatter {
+                    (messages::squatter_phrase(sq), None)
+                } else if reason == deploy_lock::lock::BusyReason::RunHeld {
                     (messages::run_phrase(run_holder.as_ref()), None)
                 } else {
                     (messages::holder_phrase(&inspection), None)

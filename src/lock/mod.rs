@@ -788,7 +788,25 @@ pub fn would_take(insp: &Inspection) -> bool {
             .is_some_and(|m| m.mode() & 0o1000 != 0);
         me.is_root() || owner.is_ok_and(|u| u == me.as_raw()) || !sticky
     };
-    verdict_allows && only_ours && removable && insp.run_holder.is_none()
+    verdict_allows
+        && only_ours
+        && removable
+        && insp.run_holder.is_none()
+        && run_file_squatted(insp).is_none()
+}
+
+/// The run file is flocked by a process that is not a deploy-lock run (no
+/// live record names it, and it runs another program): a run would be
+/// refused, so the lock is not free, and the refusal names that process and
+/// its user instead of "a deploy-lock run".
+pub fn run_file_squatted(insp: &Inspection) -> Option<runlock::FlockHolder> {
+    if insp.run_holder.is_some() {
+        return None;
+    }
+    let run_file = insp
+        .lock_dir
+        .with_file_name(insp.environment.run_file_name());
+    runlock::flock_holder(&run_file).filter(|h| !h.deploy_lock)
 }
 
 /// Files deploy-lock or the legacy put in a lock directory, including the
