@@ -15,6 +15,7 @@ pub mod legacy_block;
 pub mod liveness;
 pub mod lock;
 pub mod lsld;
+pub mod sanitize;
 pub mod state;
 pub mod status;
 pub mod store;

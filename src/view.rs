@@ -122,11 +122,7 @@ pub fn jq_raw(v: Option<&Value>) -> Option<String> {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    Some(
-        text.chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect(),
-    )
+    Some(crate::sanitize::text(&text).into_owned())
 }
 
 /// The record view of `doc`; `probe` says whether a process runs (its

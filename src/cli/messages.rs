@@ -138,8 +138,8 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
                 Persona::DeployLock => {
                     let id = now
                         .as_ref()
-                        .and_then(|h| h.lock_id.as_deref())
-                        .unwrap_or("none");
+                        .and_then(|h| shown_opt(h.lock_id.as_deref()))
+                        .unwrap_or_else(|| "none".into());
                     vec![error(format!(
                         "the {env} lock changed hands since it was shown: it is held by {who} now (lock id {id}); nothing changed"
                     ))]
@@ -349,7 +349,8 @@ fn server_held(
     };
     let t = &remote.target;
     let h = &status["holder"];
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    // A remote host's answer: through the sanitiser like any outside text.
+    let text = |v: &serde_json::Value| deploy_lock::sanitize::text_opt(v.as_str());
     let who = text(&h["locked_by"]).unwrap_or_else(|| "an unknown holder".into());
     let since = match (text(&h["locked_at"]), status["age_seconds"].as_i64()) {
         (Some(at), Some(a)) => format!(" since {at} ({}m {}s ago)", a / 60, a % 60),
@@ -394,7 +395,7 @@ pub fn warning(w: &Warning) -> String {
         Warning::TakenByOther { env, holder } => {
             let who = holder
                 .as_ref()
-                .and_then(|h| h.locked_by.clone())
+                .and_then(|h| shown_opt(h.locked_by.as_deref()))
                 .unwrap_or_else(|| "another holder".into());
             format!("the {env} lock is held by {who} now; left it alone")
         }
@@ -418,7 +419,7 @@ pub fn took_over(env: Environment, prev: Option<&deploy_lock::status::Holder>) -
     match prev {
         Some(prev) => format!(
             "took over the {env} lock left by {} (pid {}, not running)",
-            prev.locked_by.as_deref().unwrap_or("an unknown holder"),
+            shown_opt(prev.locked_by.as_deref()).unwrap_or_else(|| "an unknown holder".into()),
             prev.pid
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "unknown".into()),
@@ -457,7 +458,9 @@ pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
             true,
             format!(
                 "WARNING: the {env} lock was force-unlocked by {} (pid {}) at {}; the command goes on, and no other deploy-lock run starts until it ends.",
-                a.by, a.pid, a.at
+                shown(&a.by),
+                a.pid,
+                shown(&a.at)
             ),
         ),
         KeepEvent::Failed(KeepFailure::Heartbeat { path, error, .. }) => (
@@ -499,7 +502,7 @@ pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
 /// `deploy@host, pid 123`: a holder as every message names it (worded here,
 /// not in the library, which only returns the record).
 pub fn describe_holder(h: &deploy_lock::status::Holder) -> String {
-    let who = h.locked_by.as_deref().unwrap_or("unknown");
+    let who = shown_opt(h.locked_by.as_deref()).unwrap_or_else(|| "unknown".into());
     match h.pid {
         Some(pid) => format!("{who}, pid {pid}"),
         None => who.to_string(),
@@ -544,7 +547,7 @@ pub fn holder_phrase(insp: &Inspection) -> String {
         }
         (_, Some(h)) => format!(
             "held by {}",
-            h.locked_by.as_deref().unwrap_or("an unknown holder")
+            shown_opt(h.locked_by.as_deref()).unwrap_or_else(|| "an unknown holder".into())
         ),
         _ => "held".to_string(),
     }
@@ -593,7 +596,7 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
     let lock = insp.lock_dir.display();
     let holder = insp.holder.as_ref();
     let who = holder
-        .and_then(|h| h.locked_by.clone())
+        .and_then(|h| shown_opt(h.locked_by.as_deref()))
         .unwrap_or_else(|| "an unknown holder".into());
     // The one age every message uses, as a time too.
     let since = match insp.age_seconds.and_then(|a| {
@@ -668,7 +671,9 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
             foreign_entries(insp)
         ))],
         (_, Liveness::OtherHost) => {
-            let host = holder.and_then(|h| h.hostname.clone()).unwrap_or_default();
+            let host = holder
+                .and_then(|h| shown_opt(h.hostname.as_deref()))
+                .unwrap_or_default();
             vec![
                 error(format!("the {env} lock is held by {who} {since}.")),
                 format!(
@@ -723,6 +728,16 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
 }
 
 /// A user's name for messages, or `uid N` when the passwd database has none.
+/// Outside text (a record, a remote answer) for a message: see
+/// [`deploy_lock::sanitize`].
+pub fn shown(s: &str) -> String {
+    deploy_lock::sanitize::text(s).into_owned()
+}
+
+pub fn shown_opt(s: Option<&str>) -> Option<String> {
+    deploy_lock::sanitize::text_opt(s)
+}
+
 fn user_name(uid: u32) -> String {
     deploy_lock::accounts::user_name(uid).unwrap_or_else(|| format!("uid {uid}"))
 }

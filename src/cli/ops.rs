@@ -69,7 +69,8 @@ pub fn status(
     if json {
         let text = state_err.as_ref().map(messages::lock_error);
         let v = render::status_json_with(&insp, text);
-        let text = serde_json::to_string_pretty(&v).expect("serialisable");
+        let text =
+            deploy_lock::sanitize::json(serde_json::to_string_pretty(&v).expect("serialisable"));
         writeln!(io.out, "{text}")?;
     } else if state_err.is_some() {
         io.out

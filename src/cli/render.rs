@@ -123,10 +123,10 @@ pub fn holder_line(insp: &Inspection) -> String {
         Liveness::OtherHost | Liveness::NoRecord => {}
     }
     if let Some(at) = &h.locked_at {
-        l.push_str(&format!(", locked at {at}"));
+        l.push_str(&format!(", locked at {}", messages::shown(at)));
     }
     if let Some(id) = &h.lock_id {
-        l.push_str(&format!(", lock id {id}"));
+        l.push_str(&format!(", lock id {}", messages::shown(id)));
     }
     l
 }
@@ -188,8 +188,11 @@ fn network_lines(n: &deploy_lock::status::NetworkLock) -> Vec<String> {
     }
     if let Some(l) = &n.lease_id {
         match n.ttl_remaining_secs {
-            Some(s) => out.push(format!("  Lease: {l} ({s} s left; renewed by the holder)")),
-            None => out.push(format!("  Lease: {l} (expired)")),
+            Some(s) => out.push(format!(
+                "  Lease: {} ({s} s left; renewed by the holder)",
+                messages::shown(l)
+            )),
+            None => out.push(format!("  Lease: {} (expired)", messages::shown(l))),
         }
     }
     out
@@ -263,7 +266,7 @@ pub fn lock_id_line(insp: &Inspection) -> Option<String> {
         return None;
     }
     let id = insp.holder.as_ref()?.lock_id.as_deref()?;
-    Some(format!("Lock ID: {id}"))
+    Some(format!("Lock ID: {}", messages::shown(id)))
 }
 
 /// Before the force-unlock question, when the holder runs (modern wording).
