@@ -88,6 +88,13 @@ pub enum Failure {
     BadProjectRoot(BadProjectRoot),
     /// The checkout is owned by someone the caller does not trust.
     Untrusted(UntrustedCheckout),
+    /// `wait`: the run file is flocked by a process that is not a
+    /// deploy-lock run; the lock directory going away would not free it.
+    RunFileSquatted {
+        env: Environment,
+        run_file: PathBuf,
+        holder: deploy_lock::lock::runlock::FlockHolder,
+    },
     Lock(LockError),
     /// The state file is not usable, for an operation on `env` (the modern
     /// recovery advice names the environment).
@@ -184,7 +191,8 @@ impl Failure {
             | Failure::ServerHeld { .. }
             | Failure::ChangedHands { .. }
             | Failure::WaitForDead { .. }
-            | Failure::NotHolder { .. } => HELD,
+            | Failure::NotHolder { .. }
+            | Failure::RunFileSquatted { .. } => HELD,
             Failure::TimedOut { .. } => TIMED_OUT,
             Failure::Cancelled => CANCELLED,
             Failure::Remote(_)

@@ -99,6 +99,20 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
             "{e}; name a checkout (the folder that holds deploy/), or leave it unset to use the checkout around the working directory"
         ))],
         Failure::Untrusted(e) => vec![error(e)],
+        Failure::RunFileSquatted {
+            env,
+            run_file,
+            holder,
+        } => {
+            let p = run_file.display().to_string();
+            vec![
+                error(format!(
+                    "the {env} lock cannot be waited for: {p} is {}; the lock being released would not let a deploy start.",
+                    squatter_phrase(holder)
+                )),
+                squatter_fix(&p, holder),
+            ]
+        }
         Failure::Lock(e) => lock_error_lines(e),
         Failure::ServerHeld {
             env,

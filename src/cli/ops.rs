@@ -137,6 +137,18 @@ pub fn wait(
             });
         }
     }
+    // A run file another program holds: no release of the lock would let a
+    // deploy start, so waiting for one would say "released" falsely.
+    if persona == Persona::DeployLock
+        && let Some(holder) = deploy_lock::lock::run_file_squatted(&insp)
+    {
+        io.out.flush()?;
+        return Err(Failure::RunFileSquatted {
+            env,
+            run_file: insp.lock_dir.with_file_name(env.run_file_name()),
+            holder,
+        });
+    }
     let out = &mut *io.out;
     for l in texts::WAITING_HEADER {
         writeln!(out, "{l}")?;

@@ -636,6 +636,23 @@ fn a_squatted_run_file_is_named_and_quiet_agrees_with_run() {
         "{}",
         out.stderr
     );
+    // wait does not call it released: nothing could start.
+    let wait = s
+        .as_user(&s.victim, &["wait", "staging"])
+        .env("DEPLOY_LOCK_WAIT_TIMEOUT", "5")
+        .run();
+    wait.code(75).any_stderr();
+    assert!(!wait.stdout.contains("released"), "{}", wait.stdout);
+    assert!(
+        wait.stderr.starts_with(&format!(
+            "ERROR: the staging lock cannot be waited for: {} is locked by pid ",
+            run_file.display()
+        )) && wait
+            .stderr
+            .contains(&format!("ask {ATTACKER} (or root) to stop pid ")),
+        "{}",
+        wait.stderr
+    );
     let status = s.as_user(&s.victim, &["status", "staging"]).run();
     status.code(0).stderr("");
     assert!(
