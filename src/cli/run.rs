@@ -442,7 +442,9 @@ fn holder_is_callers(insp: &deploy_lock::status::Inspection) -> bool {
             .ok()
             .map(|m| m.uid())
     });
-    dir_owner == Some(me) && std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == me)
+    // A network store's lock has no directory: its holder's own process.
+    let dir_is_mine = insp.network.is_some() || dir_owner == Some(me);
+    dir_is_mine && std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == me)
 }
 
 /// Before deploy.sh's own remote mode: Ok once the server's lock is not held
