@@ -752,7 +752,7 @@ pub fn shown_opt(s: Option<&str>) -> Option<String> {
     deploy_lock::sanitize::text_opt(s)
 }
 
-fn user_name(uid: u32) -> String {
+pub fn user_name(uid: u32) -> String {
     deploy_lock::accounts::user_name(uid).unwrap_or_else(|| format!("uid {uid}"))
 }
 

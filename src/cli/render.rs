@@ -304,9 +304,23 @@ pub fn verdict_line(insp: &Inspection) -> String {
             let name = display_name(*pid, comm);
             format!("{name} (pid {pid}) is running; it is never taken over while alive")
         }
-        (Verdict::Unknown, _) => format!(
-            "its holder is unknown (no record says who holds it); taken over automatically once older than {stale}, never with --force; `deploy-lock unlock {env}` removes it"
-        ),
+        (Verdict::Unknown, _) => {
+            let mut l = format!(
+                "its holder is unknown (no record says who holds it); taken over automatically once older than {stale}, never with --force; `deploy-lock unlock {env}` removes it"
+            );
+            // Holder trust: say whose directory it is and who wrote the
+            // owner.json that was not believed.
+            if let Some(d) = insp.dir.as_ref()
+                && let Some(by) = d.disowned_record_uid
+            {
+                l.push_str(&format!(
+                    " (the directory belongs to {}; its owner.json, written by {}, is not believed)",
+                    messages::user_name(d.uid),
+                    messages::user_name(by)
+                ));
+            }
+            l
+        }
         (Verdict::Held, Liveness::OtherHost) => {
             format!("held from another host; taken over automatically once older than {stale}")
         }

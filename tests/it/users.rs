@@ -207,6 +207,7 @@ fn a_checkout_planted_by_another_user_is_never_used() {
         let sh = root.join("deploy/scripts/deploy.sh");
         fs::write(&sh, format!("#!/bin/sh\nid -un > {}\n", marker.display())).unwrap();
         fs::set_permissions(&sh, fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(BIN, root.join("deploy/scripts/unlock.sh")).unwrap();
         // Read, it would choose where the password goes (and its garbage
         // line would be the error).
         fs::write(
@@ -273,6 +274,16 @@ fn a_checkout_planted_by_another_user_is_never_used() {
         .code(2)
         .stdout("")
         .stderr(&refused);
+    // The legacy persona, invoked from the attacker's deploy/scripts: the
+    // same refusal, the legacy's exit 1.
+    let mut c = s.w.cmd(SETPRIV).env("HOME", s.home_of(&s.victim));
+    c.cmd
+        .arg(format!("--reuid={VICTIM}"))
+        .arg(format!("--regid={VICTIM}"))
+        .args(["--init-groups", "--"])
+        .arg(theirs.join("deploy/scripts/unlock.sh"))
+        .arg("staging");
+    c.dir(&mine).run().code(1).stdout("").stderr(&refused);
     assert!(!marker.exists(), "the planted deploy.sh ran");
 
     // Case 2 on the way: trusted by the victim, the checkout's plain-http
@@ -525,6 +536,15 @@ fn a_forged_holder_never_gets_the_victims_process_killed() {
     );
     assert!(!out.stderr.contains("kill"), "{}", out.stderr);
     assert!(lock.join("owner.json").exists());
+    let status = s.as_user(&s.victim, &["status", "staging"]).run();
+    status.code(0).stderr("");
+    assert!(
+        status.stdout.ends_with(&format!(
+            "Verdict: unknown: its holder is unknown (no record says who holds it); taken over automatically once older than 30 minutes, never with --force; `deploy-lock unlock staging` removes it (the directory belongs to {VICTIM}; its owner.json, written by {ATTACKER}, is not believed)\n"
+        )),
+        "{}",
+        status.stdout
+    );
 }
 
 /// Case 7: --reset-state never follows a state file swapped for a symlink
