@@ -129,6 +129,8 @@ pub struct SettingInputs {
     pub wait_interval: Option<Raw>,
     pub wait_timeout: Option<Raw>,
     pub project_root: Option<Raw>,
+    /// `DEPLOY_LOCK_SAFE_ROOTS`: checkouts trusted whoever owns them.
+    pub safe_roots: Option<Raw>,
     /// The lock store's settings (`DEPLOY_LOCK_BACKEND`, `DEPLOY_LOCK_ETCD_*`,
     /// `DEPLOY_LOCK_LOST_GRACE`, `DEPLOY_LOCK_ON_LOST`) by variable name, a
     /// flag over its variable; checked with the checkout file's
@@ -159,6 +161,7 @@ impl SettingInputs {
             wait_interval: raw(ENV_WAIT_INTERVAL),
             wait_timeout: raw(ENV_WAIT_TIMEOUT),
             project_root: raw(ENV_PROJECT_ROOT),
+            safe_roots: raw(crate::trust::ENV_SAFE_ROOTS),
             store: crate::etcd::settings::VARIABLES
                 .iter()
                 .filter_map(|name| raw(name).map(|r| (*name, r)))
@@ -307,6 +310,9 @@ pub fn this_user() -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoProjectRoot {
     pub searched_from: PathBuf,
+    /// A world-writable folder holding a `deploy/` folder the search passed
+    /// over (anyone could have planted it there).
+    pub skipped: Option<crate::trust::SkippedCheckout>,
 }
 
 impl fmt::Display for NoProjectRoot {
@@ -315,7 +321,17 @@ impl fmt::Display for NoProjectRoot {
             f,
             "no checkout found: neither {} nor any folder above it has deploy/scripts or deploy/config",
             self.searched_from.display()
-        )
+        )?;
+        if let Some(s) = &self.skipped {
+            write!(
+                f,
+                " (the deploy/ folder in {} was ignored: that folder is world-writable, so anyone \
+                 could have put it there; list it in {} to trust it)",
+                s.folder.display(),
+                crate::trust::ENV_SAFE_ROOTS
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -355,6 +371,8 @@ pub enum ResolveError {
     Setting(SettingError),
     NoCheckout(NoProjectRoot),
     BadProjectRoot(BadProjectRoot),
+    /// Owned by someone the caller does not trust: nothing is read from it.
+    Untrusted(crate::trust::UntrustedCheckout),
 }
 
 impl fmt::Display for ResolveError {
@@ -363,6 +381,7 @@ impl fmt::Display for ResolveError {
             ResolveError::Setting(e) => e.fmt(f),
             ResolveError::NoCheckout(e) => e.fmt(f),
             ResolveError::BadProjectRoot(e) => e.fmt(f),
+            ResolveError::Untrusted(e) => e.fmt(f),
         }
     }
 }
@@ -408,6 +427,8 @@ impl Context {
         lock_only: bool,
     ) -> Result<Context, ResolveError> {
         let settings = inputs.settings().map_err(ResolveError::Setting)?;
+        let trust =
+            crate::trust::Trust::for_this_process(inputs.safe_roots.as_ref().map(|r| &*r.value));
         let given = inputs.project_root.as_ref().filter(|r| !r.value.is_empty());
         let root = match given {
             Some(r) => {
@@ -430,7 +451,7 @@ impl Context {
             }
             None => match script.and_then(|s| script_project_root(s, cwd)) {
                 Some(r) => r,
-                None => match find_project_root(cwd) {
+                None => match find_trusted_project_root(cwd, &trust)? {
                     Ok(r) => r,
                     Err(e) if lock_only => {
                         let mut ctx = Context::new(settings, PathBuf::new());
@@ -442,20 +463,27 @@ impl Context {
                 },
             },
         };
+        // Whichever way it was found: nothing is read from or run out of a
+        // checkout someone else could have planted.
+        crate::trust::check_checkout(&root, &trust).map_err(ResolveError::Untrusted)?;
         Ok(Context::new(settings, root))
     }
 }
 
-/// The nearest ancestor of `start` (itself included) holding `deploy/scripts`
-/// or `deploy/config`.
-pub fn find_project_root(start: &Path) -> Result<PathBuf, NoProjectRoot> {
-    start
-        .ancestors()
-        .find(|dir| dir.join("deploy/scripts").is_dir() || dir.join("deploy/config").is_dir())
-        .map(Path::to_path_buf)
-        .ok_or_else(|| NoProjectRoot {
+/// [`find_project_root`] under the caller's [`crate::trust::Trust`]: the
+/// outer error refuses a checkout, the inner one is "none found".
+fn find_trusted_project_root(
+    start: &Path,
+    trust: &crate::trust::Trust,
+) -> Result<Result<PathBuf, NoProjectRoot>, ResolveError> {
+    use crate::trust::Search;
+    match crate::trust::search_up(start, trust).map_err(ResolveError::Untrusted)? {
+        Search::Found(root) => Ok(Ok(root)),
+        Search::NotFound { skipped } => Ok(Err(NoProjectRoot {
             searched_from: start.to_path_buf(),
-        })
+            skipped,
+        })),
+    }
 }
 
 /// The project root for a script invoked as `invoked` (`argv[0]`), the way the

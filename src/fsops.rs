@@ -80,6 +80,11 @@ pub struct DirSnapshot {
     pub mtime: i64,
     /// Entry names other than `.` and `..`.
     pub entries: Vec<OsString>,
+    /// The directory's owner: the only user whose records inside it count.
+    pub uid: u32,
+    /// The owner of an `owner.json` inside that was not believed because
+    /// someone other than the directory's owner wrote it.
+    pub disowned_record_uid: Option<u32>,
 }
 
 /// Largest file we read from inside a lock directory; ours are tiny.
@@ -107,6 +112,8 @@ pub fn snapshot_dir(path: &Path) -> io::Result<(OwnedFd, DirSnapshot)> {
             }),
             mtime: st.st_mtime,
             entries,
+            uid: st.st_uid,
+            disowned_record_uid: None,
         },
     ))
 }
@@ -114,6 +121,12 @@ pub fn snapshot_dir(path: &Path) -> io::Result<(OwnedFd, DirSnapshot)> {
 /// Reads a small regular file inside `dir` without following a symlink.
 /// None when absent, not a regular file, or larger than a lock file can be.
 pub fn read_small_file_at(dir: impl AsFd, name: &str) -> Option<Vec<u8>> {
+    read_small_file_owned_at(dir, name).map(|(bytes, _)| bytes)
+}
+
+/// [`read_small_file_at`] with the file's owner (from the open descriptor,
+/// so it is the owner of the bytes read).
+pub fn read_small_file_owned_at(dir: impl AsFd, name: &str) -> Option<(Vec<u8>, u32)> {
     let fd = openat(
         dir,
         name,
@@ -132,7 +145,7 @@ pub fn read_small_file_at(dir: impl AsFd, name: &str) -> Option<Vec<u8>> {
         .take(SMALL_FILE_LIMIT)
         .read_to_end(&mut buf)
         .ok()?;
-    Some(buf)
+    Some((buf, st.st_uid))
 }
 
 /// Reads a small regular file at `path` without following a symlink (the
@@ -154,9 +167,17 @@ pub fn create_file_at(dir: impl AsFd, name: &str, content: &[u8]) -> io::Result<
     )
     .map_err(nix_io)?;
     let mut f = File::from(fd);
+    // On the descriptor, whatever the umask: every user who deploys reads
+    // the holder (a umask 077 would hide it from them).
+    f.set_permissions(std::fs::Permissions::from_mode(LOCK_FILE_MODE))?;
     f.write_all(content)?;
     Ok(())
 }
+
+/// The mode of the files in a lock directory and of the sidecars beside it
+/// (guard, run file, announcement): readable by everyone who deploys, so
+/// another user can read the holder and take a flock on a read-only fd.
+pub const LOCK_FILE_MODE: u32 = 0o644;
 
 /// Replaces `name` inside `dir` atomically (temp + rename in the same dir).
 pub fn replace_file_at(dir: impl AsFd, name: &str, content: &[u8]) -> io::Result<()> {
@@ -194,6 +215,20 @@ pub fn remove_dir_tree(
     expect: Option<DirIdentity>,
     ours: &[&str],
 ) -> io::Result<Option<Removal>> {
+    remove_dir_tree_if(path, expect, ours, &|_| true)
+}
+
+/// [`remove_dir_tree`] that also asks `still_it` about the opened directory
+/// (through its descriptor) before emptying it: an inode number can be
+/// reused by a directory removed and re-created meanwhile (ext4 does), so
+/// the caller compares what the records inside say too. Ok(None) when the
+/// directory is gone, another one, or `still_it` says no.
+pub fn remove_dir_tree_if(
+    path: &Path,
+    expect: Option<DirIdentity>,
+    ours: &[&str],
+    still_it: &dyn Fn(&OwnedFd) -> bool,
+) -> io::Result<Option<Removal>> {
     let (parent, name) = split(path)?;
     let parent_fd = open_dir(parent)?;
     let fd = match open_dir_at(&parent_fd, name) {
@@ -205,6 +240,9 @@ pub fn remove_dir_tree(
     if let Some(want) = expect
         && (want.dev != st.st_dev || want.ino != st.st_ino)
     {
+        return Ok(None);
+    }
+    if !still_it(&fd) {
         return Ok(None);
     }
     let mut removal = Removal::default();
@@ -247,6 +285,13 @@ fn empty_dir(fd: &OwnedFd, ours: &[&str], removal: &mut Removal) -> io::Result<(
 /// the old file, fsync the folder. An existing file keeps its mode (and, when
 /// we may, its owner); a new one is created 0600.
 pub fn atomic_write(path: &Path, content: &[u8]) -> io::Result<()> {
+    atomic_write_mode(path, content, None)
+}
+
+/// [`atomic_write`] with the mode the file gets (set with fchmod on the temp
+/// file before the rename, never by name), whatever the umask or the old
+/// file's mode.
+pub fn atomic_write_mode(path: &Path, content: &[u8], mode: Option<u32>) -> io::Result<()> {
     let (dir, name) = split(path)?;
     let existing = std::fs::metadata(path).ok();
     let mut tmp_name = OsString::from(".");
@@ -262,7 +307,9 @@ pub fn atomic_write(path: &Path, content: &[u8]) -> io::Result<()> {
         .open(&tmp)?;
     let result = (|| {
         f.write_all(content)?;
-        if let Some(m) = &existing {
+        if let Some(mode) = mode {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        } else if let Some(m) = &existing {
             f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
             if nix::unistd::geteuid().is_root() {
                 let _ = nix::unistd::fchown(
@@ -365,6 +412,13 @@ pub enum GuardProblem {
     NotRegular { what: String },
     /// Another process has held it far longer than deploy-lock ever does.
     HeldTooLong { secs: u64 },
+    /// It could not be opened: what sits there, its owner and mode.
+    Unopenable {
+        what: String,
+        uid: u32,
+        mode: u32,
+        error: String,
+    },
 }
 
 impl std::fmt::Display for GuardProblem {
@@ -374,11 +428,45 @@ impl std::fmt::Display for GuardProblem {
             GuardProblem::HeldTooLong { secs } => {
                 write!(f, "held by another process for over {secs} s")
             }
+            GuardProblem::Unopenable {
+                what,
+                uid,
+                mode,
+                error,
+            } => write!(
+                f,
+                "cannot be opened ({error}): {what} owned by uid {uid} with mode {mode:04o}"
+            ),
         }
     }
 }
 
 impl std::error::Error for GuardProblem {}
+
+/// A lock file we could not open because of what sits at `path` (another
+/// user's 0600 file, a symlink, a folder: os errors 13, 40, 21), as a
+/// [`GuardProblem::Unopenable`] naming its owner and mode; other errors as
+/// they are.
+fn unopenable(path: &Path, e: io::Error) -> io::Error {
+    let telling = matches!(
+        e.raw_os_error(),
+        Some(libc_err) if [Errno::EACCES, Errno::ELOOP, Errno::EISDIR, Errno::EPERM]
+            .iter()
+            .any(|x| *x as i32 == libc_err)
+    );
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if telling => io::Error::new(
+            e.kind(),
+            GuardProblem::Unopenable {
+                what: file_type_name(&meta).to_string(),
+                uid: meta.uid(),
+                mode: meta.mode() & 0o7777,
+                error: e.to_string(),
+            },
+        ),
+        _ => e,
+    }
+}
 
 /// Opens a lock file in a shared folder (the guard, the run file), creating
 /// it if needed: never through a symlink (O_NOFOLLOW); never blocking on a
@@ -401,16 +489,25 @@ pub fn open_lock_file(path: &Path, write: bool) -> io::Result<File> {
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(LOCK_FILE_MODE)
             .custom_flags(OFlag::O_NOFOLLOW.bits())
             .open(path)
         {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => existing(write)?,
+            Ok(f) => {
+                // The documented mode whatever the umask (a umask 077 made
+                // it 0600, and every other user then failed to open it).
+                f.set_permissions(std::fs::Permissions::from_mode(LOCK_FILE_MODE))?;
+                f
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                existing(write).map_err(|e| unopenable(path, e))?
+            }
             Err(e) => return Err(e),
         },
-        Err(e) if write && e.kind() == io::ErrorKind::PermissionDenied => existing(false)?,
-        Err(e) => return Err(e),
+        Err(e) if write && e.kind() == io::ErrorKind::PermissionDenied => {
+            existing(false).map_err(|e| unopenable(path, e))?
+        }
+        Err(e) => return Err(unopenable(path, e)),
     };
     let meta = file.metadata()?;
     if !meta.is_file() {

@@ -311,3 +311,27 @@ fn deep_nesting_is_an_error_not_a_crash() {
         assert!(StateDoc::parse(path(), unclosed.as_bytes()).is_err());
     }
 }
+
+// Issue 19: the one sanitiser, on any text: nothing a terminal acts on comes
+// out, a value is cut to a bounded length, and JSON stays the same value.
+proptest! {
+    #[test]
+    fn the_sanitiser_lets_no_control_character_through(
+        bytes in prop::collection::vec(any::<u8>(), 0..400),
+        chars in prop::collection::vec(any::<char>(), 0..400),
+    ) {
+        use crate::sanitize::{MAX_CHARS, MAX_LINE_CHARS, is_unsafe, json, line, text};
+        for s in [String::from_utf8_lossy(&bytes).into_owned(), chars.into_iter().collect()] {
+            let shown = text(&s);
+            prop_assert!(!shown.chars().any(is_unsafe), "{:?}", shown);
+            prop_assert!(shown.chars().count() <= MAX_CHARS + 1);
+            let whole = line(&s);
+            prop_assert!(!whole.chars().any(is_unsafe));
+            prop_assert!(whole.chars().count() <= MAX_LINE_CHARS + 1);
+            let v = serde_json::json!({ "value": s });
+            let out = json(serde_json::to_string_pretty(&v).unwrap());
+            prop_assert!(!out.chars().any(|c| is_unsafe(c) && c != '\n'), "{:?}", out);
+            prop_assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), v);
+        }
+    }
+}

@@ -237,6 +237,54 @@ fn read_regular_file(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The state file's bytes and mode for `--reset-state`, which copies them
+/// beside it: opened without following a symlink (a symlink planted there
+/// would make us copy its target, another user's private file, into a file
+/// the planter can read), and only a regular file owned by us or root.
+fn read_for_reset(path: &Path) -> io::Result<(Vec<u8>, std::fs::Permissions)> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not reset: it is a symbolic link, which --reset-state never follows; \
+                 check where it points (ls -la) and put the real file there",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file but {}", fsops::file_type_name(&meta)),
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        let owner = crate::accounts::user_name(meta.uid()).map_or_else(
+            || format!("uid {}", meta.uid()),
+            |n| format!("{n} (uid {})", meta.uid()),
+        );
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "not reset: it is owned by {owner}, not by you or root; ask its owner (or \
+                 root) to run --reset-state"
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut bytes)?;
+    Ok((bytes, meta.permissions()))
+}
+
 /// Sidecar flock file serialising read-modify-write of the state file.
 pub fn sidecar_lock_path(state_file: &Path) -> PathBuf {
     let mut name = state_file
@@ -372,7 +420,7 @@ pub fn reset(path: &Path, environment: &str, stamp: &str) -> Result<Reset, State
     };
     let sidecar = sidecar_lock_path(path);
     let _guard = fsops::flock_exclusive(&sidecar).map_err(io_err)?;
-    let bytes = match read_regular_file(path) {
+    let (bytes, mode) = match read_for_reset(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Reset::Missing),
         Err(e) => return Err(io_err(e)),
@@ -380,7 +428,6 @@ pub fn reset(path: &Path, environment: &str, stamp: &str) -> Result<Reset, State
     if StateDoc::parse(path, &bytes).is_ok() {
         return Ok(Reset::Usable);
     }
-    let mode = std::fs::metadata(path).map_err(io_err)?.permissions();
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".corrupt-{stamp}"));
     let first = path.with_file_name(&name);

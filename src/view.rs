@@ -133,15 +133,18 @@ pub struct Facts<'a> {
 pub fn jq_raw(v: Option<&Value>) -> Option<String> {
     match v {
         None | Some(Value::Null) | Some(Value::Bool(false)) => None,
-        Some(Value::String(s)) => Some(
-            s.chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect(),
+        Some(Value::String(s)) => Some(crate::sanitize::text(s).into_owned()),
+        // jq -r prints an object or array over several lines: each line is
+        // sanitised, the line breaks jq makes are kept.
+        Some(v @ (Value::Object(_) | Value::Array(_))) => Some(
+            serde_json::to_string_pretty(v)
+                .expect("a JSON value always serialises")
+                .lines()
+                .map(|l| crate::sanitize::text(l).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n"),
         ),
-        Some(v @ (Value::Object(_) | Value::Array(_))) => {
-            Some(serde_json::to_string_pretty(v).expect("a JSON value always serialises"))
-        }
-        Some(other) => Some(other.to_string()),
+        Some(other) => Some(crate::sanitize::text(&other.to_string()).into_owned()),
     }
 }
 

@@ -186,6 +186,7 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
         ("DEPLOY_LOCK_WAIT_INTERVAL", "Seconds between progress lines while waiting; decimals allowed (default 5). A release is noticed at once regardless.".into()),
         ("DEPLOY_LOCK_WAIT_TIMEOUT", "Seconds to wait before giving up (default 3600).".into()),
         ("DEPLOY_LOCK_PROJECT_ROOT", "The checkout whose deploy/config/deployment-state.json records the lock.".into()),
+        ("DEPLOY_LOCK_SAFE_ROOTS", "Checkouts to trust whoever owns them, :-separated (* trusts any). Otherwise, like git's safe.directory, a checkout (and its deploy/ folder) must be owned by you or root (under sudo also by the user who ran sudo); one owned by another user is refused with exit 2 before anything in it is read or run, and the search for deploy/ stops at a world-writable folder such as /tmp.".into()),
         ("DEPLOY_LOCK_SSH", "The ssh command for --remote, run by sh like git's GIT_SSH_COMMAND, so it may carry options (\"ssh -p 2222 -i ~/.ssh/deploy\"). Default: ssh found on PATH. Connections use ConnectTimeout=10, and BatchMode when not on a terminal; your ssh config applies as usual.".into()),
         ("NO_COLOR", "When set and not empty, never colour. CLICOLOR_FORCE=1 colours even into a pipe; NO_COLOR wins. Without either, colour only on a terminal.".into()),
         ("TZ", "Time zone of the ls -ld line, as ls uses it.".into()),

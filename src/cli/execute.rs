@@ -71,6 +71,7 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
         ResolveError::Setting(e) => Failure::Setting(e),
         ResolveError::NoCheckout(e) => Failure::NoCheckout(e),
         ResolveError::BadProjectRoot(e) => Failure::BadProjectRoot(e),
+        ResolveError::Untrusted(e) => Failure::Untrusted(e),
     })?;
     // The store: the caller's variables and flags over the checkout's
     // deploy/config/deploy-lock.env (none outside a checkout).

@@ -4,7 +4,7 @@
 //!
 //! | kind | `deploy-lock` | `unlock.sh` |
 //! | --- | --- | --- |
-//! | usage (clap, ours, settings, no checkout) | 2 | 1 |
+//! | usage (clap, ours, settings, no checkout, an untrusted checkout) | 2 | 1 |
 //! | data (state file not JSON / not the shape) | 65 | 1 |
 //! | I/O (a file, ssh, our own stdout) | 74 | 1 |
 //! | held (live holder, not stale, obstructed; `check`: token not the holder) | 75 | 1 |
@@ -27,6 +27,7 @@ use deploy_lock::lock::{BusyReason, LockError};
 use deploy_lock::state::StateError;
 use deploy_lock::status::{Holder, Inspection};
 use deploy_lock::store::{LockStore, RunHolder};
+use deploy_lock::trust::UntrustedCheckout;
 
 use super::remote::{Remote, RemoteError};
 use super::request::Persona;
@@ -68,6 +69,8 @@ pub struct Busy {
     /// The live holder runs on this host under the caller's uid (`kill`
     /// is then worth suggesting).
     pub holder_is_callers: bool,
+    /// The run file is flocked by a process that is not a deploy-lock run.
+    pub squatter: Option<deploy_lock::lock::runlock::FlockHolder>,
     /// The user's words, for the retry command.
     pub typed: super::request::Typed,
 }
@@ -83,6 +86,15 @@ pub enum Failure {
     NoCheckout(NoProjectRoot),
     /// `--project-root` (or its variable) names no checkout.
     BadProjectRoot(BadProjectRoot),
+    /// The checkout is owned by someone the caller does not trust.
+    Untrusted(UntrustedCheckout),
+    /// `wait`: the run file is flocked by a process that is not a
+    /// deploy-lock run; the lock directory going away would not free it.
+    RunFileSquatted {
+        env: Environment,
+        run_file: PathBuf,
+        holder: deploy_lock::lock::runlock::FlockHolder,
+    },
     Lock(LockError),
     /// The state file is not usable, for an operation on `env` (the modern
     /// recovery advice names the environment).
@@ -173,6 +185,7 @@ impl Failure {
             | Failure::Setting(_)
             | Failure::NoCheckout(_)
             | Failure::BadProjectRoot(_)
+            | Failure::Untrusted(_)
             | Failure::ArgsAndCommand { .. } => USAGE,
             Failure::Lock(e) | Failure::State { error: e, .. } => lock_error_code(e),
             Failure::NotFree => HELD,
@@ -181,7 +194,8 @@ impl Failure {
             | Failure::ServerHeld { .. }
             | Failure::ChangedHands { .. }
             | Failure::WaitForDead { .. }
-            | Failure::NotHolder { .. } => HELD,
+            | Failure::NotHolder { .. }
+            | Failure::RunFileSquatted { .. } => HELD,
             Failure::TimedOut { .. } => TIMED_OUT,
             Failure::Cancelled => CANCELLED,
             Failure::Remote(_)

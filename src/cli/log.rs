@@ -122,7 +122,9 @@ pub fn json_lines(lines: &[Line]) -> String {
                 "text": text,
             }),
         };
-        out.push_str(&serde_json::to_string(&v).expect("serialisable"));
+        out.push_str(&deploy_lock::sanitize::json(
+            serde_json::to_string(&v).expect("serialisable"),
+        ));
         out.push('\n');
     }
     out

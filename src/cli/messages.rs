@@ -98,6 +98,21 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         Failure::BadProjectRoot(e) => vec![error(format!(
             "{e}; name a checkout (the folder that holds deploy/), or leave it unset to use the checkout around the working directory"
         ))],
+        Failure::Untrusted(e) => vec![error(e)],
+        Failure::RunFileSquatted {
+            env,
+            run_file,
+            holder,
+        } => {
+            let p = run_file.display().to_string();
+            vec![
+                error(format!(
+                    "the {env} lock cannot be waited for: {p} is {}; the lock being released would not let a deploy start.",
+                    squatter_phrase(holder)
+                )),
+                squatter_fix(&p, holder),
+            ]
+        }
         Failure::Lock(e) => lock_error_lines(e),
         Failure::ServerHeld {
             env,
@@ -141,8 +156,8 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
                 Persona::DeployLock => {
                     let id = now
                         .as_ref()
-                        .and_then(|h| h.lock_id.as_deref())
-                        .unwrap_or("none");
+                        .and_then(|h| shown_opt(h.lock_id.as_deref()))
+                        .unwrap_or_else(|| "none".into());
                     vec![error(format!(
                         "the {env} lock changed hands since it was shown: it is held by {who} now (lock id {id}); nothing changed"
                     ))]
@@ -329,6 +344,24 @@ pub fn lock_error(err: &LockError) -> String {
                 Some(g @ deploy_lock::fsops::GuardProblem::HeldTooLong { .. }) => format!(
                     "{p}: {g} (deploy-lock holds it for milliseconds); find the holder with: fuser -v {p}"
                 ),
+                Some(deploy_lock::fsops::GuardProblem::Unopenable {
+                    what,
+                    uid,
+                    mode,
+                    error,
+                }) => {
+                    let owner = user_name(*uid);
+                    let who = if *uid == 0 {
+                        "root".to_string()
+                    } else {
+                        format!("{owner} (or root)")
+                    };
+                    format!(
+                        "{p} cannot be opened ({error}): it is {what} owned by {owner} with mode \
+                         {mode:04o}; ask {who} to remove it while no deploy runs \
+                         (sudo rm -rf {p}): deploy-lock re-creates it as a regular file with mode 0644"
+                    )
+                }
                 None => format!("{p}: {source}"),
             }
         }
@@ -351,7 +384,8 @@ fn server_held(
     };
     let t = &remote.target;
     let h = &status["holder"];
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    // A remote host's answer: through the sanitiser like any outside text.
+    let text = |v: &serde_json::Value| deploy_lock::sanitize::text_opt(v.as_str());
     let who = text(&h["locked_by"]).unwrap_or_else(|| "an unknown holder".into());
     let since = match (text(&h["locked_at"]), status["age_seconds"].as_i64()) {
         (Some(at), Some(a)) => format!(" since {at} ({}m {}s ago)", a / 60, a % 60),
@@ -396,7 +430,7 @@ pub fn warning(w: &Warning) -> String {
         Warning::TakenByOther { env, holder } => {
             let who = holder
                 .as_ref()
-                .and_then(|h| h.locked_by.clone())
+                .and_then(|h| shown_opt(h.locked_by.as_deref()))
                 .unwrap_or_else(|| "another holder".into());
             format!("the {env} lock is held by {who} now; left it alone")
         }
@@ -420,7 +454,7 @@ pub fn took_over(env: Environment, prev: Option<&deploy_lock::status::Holder>) -
     match prev {
         Some(prev) => format!(
             "took over the {env} lock left by {} (pid {}, not running)",
-            prev.locked_by.as_deref().unwrap_or("an unknown holder"),
+            shown_opt(prev.locked_by.as_deref()).unwrap_or_else(|| "an unknown holder".into()),
             prev.pid
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "unknown".into()),
@@ -459,7 +493,9 @@ pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
             true,
             format!(
                 "WARNING: the {env} lock was force-unlocked by {} (pid {}) at {}; the command goes on, and no other deploy-lock run starts until it ends.",
-                a.by, a.pid, a.at
+                shown(&a.by),
+                a.pid,
+                shown(&a.at)
             ),
         ),
         KeepEvent::Failed(KeepFailure::Heartbeat { path, error, .. }) => (
@@ -501,7 +537,7 @@ pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
 /// `deploy@host, pid 123`: a holder as every message names it (worded here,
 /// not in the library, which only returns the record).
 pub fn describe_holder(h: &deploy_lock::status::Holder) -> String {
-    let who = h.locked_by.as_deref().unwrap_or("unknown");
+    let who = shown_opt(h.locked_by.as_deref()).unwrap_or_else(|| "unknown".into());
     match h.pid {
         Some(pid) => format!("{who}, pid {pid}"),
         None => who.to_string(),
@@ -516,6 +552,28 @@ pub fn run_phrase(holder: Option<&RunHolder>) -> String {
     }
 }
 
+/// A run file another program holds an flock on: whose process it is.
+pub fn squatter_phrase(sq: &deploy_lock::lock::runlock::FlockHolder) -> String {
+    let user = sq.uid.map_or_else(|| "an unknown user".into(), user_name);
+    format!(
+        "locked by pid {} of {user}, which is not a deploy-lock run (the file belongs to {})",
+        sq.pid,
+        user_name(sq.file_uid)
+    )
+}
+
+/// What to do about a squatted run file.
+pub fn squatter_fix(run_file: &str, sq: &deploy_lock::lock::runlock::FlockHolder) -> String {
+    let who = match sq.uid {
+        Some(0) | None => "root".to_string(),
+        Some(u) => format!("{} (or root)", user_name(u)),
+    };
+    format!(
+        "No deploy-lock run can start until it lets go: ask {who} to stop pid {} (fuser -v {run_file} shows it).",
+        sq.pid
+    )
+}
+
 /// What a busy lock is held by, for the progress line of `run --wait`.
 pub fn holder_phrase(insp: &Inspection) -> String {
     if let Some(f) = insp.network.as_ref().and_then(|n| n.foreign.as_ref()) {
@@ -527,7 +585,7 @@ pub fn holder_phrase(insp: &Inspection) -> String {
         }
         (_, Some(h)) => format!(
             "held by {}",
-            h.locked_by.as_deref().unwrap_or("an unknown holder")
+            shown_opt(h.locked_by.as_deref()).unwrap_or_else(|| "an unknown holder".into())
         ),
         _ => "held".to_string(),
     }
@@ -588,6 +646,19 @@ fn foreign_entries(insp: &Inspection) -> String {
         .join(", ")
 }
 
+/// For a lock whose owner.json someone other than the directory's owner
+/// wrote (and which is therefore not believed): who owns what.
+fn disowned_record(insp: &deploy_lock::status::Inspection) -> Option<String> {
+    let d = insp.dir.as_ref()?;
+    let by = d.disowned_record_uid?;
+    Some(format!(
+        "  note: {} belongs to {}, but its owner.json was written by {}, so it is not believed",
+        insp.lock_dir.display(),
+        user_name(d.uid),
+        user_name(by)
+    ))
+}
+
 /// A held lock's refusal: at most 6 lines saying who holds it, since when,
 /// whether it runs, and the user's own command to retry with (`--wait`, or
 /// `--force` where that would work). The full status block is `status`'s.
@@ -602,7 +673,7 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
     let lock = insp.lock_dir.display();
     let holder = insp.holder.as_ref();
     let who = holder
-        .and_then(|h| h.locked_by.clone())
+        .and_then(|h| shown_opt(h.locked_by.as_deref()))
         .unwrap_or_else(|| "an unknown holder".into());
     // The one age every message uses, as a time too.
     let since = match insp.age_seconds.and_then(|a| {
@@ -624,6 +695,11 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
         (r, _) => r,
     };
     let foreign = insp.network.as_ref().and_then(|n| n.foreign.as_ref());
+    let run_file = insp
+        .lock_dir
+        .with_file_name(env.run_file_name())
+        .display()
+        .to_string();
     let mut lines: Vec<String> = match (reason, &insp.liveness) {
         // One line: what the key holds and the one way out.
         _ if let Some(f) = foreign => vec![error(format!(
@@ -632,6 +708,18 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
             foreign_value(f),
             foreign_fate(f, env)
         ))],
+        (BusyReason::RunHeld, _) if b.squatter.is_some() => {
+            let sq = b.squatter.as_ref().expect("checked");
+            vec![
+                error(format!(
+                    "the {env} lock cannot be taken: {run_file} is {}.",
+                    squatter_phrase(sq)
+                )),
+                squatter_fix(&run_file, sq),
+                format!("  wait for it:      {wait}"),
+                details,
+            ]
+        }
         (BusyReason::RunHeld, _) => vec![
             error(format!(
                 "the {env} lock is {}; it frees when that process ends.",
@@ -668,7 +756,9 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
             foreign_entries(insp)
         ))],
         (_, Liveness::OtherHost) => {
-            let host = holder.and_then(|h| h.hostname.clone()).unwrap_or_default();
+            let host = holder
+                .and_then(|h| shown_opt(h.hostname.as_deref()))
+                .unwrap_or_default();
             vec![
                 error(format!("the {env} lock is held by {who} {since}.")),
                 format!(
@@ -698,7 +788,10 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
             format!("  wait for it:      {wait}"),
             format!("  once you know nobody deploys: deploy-lock unlock {env}"),
             details,
-        ],
+        ]
+        .into_iter()
+        .chain(disowned_record(insp))
+        .collect(),
         _ => {
             let pid = holder
                 .and_then(|h| h.pid)
@@ -720,7 +813,17 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
 }
 
 /// A user's name for messages, or `uid N` when the passwd database has none.
-fn user_name(uid: u32) -> String {
+/// Outside text (a record, a remote answer) for a message: see
+/// [`deploy_lock::sanitize`].
+pub fn shown(s: &str) -> String {
+    deploy_lock::sanitize::text(s).into_owned()
+}
+
+pub fn shown_opt(s: Option<&str>) -> Option<String> {
+    deploy_lock::sanitize::text_opt(s)
+}
+
+pub fn user_name(uid: u32) -> String {
     deploy_lock::accounts::user_name(uid).unwrap_or_else(|| format!("uid {uid}"))
 }
 

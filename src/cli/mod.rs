@@ -13,6 +13,8 @@ pub mod completions;
 pub mod docs;
 pub mod execute;
 pub mod failure;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod legacy;
 pub mod log;
 pub mod messages;

@@ -69,7 +69,8 @@ pub fn status(
     if json {
         let text = state_err.as_ref().map(messages::lock_error);
         let v = render::status_json_with(&insp, text);
-        let text = serde_json::to_string_pretty(&v).expect("serialisable");
+        let text =
+            deploy_lock::sanitize::json(serde_json::to_string_pretty(&v).expect("serialisable"));
         writeln!(io.out, "{text}")?;
     } else if state_err.is_some() {
         io.out
@@ -148,6 +149,18 @@ pub fn wait(
                 pid: again.holder.as_ref().and_then(|h| h.pid),
             });
         }
+    }
+    // A run file another program holds: no release of the lock would let a
+    // deploy start, so waiting for one would say "released" falsely.
+    if persona == Persona::DeployLock
+        && let Some(holder) = deploy_lock::lock::run_file_squatted(&insp)
+    {
+        io.out.flush()?;
+        return Err(Failure::RunFileSquatted {
+            env,
+            run_file: insp.lock_dir.with_file_name(env.run_file_name()),
+            holder,
+        });
     }
     // The same-host holder seen holding the lock, to tell once it is
     // released whether its process still runs.

@@ -55,7 +55,7 @@ pub fn status_all(
         writeln!(
             io.out,
             "{}",
-            serde_json::to_string_pretty(&v).expect("serialisable")
+            deploy_lock::sanitize::json(serde_json::to_string_pretty(&v).expect("serialisable"))
         )?;
     } else {
         io.out.write_all(table(&rows).as_bytes())?;
@@ -127,7 +127,11 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in &cells {
         for (c, w) in widths.iter().enumerate() {
-            out.push_str(&format!("{:<w$}  ", r[c], w = *w));
+            // Padded by hand: a `{:<w$}` width over 65535 panics (a 64 KiB
+            // holder string did, before values were cut to a bounded length).
+            out.push_str(&r[c]);
+            let pad = w.saturating_sub(r[c].chars().count()) + 2;
+            out.extend(std::iter::repeat_n(' ', pad));
         }
         out.push_str(&r[4]);
         out.push('\n');

@@ -534,7 +534,7 @@ pub fn capture(
     let legacy = err.lines().any(|l| l == format!("{MARK} legacy"));
     let mut stderr = std::io::stderr().lock();
     for l in err.lines().filter(|l| !is_ssh_noise(l.as_bytes())) {
-        let _ = writeln!(stderr, "{l}");
+        let _ = writeln!(stderr, "{}", deploy_lock::sanitize::line(l));
     }
     Ok(Captured {
         code,

@@ -123,10 +123,10 @@ pub fn holder_line(insp: &Inspection) -> String {
         Liveness::OtherHost | Liveness::NoRecord => {}
     }
     if let Some(at) = &h.locked_at {
-        l.push_str(&format!(", locked at {at}"));
+        l.push_str(&format!(", locked at {}", messages::shown(at)));
     }
     if let Some(id) = &h.lock_id {
-        l.push_str(&format!(", lock id {id}"));
+        l.push_str(&format!(", lock id {}", messages::shown(id)));
     }
     l
 }
@@ -213,8 +213,11 @@ fn network_lines(n: &deploy_lock::status::NetworkLock) -> Vec<String> {
     }
     if let Some(l) = &n.lease_id {
         match n.ttl_remaining_secs {
-            Some(s) => out.push(format!("  Lease: {l} ({s} s left; renewed by the holder)")),
-            None => out.push(format!("  Lease: {l} (expired)")),
+            Some(s) => out.push(format!(
+                "  Lease: {} ({s} s left; renewed by the holder)",
+                messages::shown(l)
+            )),
+            None => out.push(format!("  Lease: {} (expired)", messages::shown(l))),
         }
     }
     out
@@ -313,7 +316,7 @@ pub fn lock_id_line(insp: &Inspection) -> Option<String> {
         return None;
     }
     let id = insp.holder.as_ref()?.lock_id.as_deref()?;
-    Some(format!("Lock ID: {id}"))
+    Some(format!("Lock ID: {}", messages::shown(id)))
 }
 
 /// Before the force-unlock question, when the holder runs (modern wording).
@@ -355,15 +358,36 @@ pub fn verdict_line(insp: &Inspection) -> String {
                 "no lock directory, but a deploy-lock run (pid {}) still runs its command (its lock directory was removed); another deploy-lock run starts once it ends",
                 run.pid
             ),
-            None => "no lock directory; a deploy may start".to_string(),
+            None => match deploy_lock::lock::run_file_squatted(insp) {
+                Some(sq) => format!(
+                    "no lock directory, but {} is {}; no deploy can start until it lets go",
+                    insp.lock_dir.with_file_name(env.run_file_name()).display(),
+                    super::messages::squatter_phrase(&sq)
+                ),
+                None => "no lock directory; a deploy may start".to_string(),
+            },
         },
         (Verdict::Held, Liveness::Alive { pid, comm }) => {
             let name = display_name(*pid, comm);
             format!("{name} (pid {pid}) is running; it is never taken over while alive")
         }
-        (Verdict::Unknown, _) => format!(
-            "its holder is unknown (no record says who holds it); taken over automatically once older than {stale}, never with --force; `deploy-lock unlock {env}` removes it"
-        ),
+        (Verdict::Unknown, _) => {
+            let mut l = format!(
+                "its holder is unknown (no record says who holds it); taken over automatically once older than {stale}, never with --force; `deploy-lock unlock {env}` removes it"
+            );
+            // Holder trust: say whose directory it is and who wrote the
+            // owner.json that was not believed.
+            if let Some(d) = insp.dir.as_ref()
+                && let Some(by) = d.disowned_record_uid
+            {
+                l.push_str(&format!(
+                    " (the directory belongs to {}; its owner.json, written by {}, is not believed)",
+                    messages::user_name(d.uid),
+                    messages::user_name(by)
+                ));
+            }
+            l
+        }
         (Verdict::Held, Liveness::OtherHost) => {
             format!("held from another host; taken over automatically once older than {stale}")
         }

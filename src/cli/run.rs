@@ -456,10 +456,15 @@ fn acquire(
                 if store_trouble.take().is_some() {
                     io.warn("the lock store answers again");
                 }
+                let squatter = (reason == deploy_lock::lock::BusyReason::RunHeld
+                    && run_holder.is_none())
+                .then(|| deploy_lock::lock::run_file_squatted(&inspection))
+                .flatten();
                 if plan.wait.is_none() {
                     return Err(Failure::Held(Box::new(Busy {
                         env: plan.env,
                         reason,
+                        squatter,
                         run_holder,
                         holder_is_callers: holder_is_callers(&inspection),
                         inspection,
@@ -471,7 +476,9 @@ fn acquire(
                 if !live.is_empty() {
                     last_holder = live;
                 }
-                if reason == deploy_lock::lock::BusyReason::RunHeld {
+                if let Some(sq) = &squatter {
+                    (messages::squatter_phrase(sq), None)
+                } else if reason == deploy_lock::lock::BusyReason::RunHeld {
                     (messages::run_phrase(run_holder.as_ref()), None)
                 } else {
                     (messages::holder_phrase(&inspection), None)
@@ -564,15 +571,24 @@ fn acquire(
     }
 }
 
-/// Whether the live holder runs on this host as the caller's own uid: only
-/// then may a refusal suggest `kill PID`.
+/// Whether the live holder runs on this host as the caller's own uid, and
+/// the lock directory is the caller's too: only then may a refusal suggest
+/// `kill PID` (a record planted by someone else may name any process of
+/// ours; the process of a lock's real holder runs as the directory's owner).
 fn holder_is_callers(insp: &deploy_lock::status::Inspection) -> bool {
     use std::os::unix::fs::MetadataExt;
     let deploy_lock::status::Liveness::Alive { pid, .. } = &insp.liveness else {
         return false;
     };
-    std::fs::metadata(format!("/proc/{pid}"))
-        .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw())
+    let me = nix::unistd::geteuid().as_raw();
+    let dir_owner = insp.dir.as_ref().map(|d| d.uid).or_else(|| {
+        std::fs::symlink_metadata(&insp.lock_dir)
+            .ok()
+            .map(|m| m.uid())
+    });
+    // A network store's lock has no directory: its holder's own process.
+    let dir_is_mine = insp.network.is_some() || dir_owner == Some(me);
+    dir_is_mine && std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == me)
 }
 
 /// Before deploy.sh's own remote mode: Ok once the server's lock is not held

@@ -142,7 +142,9 @@ fn status(
         });
     }
     let text = if json {
-        let mut t = serde_json::to_string_pretty(&legacy_json(env, &block)).expect("serialisable");
+        let mut t = deploy_lock::sanitize::json(
+            serde_json::to_string_pretty(&legacy_json(env, &block)).expect("serialisable"),
+        );
         t.push('\n');
         t
     } else {
@@ -177,7 +179,8 @@ pub fn legacy_text(raw: &str, block: &LegacyBlock, target: &str) -> String {
     let mut out = String::new();
     let mut blanks = 0;
     for line in clean.lines() {
-        out.push_str(line);
+        // A remote host's text: no control character passes.
+        out.push_str(&deploy_lock::sanitize::line(line));
         out.push('\n');
         if line.is_empty() {
             blanks += 1;

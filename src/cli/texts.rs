@@ -250,6 +250,7 @@ pub fn state_recovery(path: &Path, broken: Broken) -> Vec<String> {
 
 // Ours: what is wrong with a hand-edited state record.
 pub fn not_a_boolean(label: &str, v: &serde_json::Value) -> String {
+    let v = deploy_lock::sanitize::text(&v.to_string()).into_owned();
     format!("⚠ {label} is {v}, not true or false: the record was edited by hand")
 }
 pub fn not_a_time(v: &str) -> String {
@@ -262,6 +263,8 @@ pub fn lock_path_not_a_directory(path: &Path, what: &str) -> String {
     )
 }
 pub fn not_a_pid(v: &serde_json::Value) -> String {
+    // JSON text leaves DEL and C1 raw: through the one sanitiser.
+    let v = deploy_lock::sanitize::text(&v.to_string()).into_owned();
     format!("⚠ PID {v} is not a process id: not checked")
 }
 

@@ -338,6 +338,24 @@ pub fn resolve(
         }
     };
 
+    // A user and password travel in every request's body or header: never
+    // in clear text off this host (i19: a planted or mistyped file must not
+    // make the password leave over plain http).
+    if credentials.is_some()
+        && let Some(plain) = endpoints.iter().find(|u| !safe_for_credentials(u))
+    {
+        return Err(bad(
+            ENDPOINTS,
+            eps,
+            &format!(
+                "{plain} is plain http to another host and {USER}/{PASSWORD} are set: the \
+                 password would cross the network unencrypted; use https://, e.g. \
+                 {ENDPOINTS}=https://etcd1:2379 (plain http is allowed only to a loopback \
+                 address)"
+            ),
+        ));
+    }
+
     let lost_grace = match get(LOST_GRACE) {
         None => Some(DEFAULT_LOST_GRACE),
         Some(g) => match g.0.parse::<u64>() {
@@ -386,6 +404,25 @@ pub fn resolve(
         }),
         warnings,
     ))
+}
+
+/// Whether credentials may be sent to base URL `u`: https, or plain http to
+/// a loopback address (`localhost`, 127.0.0.0/8, `[::1]`), which never leaves
+/// the host.
+pub fn safe_for_credentials(u: &str) -> bool {
+    let Some(hostport) = u.strip_prefix("http://") else {
+        return u.starts_with("https://");
+    };
+    // `http://127.0.0.1@evil:1` goes to `evil`: judge what follows the last '@'.
+    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `http://h:p,https://h2:p2` to base URLs without a trailing slash.
@@ -600,7 +637,7 @@ mod tests {
 
     #[test]
     fn grace_zero_is_never_and_credentials_come_in_pairs() {
-        let base = [(BACKEND, "etcd"), (ENDPOINTS, "http://a:1")];
+        let base = [(BACKEND, "etcd"), (ENDPOINTS, "http://127.0.0.1:1")];
         let with = |extra: &[(&'static str, &'static str)]| {
             let mut v = base.to_vec();
             v.extend_from_slice(extra);
@@ -618,5 +655,49 @@ mod tests {
         let c = s.credentials.unwrap();
         assert_eq!((c.user.as_str(), c.password.as_str()), ("deploy", "pw"));
         assert!(!format!("{c:?}").contains("pw"));
+    }
+
+    #[test]
+    fn credentials_never_go_over_plain_http_off_the_host() {
+        for ok in [
+            "https://etcd1:2379",
+            "http://127.0.0.1:2379",
+            "http://127.3.4.5:1",
+            "http://localhost:2379",
+            "http://LOCALHOST",
+            "http://[::1]:2379",
+        ] {
+            assert!(safe_for_credentials(ok), "{ok}");
+        }
+        for bad in [
+            "http://etcd1:2379",
+            "http://10.0.0.1:2379",
+            "http://[::2]:1",
+            "http://localhost.evil.example:1",
+            "http://127.0.0.1@evil:1",
+            "http://[::1]@evil:1",
+        ] {
+            assert!(!safe_for_credentials(bad), "{bad}");
+        }
+        let e = resolve(
+            None,
+            &env(&[
+                (BACKEND, "etcd"),
+                (ENDPOINTS, "https://a:1,http://b:2"),
+                (USER, "deploy"),
+                (PASSWORD, "pw"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "DEPLOY_LOCK_ETCD_ENDPOINTS=\"https://a:1,http://b:2\": http://b:2 is plain http to \
+             another host and DEPLOY_LOCK_ETCD_USER/DEPLOY_LOCK_ETCD_PASSWORD are set: the \
+             password would cross the network unencrypted; use https://, e.g. \
+             DEPLOY_LOCK_ETCD_ENDPOINTS=https://etcd1:2379 (plain http is allowed only to a \
+             loopback address)"
+        );
+        // Without credentials plain http stays allowed (nothing secret to leak).
+        assert!(resolve(None, &env(&[(BACKEND, "etcd"), (ENDPOINTS, "http://b:2")])).is_ok());
     }
 }

@@ -213,12 +213,23 @@ impl<'a> LocalLock<'a> {
         let (mut dir, mut locked_at_file, mut owner) = (None, None, None);
         if path_kind == PathKind::Directory {
             match fsops::snapshot_dir(&lock_dir) {
-                Ok((fd, snap)) => {
+                Ok((fd, mut snap)) => {
                     locked_at_file = fsops::read_small_file_at(&fd, LOCKED_AT_FILE)
                         .and_then(|b| parse_locked_at(&b));
-                    owner = fsops::read_small_file_at(&fd, OWNER_FILE)
-                        .and_then(|b| serde_json::from_slice::<OwnerRecord>(&b).ok())
-                        .filter(|o| o.environment == self.env.as_str());
+                    // Holder trust: owner.json counts only when the
+                    // directory's owner wrote it. In a shared folder anyone
+                    // may drop one into a directory they can write to, naming
+                    // any live process (whose kill would then be advised).
+                    owner = match fsops::read_small_file_owned_at(&fd, OWNER_FILE) {
+                        Some((_, uid)) if uid != snap.uid => {
+                            snap.disowned_record_uid = Some(uid);
+                            None
+                        }
+                        Some((b, _)) => serde_json::from_slice::<OwnerRecord>(&b)
+                            .ok()
+                            .filter(|o| o.environment == self.env.as_str()),
+                        None => None,
+                    };
                     dir = Some(snap);
                 }
                 // Removed between the lstat and the open: it is free now.
@@ -882,6 +893,21 @@ pub fn would_take(insp: &Inspection) -> bool {
         && removable
         && insp.run_holder.is_none()
         && !record_held_by_other_environment(insp)
+        && run_file_squatted(insp).is_none()
+}
+
+/// The run file is flocked by a process that is not a deploy-lock run (no
+/// live record names it, and it runs another program): a run would be
+/// refused, so the lock is not free, and the refusal names that process and
+/// its user instead of "a deploy-lock run".
+pub fn run_file_squatted(insp: &Inspection) -> Option<runlock::FlockHolder> {
+    if insp.run_holder.is_some() {
+        return None;
+    }
+    let run_file = insp
+        .lock_dir
+        .with_file_name(insp.environment.run_file_name());
+    runlock::flock_holder(&run_file).filter(|h| !h.deploy_lock)
 }
 
 /// The local facts of issue 17's rule: `insp` (this machine's lock
@@ -986,6 +1012,61 @@ mod tests {
             Acquire::Acquired(_) => panic!("acquired"),
             Acquire::Busy { reason, .. } => reason,
         }
+    }
+
+    /// Issue 19: a lock directory emptied and re-used for another holder
+    /// between the look and the removal (same inode, as an rmdir+mkdir on
+    /// ext4 can give) is not removed: the record inside is compared too.
+    #[test]
+    fn unlock_removes_only_the_record_it_looked_at_even_in_the_same_inode() {
+        let t = tempfile::tempdir().unwrap();
+        let c = ctx(t.path());
+        let lock = LocalLock::new(&c, Environment::Staging);
+        let mut held = acquired(lock.try_acquire(false, dead()).unwrap());
+        held.run.take();
+        let shown = lock.look().unwrap();
+        let mut other = held.record.clone();
+        other.lock_id = "someone-else".into();
+        let (fd, _) = fsops::snapshot_dir(&held.lock_dir).unwrap();
+        fsops::replace_file_at(&fd, OWNER_FILE, &serde_json::to_vec(&other).unwrap()).unwrap();
+        assert_eq!(
+            fsops::snapshot_dir(&held.lock_dir).unwrap().1.identity,
+            shown.dir.as_ref().unwrap().identity,
+            "same inode"
+        );
+        assert_eq!(lock.remove_shown(&shown).unwrap(), None);
+        assert!(held.lock_dir.join(OWNER_FILE).exists());
+        // The record it showed: removed.
+        let now = lock.look().unwrap();
+        assert!(lock.remove_shown(&now).unwrap().is_some());
+        assert!(!held.lock_dir.exists());
+        std::mem::forget(held);
+    }
+
+    /// Issue 19: owner.json counts only when the directory's owner wrote it.
+    #[test]
+    fn an_owner_record_written_by_another_user_is_not_believed() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP: needs root to give owner.json to another uid");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let c = ctx(t.path());
+        let lock = LocalLock::new(&c, Environment::Staging);
+        let mut held = acquired(lock.try_acquire(false, me()).unwrap());
+        held.run.take();
+        assert!(lock.look().unwrap().owner.is_some());
+        std::os::unix::fs::chown(held.lock_dir.join(OWNER_FILE), Some(54_998), None).unwrap();
+        let insp = lock.look().unwrap();
+        assert_eq!(insp.owner, None);
+        assert!(
+            insp.holder
+                .as_ref()
+                .is_none_or(|h| h.source != crate::status::HolderSource::LockDir)
+        );
+        let d = insp.dir.as_ref().unwrap();
+        assert_eq!((d.uid, d.disowned_record_uid), (0, Some(54_998)));
+        std::mem::forget(held);
     }
 
     #[test]

@@ -100,6 +100,57 @@ pub fn read_record(path: &Path) -> Option<RunHolder> {
     Some(RunHolder { pid, lock_id })
 }
 
+/// A process holding an flock on a file, as the kernel lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlockHolder {
+    pub pid: i32,
+    /// The process's user, when it can be looked up.
+    pub uid: Option<u32>,
+    /// The locked file's owner.
+    pub file_uid: u32,
+    /// The process runs the same program as we do (a deploy-lock run that
+    /// has not written its record yet).
+    pub deploy_lock: bool,
+}
+
+/// Who holds an flock on `path`, from `/proc/locks` (read, never probed by
+/// locking: a status must not make a run wait). None when nobody does, or
+/// the file is not there.
+pub fn flock_holder(path: &Path) -> Option<FlockHolder> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let dev = meta.dev();
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        meta.ino()
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let pid = locks.lines().find_map(|l| {
+        // `N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END`; a
+        // waiter's line has `->` after the number.
+        let mut w = l.split_whitespace().skip(1);
+        let kind = w.next()?;
+        if kind != "FLOCK" {
+            return None;
+        }
+        let pid: i32 = w.nth(2)?.parse().ok()?;
+        (w.next()? == want && pid > 0).then_some(pid)
+    })?;
+    let uid = std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid());
+    let exe = |p: &str| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    let deploy_lock = exe(&pid.to_string()).is_some_and(|e| Some(e) == exe("self"));
+    Some(FlockHolder {
+        pid,
+        uid,
+        file_uid: meta.uid(),
+        deploy_lock,
+    })
+}
+
 impl RunLock {
     /// Records who holds it (best effort: a read-only file is left as is).
     pub fn record(&self, lock_id: Option<&str>) {

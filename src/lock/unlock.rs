@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{LocalLock, LockError, removal_error};
 use crate::fsops::{self, DirIdentity, PathKind};
 use crate::state::{self, Edit};
-use crate::status::{Holder, Inspection, OUR_FILES};
+use crate::status::{Holder, Inspection, LOCKED_AT_FILE, OUR_FILES, OWNER_FILE, OwnerRecord};
 use crate::store::Warning;
 use crate::times::utc_seconds;
 use crate::view::NonDirectory;
@@ -134,6 +134,12 @@ impl LocalLock<'_> {
         }
         let mut warnings = self.announce(&inspection);
         let dir_removed = self.remove_shown(&inspection)?;
+        if inspection.path_kind == PathKind::Directory && dir_removed.is_none() {
+            // Swapped between the look and the removal (a legacy deploy.sh
+            // takes no guard): not the lock shown, so nothing is changed.
+            let now = self.look().ok().and_then(|i| i.holder);
+            return Ok(Unlock::ChangedHands { now });
+        }
         let state_updated = state::update(&self.ctx.state_file, false, |doc| match doc {
             None => Ok::<_, LockError>(Edit::Keep(false)),
             Some(doc) => {
@@ -172,11 +178,10 @@ impl LocalLock<'_> {
         };
         let path = self.ctx.settings.announce_file(self.env);
         let text = serde_json::to_vec(&note).expect("serialisable");
-        // Readable by every holder: another user's run must see it too.
-        let written = fsops::atomic_write(&path, &text).and_then(|()| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-        });
+        // Readable by every holder: another user's run must see it too. The
+        // mode is set on the temp file's descriptor before the rename: a
+        // chmod by name could be sent through a symlink swapped in.
+        let written = fsops::atomic_write_mode(&path, &text, Some(fsops::LOCK_FILE_MODE));
         match written {
             Ok(()) => Vec::new(),
             Err(e) => vec![Warning::Announce {
@@ -188,12 +193,43 @@ impl LocalLock<'_> {
 
     /// Removes the lock directory `inspection` saw (never follows or removes
     /// anything else at the path); None when there was none.
-    fn remove_shown(&self, inspection: &Inspection) -> Result<Option<fsops::Removal>, LockError> {
+    pub(super) fn remove_shown(
+        &self,
+        inspection: &Inspection,
+    ) -> Result<Option<fsops::Removal>, LockError> {
         let lock_dir = self.lock_dir();
         match inspection.path_kind {
             PathKind::Missing => Ok(None),
-            PathKind::Directory => fsops::remove_dir_tree(&lock_dir, None, OUR_FILES)
-                .map_err(|e| removal_error(&lock_dir, e)),
+            // Only the directory looked at: the same inode and the same
+            // records (lock id; for a legacy lock, its locked_at), read
+            // through the descriptor that is about to be emptied.
+            PathKind::Directory => {
+                let snap = inspection.dir.as_ref();
+                let still_it = |fd: &std::os::fd::OwnedFd| {
+                    let owner = fsops::read_small_file_at(fd, OWNER_FILE)
+                        .and_then(|b| serde_json::from_slice::<OwnerRecord>(&b).ok())
+                        .filter(|o| o.environment == self.env.as_str())
+                        .map(|o| o.lock_id);
+                    match &inspection.owner {
+                        Some(shown) => owner.as_deref() == Some(shown.lock_id.as_str()),
+                        None => {
+                            let locked_at = fsops::read_small_file_at(fd, LOCKED_AT_FILE)
+                                .and_then(|b| super::parse_locked_at(&b));
+                            // A disowned owner.json was seen and not
+                            // believed; any other one is a new holder's.
+                            let disowned = snap.is_some_and(|d| d.disowned_record_uid.is_some());
+                            (owner.is_none() || disowned) && locked_at == inspection.locked_at_file
+                        }
+                    }
+                };
+                fsops::remove_dir_tree_if(
+                    &lock_dir,
+                    snap.and_then(|d| d.identity),
+                    OUR_FILES,
+                    &still_it,
+                )
+                .map_err(|e| removal_error(&lock_dir, e))
+            }
             PathKind::Symlink | PathKind::Other => Err(LockError::NotADirectory {
                 what: NonDirectory::at(&lock_dir),
                 path: lock_dir,

@@ -30,3 +30,4 @@ mod run_concurrency;
 mod run_signals;
 mod soak;
 mod sshd;
+mod users;

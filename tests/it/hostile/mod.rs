@@ -5,6 +5,7 @@
 //! crashes, nothing is followed, nothing is lost. This file holds what they
 //! share.
 
+mod descriptors;
 mod interrupts;
 mod lock_path;
 mod names;

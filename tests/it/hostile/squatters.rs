@@ -180,8 +180,14 @@ fn a_squatted_guard_file_is_a_clear_error_not_a_hang() {
         .run()
         .code(74)
         .stderr(&format!(
-            "ERROR: {}: Too many levels of symbolic links (os error 40)\n",
-            guard.display()
+            "ERROR: {g} cannot be opened (Too many levels of symbolic links (os error 40)): it is a symbolic link owned by {me} with mode 0777; ask {who} to remove it while no deploy runs (sudo rm -rf {g}): deploy-lock re-creates it as a regular file with mode 0644\n",
+            g = guard.display(),
+            me = user_name(nix::unistd::geteuid().as_raw()),
+            who = if nix::unistd::geteuid().is_root() {
+                "root".to_string()
+            } else {
+                format!("{} (or root)", user_name(nix::unistd::geteuid().as_raw()))
+            },
         ));
     assert!(
         !w.tmp.path().join("elsewhere").exists(),
@@ -204,8 +210,16 @@ fn a_squatted_guard_file_is_a_clear_error_not_a_hang() {
         .code(74)
         .stdout("")
         .stderr(&format!(
-            "ERROR: {}: Permission denied (os error 13)\n",
-            guard.display()
+            "ERROR: {g} cannot be opened (Permission denied (os error 13)): it is a regular file owned by uid {SQUATTER} with mode 0600; ask uid {SQUATTER} (or root) to remove it while no deploy runs (sudo rm -rf {g}): deploy-lock re-creates it as a regular file with mode 0644\n",
+            g = guard.display()
         ));
     assert!(!w.lock_path("staging").exists());
+}
+
+/// The name `ls -l` shows for `uid`.
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
 }
