@@ -10,8 +10,7 @@ usage() {
 Usage: ./install.sh [--prefix DIR] [--project CHECKOUT] [--binary FILE]
        ./install.sh [--prefix DIR] --uninstall
 
-Builds deploy-lock with `cargo build --release --locked` (statically linked
-on glibc when its libc.a is installed) and installs
+Builds deploy-lock with `cargo build --release --locked` and installs
   PREFIX/bin/deploy-lock
   PREFIX/bin/unlock.sh                      (a link to deploy-lock)
   PREFIX/share/man/man1/*.1                 (man deploy-lock, man unlock.sh)
@@ -166,28 +165,10 @@ else
     command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs), or pass --binary FILE"
     target="${CARGO_TARGET_DIR:-target}"
     case "$target" in /*) ;; *) target="$src/$target" ;; esac
-    # On glibc, a statically linked binary: start-up is most of a status
-    # call, and a static one starts about 0.3 ms sooner, as fast as `ls -ld`
-    # (README, Performance). It needs glibc's static library (libc6-dev on
-    # Debian and Ubuntu, glibc-static on Fedora and RHEL); without it, the
-    # usual dynamic build. --target keeps the flag off build scripts and
-    # proc macros, which cannot be static.
-    host="$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')"
-    libc_a=""
-    case "$host" in
-        *-linux-gnu*) libc_a="$("${CC:-cc}" -print-file-name=libc.a 2>/dev/null || true)" ;;
-    esac
-    if [ "${libc_a#/}" != "$libc_a" ] && [ -f "$libc_a" ]; then
-        (cd "$src" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
-            cargo build --release --locked --target "$host")
-        binary="$target/$host/release/deploy-lock"
-    else
-        case "$host" in
-            *-linux-gnu*) echo "install.sh: no static libc.a (glibc-static): building a dynamically linked deploy-lock, which starts about 0.3 ms slower" >&2 ;;
-        esac
-        (cd "$src" && cargo build --release --locked)
-        binary="$target/release/deploy-lock"
-    fi
+    # The ordinary, dynamically linked build: user and group names come from
+    # the system's NSS (LDAP, SSSD, systemd) like every other tool's.
+    (cd "$src" && cargo build --release --locked)
+    binary="$target/release/deploy-lock"
 fi
 version="$("$binary" --version 2>/dev/null || true)"
 case "$version" in

@@ -299,7 +299,11 @@ pub fn this_user() -> String {
         return u.to_string_lossy().into_owned();
     }
     let uid = nix::unistd::geteuid().as_raw();
-    crate::accounts::user_name(uid).unwrap_or_else(|| uid.to_string())
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// Why no project root could be found. Display is neutral; the CLI says

@@ -2,7 +2,6 @@
 //! liveness and the status model. Nothing in this library prints; the CLI
 //! layers in `src/cli/` render what it returns.
 
-pub mod accounts;
 pub mod audit;
 pub mod audit_log;
 pub mod context;

@@ -176,13 +176,22 @@ fn lgetxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
-/// As ls: the name, or the number when no source knows the id.
+/// As ls: the name from the system's NSS (getpwuid_r, so files, LDAP,
+/// SSSD, systemd alike), or the number when no source knows the id.
 fn user_name(uid: u32) -> String {
-    crate::accounts::user_name(uid).unwrap_or_else(|| uid.to_string())
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
 }
 
 fn group_name(gid: u32) -> String {
-    crate::accounts::group_name(gid).unwrap_or_else(|| gid.to_string())
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| gid.to_string())
 }
 
 fn nanos(sec: i64, nsec: i64) -> i128 {

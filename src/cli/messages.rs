@@ -243,8 +243,11 @@ fn lock_folder(path: &std::path::Path, problem: &FolderProblem) -> String {
         }
         FolderProblem::NotWritable { uid, gid, mode } => {
             let owner = user_name(*uid);
-            let group =
-                deploy_lock::accounts::group_name(*gid).unwrap_or_else(|| format!("gid {gid}"));
+            let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(*gid))
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+                .unwrap_or_else(|| format!("gid {gid}"));
             format!(
                 "the lock folder {p} is not writable by you ({}): it is owned by {owner}:{group} with mode {mode:04o}; ask {owner} to let you write there (e.g. chgrp a group you are in, chmod g+w), {point}",
                 user_name(nix::unistd::geteuid().as_raw())
@@ -650,7 +653,11 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
 
 /// A user's name for messages, or `uid N` when the passwd database has none.
 fn user_name(uid: u32) -> String {
-    deploy_lock::accounts::user_name(uid).unwrap_or_else(|| format!("uid {uid}"))
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// `log --since` with a value that is neither a duration nor a time.
