@@ -23,14 +23,16 @@ updates them in place.
 Options:
   --prefix DIR        install under DIR (default: $HOME/.local, or /usr/local
                       as root)
-  --project CHECKOUT  also make CHECKOUT/deploy/scripts/unlock.sh a link to
-                      PREFIX/bin/deploy-lock, keeping the legacy script beside
-                      it as unlock.sh.legacy (CHECKOUT must have a deploy/
-                      folder)
+  --project CHECKOUT  also make CHECKOUT/deploy/scripts/unlock.sh a small
+                      bash shim that runs deploy-lock from PATH as unlock.sh,
+                      or, where deploy-lock is not on PATH, the legacy script,
+                      kept beside it as unlock.sh.legacy (CHECKOUT must have a
+                      deploy/ folder). Commit both files: nothing in them
+                      points into this machine or anyone's home
   --binary FILE       install FILE, an already built deploy-lock, instead of
                       building (no cargo needed)
   --uninstall         remove everything recorded in PREFIX, including every
-                      --project link made with this PREFIX (each legacy
+                      --project shim made with this PREFIX (each legacy
                       unlock.sh is put back), and the folders the install
                       created if they are empty
   -h, --help          show this help
@@ -88,8 +90,40 @@ fish_c="$prefix/share/fish/vendor_completions.d"
 record_dir="$prefix/share/deploy-lock"
 record="$record_dir/installed"
 
+# The project shim: deploy-lock as unlock.sh where it is installed, the
+# legacy script elsewhere. `exec -a "$0"` keeps the name as typed (the
+# persona is chosen by it and the usage text names it); the legacy script is
+# sourced for the same reason (its $0 and usage stay the shim's).
+shim_text() {
+    cat <<'SHIM'
+#!/usr/bin/env bash
+# deploy-lock's unlock.sh shim (install.sh --project wrote it; commit it and
+# unlock.sh.legacy). Runs deploy-lock from PATH (or the runner's own
+# ~/.local/bin) under this script's name, else the legacy script beside it.
+if command -v deploy-lock >/dev/null 2>&1; then
+    exec -a "$0" deploy-lock "$@"
+elif [ -x "${HOME:-/nonexistent}/.local/bin/deploy-lock" ]; then
+    exec -a "$0" "$HOME/.local/bin/deploy-lock" "$@"
+elif [ ! -f "$(dirname "${BASH_SOURCE[0]}")/unlock.sh.legacy" ]; then
+    echo "$0: deploy-lock is not installed (not on PATH, not in ~/.local/bin) and there is no unlock.sh.legacy beside this script" >&2
+    exit 127
+fi
+# shellcheck source=/dev/null
+. "$(dirname "${BASH_SOURCE[0]}")/unlock.sh.legacy"
+SHIM
+}
+# Whether FILE is install.sh's shim: this version's text, or the symlink to
+# a PREFIX/bin/deploy-lock that earlier versions made.
+is_shim() {
+    if [ -L "$1" ]; then
+        [ "$(readlink "$1")" = "$bin/deploy-lock" ]
+    else
+        [ -f "$1" ] && [ "$(cat "$1")" = "$(shim_text)" ]
+    fi
+}
+
 # The record: one "KIND<TAB>PATH" line per thing installed, KIND being file,
-# dir (a folder the install created) or shim (a project's unlock.sh link).
+# dir (a folder the install created) or shim (a project's unlock.sh shim).
 recorded() {
     [ -f "$record" ] || return 0
     awk -F '\t' -v k="$1" '$1 == k { print $2 }' "$record"
@@ -106,7 +140,7 @@ if [ "$uninstall" = 1 ]; then
             echo "install.sh: $shim is not recorded in $record; nothing to restore there" >&2
     fi
     while IFS= read -r shim; do
-        if [ -L "$shim" ] && [ "$(readlink "$shim")" = "$bin/deploy-lock" ]; then
+        if is_shim "$shim"; then
             rm -f "$shim"
             if [ -e "$shim.legacy" ] || [ -L "$shim.legacy" ]; then
                 mv "$shim.legacy" "$shim"
@@ -115,7 +149,7 @@ if [ "$uninstall" = 1 ]; then
                 echo "removed $shim"
             fi
         elif [ -e "$shim.legacy" ] || [ -L "$shim.legacy" ]; then
-            echo "install.sh: left $shim and $shim.legacy alone: $shim is no longer the link to $bin/deploy-lock" >&2
+            echo "install.sh: left $shim and $shim.legacy alone: $shim is no longer install.sh's shim" >&2
         fi
     done < <(recorded shim)
     while IFS= read -r f; do
@@ -145,7 +179,7 @@ if [ -n "$project" ]; then
     [ -d "$project/deploy" ] ||
         die "$project has no deploy/ folder; --project takes a checkout of the project that deploys with deploy/scripts"
     shim="$project/deploy/scripts/unlock.sh"
-    if { [ -e "$shim" ] || [ -L "$shim" ]; } && ! { [ -L "$shim" ] && [ "$(readlink "$shim")" = "$bin/deploy-lock" ]; } &&
+    if { [ -e "$shim" ] || [ -L "$shim" ]; } && ! is_shim "$shim" &&
         { [ -e "$shim.legacy" ] || [ -L "$shim.legacy" ]; }; then
         die "both $shim and $shim.legacy exist; move one of them away first"
     fi
@@ -209,13 +243,17 @@ for f in "$src"/completions/fish/*.fish; do put 0644 "$f" "$fish_c/$(basename "$
 
 if [ -n "$project" ]; then
     make_dir "$project/deploy/scripts"
-    if { [ -e "$shim" ] || [ -L "$shim" ]; } && ! { [ -L "$shim" ] && [ "$(readlink "$shim")" = "$bin/deploy-lock" ]; }; then
+    if { [ -e "$shim" ] || [ -L "$shim" ]; } && ! is_shim "$shim"; then
         mv "$shim" "$shim.legacy"
         echo "kept the legacy script as $shim.legacy"
     fi
-    ln -sfn "$bin/deploy-lock" "$shim"
+    # Written beside it and renamed over it: a shell running the old one
+    # keeps reading what it had.
+    shim_text >"$shim.tmp"
+    chmod 0755 "$shim.tmp"
+    mv -f "$shim.tmp" "$shim"
     new_entries+=("shim	$shim")
-    echo "installed $shim -> $bin/deploy-lock"
+    echo "installed $shim (the shim: commit it and $shim.legacy)"
 fi
 
 # Merge into the record: what an earlier install recorded stays, once.

@@ -259,14 +259,16 @@ updates them in place.
 Options:
   --prefix DIR        install under DIR (default: $HOME/.local, or /usr/local
                       as root)
-  --project CHECKOUT  also make CHECKOUT/deploy/scripts/unlock.sh a link to
-                      PREFIX/bin/deploy-lock, keeping the legacy script beside
-                      it as unlock.sh.legacy (CHECKOUT must have a deploy/
-                      folder)
+  --project CHECKOUT  also make CHECKOUT/deploy/scripts/unlock.sh a small
+                      bash shim that runs deploy-lock from PATH as unlock.sh,
+                      or, where deploy-lock is not on PATH, the legacy script,
+                      kept beside it as unlock.sh.legacy (CHECKOUT must have a
+                      deploy/ folder). Commit both files: nothing in them
+                      points into this machine or anyone's home
   --binary FILE       install FILE, an already built deploy-lock, instead of
                       building (no cargo needed)
   --uninstall         remove everything recorded in PREFIX, including every
-                      --project link made with this PREFIX (each legacy
+                      --project shim made with this PREFIX (each legacy
                       unlock.sh is put back), and the folders the install
                       created if they are empty
   -h, --help          show this help
@@ -415,10 +417,61 @@ impl RunArgs for Cmd {
     }
 }
 
-const LEGACY: &str = "#!/bin/bash\necho \"legacy unlock.sh $*\"\n";
+/// A legacy script that shows its `$0` (the shim keeps it) and arguments.
+const LEGACY: &str = "#!/bin/bash\necho \"legacy $0 $*\"\n";
 
+/// `git ARGS` in `dir`, quiet, with a fixed identity; its stdout.
+#[track_caller]
+fn git(w: &World, dir: &Path, args: &[&str]) -> String {
+    let mut c = w
+        .cmd("git")
+        .dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    c.cmd.args(args);
+    let out = c.run();
+    out.code(0);
+    out.any_stderr();
+    out.stdout.clone()
+}
+
+/// The checkout's `./deploy/scripts/unlock.sh ARGS` as typed from its root,
+/// with PATH exactly `path`: (exit code, stdout, stderr).
+fn typed(w: &World, root: &Path, path: &str, args: &[&str]) -> (i32, String, String) {
+    let mut c = w
+        .cmd("./deploy/scripts/unlock.sh")
+        .dir(root)
+        .env("PATH", path);
+    c.cmd.args(args);
+    let out = c.cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The full path of PROGRAM on PATH.
+fn which_on_path(program: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
+/// The project shim in a real git checkout: a file the team commits (no
+/// link, nothing pointing into a home), deploy-lock under the typed name
+/// where it is on PATH (byte for byte what the old link printed), the
+/// legacy script elsewhere, in the committer's checkout and in a clone;
+/// uninstall restores the original.
 #[test]
-fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script() {
+fn project_shim_is_committed_and_runs_deploy_lock_or_the_legacy_script() {
+    if !available("git", "project_shim") {
+        return;
+    }
     let w = World::new();
     let p = w.tmp.path().join("p");
     let shim = w.root.join("deploy/scripts/unlock.sh");
@@ -426,12 +479,21 @@ fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script()
     std::fs::write(&shim, LEGACY).unwrap();
     std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o750)).unwrap();
     w.write_state("{\"environment\": \"staging\", \"lock\": {\"locked\": false, \"locked_by\": \"alice@checkout\"}}\n");
+    git(&w, &w.root, &["init", "-q", "-b", "main"]);
+    // The lock's state (and audit log) stay out of git, as in a team's repo.
+    std::fs::write(w.root.join(".gitignore"), "/deploy/config/\n").unwrap();
+    git(
+        &w,
+        &w.root,
+        &["add", ".gitignore", "deploy/scripts/unlock.sh"],
+    );
+    git(&w, &w.root, &["commit", "-qm", "legacy"]);
+
     let root = w.root.display().to_string();
     let (pre, sh) = (p.display().to_string(), shim.display().to_string());
-    let project_lines = format!("installed {sh} -> {pre}/bin/deploy-lock\n");
+    let project_lines = format!("installed {sh} (the shim: commit it and {sh}.legacy)\n");
     let kept = format!("kept the legacy script as {sh}.legacy\n");
     let args = ["--prefix", &pre, "--binary", BIN, "--project", &root];
-
     install_sh(&w, &args)
         .code(0)
         .stdout(&format!(
@@ -441,32 +503,139 @@ fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script()
             advice_elsewhere(&p)
         ))
         .stderr("");
-    assert_eq!(
-        std::fs::read_link(&shim).unwrap(),
-        p.join("bin/deploy-lock")
-    );
     let legacy = w.root.join("deploy/scripts/unlock.sh.legacy");
     assert_eq!(std::fs::read_to_string(&legacy).unwrap(), LEGACY);
     assert_eq!(
         std::fs::metadata(&legacy).unwrap().permissions().mode() & 0o777,
         0o750
     );
+    // A small bash file, naming nothing of this machine.
+    let text = std::fs::read_to_string(&shim).unwrap();
+    assert!(text.starts_with("#!/usr/bin/env bash\n"), "{text}");
+    assert!(text.lines().count() <= 20, "{text}");
+    for here in [
+        pre.as_str(),
+        &w.home.display().to_string(),
+        "/home",
+        "/root",
+    ] {
+        assert!(!text.contains(here), "the shim names {here}:\n{text}");
+    }
+    // git sees a modified file and a new one, never a type change.
+    assert_eq!(
+        git(&w, &w.root, &["status", "--porcelain"]),
+        " M deploy/scripts/unlock.sh\n?? deploy/scripts/unlock.sh.legacy\n"
+    );
+    git(&w, &w.root, &["add", "deploy/scripts"]);
+    git(&w, &w.root, &["commit", "-qm", "deploy-lock shim"]);
+    let files = git(&w, &w.root, &["ls-files", "-s", "deploy/scripts"]);
+    let modes: Vec<(&str, &str)> = files
+        .lines()
+        .map(|l| (l.split(' ').next().unwrap(), l.rsplit('\t').next().unwrap()))
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("100755", "deploy/scripts/unlock.sh"),
+            ("100755", "deploy/scripts/unlock.sh.legacy")
+        ]
+    );
 
+    // A teammate's clone: the committed files alone.
+    let clone = w.tmp.path().join("clone");
+    git(
+        &w,
+        w.tmp.path(),
+        &["clone", "-q", &root, clone.to_str().unwrap()],
+    );
+    std::fs::create_dir_all(clone.join("deploy/config")).unwrap();
+    std::fs::copy(
+        w.state_path(),
+        clone.join("deploy/config/deployment-state.json"),
+    )
+    .unwrap();
+
+    // PATH without any deploy-lock: only what the shim and the legacy
+    // script use (a .deb test may install /usr/bin/deploy-lock meanwhile).
+    let tools = w.tmp.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    for t in ["bash", "dirname"] {
+        let found = which_on_path(t);
+        std::os::unix::fs::symlink(&found, tools.join(t)).unwrap();
+    }
+    let without = tools.display().to_string();
+    let without = without.as_str();
+    let with = format!("{pre}/bin:{without}");
+    let cases: [&[&str]; 5] = [
+        &["staging"],
+        &["staging", "--status"],
+        &[],
+        &["--help"],
+        &["nowhere"],
+    ];
+    // Without deploy-lock on PATH: the legacy script, named as typed.
+    for dir in [&w.root, &clone] {
+        assert_eq!(
+            typed(&w, dir, without, &["staging", "--wait"]),
+            (
+                0,
+                "legacy ./deploy/scripts/unlock.sh staging --wait\n".to_string(),
+                String::new()
+            )
+        );
+    }
+    // With it: deploy-lock as unlock.sh, byte for byte what a link to the
+    // binary (the old install) prints, usage texts naming the typed path.
+    let mut shim_says = Vec::new();
+    for dir in [&w.root, &clone] {
+        for a in cases {
+            shim_says.push(typed(&w, dir, &with, a));
+        }
+    }
+    assert_eq!(shim_says[0].1, unlocked_state_output());
     // From anywhere, even inside another checkout: the shim's own checkout.
     let other = World::new();
     other.write_state("{\"environment\": \"staging\", \"lock\": {\"locked\": false, \"locked_by\": \"bob@elsewhere\"}}\n");
     for dir in [Path::new("/"), other.root.as_path(), w.tmp.path()] {
         w.cmd(&shim)
             .dir(dir)
+            .env("PATH", &with)
             .run_args(&["staging"])
             .code(0)
             .stdout(&unlocked_state_output());
     }
-    // The legacy script is still there to run by hand.
-    w.cmd(&legacy)
-        .run_args(&["staging"])
-        .code(0)
-        .stdout("legacy unlock.sh staging\n");
+    assert!(
+        shim_says[3]
+            .1
+            .contains("./deploy/scripts/unlock.sh staging"),
+        "{:?}",
+        shim_says[3]
+    );
+    for dir in [&w.root, &clone] {
+        let f = dir.join("deploy/scripts/unlock.sh");
+        std::fs::rename(&f, dir.join("shim.kept")).unwrap();
+        std::os::unix::fs::symlink(BIN, &f).unwrap();
+    }
+    let mut link_says = Vec::new();
+    for dir in [&w.root, &clone] {
+        for a in cases {
+            link_says.push(typed(&w, dir, without, a));
+        }
+    }
+    assert_eq!(shim_says, link_says);
+    for dir in [&w.root, &clone] {
+        let f = dir.join("deploy/scripts/unlock.sh");
+        std::fs::remove_file(&f).unwrap();
+        std::fs::rename(dir.join("shim.kept"), &f).unwrap();
+    }
+
+    // Not on PATH but in the runner's own ~/.local/bin (a new user's PATH
+    // before their next login): that deploy-lock.
+    let local_bin = w.home.join(".local/bin");
+    std::fs::create_dir_all(&local_bin).unwrap();
+    std::os::unix::fs::symlink(BIN, local_bin.join("deploy-lock")).unwrap();
+    assert_eq!(typed(&w, &clone, without, &["staging"]), shim_says[0]);
+    std::fs::remove_dir_all(w.home.join(".local")).unwrap();
 
     // Again: nothing to keep this time, the legacy script untouched.
     install_sh(&w, &args)
@@ -479,6 +648,7 @@ fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script()
         ))
         .stderr("");
     assert_eq!(std::fs::read_to_string(&legacy).unwrap(), LEGACY);
+    assert_eq!(git(&w, &w.root, &["status", "--porcelain"]), "");
 
     let out = install_sh(&w, &["--prefix", &pre, "--project", &root, "--uninstall"]);
     out.code(0).stderr("");
@@ -505,10 +675,16 @@ fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script()
             & 0o777,
         0o750
     );
-    w.cmd(&shim)
-        .run_args(&["staging"])
-        .code(0)
-        .stdout("legacy unlock.sh staging\n");
+    // The checkout is as it was before the shim: its first commit.
+    assert_eq!(git(&w, &w.root, &["diff", "HEAD~1", "--stat"]), "");
+    assert_eq!(
+        typed(&w, &w.root, &with, &["staging"]),
+        (
+            0,
+            "legacy ./deploy/scripts/unlock.sh staging\n".to_string(),
+            String::new()
+        )
+    );
 }
 
 #[test]
