@@ -9,6 +9,7 @@ usage() {
     cat <<'USAGE'
 Usage: ./install.sh [--prefix DIR] [--project CHECKOUT] [--binary FILE]
        ./install.sh [--prefix DIR] --uninstall
+       ./install.sh --deb DIR [--binary FILE]
 
 Builds deploy-lock with `cargo build --release --locked` and installs
   PREFIX/bin/deploy-lock
@@ -31,6 +32,11 @@ Options:
                       points into this machine or anyone's home
   --binary FILE       install FILE, an already built deploy-lock, instead of
                       building (no cargo needed)
+  --deb DIR           instead of installing, build the Debian package
+                      DIR/deploy-lock_VERSION_ARCH.deb with dpkg-deb
+                      (/usr/bin/deploy-lock and unlock.sh, man pages,
+                      completions); install it with dpkg -i (or apt install
+                      ./FILE.deb) on every operator's machine and deploy host
   --uninstall         remove everything recorded in PREFIX, including every
                       --project shim made with this PREFIX (each legacy
                       unlock.sh is put back), and the folders the install
@@ -53,11 +59,12 @@ absolute() {
 
 if [ "$(id -u)" = 0 ]; then prefix=/usr/local; else prefix="$HOME/.local"; fi
 project=""
+deb=""
 binary=""
 uninstall=0
 while [ $# -gt 0 ]; do
     case "$1" in
-        --prefix | --project | --binary)
+        --prefix | --project | --binary | --deb)
             if [ $# -lt 2 ] || [ -z "$2" ]; then
                 echo "install.sh: $1 needs a value (see ./install.sh --help)" >&2
                 exit 2
@@ -66,12 +73,14 @@ while [ $# -gt 0 ]; do
                 --prefix) prefix="$2" ;;
                 --project) project="$2" ;;
                 --binary) binary="$2" ;;
+                --deb) deb="$2" ;;
             esac
             shift
             ;;
         --prefix=*) prefix="${1#--prefix=}" ;;
         --project=*) project="${1#--project=}" ;;
         --binary=*) binary="${1#--binary=}" ;;
+        --deb=*) deb="${1#--deb=}" ;;
         --uninstall) uninstall=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown option '$1' (see ./install.sh --help)" >&2; exit 2 ;;
@@ -79,6 +88,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$prefix" ] || { echo "install.sh: --prefix needs a value (see ./install.sh --help)" >&2; exit 2; }
+if [ -n "$deb" ] && { [ -n "$project" ] || [ "$uninstall" = 1 ]; }; then
+    echo "install.sh: --deb builds a package and installs nothing; it takes no --project or --uninstall (see ./install.sh --help)" >&2
+    exit 2
+fi
 
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 prefix="$(absolute "${prefix%/}")"
@@ -184,7 +197,11 @@ if [ -n "$project" ]; then
         die "both $shim and $shim.legacy exist; move one of them away first"
     fi
 fi
-if { [ -e "$bin/unlock.sh" ] || [ -L "$bin/unlock.sh" ]; } && [ "$(readlink "$bin/unlock.sh" || true)" != deploy-lock ]; then
+if [ -n "$deb" ]; then
+    deb="$(absolute "${deb%/}")"
+    [ -d "$deb" ] || die "--deb $deb is not a folder"
+    command -v dpkg-deb >/dev/null || die "dpkg-deb not found: --deb needs Debian's dpkg (apt-get install dpkg)"
+elif { [ -e "$bin/unlock.sh" ] || [ -L "$bin/unlock.sh" ]; } && [ "$(readlink "$bin/unlock.sh" || true)" != deploy-lock ]; then
     die "$bin/unlock.sh exists and is not the link to deploy-lock (a legacy unlock.sh?); move it away first"
 fi
 for f in "$src"/man/*.1 "$src"/completions/bash/deploy-lock "$src"/completions/bash/unlock.sh \
@@ -209,6 +226,110 @@ case "$version" in
     "deploy-lock "*) ;;
     *) die "$binary does not answer --version as deploy-lock does" ;;
 esac
+
+# The Debian package: the same files under /usr, laid out as Debian's
+# policy and lintian expect, built by dpkg-deb as root:root.
+build_deb() {
+    local version="${1#deploy-lock }" arch stage doc depends f out when
+    arch="$(dpkg --print-architecture)"
+    stage="$(mktemp -d "${TMPDIR:-/tmp}/deploy-lock-deb.XXXXXX")"
+    # shellcheck disable=SC2064 # expand now: the folder of this call
+    trap "rm -rf '$stage'" EXIT
+    doc="$stage/pkg/usr/share/doc/deploy-lock"
+    mkdir -p "$stage/pkg/DEBIAN" "$stage/pkg/usr/bin" "$stage/pkg/usr/share/man/man1" "$doc" \
+        "$stage/pkg/usr/share/bash-completion/completions" "$stage/pkg/usr/share/zsh/vendor-completions" \
+        "$stage/pkg/usr/share/fish/vendor_completions.d"
+    install -m 0755 "$binary" "$stage/pkg/usr/bin/deploy-lock"
+    # As dh_strip does (the release build is stripped already; a --binary
+    # debug build is not, and lintian refuses that).
+    if command -v strip >/dev/null; then
+        strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/pkg/usr/bin/deploy-lock"
+    fi
+    ln -s deploy-lock "$stage/pkg/usr/bin/unlock.sh"
+    for f in "$src"/man/*.1; do
+        local page
+        page="$(basename "$f")"
+        gzip -9n <"$src/man/$page" >"$stage/pkg/usr/share/man/man1/$page.gz"
+    done
+    for f in deploy-lock unlock.sh; do
+        install -m 0644 "$src/completions/bash/$f" "$stage/pkg/usr/share/bash-completion/completions/$f"
+    done
+    for f in _deploy-lock _unlock.sh; do
+        install -m 0644 "$src/completions/zsh/$f" "$stage/pkg/usr/share/zsh/vendor-completions/$f"
+    done
+    for f in "$src"/completions/fish/*.fish; do
+        install -m 0644 "$f" "$stage/pkg/usr/share/fish/vendor_completions.d/$(basename "$f")"
+    done
+    # A native package: its changelog is changelog.gz, dated by the commit
+    # (or SOURCE_DATE_EPOCH), so that the same source builds the same file.
+    when="${SOURCE_DATE_EPOCH:-$(git -C "$src" log -1 --format=%ct 2>/dev/null || date +%s)}"
+    {
+        echo "deploy-lock ($version) unstable; urgency=medium"
+        echo
+        echo "  * Built by install.sh --deb from the deploy-lock source tree."
+        echo
+        echo " -- deploy-lock maintainers <deploy-lock@example.org>  $(LC_ALL=C date -u -R -d "@$when")"
+    } | gzip -9n >"$doc/changelog.gz"
+    cat >"$doc/copyright" <<'COPYRIGHT'
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: deploy-lock
+
+Files: *
+Copyright: 2026 the deploy-lock authors
+License: MIT
+ Permission is hereby granted, free of charge, to any person obtaining a copy
+ of this software and associated documentation files (the "Software"), to deal
+ in the Software without restriction, including without limitation the rights
+ to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+ copies of the Software, and to permit persons to whom the Software is
+ furnished to do so, subject to the following conditions:
+ .
+ The above copyright notice and this permission notice shall be included in
+ all copies or substantial portions of the Software.
+ .
+ THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+ IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+ FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+ AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+ LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+ OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN
+ THE SOFTWARE.
+COPYRIGHT
+    # The shared libraries it needs, as Debian's own tool words them.
+    depends="libc6"
+    if command -v dpkg-shlibdeps >/dev/null; then
+        mkdir -p "$stage/src/debian"
+        printf 'Source: deploy-lock\n\nPackage: deploy-lock\nArchitecture: any\n' >"$stage/src/debian/control"
+        depends="$(cd "$stage/src" && dpkg-shlibdeps -O "$stage/pkg/usr/bin/deploy-lock" 2>/dev/null |
+            sed -n 's/^shlibs:Depends=//p')"
+        [ -n "$depends" ] || depends="libc6"
+    fi
+    cat >"$stage/pkg/DEBIAN/control" <<CONTROL
+Package: deploy-lock
+Version: $version
+Architecture: $arch
+Maintainer: deploy-lock maintainers <deploy-lock@example.org>
+Installed-Size: $(du -sk --exclude=DEBIAN "$stage/pkg" | cut -f1)
+Depends: $depends
+Section: admin
+Priority: optional
+Description: safe deployment locks for bash deploy scripts
+ deploy-lock runs a deploy under a lock shared by everyone deploying from a
+ checkout, so that two people never deploy to one environment at once. It is
+ also a drop-in for the legacy deploy/scripts/unlock.sh, byte for byte.
+CONTROL
+    (cd "$stage/pkg" && find usr -type f -print0 | sort -z | xargs -0 md5sum) >"$stage/pkg/DEBIAN/md5sums"
+    chmod 0644 "$stage/pkg/DEBIAN/control" "$stage/pkg/DEBIAN/md5sums"
+    out="$deb/deploy-lock_${version}_${arch}.deb"
+    dpkg-deb --root-owner-group -Zxz --build "$stage/pkg" "$out.tmp" >/dev/null
+    mv -f "$out.tmp" "$out"
+    echo "built $out"
+    echo "install it with: sudo apt install $out (or sudo dpkg -i $out)"
+}
+if [ -n "$deb" ]; then
+    build_deb "$version"
+    exit 0
+fi
 
 new_entries=()
 # mkdir -p that remembers the folders it created, outermost first.

@@ -245,6 +245,7 @@ fn help_and_usage_errors() {
     install_sh(&w, &["--help"]).code(0).stdout(
         r#"Usage: ./install.sh [--prefix DIR] [--project CHECKOUT] [--binary FILE]
        ./install.sh [--prefix DIR] --uninstall
+       ./install.sh --deb DIR [--binary FILE]
 
 Builds deploy-lock with `cargo build --release --locked` and installs
   PREFIX/bin/deploy-lock
@@ -267,6 +268,11 @@ Options:
                       points into this machine or anyone's home
   --binary FILE       install FILE, an already built deploy-lock, instead of
                       building (no cargo needed)
+  --deb DIR           instead of installing, build the Debian package
+                      DIR/deploy-lock_VERSION_ARCH.deb with dpkg-deb
+                      (/usr/bin/deploy-lock and unlock.sh, man pages,
+                      completions); install it with dpkg -i (or apt install
+                      ./FILE.deb) on every operator's machine and deploy host
   --uninstall         remove everything recorded in PREFIX, including every
                       --project shim made with this PREFIX (each legacy
                       unlock.sh is put back), and the folders the install
@@ -1013,4 +1019,190 @@ fn install_sh_is_shellcheck_clean() {
     let mut c = w.cmd("shellcheck");
     c.cmd.arg(repo().join("install.sh"));
     c.run().code(0).stdout("").stderr("");
+}
+
+/// `dpkg ARGS` (or another program) with the test environment: the Out.
+#[track_caller]
+fn run(w: &World, program: &str, args: &[&str]) -> Out {
+    let mut c = w.cmd(program).env_remove("MANPATH");
+    c.cmd.args(args);
+    c.run()
+}
+
+/// Whether `dpkg -s deploy-lock` finds the package installed.
+fn package_installed(w: &World) -> bool {
+    let out = run(w, "dpkg", &["-s", "deploy-lock"]);
+    out.any_code().any_stderr();
+    out.code == Some(0) && out.stdout.contains("Status: install ok installed")
+}
+
+/// Removes the installed package when the test ends, even by a failed
+/// assertion, so that the machine is left as it was.
+struct Installed(bool);
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::process::Command::new("dpkg")
+                .args(["-r", "deploy-lock"])
+                .output();
+        }
+    }
+}
+
+/// `./install.sh --deb DIR`: the Debian package of the tested binary,
+/// lintian-clean; installed with dpkg -i into the real system (as root, one
+/// test at a time across processes, never over an existing deploy-lock),
+/// then `deploy-lock --version`, `man -w`, a real bash TAB, and `dpkg -r`
+/// leaving none of the package's files.
+#[test]
+fn deb_package_builds_installs_works_and_removes_cleanly() {
+    for tool in ["dpkg-deb", "dpkg", "lintian", "man", "bash"] {
+        if !available(tool, "deb_package") {
+            return;
+        }
+    }
+    let w = World::new();
+    let dir = w.tmp.path().join("debs");
+    std::fs::create_dir(&dir).unwrap();
+    let version = run(&w, BIN, &["--version"]);
+    version.code(0);
+    let version = version.stdout.trim_end().to_string();
+    let number = version.strip_prefix("deploy-lock ").unwrap();
+    let arch = run(&w, "dpkg", &["--print-architecture"]);
+    arch.code(0);
+    let deb = dir.join(format!("deploy-lock_{number}_{}.deb", arch.stdout.trim()));
+    let d = deb.display();
+    install_sh(&w, &["--deb", dir.to_str().unwrap(), "--binary", BIN])
+        .code(0)
+        .stderr("")
+        .stdout(&format!(
+            "built {d}\ninstall it with: sudo apt install {d} (or sudo dpkg -i {d})\n"
+        ));
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "more than the .deb in {}",
+        dir.display()
+    );
+
+    // What it holds: the binary, its unlock.sh link, gzipped man pages,
+    // completions where Debian's shells look, and the doc files.
+    let listing = run(&w, "dpkg-deb", &["-c", deb.to_str().unwrap()]);
+    listing.code(0);
+    let mut got: Vec<String> = listing
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('d'))
+        .map(|l| {
+            let (owner, rest) = (l.split_whitespace().nth(1).unwrap(), l);
+            assert_eq!(owner, "root/root", "{l}");
+            let path = rest.split(" ./").nth(1).unwrap();
+            format!("/{path}")
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = vec![
+        "/usr/bin/deploy-lock".into(),
+        "/usr/bin/unlock.sh -> deploy-lock".into(),
+        "/usr/share/doc/deploy-lock/changelog.gz".into(),
+        "/usr/share/doc/deploy-lock/copyright".into(),
+    ];
+    for n in names_in("man", |n| n.ends_with(".1")) {
+        want.push(format!("/usr/share/man/man1/{n}.gz"));
+    }
+    for n in ["deploy-lock", "unlock.sh"] {
+        want.push(format!("/usr/share/bash-completion/completions/{n}"));
+    }
+    for n in ["_deploy-lock", "_unlock.sh"] {
+        want.push(format!("/usr/share/zsh/vendor-completions/{n}"));
+    }
+    for n in names_in("completions/fish", |n| n.ends_with(".fish")) {
+        want.push(format!("/usr/share/fish/vendor_completions.d/{n}"));
+    }
+    want.sort();
+    assert_eq!(got, want);
+
+    // lintian: no errors (warnings and notes are shown, not fatal).
+    let lint = run(&w, "lintian", &[deb.to_str().unwrap()]);
+    lint.any_code().any_stderr();
+    assert!(
+        lint.code == Some(0) && !lint.stdout.lines().any(|l| l.starts_with("E: ")),
+        "lintian reports errors:\n{}",
+        lint.stdout
+    );
+
+    if !nix::unistd::geteuid().is_root() {
+        skip!(
+            "deb_package: dpkg -i into the system needs root (the package was built and checked)"
+        );
+        return;
+    }
+    let _alone = system_install_lock(true);
+    if package_installed(&w) || Path::new("/usr/bin/deploy-lock").exists() {
+        skip!("deb_package: deploy-lock is already installed in /usr/bin here; not replacing it");
+        return;
+    }
+    let mut installed = Installed(true);
+    let out = run(&w, "dpkg", &["-i", deb.to_str().unwrap()]);
+    out.any_stderr();
+    out.code(0);
+
+    let path = "/usr/bin:/bin";
+    let mut v = w.cmd("deploy-lock").env("PATH", path);
+    v.cmd.arg("--version");
+    v.run().code(0).stdout(&format!("{version}\n"));
+    assert_eq!(
+        std::fs::read_link("/usr/bin/unlock.sh").unwrap(),
+        Path::new("deploy-lock")
+    );
+    let mut m = w.cmd("man").env("PATH", path).env_remove("MANPATH");
+    m.cmd.args(["-w", "deploy-lock", "unlock.sh"]);
+    m.run()
+        .code(0)
+        .stdout("/usr/share/man/man1/deploy-lock.1.gz\n/usr/share/man/man1/unlock.sh.1.gz\n");
+    let loader = Path::new("/usr/share/bash-completion/bash_completion");
+    if loader.exists() {
+        let mut sw = crate::completions::ShellWorld::new();
+        sw.path = path.into();
+        let rc = format!("source {:?}", loader.display().to_string());
+        let mut sh = LineShell::bash(&sw, &rc, &[]);
+        check_tab_lines(
+            "bash (bash-completion loading /usr/share)",
+            &mut sh,
+            &[
+                ("deploy-lock stat", "deploy-lock status "),
+                ("unlock.sh pro", "unlock.sh production "),
+            ],
+        );
+    } else {
+        skip!("deb_package: bash-completion is not installed");
+    }
+
+    let files = run(&w, "dpkg", &["-L", "deploy-lock"]);
+    files.code(0);
+    let out = run(&w, "dpkg", &["-r", "deploy-lock"]);
+    out.any_stderr();
+    out.code(0);
+    installed.0 = false;
+    // Every path the package had is gone, but folders others still use
+    // (not empty, or another package's).
+    let left: Vec<&str> = files
+        .stdout
+        .lines()
+        .filter(|p| match std::fs::symlink_metadata(p) {
+            Err(_) => false,
+            Ok(m) if m.is_dir() => {
+                std::fs::read_dir(p).unwrap().next().is_none() && {
+                    let owner = run(&w, "dpkg", &["-S", p]);
+                    owner.any_code().any_stderr();
+                    owner.code != Some(0)
+                }
+            }
+            Ok(_) => true,
+        })
+        .collect();
+    assert!(left.is_empty(), "dpkg -r left {left:?}");
+    assert!(!Path::new("/usr/share/doc/deploy-lock").exists());
+    assert!(!package_installed(&w));
 }
