@@ -126,7 +126,7 @@ printf '%-46s %8s ms  (target <= 20)\n' "release noticed: deploy-lock wait" "$(m
 printf '%-46s %8s ms  (target <= 20; includes taking the lock and running true)\n' "release noticed: run --wait" "$(ms "$n3")"
 
 # 3. 100 contended hand-offs: 4 processes x 25 runs of `run --wait ENV -- true`.
-log="$HOME/.togather/logs/deployments/locks.log"
+log="$work/checkout/deploy/config/deployment-audit.log"
 before=$(grep -c '"event":"acquire"' "$log" || true)
 t0=$(now_ns)
 for _ in 1 2 3 4; do

@@ -180,9 +180,13 @@ impl World {
         ));
     }
 
+    /// The checkout's audit log, beside its state file.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.root.join("deploy/config/deployment-audit.log")
+    }
+
     pub fn audit_log(&self) -> String {
-        fs::read_to_string(self.home.join(".togather/logs/deployments/locks.log"))
-            .unwrap_or_default()
+        fs::read_to_string(self.audit_log_path()).unwrap_or_default()
     }
 
     /// Writes an executable script into the checkout.

@@ -27,3 +27,4 @@ mod run_concurrency;
 mod run_signals;
 mod soak;
 mod sshd;
+mod team_audit;
