@@ -375,7 +375,7 @@ pub fn warning(w: &Warning) -> String {
             let place = log
                 .as_ref()
                 .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "~/.togather/logs/deployments/locks.log".into());
+                .unwrap_or_else(|| "(none: no checkout and HOME is not set)".into());
             format!("could not append to the audit log {place}: {error}")
         }
         Warning::RecordProcess { error } => {
