@@ -148,7 +148,9 @@ if [ "$uninstall" = 1 ]; then
         exit 0
     fi
     if [ -n "$project" ]; then
-        shim="$(absolute "${project%/}")/deploy/scripts/unlock.sh"
+        project="$(absolute "${project%/}")"
+        if [ -d "$project" ]; then project="$(cd "$project" && pwd)"; fi
+        shim="$project/deploy/scripts/unlock.sh"
         recorded shim | grep -qxF -- "$shim" ||
             echo "install.sh: $shim is not recorded in $record; nothing to restore there" >&2
     fi
@@ -189,6 +191,8 @@ fi
 # Check everything before changing anything.
 if [ -n "$project" ]; then
     project="$(absolute "${project%/}")"
+    # `--project .` names the checkout itself, not PATH/.
+    if [ -d "$project" ]; then project="$(cd "$project" && pwd)"; fi
     [ -d "$project/deploy" ] ||
         die "$project has no deploy/ folder; --project takes a checkout of the project that deploys with deploy/scripts"
     shim="$project/deploy/scripts/unlock.sh"
