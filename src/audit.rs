@@ -1,9 +1,12 @@
-//! The audit trail: one JSON line per lock event appended to
-//! `~/.togather/logs/deployments/locks.log`, beside the deploy logs.
+//! The audit trail: one JSON line per lock event, appended to the checkout's
+//! log beside its state file, which every operator of the checkout shares.
 
+use std::ffi::OsString;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
@@ -12,12 +15,53 @@ use crate::environment::Environment;
 use crate::status::Holder;
 use crate::times::utc_seconds;
 
-pub fn log_path(ctx: &Context) -> Option<PathBuf> {
-    ctx.home.as_deref().map(log_path_in)
+/// The checkout's log, in the state file's folder (`deploy/config/`); keep it
+/// out of git like the state file.
+pub const LOG_NAME: &str = "deployment-audit.log";
+
+/// Names another file for the checkout's log (a shared folder, say).
+pub const ENV_AUDIT_LOG: &str = "DEPLOY_LOCK_AUDIT_LOG";
+
+/// How this process's command ended, once it has: `run` sets it after
+/// reaping the command and before releasing the lock, so the release event
+/// says how the run ended (exit status, or the signal: a Ctrl-C is told
+/// apart from an exit 3). One process runs at most one command, so a
+/// process-wide cell; no store needs to carry it.
+static COMMAND_END: OnceLock<Value> = OnceLock::new();
+
+/// Records how the command of this process's run ended.
+pub fn command_ended(code: Option<i32>, signal: Option<i32>) {
+    let _ = COMMAND_END.set(exit_fields(code, signal));
 }
 
-/// The audit log of the user whose home is `home` (`deploy-lock log` reads it).
-pub fn log_path_in(home: &std::path::Path) -> PathBuf {
+/// Where this context's events go: `DEPLOY_LOCK_AUDIT_LOG`, else the
+/// checkout's log beside the state file, else (no checkout: status and wait
+/// outside one, which record nothing today) the user's own old log.
+pub fn log_path(ctx: &Context) -> Option<PathBuf> {
+    if let Some(p) = override_path() {
+        return Some(p);
+    }
+    match ctx.no_checkout {
+        None => Some(checkout_log(&ctx.state_file)),
+        Some(_) => ctx.home.as_deref().map(log_path_in),
+    }
+}
+
+/// `DEPLOY_LOCK_AUDIT_LOG` when set and not empty.
+pub fn override_path() -> Option<PathBuf> {
+    std::env::var_os(ENV_AUDIT_LOG)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The checkout log beside `state_file`.
+pub fn checkout_log(state_file: &Path) -> PathBuf {
+    state_file.with_file_name(LOG_NAME)
+}
+
+/// The old per-user audit log of the user whose home is `home`: still read
+/// by `deploy-lock log`, written only where there is no checkout.
+pub fn log_path_in(home: &Path) -> PathBuf {
     home.join(".togather/logs/deployments/locks.log")
 }
 
@@ -32,29 +76,222 @@ pub fn record(
 ) -> io::Result<PathBuf> {
     let path =
         log_path(ctx).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "HOME is not set"))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    let who = Who::now(ctx);
     let mut line = json!({
         "time": utc_seconds(ctx.now()),
         "event": event,
         "environment": env.as_str(),
-        "user": ctx.user(),
+        "user": who.user,
         "host": ctx.host,
         "pid": std::process::id(),
         "holder": holder,
+        "command": command_line(std::env::args_os()),
     });
+    if let (Value::Object(l), Some(by)) = (&mut line, who.sudo_as) {
+        l.insert("sudo".into(), json!(true));
+        l.insert("effective_user".into(), json!(by));
+    }
     if let (Value::Object(l), Value::Object(e)) = (&mut line, extra) {
         l.extend(e);
     }
+    if let (Value::Object(l), true, Some(Value::Object(end))) =
+        (&mut line, event.starts_with("release"), COMMAND_END.get())
+    {
+        l.extend(end.clone());
+    }
     let mut text = serde_json::to_string(&line).expect("serialisable");
     text.push('\n');
+    let mut f = if override_path().is_none() && ctx.no_checkout.is_some() {
+        open_private(&path)?
+    } else {
+        open_shared(&path, &ctx.state_file)?
+    };
     // O_APPEND and a single write keep concurrent lines whole.
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)?;
     f.write_all(text.as_bytes())?;
     Ok(path)
+}
+
+/// The event's `exit_status` or `signal` for a command that ended so.
+pub fn exit_fields(code: Option<i32>, signal: Option<i32>) -> Value {
+    match (code, signal) {
+        (_, Some(n)) => {
+            let name = nix::sys::signal::Signal::try_from(n)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("signal {n}"));
+            json!({ "signal": name, "signal_number": n })
+        }
+        (Some(c), None) => json!({ "exit_status": c }),
+        (None, None) => json!({}),
+    }
+}
+
+/// Who did it. Under sudo (root, with SUDO_USER set, as sudo sets it) the
+/// person who typed the command, with root noted; an ordinary user cannot
+/// claim another's name this way, since only root's SUDO_USER is believed.
+struct Who {
+    user: String,
+    sudo_as: Option<String>,
+}
+
+impl Who {
+    fn now(ctx: &Context) -> Who {
+        let sudo_user = std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty());
+        match sudo_user {
+            Some(u) if nix::unistd::geteuid().is_root() => Who {
+                user: u,
+                sudo_as: Some(ctx.user().to_string()),
+            },
+            _ => Who {
+                user: ctx.user().to_string(),
+                sudo_as: None,
+            },
+        }
+    }
+}
+
+/// The command as typed: argv with argv[0] as invoked (so `unlock.sh` shows
+/// as such), lossily decoded.
+fn command_line(args: impl Iterator<Item = OsString>) -> Vec<String> {
+    args.map(|a| a.to_string_lossy().into_owned()).collect()
+}
+
+/// O_APPEND, never through a symlink, not inherited by the deploy command;
+/// O_NONBLOCK so that a FIFO put there cannot hang the open (it changes
+/// nothing for a regular file).
+fn append_options() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.append(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK);
+    o
+}
+
+/// Refuses anything but a regular file (a FIFO would block us; a device is
+/// not a log).
+fn regular(f: File, path: &Path) -> io::Result<File> {
+    if f.metadata()?.file_type().is_file() {
+        Ok(f)
+    } else {
+        Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )))
+    }
+}
+
+/// The shared log: opened for appending; created, when missing, with the
+/// group and the read/write bits of the state file (or of its folder when
+/// there is no state file yet), so whoever may change the lock may also
+/// append to its log, whatever this user's umask.
+fn open_shared(path: &Path, state_file: &Path) -> io::Result<File> {
+    match append_options().open(path) {
+        Ok(f) => return regular(f, path),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    let like = std::fs::metadata(state_file)
+        .or_else(|_| std::fs::metadata(path.parent().unwrap_or(Path::new("."))))?;
+    let mode = like.mode() & 0o666;
+    let f = match append_options().create_new(true).mode(0o600).open(path) {
+        Ok(f) => f,
+        // Someone else created it meanwhile: theirs is as good.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return regular(append_options().open(path)?, path);
+        }
+        Err(e) => return Err(e),
+    };
+    // The group first, then the mode (chown may clear set-id bits only).
+    // Not being in that group is no error: the mode still applies.
+    let _ = std::os::unix::fs::fchown(&f, None, Some(like.gid()));
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(f)
+}
+
+/// The old per-user log: its folders 0700 and the file 0600 whatever the
+/// umask (they say where this user deployed), never through a symlink.
+fn open_private(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        make_private_dirs(dir)?;
+    }
+    match append_options().create_new(true).mode(0o600).open(path) {
+        Ok(f) => {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            Ok(f)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            regular(append_options().open(path)?, path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// mkdir -p, each folder it creates set to 0700 (mkdir's mode is masked by
+/// the umask, hence the chmod).
+fn make_private_dirs(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        make_private_dirs(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_fields_name_the_signal_or_the_status() {
+        assert_eq!(exit_fields(Some(3), None), json!({ "exit_status": 3 }));
+        assert_eq!(
+            exit_fields(None, Some(2)),
+            json!({ "signal": "SIGINT", "signal_number": 2 })
+        );
+        assert_eq!(exit_fields(None, None), json!({}));
+    }
+
+    #[test]
+    fn the_shared_log_takes_the_state_files_group_and_mode_and_refuses_non_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("deployment-state.json");
+        std::fs::write(&state, "{}").unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let log = checkout_log(&state);
+        // (The test's umask, usually 022, would clear the group's w.)
+        drop(open_shared(&log, &state).unwrap());
+        let m = std::fs::metadata(&log).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o664);
+        assert_eq!(m.gid(), std::fs::metadata(&state).unwrap().gid());
+        // A symlink is not followed; a FIFO is refused.
+        std::fs::remove_file(&log).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &log).unwrap();
+        assert!(open_shared(&log, &state).is_err());
+        assert!(!dir.path().join("elsewhere").exists());
+        std::fs::remove_file(&log).unwrap();
+        nix::unistd::mkfifo(&log, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        // Held open for reading too, so the open itself would succeed.
+        let _reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&log)
+            .unwrap();
+        let e = open_shared(&log, &state).unwrap_err();
+        assert!(e.to_string().ends_with("is not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn the_private_log_is_0600_in_0700_folders() {
+        let home = tempfile::tempdir().unwrap();
+        let log = log_path_in(home.path());
+        drop(open_private(&log).unwrap());
+        assert_eq!(std::fs::metadata(&log).unwrap().mode() & 0o7777, 0o600);
+        for d in [".togather", ".togather/logs", ".togather/logs/deployments"] {
+            let m = std::fs::metadata(home.path().join(d)).unwrap().mode();
+            assert_eq!(m & 0o7777, 0o700, "{d}");
+        }
+    }
 }

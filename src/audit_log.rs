@@ -45,6 +45,12 @@ pub struct Event {
     /// For a takeover or forced unlock: who held the lock before.
     pub previous_holder: Option<String>,
     pub note: Option<String>,
+    /// The command line that wrote the event, as typed (argv).
+    pub command: Option<Vec<String>>,
+    /// How the run's command ended, on its release: `exit 3` or `SIGINT`.
+    pub ended: Option<String>,
+    /// The root user under which a `sudo` caller (`user`) acted.
+    pub sudo_as: Option<String>,
     /// For a release: time since the acquisition with the same lock id, when
     /// that acquisition is in the log.
     pub held_for: Option<SignedDuration>,
@@ -134,6 +140,21 @@ fn parse_line(number: usize, text: &str) -> Result<Event, String> {
         deployment_id: s("deployment_id"),
         previous_holder,
         note: s("note"),
+        command: obj.get("command").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect()
+        }),
+        ended: match (obj.get("exit_status").and_then(Value::as_i64), s("signal")) {
+            (_, Some(sig)) => Some(sig),
+            (Some(code), None) => Some(format!("exit {code}")),
+            (None, None) => None,
+        },
+        sudo_as: obj
+            .get("sudo")
+            .and_then(Value::as_bool)
+            .filter(|b| *b)
+            .map(|_| s("effective_user").unwrap_or_else(|| "root".into())),
         held_for: None,
         raw,
     })
@@ -146,6 +167,25 @@ pub fn read(path: &Path) -> io::Result<Vec<Line>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
+}
+
+/// Reads several logs (the checkout's, the user's old one) as one trail:
+/// events in time order, ties and each file's damaged lines kept where
+/// their file had them. Missing files are empty.
+pub fn read_all(paths: &[&Path]) -> io::Result<Vec<Line>> {
+    let mut keyed = Vec::new();
+    for path in paths {
+        let mut at = None;
+        for line in read(path)? {
+            if let Line::Event(e) = &line {
+                at = Some(e.time);
+            }
+            keyed.push((at, line));
+        }
+    }
+    // Stable: equal keys keep file order, then line order.
+    keyed.sort_by_key(|(at, _)| *at);
+    Ok(keyed.into_iter().map(|(_, l)| l).collect())
 }
 
 /// Which lines `deploy-lock log` shows.
@@ -244,6 +284,52 @@ this is not json
         assert_eq!(damaged[0].0, 3);
         assert!(damaged[0].1.starts_with("not JSON"), "{}", damaged[0].1);
         assert_eq!(damaged[1], (6, "no \"time\""));
+    }
+
+    #[test]
+    fn command_end_and_sudo_are_read() {
+        let lines = parse(concat!(
+            r#"{"time":"2026-02-03T20:00:00Z","event":"release","environment":"staging","user":"ann","command":["deploy-lock","staging"],"exit_status":3}"#,
+            "\n",
+            r#"{"time":"2026-02-03T20:00:01Z","event":"release","environment":"staging","user":"ann","signal":"SIGINT","signal_number":2}"#,
+            "\n",
+            r#"{"time":"2026-02-03T20:00:02Z","event":"force_unlock","environment":"staging","user":"bob","sudo":true,"effective_user":"root"}"#,
+            "\n",
+        ));
+        let ev = events(&lines);
+        assert_eq!(ev[0].ended.as_deref(), Some("exit 3"));
+        assert_eq!(
+            ev[0].command.as_deref(),
+            Some(&["deploy-lock".to_string(), "staging".to_string()][..])
+        );
+        assert_eq!(ev[1].ended.as_deref(), Some("SIGINT"));
+        assert_eq!(ev[2].sudo_as.as_deref(), Some("root"));
+        assert_eq!(ev[0].sudo_as, None);
+    }
+
+    #[test]
+    fn several_logs_read_as_one_trail_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let line = |t: &str, who: &str| {
+            format!(r#"{{"time":"{t}","event":"acquire","environment":"staging","user":"{who}"}}"#)
+                + "\n"
+        };
+        std::fs::write(
+            &a,
+            line("2026-02-03T20:00:00Z", "ann") + "junk\n" + &line("2026-02-03T22:00:00Z", "ann"),
+        )
+        .unwrap();
+        std::fs::write(&b, line("2026-02-03T21:00:00Z", "bob")).unwrap();
+        let all = read_all(&[&a, &b, &dir.path().join("missing")]).unwrap();
+        let who: Vec<String> = all
+            .iter()
+            .map(|l| match l {
+                Line::Event(e) => e.user.clone().unwrap(),
+                Line::Damaged { .. } => "damaged".into(),
+            })
+            .collect();
+        assert_eq!(who, ["ann", "damaged", "bob", "ann"]);
     }
 
     #[test]

@@ -176,7 +176,8 @@ fn lgetxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
-/// As ls: the name, or the number when no source knows the id.
+/// As ls: the name from the system's NSS (getpwuid_r, so files, LDAP,
+/// SSSD, systemd alike), or the number when no source knows the id.
 fn user_name(uid: u32) -> String {
     crate::accounts::user_name(uid).unwrap_or_else(|| uid.to_string())
 }

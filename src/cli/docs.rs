@@ -202,8 +202,16 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
     }
     if !legacy {
         env.push((
+            "DEPLOY_LOCK_AUDIT_LOG",
+            "The audit log to append to and read, instead of the checkout's deploy/config/deployment-audit.log.".into(),
+        ));
+        env.push((
             "HOME",
-            "The audit log lives under it; deploy-lock log reads it from there.".into(),
+            "deploy-lock log also reads the user's old audit log under it (~/.togather/logs/deployments/locks.log); outside a checkout, events are written there.".into(),
+        ));
+        env.push((
+            "SUDO_USER",
+            "Under sudo (running as root), the audit trail names this user, with sudo: true: sudo deploy-lock unlock ENV clears a colleague's crashed lock that a sticky /tmp keeps you from removing, and says who did.".into(),
         ));
         env.push((
             "DEPLOY_LOCK_PERSONA",
@@ -232,7 +240,8 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
             ("deploy/config/deployment-state.json", "The checkout's state file; its lock record is the legacy format plus pid_start_ticks, holder_pid, holder_start_ticks and boot_id. Every other key is kept as it was. Written atomically (temp file, fsync, rename, fsync of the folder), mode 0600 when created.".into()),
             ("deploy/config/deployment-state.json.lock", "flock guard serialising read-modify-writes of the state file.".into()),
             ("deploy/config/deploy-lock.env", "The checkout's lock store settings (DEPLOY_LOCK_BACKEND, DEPLOY_LOCK_ETCD_*), shared by the team through the repository.".into()),
-            ("~/.togather/logs/deployments/locks.log", "Audit trail of the user running deploy-lock, append-only: one JSON object per line with time (UTC), event (acquire, takeover, release, release_skipped, force_unlock, reset_state, restore, lost), environment, user, host, pid, holder (the previous holder for a takeover or force-unlock), lock_id, and deployment_id on acquisitions; notes where there is more to say. Read it with deploy-lock log.".into()),
+            ("deploy/config/deployment-audit.log", "The checkout's audit trail, shared by its operators (created with the state file's group and mode; keep it out of git), append-only: one JSON object per line with time (UTC), event (acquire, takeover, release, release_skipped, force_unlock, reset_state, restore, lost), environment, user (SUDO_USER under sudo, with sudo: true), host, pid, command (as typed), holder (the previous holder for a takeover or force-unlock), lock_id, deployment_id on acquisitions, exit_status or signal on a run's release; notes where there is more to say. Read it with deploy-lock log.".into()),
+            ("~/.togather/logs/deployments/locks.log", "The user's own audit log, which earlier versions wrote (now only outside a checkout; folders 0700, file 0600): deploy-lock log still reads it.".into()),
         ],
     };
     vec![

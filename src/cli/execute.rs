@@ -37,12 +37,16 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
             return Ok(Outcome::Done);
         }
         Operation::Generate(g) => return generate(g, io),
-        // The audit trail is the user's, under $HOME: no checkout needed.
+        // The checkout's audit trail when in one, and the user's old log
+        // under $HOME: no checkout needed.
         Operation::Log(l) => {
             let home = std::env::var_os("HOME")
                 .filter(|h| !h.is_empty())
                 .map(std::path::PathBuf::from);
-            return ops::log(home, l, io).map(|()| Outcome::Done);
+            let ctx = std::env::current_dir().ok().and_then(|cwd| {
+                Context::resolve_lock_only(&req.settings, req.script.as_deref(), &cwd).ok()
+            });
+            return ops::log(ctx.as_ref(), home, l, io).map(|()| Outcome::Done);
         }
         _ => {}
     }
@@ -149,7 +153,7 @@ pub fn execute_with(
                 .map(Outcome::Child)
                 .map_err(|f| f.for_env(env, store));
         }
-        Operation::Log(l) => ops::log(ctx.home.clone(), &l, io),
+        Operation::Log(l) => ops::log(Some(ctx), ctx.home.clone(), &l, io),
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
     }
     .map(|()| Outcome::Done)

@@ -10,7 +10,8 @@ const ENV_WIDTH: usize = 11;
 const EVENT_WIDTH: usize = 15;
 
 /// One line per event, oldest first:
-/// `TIME  ENV  EVENT  USER@HOST (pid N)  DEPLOYMENT_ID  [held 5m 30s] [from HOLDER] [NOTE]`.
+/// `TIME  ENV  EVENT  USER@HOST (pid N) [via sudo]  DEPLOYMENT_ID  [held 5m 30s]
+/// [exit N | SIGNAL] [from HOLDER] [NOTE]  [$ COMMAND]`.
 pub fn text(lines: &[Line]) -> String {
     let mut out = String::new();
     for line in lines {
@@ -41,6 +42,10 @@ fn event_line(e: &Event) -> String {
         Some(pid) => format!("{who} (pid {pid})"),
         None => who,
     };
+    let who = match &e.sudo_as {
+        Some(_) => format!("{who} via sudo"),
+        None => who,
+    };
     let mut parts = vec![
         deploy_lock::times::utc_seconds(e.time),
         format!("{:<ENV_WIDTH$}", printable(&e.environment)),
@@ -53,6 +58,9 @@ fn event_line(e: &Event) -> String {
     if let Some(held) = e.held_for {
         parts.push(format!("held {}", minutes_seconds(held.as_secs())));
     }
+    if let Some(ended) = &e.ended {
+        parts.push(printable(ended));
+    }
     if let Some(prev) = &e.previous_holder {
         let what = match e.kind.as_str() {
             "force_unlock" => "removed",
@@ -63,7 +71,31 @@ fn event_line(e: &Event) -> String {
     if let Some(note) = &e.note {
         parts.push(format!("({})", printable(note)));
     }
+    if let Some(command) = &e.command {
+        parts.push(format!("$ {}", printable(&shell_words(command))));
+    }
     parts.join("  ")
+}
+
+/// The command line as a shell would take it back: words with anything
+/// but plain characters single-quoted.
+fn shell_words(words: &[String]) -> String {
+    let plain = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c))
+    };
+    words
+        .iter()
+        .map(|w| {
+            if plain(w) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `5m 30s`, `2h 5m 30s`: the audit spans hours, unlike the legacy age line.
@@ -153,6 +185,21 @@ mod tests {
              2026-02-03T22:05:30Z  staging      release          ann@web1 (pid 10)  dep_a  held 2h 5m 30s\n\
              line 3: damaged (not JSON (expected value at line 1 column 1)): oops\\u{1b}[2J\n\
              2026-02-03T23:00:00Z  development  force_unlock     cid@web2 (pid 12)  removed bob@web2 (pid 11)\n"
+        );
+    }
+
+    #[test]
+    fn text_shows_how_the_run_ended_its_command_and_sudo() {
+        let log = concat!(
+            r#"{"time":"2026-02-03T20:00:00Z","event":"release","environment":"staging","user":"ann","host":"web1","pid":10,"command":["deploy-lock","run","staging","--","sh","-c","exit 3"],"exit_status":3}"#,
+            "\n",
+            r#"{"time":"2026-02-03T20:00:01Z","event":"force_unlock","environment":"staging","user":"bob","host":"web1","pid":11,"sudo":true,"effective_user":"root","command":["deploy-lock","unlock","staging"]}"#,
+            "\n",
+        );
+        assert_eq!(
+            text(&parse(log)),
+            "2026-02-03T20:00:00Z  staging      release          ann@web1 (pid 10)  exit 3  $ deploy-lock run staging -- sh -c 'exit 3'\n\
+             2026-02-03T20:00:01Z  staging      force_unlock     bob@web1 (pid 11) via sudo  $ deploy-lock unlock staging\n"
         );
     }
 

@@ -316,11 +316,17 @@ pub fn lock_error(err: &LockError) -> String {
         ),
         LockError::NotPermitted { path, owner_uid } => {
             let owner = user_name(*owner_uid);
+            // Root clears it through deploy-lock, so the audit trail says
+            // who (SUDO_USER) did; `rm -rf` would leave no trace.
+            let env = Environment::ALL
+                .into_iter()
+                .find(|e| path.file_name() == Some(e.lock_dir_name().as_ref()))
+                .map_or("ENV", |e| e.as_str());
             format!(
                 "cannot remove {}: it belongs to {owner} and its folder only lets owners remove \
-                 entries; ask {owner} (or root) to check it and remove it: sudo rm -rf {}",
+                 entries; ask {owner} to check it, or clear it as root, audited under your name: \
+                 sudo deploy-lock unlock {env}",
                 path.display(),
-                path.display()
             )
         }
         LockError::LockFolder { path, problem } => lock_folder(path, problem),
@@ -421,7 +427,7 @@ pub fn warning(w: &Warning) -> String {
             let place = log
                 .as_ref()
                 .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "~/.togather/logs/deployments/locks.log".into());
+                .unwrap_or_else(|| "(none: no checkout and HOME is not set)".into());
             format!("could not append to the audit log {place}: {error}")
         }
         Warning::RecordProcess { error } => {
@@ -775,7 +781,9 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
                 error(format!(
                     "{lock} belongs to {owner}, records no holder deploy-lock can check, and cannot be removed by you."
                 )),
-                format!("Ask {owner} (or root) to check it and remove it: sudo rm -rf {lock}"),
+                format!(
+                    "Ask {owner} to check it, or clear it as root, audited under your name: sudo deploy-lock unlock {env}"
+                ),
             ]
         }
         (_, Liveness::NoRecord) if holder.is_none() => vec![
@@ -835,8 +843,9 @@ pub fn bad_since(text: &str) -> String {
 }
 
 /// `log` with nothing to show (stderr; stdout stays empty for scripts).
-pub fn no_events(path: &std::path::Path) -> String {
-    format!("no matching events in {}", path.display())
+pub fn no_events(paths: &[&std::path::Path]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    format!("no matching events in {}", names.join(" or "))
 }
 
 /// Why `wait` gave up, inside its timeout error.

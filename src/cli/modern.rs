@@ -146,14 +146,20 @@ COMMAND once; the terminal's own Ctrl-C and quit key reach it directly.
 A signal while waiting for the lock ends deploy-lock by that same signal.";
 
 const LOG_AFTER_HELP: &str = "\
-The audit trail is $HOME/.togather/logs/deployments/locks.log of the user
-running deploy-lock: one JSON object per line, appended (never rewritten)
-by every acquire, takeover, release, release_skipped, force_unlock, restore
-and lost event, with time (UTC), event, environment, user, host, pid,
-holder (the previous holder, for a takeover or force-unlock), lock_id and,
-on acquisitions, deployment_id. A release shows how long the lock was held
-when its acquisition is in the log. A line that is not such an object is
-shown as damaged, with its number, and never stops the rest.";
+The audit trail is the checkout's deploy/config/deployment-audit.log, beside
+the state file (DEPLOY_LOCK_AUDIT_LOG names another file), shared by everyone
+who deploys from the checkout: one JSON object per line, appended (never
+rewritten) by every acquire, takeover, release, release_skipped,
+force_unlock, reset_state, restore and lost event, with time (UTC), event,
+environment, user (under sudo, the person who ran sudo, with sudo: true),
+host, pid, command (the command line as typed), holder (the previous holder,
+for a takeover or force-unlock), lock_id and, on acquisitions,
+deployment_id; a run's release also has exit_status, or signal, of its
+command. The log shows it merged with $HOME/.togather/logs/deployments/
+locks.log, where earlier versions wrote each user's events. A release shows
+how long the lock was held when its acquisition is in the log. A line that
+is not such an object is shown as damaged, with its number, and never stops
+the rest.";
 
 /// Where a lock that lives on a server is.
 #[derive(Args, Debug, Default, Clone)]

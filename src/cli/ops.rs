@@ -484,6 +484,7 @@ pub fn early_answer() -> Option<Answer> {
 /// damaged line is shown as damaged; a missing log is an empty one, said on
 /// stderr so the empty stdout is not a mystery.
 pub fn log(
+    ctx: Option<&deploy_lock::Context>,
     home: Option<std::path::PathBuf>,
     req: &LogRequest,
     io: &mut Io<'_>,
@@ -496,14 +497,35 @@ pub fn log(
                 .ok_or_else(|| Failure::Usage(messages::bad_since(text)))?,
         ),
     };
-    let Some(home) = home else {
+    // The checkout's trail (every operator's), then the user's own old
+    // log, which earlier versions wrote: one trail in time order.
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(p) = deploy_lock::audit::override_path() {
+        paths.push(p);
+    } else if let Some(ctx) = ctx.filter(|c| c.no_checkout.is_none()) {
+        paths.push(deploy_lock::audit::checkout_log(&ctx.state_file));
+    }
+    if let Some(home) = &home {
+        let old = deploy_lock::audit::log_path_in(home);
+        if !paths.contains(&old) {
+            paths.push(old);
+        }
+    }
+    if paths.is_empty() {
         return Err(Failure::Usage(
-            "HOME is not set, so there is no audit log to read ($HOME/.togather/logs/deployments/locks.log)".into(),
+            "HOME is not set and no checkout was found, so there is no audit log to read (deploy/config/deployment-audit.log, $HOME/.togather/logs/deployments/locks.log)".into(),
         ));
-    };
-    let path = deploy_lock::audit::log_path_in(&home);
-    let lines = audit_log::read(&path).map_err(|source| Failure::Io {
-        what: format!("cannot read the audit log {}", path.display()),
+    }
+    let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+    let lines = audit_log::read_all(&refs).map_err(|source| Failure::Io {
+        what: format!(
+            "cannot read the audit log {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
         source,
     })?;
     let filter = Filter {
@@ -516,7 +538,7 @@ pub fn log(
         io.out
             .write_all(super::log::json_lines(&lines).as_bytes())?;
     } else if lines.is_empty() {
-        let _ = writeln!(io.err, "{}", messages::no_events(&path));
+        let _ = writeln!(io.err, "{}", messages::no_events(&refs));
     } else {
         io.out.write_all(super::log::text(&lines).as_bytes())?;
     }

@@ -248,7 +248,13 @@ pub fn run(
         keep.say_warnings();
         (ended, keep.lost)
     };
-    // Only now, with the command reaped, is the lock let go.
+    // Only now, with the command reaped, is the lock let go; its release
+    // event says how the command ended.
+    match &ended {
+        Ok(ChildEnd::Exited(code)) => deploy_lock::audit::command_ended(Some(*code), None),
+        Ok(ChildEnd::Signaled(n)) => deploy_lock::audit::command_ended(None, Some(*n)),
+        Err(_) => {}
+    }
     match store.release(*held) {
         Ok(released) => io.warn_all(&released.warnings),
         // Secondary to how the command ended, which stays the exit status.

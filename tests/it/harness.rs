@@ -14,6 +14,27 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_deploy-lock");
 
+/// A lock on the machine's system folders: held exclusively while a test has
+/// deploy-lock installed there (the .deb test), shared by tests that need a
+/// machine with none (a server with no deploy-lock on its PATH). A file
+/// lock, so that it also holds between test processes.
+pub fn system_install_lock(exclusive: bool) -> nix::fcntl::Flock<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o666)
+        .open(std::env::temp_dir().join("deploy-lock-it-system-install.lock"))
+        .unwrap();
+    let arg = if exclusive {
+        nix::fcntl::FlockArg::LockExclusive
+    } else {
+        nix::fcntl::FlockArg::LockShared
+    };
+    nix::fcntl::Flock::lock(f, arg).map_err(|(_, e)| e).unwrap()
+}
+
 /// Skips the rest of a test for a reason the machine has (a tool that is
 /// not installed, not being root): a visible `SKIP` line on stderr (libtest
 /// captures `print!`, not direct writes), and under `CI=true` (or any
@@ -159,9 +180,13 @@ impl World {
         ));
     }
 
+    /// The checkout's audit log, beside its state file.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.root.join("deploy/config/deployment-audit.log")
+    }
+
     pub fn audit_log(&self) -> String {
-        fs::read_to_string(self.home.join(".togather/logs/deployments/locks.log"))
-            .unwrap_or_default()
+        fs::read_to_string(self.audit_log_path()).unwrap_or_default()
     }
 
     /// Writes an executable script into the checkout.

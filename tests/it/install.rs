@@ -3,11 +3,11 @@
 //! shim and its legacy script, refusals, and the installed completions and
 //! man pages found where bash-completion, zsh, fish and man look.
 //!
-//! Every install but one passes `--binary` (the test binary) so the suite
-//! stays fast; `default_build_path_*` runs install.sh's real build once
-//! (static on glibc, into the repo's `target/HOST/release`), at low
-//! priority, sharing the repo's target folder (a no-op when that build is
-//! current), and runs the installed binary beside the tested one.
+//! Every install but one passes `--binary` (the binary cargo built for this
+//! test run) so the suite stays fast; `default_build_path_*` runs
+//! install.sh's real release build, only under CI=true (a release build
+//! takes minutes on a loaded machine), at low priority, into the repo's
+//! target folder, and runs the installed binary beside the tested one.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -245,9 +245,9 @@ fn help_and_usage_errors() {
     install_sh(&w, &["--help"]).code(0).stdout(
         r#"Usage: ./install.sh [--prefix DIR] [--project CHECKOUT] [--binary FILE]
        ./install.sh [--prefix DIR] --uninstall
+       ./install.sh --deb DIR [--binary FILE]
 
-Builds deploy-lock with `cargo build --release --locked` (statically linked
-on glibc when its libc.a is installed) and installs
+Builds deploy-lock with `cargo build --release --locked` and installs
   PREFIX/bin/deploy-lock
   PREFIX/bin/unlock.sh                      (a link to deploy-lock)
   PREFIX/share/man/man1/*.1                 (man deploy-lock, man unlock.sh)
@@ -260,14 +260,21 @@ updates them in place.
 Options:
   --prefix DIR        install under DIR (default: $HOME/.local, or /usr/local
                       as root)
-  --project CHECKOUT  also make CHECKOUT/deploy/scripts/unlock.sh a link to
-                      PREFIX/bin/deploy-lock, keeping the legacy script beside
-                      it as unlock.sh.legacy (CHECKOUT must have a deploy/
-                      folder)
+  --project CHECKOUT  also make CHECKOUT/deploy/scripts/unlock.sh a small
+                      bash shim that runs deploy-lock from PATH as unlock.sh,
+                      or, where deploy-lock is not on PATH, the legacy script,
+                      kept beside it as unlock.sh.legacy (CHECKOUT must have a
+                      deploy/ folder). Commit both files: nothing in them
+                      points into this machine or anyone's home
   --binary FILE       install FILE, an already built deploy-lock, instead of
                       building (no cargo needed)
+  --deb DIR           instead of installing, build the Debian package
+                      DIR/deploy-lock_VERSION_ARCH.deb with dpkg-deb
+                      (/usr/bin/deploy-lock and unlock.sh, man pages,
+                      completions); install it with dpkg -i (or apt install
+                      ./FILE.deb) on every operator's machine and deploy host
   --uninstall         remove everything recorded in PREFIX, including every
-                      --project link made with this PREFIX (each legacy
+                      --project shim made with this PREFIX (each legacy
                       unlock.sh is put back), and the folders the install
                       created if they are empty
   -h, --help          show this help
@@ -416,10 +423,61 @@ impl RunArgs for Cmd {
     }
 }
 
-const LEGACY: &str = "#!/bin/bash\necho \"legacy unlock.sh $*\"\n";
+/// A legacy script that shows its `$0` (the shim keeps it) and arguments.
+const LEGACY: &str = "#!/bin/bash\necho \"legacy $0 $*\"\n";
 
+/// `git ARGS` in `dir`, quiet, with a fixed identity; its stdout.
+#[track_caller]
+fn git(w: &World, dir: &Path, args: &[&str]) -> String {
+    let mut c = w
+        .cmd("git")
+        .dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    c.cmd.args(args);
+    let out = c.run();
+    out.code(0);
+    out.any_stderr();
+    out.stdout.clone()
+}
+
+/// The checkout's `./deploy/scripts/unlock.sh ARGS` as typed from its root,
+/// with PATH exactly `path`: (exit code, stdout, stderr).
+fn typed(w: &World, root: &Path, path: &str, args: &[&str]) -> (i32, String, String) {
+    let mut c = w
+        .cmd("./deploy/scripts/unlock.sh")
+        .dir(root)
+        .env("PATH", path);
+    c.cmd.args(args);
+    let out = c.cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The full path of PROGRAM on PATH.
+fn which_on_path(program: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
+/// The project shim in a real git checkout: a file the team commits (no
+/// link, nothing pointing into a home), deploy-lock under the typed name
+/// where it is on PATH (byte for byte what the old link printed), the
+/// legacy script elsewhere, in the committer's checkout and in a clone;
+/// uninstall restores the original.
 #[test]
-fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script() {
+fn project_shim_is_committed_and_runs_deploy_lock_or_the_legacy_script() {
+    if !available("git", "project_shim") {
+        return;
+    }
     let w = World::new();
     let p = w.tmp.path().join("p");
     let shim = w.root.join("deploy/scripts/unlock.sh");
@@ -427,12 +485,21 @@ fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script()
     std::fs::write(&shim, LEGACY).unwrap();
     std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o750)).unwrap();
     w.write_state("{\"environment\": \"staging\", \"lock\": {\"locked\": false, \"locked_by\": \"alice@checkout\"}}\n");
+    git(&w, &w.root, &["init", "-q", "-b", "main"]);
+    // The lock's state (and audit log) stay out of git, as in a team's repo.
+    std::fs::write(w.root.join(".gitignore"), "/deploy/config/\n").unwrap();
+    git(
+        &w,
+        &w.root,
+        &["add", ".gitignore", "deploy/scripts/unlock.sh"],
+    );
+    git(&w, &w.root, &["commit", "-qm", "legacy"]);
+
     let root = w.root.display().to_string();
     let (pre, sh) = (p.display().to_string(), shim.display().to_string());
-    let project_lines = format!("installed {sh} -> {pre}/bin/deploy-lock\n");
+    let project_lines = format!("installed {sh} (the shim: commit it and {sh}.legacy)\n");
     let kept = format!("kept the legacy script as {sh}.legacy\n");
     let args = ["--prefix", &pre, "--binary", BIN, "--project", &root];
-
     install_sh(&w, &args)
         .code(0)
         .stdout(&format!(
@@ -442,32 +509,139 @@ fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script()
             advice_elsewhere(&p)
         ))
         .stderr("");
-    assert_eq!(
-        std::fs::read_link(&shim).unwrap(),
-        p.join("bin/deploy-lock")
-    );
     let legacy = w.root.join("deploy/scripts/unlock.sh.legacy");
     assert_eq!(std::fs::read_to_string(&legacy).unwrap(), LEGACY);
     assert_eq!(
         std::fs::metadata(&legacy).unwrap().permissions().mode() & 0o777,
         0o750
     );
+    // A small bash file, naming nothing of this machine.
+    let text = std::fs::read_to_string(&shim).unwrap();
+    assert!(text.starts_with("#!/usr/bin/env bash\n"), "{text}");
+    assert!(text.lines().count() <= 20, "{text}");
+    for here in [
+        pre.as_str(),
+        &w.home.display().to_string(),
+        "/home",
+        "/root",
+    ] {
+        assert!(!text.contains(here), "the shim names {here}:\n{text}");
+    }
+    // git sees a modified file and a new one, never a type change.
+    assert_eq!(
+        git(&w, &w.root, &["status", "--porcelain"]),
+        " M deploy/scripts/unlock.sh\n?? deploy/scripts/unlock.sh.legacy\n"
+    );
+    git(&w, &w.root, &["add", "deploy/scripts"]);
+    git(&w, &w.root, &["commit", "-qm", "deploy-lock shim"]);
+    let files = git(&w, &w.root, &["ls-files", "-s", "deploy/scripts"]);
+    let modes: Vec<(&str, &str)> = files
+        .lines()
+        .map(|l| (l.split(' ').next().unwrap(), l.rsplit('\t').next().unwrap()))
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("100755", "deploy/scripts/unlock.sh"),
+            ("100755", "deploy/scripts/unlock.sh.legacy")
+        ]
+    );
 
+    // A teammate's clone: the committed files alone.
+    let clone = w.tmp.path().join("clone");
+    git(
+        &w,
+        w.tmp.path(),
+        &["clone", "-q", &root, clone.to_str().unwrap()],
+    );
+    std::fs::create_dir_all(clone.join("deploy/config")).unwrap();
+    std::fs::copy(
+        w.state_path(),
+        clone.join("deploy/config/deployment-state.json"),
+    )
+    .unwrap();
+
+    // PATH without any deploy-lock: only what the shim and the legacy
+    // script use (a .deb test may install /usr/bin/deploy-lock meanwhile).
+    let tools = w.tmp.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    for t in ["bash", "dirname"] {
+        let found = which_on_path(t);
+        std::os::unix::fs::symlink(&found, tools.join(t)).unwrap();
+    }
+    let without = tools.display().to_string();
+    let without = without.as_str();
+    let with = format!("{pre}/bin:{without}");
+    let cases: [&[&str]; 5] = [
+        &["staging"],
+        &["staging", "--status"],
+        &[],
+        &["--help"],
+        &["nowhere"],
+    ];
+    // Without deploy-lock on PATH: the legacy script, named as typed.
+    for dir in [&w.root, &clone] {
+        assert_eq!(
+            typed(&w, dir, without, &["staging", "--wait"]),
+            (
+                0,
+                "legacy ./deploy/scripts/unlock.sh staging --wait\n".to_string(),
+                String::new()
+            )
+        );
+    }
+    // With it: deploy-lock as unlock.sh, byte for byte what a link to the
+    // binary (the old install) prints, usage texts naming the typed path.
+    let mut shim_says = Vec::new();
+    for dir in [&w.root, &clone] {
+        for a in cases {
+            shim_says.push(typed(&w, dir, &with, a));
+        }
+    }
+    assert_eq!(shim_says[0].1, unlocked_state_output());
     // From anywhere, even inside another checkout: the shim's own checkout.
     let other = World::new();
     other.write_state("{\"environment\": \"staging\", \"lock\": {\"locked\": false, \"locked_by\": \"bob@elsewhere\"}}\n");
     for dir in [Path::new("/"), other.root.as_path(), w.tmp.path()] {
         w.cmd(&shim)
             .dir(dir)
+            .env("PATH", &with)
             .run_args(&["staging"])
             .code(0)
             .stdout(&unlocked_state_output());
     }
-    // The legacy script is still there to run by hand.
-    w.cmd(&legacy)
-        .run_args(&["staging"])
-        .code(0)
-        .stdout("legacy unlock.sh staging\n");
+    assert!(
+        shim_says[3]
+            .1
+            .contains("./deploy/scripts/unlock.sh staging"),
+        "{:?}",
+        shim_says[3]
+    );
+    for dir in [&w.root, &clone] {
+        let f = dir.join("deploy/scripts/unlock.sh");
+        std::fs::rename(&f, dir.join("shim.kept")).unwrap();
+        std::os::unix::fs::symlink(BIN, &f).unwrap();
+    }
+    let mut link_says = Vec::new();
+    for dir in [&w.root, &clone] {
+        for a in cases {
+            link_says.push(typed(&w, dir, without, a));
+        }
+    }
+    assert_eq!(shim_says, link_says);
+    for dir in [&w.root, &clone] {
+        let f = dir.join("deploy/scripts/unlock.sh");
+        std::fs::remove_file(&f).unwrap();
+        std::fs::rename(dir.join("shim.kept"), &f).unwrap();
+    }
+
+    // Not on PATH but in the runner's own ~/.local/bin (a new user's PATH
+    // before their next login): that deploy-lock.
+    let local_bin = w.home.join(".local/bin");
+    std::fs::create_dir_all(&local_bin).unwrap();
+    std::os::unix::fs::symlink(BIN, local_bin.join("deploy-lock")).unwrap();
+    assert_eq!(typed(&w, &clone, without, &["staging"]), shim_says[0]);
+    std::fs::remove_dir_all(w.home.join(".local")).unwrap();
 
     // Again: nothing to keep this time, the legacy script untouched.
     install_sh(&w, &args)
@@ -480,6 +654,7 @@ fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script()
         ))
         .stderr("");
     assert_eq!(std::fs::read_to_string(&legacy).unwrap(), LEGACY);
+    assert_eq!(git(&w, &w.root, &["status", "--porcelain"]), "");
 
     let out = install_sh(&w, &["--prefix", &pre, "--project", &root, "--uninstall"]);
     out.code(0).stderr("");
@@ -506,10 +681,16 @@ fn project_shim_answers_from_anywhere_and_uninstall_restores_the_legacy_script()
             & 0o777,
         0o750
     );
-    w.cmd(&shim)
-        .run_args(&["staging"])
-        .code(0)
-        .stdout("legacy unlock.sh staging\n");
+    // The checkout is as it was before the shim: its first commit.
+    assert_eq!(git(&w, &w.root, &["diff", "HEAD~1", "--stat"]), "");
+    assert_eq!(
+        typed(&w, &w.root, &with, &["staging"]),
+        (
+            0,
+            "legacy ./deploy/scripts/unlock.sh staging\n".to_string(),
+            String::new()
+        )
+    );
 }
 
 #[test]
@@ -733,10 +914,16 @@ fn default_prefix_for_a_user_is_home_local() {
 }
 
 /// The one real build: install.sh with no --binary (`cargo build --release
-/// --locked`, statically linked where libc.a is installed). At low priority so that it does not disturb the timing
+/// --locked`), run only under CI=true: outside CI it would add minutes to
+/// every engineer's suite, and every other test installs the binary cargo
+/// built for the suite. At low priority so that it does not disturb the
 /// tests running beside it.
 #[test]
 fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
+    if std::env::var_os("CI").is_none_or(|v| v.is_empty()) {
+        skip!("the real release build runs only under CI=true");
+        return;
+    }
     if !available("cargo", "default_build_path") {
         return;
     }
@@ -774,26 +961,13 @@ fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
         .map(|t| if t.is_absolute() { t } else { repo().join(t) })
         .unwrap_or_else(|| repo().join("target"));
     let installed = p.join("bin/deploy-lock");
-    // Static where glibc's libc.a is installed (Debian's libc6-dev, which
-    // .ci/run's machine has), from the host's --target folder.
-    let host = host_triple();
-    if static_libc_available(&host) {
-        assert_installed_copies(&p, &target.join(format!("{host}/release/deploy-lock")));
-        assert!(
-            !has_interpreter(&installed),
-            "{} is dynamically linked; install.sh should link it statically here",
-            installed.display()
-        );
-    } else {
-        assert!(
-            out.stderr
-                .contains("building a dynamically linked deploy-lock"),
-            "{}",
-            out.stderr
-        );
-        assert_installed_copies(&p, &target.join("release/deploy-lock"));
-        skip!("no static libc.a (libc6-dev): the static build install.sh makes is not checked");
-    }
+    // The ordinary build: dynamically linked, names from the system's NSS.
+    assert_installed_copies(&p, &target.join("release/deploy-lock"));
+    assert!(
+        has_interpreter(&installed),
+        "{} is statically linked; install.sh builds the ordinary dynamic binary",
+        installed.display()
+    );
     let mut v = w.cmd(&installed);
     v.cmd.arg("--version");
     let v = v.run();
@@ -821,31 +995,6 @@ fn default_build_path_builds_with_cargo_and_installs_the_release_binary() {
     );
 }
 
-/// `rustc -vV`'s host triple, as install.sh reads it.
-fn host_triple() -> String {
-    let out = std::process::Command::new("rustc")
-        .arg("-vV")
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-        .unwrap()
-}
-
-/// Whether the C compiler finds glibc's static libc.a (install.sh's test).
-fn static_libc_available(host: &str) -> bool {
-    host.contains("-linux-gnu")
-        && std::process::Command::new("cc")
-            .arg("-print-file-name=libc.a")
-            .output()
-            .is_ok_and(|o| {
-                let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
-                p.starts_with('/') && Path::new(&p).is_file()
-            })
-}
-
 /// Whether an ELF executable names a program interpreter (PT_INTERP), that
 /// is, whether it is dynamically linked.
 fn has_interpreter(exe: &Path) -> bool {
@@ -870,4 +1019,190 @@ fn install_sh_is_shellcheck_clean() {
     let mut c = w.cmd("shellcheck");
     c.cmd.arg(repo().join("install.sh"));
     c.run().code(0).stdout("").stderr("");
+}
+
+/// `dpkg ARGS` (or another program) with the test environment: the Out.
+#[track_caller]
+fn run(w: &World, program: &str, args: &[&str]) -> Out {
+    let mut c = w.cmd(program).env_remove("MANPATH");
+    c.cmd.args(args);
+    c.run()
+}
+
+/// Whether `dpkg -s deploy-lock` finds the package installed.
+fn package_installed(w: &World) -> bool {
+    let out = run(w, "dpkg", &["-s", "deploy-lock"]);
+    out.any_code().any_stderr();
+    out.code == Some(0) && out.stdout.contains("Status: install ok installed")
+}
+
+/// Removes the installed package when the test ends, even by a failed
+/// assertion, so that the machine is left as it was.
+struct Installed(bool);
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::process::Command::new("dpkg")
+                .args(["-r", "deploy-lock"])
+                .output();
+        }
+    }
+}
+
+/// `./install.sh --deb DIR`: the Debian package of the tested binary,
+/// lintian-clean; installed with dpkg -i into the real system (as root, one
+/// test at a time across processes, never over an existing deploy-lock),
+/// then `deploy-lock --version`, `man -w`, a real bash TAB, and `dpkg -r`
+/// leaving none of the package's files.
+#[test]
+fn deb_package_builds_installs_works_and_removes_cleanly() {
+    for tool in ["dpkg-deb", "dpkg", "lintian", "man", "bash"] {
+        if !available(tool, "deb_package") {
+            return;
+        }
+    }
+    let w = World::new();
+    let dir = w.tmp.path().join("debs");
+    std::fs::create_dir(&dir).unwrap();
+    let version = run(&w, BIN, &["--version"]);
+    version.code(0);
+    let version = version.stdout.trim_end().to_string();
+    let number = version.strip_prefix("deploy-lock ").unwrap();
+    let arch = run(&w, "dpkg", &["--print-architecture"]);
+    arch.code(0);
+    let deb = dir.join(format!("deploy-lock_{number}_{}.deb", arch.stdout.trim()));
+    let d = deb.display();
+    install_sh(&w, &["--deb", dir.to_str().unwrap(), "--binary", BIN])
+        .code(0)
+        .stderr("")
+        .stdout(&format!(
+            "built {d}\ninstall it with: sudo apt install {d} (or sudo dpkg -i {d})\n"
+        ));
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "more than the .deb in {}",
+        dir.display()
+    );
+
+    // What it holds: the binary, its unlock.sh link, gzipped man pages,
+    // completions where Debian's shells look, and the doc files.
+    let listing = run(&w, "dpkg-deb", &["-c", deb.to_str().unwrap()]);
+    listing.code(0);
+    let mut got: Vec<String> = listing
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('d'))
+        .map(|l| {
+            let (owner, rest) = (l.split_whitespace().nth(1).unwrap(), l);
+            assert_eq!(owner, "root/root", "{l}");
+            let path = rest.split(" ./").nth(1).unwrap();
+            format!("/{path}")
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = vec![
+        "/usr/bin/deploy-lock".into(),
+        "/usr/bin/unlock.sh -> deploy-lock".into(),
+        "/usr/share/doc/deploy-lock/changelog.gz".into(),
+        "/usr/share/doc/deploy-lock/copyright".into(),
+    ];
+    for n in names_in("man", |n| n.ends_with(".1")) {
+        want.push(format!("/usr/share/man/man1/{n}.gz"));
+    }
+    for n in ["deploy-lock", "unlock.sh"] {
+        want.push(format!("/usr/share/bash-completion/completions/{n}"));
+    }
+    for n in ["_deploy-lock", "_unlock.sh"] {
+        want.push(format!("/usr/share/zsh/vendor-completions/{n}"));
+    }
+    for n in names_in("completions/fish", |n| n.ends_with(".fish")) {
+        want.push(format!("/usr/share/fish/vendor_completions.d/{n}"));
+    }
+    want.sort();
+    assert_eq!(got, want);
+
+    // lintian: no errors (warnings and notes are shown, not fatal).
+    let lint = run(&w, "lintian", &[deb.to_str().unwrap()]);
+    lint.any_code().any_stderr();
+    assert!(
+        lint.code == Some(0) && !lint.stdout.lines().any(|l| l.starts_with("E: ")),
+        "lintian reports errors:\n{}",
+        lint.stdout
+    );
+
+    if !nix::unistd::geteuid().is_root() {
+        skip!(
+            "deb_package: dpkg -i into the system needs root (the package was built and checked)"
+        );
+        return;
+    }
+    let _alone = system_install_lock(true);
+    if package_installed(&w) || Path::new("/usr/bin/deploy-lock").exists() {
+        skip!("deb_package: deploy-lock is already installed in /usr/bin here; not replacing it");
+        return;
+    }
+    let mut installed = Installed(true);
+    let out = run(&w, "dpkg", &["-i", deb.to_str().unwrap()]);
+    out.any_stderr();
+    out.code(0);
+
+    let path = "/usr/bin:/bin";
+    let mut v = w.cmd("deploy-lock").env("PATH", path);
+    v.cmd.arg("--version");
+    v.run().code(0).stdout(&format!("{version}\n"));
+    assert_eq!(
+        std::fs::read_link("/usr/bin/unlock.sh").unwrap(),
+        Path::new("deploy-lock")
+    );
+    let mut m = w.cmd("man").env("PATH", path).env_remove("MANPATH");
+    m.cmd.args(["-w", "deploy-lock", "unlock.sh"]);
+    m.run()
+        .code(0)
+        .stdout("/usr/share/man/man1/deploy-lock.1.gz\n/usr/share/man/man1/unlock.sh.1.gz\n");
+    let loader = Path::new("/usr/share/bash-completion/bash_completion");
+    if loader.exists() {
+        let mut sw = crate::completions::ShellWorld::new();
+        sw.path = path.into();
+        let rc = format!("source {:?}", loader.display().to_string());
+        let mut sh = LineShell::bash(&sw, &rc, &[]);
+        check_tab_lines(
+            "bash (bash-completion loading /usr/share)",
+            &mut sh,
+            &[
+                ("deploy-lock stat", "deploy-lock status "),
+                ("unlock.sh pro", "unlock.sh production "),
+            ],
+        );
+    } else {
+        skip!("deb_package: bash-completion is not installed");
+    }
+
+    let files = run(&w, "dpkg", &["-L", "deploy-lock"]);
+    files.code(0);
+    let out = run(&w, "dpkg", &["-r", "deploy-lock"]);
+    out.any_stderr();
+    out.code(0);
+    installed.0 = false;
+    // Every path the package had is gone, but folders others still use
+    // (not empty, or another package's).
+    let left: Vec<&str> = files
+        .stdout
+        .lines()
+        .filter(|p| match std::fs::symlink_metadata(p) {
+            Err(_) => false,
+            Ok(m) if m.is_dir() => {
+                std::fs::read_dir(p).unwrap().next().is_none() && {
+                    let owner = run(&w, "dpkg", &["-S", p]);
+                    owner.any_code().any_stderr();
+                    owner.code != Some(0)
+                }
+            }
+            Ok(_) => true,
+        })
+        .collect();
+    assert!(left.is_empty(), "dpkg -r left {left:?}");
+    assert!(!Path::new("/usr/share/doc/deploy-lock").exists());
+    assert!(!package_installed(&w));
 }

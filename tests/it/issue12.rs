@@ -254,7 +254,7 @@ fn issue_12_log_shows_the_trail_with_damage_marked() {
     w.deploy_lock(&["run", "production", "--", "true"])
         .run()
         .code(0);
-    let log = w.home.join(".togather/logs/deployments/locks.log");
+    let log = w.audit_log_path();
     let mut text = fs::read_to_string(&log).unwrap();
     text.push_str("{\"time\": \"half a line\n");
     fs::write(&log, &text).unwrap();
@@ -288,10 +288,20 @@ fn issue_12_log_shows_the_trail_with_damage_marked() {
         lines[1]
     );
     assert!(lines[1].contains("  dep_"), "{}", lines[1]);
+    // How the run ended and what was typed, on its release.
     assert!(
-        lines[1].ends_with("  held 0m 0s") || lines[1].ends_with("  held 0m 1s"),
+        ["0m 0s", "0m 1s"]
+            .iter()
+            .any(|held| lines[1].ends_with(&format!(
+                "  held {held}  exit 0  $ {BIN} run staging -- sh -c 'exit 0'"
+            ))),
         "{}",
         lines[1]
+    );
+    assert!(
+        lines[3].contains("  exit 3  $ ") && lines[3].ends_with(" sh -c 'exit 3'"),
+        "{}",
+        lines[3]
     );
     assert!(
         lines[4].contains("  production   acquire  "),
@@ -304,7 +314,9 @@ fn issue_12_log_shows_the_trail_with_damage_marked() {
     );
     assert!(
         lines[7].contains("  staging      force_unlock     tester@")
-            && lines[7].ends_with(&format!("removed deploy@localhost (pid {dead})")),
+            && lines[7].ends_with(&format!(
+                "removed deploy@localhost (pid {dead})  $ {BIN} unlock staging --yes"
+            )),
         "{}",
         lines[7]
     );

@@ -212,6 +212,20 @@ fn assert_one_force_audit(w: &World, holder: Value, dir_removed: bool, state_upd
         .as_second();
     assert!((now() - t).abs() <= 5, "audit time {time}");
     assert!(rest.remove("pid").unwrap().as_u64().is_some_and(|p| p > 0));
+    // The command as typed: unlock.sh by its path, the environment, its
+    // flag or action.
+    let command = rest.remove("command").unwrap();
+    let command: Vec<&str> = command
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        command[0].ends_with("unlock.sh") || command[0].ends_with("deploy-lock"),
+        "{command:?}"
+    );
+    assert!(command.contains(&"staging"), "{command:?}");
     assert_eq!(
         Value::Object(rest),
         json!({
@@ -255,7 +269,10 @@ fn yes_through_a_pipe_removes_the_lock_and_keeps_the_rest_of_the_state() {
         .filter(|n| !n.ends_with(".json.lock"))
         .collect();
     names.sort();
-    assert_eq!(names, ["deployment-state.json"]);
+    // (The audit log lives there too, with the state file's mode.)
+    assert_eq!(names, ["deployment-audit.log", "deployment-state.json"]);
+    let mode = fs::metadata(w.audit_log_path()).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o640, "audit log mode {mode:o}");
     assert_one_force_audit(&w, state_holder(&c), true, true);
 }
 

@@ -369,37 +369,42 @@ fn colour_only_on_request_or_terminal() {
 }
 
 /// The `ls -ld` line names an owner that /etc/passwd and /etc/group do not
-/// have (an LDAP or systemd user) as the system's NSS does, through
-/// getent(1): deploy-lock runs no NSS code itself (src/accounts.rs). Without
-/// an answer it shows the numbers, as ls does.
+/// have (here a systemd userdb drop-in, as an LDAP or SSSD user would be) as
+/// the system's NSS does, in process (getpwuid_r through nix): no program
+/// is started for it. strace -f shows no execve, clone or fork, both for
+/// that NSS-only owner and for ids no source knows (shown as numbers, as
+/// ls does).
 #[test]
-fn owner_names_missing_from_the_files_come_from_getent() {
+fn owner_names_come_from_nss_in_process_without_a_fork() {
     if !nix::unistd::geteuid().is_root() {
         skip!("needs root to give the lock folder an owner the files do not have");
+        return;
+    }
+    if !crate::completions::available("strace", "owner_names_come_from_nss") {
         return;
     }
     let w = World::new();
     let locked_at = now() - 60;
     let p = w.legacy_lock("staging", locked_at);
-    nix::unistd::chown(
-        &p,
-        Some(nix::unistd::Uid::from_raw(424_242)),
-        Some(nix::unistd::Gid::from_raw(434_343)),
-    )
-    .unwrap();
     w.legacy_state("staging", locked_at, "12345", "build-server-7");
-    // A getent that knows the two ids, as an LDAP-backed system's would; it
-    // logs its calls, so a lookup the files answer is seen not to reach it.
-    w.script(
-        "fakebin/getent",
-        "#!/bin/bash\necho \"$*\" >> \"$0.calls\"\ncase \"$*\" in\n  'passwd 424242') echo 'ldap.deployer:*:424242:434343:LDAP:/home/ldap:/bin/bash' ;;\n  'group 434343') echo 'ldap-deploy:*:434343:' ;;\n  *) exit 2 ;;\nesac\n",
-    );
-    let path = format!(
-        "{}:{}",
-        w.root.join("fakebin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let ls = real_ls_ld(&p, "UTC");
+    let trace = |w: &World| {
+        let log = w.tmp.path().join("strace.out");
+        let mut c = w.cmd("strace");
+        c.cmd
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=execve,clone,clone3,fork,vfork",
+                "-o",
+            ])
+            .arg(&log)
+            .arg("./deploy/scripts/unlock.sh")
+            .arg("staging");
+        let out = c.run();
+        let calls = std::fs::read_to_string(&log).unwrap();
+        (out, calls)
+    };
     let expect = |ls_line: &str, t: i64| {
         let age = t - locked_at;
         format!(
@@ -410,22 +415,101 @@ fn owner_names_missing_from_the_files_come_from_getent() {
             age % 60
         )
     };
-    // ls (glibc's NSS, no such ids) prints the numbers; ours asks getent.
-    assert!(ls.contains(" 424242 434343 "), "{ls}");
-    let named = ls.replace(" 424242 434343 ", " ldap.deployer ldap-deploy ");
-    let before = now();
-    let out = w.unlock_sh(&["staging"]).env("PATH", &path).run();
-    let after = now();
-    out.code(0)
-        .stdout_one_of(&per_second(before, after, |t| expect(&named, t)));
-    assert_eq!(
-        std::fs::read_to_string(w.root.join("fakebin/getent.calls")).unwrap(),
-        "passwd 424242\ngroup 434343\n"
+
+    let check = |w: &World, ls: &str| {
+        let before = now();
+        let (out, calls) = trace(w);
+        let after = now();
+        out.code(0)
+            .stdout_one_of(&per_second(before, after, |t| expect(ls, t)));
+        // One execve: strace starting unlock.sh itself; nothing after it.
+        let lines: Vec<&str> = calls.lines().collect();
+        assert_eq!(lines.len(), 1, "{calls}");
+        assert!(
+            lines[0].contains("execve(\"./deploy/scripts/unlock.sh\""),
+            "{calls}"
+        );
+    };
+    // Ids no source knows: the numbers, as ls prints them.
+    let (uid, gid) = (3_999_999_001u32, 3_999_999_002u32);
+    nix::unistd::chown(
+        &p,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .unwrap();
+    let ls = real_ls_ld(&p, "UTC");
+    assert!(ls.contains(&format!(" {uid} {gid} ")), "{ls}");
+    check(&w, &ls);
+
+    // An owner only NSS knows: a systemd userdb drop-in (nss-systemd reads
+    // /run/userdb without systemd-userdbd). One id per test process, so
+    // parallel runs never share a record; removed when done.
+    let id = 4_200_000 + std::process::id() % 100_000;
+    let name = format!("dlk-nss{id}");
+    let Some(_records) = NssOnlyAccount::create(&name, id) else {
+        skip!(
+            "nss-systemd does not answer for /run/userdb records here (passwd: files systemd in nsswitch.conf, libnss-systemd)"
+        );
+        return;
+    };
+    assert!(
+        !std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .contains(&format!(":{id}:")),
+        "uid {id} is in /etc/passwd"
     );
-    // No getent at all: the numbers, as ls prints them.
-    let before = now();
-    let out = w.unlock_sh(&["staging"]).env("PATH", "/nonexistent").run();
-    let after = now();
-    out.code(0)
-        .stdout_one_of(&per_second(before, after, |t| expect(&ls, t)));
+    nix::unistd::chown(
+        &p,
+        Some(nix::unistd::Uid::from_raw(id)),
+        Some(nix::unistd::Gid::from_raw(id)),
+    )
+    .unwrap();
+    let ls = real_ls_ld(&p, "UTC");
+    // GNU ls (glibc's NSS) names it; ours must print the same line.
+    assert!(ls.contains(&format!(" {name} {name} ")), "{ls}");
+    check(&w, &ls);
+}
+
+/// A user and group known only to NSS (nss-systemd's drop-in records in
+/// /run/userdb), removed on drop.
+struct NssOnlyAccount {
+    files: Vec<std::path::PathBuf>,
+}
+
+impl NssOnlyAccount {
+    fn create(name: &str, id: u32) -> Option<NssOnlyAccount> {
+        let dir = std::path::Path::new("/run/userdb");
+        std::fs::create_dir_all(dir).ok()?;
+        let mut files = Vec::new();
+        for (kind, body) in [
+            (
+                "user",
+                format!(r#"{{"userName":"{name}","uid":{id},"gid":{id}}}"#),
+            ),
+            ("group", format!(r#"{{"groupName":"{name}","gid":{id}}}"#)),
+        ] {
+            let f = dir.join(format!("{name}.{kind}"));
+            std::fs::write(&f, body).ok()?;
+            files.push(f);
+            let l = dir.join(format!("{id}.{kind}"));
+            let _ = std::fs::remove_file(&l);
+            std::os::unix::fs::symlink(format!("{name}.{kind}"), &l).ok()?;
+            files.push(l);
+        }
+        let made = NssOnlyAccount { files };
+        let known = std::process::Command::new("getent")
+            .args(["passwd", &id.to_string()])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        known.then_some(made)
+    }
+}
+
+impl Drop for NssOnlyAccount {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
 }

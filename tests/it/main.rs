@@ -30,4 +30,5 @@ mod run_concurrency;
 mod run_signals;
 mod soak;
 mod sshd;
+mod team_audit;
 mod users;

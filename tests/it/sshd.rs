@@ -31,6 +31,9 @@ pub struct Sshd {
     /// The server session's HOME (so audit lines land here, not in /root).
     pub home: PathBuf,
     pid: i32,
+    /// For a server with no deploy-lock on its PATH: no test installs one
+    /// into /usr/bin meanwhile (the .deb test).
+    _no_system_install: Option<nix::fcntl::Flock<fs::File>>,
     /// Killed and removed on drop (the shared one is cleaned up at exit).
     owned: bool,
 }
@@ -150,8 +153,10 @@ pub fn shared(test: &str) -> Option<&'static Sshd> {
 /// A server of the test's own, stopped when dropped; `with_deploy_lock`
 /// false gives a server with no deploy-lock anywhere on its PATH.
 pub fn own(with_deploy_lock: bool) -> Sshd {
-    let (s, child) = start_process(with_deploy_lock);
+    let guard = (!with_deploy_lock).then(|| crate::harness::system_install_lock(false));
+    let (mut s, child) = start_process(with_deploy_lock);
     std::mem::forget(child);
+    s._no_system_install = guard;
     s
 }
 
@@ -263,6 +268,7 @@ fn start_process(with_deploy_lock: bool) -> (Sshd, Child) {
                     stranger_key,
                     home,
                     pid: child.id() as i32,
+                    _no_system_install: None,
                     owned: true,
                 };
                 return (s, child);

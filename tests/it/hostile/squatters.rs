@@ -88,7 +88,7 @@ fn a_lock_directory_squatted_by_another_user() {
         let marker = w.tmp.path().join("ran");
         let m = marker.to_str().unwrap();
         let not_permitted = format!(
-            "ERROR: cannot remove {l}: it belongs to uid {SQUATTER} and its folder only lets owners remove entries; ask uid {SQUATTER} (or root) to check it and remove it: sudo rm -rf {l}\n",
+            "ERROR: cannot remove {l}: it belongs to uid {SQUATTER} and its folder only lets owners remove entries; ask uid {SQUATTER} to check it, or clear it as root, audited under your name: sudo deploy-lock unlock staging\n",
             l = lock.display()
         );
         // Fresh: a holder we cannot know and a directory we cannot remove:
@@ -96,14 +96,14 @@ fn a_lock_directory_squatted_by_another_user() {
         let out = as_runner(&w, &["run", "staging", "--", "touch", m]).run();
         out.code(75).stdout("").stderr(&format!(
             "ERROR: {l} belongs to uid {SQUATTER}, records no holder deploy-lock can check, and cannot be removed by you.\n\
-             Ask uid {SQUATTER} (or root) to check it and remove it: sudo rm -rf {l}\n",
+             Ask uid {SQUATTER} to check it, or clear it as root, audited under your name: sudo deploy-lock unlock staging\n",
             l = lock.display()
         ));
         let last_lines: Vec<&str> = out.stderr.lines().rev().take(2).collect();
         assert_eq!(
             last_lines[..],
             [
-                format!("Ask uid {SQUATTER} (or root) to check it and remove it: sudo rm -rf {}", lock.display()).as_str(),
+                format!("Ask uid {SQUATTER} to check it, or clear it as root, audited under your name: sudo deploy-lock unlock staging").as_str(),
                 format!("ERROR: {} belongs to uid {SQUATTER}, records no holder deploy-lock can check, and cannot be removed by you.", lock.display()).as_str(),
             ][..],
             "mode {mode:o}:\n{}",
