@@ -90,6 +90,8 @@ fn assert_no_overlaps(log: &Path) -> Vec<(String, u128, u128)> {
 /// a stream of third runs. Returns how many ran and how many were refused.
 struct Stream {
     stop: Arc<AtomicBool>,
+    /// Third runs finished so far (the stream is under way once it is 1).
+    done: Arc<std::sync::atomic::AtomicUsize>,
     handle: std::thread::JoinHandle<(usize, usize)>,
 }
 
@@ -97,6 +99,8 @@ impl Stream {
     fn start(w: &World, log: &Path, lock: &Path, tag: &str) -> Stream {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let d = done.clone();
         let mut cmds = Vec::new();
         // Built here: World is not Send.
         for i in 0..400 {
@@ -124,11 +128,12 @@ impl Stream {
                     Some(75) => refused += 1,
                     other => panic!("a third run ended {other:?}"),
                 }
+                d.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(5));
             }
             (ran, refused)
         });
-        Stream { stop, handle }
+        Stream { stop, done, handle }
     }
 
     fn stop(self) -> (usize, usize) {
@@ -176,7 +181,11 @@ fn signal_rounds(sig: Signal, rounds: usize) {
             threads(waiter.pid()) >= 2
         });
         let stream = Stream::start(&w, &log, &lock, &round.to_string());
-        std::thread::sleep(Duration::from_millis(30));
+        // The third runs are under way (one has come and gone) before the
+        // signal, so they race the holder's end and the waiter's start.
+        wait_until(PATIENCE, "the first third run", || {
+            stream.done.load(Ordering::SeqCst) >= 1
+        });
         send_signal(holder.pid(), sig);
         let h = finish(holder);
         let want = 128 + sig as i32;

@@ -551,10 +551,12 @@ fn issue_12_remote_with_only_the_legacy_unlock_sh() {
     assert!(w.lock_path("staging").exists());
 
     // wait: the legacy --wait, until the deploy's lock goes.
-    let waiter = remote(&["wait", "staging"])
+    let mut waiter = remote(&["wait", "staging"])
         .env("DEPLOY_LOCK_WAIT_INTERVAL", "0.1")
         .spawn_guarded();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The legacy --wait prints this after its status block, before its
+    // first look at the lock directory.
+    waiter.stdout_until("Waiting for deployment to complete...\n");
     stop(deploy);
     fs::remove_dir_all(w.lock_path("staging")).unwrap();
     let out = finish(waiter);

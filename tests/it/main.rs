@@ -16,6 +16,7 @@ mod interop;
 mod issue11;
 mod issue12;
 mod issue12a;
+mod issue21;
 mod legacy_block;
 mod legacy_force;
 mod legacy_status;
