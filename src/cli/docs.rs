@@ -177,6 +177,8 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
             ("alive", "The holder's pid runs on this host and, when the record carries them, its process start time and boot id match. A live holder's lock is never taken over, whatever its age, even with --force.".into()),
             ("stale", "The lock is older than DEPLOY_LOCK_STALE_SECS (1800 s) and its holder is not known to be alive (dead, or on another host). The next deploy takes a stale lock over automatically. Age comes from locked_at inside the directory, else from the directory's modification time.".into()),
             ("orphaned", "The directory exists but its holder is not running (or there is no record of one), and it is not stale yet. deploy-lock run --force takes it over; unlock clears it.".into()),
+            ("released_running", "The lock directory was force-unlocked while its deploy-lock run still runs its command: no other deploy-lock run starts until that command ends, and the lock frees then.".into()),
+            ("blocked", "Stale, but a run cannot take it over: the directory holds files deploy-lock did not put there, or it is another user's in a folder where only owners remove entries. Removed only by hand.".into()),
             ("takeover", "Judging, removing and re-creating a lock happen under an flock on /tmp/togather-deploy-ENV.guard, with the lock re-read there, so of several processes taking over one stale lock exactly one wins.".into()),
         ],
     };
@@ -435,7 +437,7 @@ fn status_extra() -> Vec<Section<'static>> {
                 ("schema", "1. The version of this shape: raised only if a key changes meaning or goes away; new keys may appear without it.".into()),
                 ("environment", "development, staging or production.".into()),
                 ("locked", "true when something occupies the lock path (a lock directory, or an obstruction).".into()),
-                ("verdict", "free: no lock directory. held: a live holder, one on another host, or a record without a usable pid, not stale yet. stale: older than the stale timeout and the holder not known to be alive; the next run takes it over. orphaned: the holder is not running and the lock is not stale yet; run --force takes it, unlock clears it. unknown: a lock directory that no record explains (a legacy deploy.sh between its mkdir and its state write, or a lost record); held until stale, never taken with --force. obstructed: something other than a directory sits at the lock path; removed only by hand.".into()),
+                ("verdict", "free: no lock directory. held: a live holder, one on another host, or a record without a usable pid, not stale yet. stale: older than the stale timeout and the holder not known to be alive; the next run takes it over. orphaned: the holder is not running and the lock is not stale yet; run --force takes it, unlock clears it. unknown: a lock directory that no record explains (a legacy deploy.sh between its mkdir and its state write, or a lost record); held until stale, never taken with --force. obstructed: something other than a directory sits at the lock path; removed only by hand. released_running: no lock directory (it was force-unlocked), but the deploy-lock run that held it still runs its command; the lock frees when it ends (run key). blocked: stale, but a run cannot take it over (files deploy-lock did not put there, or another user's directory in a folder where only owners remove entries); removed only by hand. free and stale are exactly the verdicts under which deploy-lock run starts (and status --quiet exits 0).".into()),
                 ("lock_dir", "The lock itself: the directory DEPLOY_LOCK_DIR/togather-deploy-ENV.lock, e.g. /tmp/togather-deploy-staging.lock. Not to be confused with --lock-dir (DEPLOY_LOCK_DIR), the folder that holds the locks; the key keeps its name for scripts written against earlier versions.".into()),
                 ("lock_dir_exists", "true when lock_dir is a directory (a symlink there is an obstruction, never followed).".into()),
                 ("state_file", "The checkout's deploy/config/deployment-state.json, or null outside a checkout.".into()),
@@ -446,6 +448,7 @@ fn status_extra() -> Vec<Section<'static>> {
                 ("age_seconds", "Seconds since the lock was taken (owner.json's locked_at, else the legacy locked_at file, else the directory's modification time); null without a lock directory.".into()),
                 ("stale", "true when age_seconds exceeds stale_after_seconds.".into()),
                 ("stale_after_seconds", "The stale timeout in force (DEPLOY_LOCK_STALE_SECS, --stale-secs).".into()),
+                ("run", "null, or the deploy-lock run holding the environment's whole-run lock: pid (its command's, the pid every message names), deploy_lock_pid (the deploy-lock process wrapping it), lock_id, frees (\"when it ends\" for released_running, else null).".into()),
             ],
         },
     ]

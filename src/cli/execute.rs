@@ -342,7 +342,7 @@ mod tests {
             &store,
             &["unlock", "staging", "--yes", "--id", "lock_b"],
         );
-        assert!(matches!(r, Err(Failure::ChangedHands { .. })));
+        assert!(matches!(r, Err(Failure::WrongId { .. })));
         assert!(store.holder(Environment::Staging).is_some());
         let (r, out, _) = go(
             &c,

@@ -122,6 +122,13 @@ pub enum Failure {
         env: Environment,
         now: Option<Box<Holder>>,
     },
+    /// `unlock --id ID` where ID is not the lock's (checked before anything
+    /// is shown or asked): the current id, or none when no record names one.
+    WrongId {
+        env: Environment,
+        given: String,
+        current: Option<String>,
+    },
     /// `wait` for a lock whose holder is dead: it would never end.
     WaitForDead {
         env: Environment,
@@ -177,6 +184,7 @@ impl Failure {
             Failure::Held(_)
             | Failure::ServerHeld { .. }
             | Failure::ChangedHands { .. }
+            | Failure::WrongId { .. }
             | Failure::WaitForDead { .. }
             | Failure::NotHolder { .. } => HELD,
             Failure::TimedOut { .. } => TIMED_OUT,

@@ -127,6 +127,18 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         | Failure::Interrupted(_)
         | Failure::LockLost
         | Failure::ServerExit(_) => Vec::new(),
+        Failure::WrongId {
+            env,
+            given,
+            current,
+        } => vec![error(match current {
+            Some(id) => format!(
+                "{given} is not the {env} lock's id: its id is {id} (deploy-lock status {env} shows who holds it); nothing changed"
+            ),
+            None => format!(
+                "{given} is not the {env} lock's id: no record names an id for it (deploy-lock status {env} shows what holds it; unlock without --id asks before removing it); nothing changed"
+            ),
+        })],
         Failure::ChangedHands { env, now } => {
             let who = now
                 .as_ref()
@@ -490,6 +502,12 @@ pub fn describe_holder(h: &deploy_lock::status::Holder) -> String {
 /// "held by a deploy-lock run, pid N".
 pub fn run_phrase(holder: Option<&RunHolder>) -> String {
     match holder {
+        // The command's pid, as status shows it; the wrapper named as such.
+        Some(h) if h.command.is_some_and(|c| c != h.pid) => format!(
+            "held by a deploy-lock run's command, pid {} (under deploy-lock pid {})",
+            h.shown_pid(),
+            h.pid
+        ),
         Some(h) => format!("held by a deploy-lock run, pid {}", h.pid),
         None => "held by a deploy-lock run".to_string(),
     }

@@ -235,6 +235,22 @@ pub fn unlock(
         io.out.flush()?;
         return Ok(());
     }
+    // An id that is not the lock's is a mistake to say at once, before the
+    // banner and the question (the store checks again right before removal,
+    // for a lock that changes hands meanwhile).
+    if modern && let Some(given) = id {
+        let current = insp
+            .lock_dir_exists()
+            .then(|| insp.holder.as_ref().and_then(|h| h.lock_id.clone()))
+            .flatten();
+        if current.as_deref() != Some(given) {
+            return Err(Failure::WrongId {
+                env,
+                given: given.to_string(),
+                current,
+            });
+        }
+    }
     // Without a terminal the answer is on stdin already or never: with none
     // (EOF), show only who holds the lock and say how to confirm.
     let early = if modern && !yes { early_answer() } else { None };
@@ -308,9 +324,24 @@ pub fn unlock(
         (false, true) => writeln!(out, "{}", style.green(texts::STATE_UPDATED))?,
         (false, false) => writeln!(out, "{}", texts::STATE_MISSING)?,
     }
+    // The modern persona says what a run would now do (a force-unlocked run
+    // still running keeps the lock until it ends); unlock.sh keeps the
+    // legacy's closing words.
+    let after = if modern {
+        store
+            .inspect(env)
+            .ok()
+            .filter(|i| i.verdict == deploy_lock::status::Verdict::ReleasedRunning)
+    } else {
+        None
+    };
     for l in texts::FORCE_DONE {
         if l.starts_with('✓') {
             writeln!(out, "{}", style.green(l))?;
+        } else if l.starts_with("Next deployment")
+            && let Some(after) = &after
+        {
+            writeln!(out, "{}", render::released_running_after_unlock(after))?;
         } else {
             writeln!(out, "{l}")?;
         }

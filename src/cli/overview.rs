@@ -95,7 +95,9 @@ pub fn table(rows: &[Row]) -> String {
         let holder = match (&i.holder, i.locked(), run) {
             // Force-unlocked while its command runs: no lock directory, but
             // no other run starts until it ends (the status block says so).
-            (_, false, Some(run)) => format!("deploy-lock run, pid {} (lock removed)", run.pid),
+            (_, false, Some(run)) => {
+                format!("deploy-lock run, pid {} (lock removed)", run.shown_pid())
+            }
             (_, false, None) => "-".to_string(),
             (Some(h), true, _) => super::messages::describe_holder(h),
             (None, true, _) => "unknown".to_string(),

@@ -3,6 +3,7 @@
 //! takeover of a dead holder's lock), release-if-owned and force-unlock, so a
 //! network backend can later stand beside it without touching the CLI.
 
+mod decision;
 mod error;
 pub mod keeper;
 pub mod runlock;
@@ -27,6 +28,7 @@ use crate::status::{
 use crate::store::Warning;
 use crate::times::{parse_time, utc_seconds};
 use crate::view::{DirView, Facts, LegacyView, NonDirectory, probe_proc, record_view};
+pub use decision::{Asker, Decision, RunChoice, decide, decide_as};
 pub use error::LockError;
 use error::io_at;
 use runlock::{RunHolder, RunLock, TryRun};
@@ -53,6 +55,9 @@ pub enum BusyReason {
     /// Another deploy-lock run holds the whole-run kernel lock: its command
     /// still runs (even if its lock directory was removed meanwhile).
     RunHeld,
+    /// Stale, but another user's directory in a folder where only owners
+    /// remove entries (`run` reports it as [`LockError::NotPermitted`]).
+    NotRemovable { owner_uid: u32 },
 }
 
 /// A dead or stale lock removed to make way for ours.
@@ -277,7 +282,7 @@ impl<'a> LocalLock<'a> {
         let stale = age_seconds.is_some_and(|a| a > stale_after);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
         let view = self.legacy_view(&lock_dir, &path_kind, state.as_ref(), age_seconds);
-        let insp = Inspection {
+        let mut insp = Inspection {
             run_holder: runlock::read_record(&self.ctx.settings.run_file(self.env)),
             network: None,
             environment: self.env,
@@ -295,6 +300,8 @@ impl<'a> LocalLock<'a> {
             stale,
             verdict,
         };
+        // The verdict every view shows is the decision's (see `decision`).
+        insp.verdict = decide(&insp).verdict;
         Ok((insp, state_err))
     }
 
@@ -419,43 +426,26 @@ impl<'a> LocalLock<'a> {
                 return Ok(acquired);
             }
             let inspection = self.look()?;
-            let reason = match (&inspection.path_kind, &inspection.liveness) {
-                (PathKind::Missing, _) => continue,
-                (PathKind::Symlink | PathKind::Other, _) => Some(BusyReason::Obstructed),
-                (_, Liveness::Alive { .. }) => Some(BusyReason::HolderAlive),
-                // An unknown holder (no record, or none we can check: a legacy
-                // deploy between its mkdir and its state write) may be alive:
-                // only the stale timeout frees it, never --force.
-                (_, Liveness::NoRecord) if inspection.holder.is_none() && !inspection.stale => {
-                    Some(BusyReason::NotStale)
-                }
-                _ if !(inspection.stale || force) => Some(BusyReason::NotStale),
-                _ => None,
+            let asker = Asker {
+                force,
+                holds_run_lock: true,
             };
-            if let Some(reason) = reason {
-                // Nobody recorded as holding it, and this user may not remove
-                // it (another user's, in a folder that only lets owners remove
-                // entries, like sticky /tmp): a squatted lock.
-                let reason = match (reason, squatter(&inspection)) {
-                    (BusyReason::NotStale, Some(owner_uid)) => BusyReason::Squatted { owner_uid },
-                    (r, _) => r,
-                };
-                return Ok(Acquire::Busy {
-                    reason,
-                    inspection: Box::new(inspection),
-                    run_holder: None,
-                });
-            }
-            if inspection
-                .dir
-                .as_ref()
-                .is_some_and(|d| d.entries.iter().any(|e| !is_ours(e)))
-            {
-                return Ok(Acquire::Busy {
-                    reason: BusyReason::ForeignContents,
-                    inspection: Box::new(inspection),
-                    run_holder: None,
-                });
+            match decide_as(&inspection, asker).run {
+                RunChoice::Take => continue,
+                RunChoice::TakeOver => {}
+                RunChoice::Refuse(BusyReason::NotRemovable { owner_uid }) => {
+                    return Err(LockError::NotPermitted {
+                        path: lock_dir,
+                        owner_uid,
+                    });
+                }
+                RunChoice::Refuse(reason) => {
+                    return Ok(Acquire::Busy {
+                        reason,
+                        inspection: Box::new(inspection),
+                        run_holder: None,
+                    });
+                }
             }
             let expect = inspection.dir.as_ref().and_then(|d| d.identity);
             let removed = fsops::remove_dir_tree(&lock_dir, expect, OUR_FILES)
@@ -574,6 +564,9 @@ impl<'a> LocalLock<'a> {
         {
             let owner = serde_json::to_vec_pretty(&held.record).expect("serialisable");
             fsops::replace_file_at(&fd, OWNER_FILE, &owner).map_err(io_at(lock_dir))?;
+        }
+        if let Some(run) = &held.run {
+            run.record_with(Some(&held.record.lock_id), Some(pid.pid));
         }
         let record = held.record.clone();
         state::update(&self.ctx.state_file, false, |doc| {
@@ -754,30 +747,10 @@ fn squatter(insp: &Inspection) -> Option<u32> {
 }
 
 /// Whether a run would take the lock `insp` saw right now, without --force
-/// (what `status --quiet` answers): the lock is free, or stale with a holder
-/// not alive here (the verdict says both); the directory holds only our
-/// files and we may remove it (ours, root, or a folder without the sticky
-/// bit); and no deploy-lock run still holds its kernel lock (a force-unlocked
-/// run keeps it until its command ends).
+/// (what `status --quiet` answers): [`decide`]'s answer, kept under its old
+/// name for the callers that only want yes or no.
 pub fn would_take(insp: &Inspection) -> bool {
-    use crate::status::Verdict;
-    use std::os::unix::fs::MetadataExt;
-    let verdict_allows = matches!(insp.verdict, Verdict::Free | Verdict::Stale);
-    let only_ours = insp
-        .dir
-        .as_ref()
-        .is_none_or(|d| d.entries.iter().all(|e| is_ours(e)));
-    let removable = insp.path_kind != PathKind::Directory || {
-        let me = nix::unistd::geteuid();
-        let owner = std::fs::symlink_metadata(&insp.lock_dir).map(|m| m.uid());
-        let sticky = insp
-            .lock_dir
-            .parent()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .is_some_and(|m| m.mode() & 0o1000 != 0);
-        me.is_root() || owner.is_ok_and(|u| u == me.as_raw()) || !sticky
-    };
-    verdict_allows && only_ours && removable && insp.run_holder.is_none()
+    decide(insp).takes()
 }
 
 /// Files deploy-lock or the legacy put in a lock directory, including the
@@ -977,6 +950,11 @@ mod tests {
             lock.force_unlock(Some(&by_id)).unwrap(),
             Unlock::Done(_)
         ));
+        // Its run still holds the run lock: not free until it lets go.
+        let after = lock.inspect().unwrap();
+        assert_eq!(after.verdict, Verdict::ReleasedRunning);
+        assert!(!would_take(&after));
+        drop(second);
         assert_eq!(lock.inspect().unwrap().verdict, Verdict::Free);
     }
 

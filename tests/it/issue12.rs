@@ -221,14 +221,14 @@ fn issue_12_sigint_while_waiting_is_a_signal_death() {
 #[test]
 fn issue_12_timeouts_go_to_stderr() {
     let w = World::new();
-    let (holder, probe, _) = hold_lock(&w, "holder");
+    let (holder, probe, cmd) = hold_lock(&w, "holder");
     let run_pid = holder.pid();
     w.deploy_lock(&["run", "--wait=0.2", "staging", "--", "true"])
         .run()
         .code(124)
         .stdout("")
         .stderr(&format!(
-            "ERROR: gave up after 0.2 seconds waiting for the staging lock (held by a deploy-lock run, pid {run_pid})\n"
+            "ERROR: gave up after 0.2 seconds waiting for the staging lock (held by a deploy-lock run's command, pid {cmd} (under deploy-lock pid {run_pid}))\n"
         ));
     let out = w
         .deploy_lock(&["wait", "staging", "--wait-timeout=0.2"])

@@ -19,7 +19,7 @@ const HEADER: &str =
 const NO_DIR: &str = "Lock directory: Not found (unlocked)\n";
 
 /// The documented keys of `status --json`, in the order printed.
-const JSON_KEYS: [&str; 14] = [
+const JSON_KEYS: [&str; 15] = [
     "schema",
     "environment",
     "locked",
@@ -34,6 +34,7 @@ const JSON_KEYS: [&str; 14] = [
     "age_seconds",
     "stale",
     "stale_after_seconds",
+    "run",
 ];
 
 /// A live process whose command name is `deploy.sh`, like a real deploy (the
@@ -138,6 +139,7 @@ fn base(w: &World, verdict: &str, holder: Value, alive: Value, stale: bool) -> V
         "age_seconds": null,
         "stale": stale,
         "stale_after_seconds": 1800,
+        "run": null,
     })
 }
 
@@ -173,7 +175,8 @@ fn status_json_free_is_the_whole_documented_object() {
   "holder_alive": null,
   "age_seconds": null,
   "stale": false,
-  "stale_after_seconds": 1800
+  "stale_after_seconds": 1800,
+  "run": null
 }}
 "#,
         w.lock_path("staging").display(),
@@ -331,6 +334,7 @@ fn status_json_obstructed_by_a_file() {
             "age_seconds": null,
             "stale": false,
             "stale_after_seconds": 1800,
+            "run": null,
         })
     );
 }
