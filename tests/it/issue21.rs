@@ -94,3 +94,228 @@ fn issue_21_a_dropped_world_leaves_no_process_behind() {
         });
     }
 }
+
+// ---------------------------------------------------------------------------
+// The state space: every view of a lock agrees with what `run` does.
+
+#[derive(Clone, Copy, Debug)]
+enum Dir {
+    Absent,
+    /// The legacy's directory with its `locked_at`.
+    Ours,
+    /// The same with a file neither deploy-lock nor the legacy puts there.
+    Foreign,
+    /// A plain file at the lock path.
+    File,
+    /// A symlink to a directory at the lock path.
+    Symlink,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Record {
+    ThisEnv,
+    OtherEnv,
+    None,
+    Garbage,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Holder {
+    Alive,
+    Dead,
+    Zombie,
+    OtherHost,
+    /// A record without a pid.
+    Unknown,
+}
+
+/// The processes a state names: a live one and a zombie (both children of
+/// this test, the zombie never reaped until the end), a reaped pid.
+struct Pids {
+    alive: KillOnDrop,
+    zombie: KillOnDrop,
+    dead: i32,
+}
+
+impl Pids {
+    fn new(w: &World) -> Pids {
+        let alive = w.cmd("sleep").env("X", "1");
+        let mut alive = alive;
+        alive.cmd.arg("600");
+        let alive = alive.spawn_guarded();
+        let zombie = KillOnDrop(command("true").spawn().unwrap());
+        let zpid = zombie.pid();
+        wait_until(PATIENCE, "the zombie", || proc_state(zpid) == Some('Z'));
+        Pids {
+            alive,
+            zombie,
+            dead: reaped_pid(),
+        }
+    }
+}
+
+/// Puts the lock into one state: the lock path, the state file, the holder
+/// and the lock's age.
+fn set_state(w: &World, pids: &Pids, dir: Dir, record: Record, holder: Holder, age: i64) {
+    let lock = w.lock_path("staging");
+    match fs::symlink_metadata(&lock) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(&lock).unwrap(),
+        Ok(_) => fs::remove_file(&lock).unwrap(),
+        Err(_) => {}
+    }
+    let at = now() - age;
+    match dir {
+        Dir::Absent => {}
+        Dir::Ours => {
+            w.legacy_lock("staging", at);
+        }
+        Dir::Foreign => {
+            w.legacy_lock("staging", at);
+            fs::write(lock.join("notes.txt"), "mine\n").unwrap();
+        }
+        Dir::File => fs::write(&lock, "not a lock\n").unwrap(),
+        Dir::Symlink => {
+            let target = w.tmp.path().join("elsewhere");
+            let _ = fs::create_dir(&target);
+            std::os::unix::fs::symlink(&target, &lock).unwrap();
+        }
+    }
+    let (pid, host) = match holder {
+        Holder::Alive => (pids.alive.pid().to_string(), hostname()),
+        Holder::Dead => (pids.dead.to_string(), hostname()),
+        Holder::Zombie => (pids.zombie.pid().to_string(), hostname()),
+        Holder::OtherHost => (pids.alive.pid().to_string(), "elsewhere.example".into()),
+        Holder::Unknown => ("null".to_string(), hostname()),
+    };
+    match record {
+        Record::ThisEnv => w.legacy_state("staging", at, &pid, &host),
+        Record::OtherEnv => w.legacy_state("production", at, &pid, &host),
+        Record::None => {
+            let _ = fs::remove_file(w.state_path());
+        }
+        Record::Garbage => w.write_state("{\"lock\": {\"locked\": tru\n"),
+    }
+}
+
+/// What each view says of the lock as it is now, then what `run` did.
+/// Returns a description of any disagreement.
+fn views_agree(w: &World, case: &str) -> Option<String> {
+    let quiet = w.deploy_lock(&["status", "staging", "--quiet"]).run();
+    quiet.any_code().any_stderr();
+    let json = w.deploy_lock(&["status", "staging", "--json"]).run();
+    json.any_code().any_stderr();
+    let v: serde_json::Value = match serde_json::from_str(&json.stdout) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("{case}: status --json is not JSON ({e}): {json:?}")),
+    };
+    let marker = w.tmp.path().join("ran");
+    let _ = fs::remove_file(&marker);
+    let run = w
+        .deploy_lock(&["run", "staging", "--", "touch", marker.to_str().unwrap()])
+        .run();
+    run.any_code().any_stderr();
+    let took = run.code == Some(0) && marker.exists();
+    let verdict = v["verdict"].as_str().unwrap_or("?").to_string();
+    let state_error = !v["state_error"].is_null();
+    let mut wrong = Vec::new();
+    if (quiet.code == Some(0)) != took {
+        wrong.push(format!("--quiet exits {:?}", quiet.code));
+    }
+    if !state_error && matches!(verdict.as_str(), "free" | "stale") != took {
+        wrong.push(format!("the JSON verdict is {verdict}"));
+    }
+    if state_error && (json.code != Some(65) || quiet.code != Some(65) || run.code != Some(65)) {
+        wrong.push(format!(
+            "an unusable state file: --json {:?}, --quiet {:?}, run {:?} (want 65 each)",
+            json.code, quiet.code, run.code
+        ));
+    }
+    if !took && quiet.code == Some(75) && run.code != Some(75) {
+        wrong.push(format!(
+            "--quiet says held (75) but run exits {:?}",
+            run.code
+        ));
+    }
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "{case}: run {} (exit {:?}) but {}\n  run's stderr: {}",
+            if took {
+                "took the lock"
+            } else {
+                "did not take it"
+            },
+            run.code,
+            wrong.join(", "),
+            run.stderr.trim_end()
+        )
+    })
+}
+
+/// Every combination of lock path, state record, holder and age, with the
+/// run lock free and with it held by a force-unlocked run that still runs
+/// (the announced unlock): `status --quiet`'s exit, the JSON verdict and
+/// `run -- touch` agree on whether a deploy starts.
+#[test]
+fn issue_21_every_view_agrees_with_run_across_the_state_space() {
+    let dirs = [
+        Dir::Absent,
+        Dir::Ours,
+        Dir::Foreign,
+        Dir::File,
+        Dir::Symlink,
+    ];
+    let holders = [
+        Holder::Alive,
+        Holder::Dead,
+        Holder::Zombie,
+        Holder::OtherHost,
+        Holder::Unknown,
+    ];
+    let mut cases = Vec::new();
+    for dir in dirs {
+        for record in [Record::ThisEnv, Record::OtherEnv] {
+            for holder in holders {
+                for age in [60, 7200] {
+                    cases.push((dir, record, holder, age));
+                }
+            }
+        }
+        for age in [60, 7200] {
+            cases.push((dir, Record::None, Holder::Unknown, age));
+        }
+        cases.push((dir, Record::Garbage, Holder::Unknown, 60));
+    }
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for run_held in [false, true] {
+        let w = World::new();
+        let pids = Pids::new(&w);
+        // The run lock held: a run whose lock was force-unlocked, its
+        // command still running.
+        let held = run_held.then(|| {
+            let (wrapper, probe, _) = hold_lock(&w, "run");
+            w.deploy_lock(&["unlock", "staging", "--yes"]).run();
+            (wrapper, probe)
+        });
+        for &(dir, record, holder, age) in &cases {
+            set_state(&w, &pids, dir, record, holder, age);
+            let case = format!(
+                "{dir:?} dir, {record:?} record, {holder:?} holder, {age} s old, run lock {}",
+                if run_held { "held" } else { "free" }
+            );
+            wrong.extend(views_agree(&w, &case));
+            checked += 1;
+        }
+        if let Some((wrapper, probe)) = held {
+            probe.send("exit 0");
+            finish(wrapper).any_code().any_stderr();
+        }
+    }
+    assert_eq!(checked, 2 * 5 * 23);
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} states disagree:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
