@@ -162,6 +162,10 @@ pub struct Inspection {
     /// its directory's `locked_at` file as a heartbeat for legacy readers, so
     /// that file is not an age for its own locks.)
     pub age_seconds: Option<i64>,
+    /// When this look was taken: the one clock reading behind its age and
+    /// every time a message derives from it (`since` = `now` - age), so no
+    /// message reads the clock a second time and lands a second off.
+    pub now: jiff::Timestamp,
     pub stale: bool,
     pub verdict: Verdict,
     /// The deploy-lock run holding the whole-run kernel lock, as its record

@@ -560,8 +560,10 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
         .and_then(|h| h.locked_by.clone())
         .unwrap_or_else(|| "an unknown holder".into());
     // The one age every message uses, as a time too.
+    // From the inspection's own clock reading: read again here, a second
+    // could tick between the age and this time.
     let since = match insp.age_seconds.and_then(|a| {
-        jiff::Timestamp::now()
+        insp.now
             .checked_sub(jiff::SignedDuration::from_secs(a))
             .ok()
     }) {

@@ -552,6 +552,7 @@ mod fuzz_tests {
                 holder,
                 liveness,
                 age_seconds: age,
+                now: facts.now,
                 stale,
             };
             let block = if modern {

@@ -186,7 +186,7 @@ impl<'a> LocalLock<'a> {
             && ls_ld.is_none()
         {
             let tz = crate::tz::system_time_zone();
-            *ls_ld = crate::lsld::ls_ld(&insp.lock_dir, self.ctx.now(), &tz).ok();
+            *ls_ld = crate::lsld::ls_ld(&insp.lock_dir, insp.now, &tz).ok();
         }
     }
 
@@ -257,7 +257,8 @@ impl<'a> LocalLock<'a> {
             .as_ref()
             .map(|h| liveness_of(h, &self.ctx.host))
             .unwrap_or(Liveness::NoRecord);
-        let now = self.ctx.now().as_second();
+        let now_ts = self.ctx.now();
+        let now = now_ts.as_second();
         // The one age source (see `status::Inspection::age_seconds`): the
         // acquisition time deploy-lock recorded in owner.json (its locked_at
         // file is a heartbeat for the legacy), else the legacy's locked_at,
@@ -281,7 +282,7 @@ impl<'a> LocalLock<'a> {
             i64::try_from(self.ctx.settings.stale_after.as_secs()).unwrap_or(i64::MAX);
         let stale = age_seconds.is_some_and(|a| a > stale_after);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
-        let view = self.legacy_view(&lock_dir, &path_kind, state.as_ref(), age_seconds);
+        let view = self.legacy_view(&lock_dir, &path_kind, state.as_ref(), age_seconds, now_ts);
         let mut insp = Inspection {
             run_holder: runlock::read_record(&self.ctx.settings.run_file(self.env)),
             network: None,
@@ -297,6 +298,7 @@ impl<'a> LocalLock<'a> {
             holder,
             liveness,
             age_seconds,
+            now: now_ts,
             stale,
             verdict,
         };
@@ -313,6 +315,7 @@ impl<'a> LocalLock<'a> {
         path_kind: &PathKind,
         state: Option<&StateDoc>,
         age: Option<i64>,
+        now: jiff::Timestamp,
     ) -> LegacyView {
         // The legacy tested `[ -d "$LOCK_DIR" ]`, which follows a symlink,
         // then printed `ls -ld` of the path itself.
@@ -328,7 +331,7 @@ impl<'a> LocalLock<'a> {
         };
         let stale_after_secs = self.ctx.settings.stale_after.as_secs();
         let facts = Facts {
-            now: self.ctx.now(),
+            now,
             host: &self.ctx.host,
             stale_after_secs,
             dir_age: (*path_kind == PathKind::Directory).then_some(age).flatten(),

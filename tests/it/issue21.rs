@@ -319,3 +319,24 @@ fn issue_21_every_view_agrees_with_run_across_the_state_space() {
         wrong.join("\n")
     );
 }
+
+/// One clock reading per look: a refusal's "since" is the lock's own time,
+/// never a second off because the message read the clock again after the
+/// age was taken (each try straddles a clock second now and then).
+#[test]
+fn issue_21_a_refusal_says_since_from_the_same_clock_reading_as_its_age() {
+    let w = World::new();
+    let pids = Pids::new(&w);
+    let at = now() - 125;
+    w.legacy_lock("staging", at);
+    w.legacy_state("staging", at, &pids.alive.pid().to_string(), &hostname());
+    let since = format!(
+        "ERROR: the staging lock is held by deploy@localhost since {} (",
+        iso(at)
+    );
+    for _ in 0..40 {
+        let out = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+        out.code(75).any_stderr();
+        assert!(out.stderr.starts_with(&since), "{}", out.stderr);
+    }
+}
