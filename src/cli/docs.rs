@@ -310,6 +310,7 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
                 ("126, 127", "run: the command could not be executed, or was not found.".into()),
                 ("signal N", "run --wait, wait: signal N ended the wait for the lock, and deploy-lock dies of it (a shell shows 128+N); the command never started.".into()),
                 ("other", "run and the ENV shorthand: the command's own exit status, or death by the signal that killed it.".into()),
+                ("N", "run --conflict-exit-code N (or DEPLOY_LOCK_CONFLICT_EXIT=N), like flock -E: a refusal (75), a --wait that gave up (124) and a lock lost while the command ran (76) exit N instead, so a command that itself exits 75, 124 or 76 can be told apart. The message is the same; errors of other kinds keep their codes.".into()),
             ],
         },
         Section {

@@ -142,11 +142,19 @@ pub fn execute_with(
             ))),
         },
         Operation::Run(r) => {
+            let conflict = r.conflict_exit;
             let plan = RunPlan::decide(ctx, r, req.remote);
             let env = plan.env;
             return run::run(ctx, store, plan, io)
                 .map(Outcome::Child)
-                .map_err(|f| f.for_env(env));
+                .map_err(|f| f.for_env(env))
+                .map_err(|f| match conflict {
+                    Some(code) if f.is_conflict() => Failure::Conflict {
+                        code,
+                        failure: Box::new(f),
+                    },
+                    _ => f,
+                });
         }
         Operation::Log(l) => ops::log(ctx.home.clone(), &l, io),
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),

@@ -166,11 +166,28 @@ pub enum Failure {
     ArgsAndCommand {
         words: Vec<OsString>,
     },
+    /// run --conflict-exit-code N: a conflict ([`Failure::is_conflict`])
+    /// said as itself, exiting N.
+    Conflict {
+        code: i32,
+        failure: Box<Failure>,
+    },
 }
 
 impl Failure {
+    /// What --conflict-exit-code renumbers: the lock refused (held), a
+    /// --wait that gave up, the lock lost while the command ran. Never the
+    /// command's own exit, a usage error or an I/O failure.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Failure::Held(_) | Failure::TimedOut { .. } | Failure::LockLost
+        ) || matches!(self, Failure::Lock(e) if lock_error_code(e) == HELD)
+    }
+
     pub fn code(&self, persona: Persona) -> i32 {
         let modern = match self {
+            Failure::Conflict { code, .. } => *code,
             Failure::Clap(_)
             | Failure::Usage(_)
             | Failure::LegacyUsage(_)

@@ -103,7 +103,7 @@ pub fn table(rows: &[Row]) -> String {
             (None, true, _) => "unknown".to_string(),
         };
         let age = match (i.locked(), i.age_seconds) {
-            (true, Some(a)) => format!("{}m {}s", a / 60, a % 60),
+            (true, Some(a)) => super::messages::age(a),
             _ => "-".to_string(),
         };
         cells.push([

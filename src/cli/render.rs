@@ -153,7 +153,11 @@ fn state_lines(r: &RecordView, stale_after: u64, style: Style, modern: bool) -> 
         lines.push(warn(texts::not_a_time(&or_na(&r.locked_at))));
     }
     if let Some(age) = r.age {
-        lines.push(texts::lock_age(age));
+        lines.push(if modern && age >= 86_400 {
+            format!("  Lock age: {}", messages::age(age))
+        } else {
+            texts::lock_age(age)
+        });
         if r.stale {
             lines.push(format!(
                 "  {}",

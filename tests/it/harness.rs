@@ -560,6 +560,22 @@ impl Out {
         assert_one_of(&self.stderr, wants, "stderr", &self.stdout);
         self
     }
+    /// stderr is `run --wait`'s progress lines (printed off a terminal at
+    /// every interval, as many as the machine's pace gave) followed by
+    /// exactly `want`.
+    #[track_caller]
+    pub fn stderr_after_waiting(&self, want: &str) -> &Out {
+        self.stderr_seen.set(true);
+        let mut rest = self.stderr.as_str();
+        while let Some((line, tail)) = rest.split_once('\n') {
+            if !is_waiting_line(line) {
+                break;
+            }
+            rest = tail;
+        }
+        assert_text(rest, want, "stderr after the progress lines", &self.stdout);
+        self
+    }
     /// stdout equals one of `wants` (a clock second may tick during the run).
     #[track_caller]
     pub fn stdout_one_of(&self, wants: &[String]) -> &Out {
@@ -586,6 +602,22 @@ impl Drop for Out {
             );
         }
     }
+}
+
+/// `Waiting for the ENV lock (WHO)... Nm Ss`: run --wait's progress line.
+pub fn is_waiting_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("Waiting for the ") else {
+        return false;
+    };
+    let Some((_, time)) = rest.rsplit_once(")... ") else {
+        return false;
+    };
+    let mut words = time.split(' ');
+    let ok = |w: Option<&str>, unit: char| {
+        w.and_then(|w| w.strip_suffix(unit))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    ok(words.next(), 'm') && ok(words.next(), 's') && words.next().is_none()
 }
 
 /// `got` is one of `wants`; otherwise the diff against the first.

@@ -191,7 +191,7 @@ fn signal_rounds(sig: Signal, rounds: usize) {
         let want = 128 + sig as i32;
         h.any_stderr().code(want);
         let wout = finish(waiter);
-        wout.code(0);
+        wout.code(0).stderr_after_waiting("");
         let ran_refused = stream.stop();
         stats.0 += ran_refused.0;
         stats.1 += ran_refused.1;
@@ -581,7 +581,7 @@ fn issue_10_unlock_by_id_removes_only_that_lock() {
         .stdout("");
     let refused = w.deploy_lock(&["run", "staging", "--", "true"]).run();
     refused.code(75).stderr(&format!(
-        "ERROR: the staging lock is held by a deploy-lock run's command, pid {cmd_pid} (under deploy-lock pid {}); it frees when that process ends.\n  \
+        "ERROR: the staging lock is held by a deploy-lock run's command, pid {cmd_pid}, under deploy-lock pid {}; it frees when that process ends.\n  \
          wait for it:      deploy-lock run --wait staging -- true\n  \
          details:          deploy-lock status staging\n",
         a.pid()
@@ -761,7 +761,7 @@ fn issue_10_a_waiter_on_the_kernel_lock_keeps_progress_timeout_and_signals() {
         .spawn_pty();
     pty.expect(
         &format!(
-            "Waiting for the staging lock (held by a deploy-lock run's command, pid {cmd} (under deploy-lock pid {wrapper}))... 0m 0s"
+            "Waiting for the staging lock (held by a deploy-lock run's command, pid {cmd}, under deploy-lock pid {wrapper})... 0m 0s"
         ),
         PATIENCE,
     );
@@ -769,7 +769,7 @@ fn issue_10_a_waiter_on_the_kernel_lock_keeps_progress_timeout_and_signals() {
     assert_eq!(st.code(), Some(124), "{}", pty.text());
     assert!(
         pty.text().contains(&format!(
-            "ERROR: gave up after 1 second waiting for the staging lock (held by a deploy-lock run's command, pid {cmd} (under deploy-lock pid {wrapper}))"
+            "ERROR: gave up after 1 second waiting for the staging lock (held by a deploy-lock run's command, pid {cmd}, under deploy-lock pid {wrapper})"
         )),
         "{}",
         pty.text()

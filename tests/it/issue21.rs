@@ -340,3 +340,181 @@ fn issue_21_a_refusal_says_since_from_the_same_clock_reading_as_its_age() {
         assert!(out.stderr.starts_with(&since), "{}", out.stderr);
     }
 }
+
+/// `--conflict-exit-code N` / DEPLOY_LOCK_CONFLICT_EXIT: a refusal and a
+/// --wait that gives up exit N with their usual words; the command's own
+/// 75 still passes through, so the two are told apart.
+#[test]
+fn issue_21_conflict_exit_code_renumbers_refusals_and_timeouts_only() {
+    let w = World::new();
+    let (holder, probe, cmd) = hold_lock(&w, "holder");
+    let plain = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    plain.code(75).any_stderr();
+    let flagged = w
+        .deploy_lock(&["run", "--conflict-exit-code", "3", "staging", "--", "true"])
+        .run();
+    flagged.code(3).stdout("").any_stderr();
+    // The same refusal (its age may tick, its retry has the user's words).
+    let head = |t: &str| {
+        t.lines()
+            .take(2)
+            .map(|l| l.split(" since ").next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        head(&flagged.stderr),
+        head(&plain.stderr),
+        "{}",
+        flagged.stderr
+    );
+    assert!(
+        flagged
+            .stderr
+            .contains(&format!("Running on this host: sig-child.sh (pid {cmd})")),
+        "{}",
+        flagged.stderr
+    );
+    // The shorthand reads it too, and the variable.
+    w.script("deploy/scripts/deploy.sh", "#!/bin/sh\nexit 0\n");
+    w.deploy_lock(&["staging", "--conflict-exit-code=9"])
+        .run()
+        .code(9)
+        .any_stderr();
+    let timeout = w
+        .deploy_lock(&["run", "--wait=0.2", "staging", "--", "true"])
+        .env("DEPLOY_LOCK_CONFLICT_EXIT", "4")
+        .env("DEPLOY_LOCK_WAIT_INTERVAL", "60")
+        .run();
+    timeout.code(4).stdout("").stderr(&format!(
+        "Waiting for the staging lock (held by a deploy-lock run's command, pid {cmd}, under deploy-lock pid {})... 0m 0s\n\
+         ERROR: gave up after 0.2 seconds waiting for the staging lock (held by a deploy-lock run's command, pid {cmd}, under deploy-lock pid {})\n",
+        holder.pid(),
+        holder.pid()
+    ));
+    probe.send("exit 0");
+    finish(holder).code(0).any_stderr();
+    // Free now: the command runs, and its own 75 is its own.
+    w.deploy_lock(&[
+        "run",
+        "--conflict-exit-code",
+        "3",
+        "staging",
+        "--",
+        "sh",
+        "-c",
+        "exit 75",
+    ])
+    .run()
+    .code(75);
+    // 0 would make a refusal look like success: refused as usage.
+    let zero = w
+        .deploy_lock(&["run", "--conflict-exit-code", "0", "staging", "--", "true"])
+        .run();
+    zero.code(2).any_stderr();
+    assert!(
+        zero.stderr
+            .starts_with("ERROR: invalid value '0' for '--conflict-exit-code <N>'"),
+        "{}",
+        zero.stderr
+    );
+}
+
+/// Off a terminal (a CI log), `run --wait` prints a progress line at once
+/// and then one per --wait-interval, so a waiting job is never silent.
+#[test]
+fn issue_21_run_wait_prints_progress_off_a_terminal() {
+    let w = World::new();
+    let (holder, probe, cmd) = hold_lock(&w, "holder");
+    let out = w
+        .deploy_lock(&[
+            "run",
+            "--wait=1",
+            "--wait-interval=0.2",
+            "staging",
+            "--",
+            "true",
+        ])
+        .run();
+    out.code(124).stdout("").any_stderr();
+    let phrase = format!(
+        "held by a deploy-lock run's command, pid {cmd}, under deploy-lock pid {}",
+        holder.pid()
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let (last, progress) = lines.split_last().unwrap();
+    assert_eq!(
+        *last,
+        format!("ERROR: gave up after 1 second waiting for the staging lock ({phrase})")
+    );
+    assert_eq!(
+        progress[0],
+        format!("Waiting for the staging lock ({phrase})... 0m 0s"),
+        "{}",
+        out.stderr
+    );
+    // One line per 0.2 s beat of the second (how many beats a loaded
+    // machine fits in is not asserted beyond the first few).
+    assert!(progress.len() >= 2, "{}", out.stderr);
+    for l in progress {
+        assert!(
+            *l == format!("Waiting for the staging lock ({phrase})... 0m 0s"),
+            "{}",
+            out.stderr
+        );
+    }
+    probe.send("exit 0");
+    finish(holder).code(0).any_stderr();
+}
+
+/// A shorthand typo gets a suggestion, for commands and environments.
+#[test]
+fn issue_21_shorthand_typos_get_a_suggestion() {
+    let w = World::new();
+    w.deploy_lock(&["stauts"]).run().code(2).stderr(
+        "ERROR: 'stauts' is neither an environment (development, staging, production) nor a command; a similar command exists: 'status'; see deploy-lock --help\n",
+    );
+    w.deploy_lock(&["stagign", "--dry-run"]).run().code(2).stderr(
+        "ERROR: 'stagign' is neither an environment (development, staging, production) nor a command; a similar environment exists: 'staging'; see deploy-lock --help\n",
+    );
+    w.deploy_lock(&["frobnicate"]).run().code(2).stderr(
+        "ERROR: 'frobnicate' is neither an environment (development, staging, production) nor a command; see deploy-lock --help\n",
+    );
+}
+
+/// A lock more than a day old: `2d 7h` in the modern persona (status block,
+/// refusal, list), minutes and seconds in unlock.sh's legacy block.
+#[test]
+fn issue_21_ages_over_a_day_are_days_and_hours() {
+    let w = World::new();
+    let pids = Pids::new(&w);
+    let age = 2 * 86_400 + 7 * 3600 + 5 * 60;
+    let at = now() - age;
+    w.legacy_lock("staging", at);
+    w.legacy_state("staging", at, &pids.alive.pid().to_string(), &hostname());
+    let modern = w.deploy_lock(&["status", "staging"]).run();
+    assert!(
+        modern.stdout.contains("\n  Lock age: 2d 7h\n"),
+        "{}",
+        modern.stdout
+    );
+    let legacy = w.unlock_sh(&["staging", "--status"]).run();
+    legacy.any_code();
+    assert!(
+        legacy.stdout.contains("\n  Lock age: 3305m ")
+            || legacy.stdout.contains("\n  Lock age: 3306m "),
+        "{}",
+        legacy.stdout
+    );
+    let refused = w.deploy_lock(&["run", "staging", "--", "true"]).run();
+    refused.code(75).any_stderr();
+    assert!(
+        refused.stderr.starts_with(&format!(
+            "ERROR: the staging lock is held by deploy@localhost since {} (2d 7h ago).\n",
+            iso(at)
+        )),
+        "{}",
+        refused.stderr
+    );
+    let list = w.deploy_lock(&["list"]).run();
+    assert!(list.stdout.contains("  2d 7h  "), "{}", list.stdout);
+}
