@@ -80,18 +80,36 @@ pub(super) fn env_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// Settings (global args) that do nothing for a subcommand, left off its man
-/// page and its completions: the wait settings for status and unlock, every
-/// lock setting for log.
+/// Settings (global args) that do nothing for a subcommand, left off its
+/// --help, its man page and its completions: the wait settings where
+/// nothing waits, the etcd lease TTL where no lease is taken, every lock
+/// setting for log (it reads the audit trail only), all of them for
+/// generate.
 pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
     match sub {
-        "status" | "unlock" => &["wait_interval", "wait_timeout"],
+        "status" | "list" | "unlock" | "check" => &["wait_interval", "wait_timeout", "etcd_ttl"],
+        "wait" => &["etcd_ttl"],
         "log" => &[
             "lock_dir",
             "project_root",
             "stale_secs",
             "wait_interval",
             "wait_timeout",
+            "backend",
+            "etcd_endpoints",
+            "etcd_prefix",
+            "etcd_ttl",
+        ],
+        "generate" => &[
+            "lock_dir",
+            "project_root",
+            "stale_secs",
+            "wait_interval",
+            "wait_timeout",
+            "backend",
+            "etcd_endpoints",
+            "etcd_prefix",
+            "etcd_ttl",
         ],
         _ => &[],
     }

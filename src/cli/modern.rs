@@ -551,9 +551,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
         Ok(m) => m,
         Err(e) if e.use_stderr() => return Err(Failure::Clap(e)),
         // --help, --version: clap's text on stdout, from the whole definition
-        // (the variables shown beside their flags).
+        // (the variables shown beside their flags), each subcommand showing
+        // only the settings it reads (as its man page does).
         Err(e) => {
-            let e = Cli::command()
+            let e = super::docs::deploy_lock_command()
                 .try_get_matches_from(&args)
                 .err()
                 .unwrap_or(e);

@@ -518,3 +518,57 @@ fn issue_21_ages_over_a_day_are_days_and_hours() {
     let list = w.deploy_lock(&["list"]).run();
     assert!(list.stdout.contains("  2d 7h  "), "{}", list.stdout);
 }
+
+/// Each subcommand's --help lists the settings it reads, and only those.
+#[test]
+fn issue_21_each_subcommand_help_shows_only_the_settings_it_reads() {
+    let w = World::new();
+    let all = [
+        "--lock-dir",
+        "--project-root",
+        "--stale-secs",
+        "--wait-interval",
+        "--wait-timeout",
+        "--backend",
+        "--etcd-endpoints",
+        "--etcd-prefix",
+        "--etcd-ttl",
+    ];
+    let cases: [(&str, &[&str]); 6] = [
+        ("run", &all),
+        ("wait", &all[..8]),
+        (
+            "status",
+            &[
+                "--lock-dir",
+                "--project-root",
+                "--stale-secs",
+                "--backend",
+                "--etcd-endpoints",
+                "--etcd-prefix",
+            ],
+        ),
+        (
+            "unlock",
+            &[
+                "--lock-dir",
+                "--project-root",
+                "--stale-secs",
+                "--backend",
+                "--etcd-endpoints",
+                "--etcd-prefix",
+            ],
+        ),
+        ("log", &[]),
+        ("generate", &[]),
+    ];
+    for (sub, want) in cases {
+        let help = w.deploy_lock(&[sub, "--help"]).run();
+        let shown: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|f| help.stdout.contains(&format!("  {f} <")))
+            .collect();
+        assert_eq!(shown, want, "{sub} --help:\n{}", help.stdout);
+    }
+}
