@@ -115,6 +115,17 @@ pub fn wait(
     io: &mut Io<'_>,
 ) -> Result<(), Failure> {
     let insp = store.inspect(env)?;
+    // Nothing to wait for: one line, not the whole block (unlock.sh keeps
+    // the legacy's block, header and release line).
+    if persona == Persona::DeployLock && insp.verdict == deploy_lock::status::Verdict::Free {
+        writeln!(
+            io.out,
+            "The {env} lock is free (no lock directory at {}); nothing to wait for.",
+            store.location(env).display()
+        )?;
+        io.out.flush()?;
+        return Ok(());
+    }
     io.out
         .write_all(block(&insp, persona, io.out_style).as_bytes())?;
     // A dead holder's lock is never released by waiting: say so at once.
