@@ -199,3 +199,149 @@ fn blocked(insp: &Inspection) -> Verdict {
         v => v,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environment::Environment;
+    use crate::fsops::DirSnapshot;
+    use crate::lock::runlock::RunHolder;
+    use crate::status::{Holder, HolderSource, verdict};
+    use crate::view::{DirView, LegacyView};
+
+    /// A look at a lock in a folder that does not exist (so the removal
+    /// rule sees no sticky parent): `entries` inside a directory, or none.
+    fn look(kind: PathKind, liveness: Liveness, recorded: bool, stale: bool) -> Inspection {
+        let holder = recorded.then(|| Holder {
+            source: HolderSource::StateFile,
+            lock_id: Some("lock_a".into()),
+            deployment_id: None,
+            locked_by: None,
+            locked_at: None,
+            pid: Some(1),
+            hostname: None,
+            processes: Vec::new(),
+        });
+        Inspection {
+            environment: Environment::Staging,
+            view: LegacyView {
+                dir: DirView::Missing { blocked_by: None },
+                obstruction: None,
+                record: None,
+                no_checkout: None,
+                stale_after_secs: 1800,
+            },
+            lock_dir: "/nonexistent-deploy-lock-decision/x.lock".into(),
+            dir: (kind == PathKind::Directory).then(|| DirSnapshot {
+                identity: None,
+                mtime: 0,
+                entries: vec!["locked_at".into()],
+            }),
+            verdict: verdict(&kind, &liveness, recorded, stale),
+            path_kind: kind,
+            locked_at_file: None,
+            owner: None,
+            state_file: "/nonexistent-deploy-lock-decision/state.json".into(),
+            state: None,
+            holder,
+            liveness,
+            age_seconds: Some(60),
+            now: jiff::Timestamp::UNIX_EPOCH,
+            stale,
+            run_holder: None,
+            network: None,
+        }
+    }
+
+    fn alive() -> Liveness {
+        Liveness::Alive {
+            pid: 1,
+            comm: "deploy.sh".into(),
+        }
+    }
+
+    fn run_holder() -> Option<RunHolder> {
+        Some(RunHolder {
+            pid: 2,
+            lock_id: Some("lock_a".into()),
+            command: Some(3),
+        })
+    }
+
+    #[test]
+    fn free_and_stale_are_exactly_what_run_takes() {
+        let free = decide(&look(PathKind::Missing, Liveness::NoRecord, false, false));
+        assert_eq!((free.verdict, free.run), (Verdict::Free, RunChoice::Take));
+        let stale = decide(&look(PathKind::Directory, Liveness::Dead, true, true));
+        assert_eq!(
+            (stale.verdict, stale.run),
+            (Verdict::Stale, RunChoice::TakeOver)
+        );
+        let held = decide(&look(PathKind::Directory, alive(), true, true));
+        assert_eq!(
+            (held.verdict, held.run),
+            (Verdict::Held, RunChoice::Refuse(BusyReason::HolderAlive))
+        );
+        let orphan = look(PathKind::Directory, Liveness::Dead, true, false);
+        assert_eq!(decide(&orphan).run, RunChoice::Refuse(BusyReason::NotStale));
+        let forced = Asker {
+            force: true,
+            holds_run_lock: true,
+        };
+        assert_eq!(decide_as(&orphan, forced).run, RunChoice::TakeOver);
+        // An unknown holder: never by force.
+        let unknown = look(PathKind::Directory, Liveness::NoRecord, false, false);
+        assert_eq!(decide(&unknown).verdict, Verdict::Unknown);
+        assert!(!decide_as(&unknown, forced).takes());
+        let obstructed = decide(&look(PathKind::Symlink, Liveness::NoRecord, false, true));
+        assert_eq!(obstructed.verdict, Verdict::Obstructed);
+        assert!(!obstructed.takes());
+    }
+
+    /// The run lock outranks the directory: a force-unlocked run still
+    /// running is `released_running`; a live holder's lock stays `held`.
+    #[test]
+    fn a_running_run_refuses_whatever_the_directory_says() {
+        let mut gone = look(PathKind::Missing, Liveness::NoRecord, false, false);
+        gone.run_holder = run_holder();
+        let d = decide(&gone);
+        assert_eq!(
+            (d.verdict, d.run),
+            (
+                Verdict::ReleasedRunning,
+                RunChoice::Refuse(BusyReason::RunHeld)
+            )
+        );
+        // Deciding again on the decided look gives the same answer.
+        gone.verdict = d.verdict;
+        assert_eq!(decide(&gone), d);
+        let mut stale = look(PathKind::Directory, Liveness::Dead, true, true);
+        stale.run_holder = run_holder();
+        assert_eq!(decide(&stale).verdict, Verdict::ReleasedRunning);
+        let mut held = look(PathKind::Directory, alive(), true, false);
+        held.run_holder = run_holder();
+        assert_eq!(decide(&held).verdict, Verdict::Held);
+        // The run itself, holding the run lock, is not kept out by it.
+        let mine = Asker {
+            force: false,
+            holds_run_lock: true,
+        };
+        assert_eq!(decide_as(&gone, mine).run, RunChoice::Take);
+    }
+
+    #[test]
+    fn a_stale_lock_with_foreign_files_is_blocked() {
+        let mut l = look(PathKind::Directory, Liveness::Dead, true, true);
+        l.dir.as_mut().unwrap().entries.push("notes.txt".into());
+        let d = decide(&l);
+        assert_eq!(
+            (d.verdict, d.run),
+            (
+                Verdict::Blocked,
+                RunChoice::Refuse(BusyReason::ForeignContents)
+            )
+        );
+        l.verdict = d.verdict;
+        assert_eq!(decide(&l), d);
+    }
+}
