@@ -828,6 +828,29 @@ mod tests {
         }
     }
 
+    /// `try_acquire` a moment after this process let its run lock go: a
+    /// child another test thread forked meanwhile shares the run file's
+    /// open description (and so its flock) until it execs, which a loaded
+    /// machine can delay; that is the only RunHeld waited out here.
+    fn settled(lock: &LocalLock<'_>, pid: ProcessIdentity) -> Acquire {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match lock.try_acquire(false, pid.clone()).unwrap() {
+                Acquire::Busy {
+                    reason: BusyReason::RunHeld,
+                    ..
+                } if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                a => return a,
+            }
+        }
+    }
+
+    fn acquired_again(lock: &LocalLock<'_>) -> Box<HeldLock> {
+        acquired(settled(lock, me()))
+    }
+
     fn busy(a: Acquire) -> BusyReason {
         match a {
             Acquire::Acquired(_) => panic!("acquired"),
@@ -876,15 +899,12 @@ mod tests {
         fsops::replace_file_at(&fd, OWNER_FILE, &serde_json::to_vec(&record).unwrap()).unwrap();
         std::mem::forget(held);
         assert_eq!(lock.inspect().unwrap().verdict, Verdict::Orphaned);
-        assert_eq!(
-            busy(lock.try_acquire(false, me()).unwrap()),
-            BusyReason::NotStale
-        );
+        assert_eq!(busy(settled(&lock, me())), BusyReason::NotStale);
         let mut later = c.clone();
         later.clock = Clock::Fixed(c.now() + jiff::SignedDuration::from_mins(31));
         let stale = LocalLock::new(&later, Environment::Staging);
         assert_eq!(stale.inspect().unwrap().verdict, Verdict::Stale);
-        let taken = acquired(stale.try_acquire(false, me()).unwrap());
+        let taken = acquired(settled(&stale, me()));
         let prev = taken.took_over.as_ref().and_then(|t| t.holder.as_ref());
         assert_eq!(prev.and_then(|h| h.pid), Some(record.pid));
         assert_eq!(stale.release(*taken).unwrap().outcome, Release::Released);
@@ -907,7 +927,7 @@ mod tests {
         assert_eq!(note.by, c.locked_by());
         // Its command ended (its kernel lock with it), but not its release yet.
         first.run.take();
-        let second = acquired(lock.try_acquire(false, me()).unwrap());
+        let second = acquired_again(&lock);
         assert!(matches!(
             lock.release(*first).unwrap().outcome,
             Release::TakenByOther { .. }
@@ -936,7 +956,7 @@ mod tests {
         let shown = Shown::of(&lock.inspect().unwrap());
         first.run.take();
         lock.release(*first).unwrap();
-        let second = acquired(lock.try_acquire(false, me()).unwrap());
+        let second = acquired_again(&lock);
         match lock.force_unlock(Some(&shown)).unwrap() {
             Unlock::ChangedHands { now } => assert_eq!(
                 now.and_then(|h| h.lock_id),
