@@ -6,10 +6,10 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use clap::{Arg, ArgAction, ArgGroup, Command, CommandFactory, ValueEnum};
+use clap::{Arg, ArgAction, ArgGroup, Command, ValueEnum};
 use deploy_lock::Environment;
 
-use super::modern::Cli;
+use super::modern::deploy_lock_command;
 
 /// The legacy `unlock.sh` interface as a clap Command, for its man page and
 /// completions. Parsing stays hand-written (legacy.rs) to keep the legacy
@@ -78,71 +78,6 @@ pub(super) fn env_names() -> Vec<&'static str> {
         .iter()
         .map(|e| e.as_str())
         .collect()
-}
-
-/// Settings (global args) that do nothing for a subcommand, left off its
-/// --help, its man page and its completions: the wait settings where
-/// nothing waits, the etcd lease TTL where no lease is taken, every lock
-/// setting for log (it reads the audit trail only), all of them for
-/// generate.
-pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
-    match sub {
-        "status" | "list" | "unlock" | "check" => &["wait_interval", "wait_timeout", "etcd_ttl"],
-        "wait" => &["etcd_ttl"],
-        "log" => &[
-            "lock_dir",
-            "project_root",
-            "stale_secs",
-            "wait_interval",
-            "wait_timeout",
-            "backend",
-            "etcd_endpoints",
-            "etcd_prefix",
-            "etcd_ttl",
-        ],
-        "generate" => &[
-            "lock_dir",
-            "project_root",
-            "stale_secs",
-            "wait_interval",
-            "wait_timeout",
-            "backend",
-            "etcd_endpoints",
-            "etcd_prefix",
-            "etcd_ttl",
-        ],
-        _ => &[],
-    }
-}
-
-/// The definition the man pages describe: a setting that does nothing for a
-/// subcommand gets a hidden local copy there, which keeps clap from adding
-/// the global one; parsing is unchanged (it uses `Cli` itself).
-pub fn deploy_lock_command() -> Command {
-    let cmd = Cli::command();
-    let globals: Vec<clap::Arg> = cmd
-        .get_arguments()
-        .filter(|a| a.is_global_set())
-        .cloned()
-        .collect();
-    let names: Vec<String> = cmd
-        .get_subcommands()
-        .map(|s| s.get_name().to_string())
-        .collect();
-    let mut cmd = cmd;
-    for sub in names {
-        let ids = inapplicable(&sub);
-        cmd = cmd.mut_subcommand(sub.as_str(), |mut s| {
-            for a in globals
-                .iter()
-                .filter(|a| ids.contains(&a.get_id().as_str()))
-            {
-                s = s.arg(a.clone().global(false).hide(true));
-            }
-            s
-        });
-    }
-    cmd
 }
 
 /// The man pages' date: the release's, fixed so that builds are reproducible.

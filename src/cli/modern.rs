@@ -51,6 +51,71 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Settings (global args) that do nothing for a subcommand, left off its
+/// --help, its man page and its completions: the wait settings where
+/// nothing waits, the etcd lease TTL where no lease is taken, every lock
+/// setting for log (it reads the audit trail only), all of them for
+/// generate.
+pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
+    match sub {
+        "status" | "list" | "unlock" | "check" => &["wait_interval", "wait_timeout", "etcd_ttl"],
+        "wait" => &["etcd_ttl"],
+        "log" => &[
+            "lock_dir",
+            "project_root",
+            "stale_secs",
+            "wait_interval",
+            "wait_timeout",
+            "backend",
+            "etcd_endpoints",
+            "etcd_prefix",
+            "etcd_ttl",
+        ],
+        "generate" => &[
+            "lock_dir",
+            "project_root",
+            "stale_secs",
+            "wait_interval",
+            "wait_timeout",
+            "backend",
+            "etcd_endpoints",
+            "etcd_prefix",
+            "etcd_ttl",
+        ],
+        _ => &[],
+    }
+}
+
+/// The definition the man pages describe: a setting that does nothing for a
+/// subcommand gets a hidden local copy there, which keeps clap from adding
+/// the global one; parsing is unchanged (it uses `Cli` itself).
+pub fn deploy_lock_command() -> clap::Command {
+    let cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut cmd = cmd;
+    for sub in names {
+        let ids = inapplicable(&sub);
+        cmd = cmd.mut_subcommand(sub.as_str(), |mut s| {
+            for a in globals
+                .iter()
+                .filter(|a| ids.contains(&a.get_id().as_str()))
+            {
+                s = s.arg(a.clone().global(false).hide(true));
+            }
+            s
+        });
+    }
+    cmd
+}
+
 /// run's --conflict-exit-code as a variable.
 pub const ENV_CONFLICT_EXIT: &str = "DEPLOY_LOCK_CONFLICT_EXIT";
 
@@ -554,7 +619,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
         // (the variables shown beside their flags), each subcommand showing
         // only the settings it reads (as its man page does).
         Err(e) => {
-            let e = super::docs::deploy_lock_command()
+            let e = deploy_lock_command()
                 .try_get_matches_from(&args)
                 .err()
                 .unwrap_or(e);
