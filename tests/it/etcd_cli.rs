@@ -334,7 +334,8 @@ fn a_sigkilled_holder_is_free_within_ttl_and_its_command_dead() {
     let _ = holder.0.wait();
     let t = Instant::now();
     let out = b.dl(&["run", "--wait=10", "staging", "--", "true"]).run();
-    out.code(0);
+    // Issue 21: progress lines while it waited (off a terminal).
+    out.code(0).stderr_after_waiting("");
     assert!(
         t.elapsed() < Duration::from_secs(4),
         "free after {:?}",
@@ -477,7 +478,7 @@ fn a_holder_stopped_past_its_ttl_stops_its_command_on_resume_and_leaves_the_new_
     assert_eq!(v["fencing_token"], token_b);
     fs::write(&go_b, "").unwrap();
     let out = finish(new);
-    out.code(0);
+    out.code(0).stderr_after_waiting("");
     assert_eq!(out.stdout, "b-done\n");
 }
 

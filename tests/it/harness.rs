@@ -708,8 +708,17 @@ impl Pty {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                while let Ok(chunk) = self.rx.recv_timeout(Duration::from_millis(200)) {
-                    self.seen.extend(chunk);
+                // Everything it wrote: the reader ends (EIO) once nothing
+                // holds the terminal any more, however slowly a loaded
+                // machine hands the last bytes over; a descendant that keeps
+                // it open is given a few seconds.
+                let drained = Instant::now() + Duration::from_secs(5);
+                loop {
+                    let left = drained.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(left) {
+                        Ok(chunk) => self.seen.extend(chunk),
+                        Err(_) => break,
+                    }
                 }
                 return st;
             }
