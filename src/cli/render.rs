@@ -344,6 +344,10 @@ pub fn verdict_line(insp: &Inspection) -> String {
                 "it is another user's, in a folder where only owners remove entries"
             }
         ),
+        (Verdict::Held, _) if !insp.locked() => format!(
+            "a deploy-lock run (pid {}) is taking it right now",
+            insp.run_holder.as_ref().map_or(0, |r| r.pid)
+        ),
         (Verdict::Held, Liveness::Alive { pid, comm }) => {
             let name = display_name(*pid, comm);
             format!("{name} (pid {pid}) is running; it is never taken over while alive")

@@ -109,13 +109,13 @@ fn obstructed(insp: &Inspection, _: Asker) -> Option<Decision> {
 /// Another deploy-lock run holds the whole-run kernel lock: its command
 /// still runs, even when its lock directory was force-unlocked meanwhile
 /// (then the verdict is `released_running`: no directory, yet nothing
-/// starts until that command ends).
+/// starts until that command ends). A run that has not recorded a lock id
+/// yet is taking the lock this very moment: `held`.
 fn run_still_running(insp: &Inspection, asker: Asker) -> Option<Decision> {
-    if asker.holds_run_lock || insp.run_holder.is_none() {
-        return None;
-    }
+    let run = insp.run_holder.as_ref().filter(|_| !asker.holds_run_lock)?;
     let verdict = match base(insp) {
-        Verdict::Free | Verdict::Stale => Verdict::ReleasedRunning,
+        Verdict::Free | Verdict::Stale if run.lock_id.is_some() => Verdict::ReleasedRunning,
+        Verdict::Free | Verdict::Stale => Verdict::Held,
         v => v,
     };
     refuse(verdict, BusyReason::RunHeld)
@@ -321,6 +321,18 @@ mod tests {
         let mut held = look(PathKind::Directory, alive(), true, false);
         held.run_holder = run_holder();
         assert_eq!(decide(&held).verdict, Verdict::Held);
+        // A run still taking the lock (no lock id recorded yet): held.
+        let mut taking = look(PathKind::Missing, Liveness::NoRecord, false, false);
+        taking.run_holder = Some(RunHolder {
+            pid: 2,
+            lock_id: None,
+            command: None,
+        });
+        let d = decide(&taking);
+        assert_eq!(
+            (d.verdict, d.run),
+            (Verdict::Held, RunChoice::Refuse(BusyReason::RunHeld))
+        );
         // The run itself, holding the run lock, is not kept out by it.
         let mine = Asker {
             force: false,
