@@ -115,6 +115,12 @@ pub enum Verdict {
     Unknown,
     /// Something that is not a directory sits at the lock path.
     Obstructed,
+    /// No lock directory (it was force-unlocked), but the deploy-lock run
+    /// that held it still runs its command: nothing starts until it ends.
+    ReleasedRunning,
+    /// Stale, but `run` cannot take it over: files that are not ours inside,
+    /// or another user's directory this one may not remove.
+    Blocked,
 }
 
 impl Verdict {
@@ -126,6 +132,8 @@ impl Verdict {
             Verdict::Orphaned => "orphaned",
             Verdict::Unknown => "unknown",
             Verdict::Obstructed => "obstructed",
+            Verdict::ReleasedRunning => "released_running",
+            Verdict::Blocked => "blocked",
         }
     }
 }
@@ -154,6 +162,10 @@ pub struct Inspection {
     /// its directory's `locked_at` file as a heartbeat for legacy readers, so
     /// that file is not an age for its own locks.)
     pub age_seconds: Option<i64>,
+    /// When this look was taken: the one clock reading behind its age and
+    /// every time a message derives from it (`since` = `now` - age), so no
+    /// message reads the clock a second time and lands a second off.
+    pub now: jiff::Timestamp,
     pub stale: bool,
     pub verdict: Verdict,
     /// The deploy-lock run holding the whole-run kernel lock, as its record
@@ -247,7 +259,9 @@ impl Inspection {
     }
 }
 
-/// Liveness first, age second (see the README's rules).
+/// The store's classification of a lock directory: liveness first, age
+/// second (see the README's rules). `crate::lock::decide` refines it with
+/// what else decides a run (the run lock, the directory's contents).
 pub fn verdict(
     path_kind: &PathKind,
     liveness: &Liveness,

@@ -53,7 +53,6 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l stale
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l backend -d 'Where locks live: this host\'s lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env\'s, else local]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l etcd-endpoints -d 'etcd client URLs, comma-separated, tried in order' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l json -d 'Print one JSON object instead of the status block'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s q -l quiet -d 'Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s h -l help -d 'Print help'
@@ -65,7 +64,6 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l stale-s
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l backend -d 'Where locks live: this host\'s lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env\'s, else local]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l etcd-endpoints -d 'etcd client URLs, comma-separated, tried in order' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l json -d 'Print one JSON object instead of the status block'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s q -l quiet -d 'Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s h -l help -d 'Print help'
@@ -79,7 +77,6 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l wait-ti
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l backend -d 'Where locks live: this host\'s lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env\'s, else local]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l etcd-endpoints -d 'etcd client URLs, comma-separated, tried in order' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l id -d 'Remove the lock only if it is still this one (the Lock ID `status` shows)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
@@ -90,7 +87,6 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l stale
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l backend -d 'Where locks live: this host\'s lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env\'s, else local]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l etcd-endpoints -d 'etcd client URLs, comma-separated, tried in order' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s y -l yes -d 'Do not ask for confirmation'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -l reset-state -d 'Recover from a state file that is not valid JSON: back it up beside itself (the time in its name), write a fresh one with the lock released, and remove the lock directory'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unlock" -s h -l help -d 'Print help'
@@ -98,14 +94,12 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l token 
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l stale-secs -d 'A lock older than this is stale' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l wait-timeout -d 'Give up waiting after this many seconds' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l backend -d 'Where locks live: this host\'s lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env\'s, else local]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l etcd-endpoints -d 'etcd client URLs, comma-separated, tried in order' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
@@ -121,13 +115,10 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l force -d
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s n -l lines -d 'Only the last N lines' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l since -d 'Only events since DURATION ago (90s, 30m, 2h, 1d, "1h 30m") or a UTC time (2026-02-03T20:00:00Z)' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l backend -d 'Where locks live: this host\'s lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env\'s, else local]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l etcd-endpoints -d 'etcd client URLs, comma-separated, tried in order' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l json -d 'One JSON object per line, as recorded, plus `line` and `held_seconds`'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
@@ -142,6 +133,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l 
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
@@ -156,6 +148,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l etcd
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r

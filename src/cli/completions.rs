@@ -6,8 +6,9 @@
 use clap::{Arg, Command, CommandFactory};
 use clap_complete::Shell;
 
-use super::docs::{env_names, inapplicable, unlock_command};
+use super::docs::{env_names, unlock_command};
 use super::modern::Cli;
+use super::modern::inapplicable;
 
 /// Writes the completion script for `shell` for `persona` (`deploy-lock` or
 /// `unlock.sh`): clap_complete's script, then the fixes in [`finish_bash`],

@@ -6,10 +6,10 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use clap::{Arg, ArgAction, ArgGroup, Command, CommandFactory, ValueEnum};
+use clap::{Arg, ArgAction, ArgGroup, Command, ValueEnum};
 use deploy_lock::Environment;
 
-use super::modern::Cli;
+use super::modern::deploy_lock_command;
 
 /// The legacy `unlock.sh` interface as a clap Command, for its man page and
 /// completions. Parsing stays hand-written (legacy.rs) to keep the legacy
@@ -80,53 +80,6 @@ pub(super) fn env_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// Settings (global args) that do nothing for a subcommand, left off its man
-/// page and its completions: the wait settings for status and unlock, every
-/// lock setting for log.
-pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
-    match sub {
-        "status" | "unlock" => &["wait_interval", "wait_timeout"],
-        "log" => &[
-            "lock_dir",
-            "project_root",
-            "stale_secs",
-            "wait_interval",
-            "wait_timeout",
-        ],
-        _ => &[],
-    }
-}
-
-/// The definition the man pages describe: a setting that does nothing for a
-/// subcommand gets a hidden local copy there, which keeps clap from adding
-/// the global one; parsing is unchanged (it uses `Cli` itself).
-pub fn deploy_lock_command() -> Command {
-    let cmd = Cli::command();
-    let globals: Vec<clap::Arg> = cmd
-        .get_arguments()
-        .filter(|a| a.is_global_set())
-        .cloned()
-        .collect();
-    let names: Vec<String> = cmd
-        .get_subcommands()
-        .map(|s| s.get_name().to_string())
-        .collect();
-    let mut cmd = cmd;
-    for sub in names {
-        let ids = inapplicable(&sub);
-        cmd = cmd.mut_subcommand(sub.as_str(), |mut s| {
-            for a in globals
-                .iter()
-                .filter(|a| ids.contains(&a.get_id().as_str()))
-            {
-                s = s.arg(a.clone().global(false).hide(true));
-            }
-            s
-        });
-    }
-    cmd
-}
-
 /// The man pages' date: the release's, fixed so that builds are reproducible.
 /// Update it with the version.
 const RELEASE_DATE: &str = "2026-11-26";
@@ -177,6 +130,8 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
             ("alive", "The holder's pid runs on this host and, when the record carries them, its process start time and boot id match. A live holder's lock is never taken over, whatever its age, even with --force.".into()),
             ("stale", "The lock is older than DEPLOY_LOCK_STALE_SECS (1800 s) and its holder is not known to be alive (dead, or on another host). The next deploy takes a stale lock over automatically. Age comes from locked_at inside the directory, else from the directory's modification time.".into()),
             ("orphaned", "The directory exists but its holder is not running (or there is no record of one), and it is not stale yet. deploy-lock run --force takes it over; unlock clears it.".into()),
+            ("released_running", "The lock directory was force-unlocked while its deploy-lock run still runs its command: no other deploy-lock run starts until that command ends, and the lock frees then.".into()),
+            ("blocked", "Stale, but a run cannot take it over: the directory holds files deploy-lock did not put there, or it is another user's in a folder where only owners remove entries. Removed only by hand.".into()),
             ("takeover", "Judging, removing and re-creating a lock happen under an flock on /tmp/togather-deploy-ENV.guard, with the lock re-read there, so of several processes taking over one stale lock exactly one wins.".into()),
         ],
     };
@@ -322,6 +277,7 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
                 ("126, 127", "run: the command could not be executed, or was not found.".into()),
                 ("signal N", "run --wait, wait: signal N ended the wait for the lock, and deploy-lock dies of it (a shell shows 128+N); the command never started.".into()),
                 ("other", "run and the ENV shorthand: the command's own exit status, or death by the signal that killed it.".into()),
+                ("N", "run --conflict-exit-code N (or DEPLOY_LOCK_CONFLICT_EXIT=N), like flock -E: a refusal (75), a --wait that gave up (124) and a lock lost while the command ran (76) exit N instead, so a command that itself exits 75, 124 or 76 can be told apart. The message is the same; errors of other kinds keep their codes.".into()),
             ],
         },
         Section {
@@ -449,7 +405,7 @@ fn status_extra() -> Vec<Section<'static>> {
                 ("schema", "1. The version of this shape: raised only if a key changes meaning or goes away; new keys may appear without it.".into()),
                 ("environment", "development, staging or production.".into()),
                 ("locked", "true when something occupies the lock path (a lock directory, or an obstruction).".into()),
-                ("verdict", "free: no lock directory. held: a live holder, one on another host, or a record without a usable pid, not stale yet. stale: older than the stale timeout and the holder not known to be alive; the next run takes it over. orphaned: the holder is not running and the lock is not stale yet; run --force takes it, unlock clears it. unknown: a lock directory that no record explains (a legacy deploy.sh between its mkdir and its state write, or a lost record); held until stale, never taken with --force. obstructed: something other than a directory sits at the lock path; removed only by hand.".into()),
+                ("verdict", "free: no lock directory. held: a live holder, one on another host, or a record without a usable pid, not stale yet. stale: older than the stale timeout and the holder not known to be alive; the next run takes it over. orphaned: the holder is not running and the lock is not stale yet; run --force takes it, unlock clears it. unknown: a lock directory that no record explains (a legacy deploy.sh between its mkdir and its state write, or a lost record); held until stale, never taken with --force. obstructed: something other than a directory sits at the lock path; removed only by hand. released_running: no lock directory (it was force-unlocked), but the deploy-lock run that held it still runs its command; the lock frees when it ends (run key). blocked: stale, but a run cannot take it over (files deploy-lock did not put there, or another user's directory in a folder where only owners remove entries); removed only by hand. free and stale are exactly the verdicts under which deploy-lock run starts (and status --quiet exits 0).".into()),
                 ("lock_dir", "The lock itself: the directory DEPLOY_LOCK_DIR/togather-deploy-ENV.lock, e.g. /tmp/togather-deploy-staging.lock. Not to be confused with --lock-dir (DEPLOY_LOCK_DIR), the folder that holds the locks; the key keeps its name for scripts written against earlier versions.".into()),
                 ("lock_dir_exists", "true when lock_dir is a directory (a symlink there is an obstruction, never followed).".into()),
                 ("state_file", "The checkout's deploy/config/deployment-state.json, or null outside a checkout.".into()),
@@ -462,6 +418,7 @@ fn status_extra() -> Vec<Section<'static>> {
                 ("stale_after_seconds", "The stale timeout in force (DEPLOY_LOCK_STALE_SECS, --stale-secs).".into()),
                 ("record_held_by", "null, or, when the checkout's one state record belongs to another environment's live lock, an object: environment, pid, locked_by. A run of this environment then waits for (or is refused by) that lock, and status --quiet exits 1, whatever this lock's verdict.".into()),
                 ("migration_lock", "null, or, when the legacy deploy.sh's migration lock (togather-migration-ENV.lock beside the lock) is there, an object: path, age_seconds. A crash during migrations leaves it, and deploy.sh's migrations fail until it is removed (unlock removes it).".into()),
+                ("run", "null, or the deploy-lock run holding the environment's whole-run lock: pid (its command's, the pid every message names), deploy_lock_pid (the deploy-lock process wrapping it), lock_id, frees (\"when it ends\" for released_running, else null).".into()),
             ],
         },
     ]

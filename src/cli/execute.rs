@@ -147,11 +147,19 @@ pub fn execute_with(
             ))),
         },
         Operation::Run(r) => {
+            let conflict = r.conflict_exit;
             let plan = RunPlan::decide(ctx, r, req.remote);
             let env = plan.env;
             return run::run(ctx, store, plan, io)
                 .map(Outcome::Child)
-                .map_err(|f| f.for_env(env, store));
+                .map_err(|f| f.for_env(env, store))
+                .map_err(|f| match conflict {
+                    Some(code) if f.is_conflict() => Failure::Conflict {
+                        code,
+                        failure: Box::new(f),
+                    },
+                    _ => f,
+                });
         }
         Operation::Log(l) => ops::log(Some(ctx), ctx.home.clone(), &l, io),
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
@@ -259,6 +267,29 @@ mod tests {
         }
     }
 
+    /// Issue 21: a refusal's "since" comes from the inspection's own clock
+    /// reading (here a fixed one, years before the real clock), not from
+    /// the clock read again while wording it.
+    #[test]
+    fn a_refusal_dates_the_lock_from_the_inspections_clock() {
+        let mut c = ctx();
+        let then = jiff::Timestamp::from_second(1_577_836_800).unwrap(); // 2020-01-01
+        c.clock = deploy_lock::context::Clock::Fixed(then);
+        let store = MemoryStore::new(&c);
+        let mut rec = record(std::process::id() as i32, "lock_a");
+        rec.locked_at = "2019-12-31T23:57:55Z".into();
+        store.put(rec);
+        let (r, _, _) = go(&c, &store, &["run", "staging", "--", "true"]);
+        let Err(Failure::Held(busy)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(busy.inspection.now, then);
+        assert_eq!(
+            super::super::messages::busy_lines(&busy)[0],
+            "ERROR: the staging lock is held by someone@elsewhere since 2019-12-31T23:57:55Z (2m 5s ago)."
+        );
+    }
+
     #[test]
     fn status_of_a_free_and_a_held_lock() {
         let c = ctx();
@@ -347,7 +378,7 @@ mod tests {
             &store,
             &["unlock", "staging", "--yes", "--id", "lock_b"],
         );
-        assert!(matches!(r, Err(Failure::ChangedHands { .. })));
+        assert!(matches!(r, Err(Failure::WrongId { .. })));
         assert!(store.holder(Environment::Staging).is_some());
         let (r, out, _) = go(
             &c,

@@ -137,6 +137,13 @@ pub enum Failure {
         env: Environment,
         now: Option<Box<Holder>>,
     },
+    /// `unlock --id ID` where ID is not the lock's (checked before anything
+    /// is shown or asked): the current id, or none when no record names one.
+    WrongId {
+        env: Environment,
+        given: String,
+        current: Option<String>,
+    },
     /// `wait` for a lock whose holder is dead: it would never end.
     WaitForDead {
         env: Environment,
@@ -174,11 +181,28 @@ pub enum Failure {
     ArgsAndCommand {
         words: Vec<OsString>,
     },
+    /// run --conflict-exit-code N: a conflict ([`Failure::is_conflict`])
+    /// said as itself, exiting N.
+    Conflict {
+        code: i32,
+        failure: Box<Failure>,
+    },
 }
 
 impl Failure {
+    /// What --conflict-exit-code renumbers: the lock refused (held), a
+    /// --wait that gave up, the lock lost while the command ran. Never the
+    /// command's own exit, a usage error or an I/O failure.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Failure::Held(_) | Failure::TimedOut { .. } | Failure::LockLost
+        ) || matches!(self, Failure::Lock(e) if lock_error_code(e) == HELD)
+    }
+
     pub fn code(&self, persona: Persona) -> i32 {
         let modern = match self {
+            Failure::Conflict { code, .. } => *code,
             Failure::Clap(_)
             | Failure::Usage(_)
             | Failure::LegacyUsage(_)
@@ -193,6 +217,7 @@ impl Failure {
             Failure::Held(_)
             | Failure::ServerHeld { .. }
             | Failure::ChangedHands { .. }
+            | Failure::WrongId { .. }
             | Failure::WaitForDead { .. }
             | Failure::NotHolder { .. }
             | Failure::RunFileSquatted { .. } => HELD,

@@ -140,6 +140,7 @@ fn inspection(
         holder: Some(holder),
         liveness,
         age_seconds: Some(90),
+        now: jiff::Timestamp::from_second(1_770_150_346).unwrap(),
         stale: false,
         verdict,
         run_holder: None,

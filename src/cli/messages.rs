@@ -34,6 +34,10 @@ pub fn report(
     if f.is_quiet() {
         return;
     }
+    // Renumbered by --conflict-exit-code: worded as itself.
+    if let Failure::Conflict { failure, .. } = f {
+        return report(failure, persona, out, out_style, err, err_style);
+    }
     let _ = match f {
         Failure::LegacyUsage(u) => legacy_usage(u, out, out_style).or_else(|e| {
             // The usage text could not be shown: say that instead.
@@ -93,6 +97,7 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         Failure::Clap(e) => vec![e.to_string()],
         Failure::Usage(m) => vec![error(m)],
         Failure::LegacyUsage(_) | Failure::Held(_) => Vec::new(),
+        Failure::Conflict { failure, .. } => failure_lines(failure, persona),
         Failure::Setting(e) => vec![error(e)],
         Failure::NoCheckout(e) => vec![error(no_checkout(e))],
         Failure::BadProjectRoot(e) => vec![error(format!(
@@ -146,6 +151,18 @@ pub fn failure_lines(f: &Failure, persona: Persona) -> Vec<String> {
         | Failure::Interrupted(_)
         | Failure::LockLost
         | Failure::ServerExit(_) => Vec::new(),
+        Failure::WrongId {
+            env,
+            given,
+            current,
+        } => vec![error(match current {
+            Some(id) => format!(
+                "{given} is not the {env} lock's id: its id is {id} (deploy-lock status {env} shows who holds it); nothing changed"
+            ),
+            None => format!(
+                "{given} is not the {env} lock's id: no record names an id for it (deploy-lock status {env} shows what holds it; unlock without --id asks before removing it); nothing changed"
+            ),
+        })],
         Failure::ChangedHands { env, now } => {
             let who = now
                 .as_ref()
@@ -394,9 +411,9 @@ fn server_held(
     let text = |v: &serde_json::Value| deploy_lock::sanitize::text_opt(v.as_str());
     let who = text(&h["locked_by"]).unwrap_or_else(|| "an unknown holder".into());
     let since = match (text(&h["locked_at"]), status["age_seconds"].as_i64()) {
-        (Some(at), Some(a)) => format!(" since {at} ({}m {}s ago)", a / 60, a % 60),
+        (Some(at), Some(a)) => format!(" since {at} ({} ago)", age(a)),
         (Some(at), None) => format!(" since {at}"),
-        (None, Some(a)) => format!(" for {}m {}s", a / 60, a % 60),
+        (None, Some(a)) => format!(" for {}", age(a)),
         (None, None) => String::new(),
     };
     let running = match (status["holder_alive"].as_bool(), h["pid"].as_i64()) {
@@ -553,6 +570,12 @@ pub fn describe_holder(h: &deploy_lock::status::Holder) -> String {
 /// "held by a deploy-lock run, pid N".
 pub fn run_phrase(holder: Option<&RunHolder>) -> String {
     match holder {
+        // The command's pid, as status shows it; the wrapper named as such.
+        Some(h) if h.command.is_some_and(|c| c != h.pid) => format!(
+            "held by a deploy-lock run's command, pid {}, under deploy-lock pid {}",
+            h.shown_pid(),
+            h.pid
+        ),
         Some(h) => format!("held by a deploy-lock run, pid {}", h.pid),
         None => "held by a deploy-lock run".to_string(),
     }
@@ -578,6 +601,18 @@ pub fn squatter_fix(run_file: &str, sq: &deploy_lock::lock::runlock::FlockHolder
         "No deploy-lock run can start until it lets go: ask {who} to stop pid {} (fuser -v {run_file} shows it).",
         sq.pid
     )
+}
+
+/// A lock's age in the modern persona: `3m 20s` under a day, `2d 7h` from a
+/// day on (minutes alone stop reading well: `3333m 20s`). unlock.sh keeps
+/// the legacy's minutes and seconds.
+pub fn age(secs: i64) -> String {
+    const DAY: i64 = 86_400;
+    if secs >= DAY {
+        format!("{}d {}h", secs / DAY, secs % DAY / 3600)
+    } else {
+        format!("{}m {}s", secs / 60, secs % 60)
+    }
 }
 
 /// What a busy lock is held by, for the progress line of `run --wait`.
@@ -673,7 +708,7 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
     let env = b.env;
     let age = insp
         .age_seconds
-        .map(|a| format!("{}m {}s", a / 60, a % 60))
+        .map(age)
         .unwrap_or_else(|| "unknown".into());
     let stale = texts::span(b.stale_after.as_secs());
     let lock = insp.lock_dir.display();
@@ -682,8 +717,10 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
         .and_then(|h| shown_opt(h.locked_by.as_deref()))
         .unwrap_or_else(|| "an unknown holder".into());
     // The one age every message uses, as a time too.
+    // From the inspection's own clock reading: read again here, a second
+    // could tick between the age and this time.
     let since = match insp.age_seconds.and_then(|a| {
-        jiff::Timestamp::now()
+        insp.now
             .checked_sub(jiff::SignedDuration::from_secs(a))
             .ok()
     }) {
@@ -935,6 +972,14 @@ mod tests {
 
     /// The keeper's failures, worded here now, read as they did when the
     /// library wrote them.
+    #[test]
+    fn ages_from_a_day_on_are_days_and_hours() {
+        assert_eq!(age(200), "3m 20s");
+        assert_eq!(age(86_399), "1439m 59s");
+        assert_eq!(age(86_400), "1d 0h");
+        assert_eq!(age(2 * 86_400 + 7 * 3600 + 59 * 60), "2d 7h");
+    }
+
     #[test]
     fn keeper_failures_read_as_before() {
         let dir = PathBuf::from("/locks/togather-deploy-staging.lock");

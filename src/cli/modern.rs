@@ -51,6 +51,89 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Settings (global args) that do nothing for a subcommand, left off its
+/// --help, its man page and its completions: the wait settings where
+/// nothing waits, the etcd lease TTL where no lease is taken, every lock
+/// setting for log (it reads the audit trail only), all of them for
+/// generate.
+pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
+    match sub {
+        "status" | "list" | "unlock" | "check" => &["wait_interval", "wait_timeout", "etcd_ttl"],
+        "wait" => &["etcd_ttl"],
+        "log" => &[
+            "lock_dir",
+            "project_root",
+            "stale_secs",
+            "wait_interval",
+            "wait_timeout",
+            "backend",
+            "etcd_endpoints",
+            "etcd_prefix",
+            "etcd_ttl",
+        ],
+        "generate" => &[
+            "lock_dir",
+            "project_root",
+            "stale_secs",
+            "wait_interval",
+            "wait_timeout",
+            "backend",
+            "etcd_endpoints",
+            "etcd_prefix",
+            "etcd_ttl",
+        ],
+        _ => &[],
+    }
+}
+
+/// The definition the man pages describe: a setting that does nothing for a
+/// subcommand gets a hidden local copy there, which keeps clap from adding
+/// the global one; parsing is unchanged (it uses `Cli` itself).
+pub fn deploy_lock_command() -> clap::Command {
+    let cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut cmd = cmd;
+    for sub in names {
+        let ids = inapplicable(&sub);
+        cmd = cmd.mut_subcommand(sub.as_str(), |mut s| {
+            for a in globals
+                .iter()
+                .filter(|a| ids.contains(&a.get_id().as_str()))
+            {
+                s = s.arg(a.clone().global(false).hide(true));
+            }
+            s
+        });
+    }
+    cmd
+}
+
+/// run's --conflict-exit-code as a variable.
+pub const ENV_CONFLICT_EXIT: &str = "DEPLOY_LOCK_CONFLICT_EXIT";
+
+/// DEPLOY_LOCK_CONFLICT_EXIT, read as the flag would be (the parser here
+/// leaves variables to us): unset or empty is none, else 1-255.
+fn conflict_exit_from_env() -> Result<Option<i32>, Failure> {
+    let Some(v) = std::env::var_os(ENV_CONFLICT_EXIT).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let text = v.to_string_lossy();
+    match text.parse::<u8>() {
+        Ok(n) if n > 0 => Ok(Some(i32::from(n))),
+        _ => Err(Failure::Usage(format!(
+            "{ENV_CONFLICT_EXIT}={text} is not an exit code from 1 to 255 (unset it for the usual 75, 124 and 76)"
+        ))),
+    }
+}
+
 /// Settings shared by every subcommand; each defaults to its variable.
 #[derive(Args, Debug, Default)]
 pub struct GlobalOpts {
@@ -203,6 +286,9 @@ pub struct RunArgs {
     /// Take over a dead holder's lock before it is stale (never a live holder's); also passed to deploy.sh
     #[arg(long)]
     pub force: bool,
+    /// Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command's own exit codes stay apart (like flock -E)
+    #[arg(long, value_name = "N", env = ENV_CONFLICT_EXIT, hide_env_values = true, value_parser = clap::value_parser!(u8).range(1..))]
+    pub conflict_exit_code: Option<u8>,
     #[command(flatten)]
     pub remote: RemoteOpts,
     #[arg(value_enum)]
@@ -415,6 +501,46 @@ const SUBCOMMANDS: [&str; 9] = [
     "status", "list", "wait", "unlock", "check", "run", "log", "generate", "help",
 ];
 
+/// The command or environment `word` is a likely typo of: within one edit
+/// (a transposition counts as one) for short words, two from six letters.
+fn similar(word: &str) -> Option<(&'static str, &'static str)> {
+    let max = if word.chars().count() >= 6 { 2 } else { 1 };
+    let envs = ["development", "staging", "production"];
+    let commands = SUBCOMMANDS.iter().map(|c| ("command", *c));
+    commands
+        .chain(envs.iter().map(|e| ("environment", *e)))
+        .map(|(kind, c)| (edit_distance(word, c), kind, c))
+        .filter(|(d, ..)| *d <= max)
+        .min_by_key(|(d, ..)| *d)
+        .map(|(_, kind, c)| (kind, c))
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions
+/// and swaps of two neighbours, each one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 /// The argument list clap parses: the `ENV` shorthand becomes `run ENV`
 /// (cargo-alias style), and run's words are sorted so that its flags are
 /// ours wherever they stand before `--`. Returns the deploy.sh words aside,
@@ -464,8 +590,13 @@ fn rewrite(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<OsString>, Typed),
         out.extend(rest);
         return Ok((out, Vec::new(), Typed::default()));
     } else {
+        // A typo gets the suggestion clap gives `status stagign`, for the
+        // commands and the environments alike.
+        let tip = similar(&first_text)
+            .map(|(kind, word)| format!("; a similar {kind} exists: '{word}'"))
+            .unwrap_or_default();
         return Err(Failure::Usage(format!(
-            "'{first_text}' is neither an environment (development, staging, production) nor a command; see deploy-lock --help"
+            "'{first_text}' is neither an environment (development, staging, production) nor a command{tip}; see deploy-lock --help"
         )));
     };
     let sorted = sort_run_words(words, &flags)?;
@@ -491,9 +622,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
         Ok(m) => m,
         Err(e) if e.use_stderr() => return Err(Failure::Clap(e)),
         // --help, --version: clap's text on stdout, from the whole definition
-        // (the variables shown beside their flags).
+        // (the variables shown beside their flags), each subcommand showing
+        // only the settings it reads (as its man page does).
         Err(e) => {
-            let e = Cli::command()
+            let e = deploy_lock_command()
                 .try_get_matches_from(&args)
                 .err()
                 .unwrap_or(e);
@@ -553,6 +685,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
                 env: r.env,
                 wait,
                 force: r.force,
+                conflict_exit: match r.conflict_exit_code {
+                    Some(n) => Some(i32::from(n)),
+                    None => conflict_exit_from_env()?,
+                },
                 deploy_args: deploy,
                 command: r.command,
                 typed,

@@ -129,6 +129,17 @@ pub fn wait(
     io: &mut Io<'_>,
 ) -> Result<(), Failure> {
     let insp = store.inspect(env)?;
+    // Nothing to wait for: one line, not the whole block (unlock.sh keeps
+    // the legacy's block, header and release line).
+    if persona == Persona::DeployLock && insp.verdict == deploy_lock::status::Verdict::Free {
+        writeln!(
+            io.out,
+            "The {env} lock is free (no lock directory at {}); nothing to wait for.",
+            store.location(env).display()
+        )?;
+        io.out.flush()?;
+        return Ok(());
+    }
     io.out
         .write_all(block(&insp, persona, io.out_style).as_bytes())?;
     // A dead holder's lock is never released by waiting: say so at once.
@@ -275,6 +286,22 @@ pub fn unlock(
         io.out.flush()?;
         return Ok(());
     }
+    // An id that is not the lock's is a mistake to say at once, before the
+    // banner and the question (the store checks again right before removal,
+    // for a lock that changes hands meanwhile).
+    if modern && let Some(given) = id {
+        let current = insp
+            .lock_dir_exists()
+            .then(|| insp.holder.as_ref().and_then(|h| h.lock_id.clone()))
+            .flatten();
+        if current.as_deref() != Some(given) {
+            return Err(Failure::WrongId {
+                env,
+                given: given.to_string(),
+                current,
+            });
+        }
+    }
     // Without a terminal the answer is on stdin already or never: with none
     // (EOF), show only who holds the lock and say how to confirm.
     let early = if modern && !yes { early_answer() } else { None };
@@ -391,9 +418,24 @@ pub fn unlock(
             }
         }
     }
+    // The modern persona says what a run would now do (a force-unlocked run
+    // still running keeps the lock until it ends); unlock.sh keeps the
+    // legacy's closing words.
+    let after = if modern {
+        store
+            .inspect(env)
+            .ok()
+            .filter(|i| i.verdict == deploy_lock::status::Verdict::ReleasedRunning)
+    } else {
+        None
+    };
     for l in texts::FORCE_DONE {
         if l.starts_with('✓') {
             writeln!(out, "{}", style.green(l))?;
+        } else if l.starts_with("Next deployment")
+            && let Some(after) = &after
+        {
+            writeln!(out, "{}", render::released_running_after_unlock(after))?;
         } else {
             writeln!(out, "{l}")?;
         }

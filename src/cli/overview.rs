@@ -99,13 +99,15 @@ pub fn table(rows: &[Row]) -> String {
         let holder = match (&i.holder, i.locked(), run) {
             // Force-unlocked while its command runs: no lock directory, but
             // no other run starts until it ends (the status block says so).
-            (_, false, Some(run)) => format!("deploy-lock run, pid {} (lock removed)", run.pid),
+            (_, false, Some(run)) => {
+                format!("deploy-lock run, pid {} (lock removed)", run.shown_pid())
+            }
             (_, false, None) => "-".to_string(),
             (Some(h), true, _) => super::messages::describe_holder(h),
             (None, true, _) => "unknown".to_string(),
         };
         let age = match (i.locked(), i.age_seconds) {
-            (true, Some(a)) => format!("{}m {}s", a / 60, a % 60),
+            (true, Some(a)) => super::messages::age(a),
             _ => "-".to_string(),
         };
         cells.push([

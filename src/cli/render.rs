@@ -160,7 +160,11 @@ fn state_lines(r: &RecordView, stale_after: u64, style: Style, modern: bool) -> 
         (r.record_age, r.record_stale)
     };
     if let Some(age) = age {
-        lines.push(texts::lock_age(age));
+        lines.push(if modern && age >= 86_400 {
+            format!("  Lock age: {}", messages::age(age))
+        } else {
+            texts::lock_age(age)
+        });
         if stale {
             lines.push(format!(
                 "  {}",
@@ -280,6 +284,7 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
             "path": path_str(&m.path),
             "age_seconds": m.age_seconds,
         })),
+        "run": run_json(insp),
     });
     if let (Value::Object(o), Some(n)) = (&mut v, &insp.network) {
         o.insert("backend".into(), json!(n.backend));
@@ -303,6 +308,23 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
         }
     }
     v
+}
+
+/// The deploy-lock run holding the whole-run lock, when one does: the
+/// command's pid (the one every message names), the wrapper's, the lock id,
+/// and for a force-unlocked run when the lock frees.
+fn run_json(insp: &Inspection) -> Value {
+    let Some(r) = &insp.run_holder else {
+        return Value::Null;
+    };
+    let frees =
+        (insp.verdict == deploy_lock::status::Verdict::ReleasedRunning).then_some("when it ends");
+    json!({
+        "pid": r.shown_pid(),
+        "deploy_lock_pid": r.pid,
+        "lock_id": r.lock_id,
+        "frees": frees,
+    })
 }
 
 fn path_str(p: &Path) -> String {
@@ -330,6 +352,28 @@ pub fn holder_still_running(pid: i32, liveness: &Liveness) -> String {
     )
 }
 
+/// The run a force-unlock left running: its command's pid, with the
+/// deploy-lock process that wraps it named as such.
+pub fn released_run_phrase(insp: &Inspection) -> String {
+    match &insp.run_holder {
+        Some(r) if r.command.is_some_and(|c| c != r.pid) => format!(
+            "the deploy-lock run's command (pid {}, under deploy-lock pid {}) still runs",
+            r.shown_pid(),
+            r.pid
+        ),
+        Some(r) => format!("the deploy-lock run (pid {}) still runs", r.pid),
+        None => "the deploy-lock run still runs".to_string(),
+    }
+}
+
+/// The modern unlock's last line when the run it released still runs.
+pub fn released_running_after_unlock(insp: &Inspection) -> String {
+    format!(
+        "Not free yet: {}; the lock frees when it ends (status says released_running until then).",
+        released_run_phrase(insp)
+    )
+}
+
 /// The modern status's last line: the verdict and what it means.
 pub fn verdict_line(insp: &Inspection) -> String {
     use deploy_lock::status::Verdict;
@@ -342,7 +386,14 @@ pub fn verdict_line(insp: &Inspection) -> String {
             messages::foreign_value(f),
             messages::foreign_fate(f, env)
         ),
-        (Verdict::Free, _) if deploy_lock::lock::record_held_by_other_environment(insp) => {
+        (Verdict::Blocked, _) if let Some(sq) = deploy_lock::lock::run_file_squatted(insp) => {
+            format!(
+                "{} is {}; no deploy can start until it lets go",
+                insp.lock_dir.with_file_name(env.run_file_name()).display(),
+                super::messages::squatter_phrase(&sq)
+            )
+        }
+        (Verdict::Blocked, _) if deploy_lock::lock::record_held_by_other_environment(insp) => {
             let o = insp
                 .other_environment
                 .as_ref()
@@ -353,20 +404,27 @@ pub fn verdict_line(insp: &Inspection) -> String {
                 messages::describe_holder(&o.holder)
             )
         }
-        (Verdict::Free, _) => match insp.run_holder.as_ref().filter(|r| r.lock_id.is_some()) {
-            Some(run) => format!(
-                "no lock directory, but a deploy-lock run (pid {}) still runs its command (its lock directory was removed); another deploy-lock run starts once it ends",
-                run.pid
-            ),
-            None => match deploy_lock::lock::run_file_squatted(insp) {
-                Some(sq) => format!(
-                    "no lock directory, but {} is {}; no deploy can start until it lets go",
-                    insp.lock_dir.with_file_name(env.run_file_name()).display(),
-                    super::messages::squatter_phrase(&sq)
-                ),
-                None => "no lock directory; a deploy may start".to_string(),
-            },
-        },
+        (Verdict::Free, _) => "no lock directory; a deploy may start".to_string(),
+        (Verdict::ReleasedRunning, _) => format!(
+            "the lock was force-unlocked, but {}; the lock frees when it ends (no deploy-lock run starts before)",
+            released_run_phrase(insp)
+        ),
+        (Verdict::Blocked, _) => format!(
+            "older than {stale} and its holder is not running here, but a deploy cannot take it over ({}); check it, then remove it by hand",
+            if insp
+                .dir
+                .as_ref()
+                .is_some_and(|d| d.entries.iter().any(|e| !deploy_lock::lock::is_ours(e)))
+            {
+                "it holds files deploy-lock did not put there"
+            } else {
+                "it is another user's, in a folder where only owners remove entries"
+            }
+        ),
+        (Verdict::Held, _) if !insp.locked() => format!(
+            "a deploy-lock run (pid {}) is taking it right now",
+            insp.run_holder.as_ref().map_or(0, |r| r.pid)
+        ),
         (Verdict::Held, Liveness::Alive { pid, comm }) => {
             let name = display_name(*pid, comm);
             format!("{name} (pid {pid}) is running; it is never taken over while alive")
@@ -596,6 +654,7 @@ mod fuzz_tests {
                 holder,
                 liveness,
                 age_seconds: age,
+                now: facts.now,
                 stale,
             };
             let block = if modern {
@@ -663,6 +722,7 @@ mod fuzz_tests {
                 "schema", "environment", "locked", "verdict", "lock_dir", "lock_dir_exists", "state_file",
                 "state_file_exists", "state_error", "holder", "holder_alive", "age_seconds", "stale", "stale_after_seconds",
                 "record_held_by", "migration_lock",
+                "run",
             ]);
             if let Some(pid) = back["holder"]["pid"].as_i64() {
                 prop_assert!(pid > 0);

@@ -111,6 +111,9 @@ pub struct RunRequest {
     /// `Some(Some(secs))`.
     pub wait: Option<Option<Duration>>,
     pub force: bool,
+    /// `--conflict-exit-code N`: the exit code of a refusal, a --wait that
+    /// gives up and a lost lock, instead of 75, 124 and 76.
+    pub conflict_exit: Option<i32>,
     /// Words for deploy.sh: every word before `--` that is not ours, in order
     /// (`--force` and `--remote USER@HOST` are ours *and* deploy.sh's).
     pub deploy_args: Vec<OsString>,

@@ -391,6 +391,8 @@ fn acquire(
     let start = Instant::now();
     let tty = io.err_tty;
     let mut ticks: u32 = 0;
+    // Progress lines printed off a terminal (see below).
+    let mut lines: u32 = 0;
     let mut store_trouble: Option<String> = None;
     // The processes of the same-host holder last seen holding the lock: once
     // it has released, the lock is taken only after they have ended (the
@@ -542,17 +544,29 @@ fn acquire(
                 phrase: Some(phrase),
             });
         }
+        // The progress line: rewritten in place on every pass on a
+        // terminal; elsewhere (CI logs, a pipe) one line per --wait-interval,
+        // the first at once, so a waiting job is never silent.
+        let progress = format!(
+            "Waiting for the {} lock ({phrase})... {}m {}s",
+            plan.env,
+            elapsed.as_secs() / 60,
+            elapsed.as_secs() % 60
+        );
         if tty {
-            let _ = write!(
-                io.err,
-                "\rWaiting for the {} lock ({phrase})... {}m {}s\x1b[K",
-                plan.env,
-                elapsed.as_secs() / 60,
-                elapsed.as_secs() % 60
-            );
+            let _ = write!(io.err, "\r{progress}\x1b[K");
+        } else if elapsed >= ctx.settings.wait_interval.saturating_mul(lines) {
+            let _ = writeln!(io.err, "{progress}");
+            // A pass that came late (a slow store) skips the lines it missed.
+            let interval = ctx.settings.wait_interval.as_secs_f64();
+            lines = (elapsed.as_secs_f64() / interval) as u32 + 1;
         }
         ticks += 1;
-        let mut next = start + ctx.settings.wait_interval.saturating_mul(ticks);
+        // The next interval boundary after now: a pass woken early (a
+        // release someone else won) keeps the progress on its beat.
+        let beat = ctx.settings.wait_interval;
+        let beats = (start.elapsed().as_secs_f64() / beat.as_secs_f64()) as u32 + 1;
+        let mut next = start + beat.saturating_mul(beats);
         if store_trouble.is_some() {
             // Try again soon: the watch cannot be trusted to wake us.
             next = next.min(Instant::now() + Duration::from_millis(500));

@@ -23,6 +23,16 @@ pub struct RunHolder {
     /// The supervising deploy-lock process.
     pub pid: i32,
     pub lock_id: Option<String>,
+    /// The command it runs, once started: the pid every message names (the
+    /// lock record's too), with the deploy-lock process as its wrapper.
+    pub command: Option<i32>,
+}
+
+impl RunHolder {
+    /// The pid to name for this run: its command's, else its own.
+    pub fn shown_pid(&self) -> i32 {
+        self.command.unwrap_or(self.pid)
+    }
 }
 
 /// The held run lock; dropping it lets the next run in.
@@ -90,14 +100,19 @@ pub fn read_record(path: &Path) -> Option<RunHolder> {
     let mut words = text.split_whitespace();
     let pid: i32 = words.next()?.parse().ok().filter(|p| *p > 0)?;
     let ticks: Option<u64> = words.next().and_then(|t| t.parse().ok());
-    let lock_id = words.next().map(str::to_string);
+    let lock_id = words.next().filter(|w| *w != "-").map(str::to_string);
+    let command: Option<i32> = words.next().and_then(|c| c.parse().ok()).filter(|p| *p > 0);
     let id = ProcessIdentity {
         pid,
         start_ticks: ticks,
         boot_id: None,
     };
     id.alive()?;
-    Some(RunHolder { pid, lock_id })
+    Some(RunHolder {
+        pid,
+        lock_id,
+        command,
+    })
 }
 
 /// A process holding an flock on a file, as the kernel lists it.
@@ -154,6 +169,12 @@ pub fn flock_holder(path: &Path) -> Option<FlockHolder> {
 impl RunLock {
     /// Records who holds it (best effort: a read-only file is left as is).
     pub fn record(&self, lock_id: Option<&str>) {
+        self.record_with(lock_id, None);
+    }
+
+    /// [`RunLock::record`] with the command's pid once it runs:
+    /// `PID START_TICKS LOCK_ID COMMAND_PID`.
+    pub fn record_with(&self, lock_id: Option<&str>, command: Option<i32>) {
         let me = ProcessIdentity::of_self();
         let pid = std::process::id();
         let ticks = me
@@ -163,9 +184,10 @@ impl RunLock {
         let mut f = &self.file;
         let _ = f.set_len(0);
         let _ = f.rewind();
-        let line = match lock_id {
-            Some(id) => format!("{pid} {ticks} {id}\n"),
-            None => format!("{pid} {ticks}\n"),
+        let line = match (lock_id, command) {
+            (id, Some(c)) => format!("{pid} {ticks} {} {c}\n", id.unwrap_or("-")),
+            (Some(id), None) => format!("{pid} {ticks} {id}\n"),
+            (None, None) => format!("{pid} {ticks}\n"),
         };
         let _ = f.write_all(line.as_bytes());
     }
@@ -251,6 +273,15 @@ mod tests {
             TryRun::Held(Some(h)) => {
                 assert_eq!(h.pid, std::process::id() as i32);
                 assert_eq!(h.lock_id.as_deref(), Some("lock_a"));
+                assert_eq!(h.command, None);
+            }
+            _ => panic!("second take succeeded"),
+        }
+        first.record_with(Some("lock_a"), Some(42));
+        match try_take(&p).unwrap() {
+            TryRun::Held(Some(h)) => {
+                assert_eq!(h.lock_id.as_deref(), Some("lock_a"));
+                assert_eq!((h.command, h.shown_pid()), (Some(42), 42));
             }
             _ => panic!("second take succeeded"),
         }

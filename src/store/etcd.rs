@@ -93,10 +93,11 @@ impl<'a> EtcdLockStore<'a> {
             _ if e.held.is_some() => Liveness::OtherHost,
             _ => Liveness::NoRecord,
         };
+        let now = self.ctx.now();
         let age_seconds = owner
             .as_ref()
             .and_then(|o| parse_time(&o.locked_at))
-            .map(|t| self.ctx.now().as_second() - t.as_second());
+            .map(|t| now.as_second() - t.as_second());
         let record = match &owner {
             None if e.held.is_some() => RecordView {
                 locked: Some("true".into()),
@@ -156,6 +157,7 @@ impl<'a> EtcdLockStore<'a> {
             holder,
             liveness,
             age_seconds,
+            now,
             stale: false,
             verdict,
             run_holder: None,

@@ -63,9 +63,10 @@ impl MemoryStore {
             .as_ref()
             .map(|h| liveness_of(h, &self.ctx.host))
             .unwrap_or(Liveness::NoRecord);
+        let now = self.ctx.now();
         let age_seconds = record
             .and_then(|r| parse_time(&r.locked_at))
-            .map(|t| self.ctx.now().as_second() - t.as_second());
+            .map(|t| now.as_second() - t.as_second());
         let stale = age_seconds.is_some_and(|a| a > self.ctx.settings.stale_after.as_secs() as i64);
         let stale_after_secs = self.ctx.settings.stale_after.as_secs();
         Inspection {
@@ -95,6 +96,7 @@ impl MemoryStore {
             holder,
             liveness,
             age_seconds,
+            now,
             stale,
         }
     }

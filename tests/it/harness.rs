@@ -94,7 +94,22 @@ impl World {
     /// A command with the test environment: our lock folder and HOME, UTC,
     /// the C locale, no inherited colour or DEPLOY_LOCK_* settings.
     pub fn cmd(&self, program: impl AsRef<OsStr>) -> Cmd {
-        let mut c = Command::new(program);
+        let mut c = command(program);
+        let own_group = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = own_group.clone();
+        // SAFETY: setpgid and an atomic load only, between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    nix::unistd::setpgid(
+                        nix::unistd::Pid::from_raw(0),
+                        nix::unistd::Pid::from_raw(0),
+                    )
+                    .map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
         for (k, _) in std::env::vars_os() {
             let k_s = k.to_string_lossy();
             if k_s.starts_with("DEPLOY_LOCK_") || k_s == "NO_COLOR" || k_s == "CLICOLOR_FORCE" {
@@ -111,6 +126,7 @@ impl World {
         Cmd {
             cmd: c,
             stdin: None,
+            own_group,
         }
     }
 
@@ -350,9 +366,56 @@ pub fn real_ls_ld(path: &Path, tz: &str) -> String {
         .to_string()
 }
 
+/// A command being built. It starts in a process group of its own (so
+/// that a guard can end it with everything it started), with default signal
+/// dispositions and an empty signal mask whatever the test runner inherited.
 pub struct Cmd {
     pub cmd: Command,
     stdin: Option<Vec<u8>>,
+    /// Read in the child before exec: `spawn_pty` clears it, since the
+    /// session it makes is a group of its own already (and `setsid` fails
+    /// for a group leader).
+    own_group: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// `Command::new(program)` whose child starts with every catchable signal
+/// at its default disposition and none blocked: a test run with SIGINT
+/// ignored (`nohup`, a script's background job, some CI runners) or from a
+/// thread with signals blocked must not hand that to the processes it
+/// tests, whose signal handling it asserts. A test that wants a signal
+/// ignored says so in its own `pre_exec`, which runs after this one.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new(program);
+    // SAFETY: sigaction and sigprocmask only, both async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            // An all-zero kernel sigaction is SIG_DFL, no flags, empty mask.
+            // The raw call also reaches 32 and 33, which glibc's own
+            // sigaction refuses (and a runner may have ignored).
+            let default = [0u64; 4];
+            for signo in 1..=64 {
+                if signo == nix::libc::SIGKILL || signo == nix::libc::SIGSTOP {
+                    continue;
+                }
+                // Only SIG_IGN survives exec, and resetting it is all we need.
+                nix::libc::syscall(
+                    nix::libc::SYS_rt_sigaction,
+                    signo,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
+            }
+            let empty = nix::sys::signal::SigSet::empty();
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&empty),
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    c
 }
 
 impl Cmd {
@@ -427,6 +490,8 @@ impl Cmd {
         let pty = nix::pty::openpty(None, None).unwrap();
         let slave = pty.slave;
         let s = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+        self.own_group
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.cmd
             .stdin(s(&slave))
             .stdout(s(&slave))
@@ -520,6 +585,22 @@ impl Out {
         assert_one_of(&self.stderr, wants, "stderr", &self.stdout);
         self
     }
+    /// stderr is `run --wait`'s progress lines (printed off a terminal at
+    /// every interval, as many as the machine's pace gave) followed by
+    /// exactly `want`.
+    #[track_caller]
+    pub fn stderr_after_waiting(&self, want: &str) -> &Out {
+        self.stderr_seen.set(true);
+        let mut rest = self.stderr.as_str();
+        while let Some((line, tail)) = rest.split_once('\n') {
+            if !is_waiting_line(line) {
+                break;
+            }
+            rest = tail;
+        }
+        assert_text(rest, want, "stderr after the progress lines", &self.stdout);
+        self
+    }
     /// stdout equals one of `wants` (a clock second may tick during the run).
     #[track_caller]
     pub fn stdout_one_of(&self, wants: &[String]) -> &Out {
@@ -546,6 +627,22 @@ impl Drop for Out {
             );
         }
     }
+}
+
+/// `Waiting for the ENV lock (WHO)... Nm Ss`: run --wait's progress line.
+pub fn is_waiting_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("Waiting for the ") else {
+        return false;
+    };
+    let Some((_, time)) = rest.rsplit_once(")... ") else {
+        return false;
+    };
+    let mut words = time.split(' ');
+    let ok = |w: Option<&str>, unit: char| {
+        w.and_then(|w| w.strip_suffix(unit))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    ok(words.next(), 'm') && ok(words.next(), 's') && words.next().is_none()
 }
 
 /// `got` is one of `wants`; otherwise the diff against the first.
@@ -636,8 +733,17 @@ impl Pty {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                while let Ok(chunk) = self.rx.recv_timeout(Duration::from_millis(200)) {
-                    self.seen.extend(chunk);
+                // Everything it wrote: the reader ends (EIO) once nothing
+                // holds the terminal any more, however slowly a loaded
+                // machine hands the last bytes over; a descendant that keeps
+                // it open is given a few seconds.
+                let drained = Instant::now() + Duration::from_secs(5);
+                loop {
+                    let left = drained.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(left) {
+                        Ok(chunk) => self.seen.extend(chunk),
+                        Err(_) => break,
+                    }
                 }
                 return st;
             }
@@ -870,6 +976,40 @@ impl KillOnDrop {
     }
 }
 
+impl KillOnDrop {
+    /// Reads the child's stdout until it has shown `needle` (a waiter's
+    /// "waiting" line: the event a test synchronises on), and returns what
+    /// it read; the rest stays for [`finish`]. Panics after `PATIENCE`.
+    #[track_caller]
+    pub fn stdout_until(&mut self, needle: &str) -> String {
+        let mut stdout = self.0.stdout.take().expect("stdout is piped");
+        let want = needle.as_bytes().to_vec();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut byte = [0u8; 1];
+            // One byte at a time, so nothing past the needle is consumed.
+            while !seen.ends_with(&want) {
+                match stdout.read(&mut byte) {
+                    Ok(1) => seen.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let _ = tx.send((seen, stdout));
+        });
+        let (seen, stdout) = rx
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("stdout never showed {needle:?}"));
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        assert!(
+            text.ends_with(needle),
+            "stdout ended before {needle:?}:\n{text}"
+        );
+        self.0.stdout = Some(stdout);
+        text
+    }
+}
+
 impl AsMut<Child> for KillOnDrop {
     fn as_mut(&mut self) -> &mut Child {
         &mut self.0
@@ -885,9 +1025,75 @@ impl Cmd {
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        kill_group_of(&mut self.0);
     }
+}
+
+/// SIGKILLs `child`'s process group (the group harness commands start) and
+/// reaps `child`. Only while `child` is not reaped yet: until then its pid,
+/// and so the group's id, cannot belong to anyone else. What outlives a
+/// reaped leader is found by [`World`]'s drop instead.
+fn kill_group_of(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        } else {
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        kill_group_of(&mut self.child);
+    }
+}
+
+impl Drop for World {
+    /// Ends every process this world's commands started that still runs:
+    /// each carries `DEPLOY_LOCK_DIR` naming this world's own temp folder in
+    /// its environment (inherited by everything it starts, whatever process
+    /// group or session it moved to), so a failed or panicking test leaves
+    /// nothing behind and a recycled pid is never mistaken for ours.
+    fn drop(&mut self) {
+        let mark = {
+            let mut m = b"DEPLOY_LOCK_DIR=".to_vec();
+            m.extend_from_slice(self.locks.as_os_str().as_encoded_bytes());
+            m
+        };
+        let me = std::process::id() as i32;
+        // Again until none is left: one may fork while the others die.
+        for _ in 0..50 {
+            let ours = processes_with_env(&mark, me);
+            if ours.is_empty() {
+                return;
+            }
+            for pid in ours {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Live (not zombie) processes other than `me` whose environment has the
+/// entry `entry` exactly.
+fn processes_with_env(entry: &[u8], me: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me && !matches!(proc_state(pid), None | Some('Z') | Some('X')))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == entry))
+        })
+        .collect()
 }
 
 /// Sets a path's access and modification times to epoch seconds `t`.

@@ -198,7 +198,7 @@ fn issue_12_sigint_while_waiting_is_a_signal_death() {
     send_signal(rpid, Signal::SIGINT);
     let out = finish(runner);
     assert_eq!((out.code, out.signal), (None, Some(2)), "{out:?}");
-    out.any_code().stdout("").stderr("");
+    out.any_code().stdout("").stderr_after_waiting("");
     assert!(!marker.exists());
     // A script sees the signal death (`set -m`: a background job of a
     // script without job control starts with INT ignored, and an ignored
@@ -221,14 +221,17 @@ fn issue_12_sigint_while_waiting_is_a_signal_death() {
 #[test]
 fn issue_12_timeouts_go_to_stderr() {
     let w = World::new();
-    let (holder, probe, _) = hold_lock(&w, "holder");
+    let (holder, probe, cmd) = hold_lock(&w, "holder");
     let run_pid = holder.pid();
+    // Issue 21: off a terminal, one progress line per interval first.
     w.deploy_lock(&["run", "--wait=0.2", "staging", "--", "true"])
+        .env("DEPLOY_LOCK_WAIT_INTERVAL", "60")
         .run()
         .code(124)
         .stdout("")
         .stderr(&format!(
-            "ERROR: gave up after 0.2 seconds waiting for the staging lock (held by a deploy-lock run, pid {run_pid})\n"
+            "Waiting for the staging lock (held by a deploy-lock run's command, pid {cmd}, under deploy-lock pid {run_pid})... 0m 0s\n\
+             ERROR: gave up after 0.2 seconds waiting for the staging lock (held by a deploy-lock run's command, pid {cmd}, under deploy-lock pid {run_pid})\n"
         ));
     let out = w
         .deploy_lock(&["wait", "staging", "--wait-timeout=0.2"])
@@ -563,10 +566,12 @@ fn issue_12_remote_with_only_the_legacy_unlock_sh() {
     assert!(w.lock_path("staging").exists());
 
     // wait: the legacy --wait, until the deploy's lock goes.
-    let waiter = remote(&["wait", "staging"])
+    let mut waiter = remote(&["wait", "staging"])
         .env("DEPLOY_LOCK_WAIT_INTERVAL", "0.1")
         .spawn_guarded();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The legacy --wait prints this after its status block, before its
+    // first look at the lock directory.
+    waiter.stdout_until("Waiting for deployment to complete...\n");
     stop(deploy);
     fs::remove_dir_all(w.lock_path("staging")).unwrap();
     let out = finish(waiter);

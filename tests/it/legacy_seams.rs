@@ -376,7 +376,7 @@ fn issue_18_status_and_run_agree_beside_another_environments_legacy_holder() {
         .code(75);
     let out = w.deploy_lock(&["status", "production", "--json"]).run();
     let v: serde_json::Value = serde_json::from_str(&out.code(0).stdout).unwrap();
-    assert_eq!(v["verdict"], "free");
+    assert_eq!(v["verdict"], "blocked");
     assert_eq!(
         v["record_held_by"],
         serde_json::json!({"environment": "staging", "pid": pid, "locked_by": format!("tester@{}", hostname())})
@@ -384,7 +384,7 @@ fn issue_18_status_and_run_agree_beside_another_environments_legacy_holder() {
     let text = w.deploy_lock(&["status", "production"]).run();
     assert!(
         text.code(0).stdout.contains(&format!(
-            "Verdict: free: no lock directory, but this checkout's one state record is the live staging lock's (tester@{h}, pid {pid}); a production deploy waits until it is released (a checkout records one lock at a time)\n",
+            "Verdict: blocked: no lock directory, but this checkout's one state record is the live staging lock's (tester@{h}, pid {pid}); a production deploy waits until it is released (a checkout records one lock at a time)\n",
             h = hostname()
         )),
         "{}",

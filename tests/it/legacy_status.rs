@@ -1,7 +1,7 @@
 //! unlock.sh's status block in every documented state (see src/cli/texts.rs),
 //! compared whole.
 
-use std::process::{Child, Command};
+use std::process::Child;
 
 use crate::harness::*;
 
@@ -34,7 +34,10 @@ pub fn fake_deploy(w: &World) -> Child {
         nix::sys::stat::Mode::from_bits_truncate(0o600),
     )
     .unwrap();
-    let child = Command::new(script)
+    // A harness command: ended with its world even if the test fails.
+    let child = w
+        .cmd(script)
+        .cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -17,6 +17,7 @@ mod interop;
 mod issue11;
 mod issue12;
 mod issue12a;
+mod issue21;
 mod legacy_block;
 mod legacy_diff;
 mod legacy_force;

@@ -19,7 +19,7 @@ const HEADER: &str =
 const NO_DIR: &str = "Lock directory: Not found (unlocked)\n";
 
 /// The documented keys of `status --json`, in the order printed.
-const JSON_KEYS: [&str; 16] = [
+const JSON_KEYS: [&str; 17] = [
     "schema",
     "environment",
     "locked",
@@ -36,6 +36,7 @@ const JSON_KEYS: [&str; 16] = [
     "stale_after_seconds",
     "record_held_by",
     "migration_lock",
+    "run",
 ];
 
 /// A live process whose command name is `deploy.sh`, like a real deploy (the
@@ -142,6 +143,7 @@ fn base(w: &World, verdict: &str, holder: Value, alive: Value, stale: bool) -> V
         "stale_after_seconds": 1800,
         "record_held_by": null,
         "migration_lock": null,
+        "run": null,
     })
 }
 
@@ -179,7 +181,8 @@ fn status_json_free_is_the_whole_documented_object() {
   "stale": false,
   "stale_after_seconds": 1800,
   "record_held_by": null,
-  "migration_lock": null
+  "migration_lock": null,
+  "run": null
 }}
 "#,
         w.lock_path("staging").display(),
@@ -339,6 +342,7 @@ fn status_json_obstructed_by_a_file() {
             "stale_after_seconds": 1800,
             "record_held_by": null,
             "migration_lock": null,
+            "run": null,
         })
     );
 }

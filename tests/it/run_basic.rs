@@ -451,7 +451,7 @@ done
     assert_eq!(fs::read_to_string(d.join("b.rc")).unwrap(), "75\n");
     let b_err = fs::read_to_string(d.join("b.err")).unwrap();
     assert!(
-        b_err.contains("ERROR: the staging lock is held by a deploy-lock run, pid "),
+        b_err.contains("ERROR: the staging lock is held by a deploy-lock run's command, pid "),
         "{b_err}"
     );
     // The legacy's lock is intact: its directory, its state record.

@@ -84,7 +84,7 @@ fn twelve_waiting_runs_take_turns_and_never_overlap() {
         })
         .collect();
     for r in runs {
-        finish(r).code(0).stdout("").stderr("");
+        finish(r).code(0).stdout("").stderr_after_waiting("");
     }
     assert_no_overlap(&d, 12);
     assert_released(&w);
@@ -210,7 +210,7 @@ fn runs_of_two_environments_interleaved_never_lose_a_state_update() {
         })
         .collect();
     for r in runs {
-        finish(r).code(0).stdout("").stderr("");
+        finish(r).code(0).stdout("").stderr_after_waiting("");
     }
     assert_no_overlap(&d, 12);
     let after = w.state_json();

@@ -253,7 +253,7 @@ fn term_while_waiting_for_the_lock_ends_by_term_and_never_runs_the_command() {
     // Issue 12: ended by TERM itself (as flock(1)), so a calling script stops.
     let out = finish(waiter);
     assert_eq!((out.code, out.signal), (None, Some(15)), "{out:?}");
-    out.any_code().stdout("").stderr("");
+    out.any_code().stdout("").stderr_after_waiting("");
     assert!(!marker.exists());
     // The holder was not disturbed.
     assert_eq!(status_json(&w)["verdict"], "held");
@@ -278,7 +278,7 @@ fn a_terminal_resize_while_waiting_for_the_lock_does_not_end_the_wait() {
     send_signal(wpid, Signal::SIGWINCH);
     hp.send("exit 0");
     finish(holder).code(0);
-    finish(waiter).code(0).stdout("").stderr("");
+    finish(waiter).code(0).stdout("").stderr_after_waiting("");
     assert!(marker.exists());
     assert_released(&w);
 }

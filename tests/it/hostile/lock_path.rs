@@ -262,7 +262,7 @@ fn run_never_empties_a_directory_with_unexpected_contents() {
             lock.display()
         );
         if args[1] == "--wait=0.3" {
-            out.code(124).stdout("").stderr(
+            out.code(124).stdout("").stderr_after_waiting(
                 "ERROR: gave up after 0.3 seconds waiting for the staging lock (held by deploy@localhost)\n",
             );
         } else {
