@@ -1299,7 +1299,7 @@ mod tests {
         // --quiet says so too.
         let staging = LocalLock::new(&c, Environment::Staging);
         let insp = staging.inspect().unwrap();
-        assert_eq!(insp.verdict, Verdict::Free);
+        assert_eq!(insp.verdict, Verdict::Blocked);
         assert!(record_held_by_other_environment(&insp));
         assert!(!would_take(&insp));
         assert!(matches!(

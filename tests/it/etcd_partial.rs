@@ -208,7 +208,7 @@ fn cut_off_holders(test: &str, rounds: usize, at_once: usize) -> Vec<f64> {
         }
         for (_fwds, holder, _waiter, h, wt) in waiting {
             let w_out = finish(wt);
-            w_out.code(0).stderr("");
+            w_out.code(0).stderr_after_waiting("");
             let started: f64 = w_out.stdout.trim().parse().unwrap();
             let h_out = finish(h);
             h_out.code(76).any_stderr();
@@ -311,7 +311,7 @@ fn a_waiter_behind_a_stopped_first_member_is_in_within_a_second_of_the_release()
     let ended: f64 = h_out.stdout.trim().parse().unwrap();
     let w_out = finish(wt);
     c[0].resume();
-    w_out.code(0).stderr("");
+    w_out.code(0).stderr_after_waiting("");
     let started: f64 = w_out.stdout.trim().parse().unwrap();
     let gap = started - ended;
     eprintln!(
@@ -396,7 +396,7 @@ fn with_two_second_tokens_a_ten_second_run_releases_cleanly_and_a_waiter_gets_in
     h_out.code(0).stderr("");
     assert!(!a.path("term").exists(), "the command was signalled");
     let w_out = finish(wt);
-    w_out.code(0).stderr("");
+    w_out.code(0).stderr_after_waiting("");
     let (ended, started): (f64, f64) = (
         h_out.stdout.trim().parse().unwrap(),
         w_out.stdout.trim().parse().unwrap(),
