@@ -1,5 +1,5 @@
 #!/bin/bash
-# deploy-lock's benchmark: every performance figure of the README in one run,
+# deploy-lock's benchmark: every figure of docs/performance.md in one run,
 # each measured side by side with its baseline on this machine.
 #   bench/run.sh [PATH_TO_DEPLOY_LOCK]   (default: the installed deploy-lock on
 #   PATH, else the binary ./install.sh builds, installed into a temporary

@@ -260,7 +260,7 @@ impl Inspection {
 }
 
 /// The store's classification of a lock directory: liveness first, age
-/// second (see the README's rules). `crate::lock::decide` refines it with
+/// second (see docs/legacy.md, the rules). `crate::lock::decide` refines it with
 /// what else decides a run (the run lock, the directory's contents).
 pub fn verdict(
     path_kind: &PathKind,

@@ -425,7 +425,7 @@ fn status_extra() -> Vec<Section<'static>> {
 }
 
 /// Where unlock.sh prints something else than the legacy script did for the
-/// same files, each on purpose (README's "What changed, on purpose" lists
+/// same files, each on purpose (docs/reference.md's "What changed, on purpose" lists
 /// the same; tests/it/legacy_diff.rs asserts each one).
 fn legacy_deviations() -> Section<'static> {
     Section {

@@ -12,7 +12,7 @@ use crate::harness::*;
 use crate::legacy_block::plain;
 
 /// Where deploy-lock prints something else than the legacy, on purpose
-/// (README "What changed, on purpose" and unlock.sh(1) list the same).
+/// (docs/reference.md "What changed, on purpose" and unlock.sh(1) list the same).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Deviation {
     None,
