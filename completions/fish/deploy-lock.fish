@@ -115,6 +115,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l force -d
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s n -l lines -d 'Only the last N lines' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l since -d 'Only events since DURATION ago (90s, 30m, 2h, 1d, "1h 30m") or a UTC time (2026-02-03T20:00:00Z)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l json -d 'One JSON object per line, as recorded, plus `line` and `held_seconds`'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'

@@ -54,15 +54,15 @@ pub struct Cli {
 /// Settings (global args) that do nothing for a subcommand, left off its
 /// --help, its man page and its completions: the wait settings where
 /// nothing waits, the etcd lease TTL where no lease is taken, every lock
-/// setting for log (it reads the audit trail only), all of them for
-/// generate.
+/// setting but the checkout for log (it reads the checkout's audit trail
+/// only), all of them for generate.
 pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
     match sub {
         "status" | "list" | "unlock" | "check" => &["wait_interval", "wait_timeout", "etcd_ttl"],
         "wait" => &["etcd_ttl"],
+        // log reads the checkout's audit trail, so it keeps --project-root.
         "log" => &[
             "lock_dir",
-            "project_root",
             "stale_secs",
             "wait_interval",
             "wait_timeout",

@@ -559,7 +559,7 @@ fn issue_21_each_subcommand_help_shows_only_the_settings_it_reads() {
                 "--etcd-prefix",
             ],
         ),
-        ("log", &[]),
+        ("log", &["--project-root"]),
         ("generate", &[]),
     ];
     for (sub, want) in cases {
