@@ -615,7 +615,12 @@ fn a_waiter_that_loses_etcd_retries_and_says_so() {
         &pidfile,
     )
     .spawn_guarded();
-    pid_in(&pidfile);
+    let pid = pid_in(&pidfile);
+    // The record names the command shortly after its start: before etcd is
+    // stopped, or the holder rightly warns that it could not record it.
+    wait_until(PATIENCE, "the record to name the command", || {
+        b.status_json()["holder"]["pid"] == pid
+    });
     let waiter = b
         .dl(&[
             "run",
