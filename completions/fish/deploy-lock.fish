@@ -100,6 +100,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l etcd-p
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l reason -d 'Why this run holds the lock, shown to whoever looks (status, refusals, waiting, log) [default: deploy.sh\'s arguments]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
@@ -120,6 +121,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l json -d 
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l reason -d 'Why this run holds the lock, shown to whoever looks (status, refusals, waiting, log) [default: deploy.sh\'s arguments]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
@@ -135,6 +137,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l 
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l reason -d 'Why this run holds the lock, shown to whoever looks (status, refusals, waiting, log) [default: deploy.sh\'s arguments]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
@@ -150,6 +153,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l forc
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l reason -d 'Why this run holds the lock, shown to whoever looks (status, refusals, waiting, log) [default: deploy.sh\'s arguments]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l remote-dir -d 'The server\'s checkout' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r

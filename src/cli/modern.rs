@@ -134,6 +134,18 @@ fn conflict_exit_from_env() -> Result<Option<i32>, Failure> {
     }
 }
 
+/// run's --reason as a variable.
+pub const ENV_REASON: &str = "DEPLOY_LOCK_REASON";
+
+/// DEPLOY_LOCK_REASON, read as the flag would be (the parser here leaves
+/// variables to us): unset or empty is none. Bytes that are not UTF-8 are
+/// replaced, as every foreign string is before it is shown.
+fn reason_from_env() -> Option<String> {
+    std::env::var_os(ENV_REASON)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.to_string_lossy().into_owned())
+}
+
 /// Settings shared by every subcommand; each defaults to its variable.
 #[derive(Args, Debug, Default)]
 pub struct GlobalOpts {
@@ -289,6 +301,9 @@ pub struct RunArgs {
     /// Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command's own exit codes stay apart (like flock -E)
     #[arg(long, value_name = "N", env = ENV_CONFLICT_EXIT, hide_env_values = true, value_parser = clap::value_parser!(u8).range(1..))]
     pub conflict_exit_code: Option<u8>,
+    /// Why this run holds the lock, shown to whoever looks (status, refusals, waiting, log) [default: deploy.sh's arguments]
+    #[arg(long, value_name = "TEXT", env = ENV_REASON, hide_env_values = true)]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub remote: RemoteOpts,
     #[arg(value_enum)]
@@ -688,6 +703,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
                 conflict_exit: match r.conflict_exit_code {
                     Some(n) => Some(i32::from(n)),
                     None => conflict_exit_from_env()?,
+                },
+                reason: match r.reason {
+                    Some(text) => Some(text),
+                    None => reason_from_env(),
                 },
                 deploy_args: deploy,
                 command: r.command,

@@ -114,6 +114,9 @@ pub struct RunRequest {
     /// `--conflict-exit-code N`: the exit code of a refusal, a --wait that
     /// gives up and a lost lock, instead of 75, 124 and 76.
     pub conflict_exit: Option<i32>,
+    /// `--reason TEXT` (or DEPLOY_LOCK_REASON) as given; an empty one is
+    /// none. The plan (`RunPlan::reason`) adds the default.
+    pub reason: Option<String>,
     /// Words for deploy.sh: every word before `--` that is not ours, in order
     /// (`--force` and `--remote USER@HOST` are ours *and* deploy.sh's).
     pub deploy_args: Vec<OsString>,

@@ -50,6 +50,12 @@ pub struct RunPlan {
     pub typed: Typed,
     /// The command is the checkout's deploy.sh (no command after `--`).
     pub deploy_sh: bool,
+    /// Why the lock is held, for everyone who looks: `--reason` (or
+    /// DEPLOY_LOCK_REASON), else deploy.sh's own words (`--branch hotfix`,
+    /// without the environment and the `--force` deploy-lock adds), else
+    /// none. A command after `--` has no default: its words may hold secrets
+    /// and the person can say why.
+    pub reason: Option<String>,
 }
 
 impl RunPlan {
@@ -73,6 +79,7 @@ impl RunPlan {
                 locking: Locking::Local,
                 typed,
                 deploy_sh: false,
+                reason: r.reason.filter(|t| !t.is_empty()),
             };
         }
         let has = |flag: &str| r.deploy_args.iter().any(|a| a == flag);
@@ -83,6 +90,15 @@ impl RunPlan {
         } else {
             Locking::Local
         };
+        let reason = r.reason.filter(|t| !t.is_empty()).or_else(|| {
+            let words: Vec<String> = r
+                .deploy_args
+                .iter()
+                .filter(|w| *w != "--force")
+                .map(|w| w.to_string_lossy().into_owned())
+                .collect();
+            (!words.is_empty()).then(|| words.join(" "))
+        });
         let mut args = vec![OsString::from(r.env.as_str())];
         if locking == Locking::Local && !has("--force") {
             args.push("--force".into());
@@ -97,6 +113,7 @@ impl RunPlan {
             locking,
             typed,
             deploy_sh: true,
+            reason,
         }
     }
 
