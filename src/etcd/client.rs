@@ -161,7 +161,34 @@ impl Client {
         self.inner.attempt_timeout
     }
 
+    /// One request in the common case: the gateway's status answer names
+    /// the version (and proves the gateway on). Only when it fails or has
+    /// no version is `/version` asked, to say which of the two is wrong.
     fn probe(&self, ep: &str, deadline: Instant) -> Result<(), EtcdError> {
+        let status = if self.inner.credentials.is_some() {
+            self.authenticate(ep, deadline).and_then(|()| {
+                self.request(ep, "/v3/maintenance/status", Some(&json!({})), deadline)
+            })
+        } else {
+            self.request(ep, "/v3/maintenance/status", Some(&json!({})), deadline)
+        };
+        let status = match status {
+            Ok(v) => v,
+            Err(e @ EtcdError::GatewayDisabled { .. }) => {
+                // Too old (its gateway lives elsewhere), or no etcd at all.
+                self.version_of(ep, deadline)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        match status.get("version").and_then(Value::as_str) {
+            Some(v) => self.accept_version(ep, v.to_string()),
+            None => self.version_of(ep, deadline),
+        }
+    }
+
+    /// `/version`, served with or without the gateway.
+    fn version_of(&self, ep: &str, deadline: Instant) -> Result<(), EtcdError> {
         let v = self.request(ep, "/version", None, deadline)?;
         let version = v
             .get("etcdserver")
@@ -171,6 +198,10 @@ impl Client {
                 detail: format!("/version has no etcdserver field: {v}"),
             })?
             .to_string();
+        self.accept_version(ep, version)
+    }
+
+    fn accept_version(&self, ep: &str, version: String) -> Result<(), EtcdError> {
         let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
         if (major, minor) < (3, 4) {
@@ -180,11 +211,6 @@ impl Client {
             });
         }
         *self.inner.version.lock().unwrap() = version;
-        if self.inner.credentials.is_some() {
-            self.authenticate(ep, deadline)?;
-        }
-        // /version is served without the gateway; this one is not.
-        self.request(ep, "/v3/maintenance/status", Some(&json!({})), deadline)?;
         Ok(())
     }
 
@@ -592,7 +618,45 @@ fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent, EtcdError> {
                 .build(),
         );
     }
-    Ok(cfg.build().into())
+    Ok(ureq::Agent::with_parts(
+        cfg.build(),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        LiteralResolver::default(),
+    ))
+}
+
+/// Endpoints are usually IP addresses: those need no lookup. ureq's own
+/// resolver starts a thread per request to bound a lookup's time, even for
+/// `127.0.0.1` and a pooled connection (five threads in a short run); a
+/// host name still goes to it.
+#[derive(Debug, Default)]
+struct LiteralResolver {
+    names: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl ureq::unversioned::resolver::Resolver for LiteralResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or_default();
+        let ip = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        match (ip.parse::<std::net::IpAddr>(), port) {
+            (Ok(ip), Some(port)) => {
+                let mut addrs = self.empty();
+                addrs.push(std::net::SocketAddr::new(ip, port));
+                Ok(addrs)
+            }
+            _ => self.names.resolve(uri, config, timeout),
+        }
+    }
 }
 
 fn transport_error(ep: &str, e: &ureq::Error, timeout: Duration) -> EtcdError {

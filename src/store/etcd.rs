@@ -521,11 +521,13 @@ fn leftover_seen_by_its_successor(insp: &Inspection) -> bool {
     crate::lock::leftover_of_dead_etcd_run(&insp)
 }
 
-/// How long after its start the command is named in the etcd record: a
-/// command done by then (a hook, `true`) costs no write, one of the four
-/// raft writes of a short run; other machines' `status` shows the
-/// deploy-lock process meanwhile (this machine's record names the command
-/// at once).
+/// How long after its start the command is named in the records (the etcd
+/// key, and this machine's lock directory and state file): a command done
+/// by then (a hook, `true`) costs no raft write and no local rewrite (two
+/// renames, three fsyncs), which were most of a short run's time. Until
+/// then the records name the deploy-lock process, which outlives its
+/// command (the command is reaped before the lock is let go, and gets
+/// SIGTERM should deploy-lock die), so every view still sees a live holder.
 const RECORD_AFTER: Duration = Duration::from_millis(50);
 
 struct NoKeeping;
@@ -556,12 +558,9 @@ fn stop(step: Step) -> Stop {
 
 impl Keeping for EtcdKeeping<'_> {
     fn started(&mut self, process: ProcessIdentity) {
-        // Named in the etcd record a moment later (see RECORD_AFTER), by
-        // `service`; this machine's record names it at once.
-        self.pending_process = Some((process.clone(), Instant::now() + RECORD_AFTER));
-        if let Some(l) = &mut self.local {
-            l.started(process);
-        }
+        // Named in both records a moment later (see RECORD_AFTER), by
+        // `service`.
+        self.pending_process = Some((process, Instant::now() + RECORD_AFTER));
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
@@ -601,15 +600,11 @@ impl Keeping for EtcdKeeping<'_> {
         // there is no record of ours left to name it in.
         if self.pending_process.as_ref().is_some_and(|p| now >= p.1)
             && let Some((process, _)) = self.pending_process.take()
-            && !self.lost
-            && self.lock.lost().is_none()
         {
-            let name = crate::liveness::probe(process.pid).map(|p| p.ps_comm());
-            if let Err(e) = self.lock.record_process(&process, name.as_deref()) {
-                self.warnings.push(Warning::RecordProcess {
-                    error: e.to_string(),
-                });
+            if let Some(l) = &mut self.local {
+                l.started(process.clone());
             }
+            self.record_process(&process);
         }
         if !self.lost
             && let Some(cause) = self.lock.lost()
@@ -673,5 +668,19 @@ impl Keeping for EtcdKeeping<'_> {
 impl EtcdKeeping<'_> {
     fn settings(&self) -> &EtcdSettings {
         &self.store.settings
+    }
+
+    /// Names the command in the etcd record, unless the lock is lost (a
+    /// resumed holder past its deadline has no record of ours left).
+    fn record_process(&mut self, process: &ProcessIdentity) {
+        if self.lost || self.lock.lost().is_some() {
+            return;
+        }
+        let name = crate::liveness::probe(process.pid).map(|p| p.ps_comm());
+        if let Err(e) = self.lock.record_process(process, name.as_deref()) {
+            self.warnings.push(Warning::RecordProcess {
+                error: e.to_string(),
+            });
+        }
     }
 }
