@@ -612,7 +612,7 @@ impl Keeping for EtcdKeeping<'_> {
             self.lost = true;
             let step = self.response.lost(now);
             out.push(KeepEvent::Lost {
-                cause: cause.to_string(),
+                cause: cause.clone(),
                 stop: step.map(stop),
                 kill_after: step.and(self.settings().lost_grace),
             });
@@ -679,7 +679,7 @@ impl EtcdKeeping<'_> {
         let name = crate::liveness::probe(process.pid).map(|p| p.ps_comm());
         if let Err(e) = self.lock.record_process(process, name.as_deref()) {
             self.warnings.push(Warning::RecordProcess {
-                error: e.to_string(),
+                error: super::SharedError::new(store_error(e)),
             });
         }
     }
