@@ -705,7 +705,8 @@ fn wait_on_another_machine_ends_at_the_release_and_unlock_id_spares_a_new_holder
         .unwrap()
         .to_string();
     let waiter = b.dl(&["wait", "staging"]).spawn_guarded();
-    std::thread::sleep(Duration::from_millis(200));
+    // Released once the waiter saw it held and watches it.
+    etcd_support::wait_for_thread(waiter.0.id() as i32, "etcd-wait");
     fs::write(&go, "").unwrap();
     finish(holder).code(0);
     let out = finish(waiter);

@@ -498,8 +498,10 @@ fn a_watcher_made_while_etcd_is_silent_catches_the_release_once_it_answers() {
         t.elapsed()
     );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    // Released while the watcher waits (its thread reconnecting).
+    let waiting = etcd_support::tid();
     let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        etcd_support::wait_in_poll(waiting);
         lock.release().unwrap()
     });
     assert_eq!(

@@ -260,12 +260,22 @@ fn the_started_command_is_recorded_as_the_holder_process() {
     assert_eq!(record.owner.pid_start_ticks, process.start_ticks);
     assert_eq!(record.owner.holder_pid, std::process::id() as i32);
     assert_eq!(record.process_name.as_deref(), Some("sleep"));
-    // Rewriting our own record is not a loss.
-    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(lock.hold(), Ok(()));
     assert!(b.check(ENV, lock.token()).unwrap());
     child.kill().unwrap();
     child.wait().unwrap();
+    // Rewriting our own record is not a loss: the keeper's watch sees the
+    // rewrite, then this deletion, and reports the deletion (a rewrite
+    // taken for a loss would be reported first, as another holder's key).
+    b.force_unlock(ENV, lock.token(), lock.lease()).unwrap();
+    let cause = lock
+        .loss()
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the deletion is reported");
+    assert!(
+        matches!(cause, LossCause::KeyDeleted { .. } | LossCause::LeaseGone),
+        "{cause:?}"
+    );
 }
 
 #[test]
@@ -276,6 +286,7 @@ fn a_waiter_wakes_within_50_ms_of_the_release() {
     for _ in 0..3 {
         let lock = acquire(&a, "alice");
         let insp = b.inspect(ENV).unwrap();
+        let before = crate::etcd_support::watchers(b.client().endpoint());
         let waiter = {
             let b = b.clone();
             std::thread::spawn(move || {
@@ -285,7 +296,8 @@ fn a_waiter_wakes_within_50_ms_of_the_release() {
                 (c, Instant::now())
             })
         };
-        std::thread::sleep(Duration::from_millis(200));
+        // Released once the waiter's watch is live on its member.
+        crate::etcd_support::wait_for_watchers(b.client().endpoint(), before);
         let released = Instant::now();
         assert_eq!(lock.release().unwrap(), Release::Released);
         let (change, woke) = waiter.join().unwrap();
@@ -469,8 +481,9 @@ fn a_watcher_wakes_on_release_times_out_and_yields_to_an_extra_fd() {
     assert!(w.gone());
     // Held again, then released while waiting: woken within milliseconds.
     let lock = acquire(&a, "alice");
+    let waiting = crate::etcd_support::tid();
     let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
+        crate::etcd_support::wait_in_poll(waiting);
         let at = Instant::now();
         lock.release().unwrap();
         at
