@@ -438,6 +438,19 @@ pub fn warn(err: &mut dyn Write, style: Style, message: &str) {
     let _ = writeln!(err, "{}", style.yellow(&format!("WARNING: {message}")));
 }
 
+/// The etcd copy of this run's audit events could not be written.
+pub fn audit_copy_failed(n: usize, e: &deploy_lock::store::StoreError) -> String {
+    let events = if n == 1 { "event" } else { "events" };
+    format!("could not copy {n} audit {events} to etcd ({e}); this checkout's audit log has them")
+}
+
+/// `log` could not read the team's events from etcd.
+pub fn team_log_unreadable(e: &deploy_lock::etcd::EtcdError) -> String {
+    format!(
+        "could not read the other machines' audit events from etcd ({e}); showing this checkout's log only"
+    )
+}
+
 /// The engine's warnings, worded.
 pub fn warning(w: &Warning) -> String {
     match w {

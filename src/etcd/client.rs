@@ -407,6 +407,62 @@ impl Client {
         })
     }
 
+    /// Puts every key in one txn (one raft write), with no lease: the
+    /// store's revision after it.
+    pub fn put_all(&self, kvs: &[(Vec<u8>, Vec<u8>)], timeout: Duration) -> Result<i64, EtcdError> {
+        let success: Vec<Value> = kvs
+            .iter()
+            .map(|(k, v)| json!({"request_put": {"key": b64(k), "value": b64(v)}}))
+            .collect();
+        let v = self.call("/v3/kv/txn", &json!({"success": success}), timeout)?;
+        Ok(header_revision(&v))
+    }
+
+    /// Every key under `prefix`, in key order (at most `limit`, 0: all),
+    /// keys only when `keys_only`.
+    pub fn range_prefix(
+        &self,
+        prefix: &[u8],
+        limit: i64,
+        keys_only: bool,
+        timeout: Duration,
+    ) -> Result<Vec<KeyValue>, EtcdError> {
+        let body = json!({"key": b64(prefix), "range_end": b64(&prefix_end(prefix)),
+            "limit": limit.to_string(), "keys_only": keys_only});
+        let v = self.call("/v3/kv/range", &body, timeout)?;
+        let ep = self.endpoint().to_string();
+        v.get("kvs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|kv| super::wire::parse_kv(&ep, kv)).collect())
+            .unwrap_or(Ok(Vec::new()))
+    }
+
+    /// How many keys lie under `prefix` (a serializable read: this
+    /// member's view, no round through the leader).
+    pub fn count_prefix(&self, prefix: &[u8], timeout: Duration) -> Result<i64, EtcdError> {
+        let body = json!({"key": b64(prefix), "range_end": b64(&prefix_end(prefix)),
+            "count_only": true, "serializable": true});
+        let v = self.call("/v3/kv/range", &body, timeout)?;
+        Ok(num(v.get("count")))
+    }
+
+    /// Deletes the keys from `start` up to and including `last`.
+    pub fn delete_through(
+        &self,
+        start: &[u8],
+        last: &[u8],
+        timeout: Duration,
+    ) -> Result<(), EtcdError> {
+        let mut end = last.to_vec();
+        end.push(0);
+        self.call(
+            "/v3/kv/deleterange",
+            &json!({"key": b64(start), "range_end": b64(&end)}),
+            timeout,
+        )?;
+        Ok(())
+    }
+
     /// `if all(compares) then success else failure`, on one key.
     pub fn txn(
         &self,
@@ -565,6 +621,19 @@ impl Client {
             }),
         }
     }
+}
+
+/// The end of the range of keys that start with `prefix` (etcd's
+/// `range_end`): the prefix with its last byte below 0xff raised by one.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }
 
 /// The time bounds of one HTTP exchange.

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::context::Context;
 use crate::environment::Environment;
+use crate::etcd::audit_copy::AuditCopies;
 use crate::etcd::settings::{self, Backend, EtcdSettings, SettingsError, SettingsWarning};
 use crate::etcd::{
     self, EtcdError, EtcdInspection, EtcdLock, EtcdStore, EtcdWatcher, FencingToken, LeaseId,
@@ -45,6 +46,12 @@ pub fn choose(
     settings::resolve(file.as_ref(), lookup)
 }
 
+impl crate::audit::Copies for AuditCopies {
+    fn put(&self, events: &[(Environment, serde_json::Value)]) -> Result<(), super::StoreError> {
+        AuditCopies::put(self, events).map_err(super::StoreError::Etcd)
+    }
+}
+
 pub fn store_error(e: EtcdError) -> LockError {
     LockError::Store(super::StoreError::Etcd(e))
 }
@@ -66,6 +73,13 @@ impl<'a> EtcdLockStore<'a> {
     /// Connects (endpoints in order, within the connect budget).
     pub fn open(ctx: &'a Context, settings: EtcdSettings) -> Result<EtcdLockStore<'a>, LockError> {
         let etcd = EtcdStore::open(&settings).map_err(store_error)?;
+        // Every event this process audits also goes to etcd (shipped by
+        // `audit::ship_copies` once the operation is done).
+        crate::audit::copy_to(Box::new(AuditCopies::new(
+            etcd.client().clone(),
+            &settings.prefix,
+            &ctx.host,
+        )));
         Ok(EtcdLockStore {
             ctx,
             etcd,

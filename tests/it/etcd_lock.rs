@@ -532,3 +532,35 @@ fn a_key_put_by_hand_shows_as_held_by_an_unknown_holder_and_can_be_unlocked() {
     );
     drop(acquire(&b, "bob"));
 }
+
+#[test]
+fn the_audit_copy_keeps_the_newest_events_of_each_environment() {
+    use deploy_lock::etcd::audit_copy::AuditCopies;
+    let etcd = need_etcd!("etcd_lock::the_audit_copy_keeps_the_newest_events_of_each_environment");
+    let prefix = crate::etcd_support::prefix("audit-copy");
+    let copies = AuditCopies::new(etcd.client(), &prefix, "host/with odd:chars");
+    let event =
+        |n: u64| serde_json::json!({"time": "2026-01-01T00:00:00Z", "event": "acquire", "n": n});
+    // Five shipments of one event each, keeping three: the last three stay.
+    for n in 0..5 {
+        copies.put_keeping(&[(ENV, event(n))], 3).unwrap();
+    }
+    // Another environment's events are its own, and counted apart.
+    copies
+        .put_keeping(&[(Environment::Production, event(9))], 3)
+        .unwrap();
+    let all = copies.read_all(Duration::from_secs(5)).unwrap();
+    assert_eq!(all, vec![event(2), event(3), event(4), event(9)]);
+    // One key segment per event, whatever the host name holds.
+    let keys = etcd
+        .client()
+        .range_prefix(copies.dir(ENV).as_bytes(), 0, true, Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(keys.len(), 3);
+    for k in keys {
+        let k = String::from_utf8(k.key).unwrap();
+        let name = k.strip_prefix(&copies.dir(ENV)).unwrap();
+        assert!(name.contains("-host_with_odd_chars-"), "{k}");
+        assert!(!name.contains('/'), "{k}");
+    }
+}
