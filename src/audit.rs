@@ -63,6 +63,25 @@ pub fn ship_copies() -> Result<usize, (usize, crate::store::StoreError)> {
         .map_err(|e| (events.len(), e))
 }
 
+/// The queued copies, for a store that ships them with a write of its own
+/// (the etcd release's txn); [`requeue_copies`] gives back what it could
+/// not ship.
+pub fn take_copies() -> Vec<(Environment, Value)> {
+    COPIES
+        .lock()
+        .unwrap()
+        .as_mut()
+        .map(|(_, q)| std::mem::take(q))
+        .unwrap_or_default()
+}
+
+pub fn requeue_copies(mut events: Vec<(Environment, Value)>) {
+    if let Some((_, q)) = COPIES.lock().unwrap().as_mut() {
+        events.append(q);
+        *q = events;
+    }
+}
+
 /// Records how the command of this process's run ended.
 pub fn command_ended(code: Option<i32>, signal: Option<i32>) {
     let _ = COMMAND_END.set(exit_fields(code, signal));

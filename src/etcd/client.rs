@@ -463,6 +463,51 @@ impl Client {
         Ok(())
     }
 
+    /// Deletes `key` if its create revision and lease are still these, and
+    /// puts `extra` (keys without a lease) either way: one txn, one raft
+    /// write. Not succeeded: the key as it is.
+    pub fn delete_if_and_put(
+        &self,
+        key: &[u8],
+        create_revision: i64,
+        lease: i64,
+        extra: &[(Vec<u8>, Vec<u8>)],
+        timeout: Duration,
+    ) -> Result<TxnResult, EtcdError> {
+        let k = b64(key);
+        let puts = extra
+            .iter()
+            .map(|(k, v)| json!({"request_put": {"key": b64(k), "value": b64(v)}}));
+        let success: Vec<Value> = std::iter::once(json!({"request_delete_range": {"key": k}}))
+            .chain(puts.clone())
+            .collect();
+        let failure: Vec<Value> = std::iter::once(json!({"request_range": {"key": k}}))
+            .chain(puts)
+            .collect();
+        let body = json!({
+            "compare": [
+                {"key": k, "result": "EQUAL", "target": "CREATE", "create_revision": create_revision.to_string()},
+                {"key": k, "result": "EQUAL", "target": "LEASE", "lease": lease.to_string()},
+            ],
+            "success": success,
+            "failure": failure,
+        });
+        let v = self.call("/v3/kv/txn", &body, timeout)?;
+        let mut kv = None;
+        if let Some(rs) = v.get("responses").and_then(Value::as_array) {
+            for r in rs {
+                if let Some(range) = r.get("response_range") {
+                    kv = first_kv(self.endpoint(), range)?;
+                }
+            }
+        }
+        Ok(TxnResult {
+            succeeded: v.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
+            revision: header_revision(&v),
+            kv,
+        })
+    }
+
     /// `if all(compares) then success else failure`, on one key.
     pub fn txn(
         &self,

@@ -61,6 +61,7 @@ pub struct EtcdLockStore<'a> {
     etcd: EtcdStore,
     settings: EtcdSettings,
     local: LocalStore<'a>,
+    copies: AuditCopies,
 }
 
 /// Our handle inside [`Held`]: the etcd lock and the local lock taken after it.
@@ -75,16 +76,14 @@ impl<'a> EtcdLockStore<'a> {
         let etcd = EtcdStore::open(&settings).map_err(store_error)?;
         // Every event this process audits also goes to etcd (shipped by
         // `audit::ship_copies` once the operation is done).
-        crate::audit::copy_to(Box::new(AuditCopies::new(
-            etcd.client().clone(),
-            &settings.prefix,
-            &ctx.host,
-        )));
+        let copies = AuditCopies::new(etcd.client().clone(), &settings.prefix, &ctx.host);
+        crate::audit::copy_to(Box::new(copies.clone()));
         Ok(EtcdLockStore {
             ctx,
             etcd,
             settings,
             local: LocalStore::new(ctx),
+            copies,
         })
     }
 
@@ -429,7 +428,22 @@ impl LockStore for EtcdLockStore<'_> {
         if let Some(local) = local {
             warnings.extend(self.local.release(local)?.warnings);
         }
-        let outcome = match lock.release().map_err(store_error)? {
+        // The audit events so far (the acquisition, the release just
+        // recorded) ride in the release's own write.
+        let events = crate::audit::take_copies();
+        let (released, shipped) = match lock.release_with(&self.copies.kvs(&events)) {
+            Ok(r) => r,
+            Err(e) => {
+                crate::audit::requeue_copies(events);
+                return Err(store_error(e));
+            }
+        };
+        if !shipped {
+            crate::audit::requeue_copies(events);
+        } else if crate::etcd::audit_copy::trim_due() {
+            let _ = self.copies.trim_all(&events, crate::etcd::audit_copy::KEEP);
+        }
+        let outcome = match released {
             etcd::Release::Released => Release::Released,
             etcd::Release::AlreadyGone => Release::AlreadyGone,
             etcd::Release::TakenByOther { record, .. } => {
