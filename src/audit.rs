@@ -29,6 +29,59 @@ pub const ENV_AUDIT_LOG: &str = "DEPLOY_LOCK_AUDIT_LOG";
 /// process-wide cell; no store needs to carry it.
 static COMMAND_END: OnceLock<Value> = OnceLock::new();
 
+/// A copy of the trail beyond this checkout (the etcd backend's, under the
+/// environment's prefix, so `log` shows the whole team across machines).
+/// Events recorded by this process are queued for it and shipped in one
+/// write by [`ship_copies`], once the lock operation is done: a copy never
+/// delays or fails the lock.
+pub trait Copies: Send {
+    fn put(&self, events: &[(Environment, Value)]) -> Result<(), crate::store::StoreError>;
+}
+
+type CopyQueue = (Box<dyn Copies>, Vec<(Environment, Value)>);
+
+static COPIES: std::sync::Mutex<Option<CopyQueue>> = std::sync::Mutex::new(None);
+
+/// From now on, every event this process records is also queued for `to`.
+pub fn copy_to(to: Box<dyn Copies>) {
+    *COPIES.lock().unwrap() = Some((to, Vec::new()));
+}
+
+/// Ships the queued copies: how many went, or how many could not and why
+/// (the caller warns; the events are in the local trail all the same).
+pub fn ship_copies() -> Result<usize, (usize, crate::store::StoreError)> {
+    let mut guard = COPIES.lock().unwrap();
+    let Some((to, queue)) = guard.as_mut() else {
+        return Ok(0);
+    };
+    let events = std::mem::take(queue);
+    if events.is_empty() {
+        return Ok(0);
+    }
+    to.put(&events)
+        .map(|()| events.len())
+        .map_err(|e| (events.len(), e))
+}
+
+/// The queued copies, for a store that ships them with a write of its own
+/// (the etcd release's txn); [`requeue_copies`] gives back what it could
+/// not ship.
+pub fn take_copies() -> Vec<(Environment, Value)> {
+    COPIES
+        .lock()
+        .unwrap()
+        .as_mut()
+        .map(|(_, q)| std::mem::take(q))
+        .unwrap_or_default()
+}
+
+pub fn requeue_copies(mut events: Vec<(Environment, Value)>) {
+    if let Some((_, q)) = COPIES.lock().unwrap().as_mut() {
+        events.append(q);
+        *q = events;
+    }
+}
+
 /// Records how the command of this process's run ended.
 pub fn command_ended(code: Option<i32>, signal: Option<i32>) {
     let _ = COMMAND_END.set(exit_fields(code, signal));
@@ -98,6 +151,9 @@ pub fn record(
         (&mut line, event.starts_with("release"), COMMAND_END.get())
     {
         l.extend(end.clone());
+    }
+    if let Some((_, queue)) = COPIES.lock().unwrap().as_mut() {
+        queue.push((env, line.clone()));
     }
     let mut text = serde_json::to_string(&line).expect("serialisable");
     text.push('\n');

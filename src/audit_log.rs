@@ -188,6 +188,46 @@ pub fn read_all(paths: &[&Path]) -> io::Result<Vec<Line>> {
     Ok(keyed.into_iter().map(|(_, l)| l).collect())
 }
 
+/// Adds the team's events (the etcd backend's copy, every machine's) to a
+/// trail read from files: an event already there (the same JSON line, as
+/// this checkout's own events are) is shown once; the rest go in time
+/// order, after the file's lines of the same second. Releases pair with
+/// their acquisitions among the copies as in a file.
+pub fn merge(lines: Vec<Line>, copies: &[Value]) -> Vec<Line> {
+    let seen: std::collections::HashSet<String> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Event(e) => Some(e.raw.to_string()),
+            Line::Damaged { .. } => None,
+        })
+        .collect();
+    let text: String = copies
+        .iter()
+        .map(|v| v.to_string())
+        .filter(|t| !seen.contains(t))
+        .map(|t| t + "\n")
+        .collect();
+    let mut keyed: Vec<(Option<Timestamp>, Line)> = Vec::new();
+    let mut at = None;
+    for line in lines {
+        if let Line::Event(e) = &line {
+            at = Some(e.time);
+        }
+        keyed.push((at, line));
+    }
+    // A copy that does not read as an event is not shown: it has no line
+    // in any file to point at.
+    // Line 0: in no file of this checkout.
+    for line in parse(&text) {
+        if let Line::Event(mut e) = line {
+            e.number = 0;
+            keyed.push((Some(e.time), Line::Event(e)));
+        }
+    }
+    keyed.sort_by_key(|(at, _)| *at);
+    keyed.into_iter().map(|(_, l)| l).collect()
+}
+
 /// Which lines `deploy-lock log` shows.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {

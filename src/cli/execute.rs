@@ -46,7 +46,8 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
             let ctx = std::env::current_dir().ok().and_then(|cwd| {
                 Context::resolve_lock_only(&req.settings, req.script.as_deref(), &cwd).ok()
             });
-            return ops::log(ctx.as_ref(), home, l, io).map(|()| Outcome::Done);
+            let team = team_events(ctx.as_ref(), &req, io);
+            return ops::log(ctx.as_ref(), home, team, l, io).map(|()| Outcome::Done);
         }
         _ => {}
     }
@@ -95,9 +96,41 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
         Backend::Local => execute_with(&ctx, &LocalStore::new(&ctx), req, io),
         Backend::Etcd(settings) => {
             let store = EtcdLockStore::open(&ctx, settings)?;
-            execute_with(&ctx, &store, req, io)
+            let result = execute_with(&ctx, &store, req, io);
+            // The audit events' copies, once the lock operation is done.
+            if let Err((n, e)) = deploy_lock::audit::ship_copies() {
+                io.warn(&super::messages::audit_copy_failed(n, &e));
+            }
+            result
         }
     }
+}
+
+/// With the etcd backend, the audit events every machine copied there
+/// (None with the local backend; settings that do not parse are left to
+/// the commands that use the store).
+fn team_events(
+    ctx: Option<&Context>,
+    req: &Request,
+    io: &mut Io<'_>,
+) -> Option<Result<Vec<serde_json::Value>, deploy_lock::etcd::EtcdError>> {
+    use deploy_lock::etcd::settings;
+    let lookup = |name: &str| req.settings.store_value(name);
+    let chosen = match ctx {
+        Some(ctx) => deploy_lock::store::etcd::choose(ctx, &lookup),
+        None => settings::resolve(None, &lookup),
+    };
+    let Ok((Backend::Etcd(s), warnings)) = chosen else {
+        return None;
+    };
+    for w in warnings {
+        io.warn(&w.to_string());
+    }
+    let host = ctx.map_or_else(String::new, |c| c.host.clone());
+    Some(deploy_lock::etcd::EtcdStore::open(&s).and_then(|store| {
+        deploy_lock::etcd::audit_copy::AuditCopies::new(store.client().clone(), &s.prefix, &host)
+            .read_all(store.client().call_timeout())
+    }))
 }
 
 /// [`execute`] against a given store (the in-memory one in tests).
@@ -161,7 +194,7 @@ pub fn execute_with(
                     _ => f,
                 });
         }
-        Operation::Log(l) => ops::log(Some(ctx), ctx.home.clone(), &l, io),
+        Operation::Log(l) => ops::log(Some(ctx), ctx.home.clone(), None, &l, io),
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
     }
     .map(|()| Outcome::Done)

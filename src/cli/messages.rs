@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use deploy_lock::Environment;
 use deploy_lock::context::{ENV_PROJECT_ROOT, NoProjectRoot};
+use deploy_lock::etcd::LossCause;
 use deploy_lock::fsops::FolderProblem;
 use deploy_lock::liveness::display_name;
 use deploy_lock::lock::{BusyReason, LockError};
@@ -437,6 +438,19 @@ pub fn warn(err: &mut dyn Write, style: Style, message: &str) {
     let _ = writeln!(err, "{}", style.yellow(&format!("WARNING: {message}")));
 }
 
+/// The etcd copy of this run's audit events could not be written.
+pub fn audit_copy_failed(n: usize, e: &deploy_lock::store::StoreError) -> String {
+    let events = if n == 1 { "event" } else { "events" };
+    format!("could not copy {n} audit {events} to etcd ({e}); this checkout's audit log has them")
+}
+
+/// `log` could not read the team's events from etcd.
+pub fn team_log_unreadable(e: &deploy_lock::etcd::EtcdError) -> String {
+    format!(
+        "could not read the other machines' audit events from etcd ({e}); showing this checkout's log only"
+    )
+}
+
 /// The engine's warnings, worded.
 pub fn warning(w: &Warning) -> String {
     match w {
@@ -448,7 +462,10 @@ pub fn warning(w: &Warning) -> String {
             format!("could not append to the audit log {place}: {error}")
         }
         Warning::RecordProcess { error } => {
-            format!("could not record the command's pid in the lock: {error}")
+            format!(
+                "could not record the command's pid in the lock: {}",
+                error.0
+            )
         }
         Warning::TakenByOther { env, holder } => {
             let who = holder
@@ -483,6 +500,27 @@ pub fn took_over(env: Environment, prev: Option<&deploy_lock::status::Holder>) -
                 .unwrap_or_else(|| "unknown".into()),
         ),
         None => format!("took over the {env} lock directory, which recorded no holder"),
+    }
+}
+
+/// Why a network lock was lost, as the run's error line says it (the audit
+/// line's `cause` is the same words, from the cause's Display, written by
+/// the library).
+pub fn loss_cause(cause: &LossCause) -> String {
+    match cause {
+        LossCause::LeaseGone => "the lock's lease expired or was revoked".into(),
+        LossCause::KeyDeleted { revision } => {
+            format!("the lock's key was deleted (revision {revision})")
+        }
+        LossCause::KeyReplaced { token, revision } => {
+            format!("another holder took the lock (fencing token {token}, revision {revision})")
+        }
+        LossCause::NoKeepaliveAck { since, ttl } => format!(
+            "no lease renewal acknowledged for {:.1} s of its {} s TTL (etcd unreachable \
+             or this process was stopped)",
+            since.as_secs_f64(),
+            ttl.as_secs()
+        ),
     }
 }
 
@@ -545,7 +583,8 @@ pub fn keep_event(env: Environment, ev: &KeepEvent) -> (bool, String) {
             (
                 true,
                 format!(
-                    "ERROR: lost the {env} lock while the command runs: {cause}; {what}; another deploy may start; exit {}",
+                    "ERROR: lost the {env} lock while the command runs: {}; {what}; another deploy may start; exit {}",
+                    loss_cause(cause),
                     super::failure::LOST
                 ),
             )
@@ -968,6 +1007,25 @@ pub fn holder_still_ending(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loss_is_worded_as_the_audit_line_words_it() {
+        use std::time::Duration;
+        for cause in [
+            LossCause::LeaseGone,
+            LossCause::KeyDeleted { revision: 7 },
+            LossCause::KeyReplaced {
+                token: 9,
+                revision: 10,
+            },
+            LossCause::NoKeepaliveAck {
+                since: Duration::from_millis(1500),
+                ttl: Duration::from_secs(2),
+            },
+        ] {
+            assert_eq!(loss_cause(&cause), cause.to_string());
+        }
+    }
     use std::path::PathBuf;
 
     /// The keeper's failures, worded here now, read as they did when the

@@ -254,7 +254,10 @@ command. The log shows it merged with $HOME/.togather/logs/deployments/
 locks.log, where earlier versions wrote each user's events. A release shows
 how long the lock was held when its acquisition is in the log. A line that
 is not such an object is shown as damaged, with its number, and never stops
-the rest.";
+the rest. With the etcd backend every event is also copied to etcd, under
+PREFIX/v1/env/ENV/audit/ (the newest 1000 of each environment; a copy that
+fails is a warning, never a failed lock), and the log adds the events every
+other machine copied there, each once (line 0 in --json: in no file here).";
 
 /// Where a lock that lives on a server is.
 #[derive(Args, Debug, Default, Clone)]

@@ -528,6 +528,7 @@ pub fn early_answer() -> Option<Answer> {
 pub fn log(
     ctx: Option<&deploy_lock::Context>,
     home: Option<std::path::PathBuf>,
+    team: Option<Result<Vec<serde_json::Value>, deploy_lock::etcd::EtcdError>>,
     req: &LogRequest,
     io: &mut Io<'_>,
 ) -> Result<(), Failure> {
@@ -570,6 +571,15 @@ pub fn log(
         ),
         source,
     })?;
+    // With the etcd backend: every machine's events too.
+    let lines = match team {
+        None => lines,
+        Some(Ok(copies)) => audit_log::merge(lines, &copies),
+        Some(Err(e)) => {
+            io.warn(&messages::team_log_unreadable(&e));
+            lines
+        }
+    };
     let filter = Filter {
         environment: req.env,
         since,

@@ -294,7 +294,7 @@ struct Keep<'k> {
     /// The command, once started.
     pid: Option<i32>,
     /// Why the lock was lost, once it was.
-    lost: Option<String>,
+    lost: Option<deploy_lock::etcd::LossCause>,
 }
 
 impl Keep<'_> {

@@ -161,7 +161,34 @@ impl Client {
         self.inner.attempt_timeout
     }
 
+    /// One request in the common case: the gateway's status answer names
+    /// the version (and proves the gateway on). Only when it fails or has
+    /// no version is `/version` asked, to say which of the two is wrong.
     fn probe(&self, ep: &str, deadline: Instant) -> Result<(), EtcdError> {
+        let status = if self.inner.credentials.is_some() {
+            self.authenticate(ep, deadline).and_then(|()| {
+                self.request(ep, "/v3/maintenance/status", Some(&json!({})), deadline)
+            })
+        } else {
+            self.request(ep, "/v3/maintenance/status", Some(&json!({})), deadline)
+        };
+        let status = match status {
+            Ok(v) => v,
+            Err(e @ EtcdError::GatewayDisabled { .. }) => {
+                // Too old (its gateway lives elsewhere), or no etcd at all.
+                self.version_of(ep, deadline)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        match status.get("version").and_then(Value::as_str) {
+            Some(v) => self.accept_version(ep, v.to_string()),
+            None => self.version_of(ep, deadline),
+        }
+    }
+
+    /// `/version`, served with or without the gateway.
+    fn version_of(&self, ep: &str, deadline: Instant) -> Result<(), EtcdError> {
         let v = self.request(ep, "/version", None, deadline)?;
         let version = v
             .get("etcdserver")
@@ -171,6 +198,10 @@ impl Client {
                 detail: format!("/version has no etcdserver field: {v}"),
             })?
             .to_string();
+        self.accept_version(ep, version)
+    }
+
+    fn accept_version(&self, ep: &str, version: String) -> Result<(), EtcdError> {
         let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
         if (major, minor) < (3, 4) {
@@ -180,11 +211,6 @@ impl Client {
             });
         }
         *self.inner.version.lock().unwrap() = version;
-        if self.inner.credentials.is_some() {
-            self.authenticate(ep, deadline)?;
-        }
-        // /version is served without the gateway; this one is not.
-        self.request(ep, "/v3/maintenance/status", Some(&json!({})), deadline)?;
         Ok(())
     }
 
@@ -381,6 +407,107 @@ impl Client {
         })
     }
 
+    /// Puts every key in one txn (one raft write), with no lease: the
+    /// store's revision after it.
+    pub fn put_all(&self, kvs: &[(Vec<u8>, Vec<u8>)], timeout: Duration) -> Result<i64, EtcdError> {
+        let success: Vec<Value> = kvs
+            .iter()
+            .map(|(k, v)| json!({"request_put": {"key": b64(k), "value": b64(v)}}))
+            .collect();
+        let v = self.call("/v3/kv/txn", &json!({"success": success}), timeout)?;
+        Ok(header_revision(&v))
+    }
+
+    /// Every key under `prefix`, in key order (at most `limit`, 0: all),
+    /// keys only when `keys_only`.
+    pub fn range_prefix(
+        &self,
+        prefix: &[u8],
+        limit: i64,
+        keys_only: bool,
+        timeout: Duration,
+    ) -> Result<Vec<KeyValue>, EtcdError> {
+        let body = json!({"key": b64(prefix), "range_end": b64(&prefix_end(prefix)),
+            "limit": limit.to_string(), "keys_only": keys_only});
+        let v = self.call("/v3/kv/range", &body, timeout)?;
+        let ep = self.endpoint().to_string();
+        v.get("kvs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|kv| super::wire::parse_kv(&ep, kv)).collect())
+            .unwrap_or(Ok(Vec::new()))
+    }
+
+    /// How many keys lie under `prefix` (a serializable read: this
+    /// member's view, no round through the leader).
+    pub fn count_prefix(&self, prefix: &[u8], timeout: Duration) -> Result<i64, EtcdError> {
+        let body = json!({"key": b64(prefix), "range_end": b64(&prefix_end(prefix)),
+            "count_only": true, "serializable": true});
+        let v = self.call("/v3/kv/range", &body, timeout)?;
+        Ok(num(v.get("count")))
+    }
+
+    /// Deletes the keys from `start` up to and including `last`.
+    pub fn delete_through(
+        &self,
+        start: &[u8],
+        last: &[u8],
+        timeout: Duration,
+    ) -> Result<(), EtcdError> {
+        let mut end = last.to_vec();
+        end.push(0);
+        self.call(
+            "/v3/kv/deleterange",
+            &json!({"key": b64(start), "range_end": b64(&end)}),
+            timeout,
+        )?;
+        Ok(())
+    }
+
+    /// Deletes `key` if its create revision and lease are still these, and
+    /// puts `extra` (keys without a lease) either way: one txn, one raft
+    /// write. Not succeeded: the key as it is.
+    pub fn delete_if_and_put(
+        &self,
+        key: &[u8],
+        create_revision: i64,
+        lease: i64,
+        extra: &[(Vec<u8>, Vec<u8>)],
+        timeout: Duration,
+    ) -> Result<TxnResult, EtcdError> {
+        let k = b64(key);
+        let puts = extra
+            .iter()
+            .map(|(k, v)| json!({"request_put": {"key": b64(k), "value": b64(v)}}));
+        let success: Vec<Value> = std::iter::once(json!({"request_delete_range": {"key": k}}))
+            .chain(puts.clone())
+            .collect();
+        let failure: Vec<Value> = std::iter::once(json!({"request_range": {"key": k}}))
+            .chain(puts)
+            .collect();
+        let body = json!({
+            "compare": [
+                {"key": k, "result": "EQUAL", "target": "CREATE", "create_revision": create_revision.to_string()},
+                {"key": k, "result": "EQUAL", "target": "LEASE", "lease": lease.to_string()},
+            ],
+            "success": success,
+            "failure": failure,
+        });
+        let v = self.call("/v3/kv/txn", &body, timeout)?;
+        let mut kv = None;
+        if let Some(rs) = v.get("responses").and_then(Value::as_array) {
+            for r in rs {
+                if let Some(range) = r.get("response_range") {
+                    kv = first_kv(self.endpoint(), range)?;
+                }
+            }
+        }
+        Ok(TxnResult {
+            succeeded: v.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
+            revision: header_revision(&v),
+            kv,
+        })
+    }
+
     /// `if all(compares) then success else failure`, on one key.
     pub fn txn(
         &self,
@@ -541,6 +668,19 @@ impl Client {
     }
 }
 
+/// The end of the range of keys that start with `prefix` (etcd's
+/// `range_end`): the prefix with its last byte below 0xff raised by one.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 /// The time bounds of one HTTP exchange.
 #[derive(Clone, Copy)]
 struct Exchange {
@@ -592,7 +732,45 @@ fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent, EtcdError> {
                 .build(),
         );
     }
-    Ok(cfg.build().into())
+    Ok(ureq::Agent::with_parts(
+        cfg.build(),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        LiteralResolver::default(),
+    ))
+}
+
+/// Endpoints are usually IP addresses: those need no lookup. ureq's own
+/// resolver starts a thread per request to bound a lookup's time, even for
+/// `127.0.0.1` and a pooled connection (five threads in a short run); a
+/// host name still goes to it.
+#[derive(Debug, Default)]
+struct LiteralResolver {
+    names: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl ureq::unversioned::resolver::Resolver for LiteralResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or_default();
+        let ip = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        match (ip.parse::<std::net::IpAddr>(), port) {
+            (Ok(ip), Some(port)) => {
+                let mut addrs = self.empty();
+                addrs.push(std::net::SocketAddr::new(ip, port));
+                Ok(addrs)
+            }
+            _ => self.names.resolve(uri, config, timeout),
+        }
+    }
 }
 
 fn transport_error(ep: &str, e: &ureq::Error, timeout: Duration) -> EtcdError {

@@ -157,6 +157,39 @@ impl EtcdLock {
         self.release_inner()
     }
 
+    /// [`EtcdLock::release`] that also puts `extra` (keys without a lease:
+    /// the audit copies) in the same write: a txn that deletes the key if
+    /// it is still ours, instead of revoking the lease (which then expires
+    /// with nothing attached). True when `extra` was written.
+    pub fn release_with(
+        mut self,
+        extra: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(Release, bool), EtcdError> {
+        if extra.is_empty() || self.keeper.is_none() {
+            return self.release_inner().map(|r| (r, false));
+        }
+        if let Some(mut keeper) = self.keeper.take() {
+            keeper.shut_down();
+        }
+        let budget = Budget::new(&self.client, Instant::now() + OP_BUDGET);
+        let txn = self.client.delete_if_and_put(
+            self.key.as_bytes(),
+            self.token.0,
+            self.lease.0,
+            extra,
+            budget.left(),
+        )?;
+        let release = match txn.kv {
+            _ if txn.succeeded => Release::Released,
+            Some(kv) if kv.create_revision != self.token.0 => Release::TakenByOther {
+                token: FencingToken(kv.create_revision),
+                record: parse_record(&kv.value),
+            },
+            _ => Release::AlreadyGone,
+        };
+        Ok((release, true))
+    }
+
     fn release_inner(&mut self) -> Result<Release, EtcdError> {
         let Some(mut keeper) = self.keeper.take() else {
             return Ok(Release::AlreadyGone);

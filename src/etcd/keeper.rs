@@ -367,7 +367,24 @@ fn keepalive_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
 /// How long one watch request stays open before it is renewed.
 const WATCH_WINDOW: Duration = Duration::from_secs(10);
 
+/// How long after the grant the key's watch starts. A short command (a
+/// hook, `true`) is done by then and costs no watch request, no second
+/// connection and no watcher on the server; a change in between is not
+/// missed, since the watch replays every event after our create revision
+/// (and the keepalive, not the watch, guards the lease deadline).
+const WATCH_AFTER: Duration = Duration::from_millis(100);
+
 fn watch_loop(spec: &KeeperSpec, state: &KeeperState, signal: &LossSignal) {
+    {
+        let guard = state.control.lock().unwrap();
+        let (c, _) = state
+            .cv
+            .wait_timeout_while(guard, WATCH_AFTER, |c| !c.released)
+            .unwrap();
+        if c.released {
+            return;
+        }
+    }
     let mut from = spec.token + 1;
     while !state.stopped() && signal.lost().is_none() {
         let mut w = match spec

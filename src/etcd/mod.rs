@@ -1,7 +1,8 @@
 //! The etcd lock store (issue 13): one lock per environment shared by every
 //! machine that deploys it, held through a lease that a keeper renews.
 //!
-//! Modules: `settings` (with `checkout_file`) decides whether etcd is used
+//! Modules: `audit_copy` is the audit trail's copy shared by every machine;
+//! `settings` (with `checkout_file`) decides whether etcd is used
 //! and how to reach it; `client` (with `wire`) speaks etcd's JSON gateway;
 //! `lock` is the store, `record` its values and outcomes, `held` a held lock,
 //! `keeper` keeps its lease alive and reports its loss, `on_lost` is what a
@@ -31,6 +32,7 @@
 //! - The client honours `HTTP(S)_PROXY`/`NO_PROXY` like etcdctl does; an etcd
 //!   on a private network belongs in `NO_PROXY`.
 
+pub mod audit_copy;
 pub mod checkout_file;
 pub mod client;
 pub mod error;

@@ -33,7 +33,7 @@ pub enum KeepEvent {
     /// `DEPLOY_LOCK_ON_LOST=warn`).
     /// `kill_after`: SIGKILL follows after this long (None: never).
     Lost {
-        cause: String,
+        cause: crate::etcd::LossCause,
         stop: Option<Stop>,
         kill_after: Option<Duration>,
     },

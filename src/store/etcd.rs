@@ -22,6 +22,7 @@ use super::{
 };
 use crate::context::Context;
 use crate::environment::Environment;
+use crate::etcd::audit_copy::AuditCopies;
 use crate::etcd::settings::{self, Backend, EtcdSettings, SettingsError, SettingsWarning};
 use crate::etcd::{
     self, EtcdError, EtcdInspection, EtcdLock, EtcdStore, EtcdWatcher, FencingToken, LeaseId,
@@ -45,6 +46,12 @@ pub fn choose(
     settings::resolve(file.as_ref(), lookup)
 }
 
+impl crate::audit::Copies for AuditCopies {
+    fn put(&self, events: &[(Environment, serde_json::Value)]) -> Result<(), super::StoreError> {
+        AuditCopies::put(self, events).map_err(super::StoreError::Etcd)
+    }
+}
+
 pub fn store_error(e: EtcdError) -> LockError {
     LockError::Store(super::StoreError::Etcd(e))
 }
@@ -54,6 +61,7 @@ pub struct EtcdLockStore<'a> {
     etcd: EtcdStore,
     settings: EtcdSettings,
     local: LocalStore<'a>,
+    copies: AuditCopies,
 }
 
 /// Our handle inside [`Held`]: the etcd lock and the local lock taken after it.
@@ -66,11 +74,16 @@ impl<'a> EtcdLockStore<'a> {
     /// Connects (endpoints in order, within the connect budget).
     pub fn open(ctx: &'a Context, settings: EtcdSettings) -> Result<EtcdLockStore<'a>, LockError> {
         let etcd = EtcdStore::open(&settings).map_err(store_error)?;
+        // Every event this process audits also goes to etcd (shipped by
+        // `audit::ship_copies` once the operation is done).
+        let copies = AuditCopies::new(etcd.client().clone(), &settings.prefix, &ctx.host);
+        crate::audit::copy_to(Box::new(copies.clone()));
         Ok(EtcdLockStore {
             ctx,
             etcd,
             settings,
             local: LocalStore::new(ctx),
+            copies,
         })
     }
 
@@ -415,7 +428,22 @@ impl LockStore for EtcdLockStore<'_> {
         if let Some(local) = local {
             warnings.extend(self.local.release(local)?.warnings);
         }
-        let outcome = match lock.release().map_err(store_error)? {
+        // The audit events so far (the acquisition, the release just
+        // recorded) ride in the release's own write.
+        let events = crate::audit::take_copies();
+        let (released, shipped) = match lock.release_with(&self.copies.kvs(&events)) {
+            Ok(r) => r,
+            Err(e) => {
+                crate::audit::requeue_copies(events);
+                return Err(store_error(e));
+            }
+        };
+        if !shipped {
+            crate::audit::requeue_copies(events);
+        } else if crate::etcd::audit_copy::trim_due() {
+            let _ = self.copies.trim_all(&events, crate::etcd::audit_copy::KEEP);
+        }
+        let outcome = match released {
             etcd::Release::Released => Release::Released,
             etcd::Release::AlreadyGone => Release::AlreadyGone,
             etcd::Release::TakenByOther { record, .. } => {
@@ -521,11 +549,13 @@ fn leftover_seen_by_its_successor(insp: &Inspection) -> bool {
     crate::lock::leftover_of_dead_etcd_run(&insp)
 }
 
-/// How long after its start the command is named in the etcd record: a
-/// command done by then (a hook, `true`) costs no write, one of the four
-/// raft writes of a short run; other machines' `status` shows the
-/// deploy-lock process meanwhile (this machine's record names the command
-/// at once).
+/// How long after its start the command is named in the records (the etcd
+/// key, and this machine's lock directory and state file): a command done
+/// by then (a hook, `true`) costs no raft write and no local rewrite (two
+/// renames, three fsyncs), which were most of a short run's time. Until
+/// then the records name the deploy-lock process, which outlives its
+/// command (the command is reaped before the lock is let go, and gets
+/// SIGTERM should deploy-lock die), so every view still sees a live holder.
 const RECORD_AFTER: Duration = Duration::from_millis(50);
 
 struct NoKeeping;
@@ -556,12 +586,9 @@ fn stop(step: Step) -> Stop {
 
 impl Keeping for EtcdKeeping<'_> {
     fn started(&mut self, process: ProcessIdentity) {
-        // Named in the etcd record a moment later (see RECORD_AFTER), by
-        // `service`; this machine's record names it at once.
-        self.pending_process = Some((process.clone(), Instant::now() + RECORD_AFTER));
-        if let Some(l) = &mut self.local {
-            l.started(process);
-        }
+        // Named in both records a moment later (see RECORD_AFTER), by
+        // `service`.
+        self.pending_process = Some((process, Instant::now() + RECORD_AFTER));
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
@@ -601,15 +628,11 @@ impl Keeping for EtcdKeeping<'_> {
         // there is no record of ours left to name it in.
         if self.pending_process.as_ref().is_some_and(|p| now >= p.1)
             && let Some((process, _)) = self.pending_process.take()
-            && !self.lost
-            && self.lock.lost().is_none()
         {
-            let name = crate::liveness::probe(process.pid).map(|p| p.ps_comm());
-            if let Err(e) = self.lock.record_process(&process, name.as_deref()) {
-                self.warnings.push(Warning::RecordProcess {
-                    error: e.to_string(),
-                });
+            if let Some(l) = &mut self.local {
+                l.started(process.clone());
             }
+            self.record_process(&process);
         }
         if !self.lost
             && let Some(cause) = self.lock.lost()
@@ -617,7 +640,7 @@ impl Keeping for EtcdKeeping<'_> {
             self.lost = true;
             let step = self.response.lost(now);
             out.push(KeepEvent::Lost {
-                cause: cause.to_string(),
+                cause: cause.clone(),
                 stop: step.map(stop),
                 kill_after: step.and(self.settings().lost_grace),
             });
@@ -673,5 +696,19 @@ impl Keeping for EtcdKeeping<'_> {
 impl EtcdKeeping<'_> {
     fn settings(&self) -> &EtcdSettings {
         &self.store.settings
+    }
+
+    /// Names the command in the etcd record, unless the lock is lost (a
+    /// resumed holder past its deadline has no record of ours left).
+    fn record_process(&mut self, process: &ProcessIdentity) {
+        if self.lost || self.lock.lost().is_some() {
+            return;
+        }
+        let name = crate::liveness::probe(process.pid).map(|p| p.ps_comm());
+        if let Err(e) = self.lock.record_process(process, name.as_deref()) {
+            self.warnings.push(Warning::RecordProcess {
+                error: super::SharedError::new(store_error(e)),
+            });
+        }
     }
 }

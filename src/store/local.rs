@@ -277,7 +277,7 @@ impl Keeping for LocalKeeping<'_> {
         self.held.record = record;
         if let Err(e) = result {
             self.held.warnings.push(Warning::RecordProcess {
-                error: e.to_string(),
+                error: super::SharedError::new(e),
             });
         }
     }

@@ -68,6 +68,26 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A [`LockError`] a warning carries, typed (the CLI words it): shared so
+/// that the warning stays `Clone`; two are equal when they read the same,
+/// since `LockError` holds an `io::Error`, which has no equality.
+#[derive(Clone, Debug)]
+pub struct SharedError(pub std::sync::Arc<LockError>);
+
+impl SharedError {
+    pub fn new(e: LockError) -> SharedError {
+        SharedError(std::sync::Arc::new(e))
+    }
+}
+
+impl PartialEq for SharedError {
+    fn eq(&self, other: &SharedError) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for SharedError {}
+
 /// Something the operation did not do but did not fail over either; the CLI
 /// words it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +95,7 @@ pub enum Warning {
     /// The audit line could not be appended (`log` None: no HOME).
     Audit { log: Option<PathBuf>, error: String },
     /// The command's pid could not be written into the holder record.
-    RecordProcess { error: String },
+    RecordProcess { error: SharedError },
     /// Our lock was force-unlocked during the run and someone else holds it
     /// now: it was left alone.
     TakenByOther {

@@ -413,6 +413,13 @@ fn etcd_stopped_under_a_holder_stops_its_command_within_ttl_and_grace() {
                 "ERROR: etcd at {} is unreachable: Connection refused (os error 111)",
                 e.endpoint
             ),
+            // The run's audit events stay in the checkout's log only.
+            &format!(
+                "WARNING: could not copy {} audit events to etcd (etcd at {} is unreachable: \
+                 Connection refused (os error 111)); this checkout's audit log has them",
+                a.w.audit_log().lines().count(),
+                e.endpoint
+            ),
         ],
         "{}",
         out.stderr
@@ -705,7 +712,8 @@ fn wait_on_another_machine_ends_at_the_release_and_unlock_id_spares_a_new_holder
         .unwrap()
         .to_string();
     let waiter = b.dl(&["wait", "staging"]).spawn_guarded();
-    std::thread::sleep(Duration::from_millis(200));
+    // Released once the waiter saw it held and watches it.
+    etcd_support::wait_for_thread(waiter.0.id() as i32, "etcd-wait");
     fs::write(&go, "").unwrap();
     finish(holder).code(0);
     let out = finish(waiter);
@@ -738,4 +746,66 @@ fn wait_on_another_machine_ends_at_the_release_and_unlock_id_spares_a_new_holder
     assert_eq!(b.status_json()["verdict"], "held");
     fs::write(&go, "").unwrap();
     finish(holder).code(0);
+}
+
+/// Issue 20's team trail: with the etcd backend every audit event is also
+/// copied to etcd, and `log` on one machine shows the other's acquisitions
+/// and releases (each once, its own not doubled).
+#[test]
+fn log_shows_the_other_machines_events_through_etcd() {
+    let e = need_etcd!("etcd_cli::log_shows_the_other_machines_events_through_etcd");
+    let prefix = etcd_support::prefix("team-log");
+    let (a, b) = (Machine::new(e, &prefix), Machine::new(e, &prefix));
+    a.dl(&["run", "staging", "--", "true"])
+        .run()
+        .code(0)
+        .stderr("");
+    b.dl(&["run", "production", "--", "sh", "-c", "exit 3"])
+        .run()
+        .code(3)
+        .stderr("");
+    let recorded = |m: &Machine| -> Vec<serde_json::Value> {
+        m.w.audit_log()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (from_a, from_b) = (recorded(&a), recorded(&b));
+    assert_eq!(from_a.len(), 2, "{from_a:?}");
+    assert_eq!(from_b.len(), 2, "{from_b:?}");
+    for m in [&a, &b] {
+        let out = m.dl(&["log", "--json"]).run();
+        out.code(0).stderr("");
+        let shown: Vec<serde_json::Value> = out
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(shown.len(), 4, "{}", out.stdout);
+        // Each recorded event is shown once, as recorded (plus the fields
+        // `log --json` adds).
+        for event in from_a.iter().chain(&from_b) {
+            let fields = event.as_object().unwrap();
+            let matching = shown
+                .iter()
+                .filter(|s| fields.iter().all(|(k, v)| s.get(k) == Some(v)))
+                .count();
+            assert_eq!(matching, 1, "{event} in {}", out.stdout);
+        }
+    }
+    // The other machine's release, as the text log words it.
+    let text = a.dl(&["log", "production"]).run();
+    text.code(0).stderr("");
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", text.stdout);
+    assert!(
+        lines[0].contains(" production   acquire "),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        lines[1].contains(" release ") && lines[1].contains("exit 3"),
+        "{}",
+        text.stdout
+    );
 }

@@ -498,15 +498,21 @@ fn a_watcher_made_while_etcd_is_silent_catches_the_release_once_it_answers() {
         t.elapsed()
     );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    // Released while the watcher waits (its thread reconnecting).
+    let waiting = etcd_support::tid();
     let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        etcd_support::wait_in_poll(waiting);
         lock.release().unwrap()
     });
-    assert_eq!(
-        w.wait(Instant::now() + Duration::from_secs(5), None)
-            .unwrap(),
-        Woke::Released
-    );
+    // Until the lock is gone: a wake-up with the lock still held (the watch
+    // coming back) only means "look again".
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert_eq!(w.wait(deadline, None).unwrap(), Woke::Released);
+        if w.gone() {
+            break;
+        }
+    }
     assert_eq!(
         releaser.join().unwrap(),
         deploy_lock::etcd::Release::Released

@@ -260,12 +260,22 @@ fn the_started_command_is_recorded_as_the_holder_process() {
     assert_eq!(record.owner.pid_start_ticks, process.start_ticks);
     assert_eq!(record.owner.holder_pid, std::process::id() as i32);
     assert_eq!(record.process_name.as_deref(), Some("sleep"));
-    // Rewriting our own record is not a loss.
-    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(lock.hold(), Ok(()));
     assert!(b.check(ENV, lock.token()).unwrap());
     child.kill().unwrap();
     child.wait().unwrap();
+    // Rewriting our own record is not a loss: the keeper's watch sees the
+    // rewrite, then this deletion, and reports the deletion (a rewrite
+    // taken for a loss would be reported first, as another holder's key).
+    b.force_unlock(ENV, lock.token(), lock.lease()).unwrap();
+    let cause = lock
+        .loss()
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the deletion is reported");
+    assert!(
+        matches!(cause, LossCause::KeyDeleted { .. } | LossCause::LeaseGone),
+        "{cause:?}"
+    );
 }
 
 #[test]
@@ -276,6 +286,7 @@ fn a_waiter_wakes_within_50_ms_of_the_release() {
     for _ in 0..3 {
         let lock = acquire(&a, "alice");
         let insp = b.inspect(ENV).unwrap();
+        let before = crate::etcd_support::watchers(b.client().endpoint());
         let waiter = {
             let b = b.clone();
             std::thread::spawn(move || {
@@ -285,7 +296,8 @@ fn a_waiter_wakes_within_50_ms_of_the_release() {
                 (c, Instant::now())
             })
         };
-        std::thread::sleep(Duration::from_millis(200));
+        // Released once the waiter's watch is live on its member.
+        crate::etcd_support::wait_for_watchers(b.client().endpoint(), before);
         let released = Instant::now();
         assert_eq!(lock.release().unwrap(), Release::Released);
         let (change, woke) = waiter.join().unwrap();
@@ -469,17 +481,23 @@ fn a_watcher_wakes_on_release_times_out_and_yields_to_an_extra_fd() {
     assert!(w.gone());
     // Held again, then released while waiting: woken within milliseconds.
     let lock = acquire(&a, "alice");
+    let waiting = crate::etcd_support::tid();
     let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
+        crate::etcd_support::wait_in_poll(waiting);
         let at = Instant::now();
         lock.release().unwrap();
         at
     });
-    assert_eq!(
-        w.wait(Instant::now() + Duration::from_secs(5), None)
-            .unwrap(),
-        Woke::Released
-    );
+    // A wake-up may be left over from the release before (its watch event
+    // can come after the look that saw it): then the lock is still held,
+    // and the wait goes on.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert_eq!(w.wait(deadline, None).unwrap(), Woke::Released);
+        if w.gone() {
+            break;
+        }
+    }
     let woke = Instant::now();
     let at = releaser.join().unwrap();
     eprintln!(
@@ -513,4 +531,36 @@ fn a_key_put_by_hand_shows_as_held_by_an_unknown_holder_and_can_be_unlocked() {
         ForceUnlock::Unlocked { record: None }
     );
     drop(acquire(&b, "bob"));
+}
+
+#[test]
+fn the_audit_copy_keeps_the_newest_events_of_each_environment() {
+    use deploy_lock::etcd::audit_copy::AuditCopies;
+    let etcd = need_etcd!("etcd_lock::the_audit_copy_keeps_the_newest_events_of_each_environment");
+    let prefix = crate::etcd_support::prefix("audit-copy");
+    let copies = AuditCopies::new(etcd.client(), &prefix, "host/with odd:chars");
+    let event =
+        |n: u64| serde_json::json!({"time": "2026-01-01T00:00:00Z", "event": "acquire", "n": n});
+    // Five shipments of one event each, keeping three: the last three stay.
+    for n in 0..5 {
+        copies.put_keeping(&[(ENV, event(n))], 3).unwrap();
+    }
+    // Another environment's events are its own, and counted apart.
+    copies
+        .put_keeping(&[(Environment::Production, event(9))], 3)
+        .unwrap();
+    let all = copies.read_all(Duration::from_secs(5)).unwrap();
+    assert_eq!(all, vec![event(2), event(3), event(4), event(9)]);
+    // One key segment per event, whatever the host name holds.
+    let keys = etcd
+        .client()
+        .range_prefix(copies.dir(ENV).as_bytes(), 0, true, Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(keys.len(), 3);
+    for k in keys {
+        let k = String::from_utf8(k.key).unwrap();
+        let name = k.strip_prefix(&copies.dir(ENV)).unwrap();
+        assert!(name.contains("-host_with_odd_chars-"), "{k}");
+        assert!(!name.contains('/'), "{k}");
+    }
 }

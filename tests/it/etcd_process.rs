@@ -128,7 +128,8 @@ fn a_holder_stopped_past_its_ttl_learns_of_the_loss_when_it_resumes() {
     let next = take_when_free(&store, TTL + Duration::from_secs(3));
     let free_after = stopped.elapsed();
     assert!(next.token() > old);
-    // Stay stopped well past the moment the lock changed hands.
+    // Stay stopped well past the moment the lock changed hands: the
+    // scenario (a holder resumed late), not a barrier.
     std::thread::sleep(Duration::from_millis(500));
 
     kill(pid, Signal::SIGCONT).unwrap();

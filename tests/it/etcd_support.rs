@@ -667,3 +667,79 @@ pub fn wait_stopped(pid: i32) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// Waits until process `pid` has a thread named `name` (/proc/PID/task/*/comm):
+/// a step the program takes only at a known point (the CLI's `etcd-wait`
+/// thread exists once it saw the lock held and started watching it).
+pub fn wait_for_thread(pid: i32, name: &str) {
+    let has = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+            tasks.flatten().any(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !has() {
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never started a thread {name}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// This thread's id, for [`wait_in_poll`] from another thread.
+pub fn tid() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
+
+/// Waits until thread `tid` of this process sleeps in poll(2) or ppoll(2)
+/// (/proc/self/task/TID/syscall): the thread is then inside its wait, so
+/// what the caller does next happens during that wait, not before it.
+pub fn wait_in_poll(tid: i32) {
+    // x86_64 and aarch64 numbers: poll 7 (x86_64 only), ppoll 271 / 73.
+    let polling = || {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|s| {
+            let nr = s.split_whitespace().next().unwrap_or("");
+            if cfg!(target_arch = "x86_64") {
+                nr == "7" || nr == "271"
+            } else {
+                nr == "73"
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !polling() {
+        assert!(
+            Instant::now() < deadline,
+            "thread {tid} never waited in poll"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Watchers the etcd member at `endpoint` serves now (its
+/// `etcd_debugging_mvcc_watcher_total` gauge).
+pub fn watchers(endpoint: &str) -> u64 {
+    let text = ureq::get(&format!("{endpoint}/metrics"))
+        .call()
+        .ok()
+        .and_then(|r| r.into_body().read_to_string().ok())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Waits until the member at `endpoint` serves more than `before` watchers:
+/// a watch just asked for is then live on the server (other tests sharing
+/// the member may add theirs; none here ends one before it is seen).
+pub fn wait_for_watchers(endpoint: &str, before: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while watchers(endpoint) <= before {
+        assert!(Instant::now() < deadline, "no new watch on {endpoint}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
