@@ -402,7 +402,7 @@ fn status_extra() -> Vec<Section<'static>> {
         Section {
             title: "JSON OUTPUT",
             items: vec![
-                ("", "status ENV --json prints one object with these keys, always all of them, in this order:".into()),
+                ("", "status ENV --json prints one object with these keys, always all of them, in this order. Strings read from outside (a record, a remote host) are escaped where a terminal could act on them, and one longer than 4096 characters, which no real deploy writes, is cut to its first 4096 and … (see SECURITY.md).".into()),
                 ("schema", "1. The version of this shape: raised only if a key changes meaning or goes away; new keys may appear without it.".into()),
                 ("environment", "development, staging or production.".into()),
                 ("locked", "true when something occupies the lock path (a lock directory, or an obstruction).".into()),
