@@ -378,7 +378,13 @@ if [ -n "$project" ]; then
     chmod 0755 "$shim.tmp"
     mv -f "$shim.tmp" "$shim"
     new_entries+=("shim	$shim")
-    echo "installed $shim (the shim: commit it and $shim.legacy)"
+    if [ -e "$shim.legacy" ] || [ -L "$shim.legacy" ]; then
+        echo "installed $shim (the shim: commit it and $shim.legacy)"
+    else
+        # No legacy script to fall back to: the shim then needs deploy-lock
+        # on PATH or in ~/.local/bin, and says so when it is missing.
+        echo "installed $shim (the shim: commit it; there was no legacy unlock.sh to keep)"
+    fi
 fi
 
 # Merge into the record: what an earlier install recorded stays, once.

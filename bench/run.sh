@@ -4,6 +4,7 @@
 #   bench/run.sh [PATH_TO_DEPLOY_LOCK]   (default: the installed deploy-lock on
 #   PATH, else the binary ./install.sh builds, installed into a temporary
 #   prefix: the ordinary dynamically linked release build)
+#   BENCH_ETCD=0 skips the etcd figures (they need a local 3-member cluster).
 # Uses hyperfine when installed, a built-in timer otherwise. Touches only a
 # temporary folder (DEPLOY_LOCK_DIR points there), never /tmp/togather-*.
 set -euo pipefail
@@ -138,8 +139,11 @@ handoffs=$(( $(grep -c '"event":"acquire"' "$log" || true) - before ))
 printf '%-46s %8s ms  %s acquisitions logged (target <= 1000 ms)\n' "100 contended hand-offs (4 x 25 run --wait)" "$(ms $((t1 - t0)))" "$handoffs"
 
 # 4. The etcd backend beside etcdctl, on a local 3-member cluster (skipped
-# without etcd): both clients get the same three endpoints.
-if [ -x /usr/bin/etcd ] && [ -x /usr/bin/etcdctl ]; then
+# without etcd, or with BENCH_ETCD=0 for the local figures alone): both
+# clients get the same three endpoints.
+if [ "${BENCH_ETCD:-1}" = 0 ]; then
+    echo "etcd figures skipped: BENCH_ETCD=0"
+elif [ -x /usr/bin/etcd ] && [ -x /usr/bin/etcdctl ]; then
     read -r -a ports < <(python3 -c 'import socket
 s = [socket.socket() for _ in range(6)]
 for x in s: x.bind(("127.0.0.1", 0))

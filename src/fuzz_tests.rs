@@ -319,9 +319,11 @@ proptest! {
     fn the_sanitiser_lets_no_control_character_through(
         bytes in prop::collection::vec(any::<u8>(), 0..400),
         chars in prop::collection::vec(any::<char>(), 0..400),
+        repeat in prop::sample::select(vec![1usize, 1, 1, 11, 40]),
     ) {
-        use crate::sanitize::{MAX_CHARS, MAX_LINE_CHARS, is_unsafe, json, line, text};
-        for s in [String::from_utf8_lossy(&bytes).into_owned(), chars.into_iter().collect()] {
+        use crate::sanitize::{MAX_CHARS, MAX_JSON_CHARS, MAX_LINE_CHARS, is_unsafe, json, line, text};
+        let base: [String; 2] = [String::from_utf8_lossy(&bytes).into_owned(), chars.into_iter().collect()];
+        for s in base.map(|s| s.repeat(repeat)) {
             let shown = text(&s);
             prop_assert!(!shown.chars().any(is_unsafe), "{:?}", shown);
             prop_assert!(shown.chars().count() <= MAX_CHARS + 1);
@@ -331,7 +333,15 @@ proptest! {
             let v = serde_json::json!({ "value": s });
             let out = json(serde_json::to_string_pretty(&v).unwrap());
             prop_assert!(!out.chars().any(|c| is_unsafe(c) && c != '\n'), "{:?}", out);
-            prop_assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), v);
+            // The same value within the bound; beyond it, its first
+            // MAX_JSON_CHARS characters and `…`.
+            let back = serde_json::from_str::<Value>(&out).unwrap();
+            let want: String = if s.chars().count() <= MAX_JSON_CHARS {
+                s.clone()
+            } else {
+                s.chars().take(MAX_JSON_CHARS).chain(['…']).collect()
+            };
+            prop_assert_eq!(back, serde_json::json!({ "value": want }));
         }
     }
 }

@@ -4,8 +4,9 @@
 //! Text views show each unsafe character as `?` (as `ps` and the legacy
 //! status block do) and cut a value to [`MAX_CHARS`], so a planted value can
 //! neither move the cursor, ring the bell, forge a line ("Verdict: free") nor
-//! make a line without end. JSON keeps the value but escapes what
-//! serde_json leaves raw (DEL, C1 controls, bidirectional overrides).
+//! make a line without end. JSON escapes what serde_json leaves raw (DEL,
+//! C1 controls, bidirectional overrides) and cuts a string longer than
+//! [`MAX_JSON_CHARS`] the same way, so no view is unbounded (SECURITY.md).
 
 use std::borrow::Cow;
 
@@ -66,10 +67,20 @@ pub fn text_opt(s: Option<&str>) -> Option<String> {
     s.map(|s| text(s).into_owned())
 }
 
-/// Serialised JSON with the characters serde_json leaves raw inside strings
-/// (DEL, C1, bidi controls) escaped as `\uXXXX`: still the same JSON value,
-/// with no control character in the bytes. (Outside strings JSON is ASCII.)
+/// The longest string a JSON view shows, in characters (an escape such as
+/// `\n` or `\u001b` counts as one); longer ones are cut and end in `…`.
+/// Linux's PATH_MAX, so no real path (`lock_dir`, `state_file`) is ever cut,
+/// while a planted 64 KiB holder is: scripts get every value a lock can
+/// honestly hold, and no reader gets a string without end.
+pub const MAX_JSON_CHARS: usize = 4096;
+
+/// Serialised JSON with every string cut to [`MAX_JSON_CHARS`] and the
+/// characters serde_json leaves raw inside strings (DEL, C1, bidi controls)
+/// escaped as `\uXXXX`: valid JSON, the same value for every string within
+/// the bound, with no control character in the bytes. (Outside strings JSON
+/// is ASCII.)
 pub fn json(serialised: String) -> String {
+    let serialised = cut_json_strings(serialised);
     if !serialised.chars().any(is_unsafe) {
         return serialised;
     }
@@ -80,6 +91,52 @@ pub fn json(serialised: String) -> String {
             out.push_str(&format!("\\u{:04x}", c as u32));
         } else {
             out.push(c);
+        }
+    }
+    out
+}
+
+/// Cuts each string of serialised JSON (serde_json's output: escapes are
+/// `\X` or `\uXXXX`) to [`MAX_JSON_CHARS`] units, ending a cut one in `…`.
+fn cut_json_strings(serialised: String) -> String {
+    // No string can be longer than the whole text.
+    if serialised.chars().count() <= MAX_JSON_CHARS {
+        return serialised;
+    }
+    let mut out = String::with_capacity(serialised.len().min(64 * 1024));
+    let mut chars = serialised.chars();
+    let mut in_string = false;
+    let mut units = 0;
+    let mut cut = false;
+    while let Some(c) = chars.next() {
+        if !in_string {
+            out.push(c);
+            if c == '"' {
+                (in_string, units, cut) = (true, 0, false);
+            }
+            continue;
+        }
+        if c == '"' {
+            if cut {
+                out.push('…');
+            }
+            out.push('"');
+            in_string = false;
+            continue;
+        }
+        let mut unit = String::from(c);
+        if c == '\\' {
+            let escaped = chars.next();
+            unit.extend(escaped);
+            if escaped == Some('u') {
+                unit.extend(chars.by_ref().take(4));
+            }
+        }
+        if units < MAX_JSON_CHARS {
+            out.push_str(&unit);
+            units += 1;
+        } else {
+            cut = true;
         }
     }
     out
@@ -107,5 +164,20 @@ mod tests {
         let s = json(serde_json::to_string_pretty(&v).unwrap());
         assert!(!s.chars().any(|c| is_unsafe(c) && c != '\n'), "{s}");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
+    }
+
+    #[test]
+    fn json_cuts_long_strings_and_keeps_short_ones() {
+        let planted = "\x1b".repeat(70_000);
+        let path = format!("/{}", "p".repeat(MAX_JSON_CHARS - 1));
+        let v = serde_json::json!({"by": planted, "path": path, "n": [1, "é\"q"]});
+        let s = json(serde_json::to_string_pretty(&v).unwrap());
+        let back: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(back["path"], path);
+        assert_eq!(back["n"], v["n"]);
+        let by = back["by"].as_str().unwrap();
+        assert_eq!(by.chars().count(), MAX_JSON_CHARS + 1);
+        assert!(by.ends_with("\x1b…"));
+        assert!(s.len() < 40_000, "{}", s.len());
     }
 }

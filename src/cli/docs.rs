@@ -9,6 +9,7 @@ use std::path::Path;
 use clap::{Arg, ArgAction, ArgGroup, Command, ValueEnum};
 use deploy_lock::Environment;
 
+use super::failure::EXIT_TABLE;
 use super::modern::deploy_lock_command;
 
 /// The legacy `unlock.sh` interface as a clap Command, for its man page and
@@ -129,14 +130,15 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
             ("", "A lock is the directory /tmp/togather-deploy-ENV.lock, created atomically with mkdir. Its holder is read from owner.json inside it (written by deploy-lock) or, for a lock taken by the legacy deploy.sh, from the state file's lock record.".into()),
             ("alive", "The holder's pid runs on this host and, when the record carries them, its process start time and boot id match. A live holder's lock is never taken over, whatever its age, even with --force.".into()),
             ("stale", "The lock is older than DEPLOY_LOCK_STALE_SECS (1800 s) and its holder is not known to be alive (dead, or on another host). The next deploy takes a stale lock over automatically. Age comes from locked_at inside the directory, else from the directory's modification time.".into()),
-            ("orphaned", "The directory exists but its holder is not running (or there is no record of one), and it is not stale yet. deploy-lock run --force takes it over; unlock clears it.".into()),
+            ("orphaned", "The directory exists and its record names a holder that is not running, and it is not stale yet. deploy-lock run --force takes it over; unlock clears it.".into()),
+            ("unknown", "The directory exists and no record names its holder (a legacy deploy.sh between its mkdir and its state write, or a lost record): it may be alive, so it is taken over only once stale, and run --force refuses it (exit 75). Once you know nobody deploys, deploy-lock unlock ENV removes it.".into()),
             ("released_running", "The lock directory was force-unlocked while its deploy-lock run still runs its command: no other deploy-lock run starts until that command ends, and the lock frees then.".into()),
             ("blocked", "Stale, but a run cannot take it over: the directory holds files deploy-lock did not put there, or it is another user's in a folder where only owners remove entries. Removed only by hand.".into()),
             ("takeover", "Judging, removing and re-creating a lock happen under an flock on /tmp/togather-deploy-ENV.guard, with the lock re-read there, so of several processes taking over one stale lock exactly one wins.".into()),
         ],
     };
     let mut env = vec![
-        ("DEPLOY_LOCK_DIR", "Folder holding togather-deploy-ENV.lock (default /tmp). Tests point it at a private folder.".to_string()),
+        ("DEPLOY_LOCK_DIR", "Folder holding togather-deploy-ENV.lock and its guard, run and unlocked files (default /tmp, where the legacy scripts keep their locks; also --lock-dir). Everyone who deploys the same environment on this host must use the same folder, writable by all of them: a lock in another folder is another lock, which the legacy scripts (whose path is fixed) do not see. Set it to keep a host's locks out of /tmp (a folder of the deploy group, say).".to_string()),
         ("DEPLOY_LOCK_STALE_SECS", "Seconds after which a lock whose holder is not alive is stale (default 1800).".into()),
         ("DEPLOY_LOCK_WAIT_INTERVAL", "Seconds between progress lines while waiting; decimals allowed (default 5). A release is noticed at once regardless.".into()),
         ("DEPLOY_LOCK_WAIT_TIMEOUT", "Seconds to wait before giving up (default 3600).".into()),
@@ -156,6 +158,10 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
         env.push(("", "With DEPLOY_LOCK_BACKEND=etcd the status block has the same shape for the etcd holder: the lock line names etcd:KEY, the State file info fields are the holder record's, and --force revokes exactly the holder shown (a lock that changed hands meanwhile is left alone).".into()));
     }
     if !legacy {
+        env.push((
+            "DEPLOY_LOCK_CONFLICT_EXIT",
+            "The default of run --conflict-exit-code N (1 to 255): exit N instead of 75, 124 and 76 for a refusal, a --wait that gave up and a lost lock.".into(),
+        ));
         env.push((
             "DEPLOY_LOCK_AUDIT_LOG",
             "The audit log to append to and read, instead of the checkout's deploy/config/deployment-audit.log.".into(),
@@ -191,11 +197,14 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
             ("/tmp/togather-deploy-ENV.lock/", "The lock directory (under DEPLOY_LOCK_DIR).".into()),
             ("/tmp/togather-deploy-ENV.lock/locked_at", "Epoch seconds of acquisition, as the legacy deploy.sh writes it.".into()),
             ("/tmp/togather-deploy-ENV.lock/owner.json", "Who holds this very directory: lock and deployment ids, locked_by, pids, process start times, boot id.".into()),
-            ("/tmp/togather-deploy-ENV.guard", "flock guard serialising takeovers and releases.".into()),
+            ("/tmp/togather-deploy-ENV.guard", "flock guard serialising takeovers and releases (mode 0644, like the files below, whatever the umask).".into()),
+            ("/tmp/.togather-deploy-ENV.run", "The whole-run kernel lock: an flock held by the supervising deploy-lock run from acquisition until its command has ended, holding that process's pid and lock id for messages. It keeps every other deploy-lock run out even if the lock directory is removed meanwhile (verdict released_running). A flock on it by a process that is not a deploy-lock run is reported with its owner (verdict blocked).".into()),
+            ("/tmp/.togather-deploy-ENV.unlocked", "The last unlock's announcement (lock id, who, when, pid), written under the guard before a deploy-lock holder's lock is removed, so that the holder knows it was force-unlocked and does not restore it.".into()),
+            ("/tmp/togather-migration-ENV.lock", "The legacy deploy.sh's migration lock, named in the status when present; unlock removes it.".into()),
             ("deploy/config/deployment-state.json", "The checkout's state file; its lock record is the legacy format plus pid_start_ticks, holder_pid, holder_start_ticks and boot_id. Every other key is kept as it was. Written atomically (temp file, fsync, rename, fsync of the folder), mode 0600 when created.".into()),
             ("deploy/config/deployment-state.json.lock", "flock guard serialising read-modify-writes of the state file.".into()),
             ("deploy/config/deploy-lock.env", "The checkout's lock store settings (DEPLOY_LOCK_BACKEND, DEPLOY_LOCK_ETCD_*), shared by the team through the repository.".into()),
-            ("deploy/config/deployment-audit.log", "The checkout's audit trail, shared by its operators (created with the state file's group and mode; keep it out of git), append-only: one JSON object per line with time (UTC), event (acquire, takeover, release, release_skipped, force_unlock, reset_state, restore, lost), environment, user (SUDO_USER under sudo, with sudo: true), host, pid, command (as typed), holder (the previous holder for a takeover or force-unlock), lock_id, deployment_id on acquisitions, exit_status or signal on a run's release; notes where there is more to say. Read it with deploy-lock log.".into()),
+            ("deploy/config/deployment-audit.log", "The checkout's audit trail (DEPLOY_LOCK_AUDIT_LOG names another file; outside a checkout, the user's log below), shared by its operators (created with the state file's group and mode; keep it out of git), append-only: one JSON object per line with time (UTC), event (acquire, takeover, release, release_skipped, force_unlock, reset_state, restore, lost), environment, user (SUDO_USER under sudo, with sudo: true), host, pid, command (as typed), holder (the previous holder for a takeover or force-unlock), lock_id, deployment_id on acquisitions, exit_status or signal on a run's release; notes where there is more to say. Read it with deploy-lock log.".into()),
             ("~/.togather/logs/deployments/locks.log", "The user's own audit log, which earlier versions wrote (now only outside a checkout; folders 0700, file 0600): deploy-lock log still reads it.".into()),
         ],
     };
@@ -209,16 +218,24 @@ fn common_sections(legacy: bool) -> Vec<Section<'static>> {
     ]
 }
 
+/// EXIT STATUS of one persona: the rows of the one table (failure.rs) that
+/// README's table and `--help` also say, without the README's backquotes.
+fn exit_status(legacy: bool) -> Section<'static> {
+    let items = EXIT_TABLE
+        .iter()
+        .map(|r| (r.code, if legacy { r.unlock_sh } else { r.deploy_lock }))
+        .filter(|(_, text)| !text.is_empty())
+        .map(|(code, text)| (code, format!("{}.", text.replace('`', ""))))
+        .collect();
+    Section {
+        title: "EXIT STATUS",
+        items,
+    }
+}
+
 fn unlock_extra() -> Vec<Section<'static>> {
     vec![
-        Section {
-            title: "EXIT STATUS",
-            items: vec![
-                ("0", "Status shown; lock released while waiting; force-unlock done or cancelled.".into()),
-                ("1", "Usage error, invalid environment or action, --wait timed out, a state file that is not valid JSON (the file is left untouched; the recovery commands are printed), or, with --remote, ssh could not run it (one line says why: ssh not installed, host unreachable or timed out, login refused, host key not trusted, no checkout or no unlock.sh there).".into()),
-                ("other", "With --remote: the server's own exit status.".into()),
-            ],
-        },
+        exit_status(true),
         Section {
             title: "EXAMPLES",
             items: vec![
@@ -263,23 +280,7 @@ fn deploy_lock_extra() -> Vec<Section<'static>> {
             title: "SIGNALS",
             items: vec![("", "The command runs in deploy-lock's process group and can read the terminal. Ctrl-C, Ctrl-Z and the quit key (Ctrl-backslash) from the terminal reach it directly, once. INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock by another process are forwarded once, also from the script that started it in the background (same process group); signals the command or its children send are not sent back. A kill of the whole process group by a third process reaches the command directly and through deploy-lock. If deploy-lock is killed, the command receives SIGTERM (PR_SET_PDEATHSIG). The lock is released only after the command has exited; deploy-lock then exits with its status or dies of the same signal. A signal while waiting for the lock (run --wait, wait) ends deploy-lock by that same signal, as flock(1) does, without starting the command, so a calling script stops too (a shell shows 128+N).".into())],
         },
-        Section {
-            title: "EXIT STATUS",
-            items: vec![
-                ("0", "Success.".into()),
-                ("1", "Cancelled at the force-unlock confirmation, or no answer on stdin without a terminal; nothing changed.".into()),
-                ("2", "Usage error.".into()),
-                ("65", "The state file is not valid JSON or not the documented shape; it is left untouched.".into()),
-                ("74", "A file or folder could not be read or written, including deploy-lock's own output (a full disk); the lock folder is missing or not writable by you; with --remote, ssh could not run the command.".into()),
-                ("75", "The lock is held (by a live holder, by another deploy-lock run, or not stale yet); or, for unlock, it changed hands since it was shown; or, for status --quiet, a run would not start now.".into()),
-                ("76", "run: the lock (etcd) was lost while the command ran, however the command ended.".into()),
-                ("124", "Waiting for the lock timed out (said on stderr, by every command).".into()),
-                ("126, 127", "run: the command could not be executed, or was not found.".into()),
-                ("signal N", "run --wait, wait: signal N ended the wait for the lock, and deploy-lock dies of it (a shell shows 128+N); the command never started.".into()),
-                ("other", "run and the ENV shorthand: the command's own exit status, or death by the signal that killed it.".into()),
-                ("N", "run --conflict-exit-code N (or DEPLOY_LOCK_CONFLICT_EXIT=N), like flock -E: a refusal (75), a --wait that gave up (124) and a lock lost while the command ran (76) exit N instead, so a command that itself exits 75, 124 or 76 can be told apart. The message is the same; errors of other kinds keep their codes.".into()),
-            ],
-        },
+        exit_status(false),
         Section {
             title: "EXAMPLES",
             items: vec![
@@ -401,7 +402,7 @@ fn status_extra() -> Vec<Section<'static>> {
         Section {
             title: "JSON OUTPUT",
             items: vec![
-                ("", "status ENV --json prints one object with these keys, always all of them, in this order:".into()),
+                ("", "status ENV --json prints one object with these keys, always all of them, in this order. Strings read from outside (a record, a remote host) are escaped where a terminal could act on them, and one longer than 4096 characters, which no real deploy writes, is cut to its first 4096 and … (see SECURITY.md).".into()),
                 ("schema", "1. The version of this shape: raised only if a key changes meaning or goes away; new keys may appear without it.".into()),
                 ("environment", "development, staging or production.".into()),
                 ("locked", "true when something occupies the lock path (a lock directory, or an obstruction).".into()),
@@ -432,7 +433,7 @@ fn legacy_deviations() -> Section<'static> {
         title: "WHAT CHANGED, ON PURPOSE",
         items: vec![
             ("", "Otherwise the output is the legacy script's, byte for byte: the age and the stale line come from the record's locked_at; --force on a directory holding any file prints the three lines of the legacy's failed rmdir and rm -rf; odd values print as jq and ps -p made them print.".into()),
-            ("state file not JSON", "An error naming the file, the line and column and the recovery commands, exit 1, the file untouched (the legacy printed empty fields and exited 0). A file that does not parse is read again for up to 200 ms first (a legacy write through mv across file systems is briefly half written).".into()),
+            ("state file not JSON", "An error naming the file, the line and column and the recovery commands, exit 1, the file untouched (the legacy printed empty fields and exited 0). The recovery: keep a copy (cp FILE{,.backup}), repair the JSON at the position shown, then reset the lock record (jq '.lock.locked = false' FILE > FILE.tmp && mv FILE.tmp FILE; for a file whose \"lock\" is not an object, jq '.lock = {\"locked\": false}'). Or, in one step: deploy-lock unlock ENV --reset-state keeps the file beside itself as a backup and starts afresh with the lock released (see deploy-lock-unlock(1)). A file that does not parse is read again for up to 200 ms first (a legacy write through mv across file systems is briefly half written).".into()),
             ("Locked at", "Read as date -d read it for ISO dates and times (with or without a zone, fractions, a trailing UTC), a date alone, @EPOCH, now, yesterday, N hours ago and the like; other forms date -d accepts (month names, weekdays) give no age line where the legacy printed one.".into()),
             ("control characters", "A control character in a record value (a newline typed into the file) prints as ?: raw, it could forge lines of the block.".into()),
             ("not a directory", "A file at the lock path gets a line saying it blocks every deploy (the legacy said Not found (unlocked)). --force on a file or a symlink at the lock path is refused, exit 1, nothing changed (the legacy said already removed, or removed the link, and reset the record).".into()),
@@ -536,9 +537,91 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<String>> {
     Ok(written)
 }
 
+/// Every event the library appends to the audit trail (src/lock, src/store;
+/// checked by hand on 2026-12-03). A new event goes here, and the tests below
+/// then name each place that must list it.
+#[cfg(test)]
+const AUDIT_EVENTS: &[&str] = &[
+    "acquire",
+    "takeover",
+    "release",
+    "release_skipped",
+    "force_unlock",
+    "reset_state",
+    "restore",
+    "lost",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The log's help (and so deploy-lock-log(1)), the FILES entry of both
+    /// man pages and docs/reference.md each list every audit event.
+    #[test]
+    fn every_audit_event_is_documented() {
+        let files = common_sections(false)
+            .into_iter()
+            .find(|s| s.title == "FILES")
+            .unwrap();
+        let (_, audit_log) = files
+            .items
+            .iter()
+            .find(|(term, _)| *term == "deploy/config/deployment-audit.log")
+            .unwrap();
+        let reference =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference.md"))
+                .unwrap();
+        let log_help = deploy_lock_command()
+            .find_subcommand("log")
+            .and_then(|c| c.get_after_help())
+            .map(|h| h.to_string())
+            .unwrap();
+        let words = |text: &str| -> Vec<String> {
+            text.split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .map(str::to_string)
+                .collect()
+        };
+        for (place, text) in [
+            ("man FILES", audit_log.as_str()),
+            ("docs/reference.md", reference.as_str()),
+            ("log --help", log_help.as_str()),
+        ] {
+            let words = words(text);
+            for event in AUDIT_EVENTS {
+                assert!(
+                    words.iter().any(|w| w == event),
+                    "{place} does not list the audit event {event}"
+                );
+            }
+        }
+    }
+
+    /// FILES names every file deploy-lock makes beside the lock.
+    #[test]
+    fn files_lists_every_sidecar() {
+        let files = common_sections(false)
+            .into_iter()
+            .find(|s| s.title == "FILES")
+            .unwrap();
+        let env = Environment::Staging;
+        for name in [
+            env.lock_dir_name(),
+            env.guard_file_name(),
+            env.run_file_name(),
+            env.announce_file_name(),
+        ] {
+            let generic = name.replace("staging", "ENV");
+            assert!(
+                files
+                    .items
+                    .iter()
+                    .any(|(term, _)| term.ends_with(&generic)
+                        || term.ends_with(&format!("{generic}/"))),
+                "FILES lacks {generic}"
+            );
+        }
+    }
 
     #[test]
     fn unlock_command_is_valid_and_matches_the_parser() {

@@ -46,6 +46,142 @@ pub const NOT_FOUND: i32 = 127;
 /// The legacy `unlock.sh`: everything that is not success.
 pub const LEGACY: i32 = 1;
 
+/// One exit status as the documentation says it, per persona (an empty
+/// `unlock_sh`: that persona never exits so).
+pub struct ExitRow {
+    pub code: &'static str,
+    /// A few words, for `--help`.
+    pub brief: &'static str,
+    pub deploy_lock: &'static str,
+    pub unlock_sh: &'static str,
+}
+
+/// Every exit status, in the words every list of them uses: the man pages'
+/// EXIT STATUS (deploy-lock(1), unlock.sh(1)), `--help`'s summary, and
+/// README's table, which a test compares with [`exit_table_markdown`], so
+/// none of them can drift from the others or from [`Failure::code`]
+/// (another test checks that each code it returns is a row here).
+/// Backquotes mark code in the README; the man pages drop them.
+pub const EXIT_TABLE: &[ExitRow] = &[
+    ExitRow {
+        code: "0",
+        brief: "success",
+        deploy_lock: "success; `status --quiet`: a run would start now",
+        unlock_sh: "success, also a force unlock cancelled at the confirmation (any answer but `yes`, or none), as the legacy script did",
+    },
+    ExitRow {
+        code: "1",
+        brief: "unlock cancelled or unanswered",
+        deploy_lock: "`unlock`: cancelled at the confirmation, or no answer on stdin without a terminal (nothing changed)",
+        unlock_sh: "usage error, invalid environment or action, `--wait` timed out, a state file that is not valid JSON (left untouched), an I/O error; with `--remote`, ssh could not run it",
+    },
+    ExitRow {
+        code: "2",
+        brief: "usage error",
+        deploy_lock: "usage error: a bad flag, value, environment or setting, no checkout, a checkout owned by someone you do not trust",
+        unlock_sh: "",
+    },
+    ExitRow {
+        code: "65",
+        brief: "state file not valid",
+        deploy_lock: "the state file is not valid JSON or not the documented shape (left untouched; the recovery commands are printed)",
+        unlock_sh: "",
+    },
+    ExitRow {
+        code: "74",
+        brief: "I/O error",
+        deploy_lock: "I/O error: a file or folder could not be read or written (also deploy-lock's own output), the lock folder is missing or not writable, etcd or the `--remote` host could not be reached",
+        unlock_sh: "",
+    },
+    ExitRow {
+        code: "75",
+        brief: "lock held",
+        deploy_lock: "the lock is held: `run` refused; an `unlock` found the lock changed hands since it was shown; `wait` for a holder that is not running; `check`: the token no longer holds the lock; `status --quiet`: a run would not start now",
+        unlock_sh: "",
+    },
+    ExitRow {
+        code: "76",
+        brief: "lock lost while running",
+        deploy_lock: "`run`: the lock (etcd) was lost while the command ran, however the command ended",
+        unlock_sh: "",
+    },
+    ExitRow {
+        code: "124",
+        brief: "wait timed out",
+        deploy_lock: "waiting for the lock timed out (`run --wait`, `wait`)",
+        unlock_sh: "",
+    },
+    ExitRow {
+        code: "126, 127",
+        brief: "command not executable / not found",
+        deploy_lock: "`run`: the command could not be executed / was not found (127 also for a checkout without deploy/scripts/deploy.sh)",
+        unlock_sh: "",
+    },
+    ExitRow {
+        code: "128+N",
+        brief: "signal N while waiting",
+        deploy_lock: "signal N ended the wait for the lock (`run --wait`, `wait`): deploy-lock dies of that signal, as flock(1) does, so a shell shows 128+N; nothing was started",
+        unlock_sh: "",
+    },
+    ExitRow {
+        code: "other",
+        brief: "run: the command's own status",
+        deploy_lock: "`run`: the command's own exit status; a command killed by a signal kills deploy-lock by the same signal (a shell shows 128+N). With `--remote`: the server's exit status",
+        unlock_sh: "with `--remote`: the server's exit status",
+    },
+    ExitRow {
+        code: "N",
+        brief: "--conflict-exit-code N instead of 75, 124, 76",
+        deploy_lock: "`run --conflict-exit-code N` (or `DEPLOY_LOCK_CONFLICT_EXIT=N`), like `flock -E`: a refusal, a `--wait` that gave up and a lost lock exit N instead of 75, 124 and 76, so that the command's own 75 cannot be mistaken for them; other errors keep their codes",
+        unlock_sh: "",
+    },
+];
+
+/// README's exit-status table, exactly as it must read there.
+#[cfg(test)]
+fn exit_table_markdown() -> String {
+    let mut out = String::from("| code | `deploy-lock` | `unlock.sh` |\n| --- | --- | --- |\n");
+    for r in EXIT_TABLE {
+        let legacy = match r.unlock_sh {
+            "" => " ".to_string(),
+            text => format!(" {text} "),
+        };
+        out.push_str(&format!("| {} | {} |{legacy}|\n", r.code, r.deploy_lock));
+    }
+    out
+}
+
+/// `--help`'s summary: every code in a few words, wrapped as the rest of
+/// the help is.
+pub fn exit_summary() -> String {
+    let codes: Vec<String> = EXIT_TABLE
+        .iter()
+        .map(|r| match r.code {
+            "other" | "N" => r.brief.to_string(),
+            code => format!("{code} {}", r.brief),
+        })
+        .collect();
+    let text = format!(
+        "Exit status: {}. Every case in full: EXIT STATUS in deploy-lock(1).",
+        codes.join("; ")
+    );
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.len() + 1 + word.len() > 76 {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out
+}
+
 /// The legacy parser's refusals (printed on stdout, as the bash script did).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegacyUsage {
@@ -315,6 +451,54 @@ impl From<io::Error> for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every code `code` returns has its row, so no list built from the
+    /// table can omit one.
+    #[test]
+    fn every_exit_code_has_a_row() {
+        let codes: Vec<&str> = EXIT_TABLE.iter().flat_map(|r| r.code.split(", ")).collect();
+        for code in [
+            0,
+            CANCELLED,
+            USAGE,
+            DATA,
+            IO,
+            HELD,
+            LOST,
+            TIMED_OUT,
+            NOT_EXECUTABLE,
+            NOT_FOUND,
+        ] {
+            assert!(
+                codes.contains(&code.to_string().as_str()),
+                "no row for {code}"
+            );
+        }
+        // Interrupted(signo), the command's own, --conflict-exit-code's.
+        for code in ["128+N", "other", "N"] {
+            assert!(codes.contains(&code), "no row for {code}");
+        }
+        // The legacy persona: 0 and 1, and a server's own code.
+        let legacy: Vec<&str> = EXIT_TABLE
+            .iter()
+            .filter(|r| !r.unlock_sh.is_empty())
+            .map(|r| r.code)
+            .collect();
+        assert_eq!(legacy, ["0", "1", "other"]);
+        assert_eq!(LEGACY, 1);
+    }
+
+    /// README's table is this table, word for word.
+    #[test]
+    fn readme_exit_table_is_the_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let want = exit_table_markdown();
+        assert!(
+            readme.contains(&want),
+            "README.md's exit-status table differs from EXIT_TABLE in src/cli/failure.rs; it should read:\n{want}"
+        );
+    }
 
     #[test]
     fn codes_per_persona() {

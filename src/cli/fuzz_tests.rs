@@ -67,11 +67,37 @@ fn json_clean(text: &str, what: &str) -> Result<(), TestCaseError> {
         .chars()
         .find(|c| deploy_lock::sanitize::is_unsafe(*c) && *c != '\n');
     prop_assert!(bad.is_none(), "{what}: {bad:?} in the JSON");
+    let value = serde_json::from_str::<Value>(text);
+    prop_assert!(value.is_ok(), "{what}: not JSON");
+    // Every string bounded (a planted 64 KiB value is cut), and so every
+    // line: at most a key and one string of escapes (`\u001b`: 6 bytes).
+    let longest = longest_string(&value.unwrap());
     prop_assert!(
-        serde_json::from_str::<Value>(text).is_ok(),
-        "{what}: not JSON"
+        longest <= deploy_lock::sanitize::MAX_JSON_CHARS + 1,
+        "{what}: a string of {longest} characters"
     );
+    for line in text.lines() {
+        prop_assert!(
+            line.len() <= 6 * (deploy_lock::sanitize::MAX_JSON_CHARS + 1) + 128,
+            "{what}: a line of {} bytes",
+            line.len()
+        );
+    }
     Ok(())
+}
+
+/// The longest string (key or value) in `v`, in characters.
+fn longest_string(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.chars().count(),
+        Value::Array(a) => a.iter().map(longest_string).max().unwrap_or(0),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| k.chars().count().max(longest_string(v)))
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -193,6 +219,18 @@ proptest! {
         clean(&table(&rows), "list table")?;
         let all = super::overview::overview_json(&rows, None);
         json_clean(&deploy_lock::sanitize::json(serde_json::to_string(&all).unwrap()), "list --json")?;
+        // The audit trail: a planted event and a damaged line, as text and
+        // as JSON lines.
+        let event = json!({
+            "time": "2026-02-03T20:00:00Z", "event": fields[4], "environment": "staging",
+            "user": fields[0], "host": fields[1], "pid": 7, "command": [fields[2], fields[3]],
+            "holder": {"locked_by": fields[5], "pid": 8}, "lock_id": fields[2], "note": fields[3],
+        });
+        let log = deploy_lock::audit_log::parse(&format!("{event}\n{}\n", fields[5].replace('\n', " ")));
+        clean(&super::log::text(&log), "log")?;
+        for line in super::log::json_lines(&log).lines() {
+            json_clean(line, "log --json")?;
+        }
         // run --wait and wait progress, the run refusal, the takeover notice.
         clean(&messages::holder_phrase(&insp), "wait progress")?;
         let busy = Busy {

@@ -72,7 +72,10 @@ fn event_line(e: &Event) -> String {
         parts.push(format!("({})", printable(note)));
     }
     if let Some(command) = &e.command {
-        parts.push(format!("$ {}", printable(&shell_words(command))));
+        parts.push(format!(
+            "$ {}",
+            printable_at_most(&shell_words(command), deploy_lock::sanitize::MAX_LINE_CHARS)
+        ));
     }
     parts.join("  ")
 }
@@ -112,15 +115,29 @@ fn minutes_seconds(secs: i64) -> String {
 /// A line from a file anyone in the team appends to: control characters
 /// would rewrite the operator's terminal, so they are shown escaped.
 fn printable(s: &str) -> String {
-    s.chars()
+    printable_at_most(s, deploy_lock::sanitize::MAX_CHARS)
+}
+
+/// What the log holds, for a terminal: every character the sanitiser calls
+/// unsafe (controls, bidi overrides) escaped as Rust does (`\u{1b}`), so a
+/// damaged or planted line shows what it holds without acting on the
+/// terminal; cut after `max` characters with `…`, so no line is unbounded.
+fn printable_at_most(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
         .flat_map(|c| {
-            if c.is_control() {
+            if deploy_lock::sanitize::is_unsafe(c) {
                 c.escape_default().collect::<Vec<_>>()
             } else {
                 vec![c]
             }
         })
-        .collect()
+        .collect();
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// JSON lines: each event as recorded plus `line` (and `held_seconds` for a

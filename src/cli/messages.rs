@@ -221,7 +221,7 @@ fn no_checkout(e: &NoProjectRoot) -> String {
     )
 }
 
-/// One ERROR line, plus the guide's recovery steps for a state file that
+/// One ERROR line, plus the legacy persona's recovery steps for a state file that
 /// cannot be parsed.
 pub fn lock_error_lines(err: &LockError) -> Vec<String> {
     let mut out = vec![error(lock_error(err))];

@@ -18,16 +18,18 @@ use super::failure::Failure;
 use super::remote::{self, Remote};
 use super::request::{Generate, LogRequest, Operation, Persona, Request, RunRequest, Typed};
 
-const AFTER_HELP: &str = "\
+const RULES_HELP: &str = "\
 Rules: a lock whose holder is alive is never taken, whatever its age. A lock
 whose holder is dead (or on another host) is taken over automatically once
-older than the stale timeout (30 minutes), or at any age with --force.
+older than the stale timeout (30 minutes), or at any age with --force. A lock
+no record explains (holder unknown) is taken over only once stale, never
+with --force.";
 
-Exit status: 0 success; 1 cancelled at the confirmation; 2 usage error;
-65 state file not valid; 74 I/O error; 75 lock held (or not a directory
-at the lock path); 124 wait timed out.
-`run` and the ENV shorthand exit with the command's own status; a signal
-while waiting for the lock ends deploy-lock by that same signal.";
+/// The top-level help's notes: the rules, then every exit status (from the
+/// one table the man pages and README also say).
+fn after_help() -> String {
+    format!("{RULES_HELP}\n\n{}", super::failure::exit_summary())
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,7 +42,7 @@ while waiting for the lock ends deploy-lock by that same signal.";
         legacy one (/tmp/togather-deploy-ENV.lock plus deploy/config/deployment-state.json), \
         so the legacy unlock.sh and deploy.sh see it. \
         Invoked as `unlock.sh`, this binary is the legacy unlock.sh, byte for byte.",
-    after_help = AFTER_HELP,
+    after_help = after_help(),
     subcommand_value_name = "ENV|COMMAND",
     override_usage = "deploy-lock [OPTIONS] <ENV> [DEPLOY_SH_ARGS]...\n       deploy-lock [OPTIONS] <COMMAND>"
 )]
@@ -231,6 +233,9 @@ Rules, liveness first and age second:
     once the lock is older than the stale timeout (30 minutes), or at any age
     with --force. A lock directory without a readable locked_at is aged by
     its modification time.
+  - A lock directory that no record explains (holder unknown: maybe a legacy
+    deploy.sh that has not written its record yet) is taken over only once
+    stale, never with --force; deploy-lock unlock ENV removes it.
   - Judge, remove and re-create happen under a guard flock, so of several
     processes taking over one stale lock exactly one wins.
   - The lock is released only after COMMAND has exited, and only if it is

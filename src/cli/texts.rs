@@ -212,12 +212,12 @@ pub enum Broken {
     NotObject,
 }
 
-/// The recovery steps of the lock-management guide, for `path`, adapted to
-/// what is wrong.
+/// The recovery steps for `path`, adapted to what is wrong; unlock.sh(1)
+/// ("state file not JSON", installed with the binary) says them too.
 pub fn state_recovery(path: &Path, broken: Broken) -> Vec<String> {
     let p = path.display();
     let mut lines = vec![
-        "To recover (see \"State File Corrupted\" in the lock-management guide):".to_string(),
+        "To recover (see \"state file not JSON\" in man unlock.sh):".to_string(),
         format!("  cp {p}{{,.backup}}"),
     ];
     match broken {

@@ -141,8 +141,30 @@ pub fn flock_holder(path: &Path) -> Option<FlockHolder> {
         nix::sys::stat::minor(dev),
         meta.ino()
     );
+    let pid = flock_pid(&want)?;
+    let uid = std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid());
+    // A holder gone between the two reads (a run that just ended) is no
+    // holder: only a lock still there afterwards is reported.
+    if uid.is_none() && flock_pid(&want) != Some(pid) {
+        return None;
+    }
+    let exe = |p: &str| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    let deploy_lock = exe(&pid.to_string()).is_some_and(|e| Some(e) == exe("self"));
+    Some(FlockHolder {
+        pid,
+        uid,
+        file_uid: meta.uid(),
+        deploy_lock,
+    })
+}
+
+/// The pid /proc/locks names for the flock on the file `dev_ino`
+/// (`MAJ:MIN:INODE`), if any.
+fn flock_pid(dev_ino: &str) -> Option<i32> {
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    let pid = locks.lines().find_map(|l| {
+    locks.lines().find_map(|l| {
         // `N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END`; a
         // waiter's line has `->` after the number.
         let mut w = l.split_whitespace().skip(1);
@@ -151,18 +173,7 @@ pub fn flock_holder(path: &Path) -> Option<FlockHolder> {
             return None;
         }
         let pid: i32 = w.nth(2)?.parse().ok()?;
-        (w.next()? == want && pid > 0).then_some(pid)
-    })?;
-    let uid = std::fs::metadata(format!("/proc/{pid}"))
-        .ok()
-        .map(|m| m.uid());
-    let exe = |p: &str| std::fs::read_link(format!("/proc/{p}/exe")).ok();
-    let deploy_lock = exe(&pid.to_string()).is_some_and(|e| Some(e) == exe("self"));
-    Some(FlockHolder {
-        pid,
-        uid,
-        file_uid: meta.uid(),
-        deploy_lock,
+        (w.next()? == dev_ino && pid > 0).then_some(pid)
     })
 }
 

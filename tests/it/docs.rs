@@ -84,3 +84,58 @@ fn unlock_man_page_documents_the_legacy_flags() {
         assert!(page.contains(needle), "unlock.sh.1 lacks {needle}");
     }
 }
+
+/// The codes of a man page's EXIT STATUS section (its `.TP` terms).
+fn exit_status_terms(page: &str) -> Vec<String> {
+    let section = page
+        .split(".SH EXIT STATUS\n")
+        .nth(1)
+        .expect("an EXIT STATUS section")
+        .split("\n.SH ")
+        .next()
+        .unwrap();
+    section
+        .split(".TP\n")
+        .skip(1)
+        .map(|item| {
+            let term = item.lines().next().unwrap();
+            term.trim_start_matches("\\fB")
+                .trim_end_matches("\\fR")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Issue 20: every exit code in README's table is in the man pages' EXIT
+/// STATUS, per persona, and no page lists a code the table lacks (the
+/// table itself is the code's: a unit test in src/cli/failure.rs).
+#[test]
+fn man_exit_status_lists_every_code_of_the_readme_table() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let rows: Vec<Vec<String>> = readme
+        .split("## Exit status")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip_while(|l| !l.starts_with("| code"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert!(rows.len() >= 10, "README's exit table: {rows:?}");
+    for (page, column) in [("deploy-lock.1", 1), ("unlock.sh.1", 2)] {
+        let text = std::fs::read_to_string(repo.join("man").join(page)).unwrap();
+        let want: Vec<String> = rows
+            .iter()
+            .filter(|r| !r[column].is_empty())
+            .map(|r| r[0].clone())
+            .collect();
+        assert_eq!(exit_status_terms(&text), want, "{page}'s EXIT STATUS");
+    }
+}

@@ -327,7 +327,7 @@ pub fn legacy_unusable(p: &Path, what: &str) -> String {
     };
     format!(
         "ERROR: state file {p} {what}\n\
-         To recover (see \"State File Corrupted\" in the lock-management guide):\n  \
+         To recover (see \"state file not JSON\" in man unlock.sh):\n  \
          cp {p}{{,.backup}}\n  \
          {steps}"
     )

@@ -471,7 +471,12 @@ fn help_exits_0_on_stdout() {
     }
     assert!(
         out.stdout.contains(
-            "Exit status: 0 success; 1 cancelled at the confirmation; 2 usage error;\n65 state file not valid; 74 I/O error; 75 lock held (or not a directory\nat the lock path); 124 wait timed out."
+            "Exit status: 0 success; 1 unlock cancelled or unanswered; 2 usage error; 65\n\
+             state file not valid; 74 I/O error; 75 lock held; 76 lock lost while\n\
+             running; 124 wait timed out; 126, 127 command not executable / not found;\n\
+             128+N signal N while waiting; run: the command's own status;\n\
+             --conflict-exit-code N instead of 75, 124, 76. Every case in full: EXIT\n\
+             STATUS in deploy-lock(1)."
         ),
         "{}",
         out.stdout

@@ -451,7 +451,16 @@ fn planted_control_characters_reach_no_view_raw() {
         json.code(0).stderr("");
         printable(&json.stdout);
         let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-        assert_eq!(v["holder"]["locked_by"], locked_by.as_str());
+        // The value as it was, within the JSON bound; beyond it, cut with `…`.
+        let want: String = if locked_by.chars().count() <= 4096 {
+            locked_by.clone()
+        } else {
+            locked_by.chars().take(4096).chain(['…']).collect()
+        };
+        assert_eq!(v["holder"]["locked_by"], want.as_str());
+        for l in json.stdout.lines() {
+            assert!(l.len() < 4200, "a JSON line of {} bytes", l.len());
+        }
         fs::remove_dir_all(&lock).unwrap();
         let _ = fs::remove_file(s.w.state_path());
     }
@@ -681,4 +690,118 @@ fn a_squatted_run_file_is_named_and_quiet_agrees_with_run() {
         status.stdout
     );
     assert!(!s.w.lock_path("staging").exists());
+}
+
+/// Issue 19, unlock's identity check: the victim clears their own crashed
+/// deploy-lock lock while, between unlock's look (under the guard) and its
+/// removal, root's legacy deploy.sh takes it over the legacy way (rm -rf,
+/// mkdir: no guard, and the new directory may reuse the old inode number).
+/// The unlock is held still at that point by strace (SIGSTOP injected at
+/// its announcement's rename, the one rename between the look and the
+/// removal), a process state the test waits for, never a sleep. The new
+/// holder's lock survives, the unlock says it changed hands (75) and logs
+/// no force_unlock.
+#[test]
+fn unlock_leaves_a_lock_that_changed_hands_between_its_look_and_removal() {
+    if !crate::completions::available(
+        "strace",
+        "unlock_leaves_a_lock_that_changed_hands_between_its_look_and_removal",
+    ) {
+        return;
+    }
+    let Some(s) = Shared::new() else { return };
+    let lock = s.w.lock_path("staging");
+
+    // The victim's crashed run: their directory, their owner.json, a dead pid.
+    fs::create_dir(&lock).unwrap();
+    fs::write(
+        lock.join("owner.json"),
+        owner_json(&format!("{VICTIM}@host"), reaped_pid()),
+    )
+    .unwrap();
+    fs::write(lock.join("locked_at"), format!("{}\n", now() - 60)).unwrap();
+    chown_tree(&lock, &s.victim);
+    let old_ino = fs::metadata(&lock).unwrap().ino();
+
+    let mut c = s.w.cmd("strace");
+    c.cmd
+        .args(["-f", "-qq", "-o", "/dev/null"])
+        .args(["-e", "trace=rename,renameat,renameat2"])
+        .args([
+            "-e",
+            "inject=rename,renameat,renameat2:signal=SIGSTOP:when=1",
+        ])
+        .arg(SETPRIV)
+        .arg(format!("--reuid={VICTIM}"))
+        .arg(format!("--regid={VICTIM}"))
+        .arg("--init-groups")
+        .arg("--")
+        .arg(BIN)
+        .args(["unlock", "staging", "--yes"]);
+    let mut strace = c
+        .env("HOME", s.home_of(&s.victim))
+        .env("USER", VICTIM)
+        .spawn_guarded();
+    // strace's child is the unlock (setpriv execs it in place). Once its
+    // announcement is there, it is held at that rename's return: strace
+    // restarts it only into the injected stop, and only SIGCONT ends that.
+    let children = format!("/proc/{0}/task/{0}/children", strace.pid());
+    let mut unlock = 0;
+    wait_until(PATIENCE, "the unlock's announcement", || {
+        unlock = fs::read_to_string(&children)
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        unlock > 0 && s.w.locks.join(".togather-deploy-staging.unlocked").exists()
+    });
+    wait_until(PATIENCE, "the unlock stopped", || {
+        matches!(proc_state(unlock), Some('t' | 'T'))
+    });
+    assert!(
+        lock.join("owner.json").exists(),
+        "stopped after its removal"
+    );
+
+    // Root's legacy deploy.sh takes the lock meanwhile.
+    let theirs = format!("{}\n", now());
+    fs::remove_dir_all(&lock).unwrap();
+    fs::create_dir(&lock).unwrap();
+    fs::write(lock.join("locked_at"), &theirs).unwrap();
+    let new_ino = fs::metadata(&lock).unwrap().ino();
+    eprintln!(
+        "lock directory inode: {old_ino} before, {new_ino} after ({})",
+        if old_ino == new_ino {
+            "reused"
+        } else {
+            "not reused"
+        }
+    );
+
+    // A SIGCONT that lands while strace still holds it in its syscall stop
+    // discards the pending SIGSTOP instead: either way it goes on. Sent until
+    // it has ended, so the one that counts is never missed.
+    wait_until(PATIENCE, "the unlock's end", || {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(unlock),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+        matches!(proc_state(unlock), None | Some('Z'))
+    });
+    let out = finish(&mut strace);
+    out.code(75).any_stderr();
+    assert!(
+        out.stderr
+            .contains("ERROR: the staging lock changed hands since it was shown"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("removed"), "{}", out.stdout);
+    // Root's lock is untouched.
+    assert_eq!(fs::read_to_string(lock.join("locked_at")).unwrap(), theirs);
+    assert_eq!(fs::metadata(&lock).unwrap().uid(), 0);
+    assert!(
+        !s.w.audit_log().contains("\"force_unlock\""),
+        "{}",
+        s.w.audit_log()
+    );
 }
