@@ -264,6 +264,7 @@ mod tests {
             fencing_token: None,
             lease_id: None,
             lease_ttl_secs: None,
+            reason: None,
         }
     }
 

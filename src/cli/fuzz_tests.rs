@@ -109,10 +109,13 @@ fn inspection(
         source: HolderSource::LockDir,
         lock_id: Some(id),
         deployment_id: Some(dep),
-        locked_by: Some(by),
+        locked_by: Some(by.clone()),
         locked_at: Some(at),
         pid: Some(4242),
         hostname: Some(host),
+        // The same hostile text as a reason: shown by status, refusals
+        // and progress lines, so it must come out as clean.
+        reason: Some(by),
         processes: Vec::new(),
     };
     let dir = match kind {
@@ -185,6 +188,9 @@ proptest! {
         clean(&render::verdict_line(&insp), "verdict line")?;
         if let Some(l) = render::lock_id_line(&insp) {
             clean(&l, "Lock ID line")?;
+        }
+        if let Some(l) = render::reason_line(&insp) {
+            clean(&l, "Reason line")?;
         }
         let v = render::status_json_with(&insp, None);
         json_clean(&deploy_lock::sanitize::json(serde_json::to_string_pretty(&v).unwrap()), "status --json")?;

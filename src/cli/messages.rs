@@ -620,6 +620,28 @@ pub fn holder_phrase(insp: &Inspection) -> String {
     if let Some(f) = insp.network.as_ref().and_then(|n| n.foreign.as_ref()) {
         return format!("held by {}", foreign_value(f));
     }
+    with_reason(holder_who(insp), insp)
+}
+
+/// A phrase about the lock's holder, with the reason it gave after it:
+/// `held by alice; reason: hotfix #123`.
+pub fn with_reason(phrase: String, insp: &Inspection) -> String {
+    match holder_reason(insp) {
+        Some(r) => format!("{phrase}; reason: {r}"),
+        None => phrase,
+    }
+}
+
+/// The reason the lock's holder gave (`run --reason`), sanitised for one
+/// line; none for a free lock or a holder that gave none.
+pub fn holder_reason(insp: &Inspection) -> Option<String> {
+    if !insp.locked() {
+        return None;
+    }
+    shown_opt(insp.holder.as_ref()?.reason.as_deref())
+}
+
+fn holder_who(insp: &Inspection) -> String {
     match (&insp.liveness, &insp.holder) {
         (Liveness::Alive { pid, comm }, _) => {
             format!("held by {}, pid {pid}", display_name(*pid, comm))
@@ -853,6 +875,14 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
             ]
         }
     };
+    // Why the holder holds it, under the first line (a foreign key or a
+    // squatter has no record to give one).
+    if let Some(r) = holder_reason(insp)
+        && foreign.is_none()
+        && b.squatter.is_none()
+    {
+        lines.insert(1.min(lines.len()), format!("Reason: {r}"));
+    }
     lines.truncate(6);
     lines
 }

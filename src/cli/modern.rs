@@ -146,6 +146,23 @@ fn reason_from_env() -> Option<String> {
         .map(|v| v.to_string_lossy().into_owned())
 }
 
+/// A reason as given (`--reason` or DEPLOY_LOCK_REASON): empty is none;
+/// longer than [`MAX_REASON_CHARS`] is a usage error (exit 2), so what
+/// everyone is shown is what was typed, never a cut of it.
+fn checked_reason(text: Option<String>) -> Result<Option<String>, Failure> {
+    use deploy_lock::status::MAX_REASON_CHARS;
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let n = text.chars().count();
+    if n > MAX_REASON_CHARS {
+        return Err(Failure::Usage(format!(
+            "--reason (or {ENV_REASON}) is {n} characters long; give at most {MAX_REASON_CHARS} (a ticket or a link says more)"
+        )));
+    }
+    Ok(Some(text))
+}
+
 /// Settings shared by every subcommand; each defaults to its variable.
 #[derive(Args, Debug, Default)]
 pub struct GlobalOpts {
@@ -704,10 +721,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
                     Some(n) => Some(i32::from(n)),
                     None => conflict_exit_from_env()?,
                 },
-                reason: match r.reason {
-                    Some(text) => Some(text),
-                    None => reason_from_env(),
-                },
+                reason: checked_reason(r.reason.or_else(reason_from_env))?,
                 deploy_args: deploy,
                 command: r.command,
                 typed,

@@ -248,6 +248,7 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
             "pid": h.pid,
             "hostname": h.hostname,
             "process_name": process_name,
+            "reason": h.reason,
         })
     });
     let state_file = insp
@@ -339,6 +340,12 @@ pub fn lock_id_line(insp: &Inspection) -> Option<String> {
     }
     let id = insp.holder.as_ref()?.lock_id.as_deref()?;
     Some(format!("Lock ID: {}", messages::shown(id)))
+}
+
+/// `Reason: hotfix #123` for the modern status, after the legacy block:
+/// why the holder says it holds the lock (sanitised, one line).
+pub fn reason_line(insp: &Inspection) -> Option<String> {
+    messages::holder_reason(insp).map(|r| format!("Reason: {r}"))
 }
 
 /// Before the force-unlock question, when the holder runs (modern wording).

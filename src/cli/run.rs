@@ -97,7 +97,7 @@ impl RunPlan {
                 .filter(|w| *w != "--force")
                 .map(|w| w.to_string_lossy().into_owned())
                 .collect();
-            (!words.is_empty()).then(|| words.join(" "))
+            (!words.is_empty()).then(|| cut_reason(words.join(" ")))
         });
         let mut args = vec![OsString::from(r.env.as_str())];
         if locking == Locking::Local && !has("--force") {
@@ -157,6 +157,18 @@ impl RunPlan {
         }
         None
     }
+}
+
+/// deploy.sh's words as a default reason, cut to the bound a given reason
+/// must keep (they are not refused: nobody typed them as a reason).
+fn cut_reason(words: String) -> String {
+    let max = deploy_lock::status::MAX_REASON_CHARS;
+    if words.chars().count() <= max {
+        return words;
+    }
+    let mut cut: String = words.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// The words deploy.sh's argument loop takes as the environment (it keeps
@@ -403,6 +415,7 @@ fn acquire(
         process: me,
         interrupted: Some(&interrupted),
         waiting: plan.wait.is_some(),
+        reason: plan.reason.as_deref(),
     };
     let own_watch = plan.wait.map(|_| store.watch(plan.env));
     let start = Instant::now();
@@ -504,7 +517,8 @@ fn acquire(
                 if let Some(sq) = &squatter {
                     (messages::squatter_phrase(sq), None)
                 } else if reason == deploy_lock::lock::BusyReason::RunHeld {
-                    (messages::run_phrase(run_holder.as_ref()), None)
+                    let phrase = messages::run_phrase(run_holder.as_ref());
+                    (messages::with_reason(phrase, &inspection), None)
                 } else {
                     (messages::holder_phrase(&inspection), None)
                 }

@@ -262,6 +262,7 @@ mod tests {
             locked_at: None,
             pid: Some(1),
             hostname: None,
+            reason: None,
             processes: Vec::new(),
         });
         Inspection {

@@ -124,6 +124,8 @@ pub struct LocalLock<'a> {
     env: Environment,
     /// Asked while waiting for the guard: true ends the wait (a signal came).
     interrupted: Option<&'a dyn Fn() -> bool>,
+    /// Why the lock is taken, written into the record an acquisition makes.
+    reason: Option<&'a str>,
 }
 
 impl<'a> LocalLock<'a> {
@@ -132,7 +134,15 @@ impl<'a> LocalLock<'a> {
             ctx,
             env,
             interrupted: None,
+            reason: None,
         }
+    }
+
+    /// Acquisitions record `reason` in the owner record (never in the state
+    /// file: the legacy scripts read that) and in their audit line.
+    pub fn noting(mut self, reason: Option<&'a str>) -> LocalLock<'a> {
+        self.reason = reason;
+        self
     }
 
     /// Appends an audit line. Called with the guard held, so the log's order
@@ -443,10 +453,13 @@ impl<'a> LocalLock<'a> {
                         "acquire"
                     };
                     let prev = held.took_over.as_ref().and_then(|t| t.holder.as_ref());
-                    let ids = json!({
+                    let mut ids = json!({
                         "lock_id": held.record.lock_id,
                         "deployment_id": held.record.deployment_id,
                     });
+                    if let Some(r) = &held.record.reason {
+                        ids["reason"] = json!(r);
+                    }
                     let warning = self.audit(event, prev, ids);
                     held.warnings.extend(warning);
                 }
@@ -521,6 +534,7 @@ impl<'a> LocalLock<'a> {
             fencing_token: None,
             lease_id: None,
             lease_ttl_secs: None,
+            reason: self.reason.map(str::to_string),
         };
         let (fd, snap) = fsops::snapshot_dir(&lock_dir)
             .map_err(io_at(&lock_dir))

@@ -292,6 +292,7 @@ impl LockStore for EtcdLockStore<'_> {
             })?;
         owner.pid = how.process.pid;
         owner.pid_start_ticks = how.process.start_ticks;
+        owner.reason = how.reason.map(str::to_string);
         // A waiter woken with others (every waiter wakes on a release) looks
         // first: one read instead of a lease grant, a failed txn and a revoke
         // for each that loses the race.
@@ -351,6 +352,7 @@ impl LockStore for EtcdLockStore<'_> {
                     process: how.process.clone(),
                     interrupted: how.interrupted,
                     waiting: how.waiting,
+                    reason: how.reason,
                 };
                 match self.local.acquire(env, &forced)? {
                     Acquire::Acquired(local) => local,

@@ -101,6 +101,8 @@ pub struct AcquireOptions<'a> {
     /// The caller waits when the lock is busy: the store may start watching
     /// for its release (see [`LockStore::watch`]).
     pub waiting: bool,
+    /// Why the lock is taken, for the holder record (issue 22).
+    pub reason: Option<&'a str>,
 }
 
 /// A lock we hold: the record the store wrote for us, plus the store's own
