@@ -34,6 +34,22 @@ pub fn command_ended(code: Option<i32>, signal: Option<i32>) {
     let _ = COMMAND_END.set(exit_fields(code, signal));
 }
 
+/// Set by a freeze's holder whose freeze was lifted by someone else
+/// (`unfreeze`, `unlock`, a lost lease): that one audited the `unfreeze`, so
+/// the holder's own release of what is left is a plain `release`. One
+/// process holds at most one freeze, so a process-wide flag, as above.
+static FREEZE_LIFTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that this process's freeze was lifted by someone else.
+pub fn freeze_lifted_elsewhere() {
+    FREEZE_LIFTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`freeze_lifted_elsewhere`] was called.
+pub fn was_freeze_lifted_elsewhere() -> bool {
+    FREEZE_LIFTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Where this context's events go: `DEPLOY_LOCK_AUDIT_LOG`, else the
 /// checkout's log beside the state file, else (no checkout: status and wait
 /// outside one, which record nothing today) the user's own old log.

@@ -92,10 +92,10 @@ pub fn parse(text: &str) -> Vec<Line> {
         };
         if let Some(id) = &event.lock_id {
             match event.kind.as_str() {
-                "acquire" | "takeover" => {
+                "acquire" | "takeover" | "freeze" => {
                     acquired.insert(id.clone(), (event.time, event.deployment_id.clone()));
                 }
-                "release" | "release_skipped" => {
+                "release" | "release_skipped" | "unfreeze" => {
                     if let Some((at, dep)) = acquired.remove(id) {
                         event.held_for = event.time.duration_since(at).into();
                         if event.deployment_id.is_none() {

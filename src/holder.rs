@@ -41,6 +41,7 @@ pub fn holder_from(
             pid: Some(o.pid),
             hostname: Some(o.hostname.clone()),
             reason: o.reason.clone(),
+            freeze: o.freeze.clone(),
             processes,
         });
     }
@@ -79,6 +80,7 @@ pub fn holder_from(
         pid,
         hostname: text("hostname"),
         reason: None,
+        freeze: None,
         processes,
     })
 }

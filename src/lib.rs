@@ -9,6 +9,7 @@ pub mod context;
 pub mod environment;
 pub mod etcd;
 pub mod exit_wait;
+pub mod freeze;
 pub mod fsops;
 pub mod holder;
 pub mod ids;

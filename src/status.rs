@@ -56,6 +56,19 @@ pub struct OwnerRecord {
     /// never in the state file the legacy scripts read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set when the holder is a freeze (`deploy-lock freeze`): a detached
+    /// deploy-lock process holding the lock with no command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Freeze>,
+}
+
+/// A freeze's marker in its holder record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    /// When it lifts by itself (UTC seconds, RFC 3339); none: only
+    /// `unfreeze` lifts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 /// Where the holder's description came from.
@@ -82,6 +95,9 @@ pub struct Holder {
     /// holder).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The holder is a freeze (see [`OwnerRecord::freeze`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Freeze>,
     /// Processes whose survival means the holder is alive.
     #[serde(skip)]
     pub processes: Vec<ProcessIdentity>,
@@ -135,6 +151,9 @@ pub enum Verdict {
     /// Stale, but `run` cannot take it over: files that are not ours inside,
     /// or another user's directory this one may not remove.
     Blocked,
+    /// Held by a live freeze (`deploy-lock freeze`): no run starts until it
+    /// is lifted (`unfreeze`, or its `--until`).
+    Frozen,
 }
 
 impl Verdict {
@@ -148,6 +167,7 @@ impl Verdict {
             Verdict::Obstructed => "obstructed",
             Verdict::ReleasedRunning => "released_running",
             Verdict::Blocked => "blocked",
+            Verdict::Frozen => "frozen",
         }
     }
 }

@@ -13,6 +13,7 @@ use deploy_lock::supervise::ChildEnd;
 use super::completions;
 use super::docs;
 use super::failure::Failure;
+use super::freeze;
 use super::ops::{self, Io};
 use super::overview;
 use super::request::{Generate, Operation, Persona, Request};
@@ -117,6 +118,7 @@ pub fn execute_with(
             | Operation::StatusAll { .. }
             | Operation::Wait { .. }
             | Operation::Unlock { .. }
+            | Operation::Unfreeze { .. }
     ) {
         store.check_usable()?;
     }
@@ -161,6 +163,15 @@ pub fn execute_with(
                     _ => f,
                 });
         }
+        Operation::Freeze(f) => {
+            let env = f.env;
+            return match freeze::freeze(ctx, store, f, io) {
+                Ok(None) => Ok(Outcome::Done),
+                Ok(Some(code)) => Ok(Outcome::Exit(code)),
+                Err(f) => Err(f.for_env(env, store)),
+            };
+        }
+        Operation::Unfreeze { env, id } => freeze::unfreeze(store, env, id.as_deref(), io),
         Operation::Log(l) => ops::log(Some(ctx), ctx.home.clone(), &l, io),
         Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
     }
@@ -265,6 +276,7 @@ mod tests {
             lease_id: None,
             lease_ttl_secs: None,
             reason: None,
+            freeze: None,
         }
     }
 

@@ -110,12 +110,16 @@ fn inspection(
         lock_id: Some(id),
         deployment_id: Some(dep),
         locked_by: Some(by.clone()),
-        locked_at: Some(at),
+        locked_at: Some(at.clone()),
         pid: Some(4242),
         hostname: Some(host),
         // The same hostile text as a reason: shown by status, refusals
         // and progress lines, so it must come out as clean.
         reason: Some(by),
+        // And as a freeze's end, shown by the frozen verdict and refusal.
+        freeze: Some(deploy_lock::status::Freeze {
+            until: Some(at.clone()),
+        }),
         processes: Vec::new(),
     };
     let dir = match kind {
@@ -173,6 +177,7 @@ proptest! {
         ]),
         verdict in prop::sample::select(vec![
             Verdict::Free, Verdict::Held, Verdict::Stale, Verdict::Orphaned, Verdict::Unknown,
+            Verdict::Frozen,
         ]),
         reason in prop::sample::select(vec![
             BusyReason::HolderAlive, BusyReason::NotStale, BusyReason::RunHeld,

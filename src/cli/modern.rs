@@ -16,7 +16,9 @@ use deploy_lock::context::{
 
 use super::failure::Failure;
 use super::remote::{self, Remote};
-use super::request::{Generate, LogRequest, Operation, Persona, Request, RunRequest, Typed};
+use super::request::{
+    FreezeRequest, Generate, LogRequest, Operation, Persona, Request, RunRequest, Typed,
+};
 
 const AFTER_HELP: &str = "\
 Rules: a lock whose holder is alive is never taken, whatever its age. A lock
@@ -58,7 +60,9 @@ pub struct Cli {
 /// only), all of them for generate.
 pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
     match sub {
-        "status" | "list" | "unlock" | "check" => &["wait_interval", "wait_timeout", "etcd_ttl"],
+        "status" | "list" | "unlock" | "check" | "unfreeze" => {
+            &["wait_interval", "wait_timeout", "etcd_ttl"]
+        }
         "wait" => &["etcd_ttl"],
         // log reads the checkout's audit trail, so it keeps --project-root.
         "log" => &[
@@ -257,12 +261,26 @@ Signals INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock reach
 COMMAND once; the terminal's own Ctrl-C and quit key reach it directly.
 A signal while waiting for the lock ends deploy-lock by that same signal.";
 
+const FREEZE_AFTER_HELP: &str = "\
+A freeze is a lock held by a detached deploy-lock process with no command:
+every run is refused with its reason and who froze it (exit 75, or
+--conflict-exit-code's N), `wait` and `run --wait` wait for its end, and the
+legacy deploy.sh and unlock.sh see a held lock (on this host's lock folder
+its locked_at is kept fresh). `freeze` returns once the lock is held (exit
+75 if it is busy, unless --wait). It ends at --until (within a second),
+with `deploy-lock unfreeze ENV` (or `unlock`), or if its holder is stopped
+(TERM, INT, HUP: a clean shutdown lifts it). A holder that dies without
+releasing (kill -9, a crash, power loss) leaves a dead holder's lock, which
+the usual rules handle: taken over once stale, `run --force` before that,
+`unlock` any time. Events: freeze, then unfreeze (by `unfreeze`, `unlock`,
+--until or a signal), in the audit log.";
+
 const LOG_AFTER_HELP: &str = "\
 The audit trail is the checkout's deploy/config/deployment-audit.log, beside
 the state file (DEPLOY_LOCK_AUDIT_LOG names another file), shared by everyone
 who deploys from the checkout: one JSON object per line, appended (never
 rewritten) by every acquire, takeover, release, release_skipped,
-force_unlock, reset_state, restore and lost event, with time (UTC), event,
+force_unlock, reset_state, restore, lost, freeze and unfreeze event, with time (UTC), event,
 environment, user (under sudo, the person who ran sudo, with sudo: true),
 host, pid, command (the command line as typed), holder (the previous holder,
 for a takeover or force-unlock), lock_id and, on acquisitions,
@@ -384,6 +402,32 @@ pub enum Command {
     /// Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
+    /// Freeze ENV: hold its lock with no command, so no deploy starts, until `unfreeze` or --until
+    #[command(after_help = FREEZE_AFTER_HELP)]
+    Freeze {
+        #[arg(value_enum)]
+        env: Environment,
+        /// Why (shown to everyone who is refused); required
+        #[arg(long, value_name = "TEXT", env = ENV_REASON, hide_env_values = true)]
+        reason: Option<String>,
+        /// Lift it by itself then: an RFC 3339 time (2026-02-03T18:00:00Z), HH:MM today (local time), or a duration (2h, 90m, "1h 30m", 1d)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Wait for the lock if it is held, at most SECS (default: --wait-timeout)
+        #[arg(long, value_name = "SECS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+        wait: Option<String>,
+        /// The detached holder's own flag (the freeze's end, or `never`)
+        #[arg(long, value_name = "UNTIL", hide = true)]
+        holder: Option<String>,
+    },
+    /// Lift a freeze: remove the lock `freeze` holds (only a freeze; audited)
+    Unfreeze {
+        #[arg(value_enum)]
+        env: Environment,
+        /// Lift it only if it is still this freeze (the Lock ID `status` shows)
+        #[arg(long, value_name = "LOCK_ID")]
+        id: Option<String>,
+    },
     /// Show the audit trail: who took, released, took over or force-unlocked which lock, when
     #[command(after_help = LOG_AFTER_HELP)]
     Log {
@@ -529,8 +573,9 @@ fn value_apart(flag: &Flag, next: Option<&std::ffi::OsStr>) -> Result<(), Failur
     Ok(())
 }
 
-const SUBCOMMANDS: [&str; 9] = [
-    "status", "list", "wait", "unlock", "check", "run", "log", "generate", "help",
+const SUBCOMMANDS: [&str; 11] = [
+    "status", "list", "wait", "unlock", "check", "run", "freeze", "unfreeze", "log", "generate",
+    "help",
 ];
 
 /// The command or environment `word` is a likely typo of: within one edit
@@ -741,6 +786,45 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
             }
             (Operation::Run(run), r.remote.get())
         }
+        Command::Freeze {
+            env,
+            reason,
+            until,
+            wait,
+            holder,
+        } => {
+            let Some(reason) = checked_reason(reason.or_else(reason_from_env))? else {
+                return Err(Failure::Usage(format!(
+                    "freeze needs a reason: deploy-lock freeze {env} --reason TEXT (or {ENV_REASON}); it is shown to everyone it refuses"
+                )));
+            };
+            let wait = match wait.as_deref() {
+                None => None,
+                Some("") => Some(None),
+                Some(v) => Some(Some(
+                    parse_fractional_secs("--wait", v).map_err(Failure::Setting)?,
+                )),
+            };
+            // The retry a refusal suggests: this freeze, `--wait` added.
+            let mut words: Vec<OsString> = vec!["freeze".into(), env.as_str().into()];
+            words.extend(["--reason".into(), reason.clone().into()]);
+            if let Some(u) = &until {
+                words.extend(["--until".into(), u.into()]);
+            }
+            let typed = Typed { words, env_at: 1 };
+            (
+                Operation::Freeze(FreezeRequest {
+                    env,
+                    reason,
+                    until,
+                    wait,
+                    holder,
+                    typed,
+                }),
+                None,
+            )
+        }
+        Command::Unfreeze { env, id } => (Operation::Unfreeze { env, id }, None),
         Command::Log {
             env,
             json,

@@ -56,6 +56,9 @@ pub struct RunPlan {
     /// none. A command after `--` has no default: its words may hold secrets
     /// and the person can say why.
     pub reason: Option<String>,
+    /// Set for a freeze's holder (`deploy-lock freeze`), which takes the
+    /// lock through this same path with no command.
+    pub freeze: Option<deploy_lock::status::Freeze>,
 }
 
 impl RunPlan {
@@ -80,6 +83,7 @@ impl RunPlan {
                 typed,
                 deploy_sh: false,
                 reason: r.reason.filter(|t| !t.is_empty()),
+                freeze: None,
             };
         }
         let has = |flag: &str| r.deploy_args.iter().any(|a| a == flag);
@@ -114,6 +118,7 @@ impl RunPlan {
             typed,
             deploy_sh: true,
             reason,
+            freeze: None,
         }
     }
 
@@ -397,7 +402,7 @@ fn spawn_and_supervise(
 }
 
 /// Takes the lock, or says why not.
-fn acquire(
+pub(super) fn acquire(
     ctx: &Context,
     store: &dyn LockStore,
     plan: &RunPlan,
@@ -416,6 +421,7 @@ fn acquire(
         interrupted: Some(&interrupted),
         waiting: plan.wait.is_some(),
         reason: plan.reason.as_deref(),
+        freeze: plan.freeze.as_ref(),
     };
     let own_watch = plan.wait.map(|_| store.watch(plan.env));
     let start = Instant::now();
@@ -516,7 +522,9 @@ fn acquire(
                 }
                 if let Some(sq) = &squatter {
                     (messages::squatter_phrase(sq), None)
-                } else if reason == deploy_lock::lock::BusyReason::RunHeld {
+                } else if reason == deploy_lock::lock::BusyReason::RunHeld
+                    && inspection.verdict != deploy_lock::status::Verdict::Frozen
+                {
                     let phrase = messages::run_phrase(run_holder.as_ref());
                     (messages::with_reason(phrase, &inspection), None)
                 } else {

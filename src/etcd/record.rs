@@ -84,6 +84,7 @@ pub fn this_process(env: Environment, locked_by: &str) -> std::io::Result<OwnerR
         lease_id: None,
         lease_ttl_secs: None,
         reason: None,
+        freeze: None,
     })
 }
 

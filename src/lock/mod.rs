@@ -107,8 +107,10 @@ pub struct Released {
     pub warnings: Vec<Warning>,
 }
 
-/// What a release found.
+/// What a release found. (One per run: the size of a holder in one
+/// variant costs nothing worth a box.)
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Release {
     /// Our directory and state record were removed/reset.
     Released,
@@ -126,6 +128,8 @@ pub struct LocalLock<'a> {
     interrupted: Option<&'a dyn Fn() -> bool>,
     /// Why the lock is taken, written into the record an acquisition makes.
     reason: Option<&'a str>,
+    /// Taken as a freeze (see `OwnerRecord::freeze`).
+    freeze: Option<&'a crate::status::Freeze>,
 }
 
 impl<'a> LocalLock<'a> {
@@ -135,13 +139,20 @@ impl<'a> LocalLock<'a> {
             env,
             interrupted: None,
             reason: None,
+            freeze: None,
         }
     }
 
     /// Acquisitions record `reason` in the owner record (never in the state
-    /// file: the legacy scripts read that) and in their audit line.
-    pub fn noting(mut self, reason: Option<&'a str>) -> LocalLock<'a> {
+    /// file: the legacy scripts read that) and in their audit line; with
+    /// `freeze`, as a freeze (audited `freeze`, released as `unfreeze`).
+    pub fn noting(
+        mut self,
+        reason: Option<&'a str>,
+        freeze: Option<&'a crate::status::Freeze>,
+    ) -> LocalLock<'a> {
         self.reason = reason;
+        self.freeze = freeze;
         self
     }
 
@@ -447,7 +458,9 @@ impl<'a> LocalLock<'a> {
             if fsops::create_dir(&lock_dir).map_err(io_at(&lock_dir))? {
                 let mut acquired = self.finish_acquire(pid, took_over)?;
                 if let Acquire::Acquired(held) = &mut acquired {
-                    let event = if held.took_over.is_some() {
+                    let event = if held.record.freeze.is_some() {
+                        "freeze"
+                    } else if held.took_over.is_some() {
                         "takeover"
                     } else {
                         "acquire"
@@ -459,6 +472,10 @@ impl<'a> LocalLock<'a> {
                     });
                     if let Some(r) = &held.record.reason {
                         ids["reason"] = json!(r);
+                    }
+                    if let Some(until) = held.record.freeze.as_ref().and_then(|f| f.until.as_ref())
+                    {
+                        ids["until"] = json!(until);
                     }
                     let warning = self.audit(event, prev, ids);
                     held.warnings.extend(warning);
@@ -535,6 +552,7 @@ impl<'a> LocalLock<'a> {
             lease_id: None,
             lease_ttl_secs: None,
             reason: self.reason.map(str::to_string),
+            freeze: self.freeze.cloned(),
         };
         let (fd, snap) = fsops::snapshot_dir(&lock_dir)
             .map_err(io_at(&lock_dir))
@@ -645,9 +663,14 @@ impl<'a> LocalLock<'a> {
         }
         let lock_id = held.record.lock_id.clone();
         let mut warnings = std::mem::take(&mut held.warnings);
+        // A freeze's own release lifts it: audited as such.
+        let released = match held.record.freeze {
+            Some(_) if !audit::was_freeze_lifted_elsewhere() => "unfreeze",
+            _ => "release",
+        };
         let outcome = release_owned(&held, |outcome| {
             let (event, holder, note) = match outcome {
-                Release::Released => ("release", None, None),
+                Release::Released => (released, None, None),
                 Release::AlreadyGone => ("release", None, Some("already removed by someone else")),
                 Release::TakenByOther { holder } => (
                     "release_skipped",

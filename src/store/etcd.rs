@@ -134,7 +134,7 @@ impl<'a> EtcdLockStore<'a> {
                 Verdict::Free,
             ),
         };
-        Inspection {
+        let mut insp = Inspection {
             environment: env,
             view: LegacyView {
                 dir,
@@ -182,7 +182,12 @@ impl<'a> EtcdLockStore<'a> {
                     })
                 }),
             }),
+        };
+        // A held key's verdict is the decision's too (a freeze is `frozen`).
+        if insp.locked() {
+            insp.verdict = crate::lock::decide(&insp).verdict;
         }
+        insp
     }
 
     fn audit(
@@ -293,6 +298,7 @@ impl LockStore for EtcdLockStore<'_> {
         owner.pid = how.process.pid;
         owner.pid_start_ticks = how.process.start_ticks;
         owner.reason = how.reason.map(str::to_string);
+        owner.freeze = how.freeze.cloned();
         // A waiter woken with others (every waiter wakes on a release) looks
         // first: one read instead of a lease grant, a failed txn and a revoke
         // for each that loses the race.
@@ -353,6 +359,7 @@ impl LockStore for EtcdLockStore<'_> {
                     interrupted: how.interrupted,
                     waiting: how.waiting,
                     reason: how.reason,
+                    freeze: how.freeze,
                 };
                 match self.local.acquire(env, &forced)? {
                     Acquire::Acquired(local) => local,
@@ -461,8 +468,13 @@ impl LockStore for EtcdLockStore<'_> {
         let outcome = match result {
             etcd::ForceUnlock::Unlocked { record } => {
                 let owner = record.as_ref().map(|r| &r.owner);
+                // Removing a freeze lifts it (see the local store's unlock).
+                let event = match owner.and_then(|o| o.freeze.as_ref()) {
+                    Some(_) => "unfreeze",
+                    None => "force_unlock",
+                };
                 warnings.extend(self.audit(
-                    "force_unlock",
+                    event,
                     env,
                     owner,
                     json!({"backend": "etcd", "key": self.etcd.key(env)}),

@@ -126,7 +126,7 @@ impl LockStore for LocalStore<'_> {
         let never = || false;
         let lock = LocalLock::new(self.ctx, env)
             .interruptible(how.interrupted.unwrap_or(&never))
-            .noting(how.reason);
+            .noting(how.reason, how.freeze);
         let waiting = self.waiter.borrow_mut().take();
         let result = match waiting {
             Some(w) => match w.take() {

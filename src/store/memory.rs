@@ -150,6 +150,7 @@ impl LockStore for MemoryStore {
             lease_id: None,
             lease_ttl_secs: None,
             reason: how.reason.map(str::to_string),
+            freeze: how.freeze.cloned(),
         };
         locks.insert(env, record.clone());
         let token = Token(record.lock_id.clone());

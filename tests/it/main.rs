@@ -10,6 +10,7 @@ mod etcd_partial;
 mod etcd_process;
 mod etcd_support;
 mod faults;
+mod freeze;
 mod harness;
 mod hostile;
 mod install;
