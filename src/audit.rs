@@ -91,7 +91,7 @@ pub fn record(
     extra: Value,
 ) -> io::Result<PathBuf> {
     let path =
-        log_path(ctx).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "HOME is not set"))?;
+        log_path(ctx).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "HOME is not set"));
     let who = Who::now(ctx);
     let mut line = json!({
         "time": utc_seconds(ctx.now()),
@@ -115,16 +115,30 @@ pub fn record(
     {
         l.extend(end.clone());
     }
-    let mut text = serde_json::to_string(&line).expect("serialisable");
+    let written = path.and_then(|path| {
+        let mut text = serde_json::to_string(&line).expect("serialisable");
+        text.push('\n');
+        let mut f = if override_path().is_none() && ctx.no_checkout.is_some() {
+            open_private(&path)?
+        } else {
+            open_shared(&path, &ctx.state_file)?
+        };
+        // O_APPEND and a single write keep concurrent lines whole.
+        f.write_all(text.as_bytes())?;
+        Ok(path)
+    });
+    // The hook gets the event whether or not the log took it (detached: it
+    // costs this process one fork and exec, see `crate::hook`).
+    crate::hook::fire(ctx, event, &line, written.as_deref().ok());
+    written
+}
+
+/// Appends one line the caller built (a hook runner's `hook_failed`) to the
+/// shared log at `path`, as [`record`] does.
+pub fn append_line(path: &Path, state_file: &Path, line: &Value) -> io::Result<()> {
+    let mut text = serde_json::to_string(line).expect("serialisable");
     text.push('\n');
-    let mut f = if override_path().is_none() && ctx.no_checkout.is_some() {
-        open_private(&path)?
-    } else {
-        open_shared(&path, &ctx.state_file)?
-    };
-    // O_APPEND and a single write keep concurrent lines whole.
-    f.write_all(text.as_bytes())?;
-    Ok(path)
+    open_shared(path, state_file)?.write_all(text.as_bytes())
 }
 
 /// The event's `exit_status` or `signal` for a command that ended so.

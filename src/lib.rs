@@ -12,6 +12,7 @@ pub mod exit_wait;
 pub mod freeze;
 pub mod fsops;
 pub mod holder;
+pub mod hook;
 pub mod ids;
 pub mod legacy_block;
 pub mod liveness;

@@ -38,6 +38,14 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
             return Ok(Outcome::Done);
         }
         Operation::Generate(g) => return generate(g, io),
+        // A hook's runner: no lock, no checkout, nothing printed; its exit
+        // status says whether the hook failed (see `deploy_lock::hook`).
+        Operation::HookRun(r) => {
+            return Ok(match deploy_lock::hook::run(r) {
+                Ok(()) => Outcome::Done,
+                Err(_) => Outcome::Exit(1),
+            });
+        }
         // The checkout's audit trail when in one, and the user's old log
         // under $HOME: no checkout needed.
         Operation::Log(l) => {
@@ -92,13 +100,21 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
     for w in warnings {
         io.warn(&w.to_string());
     }
-    match backend {
+    let result = match backend {
         Backend::Local => execute_with(&ctx, &LocalStore::new(&ctx), req, io),
         Backend::Etcd(settings) => {
             let store = EtcdLockStore::open(&ctx, settings)?;
             execute_with(&ctx, &store, req, io)
         }
+    };
+    // A hook that failed while this command ran is said here; one still
+    // running when it ends is only in the audit log (`hook_failed`).
+    for event in deploy_lock::hook::failures_so_far() {
+        io.warn(&format!(
+            "the hook for the {event} event failed (deploy-lock log shows hook_failed)"
+        ));
     }
+    result
 }
 
 /// [`execute`] against a given store (the in-memory one in tests).
@@ -171,9 +187,11 @@ pub fn execute_with(
                 Err(f) => Err(f.for_env(env, store)),
             };
         }
-        Operation::Unfreeze { env, id } => freeze::unfreeze(store, env, id.as_deref(), io),
+        Operation::Unfreeze { env, id } => freeze::unfreeze(ctx, store, env, id.as_deref(), io),
         Operation::Log(l) => ops::log(Some(ctx), ctx.home.clone(), &l, io),
-        Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
+        Operation::Print(_) | Operation::Generate(_) | Operation::HookRun(_) => {
+            unreachable!("handled by execute")
+        }
     }
     .map(|()| Outcome::Done)
     .map_err(|f| match env {

@@ -284,6 +284,7 @@ fn detach_stdio() {
 /// Lifts a freeze: only a freeze (anything else is `unlock`'s), only the one
 /// `--id` names if given, re-checked by the store right before removal.
 pub fn unfreeze(
+    ctx: &Context,
     store: &dyn LockStore,
     env: Environment,
     id: Option<&str>,
@@ -323,6 +324,17 @@ pub fn unfreeze(
     io.warn_all(&forced.warnings);
     match forced.outcome {
         Unlock::Done(_) => {
+            // The holder (on this host) lets go of the rest, its run lock,
+            // as it ends a moment later: wait for that, briefly, so a run
+            // started right after "Unfrozen" is not refused.
+            let until = Instant::now() + Duration::from_secs(5);
+            let here = holder.hostname.as_deref() == Some(ctx.host.as_str());
+            while here
+                && Instant::now() < until
+                && holder.processes.iter().any(|p| p.alive().is_some())
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             writeln!(
                 io.out,
                 "Unfrozen: the {env} lock is free (freeze {current} by {}{}).",

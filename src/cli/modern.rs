@@ -29,7 +29,14 @@ Exit status: 0 success; 1 cancelled at the confirmation; 2 usage error;
 65 state file not valid; 74 I/O error; 75 lock held (or not a directory
 at the lock path); 124 wait timed out.
 `run` and the ENV shorthand exit with the command's own status; a signal
-while waiting for the lock ends deploy-lock by that same signal.";
+while waiting for the lock ends deploy-lock by that same signal.
+
+Hooks: DEPLOY_LOCK_HOOK (or a DEPLOY_LOCK_HOOK= line in the checkout's
+deploy/config/deploy-lock.env) is run with `sh -c` on every acquire,
+takeover, release, lost, force_unlock, freeze and unfreeze, with the
+event's audit line (log --json's object) on stdin; detached, killed after
+DEPLOY_LOCK_HOOK_TIMEOUT seconds (10). Its failure never changes the lock
+or the run: it is a hook_failed line in the audit log.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,7 +82,7 @@ pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
             "etcd_prefix",
             "etcd_ttl",
         ],
-        "generate" => &[
+        "generate" | "hook-run" => &[
             "lock_dir",
             "project_root",
             "stale_secs",
@@ -280,7 +287,7 @@ The audit trail is the checkout's deploy/config/deployment-audit.log, beside
 the state file (DEPLOY_LOCK_AUDIT_LOG names another file), shared by everyone
 who deploys from the checkout: one JSON object per line, appended (never
 rewritten) by every acquire, takeover, release, release_skipped,
-force_unlock, reset_state, restore, lost, freeze and unfreeze event, with time (UTC), event,
+force_unlock, reset_state, restore, lost, freeze, unfreeze and hook_failed event, with time (UTC), event,
 environment, user (under sudo, the person who ran sudo, with sudo: true),
 host, pid, command (the command line as typed), holder (the previous holder,
 for a takeover or force-unlock), lock_id and, on acquisitions,
@@ -444,6 +451,24 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         since: Option<String>,
     },
+    /// Run a hook for one lock event (deploy-lock starts it, detached; the event on stdin)
+    #[command(hide = true, name = "hook-run")]
+    HookRun {
+        #[arg(long)]
+        timeout: f64,
+        #[arg(long)]
+        event: String,
+        #[arg(long)]
+        environment: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        state_file: PathBuf,
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[arg(last = true, required = true)]
+        command: OsString,
+    },
     /// Write the man pages or completions (used to refresh man/ and completions/)
     #[command(hide = true)]
     Generate {
@@ -573,9 +598,9 @@ fn value_apart(flag: &Flag, next: Option<&std::ffi::OsStr>) -> Result<(), Failur
     Ok(())
 }
 
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 12] = [
     "status", "list", "wait", "unlock", "check", "run", "freeze", "unfreeze", "log", "generate",
-    "help",
+    "hook-run", "help",
 ];
 
 /// The command or environment `word` is a likely typo of: within one edit
@@ -825,6 +850,27 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
             )
         }
         Command::Unfreeze { env, id } => (Operation::Unfreeze { env, id }, None),
+        Command::HookRun {
+            timeout,
+            event,
+            environment,
+            user,
+            state_file,
+            log,
+            command,
+        } => (
+            Operation::HookRun(deploy_lock::hook::Run {
+                command,
+                timeout: std::time::Duration::try_from_secs_f64(timeout)
+                    .unwrap_or(deploy_lock::hook::DEFAULT_TIMEOUT),
+                event,
+                environment,
+                user,
+                log,
+                state_file,
+            }),
+            None,
+        ),
         Command::Log {
             env,
             json,

@@ -97,6 +97,8 @@ pub enum Operation {
     },
     /// `deploy-lock log`: the audit trail.
     Log(LogRequest),
+    /// The hidden `hook-run`: one hook, bounded (see `deploy_lock::hook`).
+    HookRun(deploy_lock::hook::Run),
     Generate(Generate),
 }
 
@@ -226,7 +228,10 @@ impl Operation {
             Operation::Run(r) => Some(r.env),
             Operation::Freeze(f) => Some(f.env),
             Operation::Log(l) => l.env,
-            Operation::Print(_) | Operation::Generate(_) | Operation::StatusAll { .. } => None,
+            Operation::Print(_)
+            | Operation::Generate(_)
+            | Operation::StatusAll { .. }
+            | Operation::HookRun(_) => None,
         }
     }
 }

@@ -12,6 +12,7 @@ mod etcd_support;
 mod faults;
 mod freeze;
 mod harness;
+mod hooks;
 mod hostile;
 mod install;
 mod interop;
