@@ -235,7 +235,7 @@ Exit status: 0, also for a held lock (the status block or JSON says how it
 is held). With --quiet, like `flock -n` and `systemctl is-active`: 0 when
 `deploy-lock run ENV` would start now without --force (the lock is free, or
 its holder is not running and it is older than the stale timeout), 75 when
-it would not (held, holder unknown, something else at the lock path, a dead
+it would not (held, frozen, holder unknown, something else at the lock path, a dead
 holder's lock not yet stale, or a deploy-lock run still holding it);
 without ENV, 0 only when that holds for every environment. Errors print
 on stderr either way: 65 state file not valid, 74 lock folder or I/O

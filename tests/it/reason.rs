@@ -105,7 +105,7 @@ fn reason_everywhere(store: Store) {
 
     // run --wait's progress lines.
     let out = store
-        .dl(&w, &["run", "staging", "--wait=0.3", "--", "true"])
+        .dl(&w, &["run", "staging", "--wait=2", "--", "true"])
         .run();
     out.code(124).any_stderr();
     let first = out.stderr.lines().next().unwrap_or_default();
@@ -126,7 +126,7 @@ fn reason_everywhere(store: Store) {
 
     // wait's progress lines (the deploy-lock persona).
     let out = store
-        .dl(&w, &["wait", "staging", "--wait-timeout", "0.3"])
+        .dl(&w, &["wait", "staging", "--wait-timeout", "2"])
         .run();
     out.code(124).any_stderr();
     assert!(
