@@ -87,6 +87,22 @@ pub fn command_ended(code: Option<i32>, signal: Option<i32>) {
     let _ = COMMAND_END.set(exit_fields(code, signal));
 }
 
+/// Set by a freeze's holder whose freeze was lifted by someone else
+/// (`unfreeze`, `unlock`, a lost lease): that one audited the `unfreeze`, so
+/// the holder's own release of what is left is a plain `release`. One
+/// process holds at most one freeze, so a process-wide flag, as above.
+static FREEZE_LIFTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that this process's freeze was lifted by someone else.
+pub fn freeze_lifted_elsewhere() {
+    FREEZE_LIFTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`freeze_lifted_elsewhere`] was called.
+pub fn was_freeze_lifted_elsewhere() -> bool {
+    FREEZE_LIFTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Where this context's events go: `DEPLOY_LOCK_AUDIT_LOG`, else the
 /// checkout's log beside the state file, else (no checkout: status and wait
 /// outside one, which record nothing today) the user's own old log.
@@ -128,7 +144,7 @@ pub fn record(
     extra: Value,
 ) -> io::Result<PathBuf> {
     let path =
-        log_path(ctx).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "HOME is not set"))?;
+        log_path(ctx).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "HOME is not set"));
     let who = Who::now(ctx);
     let mut line = json!({
         "time": utc_seconds(ctx.now()),
@@ -155,16 +171,30 @@ pub fn record(
     if let Some((_, queue)) = COPIES.lock().unwrap().as_mut() {
         queue.push((env, line.clone()));
     }
-    let mut text = serde_json::to_string(&line).expect("serialisable");
+    let written = path.and_then(|path| {
+        let mut text = serde_json::to_string(&line).expect("serialisable");
+        text.push('\n');
+        let mut f = if override_path().is_none() && ctx.no_checkout.is_some() {
+            open_private(&path)?
+        } else {
+            open_shared(&path, &ctx.state_file)?
+        };
+        // O_APPEND and a single write keep concurrent lines whole.
+        f.write_all(text.as_bytes())?;
+        Ok(path)
+    });
+    // The hook gets the event whether or not the log took it (detached: it
+    // costs this process one fork and exec, see `crate::hook`).
+    crate::hook::fire(ctx, event, &line, written.as_deref().ok());
+    written
+}
+
+/// Appends one line the caller built (a hook runner's `hook_failed`) to the
+/// shared log at `path`, as [`record`] does.
+pub fn append_line(path: &Path, state_file: &Path, line: &Value) -> io::Result<()> {
+    let mut text = serde_json::to_string(line).expect("serialisable");
     text.push('\n');
-    let mut f = if override_path().is_none() && ctx.no_checkout.is_some() {
-        open_private(&path)?
-    } else {
-        open_shared(&path, &ctx.state_file)?
-    };
-    // O_APPEND and a single write keep concurrent lines whole.
-    f.write_all(text.as_bytes())?;
-    Ok(path)
+    open_shared(path, state_file)?.write_all(text.as_bytes())
 }
 
 /// The event's `exit_status` or `signal` for a command that ended so.

@@ -45,6 +45,8 @@ pub struct Event {
     /// For a takeover or forced unlock: who held the lock before.
     pub previous_holder: Option<String>,
     pub note: Option<String>,
+    /// Why the lock was taken (`run --reason`), on its acquisition.
+    pub reason: Option<String>,
     /// The command line that wrote the event, as typed (argv).
     pub command: Option<Vec<String>>,
     /// How the run's command ended, on its release: `exit 3` or `SIGINT`.
@@ -90,10 +92,10 @@ pub fn parse(text: &str) -> Vec<Line> {
         };
         if let Some(id) = &event.lock_id {
             match event.kind.as_str() {
-                "acquire" | "takeover" => {
+                "acquire" | "takeover" | "freeze" => {
                     acquired.insert(id.clone(), (event.time, event.deployment_id.clone()));
                 }
-                "release" | "release_skipped" => {
+                "release" | "release_skipped" | "unfreeze" => {
                     if let Some((at, dep)) = acquired.remove(id) {
                         event.held_for = event.time.duration_since(at).into();
                         if event.deployment_id.is_none() {
@@ -140,6 +142,7 @@ fn parse_line(number: usize, text: &str) -> Result<Event, String> {
         deployment_id: s("deployment_id"),
         previous_holder,
         note: s("note"),
+        reason: s("reason"),
         command: obj.get("command").and_then(Value::as_array).map(|a| {
             a.iter()
                 .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))

@@ -40,6 +40,8 @@ pub fn holder_from(
             locked_at: Some(o.locked_at.clone()),
             pid: Some(o.pid),
             hostname: Some(o.hostname.clone()),
+            reason: o.reason.clone(),
+            freeze: o.freeze.clone(),
             processes,
         });
     }
@@ -77,6 +79,8 @@ pub fn holder_from(
         locked_at: text("locked_at"),
         pid,
         hostname: text("hostname"),
+        reason: None,
+        freeze: None,
         processes,
     })
 }

@@ -17,6 +17,11 @@ pub const LOCKED_AT_FILE: &str = "locked_at";
 pub const OWNER_FILE: &str = "owner.json";
 pub const OUR_FILES: &[&str] = &[LOCKED_AT_FILE, OWNER_FILE];
 
+/// The longest reason a holder may give, in characters (`--reason`): a
+/// sentence, a ticket, a link. Longer is refused when given; deploy.sh's
+/// words used as the default are cut to it.
+pub const MAX_REASON_CHARS: usize = 200;
+
 /// `owner.json` inside a lock directory taken by deploy-lock: who holds this
 /// very directory, with enough to tell a live holder from a recycled pid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +51,24 @@ pub struct OwnerRecord {
     pub lease_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ttl_secs: Option<u64>,
+    /// Why the lock is held (`run --reason`, `freeze --reason`), as given:
+    /// sanitised where it is shown. Kept here and in an etcd record's value,
+    /// never in the state file the legacy scripts read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Set when the holder is a freeze (`deploy-lock freeze`): a detached
+    /// deploy-lock process holding the lock with no command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Freeze>,
+}
+
+/// A freeze's marker in its holder record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    /// When it lifts by itself (UTC seconds, RFC 3339); none: only
+    /// `unfreeze` lifts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 /// Where the holder's description came from.
@@ -68,6 +91,13 @@ pub struct Holder {
     pub locked_at: Option<String>,
     pub pid: Option<i32>,
     pub hostname: Option<String>,
+    /// Why it holds the lock, from a deploy-lock record (none for a legacy
+    /// holder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The holder is a freeze (see [`OwnerRecord::freeze`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Freeze>,
     /// Processes whose survival means the holder is alive.
     #[serde(skip)]
     pub processes: Vec<ProcessIdentity>,
@@ -121,6 +151,9 @@ pub enum Verdict {
     /// Stale, but `run` cannot take it over: files that are not ours inside,
     /// or another user's directory this one may not remove.
     Blocked,
+    /// Held by a live freeze (`deploy-lock freeze`): no run starts until it
+    /// is lifted (`unfreeze`, or its `--until`).
+    Frozen,
 }
 
 impl Verdict {
@@ -134,6 +167,7 @@ impl Verdict {
             Verdict::Obstructed => "obstructed",
             Verdict::ReleasedRunning => "released_running",
             Verdict::Blocked => "blocked",
+            Verdict::Frozen => "frozen",
         }
     }
 }

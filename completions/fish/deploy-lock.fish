@@ -41,6 +41,8 @@ complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "wait" -d 'W
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "unlock" -d 'Force-unlock: remove the lock whoever holds it (asks for \'yes\')'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "check" -d 'Exit 0 only while the fencing token N still holds the lock (etcd; before an irreversible step)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "run" -d 'Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "freeze" -d 'Freeze ENV: hold its lock with no command, so no deploy starts, until `unfreeze` or --until'
+complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "unfreeze" -d 'Lift a freeze: remove the lock `freeze` holds (only a freeze; audited)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "log" -d 'Show the audit trail: who took, released, took over or force-unlocked which lock, when'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "development" -d 'Run deploy/scripts/deploy.sh development [DEPLOY_SH_ARGS...] under the lock (deploy-lock run development)'
 complete -c deploy-lock -n "__fish_deploy_lock_needs_command" -f -a "staging" -d 'Run deploy/scripts/deploy.sh staging [DEPLOY_SH_ARGS...] under the lock (deploy-lock run staging)'
@@ -114,6 +116,28 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l etcd-pre
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l reason -d 'Why (shown to everyone who is refused); required' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l until -d 'Lift it by itself then: an RFC 3339 time (2026-02-03T18:00:00Z), HH:MM today (local time), or a duration (2h, 90m, "1h 30m", 1d)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l wait -d 'Wait for the lock if it is held, at most SECS (default: --wait-timeout)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l holder -d 'The detached holder\'s own flag (the freeze\'s end, or `never`)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l wait-interval -d 'Seconds between progress lines while waiting; decimals allowed' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l wait-timeout -d 'Give up waiting after this many seconds' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l backend -d 'Where locks live: this host\'s lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env\'s, else local]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l etcd-endpoints -d 'etcd client URLs, comma-separated, tried in order' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand freeze" -s h -l help -d 'Print help'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unfreeze" -l id -d 'Lift it only if it is still this freeze (the Lock ID `status` shows)' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unfreeze" -l lock-dir -d 'Folder holding togather-deploy-ENV.lock' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unfreeze" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unfreeze" -l stale-secs -d 'A lock older than this is stale' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unfreeze" -l backend -d 'Where locks live: this host\'s lock folder, or etcd shared by every machine [default: deploy/config/deploy-lock.env\'s, else local]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unfreeze" -l etcd-endpoints -d 'etcd client URLs, comma-separated, tried in order' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unfreeze" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand unfreeze" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s n -l lines -d 'Only the last N lines' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l since -d 'Only events since DURATION ago (90s, 30m, 2h, 1d, "1h 30m") or a UTC time (2026-02-03T20:00:00Z)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
@@ -168,4 +192,4 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l e
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -s h -l help -d 'Print help'
 # Added by deploy-lock's generator: the environment argument.
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status wait unlock check run log; and not __fish_seen_subcommand_from development staging production" -f -a "development staging production" -d 'Environment'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status wait unlock check run freeze unfreeze log; and not __fish_seen_subcommand_from development staging production" -f -a "development staging production" -d 'Environment'

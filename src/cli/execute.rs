@@ -13,6 +13,7 @@ use deploy_lock::supervise::ChildEnd;
 use super::completions;
 use super::docs;
 use super::failure::Failure;
+use super::freeze;
 use super::ops::{self, Io};
 use super::overview;
 use super::request::{Generate, Operation, Persona, Request};
@@ -37,6 +38,14 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
             return Ok(Outcome::Done);
         }
         Operation::Generate(g) => return generate(g, io),
+        // A hook's runner: no lock, no checkout, nothing printed; its exit
+        // status says whether the hook failed (see `deploy_lock::hook`).
+        Operation::HookRun(r) => {
+            return Ok(match deploy_lock::hook::run(r) {
+                Ok(()) => Outcome::Done,
+                Err(_) => Outcome::Exit(1),
+            });
+        }
         // The checkout's audit trail when in one, and the user's old log
         // under $HOME: no checkout needed.
         Operation::Log(l) => {
@@ -92,7 +101,7 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
     for w in warnings {
         io.warn(&w.to_string());
     }
-    match backend {
+    let result = match backend {
         Backend::Local => execute_with(&ctx, &LocalStore::new(&ctx), req, io),
         Backend::Etcd(settings) => {
             let store = EtcdLockStore::open(&ctx, settings)?;
@@ -103,7 +112,15 @@ pub fn execute(req: Request, io: &mut Io<'_>) -> Result<Outcome, Failure> {
             }
             result
         }
+    };
+    // A hook that failed while this command ran is said here; one still
+    // running when it ends is only in the audit log (`hook_failed`).
+    for event in deploy_lock::hook::failures_so_far() {
+        io.warn(&format!(
+            "the hook for the {event} event failed (deploy-lock log shows hook_failed)"
+        ));
     }
+    result
 }
 
 /// With the etcd backend, the audit events every machine copied there
@@ -150,6 +167,7 @@ pub fn execute_with(
             | Operation::StatusAll { .. }
             | Operation::Wait { .. }
             | Operation::Unlock { .. }
+            | Operation::Unfreeze { .. }
     ) {
         store.check_usable()?;
     }
@@ -194,8 +212,19 @@ pub fn execute_with(
                     _ => f,
                 });
         }
+        Operation::Freeze(f) => {
+            let env = f.env;
+            return match freeze::freeze(ctx, store, f, io) {
+                Ok(None) => Ok(Outcome::Done),
+                Ok(Some(code)) => Ok(Outcome::Exit(code)),
+                Err(f) => Err(f.for_env(env, store)),
+            };
+        }
+        Operation::Unfreeze { env, id } => freeze::unfreeze(ctx, store, env, id.as_deref(), io),
         Operation::Log(l) => ops::log(Some(ctx), ctx.home.clone(), None, &l, io),
-        Operation::Print(_) | Operation::Generate(_) => unreachable!("handled by execute"),
+        Operation::Print(_) | Operation::Generate(_) | Operation::HookRun(_) => {
+            unreachable!("handled by execute")
+        }
     }
     .map(|()| Outcome::Done)
     .map_err(|f| match env {
@@ -297,6 +326,8 @@ mod tests {
             fencing_token: None,
             lease_id: None,
             lease_ttl_secs: None,
+            reason: None,
+            freeze: None,
         }
     }
 

@@ -11,7 +11,7 @@ const EVENT_WIDTH: usize = 15;
 
 /// One line per event, oldest first:
 /// `TIME  ENV  EVENT  USER@HOST (pid N) [via sudo]  DEPLOYMENT_ID  [held 5m 30s]
-/// [exit N | SIGNAL] [from HOLDER] [NOTE]  [$ COMMAND]`.
+/// [exit N | SIGNAL] [from HOLDER] [reason: TEXT] [NOTE]  [$ COMMAND]`.
 pub fn text(lines: &[Line]) -> String {
     let mut out = String::new();
     for line in lines {
@@ -67,6 +67,9 @@ fn event_line(e: &Event) -> String {
             _ => "from",
         };
         parts.push(format!("{what} {}", printable(prev)));
+    }
+    if let Some(reason) = &e.reason {
+        parts.push(format!("reason: {}", printable(reason)));
     }
     if let Some(note) = &e.note {
         parts.push(format!("({})", printable(note)));

@@ -659,6 +659,47 @@ pub fn holder_phrase(insp: &Inspection) -> String {
     if let Some(f) = insp.network.as_ref().and_then(|n| n.foreign.as_ref()) {
         return format!("held by {}", foreign_value(f));
     }
+    with_reason(holder_who(insp), insp)
+}
+
+/// A phrase about the lock's holder, with the reason it gave after it:
+/// `held by alice; reason: hotfix #123`.
+pub fn with_reason(phrase: String, insp: &Inspection) -> String {
+    match holder_reason(insp) {
+        Some(r) => format!("{phrase}; reason: {r}"),
+        None => phrase,
+    }
+}
+
+/// The reason the lock's holder gave (`run --reason`), sanitised for one
+/// line; none for a free lock or a holder that gave none.
+pub fn holder_reason(insp: &Inspection) -> Option<String> {
+    if !insp.locked() {
+        return None;
+    }
+    shown_opt(insp.holder.as_ref()?.reason.as_deref())
+}
+
+/// `frozen by alice@web1 until 2026-02-03T18:00:00Z` (or `until
+/// unfrozen`): a live freeze's holder.
+pub fn freeze_phrase(insp: &Inspection) -> String {
+    let holder = insp.holder.as_ref();
+    let who = holder
+        .and_then(|h| shown_opt(h.locked_by.as_deref()))
+        .unwrap_or_else(|| "an unknown user".into());
+    match holder
+        .and_then(|h| h.freeze.as_ref())
+        .and_then(|f| f.until.as_deref())
+    {
+        Some(until) => format!("frozen by {who} until {}", shown(until)),
+        None => format!("frozen by {who} until unfrozen"),
+    }
+}
+
+fn holder_who(insp: &Inspection) -> String {
+    if insp.verdict == deploy_lock::status::Verdict::Frozen {
+        return freeze_phrase(insp);
+    }
     match (&insp.liveness, &insp.holder) {
         (Liveness::Alive { pid, comm }, _) => {
             format!("held by {}, pid {pid}", display_name(*pid, comm))
@@ -782,7 +823,16 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
         .with_file_name(env.run_file_name())
         .display()
         .to_string();
+    let frozen = insp.verdict == deploy_lock::status::Verdict::Frozen
+        || holder.is_some_and(|h| h.freeze.is_some()) && reason == BusyReason::HolderAlive;
     let mut lines: Vec<String> = match (reason, &insp.liveness) {
+        // A freeze: its reason, who froze it, until when, the way out.
+        _ if frozen => vec![
+            error(format!("the {env} lock is {}, {since}.", freeze_phrase(insp))),
+            format!("  wait for it:      {wait}"),
+            format!("  lift it:          deploy-lock unfreeze {env}"),
+            details,
+        ],
         // One line: what the key holds and the one way out.
         _ if let Some(f) = foreign => vec![error(format!(
             "the {env} lock key {} holds {}; {}",
@@ -892,6 +942,14 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
             ]
         }
     };
+    // Why the holder holds it, under the first line (a foreign key or a
+    // squatter has no record to give one).
+    if let Some(r) = holder_reason(insp)
+        && foreign.is_none()
+        && b.squatter.is_none()
+    {
+        lines.insert(1.min(lines.len()), format!("Reason: {r}"));
+    }
     lines.truncate(6);
     lines
 }

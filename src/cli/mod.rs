@@ -7,12 +7,13 @@
 //! Layers, each using only those before it (no import cycles; a test below
 //! reads the sources to keep it so): style, texts, remote → request →
 //! failure → modern, legacy → docs → completions → messages → render → ops →
-//! server → run → overview, reset → execute.
+//! server → run → freeze, overview, reset → execute.
 
 pub mod completions;
 pub mod docs;
 pub mod execute;
 pub mod failure;
+pub mod freeze;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod legacy;
@@ -42,6 +43,7 @@ mod tests {
             ("docs", include_str!("docs.rs")),
             ("execute", include_str!("execute.rs")),
             ("failure", include_str!("failure.rs")),
+            ("freeze", include_str!("freeze.rs")),
             ("legacy", include_str!("legacy.rs")),
             ("log", include_str!("log.rs")),
             ("messages", include_str!("messages.rs")),

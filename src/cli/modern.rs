@@ -16,7 +16,9 @@ use deploy_lock::context::{
 
 use super::failure::Failure;
 use super::remote::{self, Remote};
-use super::request::{Generate, LogRequest, Operation, Persona, Request, RunRequest, Typed};
+use super::request::{
+    FreezeRequest, Generate, LogRequest, Operation, Persona, Request, RunRequest, Typed,
+};
 
 const RULES_HELP: &str = "\
 Rules: a lock whose holder is alive is never taken, whatever its age. A lock
@@ -25,10 +27,21 @@ older than the stale timeout (30 minutes), or at any age with --force. A lock
 no record explains (holder unknown) is taken over only once stale, never
 with --force.";
 
-/// The top-level help's notes: the rules, then every exit status (from the
-/// one table the man pages and README also say).
+const HOOKS_HELP: &str = "\
+Hooks: DEPLOY_LOCK_HOOK (or a DEPLOY_LOCK_HOOK= line in the checkout's
+deploy/config/deploy-lock.env) is run with `sh -c` on every acquire,
+takeover, release, lost, force_unlock, freeze and unfreeze, with the
+event's audit line (log --json's object) on stdin; detached, killed after
+DEPLOY_LOCK_HOOK_TIMEOUT seconds (10). Its failure never changes the lock
+or the run: it is a hook_failed line in the audit log.";
+
+/// The top-level help's notes: the rules, hooks, then every exit status
+/// (from the one table the man pages and README also say).
 fn after_help() -> String {
-    format!("{RULES_HELP}\n\n{}", super::failure::exit_summary())
+    format!(
+        "{RULES_HELP}\n\n{HOOKS_HELP}\n\n{}",
+        super::failure::exit_summary()
+    )
 }
 
 #[derive(Parser, Debug)]
@@ -60,7 +73,9 @@ pub struct Cli {
 /// only), all of them for generate.
 pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
     match sub {
-        "status" | "list" | "unlock" | "check" => &["wait_interval", "wait_timeout", "etcd_ttl"],
+        "status" | "list" | "unlock" | "check" | "unfreeze" => {
+            &["wait_interval", "wait_timeout", "etcd_ttl"]
+        }
         "wait" => &["etcd_ttl"],
         // log reads the checkout's audit trail, so it keeps --project-root.
         "log" => &[
@@ -73,7 +88,7 @@ pub(super) fn inapplicable(sub: &str) -> &'static [&'static str] {
             "etcd_prefix",
             "etcd_ttl",
         ],
-        "generate" => &[
+        "generate" | "hook-run" => &[
             "lock_dir",
             "project_root",
             "stale_secs",
@@ -148,6 +163,23 @@ fn reason_from_env() -> Option<String> {
         .map(|v| v.to_string_lossy().into_owned())
 }
 
+/// A reason as given (`--reason` or DEPLOY_LOCK_REASON): empty is none;
+/// longer than [`MAX_REASON_CHARS`] is a usage error (exit 2), so what
+/// everyone is shown is what was typed, never a cut of it.
+fn checked_reason(text: Option<String>) -> Result<Option<String>, Failure> {
+    use deploy_lock::status::MAX_REASON_CHARS;
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let n = text.chars().count();
+    if n > MAX_REASON_CHARS {
+        return Err(Failure::Usage(format!(
+            "--reason (or {ENV_REASON}) is {n} characters long; give at most {MAX_REASON_CHARS} (a ticket or a link says more)"
+        )));
+    }
+    Ok(Some(text))
+}
+
 /// Settings shared by every subcommand; each defaults to its variable.
 #[derive(Args, Debug, Default)]
 pub struct GlobalOpts {
@@ -209,7 +241,7 @@ Exit status: 0, also for a held lock (the status block or JSON says how it
 is held). With --quiet, like `flock -n` and `systemctl is-active`: 0 when
 `deploy-lock run ENV` would start now without --force (the lock is free, or
 its holder is not running and it is older than the stale timeout), 75 when
-it would not (held, holder unknown, something else at the lock path, a dead
+it would not (held, frozen, holder unknown, something else at the lock path, a dead
 holder's lock not yet stale, or a deploy-lock run still holding it);
 without ENV, 0 only when that holds for every environment. Errors print
 on stderr either way: 65 state file not valid, 74 lock folder or I/O
@@ -245,12 +277,26 @@ Signals INT, QUIT, TERM, HUP, USR1, USR2 and WINCH sent to deploy-lock reach
 COMMAND once; the terminal's own Ctrl-C and quit key reach it directly.
 A signal while waiting for the lock ends deploy-lock by that same signal.";
 
+const FREEZE_AFTER_HELP: &str = "\
+A freeze is a lock held by a detached deploy-lock process with no command:
+every run is refused with its reason and who froze it (exit 75, or
+--conflict-exit-code's N), `wait` and `run --wait` wait for its end, and the
+legacy deploy.sh and unlock.sh see a held lock (on this host's lock folder
+its locked_at is kept fresh). `freeze` returns once the lock is held (exit
+75 if it is busy, unless --wait). It ends at --until (within a second),
+with `deploy-lock unfreeze ENV` (or `unlock`), or if its holder is stopped
+(TERM, INT, HUP: a clean shutdown lifts it). A holder that dies without
+releasing (kill -9, a crash, power loss) leaves a dead holder's lock, which
+the usual rules handle: taken over once stale, `run --force` before that,
+`unlock` any time. Events: freeze, then unfreeze (by `unfreeze`, `unlock`,
+--until or a signal), in the audit log.";
+
 const LOG_AFTER_HELP: &str = "\
 The audit trail is the checkout's deploy/config/deployment-audit.log, beside
 the state file (DEPLOY_LOCK_AUDIT_LOG names another file), shared by everyone
 who deploys from the checkout: one JSON object per line, appended (never
 rewritten) by every acquire, takeover, release, release_skipped,
-force_unlock, reset_state, restore and lost event, with time (UTC), event,
+force_unlock, reset_state, restore, lost, freeze, unfreeze and hook_failed event, with time (UTC), event,
 environment, user (under sudo, the person who ran sudo, with sudo: true),
 host, pid, command (the command line as typed), holder (the previous holder,
 for a takeover or force-unlock), lock_id and, on acquisitions,
@@ -375,6 +421,32 @@ pub enum Command {
     /// Run deploy/scripts/deploy.sh ENV (or COMMAND) under the lock; `deploy-lock ENV ...` is short for it
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
+    /// Freeze ENV: hold its lock with no command, so no deploy starts, until `unfreeze` or --until
+    #[command(after_help = FREEZE_AFTER_HELP)]
+    Freeze {
+        #[arg(value_enum)]
+        env: Environment,
+        /// Why (shown to everyone who is refused); required
+        #[arg(long, value_name = "TEXT", env = ENV_REASON, hide_env_values = true)]
+        reason: Option<String>,
+        /// Lift it by itself then: an RFC 3339 time (2026-02-03T18:00:00Z), HH:MM today (local time), or a duration (2h, 90m, "1h 30m", 1d)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Wait for the lock if it is held, at most SECS (default: --wait-timeout)
+        #[arg(long, value_name = "SECS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+        wait: Option<String>,
+        /// The detached holder's own flag (the freeze's end, or `never`)
+        #[arg(long, value_name = "UNTIL", hide = true)]
+        holder: Option<String>,
+    },
+    /// Lift a freeze: remove the lock `freeze` holds (only a freeze; audited)
+    Unfreeze {
+        #[arg(value_enum)]
+        env: Environment,
+        /// Lift it only if it is still this freeze (the Lock ID `status` shows)
+        #[arg(long, value_name = "LOCK_ID")]
+        id: Option<String>,
+    },
     /// Show the audit trail: who took, released, took over or force-unlocked which lock, when
     #[command(after_help = LOG_AFTER_HELP)]
     Log {
@@ -390,6 +462,24 @@ pub enum Command {
         /// Only events since DURATION ago (90s, 30m, 2h, 1d, "1h 30m") or a UTC time (2026-02-03T20:00:00Z)
         #[arg(long, value_name = "DURATION")]
         since: Option<String>,
+    },
+    /// Run a hook for one lock event (deploy-lock starts it, detached; the event on stdin)
+    #[command(hide = true, name = "hook-run")]
+    HookRun {
+        #[arg(long)]
+        timeout: f64,
+        #[arg(long)]
+        event: String,
+        #[arg(long)]
+        environment: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        state_file: PathBuf,
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[arg(last = true, required = true)]
+        command: OsString,
     },
     /// Write the man pages or completions (used to refresh man/ and completions/)
     #[command(hide = true)]
@@ -520,8 +610,9 @@ fn value_apart(flag: &Flag, next: Option<&std::ffi::OsStr>) -> Result<(), Failur
     Ok(())
 }
 
-const SUBCOMMANDS: [&str; 9] = [
-    "status", "list", "wait", "unlock", "check", "run", "log", "generate", "help",
+const SUBCOMMANDS: [&str; 12] = [
+    "status", "list", "wait", "unlock", "check", "run", "freeze", "unfreeze", "log", "generate",
+    "hook-run", "help",
 ];
 
 /// The command or environment `word` is a likely typo of: within one edit
@@ -712,10 +803,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
                     Some(n) => Some(i32::from(n)),
                     None => conflict_exit_from_env()?,
                 },
-                reason: match r.reason {
-                    Some(text) => Some(text),
-                    None => reason_from_env(),
-                },
+                reason: checked_reason(r.reason.or_else(reason_from_env))?,
                 deploy_args: deploy,
                 command: r.command,
                 typed,
@@ -735,6 +823,66 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
             }
             (Operation::Run(run), r.remote.get())
         }
+        Command::Freeze {
+            env,
+            reason,
+            until,
+            wait,
+            holder,
+        } => {
+            let Some(reason) = checked_reason(reason.or_else(reason_from_env))? else {
+                return Err(Failure::Usage(format!(
+                    "freeze needs a reason: deploy-lock freeze {env} --reason TEXT (or {ENV_REASON}); it is shown to everyone it refuses"
+                )));
+            };
+            let wait = match wait.as_deref() {
+                None => None,
+                Some("") => Some(None),
+                Some(v) => Some(Some(
+                    parse_fractional_secs("--wait", v).map_err(Failure::Setting)?,
+                )),
+            };
+            // The retry a refusal suggests: this freeze, `--wait` added.
+            let mut words: Vec<OsString> = vec!["freeze".into(), env.as_str().into()];
+            words.extend(["--reason".into(), reason.clone().into()]);
+            if let Some(u) = &until {
+                words.extend(["--until".into(), u.into()]);
+            }
+            let typed = Typed { words, env_at: 1 };
+            (
+                Operation::Freeze(FreezeRequest {
+                    env,
+                    reason,
+                    until,
+                    wait,
+                    holder,
+                    typed,
+                }),
+                None,
+            )
+        }
+        Command::Unfreeze { env, id } => (Operation::Unfreeze { env, id }, None),
+        Command::HookRun {
+            timeout,
+            event,
+            environment,
+            user,
+            state_file,
+            log,
+            command,
+        } => (
+            Operation::HookRun(deploy_lock::hook::Run {
+                command,
+                timeout: std::time::Duration::try_from_secs_f64(timeout)
+                    .unwrap_or(deploy_lock::hook::DEFAULT_TIMEOUT),
+                event,
+                environment,
+                user,
+                log,
+                state_file,
+            }),
+            None,
+        ),
         Command::Log {
             env,
             json,

@@ -83,6 +83,9 @@ pub fn status(
         io.out
             .write_all(block(&insp, persona, io.out_style).as_bytes())?;
         if persona == Persona::DeployLock {
+            if let Some(l) = render::reason_line(&insp) {
+                writeln!(io.out, "{l}")?;
+            }
             if let Some(l) = render::lock_id_line(&insp) {
                 writeln!(io.out, "{l}")?;
             }
@@ -176,6 +179,9 @@ pub fn wait(
     // The same-host holder seen holding the lock, to tell once it is
     // released whether its process still runs.
     let seen_holder = deploy_lock::exit_wait::live_holder_processes(&insp);
+    let reason = (persona == Persona::DeployLock)
+        .then(|| messages::holder_reason(&insp))
+        .flatten();
     let out = &mut *io.out;
     for l in texts::WAITING_HEADER {
         writeln!(out, "{l}")?;
@@ -196,7 +202,12 @@ pub fn wait(
         if elapsed >= timeout {
             break false;
         }
-        let progress = texts::waiting_progress(elapsed.as_secs());
+        let mut progress = texts::waiting_progress(elapsed.as_secs());
+        // The modern wait says why the lock is held (unlock.sh's line stays
+        // the legacy's).
+        if let Some(r) = &reason {
+            progress.push_str(&format!(" (reason: {r})"));
+        }
         if io.out_tty {
             write!(out, "\r{progress}\x1b[K")?;
             progress_open = true;
@@ -311,6 +322,11 @@ pub fn unlock(
         return Err(Failure::NoAnswer);
     }
     io.out.write_all(block(&insp, persona, style).as_bytes())?;
+    if persona == Persona::DeployLock
+        && let Some(l) = render::reason_line(&insp)
+    {
+        writeln!(io.out, "{l}")?;
+    }
     if persona == Persona::DeployLock
         && let Some(l) = render::lock_id_line(&insp)
     {

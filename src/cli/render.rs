@@ -248,6 +248,9 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
             "pid": h.pid,
             "hostname": h.hostname,
             "process_name": process_name,
+            "reason": h.reason,
+            // A freeze's holder: {"until": TIME or null}; null otherwise.
+            "freeze": h.freeze.as_ref().map(|f| json!({ "until": f.until })),
         })
     });
     let state_file = insp
@@ -341,6 +344,12 @@ pub fn lock_id_line(insp: &Inspection) -> Option<String> {
     Some(format!("Lock ID: {}", messages::shown(id)))
 }
 
+/// `Reason: hotfix #123` for the modern status, after the legacy block:
+/// why the holder says it holds the lock (sanitised, one line).
+pub fn reason_line(insp: &Inspection) -> Option<String> {
+    messages::holder_reason(insp).map(|r| format!("Reason: {r}"))
+}
+
 /// Before the force-unlock question, when the holder runs (modern wording).
 pub fn holder_still_running(pid: i32, liveness: &Liveness) -> String {
     let name = match liveness {
@@ -405,6 +414,19 @@ pub fn verdict_line(insp: &Inspection) -> String {
             )
         }
         (Verdict::Free, _) => "no lock directory; a deploy may start".to_string(),
+        (Verdict::Frozen, _) => format!(
+            "{}; no deploy starts until `deploy-lock unfreeze {env}`{}",
+            messages::freeze_phrase(insp),
+            match insp
+                .holder
+                .as_ref()
+                .and_then(|h| h.freeze.as_ref())
+                .and_then(|f| f.until.as_ref())
+            {
+                Some(_) => " or then",
+                None => "",
+            }
+        ),
         (Verdict::ReleasedRunning, _) => format!(
             "the lock was force-unlocked, but {}; the lock frees when it ends (no deploy-lock run starts before)",
             released_run_phrase(insp)

@@ -88,8 +88,17 @@ pub enum Operation {
         token: i64,
     },
     Run(RunRequest),
+    /// `deploy-lock freeze ENV --reason TEXT [--until TIME] [--wait[=SECS]]`.
+    Freeze(FreezeRequest),
+    /// `deploy-lock unfreeze ENV [--id LOCK_ID]`: lifts a freeze only.
+    Unfreeze {
+        env: Environment,
+        id: Option<String>,
+    },
     /// `deploy-lock log`: the audit trail.
     Log(LogRequest),
+    /// The hidden `hook-run`: one hook, bounded (see `deploy_lock::hook`).
+    HookRun(deploy_lock::hook::Run),
     Generate(Generate),
 }
 
@@ -101,6 +110,22 @@ pub struct LogRequest {
     pub last: Option<usize>,
     /// As typed; checked when the clock is read.
     pub since: Option<String>,
+}
+
+/// `freeze`: hold the lock with no command until `until` or `unfreeze`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreezeRequest {
+    pub env: Environment,
+    pub reason: String,
+    /// `--until` as typed; read against the clock when the freeze starts.
+    pub until: Option<String>,
+    /// As `run`'s.
+    pub wait: Option<Option<Duration>>,
+    /// Set in the detached holder process the command starts: when the
+    /// freeze ends (`never`, or UTC seconds).
+    pub holder: Option<String>,
+    /// The words as typed, for the retry command a refusal suggests.
+    pub typed: Typed,
 }
 
 /// `run` and the `ENV` shorthand, which is `run` by another spelling.
@@ -198,10 +223,15 @@ impl Operation {
             Operation::Status { env, .. }
             | Operation::Wait { env }
             | Operation::Unlock { env, .. }
-            | Operation::Check { env, .. } => Some(*env),
+            | Operation::Check { env, .. }
+            | Operation::Unfreeze { env, .. } => Some(*env),
             Operation::Run(r) => Some(r.env),
+            Operation::Freeze(f) => Some(f.env),
             Operation::Log(l) => l.env,
-            Operation::Print(_) | Operation::Generate(_) | Operation::StatusAll { .. } => None,
+            Operation::Print(_)
+            | Operation::Generate(_)
+            | Operation::StatusAll { .. }
+            | Operation::HookRun(_) => None,
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct RunPlan {
     /// none. A command after `--` has no default: its words may hold secrets
     /// and the person can say why.
     pub reason: Option<String>,
+    /// Set for a freeze's holder (`deploy-lock freeze`), which takes the
+    /// lock through this same path with no command.
+    pub freeze: Option<deploy_lock::status::Freeze>,
 }
 
 impl RunPlan {
@@ -80,6 +83,7 @@ impl RunPlan {
                 typed,
                 deploy_sh: false,
                 reason: r.reason.filter(|t| !t.is_empty()),
+                freeze: None,
             };
         }
         let has = |flag: &str| r.deploy_args.iter().any(|a| a == flag);
@@ -97,7 +101,7 @@ impl RunPlan {
                 .filter(|w| *w != "--force")
                 .map(|w| w.to_string_lossy().into_owned())
                 .collect();
-            (!words.is_empty()).then(|| words.join(" "))
+            (!words.is_empty()).then(|| cut_reason(words.join(" ")))
         });
         let mut args = vec![OsString::from(r.env.as_str())];
         if locking == Locking::Local && !has("--force") {
@@ -114,6 +118,7 @@ impl RunPlan {
             typed,
             deploy_sh: true,
             reason,
+            freeze: None,
         }
     }
 
@@ -157,6 +162,18 @@ impl RunPlan {
         }
         None
     }
+}
+
+/// deploy.sh's words as a default reason, cut to the bound a given reason
+/// must keep (they are not refused: nobody typed them as a reason).
+fn cut_reason(words: String) -> String {
+    let max = deploy_lock::status::MAX_REASON_CHARS;
+    if words.chars().count() <= max {
+        return words;
+    }
+    let mut cut: String = words.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// The words deploy.sh's argument loop takes as the environment (it keeps
@@ -385,7 +402,7 @@ fn spawn_and_supervise(
 }
 
 /// Takes the lock, or says why not.
-fn acquire(
+pub(super) fn acquire(
     ctx: &Context,
     store: &dyn LockStore,
     plan: &RunPlan,
@@ -403,6 +420,8 @@ fn acquire(
         process: me,
         interrupted: Some(&interrupted),
         waiting: plan.wait.is_some(),
+        reason: plan.reason.as_deref(),
+        freeze: plan.freeze.as_ref(),
     };
     let own_watch = plan.wait.map(|_| store.watch(plan.env));
     let start = Instant::now();
@@ -503,8 +522,11 @@ fn acquire(
                 }
                 if let Some(sq) = &squatter {
                     (messages::squatter_phrase(sq), None)
-                } else if reason == deploy_lock::lock::BusyReason::RunHeld {
-                    (messages::run_phrase(run_holder.as_ref()), None)
+                } else if reason == deploy_lock::lock::BusyReason::RunHeld
+                    && inspection.verdict != deploy_lock::status::Verdict::Frozen
+                {
+                    let phrase = messages::run_phrase(run_holder.as_ref());
+                    (messages::with_reason(phrase, &inspection), None)
                 } else {
                     (messages::holder_phrase(&inspection), None)
                 }

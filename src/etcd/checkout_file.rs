@@ -59,7 +59,9 @@ pub fn parse_checkout_file(path: &Path, text: &str) -> Result<CheckoutFile, Sett
             )));
         };
         let key = key.trim_end();
-        let Some(known) = VARIABLES.iter().find(|v| **v == key) else {
+        // The lock store's variables, and the hook's (issue 22).
+        let mut known_keys = VARIABLES.iter().chain(crate::hook::VARIABLES.iter());
+        let Some(known) = known_keys.find(|v| **v == key) else {
             return Err(bad(format!(
                 "{key:?} is not a setting this file can hold (one of {})",
                 VARIABLES.join(", ")

@@ -83,6 +83,8 @@ pub fn this_process(env: Environment, locked_by: &str) -> std::io::Result<OwnerR
         fencing_token: None,
         lease_id: None,
         lease_ttl_secs: None,
+        reason: None,
+        freeze: None,
     })
 }
 

@@ -62,9 +62,10 @@ pub fn decide(insp: &Inspection) -> Decision {
 
 /// The rules, in order: the first that applies decides.
 pub fn decide_as(insp: &Inspection, asker: Asker) -> Decision {
-    let rules: [fn(&Inspection, Asker) -> Option<Decision>; 11] = [
+    let rules: [fn(&Inspection, Asker) -> Option<Decision>; 12] = [
         obstructed,
         run_file_squatted,
+        frozen,
         run_still_running,
         record_of_another_environment,
         free,
@@ -91,6 +92,7 @@ fn base(insp: &Inspection) -> Verdict {
     match insp.verdict {
         Verdict::ReleasedRunning => Verdict::Free,
         Verdict::Blocked => Verdict::Stale,
+        Verdict::Frozen => Verdict::Held,
         v => v,
     }
 }
@@ -122,6 +124,21 @@ fn run_still_running(insp: &Inspection, asker: Asker) -> Option<Decision> {
         v => v,
     };
     refuse(verdict, BusyReason::RunHeld)
+}
+
+/// Issue 22: a freeze (`deploy-lock freeze`) whose holder is alive (here:
+/// its process runs; on etcd: its lease) refuses every run, `--force` or
+/// not, and says `frozen`. A freeze whose holder died is no freeze: the
+/// rules below treat it as any dead holder's lock.
+fn frozen(insp: &Inspection, _: Asker) -> Option<Decision> {
+    let live = match insp.liveness {
+        Liveness::Alive { .. } => true,
+        Liveness::OtherHost => !insp.stale,
+        Liveness::Dead | Liveness::NoRecord => false,
+    };
+    (insp.lock_dir_exists() && live && insp.holder.as_ref()?.freeze.is_some())
+        .then_some(())
+        .and(refuse(Verdict::Frozen, BusyReason::HolderAlive))
 }
 
 /// Issue 19: the run file is flocked by a process that is not a deploy-lock
@@ -262,6 +279,8 @@ mod tests {
             locked_at: None,
             pid: Some(1),
             hostname: None,
+            reason: None,
+            freeze: None,
             processes: Vec::new(),
         });
         Inspection {
@@ -385,6 +404,35 @@ mod tests {
             holds_run_lock: true,
         };
         assert_eq!(decide_as(&gone, mine).run, RunChoice::Take);
+    }
+
+    /// A live freeze refuses every run, `--force` too, above the run lock
+    /// it holds; a dead one is any dead holder's lock.
+    #[test]
+    fn a_live_freeze_is_frozen_and_a_dead_one_is_not() {
+        let mut l = look(PathKind::Directory, alive(), true, true);
+        l.holder.as_mut().unwrap().freeze = Some(crate::status::Freeze::default());
+        l.run_holder = run_holder();
+        let d = decide(&l);
+        assert_eq!(
+            (d.verdict, d.run),
+            (Verdict::Frozen, RunChoice::Refuse(BusyReason::HolderAlive))
+        );
+        let forced = Asker {
+            force: true,
+            holds_run_lock: true,
+        };
+        assert!(!decide_as(&l, forced).takes());
+        l.verdict = d.verdict;
+        assert_eq!(decide(&l), d);
+        // Its holder gone: stale, taken over as any.
+        let mut dead = look(PathKind::Directory, Liveness::Dead, true, true);
+        dead.holder.as_mut().unwrap().freeze = Some(crate::status::Freeze::default());
+        assert_eq!(decide(&dead).verdict, Verdict::Stale);
+        // Force-unlocked (no directory): not frozen.
+        let mut gone = look(PathKind::Missing, Liveness::NoRecord, false, false);
+        gone.holder = l.holder.clone();
+        assert_ne!(decide(&gone).verdict, Verdict::Frozen);
     }
 
     #[test]

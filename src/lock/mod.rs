@@ -107,8 +107,10 @@ pub struct Released {
     pub warnings: Vec<Warning>,
 }
 
-/// What a release found.
+/// What a release found. (One per run: the size of a holder in one
+/// variant costs nothing worth a box.)
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Release {
     /// Our directory and state record were removed/reset.
     Released,
@@ -124,6 +126,10 @@ pub struct LocalLock<'a> {
     env: Environment,
     /// Asked while waiting for the guard: true ends the wait (a signal came).
     interrupted: Option<&'a dyn Fn() -> bool>,
+    /// Why the lock is taken, written into the record an acquisition makes.
+    reason: Option<&'a str>,
+    /// Taken as a freeze (see `OwnerRecord::freeze`).
+    freeze: Option<&'a crate::status::Freeze>,
 }
 
 impl<'a> LocalLock<'a> {
@@ -132,7 +138,22 @@ impl<'a> LocalLock<'a> {
             ctx,
             env,
             interrupted: None,
+            reason: None,
+            freeze: None,
         }
+    }
+
+    /// Acquisitions record `reason` in the owner record (never in the state
+    /// file: the legacy scripts read that) and in their audit line; with
+    /// `freeze`, as a freeze (audited `freeze`, released as `unfreeze`).
+    pub fn noting(
+        mut self,
+        reason: Option<&'a str>,
+        freeze: Option<&'a crate::status::Freeze>,
+    ) -> LocalLock<'a> {
+        self.reason = reason;
+        self.freeze = freeze;
+        self
     }
 
     /// Appends an audit line. Called with the guard held, so the log's order
@@ -437,16 +458,25 @@ impl<'a> LocalLock<'a> {
             if fsops::create_dir(&lock_dir).map_err(io_at(&lock_dir))? {
                 let mut acquired = self.finish_acquire(pid, took_over)?;
                 if let Acquire::Acquired(held) = &mut acquired {
-                    let event = if held.took_over.is_some() {
+                    let event = if held.record.freeze.is_some() {
+                        "freeze"
+                    } else if held.took_over.is_some() {
                         "takeover"
                     } else {
                         "acquire"
                     };
                     let prev = held.took_over.as_ref().and_then(|t| t.holder.as_ref());
-                    let ids = json!({
+                    let mut ids = json!({
                         "lock_id": held.record.lock_id,
                         "deployment_id": held.record.deployment_id,
                     });
+                    if let Some(r) = &held.record.reason {
+                        ids["reason"] = json!(r);
+                    }
+                    if let Some(until) = held.record.freeze.as_ref().and_then(|f| f.until.as_ref())
+                    {
+                        ids["until"] = json!(until);
+                    }
                     let warning = self.audit(event, prev, ids);
                     held.warnings.extend(warning);
                 }
@@ -521,6 +551,8 @@ impl<'a> LocalLock<'a> {
             fencing_token: None,
             lease_id: None,
             lease_ttl_secs: None,
+            reason: self.reason.map(str::to_string),
+            freeze: self.freeze.cloned(),
         };
         let (fd, snap) = fsops::snapshot_dir(&lock_dir)
             .map_err(io_at(&lock_dir))
@@ -631,9 +663,14 @@ impl<'a> LocalLock<'a> {
         }
         let lock_id = held.record.lock_id.clone();
         let mut warnings = std::mem::take(&mut held.warnings);
+        // A freeze's own release lifts it: audited as such.
+        let released = match held.record.freeze {
+            Some(_) if !audit::was_freeze_lifted_elsewhere() => "unfreeze",
+            _ => "release",
+        };
         let outcome = release_owned(&held, |outcome| {
             let (event, holder, note) = match outcome {
-                Release::Released => ("release", None, None),
+                Release::Released => (released, None, None),
                 Release::AlreadyGone => ("release", None, Some("already removed by someone else")),
                 Release::TakenByOther { holder } => (
                     "release_skipped",

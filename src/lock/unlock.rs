@@ -149,8 +149,14 @@ impl LocalLock<'_> {
                 Ok(Edit::Write(true))
             }
         })?;
+        // Removing a freeze lifts it: one `unfreeze` event (whether
+        // `unfreeze` or `unlock` asked), naming the freeze removed.
+        let event = match inspection.holder.as_ref().and_then(|h| h.freeze.as_ref()) {
+            Some(_) => "unfreeze",
+            None => "force_unlock",
+        };
         warnings.extend(self.audit(
-            "force_unlock",
+            event,
             inspection.holder.as_ref(),
             json!({
                 "lock_dir_removed": dir_removed.is_some(),

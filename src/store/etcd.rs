@@ -147,7 +147,7 @@ impl<'a> EtcdLockStore<'a> {
                 Verdict::Free,
             ),
         };
-        Inspection {
+        let mut insp = Inspection {
             environment: env,
             view: LegacyView {
                 dir,
@@ -195,7 +195,12 @@ impl<'a> EtcdLockStore<'a> {
                     })
                 }),
             }),
+        };
+        // A held key's verdict is the decision's too (a freeze is `frozen`).
+        if insp.locked() {
+            insp.verdict = crate::lock::decide(&insp).verdict;
         }
+        insp
     }
 
     fn audit(
@@ -305,6 +310,8 @@ impl LockStore for EtcdLockStore<'_> {
             })?;
         owner.pid = how.process.pid;
         owner.pid_start_ticks = how.process.start_ticks;
+        owner.reason = how.reason.map(str::to_string);
+        owner.freeze = how.freeze.cloned();
         // A waiter woken with others (every waiter wakes on a release) looks
         // first: one read instead of a lease grant, a failed txn and a revoke
         // for each that loses the race.
@@ -364,6 +371,8 @@ impl LockStore for EtcdLockStore<'_> {
                     process: how.process.clone(),
                     interrupted: how.interrupted,
                     waiting: how.waiting,
+                    reason: how.reason,
+                    freeze: how.freeze,
                 };
                 match self.local.acquire(env, &forced)? {
                     Acquire::Acquired(local) => local,
@@ -487,8 +496,13 @@ impl LockStore for EtcdLockStore<'_> {
         let outcome = match result {
             etcd::ForceUnlock::Unlocked { record } => {
                 let owner = record.as_ref().map(|r| &r.owner);
+                // Removing a freeze lifts it (see the local store's unlock).
+                let event = match owner.and_then(|o| o.freeze.as_ref()) {
+                    Some(_) => "unfreeze",
+                    None => "force_unlock",
+                };
                 warnings.extend(self.audit(
-                    "force_unlock",
+                    event,
                     env,
                     owner,
                     json!({"backend": "etcd", "key": self.etcd.key(env)}),

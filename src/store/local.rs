@@ -124,7 +124,9 @@ impl LockStore for LocalStore<'_> {
 
     fn acquire(&self, env: Environment, how: &AcquireOptions<'_>) -> Result<Acquire, LockError> {
         let never = || false;
-        let lock = LocalLock::new(self.ctx, env).interruptible(how.interrupted.unwrap_or(&never));
+        let lock = LocalLock::new(self.ctx, env)
+            .interruptible(how.interrupted.unwrap_or(&never))
+            .noting(how.reason, how.freeze);
         let waiting = self.waiter.borrow_mut().take();
         let result = match waiting {
             Some(w) => match w.take() {

@@ -149,6 +149,8 @@ impl LockStore for MemoryStore {
             fencing_token: None,
             lease_id: None,
             lease_ttl_secs: None,
+            reason: how.reason.map(str::to_string),
+            freeze: how.freeze.cloned(),
         };
         locks.insert(env, record.clone());
         let token = Token(record.lock_id.clone());

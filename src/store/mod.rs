@@ -121,6 +121,11 @@ pub struct AcquireOptions<'a> {
     /// The caller waits when the lock is busy: the store may start watching
     /// for its release (see [`LockStore::watch`]).
     pub waiting: bool,
+    /// Why the lock is taken, for the holder record (issue 22).
+    pub reason: Option<&'a str>,
+    /// Taken as a freeze: marked so in the holder record, audited as
+    /// `freeze` (its release as `unfreeze`).
+    pub freeze: Option<&'a crate::status::Freeze>,
 }
 
 /// A lock we hold: the record the store wrote for us, plus the store's own

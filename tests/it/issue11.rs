@@ -169,9 +169,11 @@ fn issue_11_no_per_environment_man_pages() {
         pages,
         [
             "deploy-lock-check.1",
+            "deploy-lock-freeze.1",
             "deploy-lock-log.1",
             "deploy-lock-run.1",
             "deploy-lock-status.1",
+            "deploy-lock-unfreeze.1",
             "deploy-lock-unlock.1",
             "deploy-lock-wait.1",
             "deploy-lock.1",

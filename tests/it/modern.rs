@@ -157,6 +157,9 @@ fn state_holder(locked_at: i64, pid: Value, host: &str, process_name: Value) -> 
         "pid": pid,
         "hostname": host,
         "process_name": process_name,
+        // A legacy holder gives no reason and is no freeze (issue 22).
+        "reason": null,
+        "freeze": null,
     })
 }
 
