@@ -17,6 +17,7 @@ pub mod liveness;
 pub mod lock;
 pub mod lsld;
 pub mod migration;
+pub mod queue;
 pub mod sanitize;
 pub mod state;
 pub mod status;

@@ -208,8 +208,10 @@ is held). With --quiet, like `flock -n` and `systemctl is-active`: 0 when
 `deploy-lock run ENV` would start now without --force (the lock is free, or
 its holder is not running and it is older than the stale timeout), 75 when
 it would not (held, holder unknown, something else at the lock path, a dead
-holder's lock not yet stale, or a deploy-lock run still holding it);
-without ENV, 0 only when that holds for every environment. Errors print
+holder's lock not yet stale, a deploy-lock run still holding it, or run
+--wait waiters in line for it: the queue, shown after the status block and
+as `waiters` in the JSON, is served first); without ENV, 0 only when that
+holds for every environment. Errors print
 on stderr either way: 65 state file not valid, 74 lock folder or I/O
 error, 2 usage.";
 
@@ -233,6 +235,10 @@ Rules, liveness first and age second:
     its modification time.
   - Judge, remove and re-create happen under a guard flock, so of several
     processes taking over one stale lock exactly one wins.
+  - Every --wait run waits in line and waiters are served in arrival order;
+    while any wait, a run without --wait is refused (exit 75) rather than
+    jump the queue. A waiter leaves the line when it gets the lock, gives up
+    or dies.
   - The lock is released only after COMMAND has exited, and only if it is
     still ours; deploy-lock then exits with COMMAND's status (or dies of the
     same signal).
@@ -292,7 +298,7 @@ pub enum GenerateCmd {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)
+    /// Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout), in line: waiters are served in arrival order
     #[arg(long, value_name = "SECS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     pub wait: Option<String>,
     /// Take over a dead holder's lock before it is stale (never a live holder's); also passed to deploy.sh

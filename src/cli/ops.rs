@@ -83,6 +83,11 @@ pub fn status(
         io.out
             .write_all(block(&insp, persona, io.out_style).as_bytes())?;
         if persona == Persona::DeployLock {
+            // The queue: deploy-lock's own line (unlock.sh's bytes are the
+            // legacy's).
+            if let Some(l) = messages::queue_line(&insp.waiters) {
+                writeln!(io.out, "{l}")?;
+            }
             if let Some(l) = render::lock_id_line(&insp) {
                 writeln!(io.out, "{l}")?;
             }

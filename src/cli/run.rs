@@ -403,6 +403,7 @@ fn acquire(
         process: me,
         interrupted: Some(&interrupted),
         waiting: plan.wait.is_some(),
+        reason: plan.reason.as_deref(),
     };
     let own_watch = plan.wait.map(|_| store.watch(plan.env));
     let start = Instant::now();
@@ -501,12 +502,19 @@ fn acquire(
                 if !live.is_empty() {
                     last_holder = live;
                 }
-                if let Some(sq) = &squatter {
-                    (messages::squatter_phrase(sq), None)
+                let phrase = if let Some(sq) = &squatter {
+                    messages::squatter_phrase(sq)
+                } else if let deploy_lock::lock::BusyReason::Queued { .. } = reason {
+                    "free, but others were in line first".to_string()
                 } else if reason == deploy_lock::lock::BusyReason::RunHeld {
-                    (messages::run_phrase(run_holder.as_ref()), None)
+                    messages::run_phrase(run_holder.as_ref())
                 } else {
-                    (messages::holder_phrase(&inspection), None)
+                    messages::holder_phrase(&inspection)
+                };
+                // Our place in the queue, as this look found it.
+                match messages::place_in_line(&inspection, &ctx.host) {
+                    Some(place) => (format!("{place}; {phrase}"), None),
+                    None => (phrase, None),
                 }
             }
             Err(LockError::OtherEnvironment {

@@ -70,7 +70,7 @@ impl<'a> EtcdLockStore<'a> {
             ctx,
             etcd,
             settings,
-            local: LocalStore::new(ctx),
+            local: LocalStore::without_queue(ctx),
         })
     }
 
@@ -163,6 +163,7 @@ impl<'a> EtcdLockStore<'a> {
             run_holder: None,
             other_environment: None,
             migration: None,
+            waiters: Vec::new(),
             network: Some(NetworkLock {
                 backend: "etcd",
                 key: e.key.clone(),
@@ -351,6 +352,7 @@ impl LockStore for EtcdLockStore<'_> {
                     process: how.process.clone(),
                     interrupted: how.interrupted,
                     waiting: how.waiting,
+                    reason: how.reason,
                 };
                 match self.local.acquire(env, &forced)? {
                     Acquire::Acquired(local) => local,

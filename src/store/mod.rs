@@ -99,8 +99,12 @@ pub struct AcquireOptions<'a> {
     /// [`LockError::Interrupted`].
     pub interrupted: Option<&'a dyn Fn() -> bool>,
     /// The caller waits when the lock is busy: the store may start watching
-    /// for its release (see [`LockStore::watch`]).
+    /// for its release (see [`LockStore::watch`]), and the caller joins the
+    /// waiter queue (served in arrival order; it leaves it once it holds the
+    /// lock, gives up or dies).
     pub waiting: bool,
+    /// Why the lock is wanted, for the waiter's place in the queue.
+    pub reason: Option<&'a str>,
 }
 
 /// A lock we hold: the record the store wrote for us, plus the store's own

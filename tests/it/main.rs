@@ -25,6 +25,7 @@ mod legacy_seams;
 mod legacy_status;
 mod legacy_wait;
 mod modern;
+mod queue;
 mod remote;
 mod run_basic;
 mod run_concurrency;
