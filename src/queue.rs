@@ -136,7 +136,7 @@ impl Ticket {
         let path = folder(root, env);
         let dir = open_folder(&path, true)?.expect("created");
         let pid = std::process::id();
-        let temp = format!(".joining-{pid}");
+        let temp = format!(".joining-{pid}-{}", boot_nanos()?);
         let _ = unlinkat(&dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
         let fd = openat(
             &dir,
