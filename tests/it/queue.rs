@@ -232,3 +232,31 @@ fn a_run_without_wait_does_not_jump_the_queue() {
         .stderr("");
     assert!(!f.exists());
 }
+
+/// The same on the etcd store (a real etcd): the queue is in etcd, ordered
+/// by create revision, each waiter watching the one just ahead.
+fn etcd_vars(e: &crate::etcd_support::Etcd, test: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DEPLOY_LOCK_BACKEND", "etcd".to_string()),
+        ("DEPLOY_LOCK_ETCD_ENDPOINTS", e.endpoint.clone()),
+        ("DEPLOY_LOCK_ETCD_PREFIX", crate::etcd_support::prefix(test)),
+    ]
+}
+
+#[test]
+fn five_waiters_are_served_in_arrival_order_etcd() {
+    let e = crate::etcd_support::need_etcd!("five_waiters_are_served_in_arrival_order_etcd");
+    let vars = etcd_vars(e, "five_waiters_in_order");
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let w = World::new();
+    five_waiters_in_order(&w, 20, &extra);
+}
+
+#[test]
+fn a_killed_waiter_leaves_the_queue_at_once_etcd() {
+    let e = crate::etcd_support::need_etcd!("a_killed_waiter_leaves_the_queue_at_once_etcd");
+    let vars = etcd_vars(e, "killed_waiter");
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let w = World::new();
+    a_killed_waiter_leaves_the_queue(&w, &extra);
+}
