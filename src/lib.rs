@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod audit_log;
+pub mod changes;
 pub mod context;
 pub mod environment;
 pub mod etcd;

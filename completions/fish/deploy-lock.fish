@@ -55,6 +55,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l etcd-
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l json -d 'Print one JSON object instead of the status block'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s q -l quiet -d 'Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s w -l watch -d 'Keep watching: every environment (or ENV) with its holder, age and waiters, redrawn on every change until Ctrl-C; off a terminal, one block per change'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l remote-dir -d 'The server\'s checkout' -r
@@ -66,6 +67,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l etcd-en
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l json -d 'Print one JSON object instead of the status block'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s q -l quiet -d 'Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s w -l watch -d 'Keep watching: every environment (or ENV) with its holder, age and waiters, redrawn on every change until Ctrl-C; off a terminal, one block per change'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote-dir -d 'The server\'s checkout' -r

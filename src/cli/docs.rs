@@ -391,6 +391,7 @@ fn status_extra() -> Vec<Section<'static>> {
             title: "EVERY ENVIRONMENT",
             items: vec![
                 ("", "deploy-lock status without ENV (deploy-lock list is the same) prints one line per environment under the header ENVIRONMENT VERDICT HOLDER AGE WAITING BACKEND: the verdict as below, the holder (locked_by and pid, unknown when no record says, - when free, deploy-lock run, pid N (lock removed) for a force-unlocked run whose command still runs), the lock's age as Nm Ss (- when free), how many run --wait runs wait in line (- when none) and the store the lock lives in (local: the lock folder; other backends may follow). --json prints {\"schema\": 1, \"environments\": [...]}, each element the object below plus \"backend\". --quiet exits 0 only when a run would start in every environment.".into()),
+                ("", "deploy-lock status --watch [ENV] keeps that view open until Ctrl-C: the same table (of ENV alone when given), then each environment's queue line, redrawn the moment anything changes (inotify on the lock folder, the queue folders and the state file's folder; with etcd, a watch on the store's whole prefix). On a terminal the screen is redrawn in place, with the time, and once a second so ages tick; elsewhere (a pipe, a log) one block per change, followed by an empty line, and nothing while nothing changes (ages alone are no change).".into()),
             ],
         },
         Section {

@@ -115,6 +115,7 @@ pub fn execute_with(
         req.op,
         Operation::Status { .. }
             | Operation::StatusAll { .. }
+            | Operation::Watch { .. }
             | Operation::Wait { .. }
             | Operation::Unlock { .. }
     ) {
@@ -126,6 +127,7 @@ pub fn execute_with(
             ops::status(store, req.persona, env, json, quiet, io)
         }
         Operation::StatusAll { json, quiet } => overview::status_all(store, json, quiet, io),
+        Operation::Watch { env } => super::watch::watch(store, env, io),
         Operation::Wait { env } => ops::wait(ctx, store, req.persona, env, io),
         Operation::Unlock {
             env,

@@ -336,6 +336,9 @@ pub enum Command {
         /// Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75
         #[arg(long, short = 'q', conflicts_with = "json")]
         quiet: bool,
+        /// Keep watching: every environment (or ENV) with its holder, age and waiters, redrawn on every change until Ctrl-C; off a terminal, one block per change
+        #[arg(long, short = 'w', conflicts_with_all = ["json", "quiet", "remote"])]
+        watch: bool,
         #[command(flatten)]
         remote: RemoteOpts,
     },
@@ -667,9 +670,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
             env,
             json,
             quiet,
+            watch,
             remote,
         } => (
             match env {
+                _ if watch => Operation::Watch { env },
                 Some(env) => Operation::Status { env, json, quiet },
                 None => Operation::StatusAll { json, quiet },
             },

@@ -70,6 +70,10 @@ pub enum Operation {
         json: bool,
         quiet: bool,
     },
+    /// `status --watch [ENV]`: a live view, redrawn on every change.
+    Watch {
+        env: Option<Environment>,
+    },
     Wait {
         env: Environment,
     },
@@ -201,6 +205,7 @@ impl Operation {
             | Operation::Check { env, .. } => Some(*env),
             Operation::Run(r) => Some(r.env),
             Operation::Log(l) => l.env,
+            Operation::Watch { env } => *env,
             Operation::Print(_) | Operation::Generate(_) | Operation::StatusAll { .. } => None,
         }
     }

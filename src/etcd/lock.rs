@@ -115,6 +115,11 @@ impl EtcdStore {
         format!("{}/v1/env/{}/lock", self.prefix, env.as_str())
     }
 
+    /// `PREFIX/v1/env/`: every environment's lock and queue.
+    pub fn env_prefix(&self) -> String {
+        format!("{}/v1/env/", self.prefix)
+    }
+
     /// `PREFIX/v1/env/ENV/queue/`: one key per waiter (see `super::queue`).
     pub fn queue_prefix(&self, env: Environment) -> String {
         format!("{}/v1/env/{}/queue/", self.prefix, env.as_str())

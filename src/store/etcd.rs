@@ -679,6 +679,14 @@ impl LockStore for EtcdLockStore<'_> {
         })
     }
 
+    /// A watch on every key under the store's prefix (locks and queues).
+    fn changes(&self) -> Box<dyn Watch + '_> {
+        match crate::changes::EtcdChanges::start(self.etcd.client(), &self.etcd.env_prefix()) {
+            Ok(c) => Box::new(c),
+            Err(_) => self.local.changes(),
+        }
+    }
+
     fn location(&self, env: Environment) -> PathBuf {
         PathBuf::from(format!("etcd:{}", self.etcd.key(env)))
     }

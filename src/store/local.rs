@@ -314,6 +314,24 @@ impl LockStore for LocalStore<'_> {
         self.ctx.lock_dir(env)
     }
 
+    /// The lock folder (lock directories, run files), each environment's
+    /// queue folder, and the state file's folder (the holder records).
+    fn changes(&self) -> Box<dyn Watch + '_> {
+        let root = &self.ctx.settings.lock_root;
+        let mut folders = vec![root.clone()];
+        folders.extend(
+            Environment::ALL
+                .iter()
+                .map(|e| crate::queue::folder(root, *e)),
+        );
+        if self.ctx.no_checkout.is_none()
+            && let Some(dir) = self.ctx.state_file.parent()
+        {
+            folders.push(dir.to_path_buf());
+        }
+        Box::new(crate::changes::FolderChanges::new(folders))
+    }
+
     fn backend(&self) -> &'static str {
         "local"
     }

@@ -255,6 +255,13 @@ pub trait LockStore {
     /// with `waiting`, it also wakes when that acquire can be retried.
     fn watch(&self, env: Environment) -> Box<dyn Watch + '_>;
 
+    /// Wakes on any change to any environment's lock or queue, for
+    /// `status --watch` (its `wait` returns `Released` on a change). The
+    /// default looks every half second.
+    fn changes(&self) -> Box<dyn Watch + '_> {
+        Box::new(crate::changes::FolderChanges::new(Vec::new()))
+    }
+
     /// Where the lock is, for messages (a path, a key).
     fn location(&self, env: Environment) -> PathBuf;
 

@@ -260,3 +260,113 @@ fn a_killed_waiter_leaves_the_queue_at_once_etcd() {
     let w = World::new();
     a_killed_waiter_leaves_the_queue(&w, &extra);
 }
+
+/// `status --watch` under tmux (a real terminal): the view is drawn, and a
+/// run taking the lock shows in it (the latency is printed, not asserted).
+fn watch_under_tmux(w: &World, test: &str, extra: &[(&str, &str)]) {
+    if which::which("tmux").is_err() {
+        crate::harness::skip!("{test}: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let sock = format!("dl-{test}-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        command("tmux")
+            .args(["-L", &sock, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut line = format!(
+        "env DEPLOY_LOCK_DIR='{}' HOME='{}' TZ=UTC LC_ALL=C",
+        w.locks.display(),
+        w.home.display()
+    );
+    for (k, v) in extra {
+        line.push_str(&format!(" {k}='{v}'"));
+    }
+    line.push_str(&format!(
+        " '{}' status --watch",
+        env!("CARGO_BIN_EXE_deploy-lock")
+    ));
+    let root = w.root.to_str().unwrap();
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        "-c",
+        root,
+        &line,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    struct Kill<F: Fn(&[&str]) -> std::process::Output>(F);
+    impl<F: Fn(&[&str]) -> std::process::Output> Drop for Kill<F> {
+        fn drop(&mut self) {
+            (self.0)(&["kill-server"]);
+        }
+    }
+    let tmux = Kill(tmux);
+    let screen = || String::from_utf8_lossy(&(tmux.0)(&["capture-pane", "-p"]).stdout).into_owned();
+    wait_until(PATIENCE, "the watch to draw the view", || {
+        screen().contains("staging      free")
+    });
+    assert!(
+        screen().contains("deploy-lock status --watch ("),
+        "{}",
+        screen()
+    );
+    let d = w.tmp.path().join("watched");
+    fs::create_dir(&d).unwrap();
+    let h = holder(w, "staging", &d, extra);
+    let held = Instant::now();
+    wait_until(PATIENCE, "the watch to show the holder", || {
+        screen().contains("staging      held")
+    });
+    eprintln!(
+        "{test}: the watch showed the new holder {:?} after it held the lock",
+        held.elapsed()
+    );
+    fs::write(d.join("go"), "").unwrap();
+    finish(h).code(0);
+    wait_until(PATIENCE, "the watch to show the release", || {
+        screen().contains("staging      free")
+    });
+}
+
+#[test]
+fn status_watch_redraws_on_a_change_local() {
+    let w = World::new();
+    watch_under_tmux(&w, "status_watch_redraws_on_a_change_local", &[]);
+}
+
+#[test]
+fn status_watch_redraws_on_a_change_etcd() {
+    let e = crate::etcd_support::need_etcd!("status_watch_redraws_on_a_change_etcd");
+    let vars = etcd_vars(e, "status_watch");
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let w = World::new();
+    watch_under_tmux(&w, "status_watch_redraws_on_a_change_etcd", &extra);
+}
+
+/// Off a terminal: one block per change, nothing while nothing changes.
+#[test]
+fn status_watch_prints_one_block_per_change_off_a_terminal() {
+    let w = World::new();
+    let mut watch = w
+        .deploy_lock(&["status", "--watch", "staging"])
+        .spawn_guarded();
+    let free = "ENVIRONMENT  VERDICT  HOLDER  AGE  WAITING  BACKEND\n\
+                staging      free     -       -    -        local\n\n";
+    assert_eq!(watch.stdout_until(free), free);
+    let d = w.tmp.path().join("watched");
+    fs::create_dir(&d).unwrap();
+    let h = holder(&w, "staging", &d, &[]);
+    let seen = watch.stdout_until("held");
+    assert!(seen.ends_with("staging      held"), "{seen}");
+    fs::write(d.join("go"), "").unwrap();
+    finish(h).code(0);
+    let seen = watch.stdout_until("staging      free     -       -    -        local\n\n");
+    assert!(!seen.contains("ENVIRONMENT  VERDICT  HOLDER  AGE  WAITING  BACKEND\nstaging      free     -       -    -        local\n\nENVIRONMENT  VERDICT  HOLDER  AGE  WAITING  BACKEND\nstaging      free"), "{seen}");
+}
