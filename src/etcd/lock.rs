@@ -384,7 +384,50 @@ impl EtcdStore {
         ];
         let body =
             json!({"compare": [lock_free, none_ahead], "success": success, "failure": failure});
-        let v = self.client.call("/v3/kv/txn", &body, timeout)?;
+        self.in_line_answer(&self.client.call("/v3/kv/txn", &body, timeout)?)
+    }
+
+    /// The lock key and the queue in one read-only txn (no raft write): for
+    /// a waiter woken because the one ahead left, which finds that one
+    /// holding the lock nearly always.
+    pub fn look_in_line(&self, env: Environment) -> Result<EtcdInspection, EtcdError> {
+        let budget = self.budget();
+        let prefix = self.queue_prefix(env);
+        let body = json!({"compare": [], "success": [
+            {"request_range": {"key": b64(self.key(env).as_bytes())}},
+            {"request_range": queue::range_request(&prefix)},
+        ], "failure": []});
+        let got = self.in_line_answer(&self.client.call("/v3/kv/txn", &body, budget.left())?)?;
+        let mut insp = self.inspection_without_ttl(env, got.revision, got.kv);
+        insp.waiters = got.waiters;
+        Ok(insp)
+    }
+
+    /// A look from a read that did not ask for the lease's time left.
+    fn inspection_without_ttl(
+        &self,
+        env: Environment,
+        revision: i64,
+        kv: Option<KeyValue>,
+    ) -> EtcdInspection {
+        EtcdInspection {
+            environment: env,
+            key: self.key(env),
+            revision,
+            held: kv.map(|kv| Held {
+                record: serde_json::from_slice(&kv.value).ok(),
+                token: FencingToken(kv.create_revision),
+                lease: LeaseId(kv.lease),
+                ttl_remaining: None,
+                mod_revision: kv.mod_revision,
+                value_size: kv.value.len(),
+                value_head: kv.value.iter().take(64).copied().collect(),
+            }),
+            waiters: Vec::new(),
+        }
+    }
+
+    fn in_line_answer(&self, v: &serde_json::Value) -> Result<InLine, EtcdError> {
         let ep = self.client.endpoint().to_string();
         let ranges: Vec<&serde_json::Value> = v
             .get("responses")
@@ -399,7 +442,7 @@ impl EtcdStore {
             .unwrap_or(false);
         Ok(InLine {
             succeeded,
-            revision: header_revision(&v),
+            revision: header_revision(v),
             kv: match ranges.first() {
                 Some(r) => first_kv(&ep, r)?,
                 None => None,

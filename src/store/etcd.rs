@@ -155,11 +155,25 @@ impl<'a> EtcdLockStore<'a> {
         env: Environment,
         how: &AcquireOptions<'_>,
         owner: &crate::status::OwnerRecord,
+        look_first: bool,
     ) -> Result<Acquire, LockError> {
+        // Woken because the waiter ahead left: it has nearly always just
+        // taken the lock, so a read-only look comes first (a write that
+        // would fail is a raft round trip on the hand-off's path).
+        let mut looked = None;
+        if look_first {
+            let insp = self.etcd.look_in_line(env).map_err(store_error)?;
+            if insp.held.is_some() {
+                looked = Some(insp);
+            }
+        }
         for _ in 0..8 {
-            let tried = {
-                let place = self.place.borrow();
-                self.etcd.try_acquire_in_line(env, owner, place.as_ref())
+            let tried = match looked.take() {
+                Some(insp) => Ok(etcd::Acquire::Busy(insp)),
+                None => {
+                    let place = self.place.borrow();
+                    self.etcd.try_acquire_in_line(env, owner, place.as_ref())
+                }
             };
             let insp = match tried.map_err(store_error)? {
                 etcd::Acquire::Acquired(lock) => {
@@ -436,7 +450,7 @@ struct InLineWatch<'s> {
 
 /// How often a waiter looks whether the waiter ahead of it, on this host,
 /// still runs (a SIGKILLed one leaves its key until its lease runs out).
-const AHEAD_LOOK: Duration = Duration::from_millis(250);
+const AHEAD_LOOK: Duration = Duration::from_secs(1);
 
 impl Watch for InLineWatch<'_> {
     fn gone(&self) -> bool {
@@ -552,9 +566,9 @@ impl LockStore for EtcdLockStore<'_> {
         // no race of waiters to avoid): one txn takes the lock when it is
         // free and nobody is ahead, else reads the lock and the queue.
         self.ensure_place(env, how)?;
-        self.ahead.borrow_mut().take();
+        let was_behind = self.ahead.borrow_mut().take().is_some();
         if self.place.borrow().is_some() {
-            return self.acquire_in_line(env, how, &owner);
+            return self.acquire_in_line(env, how, &owner, was_behind);
         }
         let lock = match self.etcd.try_acquire(env, &owner).map_err(store_error)? {
             etcd::Acquire::Busy(insp) => return Ok(self.busy(insp, None)),
