@@ -327,10 +327,10 @@ mod tests {
         assert_eq!(r.unwrap(), Outcome::Done);
         assert_eq!(
             out,
-            "ENVIRONMENT  VERDICT  HOLDER  AGE  BACKEND\n\
-             development  free     -       -    memory\n\
-             staging      free     -       -    memory\n\
-             production   free     -       -    memory\n"
+            "ENVIRONMENT  VERDICT  HOLDER  AGE  WAITING  BACKEND\n\
+             development  free     -       -    -        memory\n\
+             staging      free     -       -    -        memory\n\
+             production   free     -       -    -        memory\n"
         );
         let (r, out, _) = go(&c, &store, &["status", "-q"]);
         assert_eq!((r.unwrap(), out.as_str()), (Outcome::Done, ""));

@@ -909,8 +909,12 @@ pub fn ordinal(n: usize) -> String {
 }
 
 /// A waiter's place for its progress line: `2nd in line`, when the look
-/// found this process (by pid, on this host) in the queue.
+/// found this process (by pid, on this host) in a queue of more than one
+/// (a lone waiter's line stays as it was).
 pub fn place_in_line(insp: &Inspection, host: &str) -> Option<String> {
+    if insp.waiters.len() < 2 {
+        return None;
+    }
     let me = std::process::id() as i32;
     let at = insp
         .waiters

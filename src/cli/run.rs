@@ -464,6 +464,8 @@ fn acquire(
         // What we wait on when busy: our own lock, or, when the checkout's
         // one state record is another environment's live lock, that
         // environment's (its release frees the record).
+        // Our place in the waiter queue, as this pass's look found it.
+        let mut place: Option<String> = None;
         let (phrase, other_watch) = match store.acquire(plan.env, &how) {
             Ok(Acquire::Acquired(h)) => {
                 if store_trouble.is_some() {
@@ -512,10 +514,8 @@ fn acquire(
                     messages::holder_phrase(&inspection)
                 };
                 // Our place in the queue, as this look found it.
-                match messages::place_in_line(&inspection, &ctx.host) {
-                    Some(place) => (format!("{place}; {phrase}"), None),
-                    None => (phrase, None),
-                }
+                place = messages::place_in_line(&inspection, &ctx.host);
+                (phrase, None)
             }
             Err(LockError::OtherEnvironment {
                 environment,
@@ -572,8 +572,13 @@ fn acquire(
         // The progress line: rewritten in place on every pass on a
         // terminal; elsewhere (CI logs, a pipe) one line per --wait-interval,
         // the first at once, so a waiting job is never silent.
+        // Our place in line leads the progress line (not the timeout's).
+        let shown = match &place {
+            Some(p) => format!("{p}; {phrase}"),
+            None => phrase.clone(),
+        };
         let progress = format!(
-            "Waiting for the {} lock ({phrase})... {}m {}s",
+            "Waiting for the {} lock ({shown})... {}m {}s",
             plan.env,
             elapsed.as_secs() / 60,
             elapsed.as_secs() % 60
