@@ -248,6 +248,15 @@ impl EtcdStore {
         place: Option<&QueuePlace>,
     ) -> Result<Acquire, EtcdError> {
         let key = self.key(env);
+        // A waiter's lease renewed long ago (its renewals failed, etcd was
+        // away) is renewed first: the lock's local lease deadline counts
+        // from that renewal. A lease that ran out meanwhile lost our place.
+        if let Some(p) = place
+            && super::keeper::boottime().saturating_sub(p.renewed_at()) > self.ttl / 3
+            && !p.refresh(budget.left())?
+        {
+            return Ok(Acquire::Busy(self.look_in_line(env)?));
+        }
         // A spare lease from a lost race, while young enough that its first
         // renewal (due a third of the TTL after its grant) is not late;
         // otherwise a new one. The keeper judges by the TTL asked for: if

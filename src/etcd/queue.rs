@@ -203,6 +203,25 @@ impl QueuePlace {
         self.shared.lost.load(Ordering::Relaxed)
     }
 
+    /// Renews the lease now (before it becomes the lock's, so the lock's
+    /// keeper counts its TTL from a fresh renewal): false when it is gone.
+    pub fn refresh(&self, timeout: Duration) -> Result<bool, EtcdError> {
+        let _guard = self.shared.wake.lock();
+        let sent = boottime();
+        match self.client.lease_keepalive(self.lease, timeout)? {
+            Some(_) => {
+                self.shared
+                    .renewed_at
+                    .store(sent.as_nanos() as u64, Ordering::Relaxed);
+                Ok(true)
+            }
+            None => {
+                self.shared.lost.store(true, Ordering::Relaxed);
+                Ok(false)
+            }
+        }
+    }
+
     /// The lock is ours: the lease is the lock's now, kept by its keeper.
     pub fn into_lock_lease(mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
