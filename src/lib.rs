@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod audit_log;
+pub mod changes;
 pub mod context;
 pub mod environment;
 pub mod etcd;
@@ -19,6 +20,7 @@ pub mod liveness;
 pub mod lock;
 pub mod lsld;
 pub mod migration;
+pub mod queue;
 pub mod sanitize;
 pub mod state;
 pub mod status;

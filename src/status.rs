@@ -154,6 +154,10 @@ pub enum Verdict {
     /// Held by a live freeze (`deploy-lock freeze`): no run starts until it
     /// is lifted (`unfreeze`, or its `--until`).
     Frozen,
+    /// Free (or stale), but `run --wait` runs wait in line for it: the first
+    /// of them takes it next; a run that does not wait is refused rather
+    /// than jump the queue.
+    Queued,
 }
 
 impl Verdict {
@@ -168,6 +172,7 @@ impl Verdict {
             Verdict::ReleasedRunning => "released_running",
             Verdict::Blocked => "blocked",
             Verdict::Frozen => "frozen",
+            Verdict::Queued => "queued",
         }
     }
 }
@@ -214,6 +219,25 @@ pub struct Inspection {
     /// The legacy deploy.sh's migration lock beside this lock, when one is
     /// there (a crash during `migrate up` leaves it).
     pub migration: Option<crate::migration::MigrationLock>,
+    /// The live `run --wait` waiters in line for this lock, first first.
+    pub waiters: Vec<Waiter>,
+}
+
+/// A `run --wait` waiting in line (see `crate::queue`, and the etcd store's
+/// queue keys). Its words are the waiter's own: sanitised when shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Waiter {
+    /// Who waits: the local file's owner; an etcd waiter's own record.
+    pub user: String,
+    pub host: String,
+    pub pid: i32,
+    pub reason: Option<String>,
+    /// When it joined the queue (UTC, `2026-01-01T10:02:00Z`).
+    pub since: String,
+    /// Its place: the local ticket, the etcd key's create revision. Lower
+    /// is served first.
+    #[serde(skip)]
+    pub order: u128,
 }
 
 /// A locked state record that belongs to another environment's lock whose

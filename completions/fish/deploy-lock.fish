@@ -57,6 +57,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l etcd-
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -l json -d 'Print one JSON object instead of the status block'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s q -l quiet -d 'Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s w -l watch -d 'Keep watching: every environment (or ENV) with its holder, age and waiters, redrawn on every change until Ctrl-C; off a terminal, one block per change'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand status" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l remote-dir -d 'The server\'s checkout' -r
@@ -68,6 +69,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l etcd-en
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -l json -d 'Print one JSON object instead of the status block'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s q -l quiet -d 'Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s w -l watch -d 'Keep watching: every environment (or ENV) with its holder, age and waiters, redrawn on every change until Ctrl-C; off a terminal, one block per change'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand list" -s h -l help -d 'Print help'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand wait" -l remote-dir -d 'The server\'s checkout' -r
@@ -100,7 +102,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l backen
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l etcd-endpoints -d 'etcd client URLs, comma-separated, tried in order' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -l etcd-prefix -d 'etcd key prefix; the lock is PREFIX/v1/env/ENV/lock [default: /togather/deploy-lock]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand check" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout), in line: waiters are served in arrival order'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l reason -d 'Why this run holds the lock, shown to whoever looks (status, refusals, waiting, log) [default: deploy.sh\'s arguments]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand run" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
@@ -143,7 +145,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l since -d
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l project-root -d 'Checkout whose deploy/config/deployment-state.json records the lock [default: nearest folder above the working directory with deploy/scripts or deploy/config]' -r -f -a "(__fish_complete_directories)"
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -l json -d 'One JSON object per line, as recorded, plus `line` and `held_seconds`'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand log" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout), in line: waiters are served in arrival order'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l reason -d 'Why this run holds the lock, shown to whoever looks (status, refusals, waiting, log) [default: deploy.sh\'s arguments]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
@@ -159,7 +161,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l 
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand development" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout), in line: waiters are served in arrival order'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l reason -d 'Why this run holds the lock, shown to whoever looks (status, refusals, waiting, log) [default: deploy.sh\'s arguments]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"
@@ -175,7 +177,7 @@ complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l etcd
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l etcd-ttl -d 'etcd lease TTL: a dead holder blocks others this long at most [default: 30]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -l force -d 'Take over a dead holder\'s lock before it is stale (never a live holder\'s); also passed to deploy.sh'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand staging" -s h -l help -d 'Print help'
-complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)'
+complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l wait -d 'Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout), in line: waiters are served in arrival order'
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l conflict-exit-code -d 'Exit N (1-255) instead of 75, 124 or 76 when the lock is refused, --wait gives up, or the lock is lost, so the command\'s own exit codes stay apart (like flock -E)' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l reason -d 'Why this run holds the lock, shown to whoever looks (status, refusals, waiting, log) [default: deploy.sh\'s arguments]' -r
 complete -c deploy-lock -n "__fish_deploy_lock_using_subcommand production" -l remote -d 'Run it on USER@HOST over ssh (DEPLOY_LOCK_SSH sets the ssh command)' -r -f -a "(__fish_print_hostnames)"

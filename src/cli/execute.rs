@@ -165,6 +165,7 @@ pub fn execute_with(
         req.op,
         Operation::Status { .. }
             | Operation::StatusAll { .. }
+            | Operation::Watch { .. }
             | Operation::Wait { .. }
             | Operation::Unlock { .. }
             | Operation::Unfreeze { .. }
@@ -177,6 +178,7 @@ pub fn execute_with(
             ops::status(store, req.persona, env, json, quiet, io)
         }
         Operation::StatusAll { json, quiet } => overview::status_all(store, json, quiet, io),
+        Operation::Watch { env } => super::watch::watch(store, env, io),
         Operation::Wait { env } => ops::wait(ctx, store, req.persona, env, io),
         Operation::Unlock {
             env,
@@ -389,10 +391,10 @@ mod tests {
         assert_eq!(r.unwrap(), Outcome::Done);
         assert_eq!(
             out,
-            "ENVIRONMENT  VERDICT  HOLDER  AGE  BACKEND\n\
-             development  free     -       -    memory\n\
-             staging      free     -       -    memory\n\
-             production   free     -       -    memory\n"
+            "ENVIRONMENT  VERDICT  HOLDER  AGE  WAITING  BACKEND\n\
+             development  free     -       -    -        memory\n\
+             staging      free     -       -    -        memory\n\
+             production   free     -       -    -        memory\n"
         );
         let (r, out, _) = go(&c, &store, &["status", "-q"]);
         assert_eq!((r.unwrap(), out.as_str()), (Outcome::Done, ""));

@@ -204,6 +204,15 @@ fn inspection(
         }),
         other_environment: None,
         migration: None,
+        // A waiter whose every word is fuzzed: the queue line and JSON.
+        waiters: vec![deploy_lock::status::Waiter {
+            user: fields[0].clone(),
+            host: fields[4].clone(),
+            pid: 1,
+            reason: Some(fields[3].clone()),
+            since: fields[1].clone(),
+            order: 1,
+        }],
     }
 }
 
@@ -221,9 +230,11 @@ proptest! {
         verdict in prop::sample::select(vec![
             Verdict::Free, Verdict::Held, Verdict::Stale, Verdict::Orphaned, Verdict::Unknown,
             Verdict::Frozen,
+            Verdict::Queued,
         ]),
         reason in prop::sample::select(vec![
             BusyReason::HolderAlive, BusyReason::NotStale, BusyReason::RunHeld,
+            BusyReason::Queued { ahead: 1 },
         ]),
         locked in any::<bool>(),
     ) {

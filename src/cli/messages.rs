@@ -883,6 +883,15 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
                 .map(non_directory)
                 .unwrap_or_else(|| "not a directory".into()),
         ))],
+        (BusyReason::Queued { ahead }, _) => vec![
+            error(format!(
+                "the {env} lock is free, but {ahead} {} in line for it; a deploy without --wait would jump the queue.",
+                if ahead == 1 { "run waits" } else { "runs wait" }
+            )),
+            queue_line(&insp.waiters).unwrap_or_default(),
+            format!("  join the queue:   {wait}"),
+            details,
+        ],
         (BusyReason::ForeignContents, _) => vec![error(format!(
             "the {env} lock's holder is not running, but {lock} holds files deploy-lock did not put there ({}); a takeover would delete them, so it is refused: check them, then remove the directory by hand or with unlock.sh {env} --force",
             foreign_entries(insp)
@@ -952,6 +961,63 @@ pub fn busy_lines(b: &Busy) -> Vec<String> {
     }
     lines.truncate(6);
     lines
+}
+
+/// `2 waiting: alice (hotfix #123) since 10:02, bob since 10:03`: the
+/// queue, first first, with each waiter's reason and the local time it
+/// joined (its words sanitised). None when nobody waits.
+pub fn queue_line(waiters: &[deploy_lock::status::Waiter]) -> Option<String> {
+    if waiters.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = waiters
+        .iter()
+        .map(|w| {
+            let mut s = shown(&w.user);
+            if let Some(r) = shown_opt(w.reason.as_deref()) {
+                s.push_str(&format!(" ({r})"));
+            }
+            if let Some(t) = clock_time(&w.since) {
+                s.push_str(&format!(" since {t}"));
+            }
+            s
+        })
+        .collect();
+    Some(format!("{} waiting: {}", waiters.len(), each.join(", ")))
+}
+
+/// `10:02`: a UTC time as the local wall clock shows it.
+fn clock_time(utc: &str) -> Option<String> {
+    let t = deploy_lock::times::parse_time(utc)?;
+    let dt = deploy_lock::tz::system_time_zone().to_datetime(t);
+    Some(format!("{:02}:{:02}", dt.hour(), dt.minute()))
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, `11th`, `21st`.
+pub fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// A waiter's place for its progress line: `2nd in line`, when the look
+/// found this process (by pid, on this host) in a queue of more than one
+/// (a lone waiter's line stays as it was).
+pub fn place_in_line(insp: &Inspection, host: &str) -> Option<String> {
+    if insp.waiters.len() < 2 {
+        return None;
+    }
+    let me = std::process::id() as i32;
+    let at = insp
+        .waiters
+        .iter()
+        .position(|w| w.pid == me && w.host == host)?;
+    Some(format!("{} in line", ordinal(at + 1)))
 }
 
 /// A user's name for messages, or `uid N` when the passwd database has none.

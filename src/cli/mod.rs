@@ -30,6 +30,7 @@ pub mod run;
 pub mod server;
 pub mod style;
 pub mod texts;
+pub mod watch;
 
 #[cfg(test)]
 mod tests {

@@ -242,8 +242,10 @@ is held). With --quiet, like `flock -n` and `systemctl is-active`: 0 when
 `deploy-lock run ENV` would start now without --force (the lock is free, or
 its holder is not running and it is older than the stale timeout), 75 when
 it would not (held, frozen, holder unknown, something else at the lock path, a dead
-holder's lock not yet stale, or a deploy-lock run still holding it);
-without ENV, 0 only when that holds for every environment. Errors print
+holder's lock not yet stale, a deploy-lock run still holding it, or run
+--wait waiters in line for it: the queue, shown after the status block and
+as `waiters` in the JSON, is served first); without ENV, 0 only when that
+holds for every environment. Errors print
 on stderr either way: 65 state file not valid, 74 lock folder or I/O
 error, 2 usage.";
 
@@ -270,6 +272,10 @@ Rules, liveness first and age second:
     stale, never with --force; deploy-lock unlock ENV removes it.
   - Judge, remove and re-create happen under a guard flock, so of several
     processes taking over one stale lock exactly one wins.
+  - Every --wait run waits in line and waiters are served in arrival order;
+    while any wait, a run without --wait is refused (exit 75) rather than
+    jump the queue. A waiter leaves the line when it gets the lock, gives up
+    or dies.
   - The lock is released only after COMMAND has exited, and only if it is
     still ours; deploy-lock then exits with COMMAND's status (or dies of the
     same signal).
@@ -346,7 +352,7 @@ pub enum GenerateCmd {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout)
+    /// Wait for the lock instead of exiting 75, at most SECS (default: --wait-timeout), in line: waiters are served in arrival order
     #[arg(long, value_name = "SECS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     pub wait: Option<String>,
     /// Take over a dead holder's lock before it is stale (never a live holder's); also passed to deploy.sh
@@ -384,6 +390,9 @@ pub enum Command {
         /// Print nothing; exit 0 if `deploy-lock run ENV` would start now without --force, else 75
         #[arg(long, short = 'q', conflicts_with = "json")]
         quiet: bool,
+        /// Keep watching: every environment (or ENV) with its holder, age and waiters, redrawn on every change until Ctrl-C; off a terminal, one block per change
+        #[arg(long, short = 'w', conflicts_with_all = ["json", "quiet", "remote"])]
+        watch: bool,
         #[command(flatten)]
         remote: RemoteOpts,
     },
@@ -760,9 +769,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Failure> {
             env,
             json,
             quiet,
+            watch,
             remote,
         } => (
             match env {
+                _ if watch => Operation::Watch { env },
                 Some(env) => Operation::Status { env, json, quiet },
                 None => Operation::StatusAll { json, quiet },
             },

@@ -86,6 +86,11 @@ pub fn status(
             if let Some(l) = render::reason_line(&insp) {
                 writeln!(io.out, "{l}")?;
             }
+            // The queue: deploy-lock's own line (unlock.sh's bytes are the
+            // legacy's).
+            if let Some(l) = messages::queue_line(&insp.waiters) {
+                writeln!(io.out, "{l}")?;
+            }
             if let Some(l) = render::lock_id_line(&insp) {
                 writeln!(io.out, "{l}")?;
             }

@@ -83,14 +83,15 @@ pub fn overview_json(rows: &[Row], state_error: Option<String>) -> Value {
     json!({ "schema": render::JSON_SCHEMA, "environments": envs })
 }
 
-/// ENVIRONMENT, VERDICT, HOLDER, AGE, BACKEND; columns as wide as their
-/// widest cell, `-` for nothing.
+/// ENVIRONMENT, VERDICT, HOLDER, AGE, WAITING (the queue's length),
+/// BACKEND; columns as wide as their widest cell, `-` for nothing.
 pub fn table(rows: &[Row]) -> String {
-    let mut cells: Vec<[String; 5]> = vec![[
+    let mut cells: Vec<[String; 6]> = vec![[
         "ENVIRONMENT".into(),
         "VERDICT".into(),
         "HOLDER".into(),
         "AGE".into(),
+        "WAITING".into(),
         "BACKEND".into(),
     ]];
     for r in rows {
@@ -115,6 +116,10 @@ pub fn table(rows: &[Row]) -> String {
             i.verdict.as_str().to_string(),
             holder,
             age,
+            match i.waiters.len() {
+                0 => "-".to_string(),
+                n => n.to_string(),
+            },
             r.backend.to_string(),
         ]);
     }
@@ -125,7 +130,7 @@ pub fn table(rows: &[Row]) -> String {
             .max()
             .unwrap_or(0)
     };
-    let widths: Vec<usize> = (0..4).map(width).collect();
+    let widths: Vec<usize> = (0..5).map(width).collect();
     let mut out = String::new();
     for r in &cells {
         for (c, w) in widths.iter().enumerate() {
@@ -135,7 +140,7 @@ pub fn table(rows: &[Row]) -> String {
             let pad = w.saturating_sub(r[c].chars().count()) + 2;
             out.extend(std::iter::repeat_n(' ', pad));
         }
-        out.push_str(&r[4]);
+        out.push_str(&r[5]);
         out.push('\n');
     }
     out

@@ -288,6 +288,15 @@ pub fn status_json_with(insp: &Inspection, state_error: Option<String>) -> Value
             "age_seconds": m.age_seconds,
         })),
         "run": run_json(insp),
+        // The `run --wait` waiters in line, first first.
+        "waiters": insp.waiters.iter().enumerate().map(|(i, w)| json!({
+            "position": i + 1,
+            "user": w.user,
+            "host": w.host,
+            "pid": w.pid,
+            "reason": w.reason,
+            "since": w.since,
+        })).collect::<Vec<_>>(),
     });
     if let (Value::Object(o), Some(n)) = (&mut v, &insp.network) {
         o.insert("backend".into(), json!(n.backend));
@@ -482,6 +491,13 @@ pub fn verdict_line(insp: &Inspection) -> String {
             "{} is not a directory; remove it by hand after checking what it is",
             insp.lock_dir.display()
         ),
+        (Verdict::Queued, _) => format!(
+            "free, but {} in line for it: the first takes it next; a deploy without --wait is refused (`deploy-lock run --wait {env}` joins the end)",
+            match insp.waiters.len() {
+                1 => "1 run waits".to_string(),
+                n => format!("{n} runs wait"),
+            }
+        ),
     };
     format!("Verdict: {}: {what}", insp.verdict.as_str())
 }
@@ -672,6 +688,7 @@ mod fuzz_tests {
                 run_holder: None,
                 other_environment: None,
             migration: None,
+            waiters: Vec::new(),
                 network: None,
                 holder,
                 liveness,
@@ -744,7 +761,7 @@ mod fuzz_tests {
                 "schema", "environment", "locked", "verdict", "lock_dir", "lock_dir_exists", "state_file",
                 "state_file_exists", "state_error", "holder", "holder_alive", "age_seconds", "stale", "stale_after_seconds",
                 "record_held_by", "migration_lock",
-                "run",
+                "run", "waiters",
             ]);
             if let Some(pid) = back["holder"]["pid"].as_i64() {
                 prop_assert!(pid > 0);

@@ -70,6 +70,10 @@ pub enum Operation {
         json: bool,
         quiet: bool,
     },
+    /// `status --watch [ENV]`: a live view, redrawn on every change.
+    Watch {
+        env: Option<Environment>,
+    },
     Wait {
         env: Environment,
     },
@@ -228,6 +232,7 @@ impl Operation {
             Operation::Run(r) => Some(r.env),
             Operation::Freeze(f) => Some(f.env),
             Operation::Log(l) => l.env,
+            Operation::Watch { env } => *env,
             Operation::Print(_)
             | Operation::Generate(_)
             | Operation::StatusAll { .. }

@@ -482,6 +482,8 @@ pub(super) fn acquire(
         // What we wait on when busy: our own lock, or, when the checkout's
         // one state record is another environment's live lock, that
         // environment's (its release frees the record).
+        // Our place in the waiter queue, as this pass's look found it.
+        let mut place: Option<String> = None;
         let (phrase, other_watch) = match store.acquire(plan.env, &how) {
             Ok(Acquire::Acquired(h)) => {
                 if store_trouble.is_some() {
@@ -520,16 +522,21 @@ pub(super) fn acquire(
                 if !live.is_empty() {
                     last_holder = live;
                 }
-                if let Some(sq) = &squatter {
-                    (messages::squatter_phrase(sq), None)
+                let phrase = if let Some(sq) = &squatter {
+                    messages::squatter_phrase(sq)
+                } else if let deploy_lock::lock::BusyReason::Queued { .. } = reason {
+                    "free, but others were in line first".to_string()
                 } else if reason == deploy_lock::lock::BusyReason::RunHeld
                     && inspection.verdict != deploy_lock::status::Verdict::Frozen
                 {
                     let phrase = messages::run_phrase(run_holder.as_ref());
-                    (messages::with_reason(phrase, &inspection), None)
+                    messages::with_reason(phrase, &inspection)
                 } else {
-                    (messages::holder_phrase(&inspection), None)
-                }
+                    messages::holder_phrase(&inspection)
+                };
+                // Our place in the queue, as this look found it.
+                place = messages::place_in_line(&inspection, &ctx.host);
+                (phrase, None)
             }
             Err(LockError::OtherEnvironment {
                 environment,
@@ -586,8 +593,13 @@ pub(super) fn acquire(
         // The progress line: rewritten in place on every pass on a
         // terminal; elsewhere (CI logs, a pipe) one line per --wait-interval,
         // the first at once, so a waiting job is never silent.
+        // Our place in line leads the progress line (not the timeout's).
+        let shown = match &place {
+            Some(p) => format!("{p}; {phrase}"),
+            None => phrase.clone(),
+        };
         let progress = format!(
-            "Waiting for the {} lock ({phrase})... {}m {}s",
+            "Waiting for the {} lock ({shown})... {}m {}s",
             plan.env,
             elapsed.as_secs() / 60,
             elapsed.as_secs() % 60

@@ -616,22 +616,37 @@ impl Client {
         start_revision: i64,
         deadline: Instant,
     ) -> Result<Watch, EtcdError> {
+        self.watch_range(key, None, start_revision, deadline)
+    }
+
+    /// [`Client::watch`] of every key in `[key, range_end)` (a prefix: the
+    /// key with its last byte plus one), for `status --watch`.
+    pub fn watch_range(
+        &self,
+        key: &[u8],
+        range_end: Option<&[u8]>,
+        start_revision: i64,
+        deadline: Instant,
+    ) -> Result<Watch, EtcdError> {
         self.each_endpoint(deadline, |ep, confirm_by| {
-            self.watch_at(ep, key, start_revision, confirm_by, deadline)
+            self.watch_at(ep, (key, range_end), start_revision, confirm_by, deadline)
         })
     }
 
     fn watch_at(
         &self,
         ep: &str,
-        key: &[u8],
+        (key, range_end): (&[u8], Option<&[u8]>),
         start_revision: i64,
         confirm_by: Instant,
         deadline: Instant,
     ) -> Result<Watch, EtcdError> {
         let ep = ep.to_string();
-        let body = json!({"create_request": {"key": b64(key),
+        let mut body = json!({"create_request": {"key": b64(key),
             "start_revision": start_revision.to_string()}});
+        if let Some(end) = range_end {
+            body["create_request"]["range_end"] = json!(b64(end));
+        }
         let how = Exchange {
             headers_by: confirm_by,
             deadline,

@@ -4,16 +4,20 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use super::client::{Client, ClientConfig, Compare, EventKind, KeyValue, Op, WatchNext};
 use super::error::EtcdError;
 use super::held::{EtcdLock, parse_record};
 use super::keeper::{Keeper, KeeperSpec, LossSignal};
+use super::queue::{self, EtcdWaiter, QueueEntry, QueuePlace};
 use super::record::{
     Acquire, Change, EtcdInspection, EtcdRecord, FencingToken, ForceUnlock, Held, LeaseId,
     WaitOutcome, WaitProgress,
 };
 use super::settings::EtcdSettings;
 use super::watcher::EtcdWatcher;
+use super::wire::{b64, first_kv, header_revision};
 use crate::environment::Environment;
 use crate::status::OwnerRecord;
 
@@ -47,6 +51,16 @@ impl Budget {
     pub(super) fn cleanup(self) -> Duration {
         self.left().max(Duration::from_millis(200))
     }
+}
+
+/// What the acquiring txn found (see [`EtcdStore::txn_in_line`]).
+struct InLine {
+    succeeded: bool,
+    revision: i64,
+    /// The lock key, read when the txn did not take it.
+    kv: Option<KeyValue>,
+    /// The queue, read when the txn did not take the lock.
+    waiters: Vec<QueueEntry>,
 }
 
 /// The etcd lock store: a client, a key prefix and a lease TTL.
@@ -101,6 +115,42 @@ impl EtcdStore {
         format!("{}/v1/env/{}/lock", self.prefix, env.as_str())
     }
 
+    /// `PREFIX/v1/env/`: every environment's lock and queue.
+    pub fn env_prefix(&self) -> String {
+        format!("{}/v1/env/", self.prefix)
+    }
+
+    /// `PREFIX/v1/env/ENV/queue/`: one key per waiter (see `super::queue`).
+    pub fn queue_prefix(&self, env: Environment) -> String {
+        format!("{}/v1/env/{}/queue/", self.prefix, env.as_str())
+    }
+
+    /// Joins `env`'s waiter queue (a lease of the lock's TTL, kept alive
+    /// while we wait, that becomes the lock's lease when we get it).
+    pub fn join_queue(
+        &self,
+        env: Environment,
+        record: &EtcdWaiter,
+    ) -> Result<QueuePlace, EtcdError> {
+        QueuePlace::join(
+            &self.client,
+            &self.queue_prefix(env),
+            self.ttl,
+            record,
+            self.budget().left(),
+        )
+    }
+
+    /// Revokes the lease of a waiter whose process is known to be gone, so
+    /// its key leaves the queue now rather than a TTL later.
+    pub fn remove_dead_waiter(&self, entry: &QueueEntry) {
+        if entry.lease != 0 {
+            let _ = self
+                .client
+                .lease_revoke(entry.lease, self.client.call_timeout());
+        }
+    }
+
     fn budget(&self) -> Budget {
         Budget::new(&self.client, Instant::now() + OP_BUDGET)
     }
@@ -108,7 +158,9 @@ impl EtcdStore {
     pub fn inspect(&self, env: Environment) -> Result<EtcdInspection, EtcdError> {
         let budget = self.budget();
         let read = self.client.get(self.key(env).as_bytes(), budget.left())?;
-        self.inspection(env, read.revision, read.kv, budget)
+        let mut insp = self.inspection(env, read.revision, read.kv, budget)?;
+        insp.waiters = queue::read(&self.client, &self.queue_prefix(env), budget.left())?.1;
+        Ok(insp)
     }
 
     fn inspection(
@@ -144,6 +196,7 @@ impl EtcdStore {
             key: self.key(env),
             revision,
             held,
+            waiters: Vec::new(),
         })
     }
 
@@ -171,7 +224,20 @@ impl EtcdStore {
     /// `owner` is who takes it (see [`super::record::this_process`]); its
     /// `environment` is set to `env`.
     pub fn try_acquire(&self, env: Environment, owner: &OwnerRecord) -> Result<Acquire, EtcdError> {
-        self.try_acquire_within(env, owner, self.budget())
+        self.try_acquire_within(env, owner, self.budget(), None)
+    }
+
+    /// [`EtcdStore::try_acquire`] as the waiter at `place` in the queue:
+    /// taken only when no waiter is ahead of it, with the place's lease, and
+    /// the place's key deleted in the same txn. Without a place, taken only
+    /// while nobody waits (a run that does not wait never jumps the queue).
+    pub fn try_acquire_in_line(
+        &self,
+        env: Environment,
+        owner: &OwnerRecord,
+        place: Option<&QueuePlace>,
+    ) -> Result<Acquire, EtcdError> {
+        self.try_acquire_within(env, owner, self.budget(), place)
     }
 
     fn try_acquire_within(
@@ -179,14 +245,29 @@ impl EtcdStore {
         env: Environment,
         owner: &OwnerRecord,
         budget: Budget,
+        place: Option<&QueuePlace>,
     ) -> Result<Acquire, EtcdError> {
         let key = self.key(env);
+        // A waiter's lease renewed long ago (its renewals failed, etcd was
+        // away) is renewed first: the lock's local lease deadline counts
+        // from that renewal. A lease that ran out meanwhile lost our place.
+        if let Some(p) = place
+            && super::keeper::boottime().saturating_sub(p.renewed_at()) > self.ttl / 3
+            && !p.refresh(budget.left())?
+        {
+            return Ok(Acquire::Busy(self.look_in_line(env)?));
+        }
         // A spare lease from a lost race, while young enough that its first
         // renewal (due a third of the TTL after its grant) is not late;
         // otherwise a new one. The keeper judges by the TTL asked for: if
         // etcd granted more, a loss is reported early, never late.
-        let spare = self.spare.lock().unwrap().take();
+        let spare = match place {
+            Some(_) => None,
+            None => self.spare.lock().unwrap().take(),
+        };
         let (lease, granted_ttl, granted_at, reused) = match spare {
+            // A waiter's own lease, kept alive since it joined the queue.
+            _ if let Some(p) = place => (p.lease, p.granted_ttl, p.renewed_at(), false),
             Some(s) if super::keeper::boottime().saturating_sub(s.granted_at) < self.ttl / 3 => {
                 (s.id, s.granted_ttl, s.granted_at, true)
             }
@@ -208,19 +289,16 @@ impl EtcdStore {
             lease_ttl_secs: granted_ttl,
         };
         let value = serde_json::to_vec(&record).expect("a record serialises");
-        let txn = self.client.txn(
-            key.as_bytes(),
-            &[Compare::CreateRevision(0)],
-            &[Op::Put { value, lease }],
-            &[Op::Get],
-            budget.left(),
-        );
+        let txn = self.txn_in_line(env, value, lease, place, budget.left());
         let txn = match txn {
             Ok(t) => t,
             // A spare lease etcd no longer knows: once more with a new one.
             Err(EtcdError::Server { code: 5, .. }) if reused => {
-                return self.try_acquire_within(env, owner, budget);
+                return self.try_acquire_within(env, owner, budget, place);
             }
+            // A waiter's put that landed is found ours by its next try
+            // (its lease), or undone when it leaves the queue.
+            Err(e) if place.is_some() => return Err(e),
             Err(e) => {
                 // The put may have landed: revoking the lease undoes it.
                 let _ = self.client.lease_revoke(lease, budget.cleanup());
@@ -234,17 +312,16 @@ impl EtcdStore {
             Some(kv) if kv.lease == lease => kv.create_revision,
             kv => {
                 // Kept for the next attempt (see `spare`).
-                *self.spare.lock().unwrap() = Some(SpareLease {
-                    id: lease,
-                    granted_ttl,
-                    granted_at,
-                });
-                return Ok(Acquire::Busy(self.inspection(
-                    env,
-                    txn.revision,
-                    kv,
-                    budget,
-                )?));
+                if place.is_none() {
+                    *self.spare.lock().unwrap() = Some(SpareLease {
+                        id: lease,
+                        granted_ttl,
+                        granted_at,
+                    });
+                }
+                let mut insp = self.inspection(env, txn.revision, kv, budget)?;
+                insp.waiters = txn.waiters;
+                return Ok(Acquire::Busy(insp));
             }
         };
         // Held from here on: without a keeper it must not stay held.
@@ -278,6 +355,112 @@ impl EtcdStore {
             signal,
             keeper: Some(keeper),
         }))
+    }
+
+    /// The acquiring txn: put the lock key if it is absent and no waiter is
+    /// ahead (with `place`: no queue key older than ours, and ours deleted
+    /// in the same step; without: the queue empty); else read the lock key
+    /// and the queue. One round trip either way.
+    fn txn_in_line(
+        &self,
+        env: Environment,
+        value: Vec<u8>,
+        lease: i64,
+        place: Option<&QueuePlace>,
+        timeout: Duration,
+    ) -> Result<InLine, EtcdError> {
+        let key = b64(self.key(env).as_bytes());
+        let prefix = self.queue_prefix(env);
+        let (q, q_end) = (b64(prefix.as_bytes()), b64(&queue::range_end(&prefix)));
+        let lock_free =
+            json!({"key": key, "result": "EQUAL", "target": "CREATE", "create_revision": "0"});
+        // Over a range, a compare holds for every key in it (an empty range
+        // compares as one absent key: create revision 0).
+        let none_ahead = match place {
+            Some(p) => json!({"key": q, "range_end": q_end, "result": "GREATER",
+                "target": "CREATE", "create_revision": (p.create_revision - 1).to_string()}),
+            None => json!({"key": q, "range_end": q_end, "result": "EQUAL",
+                "target": "CREATE", "create_revision": "0"}),
+        };
+        let mut success = vec![json!({"request_put": {"key": key, "value": b64(&value),
+            "lease": lease.to_string()}})];
+        if let Some(p) = place {
+            success.push(json!({"request_delete_range": {"key": b64(p.key.as_bytes())}}));
+        }
+        let failure = vec![
+            json!({"request_range": {"key": key}}),
+            json!({"request_range": queue::range_request(&prefix)}),
+        ];
+        let body =
+            json!({"compare": [lock_free, none_ahead], "success": success, "failure": failure});
+        self.in_line_answer(&self.client.call("/v3/kv/txn", &body, timeout)?)
+    }
+
+    /// The lock key and the queue in one read-only txn (no raft write): for
+    /// a waiter woken because the one ahead left, which finds that one
+    /// holding the lock nearly always.
+    pub fn look_in_line(&self, env: Environment) -> Result<EtcdInspection, EtcdError> {
+        let budget = self.budget();
+        let prefix = self.queue_prefix(env);
+        let body = json!({"compare": [], "success": [
+            {"request_range": {"key": b64(self.key(env).as_bytes())}},
+            {"request_range": queue::range_request(&prefix)},
+        ], "failure": []});
+        let got = self.in_line_answer(&self.client.call("/v3/kv/txn", &body, budget.left())?)?;
+        let mut insp = self.inspection_without_ttl(env, got.revision, got.kv);
+        insp.waiters = got.waiters;
+        Ok(insp)
+    }
+
+    /// A look from a read that did not ask for the lease's time left.
+    fn inspection_without_ttl(
+        &self,
+        env: Environment,
+        revision: i64,
+        kv: Option<KeyValue>,
+    ) -> EtcdInspection {
+        EtcdInspection {
+            environment: env,
+            key: self.key(env),
+            revision,
+            held: kv.map(|kv| Held {
+                record: serde_json::from_slice(&kv.value).ok(),
+                token: FencingToken(kv.create_revision),
+                lease: LeaseId(kv.lease),
+                ttl_remaining: None,
+                mod_revision: kv.mod_revision,
+                value_size: kv.value.len(),
+                value_head: kv.value.iter().take(64).copied().collect(),
+            }),
+            waiters: Vec::new(),
+        }
+    }
+
+    fn in_line_answer(&self, v: &serde_json::Value) -> Result<InLine, EtcdError> {
+        let ep = self.client.endpoint().to_string();
+        let ranges: Vec<&serde_json::Value> = v
+            .get("responses")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("response_range"))
+            .collect();
+        let succeeded = v
+            .get("succeeded")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        Ok(InLine {
+            succeeded,
+            revision: header_revision(v),
+            kv: match ranges.first() {
+                Some(r) => first_kv(&ep, r)?,
+                None => None,
+            },
+            waiters: match ranges.get(1) {
+                Some(r) => queue::entries(&ep, r)?,
+                None => Vec::new(),
+            },
+        })
     }
 
     /// Waits until the lock changes after `revision` (as read by an
@@ -337,7 +520,7 @@ impl EtcdStore {
             // Each try within the operation budget, and not far past the wait.
             let now = Instant::now();
             let until = (now + OP_BUDGET).min(deadline.max(now + Duration::from_millis(500)));
-            match self.try_acquire_within(env, owner, Budget::new(&self.client, until)) {
+            match self.try_acquire_within(env, owner, Budget::new(&self.client, until), None) {
                 Ok(Acquire::Acquired(lock)) => return Ok(WaitOutcome::Acquired(lock)),
                 Ok(Acquire::Busy(insp)) => {
                     last_error = None;
@@ -443,6 +626,11 @@ impl EtcdStore {
     /// (see [`EtcdWatcher::error`]).
     pub fn watcher(&self, env: Environment) -> std::io::Result<EtcdWatcher> {
         EtcdWatcher::start(&self.client, &self.key(env), self.budget().left())
+    }
+
+    /// Watches another key for its deletion (a waiter's, by the one behind).
+    pub fn watcher_of(&self, key: &str) -> std::io::Result<EtcdWatcher> {
+        EtcdWatcher::start(&self.client, key, self.budget().left())
     }
 
     /// True only while `token` holds the lock.

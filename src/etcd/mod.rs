@@ -40,6 +40,7 @@ pub mod held;
 pub mod keeper;
 pub mod lock;
 pub mod on_lost;
+pub mod queue;
 pub mod record;
 pub mod settings;
 pub mod watcher;

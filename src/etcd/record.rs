@@ -112,6 +112,8 @@ pub struct EtcdInspection {
     /// The store's revision at the read: a wait watches from the next one.
     pub revision: i64,
     pub held: Option<Held>,
+    /// The waiter queue's keys, oldest first (see `super::queue`).
+    pub waiters: Vec<super::queue::QueueEntry>,
 }
 
 /// What [`super::EtcdStore::try_acquire`] found.

@@ -52,6 +52,9 @@ pub struct Asker {
     pub force: bool,
     /// The asker holds the whole-run kernel lock itself.
     pub holds_run_lock: bool,
+    /// The asker is a waiter in line with this place (its ticket or create
+    /// revision): only waiters before it are ahead. None: every waiter is.
+    pub queued: Option<u128>,
 }
 
 /// What `run` (without `--force`) would do with the lock `insp` saw, and its
@@ -76,13 +79,33 @@ pub fn decide_as(insp: &Inspection, asker: Asker) -> Decision {
         foreign_contents,
         not_removable,
     ];
-    rules
+    let decision = rules
         .iter()
         .find_map(|rule| rule(insp, asker))
         .unwrap_or(Decision {
             verdict: base(insp),
             run: RunChoice::TakeOver,
-        })
+        });
+    if decision.takes() {
+        return waiters_ahead(insp, asker).unwrap_or(decision);
+    }
+    decision
+}
+
+/// Issue 22: waiters are served in arrival order. A lock free to take is
+/// still refused while live waiters are in line ahead of the asker: a run
+/// without `--wait` would jump the queue (refused, naming it; with `--wait`
+/// it joins the end), and a waiter behind others lets the first go first.
+/// Even `--force` waits its turn: it overrides a dead holder, not the line.
+fn waiters_ahead(insp: &Inspection, asker: Asker) -> Option<Decision> {
+    let ahead = insp
+        .waiters
+        .iter()
+        .filter(|w| asker.queued.is_none_or(|mine| w.order < mine))
+        .count();
+    (ahead > 0)
+        .then_some(())
+        .and(refuse(Verdict::Queued, BusyReason::Queued { ahead }))
 }
 
 /// The store's own classification of the lock (directory, holder, age),
@@ -90,7 +113,7 @@ pub fn decide_as(insp: &Inspection, asker: Asker) -> Decision {
 /// the store's, so that deciding twice gives the same answer.
 fn base(insp: &Inspection) -> Verdict {
     match insp.verdict {
-        Verdict::ReleasedRunning => Verdict::Free,
+        Verdict::ReleasedRunning | Verdict::Queued => Verdict::Free,
         Verdict::Blocked => Verdict::Stale,
         Verdict::Frozen => Verdict::Held,
         v => v,
@@ -315,6 +338,7 @@ mod tests {
             network: None,
             other_environment: None,
             migration: None,
+            waiters: Vec::new(),
         }
     }
 
@@ -352,6 +376,7 @@ mod tests {
         let forced = Asker {
             force: true,
             holds_run_lock: true,
+            queued: None,
         };
         assert_eq!(decide_as(&orphan, forced).run, RunChoice::TakeOver);
         // An unknown holder: never by force.
@@ -402,6 +427,7 @@ mod tests {
         let mine = Asker {
             force: false,
             holds_run_lock: true,
+            queued: None,
         };
         assert_eq!(decide_as(&gone, mine).run, RunChoice::Take);
     }
@@ -421,6 +447,7 @@ mod tests {
         let forced = Asker {
             force: true,
             holds_run_lock: true,
+            queued: None,
         };
         assert!(!decide_as(&l, forced).takes());
         l.verdict = d.verdict;
@@ -433,6 +460,50 @@ mod tests {
         let mut gone = look(PathKind::Missing, Liveness::NoRecord, false, false);
         gone.holder = l.holder.clone();
         assert_ne!(decide(&gone).verdict, Verdict::Frozen);
+    }
+
+    /// Issue 22: a lock free to take is the first waiter's. Outside askers
+    /// (status, a run without --wait) and waiters behind others are
+    /// refused; the first waiter takes it; a held lock stays `held`.
+    #[test]
+    fn waiters_in_line_come_first() {
+        let waiter = |order| crate::status::Waiter {
+            user: "a".into(),
+            host: "h".into(),
+            pid: 1,
+            reason: None,
+            since: String::new(),
+            order,
+        };
+        let mut free = look(PathKind::Missing, Liveness::NoRecord, false, false);
+        free.waiters = vec![waiter(10), waiter(20)];
+        let d = decide(&free);
+        assert_eq!(
+            (d.verdict, d.run),
+            (
+                Verdict::Queued,
+                RunChoice::Refuse(BusyReason::Queued { ahead: 2 })
+            )
+        );
+        free.verdict = d.verdict;
+        assert_eq!(decide(&free), d);
+        let as_waiter = |order| Asker {
+            force: false,
+            holds_run_lock: true,
+            queued: Some(order),
+        };
+        assert_eq!(decide_as(&free, as_waiter(10)).run, RunChoice::Take);
+        assert_eq!(
+            decide_as(&free, as_waiter(20)).run,
+            RunChoice::Refuse(BusyReason::Queued { ahead: 1 })
+        );
+        let mut stale = look(PathKind::Directory, Liveness::Dead, true, true);
+        stale.waiters = vec![waiter(10)];
+        assert_eq!(decide(&stale).verdict, Verdict::Queued);
+        assert_eq!(decide_as(&stale, as_waiter(10)).run, RunChoice::TakeOver);
+        let mut held = look(PathKind::Directory, alive(), true, false);
+        held.waiters = vec![waiter(10)];
+        assert_eq!(decide(&held).verdict, Verdict::Held);
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub enum BusyReason {
     /// Stale, but another user's directory in a folder where only owners
     /// remove entries (`run` reports it as [`LockError::NotPermitted`]).
     NotRemovable { owner_uid: u32 },
+    /// Free to take, but `ahead` waiters are in line before the asker.
+    Queued { ahead: usize },
 }
 
 /// A dead or stale lock removed to make way for ours.
@@ -130,6 +132,8 @@ pub struct LocalLock<'a> {
     reason: Option<&'a str>,
     /// Taken as a freeze (see `OwnerRecord::freeze`).
     freeze: Option<&'a crate::status::Freeze>,
+    /// Our place in the waiter queue, when we wait in it.
+    queued: Option<u128>,
 }
 
 impl<'a> LocalLock<'a> {
@@ -140,6 +144,7 @@ impl<'a> LocalLock<'a> {
             interrupted: None,
             reason: None,
             freeze: None,
+            queued: None,
         }
     }
 
@@ -177,6 +182,23 @@ impl<'a> LocalLock<'a> {
 
     pub fn lock_dir(&self) -> PathBuf {
         self.ctx.lock_dir(self.env)
+    }
+
+    /// Acquires as the waiter with this place in the queue (see
+    /// [`decision::Asker::queued`]).
+    pub fn in_line(mut self, queued: Option<u128>) -> LocalLock<'a> {
+        self.queued = queued;
+        self
+    }
+
+    /// Waiters in line ahead of us, looked at under the guard before the
+    /// directory is created: a free lock is theirs first.
+    fn queued_ahead(&self) -> Option<usize> {
+        let ahead = crate::queue::waiters(&self.ctx.settings.lock_root, self.env)
+            .iter()
+            .filter(|w| self.queued.is_none_or(|mine| w.order < mine))
+            .count();
+        (ahead > 0).then_some(ahead)
     }
 
     fn guard(&self) -> Result<FlockGuard, LockError> {
@@ -345,6 +367,7 @@ impl<'a> LocalLock<'a> {
             verdict,
             other_environment,
             migration: crate::migration::look(&self.lock_dir(), self.env, now),
+            waiters: crate::queue::waiters(&self.ctx.settings.lock_root, self.env),
         };
         // The verdict every view shows is the decision's (see `decision`).
         insp.verdict = decide(&insp).verdict;
@@ -452,6 +475,25 @@ impl<'a> LocalLock<'a> {
         let _guard = self.guard()?;
         let lock_dir = self.lock_dir();
         let mut took_over = None;
+        if let Some(ahead) = self.queued_ahead() {
+            let inspection = self.look()?;
+            // The same rule as every view's (`decision::waiters_ahead`), or a
+            // held lock's own reason when the look finds it taken meanwhile.
+            let asker = Asker {
+                force,
+                holds_run_lock: true,
+                queued: self.queued,
+            };
+            let reason = match decide_as(&inspection, asker).run {
+                RunChoice::Refuse(reason) => reason,
+                _ => BusyReason::Queued { ahead },
+            };
+            return Ok(Acquire::Busy {
+                reason,
+                inspection: Box::new(inspection),
+                run_holder: None,
+            });
+        }
         // Each pass either takes the lock, reports it busy, or removes a dead
         // lock; a few passes cover a legacy script racing us without the guard.
         for _ in 0..4 {
@@ -486,6 +528,7 @@ impl<'a> LocalLock<'a> {
             let asker = Asker {
                 force,
                 holds_run_lock: true,
+                queued: self.queued,
             };
             match decide_as(&inspection, asker).run {
                 RunChoice::Take => continue,

@@ -8,6 +8,7 @@
 //! supervisor must do to the command (`DEPLOY_LOCK_ON_LOST`,
 //! `DEPLOY_LOCK_LOST_GRACE`), audited as `lost`.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use super::{
 use crate::context::Context;
 use crate::environment::Environment;
 use crate::etcd::audit_copy::AuditCopies;
+use crate::etcd::queue::{EtcdWaiter, QueueEntry, QueuePlace};
 use crate::etcd::settings::{self, Backend, EtcdSettings, SettingsError, SettingsWarning};
 use crate::etcd::{
     self, EtcdError, EtcdInspection, EtcdLock, EtcdStore, EtcdWatcher, FencingToken, LeaseId,
@@ -62,6 +64,27 @@ pub struct EtcdLockStore<'a> {
     settings: EtcdSettings,
     local: LocalStore<'a>,
     copies: AuditCopies,
+    /// Our place in the waiter queue while a `run --wait` waits; revoked
+    /// (out of the line) when dropped, the lock's lease once the lock is ours.
+    place: RefCell<Option<QueuePlace>>,
+    /// Waiting behind others: the key of the waiter just ahead, watched
+    /// alone (no thundering herd: one waiter wakes per hand-off).
+    ahead: RefCell<Option<Ahead>>,
+}
+
+/// The waiter just ahead: its key's watch, and its entry when it runs on
+/// this host (then its death is noticed at once, not a lease TTL later).
+struct Ahead {
+    watch: EtcdWatcher,
+    here: Option<(QueueEntry, String)>,
+}
+
+impl Ahead {
+    fn dead(&self) -> bool {
+        self.here
+            .as_ref()
+            .is_some_and(|(e, host)| e.dead_here(host))
+    }
 }
 
 /// Our handle inside [`Held`]: the etcd lock and the local lock taken after it.
@@ -82,9 +105,211 @@ impl<'a> EtcdLockStore<'a> {
             ctx,
             etcd,
             settings,
-            local: LocalStore::new(ctx),
+            local: LocalStore::without_queue(ctx),
             copies,
+            place: RefCell::new(None),
+            ahead: RefCell::new(None),
         })
+    }
+
+    /// Joins the queue on the first waiting acquire (again if our lease ran
+    /// out meanwhile).
+    fn ensure_place(&self, env: Environment, how: &AcquireOptions<'_>) -> Result<(), LockError> {
+        if !how.waiting {
+            return Ok(());
+        }
+        if self.place.borrow().as_ref().is_some_and(|p| !p.lost()) {
+            return Ok(());
+        }
+        self.place.borrow_mut().take();
+        let me = ProcessIdentity::of_self();
+        let record = EtcdWaiter {
+            waiter: crate::queue::WaiterRecord {
+                user: self.ctx.user().to_string(),
+                host: self.ctx.host.clone(),
+                pid: std::process::id() as i32,
+                reason: how.reason.map(str::to_string),
+                since: crate::times::utc_seconds(self.ctx.now()),
+            },
+            pid_start_ticks: me.as_ref().and_then(|m| m.start_ticks),
+            boot_id: crate::liveness::boot_id(),
+        };
+        let place = self.etcd.join_queue(env, &record).map_err(store_error)?;
+        *self.place.borrow_mut() = Some(place);
+        Ok(())
+    }
+
+    /// A busy answer: held, or free with waiters ahead of `mine` (our
+    /// place's create revision) in line.
+    fn busy(&self, insp: EtcdInspection, mine: Option<i64>) -> Acquire {
+        let held = insp.held.is_some();
+        let inspection = self.inspection(insp);
+        let ahead = inspection
+            .waiters
+            .iter()
+            .filter(|w| mine.is_none_or(|m| (w.order as i64) < m))
+            .count();
+        let reason = match held {
+            false if ahead > 0 => BusyReason::Queued { ahead },
+            _ => BusyReason::HolderAlive,
+        };
+        Acquire::Busy {
+            reason,
+            inspection: Box::new(inspection),
+            run_holder: None,
+        }
+    }
+
+    /// The waiter's acquisition: its txn, then, when busy, the watch it
+    /// waits on: the waiter just ahead (a dead one of this host is removed
+    /// at once and the txn tried again), or the lock key when it is first.
+    fn acquire_in_line(
+        &self,
+        env: Environment,
+        how: &AcquireOptions<'_>,
+        owner: &crate::status::OwnerRecord,
+        look_first: bool,
+    ) -> Result<Acquire, LockError> {
+        // Woken because the waiter ahead left: it has nearly always just
+        // taken the lock, so a read-only look comes first (a write that
+        // would fail is a raft round trip on the hand-off's path).
+        let mut looked = None;
+        if look_first {
+            let insp = self.etcd.look_in_line(env).map_err(store_error)?;
+            if insp.held.is_some() {
+                looked = Some(insp);
+            }
+        }
+        for _ in 0..8 {
+            let tried = match looked.take() {
+                Some(insp) => Ok(etcd::Acquire::Busy(insp)),
+                None => {
+                    let place = self.place.borrow();
+                    self.etcd.try_acquire_in_line(env, owner, place.as_ref())
+                }
+            };
+            let insp = match tried.map_err(store_error)? {
+                etcd::Acquire::Acquired(lock) => {
+                    if let Some(p) = self.place.borrow_mut().take() {
+                        p.into_lock_lease();
+                    }
+                    return self.with_local_lock(env, how, lock);
+                }
+                etcd::Acquire::Busy(insp) => insp,
+            };
+            let mine = self.place.borrow().as_ref().map(|p| p.create_revision);
+            let Some(mine) = mine else {
+                return Ok(self.busy(insp, None));
+            };
+            if self.place.borrow().as_ref().is_some_and(|p| p.lost()) {
+                return Ok(self.busy(insp, Some(mine)));
+            }
+            let ahead = insp
+                .waiters
+                .iter()
+                .rfind(|e| e.create_revision < mine)
+                .cloned();
+            match ahead {
+                Some(dead) if dead.dead_here(&self.ctx.host) => {
+                    self.etcd.remove_dead_waiter(&dead);
+                    continue;
+                }
+                Some(a) => {
+                    let key = String::from_utf8_lossy(&a.key).into_owned();
+                    let here = a
+                        .record
+                        .as_ref()
+                        .is_some_and(|r| r.waiter.host == self.ctx.host)
+                        .then(|| (a.clone(), self.ctx.host.clone()));
+                    *self.ahead.borrow_mut() = self
+                        .etcd
+                        .watcher_of(&key)
+                        .ok()
+                        .map(|watch| Ahead { watch, here });
+                }
+                None => {}
+            }
+            return Ok(self.busy(insp, Some(mine)));
+        }
+        let insp = self.etcd.inspect(env).map_err(store_error)?;
+        let mine = self.place.borrow().as_ref().map(|p| p.create_revision);
+        Ok(self.busy(insp, mine))
+    }
+
+    /// With the etcd lock had: this machine's legacy lock too.
+    fn with_local_lock(
+        &self,
+        env: Environment,
+        how: &AcquireOptions<'_>,
+        lock: EtcdLock,
+    ) -> Result<Acquire, LockError> {
+        // Then this machine's legacy lock; if a legacy deploy holds it, the
+        // etcd lock goes back (dropping it releases it).
+        let local = match self.local.acquire(env, how)? {
+            Acquire::Acquired(local) => local,
+            // Our own machine's leftover of an etcd run that died: its lease
+            // is gone (the key is ours now), so it is taken over (the engine
+            // re-checks under its guard and audits the takeover).
+            Acquire::Busy {
+                inspection,
+                reason: BusyReason::NotStale,
+                ..
+            } if leftover_seen_by_its_successor(&inspection) => {
+                let forced = AcquireOptions {
+                    force: true,
+                    process: how.process.clone(),
+                    interrupted: how.interrupted,
+                    waiting: how.waiting,
+                    reason: how.reason,
+                    freeze: how.freeze,
+                };
+                match self.local.acquire(env, &forced)? {
+                    Acquire::Acquired(local) => local,
+                    busy @ Acquire::Busy { .. } => return Ok(busy),
+                }
+            }
+            busy @ Acquire::Busy { .. } => return Ok(busy),
+        };
+        let record = HolderRecord {
+            fencing_token: Some(lock.token().0 as u64),
+            lease_id: Some(lock.lease().to_string()),
+            lease_ttl_secs: Some(lock.record().lease_ttl_secs),
+            ..lock.record().owner.clone()
+        };
+        let mut local = *local;
+        let took_over = local.took_over.take();
+        let warnings = std::mem::take(&mut local.warnings);
+        let mut held = Held::new(
+            env,
+            record,
+            took_over,
+            Box::new(EtcdHeld {
+                lock,
+                local: Some(local),
+            }),
+        );
+        held.warnings = warnings;
+        Ok(Acquire::Acquired(Box::new(held)))
+    }
+
+    /// The live waiters as views show them: a waiter of this host whose
+    /// process is gone is left out (its key lasts until its lease's TTL).
+    fn waiters(&self, entries: &[QueueEntry]) -> Vec<crate::status::Waiter> {
+        entries
+            .iter()
+            .filter(|e| !e.dead_here(&self.ctx.host))
+            .map(|e| {
+                let r = e.record.clone().unwrap_or_default().waiter;
+                crate::status::Waiter {
+                    user: r.user,
+                    host: r.host,
+                    pid: r.pid,
+                    reason: r.reason.filter(|r| !r.is_empty()),
+                    since: r.since,
+                    order: e.create_revision.max(0) as u128,
+                }
+            })
+            .collect()
     }
 
     fn inspection(&self, e: EtcdInspection) -> Inspection {
@@ -176,6 +401,7 @@ impl<'a> EtcdLockStore<'a> {
             run_holder: None,
             other_environment: None,
             migration: None,
+            waiters: self.waiters(&e.waiters),
             network: Some(NetworkLock {
                 backend: "etcd",
                 key: e.key.clone(),
@@ -196,8 +422,9 @@ impl<'a> EtcdLockStore<'a> {
                 }),
             }),
         };
-        // A held key's verdict is the decision's too (a freeze is `frozen`).
-        if insp.locked() {
+        // A held key's verdict is the decision's too (a freeze is `frozen`),
+        // and so is a free key's with waiters in line (theirs: `queued`).
+        if insp.locked() || insp.verdict == Verdict::Free {
             insp.verdict = crate::lock::decide(&insp).verdict;
         }
         insp
@@ -226,6 +453,45 @@ impl Watch for EtcdWatcher {
     }
     fn wait(&self, until: Instant, extra: Option<BorrowedFd<'_>>) -> io::Result<Woke> {
         EtcdWatcher::wait(self, until, extra)
+    }
+}
+
+/// The lock key, or, while a waiter is behind others in the queue, the key
+/// of the waiter just ahead (its turn can come only once that one leaves).
+struct InLineWatch<'s> {
+    lock: Box<dyn Watch + 's>,
+    ahead: &'s RefCell<Option<Ahead>>,
+}
+
+/// How often a waiter looks whether the waiter ahead of it, on this host,
+/// still runs (a SIGKILLed one leaves its key until its lease runs out).
+const AHEAD_LOOK: Duration = Duration::from_secs(1);
+
+impl Watch for InLineWatch<'_> {
+    fn gone(&self) -> bool {
+        match self.ahead.borrow().as_ref() {
+            Some(a) => a.dead() || a.watch.gone(),
+            None => self.lock.gone(),
+        }
+    }
+    fn wait(&self, until: Instant, extra: Option<BorrowedFd<'_>>) -> io::Result<Woke> {
+        let ahead = self.ahead.borrow();
+        let Some(a) = ahead.as_ref() else {
+            return self.lock.wait(until, extra);
+        };
+        if a.here.is_none() {
+            return a.watch.wait(until, extra);
+        }
+        loop {
+            if a.dead() {
+                return Ok(Woke::Released);
+            }
+            let slice = (Instant::now() + AHEAD_LOOK).min(until);
+            match a.watch.wait(slice, extra)? {
+                Woke::Timeout if slice < until => {}
+                woke => return Ok(woke),
+            }
+        }
     }
 }
 
@@ -299,6 +565,7 @@ impl LockStore for EtcdLockStore<'_> {
         if crate::lock::would_take(&local) {
             return Ok(etcd);
         }
+        local.waiters = etcd.waiters;
         Ok(local)
     }
 
@@ -312,95 +579,19 @@ impl LockStore for EtcdLockStore<'_> {
         owner.pid_start_ticks = how.process.start_ticks;
         owner.reason = how.reason.map(str::to_string);
         owner.freeze = how.freeze.cloned();
-        // A waiter woken with others (every waiter wakes on a release) looks
-        // first: one read instead of a lease grant, a failed txn and a revoke
-        // for each that loses the race.
-        if how.waiting {
-            let key = self.etcd.key(env);
-            let client = self.etcd.client();
-            let read = client
-                .get(key.as_bytes(), client.call_timeout())
-                .map_err(store_error)?;
-            if let Some(kv) = read.kv {
-                self.etcd.prepare_spare(client.call_timeout());
-                let insp = EtcdInspection {
-                    environment: env,
-                    key,
-                    revision: read.revision,
-                    held: Some(etcd::Held {
-                        record: serde_json::from_slice(&kv.value).ok(),
-                        token: FencingToken(kv.create_revision),
-                        lease: LeaseId(kv.lease),
-                        ttl_remaining: None,
-                        mod_revision: kv.mod_revision,
-                        value_size: kv.value.len(),
-                        value_head: kv.value.iter().take(64).copied().collect(),
-                    }),
-                };
-                return Ok(Acquire::Busy {
-                    reason: BusyReason::HolderAlive,
-                    inspection: Box::new(self.inspection(insp)),
-                    run_holder: None,
-                });
-            }
+        // A waiter waits in line (only the first is woken by a release, so
+        // no race of waiters to avoid): one txn takes the lock when it is
+        // free and nobody is ahead, else reads the lock and the queue.
+        self.ensure_place(env, how)?;
+        let was_behind = self.ahead.borrow_mut().take().is_some();
+        if self.place.borrow().is_some() {
+            return self.acquire_in_line(env, how, &owner, was_behind);
         }
         let lock = match self.etcd.try_acquire(env, &owner).map_err(store_error)? {
-            etcd::Acquire::Busy(insp) => {
-                return Ok(Acquire::Busy {
-                    reason: BusyReason::HolderAlive,
-                    inspection: Box::new(self.inspection(insp)),
-                    run_holder: None,
-                });
-            }
+            etcd::Acquire::Busy(insp) => return Ok(self.busy(insp, None)),
             etcd::Acquire::Acquired(lock) => lock,
         };
-        // Then this machine's legacy lock; if a legacy deploy holds it, the
-        // etcd lock goes back (dropping it releases it).
-        let local = match self.local.acquire(env, how)? {
-            Acquire::Acquired(local) => local,
-            // Our own machine's leftover of an etcd run that died: its lease
-            // is gone (the key is ours now), so it is taken over (the engine
-            // re-checks under its guard and audits the takeover).
-            Acquire::Busy {
-                inspection,
-                reason: BusyReason::NotStale,
-                ..
-            } if leftover_seen_by_its_successor(&inspection) => {
-                let forced = AcquireOptions {
-                    force: true,
-                    process: how.process.clone(),
-                    interrupted: how.interrupted,
-                    waiting: how.waiting,
-                    reason: how.reason,
-                    freeze: how.freeze,
-                };
-                match self.local.acquire(env, &forced)? {
-                    Acquire::Acquired(local) => local,
-                    busy @ Acquire::Busy { .. } => return Ok(busy),
-                }
-            }
-            busy @ Acquire::Busy { .. } => return Ok(busy),
-        };
-        let record = HolderRecord {
-            fencing_token: Some(lock.token().0 as u64),
-            lease_id: Some(lock.lease().to_string()),
-            lease_ttl_secs: Some(lock.record().lease_ttl_secs),
-            ..lock.record().owner.clone()
-        };
-        let mut local = *local;
-        let took_over = local.took_over.take();
-        let warnings = std::mem::take(&mut local.warnings);
-        let mut held = Held::new(
-            env,
-            record,
-            took_over,
-            Box::new(EtcdHeld {
-                lock,
-                local: Some(local),
-            }),
-        );
-        held.warnings = warnings;
-        Ok(Acquire::Acquired(Box::new(held)))
+        self.with_local_lock(env, how, lock)
     }
 
     fn keep<'a>(&'a self, held: &'a mut Held) -> Box<dyn Keeping + 'a> {
@@ -529,9 +720,21 @@ impl LockStore for EtcdLockStore<'_> {
     }
 
     fn watch(&self, env: Environment) -> Box<dyn Watch + '_> {
-        match self.etcd.watcher(env) {
+        let lock: Box<dyn Watch + '_> = match self.etcd.watcher(env) {
             Ok(w) => Box::new(w),
             Err(_) => Box::new(PollWatch { store: self, env }),
+        };
+        Box::new(InLineWatch {
+            lock,
+            ahead: &self.ahead,
+        })
+    }
+
+    /// A watch on every key under the store's prefix (locks and queues).
+    fn changes(&self) -> Box<dyn Watch + '_> {
+        match crate::changes::EtcdChanges::start(self.etcd.client(), &self.etcd.env_prefix()) {
+            Ok(c) => Box::new(c),
+            Err(_) => self.local.changes(),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::liveness::ProcessIdentity;
 use crate::lock::keeper::Keeper;
 use crate::lock::runlock::RunWaiter;
 use crate::lock::{self, BusyReason, HeldLock, LocalLock, LockError, Release, Shown, Unlock};
+use crate::queue::{AheadWatch, Ticket, WaiterRecord};
 use crate::status::Inspection;
 use crate::wait::{Watcher, poll_any};
 
@@ -31,6 +32,14 @@ pub struct LocalStore<'a> {
     /// inotify descriptor waits for the kernel (10-20 ms), which must not
     /// happen while a lock just taken is held (every hand-off would pay it).
     spent_watches: RefCell<Vec<Watcher>>,
+    /// Whether a waiting `acquire` joins the local waiter queue (not inside
+    /// the etcd store, whose queue is in etcd).
+    queue: bool,
+    /// Our place in the queue while we wait; dropped (the file removed)
+    /// once the lock is ours, or with the store.
+    ticket: RefCell<Option<Ticket>>,
+    /// Waiting behind others in the queue: the waiter just ahead.
+    ahead: RefCell<Option<AheadWatch>>,
 }
 
 impl<'a> LocalStore<'a> {
@@ -39,7 +48,44 @@ impl<'a> LocalStore<'a> {
             ctx,
             waiter: RefCell::new(None),
             spent_watches: RefCell::new(Vec::new()),
+            queue: true,
+            ticket: RefCell::new(None),
+            ahead: RefCell::new(None),
         }
+    }
+
+    /// The local store inside another store that queues its waiters itself.
+    pub fn without_queue(ctx: &'a Context) -> LocalStore<'a> {
+        LocalStore {
+            queue: false,
+            ..LocalStore::new(ctx)
+        }
+    }
+
+    /// Joins the queue on the first waiting acquire: our place for the rule
+    /// that serves waiters in arrival order.
+    fn place(&self, env: Environment, how: &AcquireOptions<'_>) -> Result<Option<u128>, LockError> {
+        if !(self.queue && how.waiting) {
+            return Ok(None);
+        }
+        if let Some(t) = self.ticket.borrow().as_ref() {
+            return Ok(Some(t.order()));
+        }
+        let record = WaiterRecord {
+            user: self.ctx.user().to_string(),
+            host: self.ctx.host.clone(),
+            pid: std::process::id() as i32,
+            reason: how.reason.map(str::to_string),
+            since: crate::times::utc_seconds(self.ctx.now()),
+        };
+        let root = &self.ctx.settings.lock_root;
+        let ticket = Ticket::join(root, env, &record).map_err(|source| LockError::Io {
+            path: crate::queue::folder(root, env),
+            source,
+        })?;
+        let order = ticket.order();
+        *self.ticket.borrow_mut() = Some(ticket);
+        Ok(Some(order))
     }
 
     fn run_file_error(&self, env: Environment, source: io::Error) -> LockError {
@@ -64,6 +110,7 @@ impl Watch for Watcher {
 struct LocalWatch<'s> {
     dir: Option<Watcher>,
     waiter: &'s RefCell<Option<RunWaiter>>,
+    ahead: &'s RefCell<Option<AheadWatch>>,
     spent: &'s RefCell<Vec<Watcher>>,
 }
 
@@ -76,10 +123,23 @@ impl Drop for LocalWatch<'_> {
 
 impl Watch for LocalWatch<'_> {
     fn gone(&self) -> bool {
-        self.waiter.borrow().is_none() && self.dir.as_ref().is_none_or(Watcher::gone)
+        self.waiter.borrow().is_none()
+            && self.ahead.borrow().as_ref().is_none_or(AheadWatch::left)
+            && self.dir.as_ref().is_none_or(Watcher::gone)
     }
 
     fn wait(&self, until: Instant, extra: Option<BorrowedFd<'_>>) -> io::Result<Woke> {
+        // Behind others in the queue: woken when the waiter just ahead
+        // leaves it (only then can our turn have come).
+        if let Some(a) = self.ahead.borrow().as_ref() {
+            let mut fds = vec![a.fd()];
+            fds.extend(extra);
+            return Ok(match poll_any(&fds, until)? {
+                Some(0) => Woke::Released,
+                Some(_) => Woke::Extra,
+                None => Woke::Timeout,
+            });
+        }
         let waiter = self.waiter.borrow();
         let Some(w) = waiter.as_ref() else {
             return match &self.dir {
@@ -124,9 +184,12 @@ impl LockStore for LocalStore<'_> {
 
     fn acquire(&self, env: Environment, how: &AcquireOptions<'_>) -> Result<Acquire, LockError> {
         let never = || false;
+        let queued = self.place(env, how)?;
+        self.ahead.borrow_mut().take();
         let lock = LocalLock::new(self.ctx, env)
             .interruptible(how.interrupted.unwrap_or(&never))
-            .noting(how.reason, how.freeze);
+            .noting(how.reason, how.freeze)
+            .in_line(queued);
         let waiting = self.waiter.borrow_mut().take();
         let result = match waiting {
             Some(w) => match w.take() {
@@ -167,6 +230,26 @@ impl LockStore for LocalStore<'_> {
             && how.waiting
         {
             *self.waiter.borrow_mut() = Some(lock.run_waiter()?);
+        }
+        if let (
+            Acquire::Busy {
+                reason: BusyReason::Queued { .. },
+                ..
+            },
+            Some(order),
+        ) = (&got, queued)
+        {
+            let root = &self.ctx.settings.lock_root;
+            *self.ahead.borrow_mut() =
+                AheadWatch::start(root, env, order).map_err(|source| LockError::Io {
+                    path: crate::queue::folder(root, env),
+                    source,
+                })?;
+        }
+        if let Acquire::Acquired(_) = &got {
+            // Ours now: out of the line (the lock directory keeps the others
+            // out from here on).
+            self.ticket.borrow_mut().take();
         }
         Ok(got)
     }
@@ -223,12 +306,31 @@ impl LockStore for LocalStore<'_> {
         Box::new(LocalWatch {
             dir: Some(Watcher::new(&self.ctx.lock_dir(env))),
             waiter: &self.waiter,
+            ahead: &self.ahead,
             spent: &self.spent_watches,
         })
     }
 
     fn location(&self, env: Environment) -> PathBuf {
         self.ctx.lock_dir(env)
+    }
+
+    /// The lock folder (lock directories, run files), each environment's
+    /// queue folder, and the state file's folder (the holder records).
+    fn changes(&self) -> Box<dyn Watch + '_> {
+        let root = &self.ctx.settings.lock_root;
+        let mut folders = vec![root.clone()];
+        folders.extend(
+            Environment::ALL
+                .iter()
+                .map(|e| crate::queue::folder(root, *e)),
+        );
+        if self.ctx.no_checkout.is_none()
+            && let Some(dir) = self.ctx.state_file.parent()
+        {
+            folders.push(dir.to_path_buf());
+        }
+        Box::new(crate::changes::FolderChanges::new(folders))
     }
 
     fn backend(&self) -> &'static str {

@@ -73,6 +73,7 @@ impl MemoryStore {
             run_holder: None,
             other_environment: None,
             migration: None,
+            waiters: Vec::new(),
             network: None,
             environment: env,
             view: LegacyView {

@@ -119,9 +119,12 @@ pub struct AcquireOptions<'a> {
     /// [`LockError::Interrupted`].
     pub interrupted: Option<&'a dyn Fn() -> bool>,
     /// The caller waits when the lock is busy: the store may start watching
-    /// for its release (see [`LockStore::watch`]).
+    /// for its release (see [`LockStore::watch`]), and the caller joins the
+    /// waiter queue (served in arrival order; it leaves it once it holds the
+    /// lock, gives up or dies).
     pub waiting: bool,
-    /// Why the lock is taken, for the holder record (issue 22).
+    /// Why the lock is taken: written into the holder record an acquisition
+    /// makes, and into the waiter's place in the queue (issue 22).
     pub reason: Option<&'a str>,
     /// Taken as a freeze: marked so in the holder record, audited as
     /// `freeze` (its release as `unfreeze`).
@@ -275,6 +278,13 @@ pub trait LockStore {
     /// release in between is not missed. After a busy [`LockStore::acquire`]
     /// with `waiting`, it also wakes when that acquire can be retried.
     fn watch(&self, env: Environment) -> Box<dyn Watch + '_>;
+
+    /// Wakes on any change to any environment's lock or queue, for
+    /// `status --watch` (its `wait` returns `Released` on a change). The
+    /// default looks every half second.
+    fn changes(&self) -> Box<dyn Watch + '_> {
+        Box::new(crate::changes::FolderChanges::new(Vec::new()))
+    }
 
     /// Where the lock is, for messages (a path, a key).
     fn location(&self, env: Environment) -> PathBuf;

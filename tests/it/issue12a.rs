@@ -76,7 +76,7 @@ fn quiet_answers_whether_a_run_would_start_now() {
     let out = w.deploy_lock(&["list"]).run();
     assert!(
         out.stdout.contains(&format!(
-            "\nstaging      released_running  deploy-lock run, pid {pid} (lock removed)  -    local\n"
+            "\nstaging      released_running  deploy-lock run, pid {pid} (lock removed)  -    -        local\n"
         )),
         "{}",
         out.stdout
@@ -130,10 +130,10 @@ fn one_look_at_every_environment() {
         let hw = holder.len();
         let aw = staging_age.len().max(prod_age.len()).max(3);
         format!(
-            "ENVIRONMENT  VERDICT  {:<hw$}  {:<aw$}  BACKEND\n\
-             development  free     {:<hw$}  {:<aw$}  local\n\
-             staging      stale    {:<hw$}  {:<aw$}  local\n\
-             production   unknown  {:<hw$}  {:<aw$}  local\n",
+            "ENVIRONMENT  VERDICT  {:<hw$}  {:<aw$}  WAITING  BACKEND\n\
+             development  free     {:<hw$}  {:<aw$}  -        local\n\
+             staging      stale    {:<hw$}  {:<aw$}  -        local\n\
+             production   unknown  {:<hw$}  {:<aw$}  -        local\n",
             "HOLDER", "AGE", "-", "-", holder, staging_age, "unknown", prod_age
         )
     };

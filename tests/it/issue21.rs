@@ -253,8 +253,9 @@ fn views_agree(w: &World, case: &str) -> Option<String> {
 
 /// Every combination of lock path, state record, holder and age, with the
 /// run lock free and with it held by a force-unlocked run that still runs
-/// (the announced unlock): `status --quiet`'s exit, the JSON verdict and
-/// `run -- touch` agree on whether a deploy starts.
+/// (the announced unlock), and with a live waiter in line: `status
+/// --quiet`'s exit, the JSON verdict and `run -- touch` agree on whether a
+/// deploy starts.
 #[test]
 fn issue_21_every_view_agrees_with_run_across_the_state_space() {
     let dirs = [
@@ -287,9 +288,11 @@ fn issue_21_every_view_agrees_with_run_across_the_state_space() {
     }
     let mut wrong = Vec::new();
     let mut checked = 0;
-    for run_held in [false, true] {
+    // Issue 22: and with a live waiter in line (a free lock is its first).
+    for (run_held, queued) in [(false, false), (true, false), (false, true)] {
         let w = World::new();
         let pids = Pids::new(&w);
+        let _waiter = queued.then(|| crate::queue::plant_waiter(&w, "staging"));
         // The run lock held: a run whose lock was force-unlocked, its
         // command still running.
         let held = run_held.then(|| {
@@ -300,8 +303,9 @@ fn issue_21_every_view_agrees_with_run_across_the_state_space() {
         for &(dir, record, holder, age) in &cases {
             set_state(&w, &pids, dir, record, holder, age);
             let case = format!(
-                "{dir:?} dir, {record:?} record, {holder:?} holder, {age} s old, run lock {}",
-                if run_held { "held" } else { "free" }
+                "{dir:?} dir, {record:?} record, {holder:?} holder, {age} s old, run lock {}{}",
+                if run_held { "held" } else { "free" },
+                if queued { ", a waiter in line" } else { "" }
             );
             wrong.extend(views_agree(&w, &case));
             checked += 1;
@@ -311,7 +315,7 @@ fn issue_21_every_view_agrees_with_run_across_the_state_space() {
             finish(wrapper).any_code().any_stderr();
         }
     }
-    assert_eq!(checked, 2 * 5 * 23);
+    assert_eq!(checked, 3 * 5 * 23);
     assert!(
         wrong.is_empty(),
         "{} of {checked} states disagree:\n{}",

@@ -27,6 +27,7 @@ mod legacy_seams;
 mod legacy_status;
 mod legacy_wait;
 mod modern;
+mod queue;
 mod reason;
 mod remote;
 mod run_basic;

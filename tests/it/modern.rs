@@ -19,7 +19,7 @@ const HEADER: &str =
 const NO_DIR: &str = "Lock directory: Not found (unlocked)\n";
 
 /// The documented keys of `status --json`, in the order printed.
-const JSON_KEYS: [&str; 17] = [
+const JSON_KEYS: [&str; 18] = [
     "schema",
     "environment",
     "locked",
@@ -37,6 +37,7 @@ const JSON_KEYS: [&str; 17] = [
     "record_held_by",
     "migration_lock",
     "run",
+    "waiters",
 ];
 
 /// A live process whose command name is `deploy.sh`, like a real deploy (the
@@ -144,6 +145,7 @@ fn base(w: &World, verdict: &str, holder: Value, alive: Value, stale: bool) -> V
         "record_held_by": null,
         "migration_lock": null,
         "run": null,
+        "waiters": [],
     })
 }
 
@@ -185,7 +187,8 @@ fn status_json_free_is_the_whole_documented_object() {
   "stale_after_seconds": 1800,
   "record_held_by": null,
   "migration_lock": null,
-  "run": null
+  "run": null,
+  "waiters": []
 }}
 "#,
         w.lock_path("staging").display(),
@@ -346,6 +349,7 @@ fn status_json_obstructed_by_a_file() {
             "record_held_by": null,
             "migration_lock": null,
             "run": null,
+            "waiters": [],
         })
     );
 }

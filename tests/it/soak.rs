@@ -138,8 +138,9 @@ fn soak(secs: f64) {
             let v: Option<Value> = serde_json::from_str(&out.stdout).ok();
             match (&out.code, v) {
                 (Some(0), Some(v))
-                    // `unknown`: between a run's mkdir and its owner record.
-                    if ["free", "held", "orphaned", "unknown"]
+                    // `unknown`: between a run's mkdir and its owner record;
+                    // `queued`: released, the first waiter about to take it.
+                    if ["free", "held", "orphaned", "unknown", "queued"]
                         .contains(&v["verdict"].as_str().unwrap_or("")) =>
                 {
                     if v["verdict"] == "held" {
