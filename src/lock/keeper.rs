@@ -112,23 +112,24 @@ enum Look {
     /// legacy exit trap between its state write and its `rm -rf`, or inside
     /// the `rm -rf`). Restoring now would restore half of it and then the
     /// other half (two lines for one removal), or mistake our own emptied
-    /// directory for someone else's.
+    /// directory for someone else's. (A new directory that got our freed
+    /// inode number looks the same: it is named as someone else's once the
+    /// patience is out, as before.)
     ReleaseUnderWay,
     /// Something is missing and nothing is under way: restore.
     Broken,
 }
 
-/// What a glance shows: the lock directory's identity and modification time
-/// (a file removed from it changes that) and the state file's identity, size
-/// and modification time.
-type Fingerprint = (Option<(u64, u64, i64, i64)>, Option<(u64, i64, i64, u64)>);
+/// What a glance shows: the lock directory's identity and the state file's
+/// identity, size and modification time.
+type Fingerprint = (Option<(u64, u64)>, Option<(u64, i64, i64, u64)>);
 
 fn fingerprint(lock_dir: &Path, state_file: &Path) -> Fingerprint {
     use std::os::unix::fs::MetadataExt;
     let dir = std::fs::symlink_metadata(lock_dir)
         .ok()
         .filter(|m| m.is_dir())
-        .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec()));
+        .map(|m| (m.dev(), m.ino()));
     let state = std::fs::symlink_metadata(state_file)
         .ok()
         .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
@@ -189,7 +190,6 @@ impl Keeper {
         }
         let settled = self.settle_until.is_some_and(|t| now >= t);
         if Instant::now() >= self.next_beat {
-            let before = fingerprint(&self.lock_dir, &self.state_file);
             if let Err(e) = beat(held, lock.ctx.now().as_second()) {
                 out.push(KeepEvent::Failed(KeepFailure::Heartbeat {
                     path: held.lock_dir.join(LOCKED_AT_FILE),
@@ -197,15 +197,6 @@ impl Keeper {
                 }));
             }
             self.next_beat = Instant::now() + self.beat;
-            // The beat's own rename (the directory's mtime) is not a change
-            // to look at; anything seen before it still is.
-            let after = fingerprint(&self.lock_dir, &self.state_file);
-            let same_dir = |a: &Fingerprint, b: &Fingerprint| {
-                a.0.map(|d| (d.0, d.1)) == b.0.map(|d| (d.0, d.1))
-            };
-            if before == self.last && same_dir(&before, &after) {
-                self.last.0 = after.0;
-            }
         }
         if !settled {
             return out;
@@ -281,20 +272,7 @@ impl Keeper {
                     directory = true;
                 }
             }
-            PathKind::Directory => {
-                // Our very directory, emptied by a removal that stopped half
-                // way (and waited for, see `Look::ReleaseUnderWay`): its
-                // files go back in, rather than calling it someone else's.
-                let (fd, snap) = fsops::snapshot_dir(&lock_dir).map_err(io_at(&lock_dir))?;
-                if snap.identity == Some(held.identity) && !owner_is_ours(&fd, held) {
-                    let now = lock.ctx.now().as_second();
-                    fsops::replace_file_at(&fd, LOCKED_AT_FILE, format!("{now}\n").as_bytes())
-                        .map_err(io_at(&lock_dir))?;
-                    let owner = serde_json::to_vec_pretty(&held.record).expect("serialisable");
-                    fsops::replace_file_at(&fd, OWNER_FILE, &owner).map_err(io_at(&lock_dir))?;
-                    directory = true;
-                }
-            }
+            PathKind::Directory => {}
             PathKind::Symlink | PathKind::Other => {}
         }
         let insp = lock.inspect()?;
@@ -450,8 +428,7 @@ mod tests {
     /// The legacy exit trap's release, its steps further apart than the
     /// settle time (a loaded machine): the record written, then the
     /// directory emptied, then removed. Nothing is restored until it is
-    /// done, and then all of it at once; our own directory emptied and left
-    /// there is filled again, not taken for someone else's.
+    /// done, and then all of it at once.
     #[test]
     fn a_release_in_steps_is_restored_once_when_done() {
         let t = tempfile::tempdir().unwrap();
@@ -484,23 +461,6 @@ mod tests {
             vec![KeepEvent::Restored {
                 directory: true,
                 record: true
-            }]
-        );
-        assert_eq!(
-            lock.inspect().unwrap().owner.unwrap().lock_id,
-            held.record.lock_id
-        );
-        // Emptied and left there: filled again once the patience is out.
-        for f in [OWNER_FILE, LOCKED_AT_FILE] {
-            std::fs::remove_file(held.lock_dir.join(f)).unwrap();
-        }
-        assert_eq!(look(&mut k, &lock, &mut held), vec![]);
-        std::thread::sleep(RELEASE_PATIENCE);
-        assert_eq!(
-            look(&mut k, &lock, &mut held),
-            vec![KeepEvent::Restored {
-                directory: true,
-                record: false
             }]
         );
         assert_eq!(
