@@ -82,7 +82,7 @@ pub fn same_as_local(local: impl Fn() -> Cmd, remote: Cmd, stdin: &[u8]) -> Stri
 
 /// `got` is `before` line for line, but for age lines (`Lock age:`, the
 /// JSON's `age_seconds`) whose age lies between `before`'s and `after`'s.
-fn ages_between(got: &str, before: &str, after: &str) -> bool {
+pub fn ages_between(got: &str, before: &str, after: &str) -> bool {
     let n = got.lines().count();
     n == before.lines().count()
         && n == after.lines().count()
