@@ -76,6 +76,9 @@ pub struct Keeper {
     /// A change was seen; look once things settle (the legacy release writes
     /// the state file, then removes the directory: one restore, one line).
     settle_until: Option<Instant>,
+    /// When a release under way in our own directory was first seen (see
+    /// [`Look::ReleaseUnderWay`]).
+    release_seen: Option<Instant>,
     next_poll: Instant,
     last: Fingerprint,
     lock_dir: PathBuf,
@@ -91,6 +94,31 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// How long a change may settle before the keeper looks closer.
 const SETTLE: Duration = Duration::from_millis(40);
+
+/// How long a release under way in our own directory is waited for before
+/// what it removed so far is put back alone. The legacy release's steps (the
+/// state record through jq and mv, then `rm -rf` of the directory, itself a
+/// file at a time) are each a process start apart: tens of milliseconds, far
+/// more on a loaded machine, so no fixed settle time covers them.
+const RELEASE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// What a settled look at the held lock found.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    /// Our directory (our owner.json in it) and our record are both there.
+    Intact,
+    /// Our very directory (same inode) is still there, but the record says
+    /// released or its files are going: someone's release is half done (the
+    /// legacy exit trap between its state write and its `rm -rf`, or inside
+    /// the `rm -rf`). Restoring now would restore half of it and then the
+    /// other half (two lines for one removal), or mistake our own emptied
+    /// directory for someone else's. (A new directory that got our freed
+    /// inode number looks the same: it is named as someone else's once the
+    /// patience is out, as before.)
+    ReleaseUnderWay,
+    /// Something is missing and nothing is under way: restore.
+    Broken,
+}
 
 /// What a glance shows: the lock directory's identity and the state file's
 /// identity, size and modification time.
@@ -119,6 +147,7 @@ impl Keeper {
             next_beat: now + beat,
             keeping: true,
             settle_until: None,
+            release_seen: None,
             next_poll: now + POLL,
             last: fingerprint(&lock_dir, &state_file),
             lock_dir,
@@ -173,8 +202,20 @@ impl Keeper {
             return out;
         }
         self.settle_until = None;
-        if intact(lock, held) {
-            return out;
+        match look(lock, held) {
+            Look::Intact => {
+                self.release_seen = None;
+                return out;
+            }
+            Look::ReleaseUnderWay
+                if now < *self.release_seen.get_or_insert(now) + RELEASE_PATIENCE =>
+            {
+                // Look again shortly: its last step (the directory gone)
+                // changes nothing the poll's fingerprint sees until then.
+                self.settle_until = Some(now + SETTLE);
+                return out;
+            }
+            Look::ReleaseUnderWay | Look::Broken => self.release_seen = None,
         }
         match self.restore(lock, held) {
             Ok(Some(ev)) => out.push(ev),
@@ -279,19 +320,31 @@ impl Keeper {
     }
 }
 
-/// Our directory (our owner.json in it) and our record are both there.
-fn intact(lock: &LocalLock<'_>, held: &HeldLock) -> bool {
-    let dir_ours = fsops::snapshot_dir(&held.lock_dir).is_ok_and(|(fd, _)| {
-        fsops::read_small_file_at(&fd, OWNER_FILE)
-            .and_then(|b| serde_json::from_slice::<OwnerRecord>(&b).ok())
-            .is_some_and(|o| o.lock_id == held.record.lock_id)
-    });
-    dir_ours
-        && match StateDoc::load(&lock.ctx.state_file) {
-            Ok(d) => record_is_ours(d.as_ref(), &held.record.lock_id),
-            // Unusable: nothing the keeper may fix (see `service`).
-            Err(_) => true,
-        }
+fn look(lock: &LocalLock<'_>, held: &HeldLock) -> Look {
+    let (same_dir, owner_ours) = match fsops::snapshot_dir(&held.lock_dir) {
+        Ok((fd, snap)) => (
+            snap.identity == Some(held.identity),
+            owner_is_ours(&fd, held),
+        ),
+        Err(_) => (false, false),
+    };
+    let record_ours = match StateDoc::load(&lock.ctx.state_file) {
+        Ok(d) => record_is_ours(d.as_ref(), &held.record.lock_id),
+        // Unusable: nothing the keeper may fix (see `service`).
+        Err(_) => true,
+    };
+    match (owner_ours && record_ours, same_dir) {
+        (true, _) => Look::Intact,
+        (false, true) => Look::ReleaseUnderWay,
+        (false, false) => Look::Broken,
+    }
+}
+
+/// The directory open at `fd` holds our `owner.json`.
+fn owner_is_ours(fd: &std::os::fd::OwnedFd, held: &HeldLock) -> bool {
+    fsops::read_small_file_at(fd, OWNER_FILE)
+        .and_then(|b| serde_json::from_slice::<OwnerRecord>(&b).ok())
+        .is_some_and(|o| o.lock_id == held.record.lock_id)
 }
 
 fn record_is_ours(doc: Option<&StateDoc>, lock_id: &str) -> bool {
@@ -369,6 +422,51 @@ mod tests {
         assert!(!held.lock_dir.exists());
         assert_eq!(look(&mut k, &lock, &mut held), vec![]);
         assert_eq!(k.deadline(), None);
+        lock.release(*held).unwrap();
+    }
+
+    /// The legacy exit trap's release, its steps further apart than the
+    /// settle time (a loaded machine): the record written, then the
+    /// directory emptied, then removed. Nothing is restored until it is
+    /// done, and then all of it at once.
+    #[test]
+    fn a_release_in_steps_is_restored_once_when_done() {
+        let t = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            lock_root: t.path().join("locks"),
+            ..Settings::default()
+        };
+        std::fs::create_dir_all(&settings.lock_root).unwrap();
+        std::fs::create_dir_all(t.path().join("checkout/deploy/config")).unwrap();
+        let mut ctx = Context::new(settings, t.path().join("checkout"));
+        ctx.home = Some(t.path().join("home"));
+        let lock = LocalLock::new(&ctx, Environment::Staging);
+        let Acquire::Acquired(mut held) = lock
+            .try_acquire(false, ProcessIdentity::of_self().unwrap())
+            .unwrap()
+        else {
+            panic!("not acquired")
+        };
+        let mut k = Keeper::new(&lock);
+        let released = "{\"environment\": \"staging\", \"lock\": {\"locked\": false}}\n";
+        std::fs::write(&ctx.state_file, released).unwrap();
+        assert_eq!(look(&mut k, &lock, &mut held), vec![]);
+        for f in [OWNER_FILE, LOCKED_AT_FILE] {
+            std::fs::remove_file(held.lock_dir.join(f)).unwrap();
+            assert_eq!(look(&mut k, &lock, &mut held), vec![]);
+        }
+        std::fs::remove_dir(&held.lock_dir).unwrap();
+        assert_eq!(
+            look(&mut k, &lock, &mut held),
+            vec![KeepEvent::Restored {
+                directory: true,
+                record: true
+            }]
+        );
+        assert_eq!(
+            lock.inspect().unwrap().owner.unwrap().lock_id,
+            held.record.lock_id
+        );
         lock.release(*held).unwrap();
     }
 

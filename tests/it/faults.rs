@@ -252,6 +252,21 @@ fn assert_young_refusal(stderr: &str, v: &Value, force: bool, what: &str) {
     assert!(shaped, "{what}: {middle:?} in\n{stderr}");
 }
 
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.killed_in_acquire += o.killed_in_acquire;
+        self.killed_in_run += o.killed_in_run;
+        self.killed_in_release += o.killed_in_release;
+        self.finished_before_the_kill += o.finished_before_the_kill;
+        self.lock_left += o.lock_left;
+        self.zombie_holder += o.zombie_holder;
+        self.recovered_with_force += o.recovered_with_force;
+        self.recovered_after_stale += o.recovered_after_stale;
+        self.free_afterwards += o.free_afterwards;
+        self.state_temp_files_left += o.state_temp_files_left;
+    }
+}
+
 #[derive(Default, Debug)]
 struct Tally {
     killed_in_acquire: usize,
@@ -301,13 +316,53 @@ fn sigkill_at_random_moments_always_leaves_a_recoverable_lock() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(120);
-    let mut rng = Rng::from_env();
+    let mut seeds = Rng::from_env();
     let (t_acquire, t_release) = calibrate();
+    let started = Instant::now();
+    // Three killers side by side, each on its share of the iterations in
+    // worlds of its own: an iteration is mostly waiting (for the kill's
+    // moment, for the orphans to go), not CPU.
+    let shares: Vec<(std::ops::Range<usize>, Rng)> = (0..3)
+        .map(|k| {
+            (
+                k * iterations / 3..(k + 1) * iterations / 3,
+                Rng(seeds.next() | 1),
+            )
+        })
+        .collect();
+    let tallies: Vec<Tally> = std::thread::scope(|s| {
+        let killers: Vec<_> = shares
+            .into_iter()
+            .map(|(range, rng)| s.spawn(move || kill_at_random(range, rng, t_acquire, t_release)))
+            .collect();
+        killers.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut tally = Tally::default();
+    for t in &tallies {
+        tally.add(t);
+    }
+    assert_eq!(
+        tally.recovered_with_force + tally.recovered_after_stale,
+        tally.lock_left
+    );
+    eprintln!(
+        "kill -9 injections: {}/{iterations} recovered in {:?} (calibrated acquire {t_acquire:?}, release {t_release:?}): {tally:?}",
+        tally.free_afterwards + tally.lock_left,
+        started.elapsed()
+    );
+}
+
+/// The iterations `range` of the test above, with their own generator.
+fn kill_at_random(
+    range: std::ops::Range<usize>,
+    mut rng: Rng,
+    t_acquire: Duration,
+    t_release: Duration,
+) -> Tally {
     let pause = Duration::from_millis(20);
     let mut tally = Tally::default();
     let mut stale_later: Vec<World> = Vec::new();
-    let started = Instant::now();
-    for i in 0..iterations {
+    for i in range {
         let phase = [Phase::Acquire, Phase::Run, Phase::Release][i % 3];
         let w = World::new();
         let (cmd, dir) = setup(&w);
@@ -448,15 +503,7 @@ fn sigkill_at_random_moments_always_leaves_a_recoverable_lock() {
         assert_no_temp_files(w, "after the stale takeover");
         tally.recovered_after_stale += 1;
     }
-    assert_eq!(
-        tally.recovered_with_force + tally.recovered_after_stale,
-        tally.lock_left
-    );
-    eprintln!(
-        "kill -9 injections: {}/{iterations} recovered in {:?} (calibrated acquire {t_acquire:?}, release {t_release:?}): {tally:?}",
-        tally.free_afterwards + tally.lock_left,
-        started.elapsed()
-    );
+    tally
 }
 
 /// A mount made for one test, unmounted when dropped (declare it after the

@@ -2,6 +2,7 @@
 //! and a suite that neither depends on nor leaks into the caller's process.
 
 use std::fs;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -129,6 +130,9 @@ enum Holder {
     Unknown,
 }
 
+/// One local state: the lock path, the record, its holder, the lock's age.
+type State = (Dir, Record, Holder, i64);
+
 /// The processes a state names: a live one and a zombie (both children of
 /// this test, the zombie never reaped until the end), a reaped pid.
 struct Pids {
@@ -200,19 +204,23 @@ fn set_state(w: &World, pids: &Pids, dir: Dir, record: Record, holder: Holder, a
 /// What each view says of the lock as it is now, then what `run` did.
 /// Returns a description of any disagreement.
 fn views_agree(w: &World, case: &str) -> Option<String> {
-    let quiet = w.deploy_lock(&["status", "staging", "--quiet"]).run();
+    views_agree_with(w, &|args| w.deploy_lock(args), case).err()
+}
+
+/// [`views_agree`] through `dl` (deploy-lock with the store's settings):
+/// whether `run` took the lock, or what disagreed.
+fn views_agree_with(w: &World, dl: &dyn Fn(&[&str]) -> Cmd, case: &str) -> Result<bool, String> {
+    let quiet = dl(&["status", "staging", "--quiet"]).run();
     quiet.any_code().any_stderr();
-    let json = w.deploy_lock(&["status", "staging", "--json"]).run();
+    let json = dl(&["status", "staging", "--json"]).run();
     json.any_code().any_stderr();
     let v: serde_json::Value = match serde_json::from_str(&json.stdout) {
         Ok(v) => v,
-        Err(e) => return Some(format!("{case}: status --json is not JSON ({e}): {json:?}")),
+        Err(e) => return Err(format!("{case}: status --json is not JSON ({e}): {json:?}")),
     };
     let marker = w.tmp.path().join("ran");
     let _ = fs::remove_file(&marker);
-    let run = w
-        .deploy_lock(&["run", "staging", "--", "touch", marker.to_str().unwrap()])
-        .run();
+    let run = dl(&["run", "staging", "--", "touch", marker.to_str().unwrap()]).run();
     run.any_code().any_stderr();
     let took = run.code == Some(0) && marker.exists();
     let verdict = v["verdict"].as_str().unwrap_or("?").to_string();
@@ -236,19 +244,20 @@ fn views_agree(w: &World, case: &str) -> Option<String> {
             run.code
         ));
     }
-    (!wrong.is_empty()).then(|| {
-        format!(
-            "{case}: run {} (exit {:?}) but {}\n  run's stderr: {}",
-            if took {
-                "took the lock"
-            } else {
-                "did not take it"
-            },
-            run.code,
-            wrong.join(", "),
-            run.stderr.trim_end()
-        )
-    })
+    if wrong.is_empty() {
+        return Ok(took);
+    }
+    Err(format!(
+        "{case}: run {} (exit {:?}) but {}\n  run's stderr: {}",
+        if took {
+            "took the lock"
+        } else {
+            "did not take it"
+        },
+        run.code,
+        wrong.join(", "),
+        run.stderr.trim_end()
+    ))
 }
 
 /// Every combination of lock path, state record, holder and age, with the
@@ -286,35 +295,28 @@ fn issue_21_every_view_agrees_with_run_across_the_state_space() {
         }
         cases.push((dir, Record::Garbage, Holder::Unknown, 60));
     }
-    let mut wrong = Vec::new();
-    let mut checked = 0;
+    // Side by side, each part in a world of its own: most of the time is
+    // the unusable record's re-read window, waiting rather than CPU.
     // Issue 22: and with a live waiter in line (a free lock is its first).
-    for (run_held, queued) in [(false, false), (true, false), (false, true)] {
-        let w = World::new();
-        let pids = Pids::new(&w);
-        let _waiter = queued.then(|| crate::queue::plant_waiter(&w, "staging"));
-        // The run lock held: a run whose lock was force-unlocked, its
-        // command still running.
-        let held = run_held.then(|| {
-            let (wrapper, probe, _) = hold_lock(&w, "run");
-            w.deploy_lock(&["unlock", "staging", "--yes"]).run();
-            (wrapper, probe)
-        });
-        for &(dir, record, holder, age) in &cases {
-            set_state(&w, &pids, dir, record, holder, age);
-            let case = format!(
-                "{dir:?} dir, {record:?} record, {holder:?} holder, {age} s old, run lock {}{}",
-                if run_held { "held" } else { "free" },
-                if queued { ", a waiter in line" } else { "" }
-            );
-            wrong.extend(views_agree(&w, &case));
-            checked += 1;
-        }
-        if let Some((wrapper, probe)) = held {
-            probe.send("exit 0");
-            finish(wrapper).any_code().any_stderr();
-        }
-    }
+    let parts: Vec<(bool, bool, &[State])> = [(false, false), (true, false), (false, true)]
+        .into_iter()
+        .flat_map(|(run_held, queued)| {
+            cases
+                .chunks(cases.len().div_ceil(4))
+                .map(move |c| (run_held, queued, c))
+        })
+        .collect();
+    let results: Vec<(usize, Vec<String>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = parts
+            .iter()
+            .map(|&(run_held, queued, part)| {
+                s.spawn(move || agree_in_a_world(run_held, queued, part))
+            })
+            .collect();
+        workers.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked: usize = results.iter().map(|r| r.0).sum();
+    let wrong: Vec<String> = results.into_iter().flat_map(|r| r.1).collect();
     assert_eq!(checked, 3 * 5 * 23);
     assert!(
         wrong.is_empty(),
@@ -322,6 +324,35 @@ fn issue_21_every_view_agrees_with_run_across_the_state_space() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// [`views_agree`] for each of `cases` in one world, its run lock free or
+/// held by a force-unlocked run whose command still runs: how many states
+/// were checked, and the disagreements.
+fn agree_in_a_world(run_held: bool, queued: bool, cases: &[State]) -> (usize, Vec<String>) {
+    let w = World::new();
+    let pids = Pids::new(&w);
+    let _waiter = queued.then(|| crate::queue::plant_waiter(&w, "staging"));
+    let held = run_held.then(|| {
+        let (wrapper, probe, _) = hold_lock(&w, "run");
+        w.deploy_lock(&["unlock", "staging", "--yes"]).run();
+        (wrapper, probe)
+    });
+    let mut wrong = Vec::new();
+    for &(dir, record, holder, age) in cases {
+        set_state(&w, &pids, dir, record, holder, age);
+        let case = format!(
+            "{dir:?} dir, {record:?} record, {holder:?} holder, {age} s old, run lock {}{}",
+            if run_held { "held" } else { "free" },
+            if queued { ", a waiter in line" } else { "" }
+        );
+        wrong.extend(views_agree(&w, &case));
+    }
+    if let Some((wrapper, probe)) = held {
+        probe.send("exit 0");
+        finish(wrapper).any_code().any_stderr();
+    }
+    (cases.len(), wrong)
 }
 
 /// One clock reading per look: a refusal's "since" is the lock's own time,
@@ -575,4 +606,263 @@ fn issue_21_each_subcommand_help_shows_only_the_settings_it_reads() {
             .collect();
         assert_eq!(shown, want, "{sub} --help:\n{}", help.stdout);
     }
+}
+
+// ---------------------------------------------------------------------------
+// The same agreement on the etcd store: the key, crossed with what this
+// machine's lock folder holds (etcd's key decides first; with no key, the
+// local lock a run here takes next).
+
+/// The etcd key's state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Key {
+    /// The dead run's own record under a live lease (etcd has not expired
+    /// it yet).
+    DeadRunsRecordLive,
+    /// Another machine's record under a live lease.
+    OtherHostLive,
+    /// A record put under a lease that was then revoked: the key went with
+    /// it (as when etcd expires a dead holder's lease).
+    LeaseRevoked,
+    /// A value deploy-lock never writes, with no lease.
+    ForeignNoLease,
+    /// deploy-lock's record put by hand with no lease.
+    RecordNoLease,
+    Absent,
+}
+
+/// What this machine's lock folder holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Local {
+    Nothing,
+    /// What a SIGKILLed etcd run left: its lock directory and state record.
+    DeadEtcdRun,
+    /// The same with a file neither deploy-lock nor the legacy puts there.
+    DeadEtcdRunForeign,
+    /// A legacy deploy.sh's lock: its holder running.
+    LegacyAlive,
+    /// Its holder gone, younger than the stale timeout.
+    LegacyDeadYoung,
+    /// Its holder gone, older than the stale timeout.
+    LegacyDeadOld,
+}
+
+/// What a real etcd run leaves when it is SIGKILLed: its lock directory's
+/// files, the state file, and its key's value (the lease itself is revoked
+/// once captured, as etcd would expire it).
+struct DeadEtcdRun {
+    files: Vec<(std::ffi::OsString, Vec<u8>)>,
+    state: Option<Vec<u8>>,
+    value: Vec<u8>,
+}
+
+fn kill_an_etcd_run(
+    w: &World,
+    dl: &dyn Fn(&[&str]) -> Cmd,
+    client: &deploy_lock::etcd::Client,
+    key: &str,
+) -> DeadEtcdRun {
+    let pidfile = w.tmp.path().join("etcd-run-pid");
+    let hold = "echo $$ > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"; while :; do sleep 0.05; done";
+    let mut c = dl(&["run", "staging", "--", "sh", "-c", hold, "_"]);
+    c.cmd.arg(&pidfile);
+    let mut wrapper = c.spawn_guarded();
+    wait_until(PATIENCE, "the etcd run's command", || {
+        fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let owner = w.lock_path("staging").join("owner.json");
+    wait_until(PATIENCE, "the lock directory to name the command", || {
+        fs::read_to_string(&owner).is_ok_and(|s| s.contains(&format!("\"pid\": {pid},")))
+    });
+    send_signal(wrapper.pid(), nix::sys::signal::Signal::SIGKILL);
+    let _ = wrapper.0.wait();
+    send_signal(pid, nix::sys::signal::Signal::SIGKILL);
+    wait_until(PATIENCE, "the etcd run's command to end", || {
+        matches!(proc_state(pid), None | Some('Z'))
+    });
+    let files = fs::read_dir(w.lock_path("staging"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), fs::read(e.path()).unwrap())
+        })
+        .collect();
+    let t = PATIENCE;
+    let kv = client
+        .get(key.as_bytes(), t)
+        .unwrap()
+        .kv
+        .expect("the dead run's key");
+    assert_ne!(kv.lease, 0, "the dead run's key has a lease");
+    assert!(client.lease_revoke(kv.lease, t).unwrap());
+    assert!(client.get(key.as_bytes(), t).unwrap().kv.is_none());
+    DeadEtcdRun {
+        files,
+        state: fs::read(w.state_path()).ok(),
+        value: kv.value,
+    }
+}
+
+/// Every etcd key state crossed with the local leftovers that matter on an
+/// etcd-backed checkout, against one real etcd: `status --quiet`'s exit,
+/// the JSON verdict and `run -- touch` agree, a present key keeps every run
+/// out, and with no key a run here takes exactly what the local rules let
+/// it take (a dead etcd run's own leftover at any age, issue 17).
+#[test]
+fn issue_21_every_view_agrees_with_run_across_the_etcd_state_space() {
+    use deploy_lock::etcd::wire::Op;
+    let test = "issue_21_etcd_state_space";
+    let e = crate::etcd_support::need_etcd!(test);
+    let prefix = crate::etcd_support::prefix(test);
+    let w = World::new();
+    let dl = |args: &[&str]| {
+        w.deploy_lock(args)
+            .env("DEPLOY_LOCK_BACKEND", "etcd")
+            .env("DEPLOY_LOCK_ETCD_ENDPOINTS", &e.endpoint)
+            .env("DEPLOY_LOCK_ETCD_PREFIX", &prefix)
+            .env("DEPLOY_LOCK_ETCD_TTL", "5")
+    };
+    let key = deploy_lock::etcd::EtcdStore::new(e.client(), &prefix, Duration::from_secs(5))
+        .key(deploy_lock::Environment::Staging);
+    let client = e.client();
+    // The test's own calls wait as long as the harness waits for anything
+    // (the store's 2 s call budget ran out beside a full suite at load 60).
+    let t = PATIENCE;
+    let pids = Pids::new(&w);
+    let dead = kill_an_etcd_run(&w, &dl, &client, &key);
+    let mut other_host: serde_json::Value = serde_json::from_slice(&dead.value).unwrap();
+    other_host["hostname"] = "elsewhere.example".into();
+    let other_host = serde_json::to_vec(&other_host).unwrap();
+    let put = |value: &[u8], lease: i64| {
+        let op = Op::Put {
+            value: value.to_vec(),
+            lease,
+        };
+        client.txn(key.as_bytes(), &[], &[op], &[], t).unwrap();
+    };
+    let keys = [
+        Key::DeadRunsRecordLive,
+        Key::OtherHostLive,
+        Key::LeaseRevoked,
+        Key::ForeignNoLease,
+        Key::RecordNoLease,
+        Key::Absent,
+    ];
+    let locals = [
+        Local::Nothing,
+        Local::DeadEtcdRun,
+        Local::DeadEtcdRunForeign,
+        Local::LegacyAlive,
+        Local::LegacyDeadYoung,
+        Local::LegacyDeadOld,
+    ];
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for k in keys {
+        for l in locals {
+            // The local side first: a leftover with no key at all.
+            let lock = w.lock_path("staging");
+            match fs::symlink_metadata(&lock) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(&lock).unwrap(),
+                Ok(_) => fs::remove_file(&lock).unwrap(),
+                Err(_) => {}
+            }
+            let _ = fs::remove_file(w.state_path());
+            match l {
+                Local::Nothing => {}
+                Local::DeadEtcdRun | Local::DeadEtcdRunForeign => {
+                    fs::create_dir(&lock).unwrap();
+                    for (name, bytes) in &dead.files {
+                        fs::write(lock.join(name), bytes).unwrap();
+                    }
+                    if let Some(state) = &dead.state {
+                        fs::write(w.state_path(), state).unwrap();
+                    }
+                    if l == Local::DeadEtcdRunForeign {
+                        fs::write(lock.join("notes.txt"), "mine\n").unwrap();
+                    }
+                }
+                Local::LegacyAlive | Local::LegacyDeadYoung | Local::LegacyDeadOld => {
+                    let (pid, age) = match l {
+                        Local::LegacyAlive => (pids.alive.pid(), 60),
+                        Local::LegacyDeadYoung => (pids.dead, 60),
+                        _ => (pids.dead, 7200),
+                    };
+                    let at = now() - age;
+                    w.legacy_lock("staging", at);
+                    w.legacy_state("staging", at, &pid.to_string(), &hostname());
+                }
+            }
+            // Then the key, from none.
+            client
+                .txn(key.as_bytes(), &[], &[Op::Delete], &[], t)
+                .unwrap();
+            let leased = |value: &[u8]| {
+                let (lease, _) = client.lease_grant(Duration::from_secs(600), t).unwrap();
+                put(value, lease);
+                lease
+            };
+            let live = match k {
+                Key::DeadRunsRecordLive => Some(leased(&dead.value)),
+                Key::OtherHostLive => Some(leased(&other_host)),
+                Key::LeaseRevoked => {
+                    let lease = leased(&dead.value);
+                    assert!(client.lease_revoke(lease, t).unwrap());
+                    None
+                }
+                Key::ForeignNoLease => {
+                    put(b"not a deploy-lock record\n", 0);
+                    None
+                }
+                Key::RecordNoLease => {
+                    put(&dead.value, 0);
+                    None
+                }
+                Key::Absent => None,
+            };
+            let present = client.get(key.as_bytes(), t).unwrap().kv.is_some();
+            assert_eq!(
+                present,
+                !matches!(k, Key::LeaseRevoked | Key::Absent),
+                "{k:?}"
+            );
+            let case = format!("{k:?} key, {l:?} here");
+            match views_agree_with(&w, &dl, &case) {
+                Err(why) => wrong.push(why),
+                Ok(took) => {
+                    // A key keeps every run out; with none, the local rules.
+                    let takes = !present
+                        && matches!(
+                            l,
+                            Local::Nothing | Local::DeadEtcdRun | Local::LegacyDeadOld
+                        );
+                    if took != takes {
+                        wrong.push(format!(
+                            "{case}: run {} the lock",
+                            if took { "took" } else { "did not take" }
+                        ));
+                    }
+                }
+            }
+            if let Some(lease) = live {
+                client.lease_revoke(lease, t).unwrap();
+            }
+            checked += 1;
+        }
+    }
+    client
+        .txn(key.as_bytes(), &[], &[Op::Delete], &[], t)
+        .unwrap();
+    assert_eq!(checked, 6 * 6);
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} states disagree:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

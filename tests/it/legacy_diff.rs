@@ -701,8 +701,10 @@ fn compare(
     Ok(())
 }
 
-#[test]
-fn the_unlock_sh_persona_prints_what_the_legacy_prints() {
+/// Compares `cases` in a world of their own (its live deploy.sh, dead pid
+/// and killed run's leftovers; the thread's DEAD and T0): how many
+/// comparisons, and the differences.
+fn compare_in_a_world(cases: &[Case]) -> (usize, Vec<String>) {
     let w = World::new();
     let fixture = w.install_fixture("legacy-unlock.sh", "deploy/scripts/legacy-unlock.sh");
     // A live process named deploy.sh for the whole test (which may take
@@ -744,7 +746,7 @@ fn the_unlock_sh_persona_prints_what_the_legacy_prints() {
     clear(&w);
     let mut failures = Vec::new();
     let mut compared = 0;
-    for case in CASES {
+    for case in cases {
         for force in [false, true] {
             compared += 1;
             // A clock second (or minute, for ls -ld) may tick between the
@@ -762,6 +764,24 @@ fn the_unlock_sh_persona_prints_what_the_legacy_prints() {
     }
     deploy.kill().unwrap();
     deploy.wait().unwrap();
+    (compared, failures)
+}
+
+#[test]
+fn the_unlock_sh_persona_prints_what_the_legacy_prints() {
+    // Side by side in four worlds of their own: the legacy's runs are
+    // mostly process starts (bash, jq, ps) waiting on one another.
+    let parts: Vec<&[Case]> = CASES.chunks(CASES.len().div_ceil(4)).collect();
+    let results: Vec<(usize, Vec<String>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = parts
+            .iter()
+            .map(|&part| s.spawn(move || compare_in_a_world(part)))
+            .collect();
+        workers.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let compared: usize = results.iter().map(|r| r.0).sum();
+    let failures: Vec<String> = results.into_iter().flat_map(|r| r.1).collect();
+    assert_eq!(compared, CASES.len() * 2);
     assert!(CASES.len() >= 40, "{} states", CASES.len());
     assert!(
         failures.is_empty(),

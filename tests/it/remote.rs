@@ -80,9 +80,9 @@ pub fn same_as_local(local: impl Fn() -> Cmd, remote: Cmd, stdin: &[u8]) -> Stri
     before.stdout.clone()
 }
 
-/// `got` is `before` line for line, but for `Lock age:` lines whose age
-/// lies between `before`'s and `after`'s.
-fn ages_between(got: &str, before: &str, after: &str) -> bool {
+/// `got` is `before` line for line, but for age lines (`Lock age:`, the
+/// JSON's `age_seconds`) whose age lies between `before`'s and `after`'s.
+pub fn ages_between(got: &str, before: &str, after: &str) -> bool {
     let n = got.lines().count();
     n == before.lines().count()
         && n == after.lines().count()
@@ -99,8 +99,12 @@ fn ages_between(got: &str, before: &str, after: &str) -> bool {
             })
 }
 
-/// The seconds of a legacy block's `  Lock age: Nm Ss` line.
+/// The seconds of a status block's `  Lock age: Nm Ss` line or of the
+/// JSON's `  "age_seconds": N,` line.
 fn age_secs(l: &str) -> Option<i64> {
+    if let Some(n) = l.strip_prefix("  \"age_seconds\": ") {
+        return n.strip_suffix(',')?.parse().ok();
+    }
     let (m, s) = l.strip_prefix("  Lock age: ")?.split_once("m ")?;
     Some(m.parse::<i64>().ok()? * 60 + s.strip_suffix('s')?.parse::<i64>().ok()?)
 }
@@ -908,4 +912,22 @@ fn ctrl_c_on_a_remote_tty_ends_the_wait_like_a_local_one() {
     assert_eq!(st.code(), Some(130), "{}", tty.text());
     assert!(!tty.text().contains("ERROR"), "{:?}", tty.text());
     assert!(w.lock_path("staging").exists());
+}
+
+/// The age rule of `same_as_local`: a remote run between two local ones may
+/// show any age between theirs, in the block and in the JSON alike, and
+/// nothing else may differ.
+#[test]
+fn ages_between_the_local_runs_are_the_same_output() {
+    let block = |s: u32| format!("Locked: true\n  Lock age: 3m {s}s\n");
+    let json = |s: u32| format!("{{\n  \"age_seconds\": {s},\n  \"stale\": false\n}}\n");
+    assert!(ages_between(&block(19), &block(18), &block(20)));
+    assert!(ages_between(&json(199), &json(198), &json(200)));
+    assert!(!ages_between(&json(201), &json(198), &json(200)));
+    assert!(!ages_between(&block(17), &block(18), &block(20)));
+    assert!(!ages_between(
+        &json(199).replace("false", "true"),
+        &json(198),
+        &json(200)
+    ));
 }
