@@ -493,6 +493,11 @@ impl Client {
             "failure": failure,
         });
         let v = self.call("/v3/kv/txn", &body, timeout)?;
+        self.txn_result(&v)
+    }
+
+    /// A txn's answer: whether it succeeded, and the key a range op read.
+    fn txn_result(&self, v: &Value) -> Result<TxnResult, EtcdError> {
         let mut kv = None;
         if let Some(rs) = v.get("responses").and_then(Value::as_array) {
             for r in rs {
@@ -503,7 +508,7 @@ impl Client {
         }
         Ok(TxnResult {
             succeeded: v.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
-            revision: header_revision(&v),
+            revision: header_revision(v),
             kv,
         })
     }
@@ -539,19 +544,7 @@ impl Client {
         };
         let body = json!({"compare": compare, "success": ops(success), "failure": ops(failure)});
         let v = self.call("/v3/kv/txn", &body, timeout)?;
-        let mut kv = None;
-        if let Some(rs) = v.get("responses").and_then(Value::as_array) {
-            for r in rs {
-                if let Some(range) = r.get("response_range") {
-                    kv = first_kv(self.endpoint(), range)?;
-                }
-            }
-        }
-        Ok(TxnResult {
-            succeeded: v.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
-            revision: header_revision(&v),
-            kv,
-        })
+        self.txn_result(&v)
     }
 
     /// A new lease of `ttl` seconds: its id and the TTL etcd granted (never
