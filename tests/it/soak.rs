@@ -139,8 +139,11 @@ fn soak(secs: f64) {
             match (&out.code, v) {
                 (Some(0), Some(v))
                     // `unknown`: between a run's mkdir and its owner record;
-                    // `queued`: released, the first waiter about to take it.
-                    if ["free", "held", "orphaned", "unknown", "queued"]
+                    // `queued`: released, the first waiter about to take it;
+                    // `released_running`: a run that removed its directory
+                    // and has yet to let go of its run lock (a run started
+                    // then would be refused too: the views agree).
+                    if ["free", "held", "orphaned", "unknown", "queued", "released_running"]
                         .contains(&v["verdict"].as_str().unwrap_or("")) =>
                 {
                     if v["verdict"] == "held" {
