@@ -236,9 +236,16 @@ impl Who {
 }
 
 /// The command as typed: argv with argv[0] as invoked (so `unlock.sh` shows
-/// as such), lossily decoded.
+/// as such), lossily decoded. A freeze's holder is this program re-run with
+/// the person's words plus a last `--holder UNTIL` (see `cli::freeze`): its
+/// lines show the person's command, not that internal pair.
 fn command_line(args: impl Iterator<Item = OsString>) -> Vec<String> {
-    args.map(|a| a.to_string_lossy().into_owned()).collect()
+    let mut words: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    let n = words.len();
+    if n >= 3 && words[n - 2] == "--holder" {
+        words.truncate(n - 2);
+    }
+    words
 }
 
 /// O_APPEND, never through a symlink, not inherited by the deploy command;
@@ -329,6 +336,27 @@ fn make_private_dirs(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_freeze_holders_line_shows_the_persons_command() {
+        let argv = |w: &[&str]| w.iter().map(OsString::from).collect::<Vec<_>>().into_iter();
+        assert_eq!(
+            command_line(argv(&[
+                "deploy-lock",
+                "freeze",
+                "production",
+                "--reason",
+                "x",
+                "--holder",
+                "never"
+            ])),
+            ["deploy-lock", "freeze", "production", "--reason", "x"]
+        );
+        assert_eq!(
+            command_line(argv(&["unlock.sh", "staging"])),
+            ["unlock.sh", "staging"]
+        );
+    }
 
     #[test]
     fn exit_fields_name_the_signal_or_the_status() {
