@@ -125,10 +125,17 @@ pub fn parse_stat(stat: &[u8]) -> Option<ProcInfo> {
 /// This boot's id; with a start time it pins a pid to one process even across
 /// reboots and pid reuse.
 pub fn boot_id() -> Option<String> {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    // Read once per process: the boot does not change under us, and one
+    // status asks for it for every recorded process it judges.
+    static BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .clone()
 }
 
 /// A recorded process identity.

@@ -853,7 +853,13 @@ pub fn record_environment(doc: &StateDoc, ctx: &Context) -> Option<Environment> 
     let named = doc.environment().and_then(Environment::parse);
     let lock_id = doc.lock_str("lock_id");
     let mut legacy_dirs = Vec::new();
-    for e in Environment::ALL {
+    // The named environment first: where the record usually is, so one look
+    // answers (the order does not change the answer: a lock id is one
+    // environment's).
+    let order = named
+        .into_iter()
+        .chain(Environment::ALL.into_iter().filter(|e| Some(*e) != named));
+    for e in order {
         let dir = ctx.lock_dir(e);
         if fsops::path_kind(&dir).ok() != Some(PathKind::Directory) {
             continue;
