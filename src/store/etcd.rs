@@ -58,6 +58,19 @@ pub fn store_error(e: EtcdError) -> LockError {
     LockError::Store(super::StoreError::Etcd(e))
 }
 
+/// etcd's "requested lease not found" (gRPC NotFound) for a lease we used:
+/// it expired or was revoked while we could not reach etcd.
+fn place_lease_gone(e: &LockError) -> bool {
+    let LockError::Store(super::StoreError::Etcd(e)) = e else {
+        return false;
+    };
+    let gone = |e: &EtcdError| matches!(e, EtcdError::Server { code: 5, message, .. } if message.contains("lease not found"));
+    match e {
+        EtcdError::AllEndpoints(v) => v.iter().any(gone),
+        e => gone(e),
+    }
+}
+
 pub struct EtcdLockStore<'a> {
     ctx: &'a Context,
     etcd: EtcdStore,
@@ -585,7 +598,18 @@ impl LockStore for EtcdLockStore<'_> {
         self.ensure_place(env, how)?;
         let was_behind = self.ahead.borrow_mut().take().is_some();
         if self.place.borrow().is_some() {
-            return self.acquire_in_line(env, how, &owner, was_behind);
+            return match self.acquire_in_line(env, how, &owner, was_behind) {
+                // Our place's lease ran out (this machine was cut off from
+                // etcd for longer than its TTL, seen in a chaos run): the
+                // place is gone with it, so join again, at the end of the
+                // line, rather than end the wait on an error.
+                Err(e) if place_lease_gone(&e) => {
+                    self.place.borrow_mut().take();
+                    self.ensure_place(env, how)?;
+                    self.acquire_in_line(env, how, &owner, false)
+                }
+                other => other,
+            };
         }
         let lock = match self.etcd.try_acquire(env, &owner).map_err(store_error)? {
             etcd::Acquire::Busy(insp) => return Ok(self.busy(insp, None)),
@@ -927,5 +951,32 @@ impl EtcdKeeping<'_> {
                 error: super::SharedError::new(store_error(e)),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lost_lease_rejoins_the_line() {
+        let server = |code, message: &str| EtcdError::Server {
+            endpoint: "http://127.0.0.1:2379".into(),
+            code,
+            message: message.into(),
+        };
+        let gone = server(5, "etcdserver: requested lease not found");
+        assert!(place_lease_gone(&store_error(gone.clone())));
+        assert!(place_lease_gone(&store_error(EtcdError::AllEndpoints(
+            vec![server(14, "etcdserver: no leader"), gone,]
+        ))));
+        assert!(!place_lease_gone(&store_error(server(
+            7,
+            "etcdserver: permission denied"
+        ))));
+        assert!(!place_lease_gone(&store_error(server(
+            5,
+            "etcdserver: key not found"
+        ))));
     }
 }
