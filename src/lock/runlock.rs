@@ -151,13 +151,33 @@ pub fn flock_holder(path: &Path) -> Option<FlockHolder> {
         return None;
     }
     let exe = |p: &str| std::fs::read_link(format!("/proc/{p}/exe")).ok();
-    let deploy_lock = exe(&pid.to_string()).is_some_and(|e| Some(e) == exe("self"));
+    let holder_exe = exe(&pid.to_string());
+    // A process on its way out drops its memory (and with it a readable
+    // /proc/PID/exe) before its files (and with them the flock): a run that
+    // just ended, seen in that instant, is no holder rather than a squatter.
+    if holder_exe.is_none() && exiting(pid) {
+        return None;
+    }
+    let deploy_lock = holder_exe.is_some_and(|e| Some(e) == exe("self"));
     Some(FlockHolder {
         pid,
         uid,
         file_uid: meta.uid(),
         deploy_lock,
     })
+}
+
+/// Whether `pid` is exiting (PF_EXITING in /proc/PID/stat's flags, the
+/// ninth field; readable for any process).
+fn exiting(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true; // gone already
+    };
+    // Fields after the command name, which may hold spaces: `) S PPID ...`.
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0)
 }
 
 /// The pid /proc/locks names for the flock on the file `dev_ino`
@@ -270,6 +290,12 @@ impl RunWaiter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_running_process_is_not_exiting_and_a_gone_one_is() {
+        assert!(!super::exiting(std::process::id() as i32));
+        assert!(super::exiting(i32::MAX));
+    }
+
     use super::*;
 
     #[test]
