@@ -383,16 +383,23 @@ mod tests {
         events
     }
 
-    #[test]
-    fn a_vanished_lock_is_restored_and_an_announced_unlock_is_not() {
+    /// A lock folder and a checkout (with its deploy/config) in a temp dir.
+    fn temp_context() -> (tempfile::TempDir, Context) {
         let t = tempfile::tempdir().unwrap();
         let settings = Settings {
             lock_root: t.path().join("locks"),
             ..Settings::default()
         };
         std::fs::create_dir_all(&settings.lock_root).unwrap();
+        std::fs::create_dir_all(t.path().join("checkout/deploy/config")).unwrap();
         let mut ctx = Context::new(settings, t.path().join("checkout"));
         ctx.home = Some(t.path().join("home"));
+        (t, ctx)
+    }
+
+    #[test]
+    fn a_vanished_lock_is_restored_and_an_announced_unlock_is_not() {
+        let (_t, ctx) = temp_context();
         let lock = LocalLock::new(&ctx, Environment::Staging);
         let Acquire::Acquired(mut held) = lock
             .try_acquire(false, ProcessIdentity::of_self().unwrap())
@@ -431,15 +438,7 @@ mod tests {
     /// done, and then all of it at once.
     #[test]
     fn a_release_in_steps_is_restored_once_when_done() {
-        let t = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            lock_root: t.path().join("locks"),
-            ..Settings::default()
-        };
-        std::fs::create_dir_all(&settings.lock_root).unwrap();
-        std::fs::create_dir_all(t.path().join("checkout/deploy/config")).unwrap();
-        let mut ctx = Context::new(settings, t.path().join("checkout"));
-        ctx.home = Some(t.path().join("home"));
+        let (_t, ctx) = temp_context();
         let lock = LocalLock::new(&ctx, Environment::Staging);
         let Acquire::Acquired(mut held) = lock
             .try_acquire(false, ProcessIdentity::of_self().unwrap())
