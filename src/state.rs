@@ -86,6 +86,25 @@ fn position(bytes: &[u8], line: usize, column: usize) -> (usize, usize) {
 /// called corrupt (see [`StateDoc::load`]).
 pub const REREAD_WITHIN: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Whether the file's inode changed (written, created, renamed into place)
+/// within [`REREAD_WITHIN`]: a writer may still be at it. A change time in
+/// the future (the clock was set back) or a file that cannot be looked at
+/// counts as recent, which only costs the wait.
+fn changed_lately(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return true;
+    };
+    let Ok(secs) = u64::try_from(meta.ctime()) else {
+        return false;
+    };
+    let changed = std::time::UNIX_EPOCH
+        + std::time::Duration::new(secs, u32::try_from(meta.ctime_nsec()).unwrap_or(0));
+    std::time::SystemTime::now()
+        .duration_since(changed)
+        .map_or(true, |age| age < REREAD_WITHIN)
+}
+
 /// A parsed state file: a JSON object, keys in their original order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateDoc {
@@ -144,17 +163,21 @@ impl StateDoc {
 
     /// Loads the file; Ok(None) when it does not exist.
     ///
-    /// A file that does not parse is read again a few times within about
-    /// 200 ms before it is called corrupt: the legacy deploy.sh writes it
-    /// with `jq > tmp; mv tmp FILE`, and with the temp file on another
-    /// filesystem that `mv` is an unlink and a copy, so a reader can see
-    /// the file empty or half written for a moment.
+    /// A file that does not parse, and was written within the last 200 ms,
+    /// is read again until it is 200 ms old before it is called corrupt:
+    /// the legacy deploy.sh writes it with `jq > tmp; mv tmp FILE`, and
+    /// with the temp file on another filesystem that `mv` is an unlink and
+    /// a copy, so a reader can see the file empty or half written for a
+    /// moment. A file that has not changed for longer is not being written:
+    /// it is refused at once, so a corrupt file costs no wait.
     pub fn load(path: &Path) -> Result<Option<StateDoc>, StateError> {
         let pause = std::time::Duration::from_millis(5);
         let until = std::time::Instant::now() + REREAD_WITHIN;
         loop {
             match StateDoc::load_once(path) {
-                Err(StateError::Parse { .. }) if std::time::Instant::now() < until => {
+                Err(StateError::Parse { .. })
+                    if std::time::Instant::now() < until && changed_lately(path) =>
+                {
                     std::thread::sleep(pause);
                 }
                 other => return other,

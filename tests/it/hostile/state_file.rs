@@ -640,3 +640,55 @@ fn a_twenty_megabyte_state_file_is_read_quickly_and_kept_intact() {
         times.join(", ")
     );
 }
+
+/// A state file that does not parse is re-read only while it may still be
+/// being written (changed within the last 200 ms: a legacy `mv` across
+/// file systems). One that has not changed for longer is refused without a
+/// second read: strace counts the pauses between reads and the opens.
+#[test]
+fn an_old_corrupt_state_file_is_refused_at_once_and_a_fresh_one_reread() {
+    if !crate::completions::available("strace", "old_corrupt_state_file") {
+        return;
+    }
+    let w = World::new();
+    // (opens of the state file, pauses) of one status refusal.
+    let trace = |w: &World| {
+        let log = w.tmp.path().join("strace.out");
+        let mut c = w.cmd("strace");
+        c.cmd
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=openat,nanosleep,clock_nanosleep",
+                "-o",
+            ])
+            .arg(&log)
+            .arg("./deploy/scripts/unlock.sh")
+            .arg("staging");
+        let out = c.run();
+        out.code(1).any_stderr();
+        assert!(
+            out.stderr.starts_with("ERROR: state file ")
+                && out.stderr.contains(" is not valid JSON: "),
+            "{}",
+            out.stderr
+        );
+        let calls = fs::read_to_string(&log).unwrap();
+        let count = |what: &str| calls.lines().filter(|l| l.contains(what)).count();
+        (
+            count("deploy/config/deployment-state.json\""),
+            count("nanosleep("),
+        )
+    };
+    w.write_state("{\"lock\": {\"locked\": tru");
+    let (fresh_opens, fresh_pauses) = trace(&w);
+    // The scenario: a file last changed longer ago than the window.
+    std::thread::sleep(Duration::from_millis(300));
+    let (old_opens, old_pauses) = trace(&w);
+    assert_eq!(old_pauses, 0, "an old corrupt file is not waited for");
+    assert!(
+        fresh_pauses > 0 && fresh_opens > old_opens,
+        "a corrupt file written just now is read again: {fresh_opens} opens and {fresh_pauses} pauses, {old_opens} opens when old"
+    );
+}
