@@ -286,18 +286,23 @@ fn a_waiter_wakes_within_50_ms_of_the_release() {
     for _ in 0..3 {
         let lock = acquire(&a, "alice");
         let insp = b.inspect(ENV).unwrap();
-        let before = crate::etcd_support::watchers(b.client().endpoint());
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let waiter = {
             let b = b.clone();
             std::thread::spawn(move || {
+                tid_tx.send(crate::etcd_support::tid()).unwrap();
                 let c = b
                     .wait_for_change(ENV, insp.revision, Instant::now() + Duration::from_secs(10))
                     .unwrap();
                 (c, Instant::now())
             })
         };
-        // Released once the waiter's watch is live on its member.
-        crate::etcd_support::wait_for_watchers(b.client().endpoint(), before);
+        // Released once the waiter sleeps reading its watch. (Not the member's
+        // watcher gauge: other tests share the member, and one of theirs
+        // ending as ours starts left the count where it was.) Its watch
+        // starts at the revision it saw, so a release that reaches etcd
+        // before the watch does is still replayed to it.
+        crate::etcd_support::wait_in_read(tid_rx.recv().unwrap());
         let released = Instant::now();
         assert_eq!(lock.release().unwrap(), Release::Released);
         let (change, woke) = waiter.join().unwrap();

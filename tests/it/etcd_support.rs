@@ -694,6 +694,32 @@ pub fn tid() -> i32 {
     nix::unistd::gettid().as_raw()
 }
 
+/// Waits until thread `tid` of this process sleeps in read(2) or
+/// recvfrom(2) (a blocking socket read: the library's etcd watch reads its
+/// stream so), or in poll(2) or ppoll(2): the request before it was sent.
+pub fn wait_in_read(tid: i32) {
+    // x86_64 and aarch64 numbers: read 0 / 63, recvfrom 45 / 207, poll 7,
+    // ppoll 271 / 73.
+    let waiting = || {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|s| {
+            let nr = s.split_whitespace().next().unwrap_or("");
+            if cfg!(target_arch = "x86_64") {
+                matches!(nr, "0" | "45" | "7" | "271")
+            } else {
+                matches!(nr, "63" | "207" | "73")
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !waiting() {
+        assert!(
+            Instant::now() < deadline,
+            "thread {tid} never waited on a read"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Waits until thread `tid` of this process sleeps in poll(2) or ppoll(2)
 /// (/proc/self/task/TID/syscall): the thread is then inside its wait, so
 /// what the caller does next happens during that wait, not before it.
@@ -716,30 +742,5 @@ pub fn wait_in_poll(tid: i32) {
             "thread {tid} never waited in poll"
         );
         std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Watchers the etcd member at `endpoint` serves now (its
-/// `etcd_debugging_mvcc_watcher_total` gauge).
-pub fn watchers(endpoint: &str) -> u64 {
-    let text = ureq::get(&format!("{endpoint}/metrics"))
-        .call()
-        .ok()
-        .and_then(|r| r.into_body().read_to_string().ok())
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
-/// Waits until the member at `endpoint` serves more than `before` watchers:
-/// a watch just asked for is then live on the server (other tests sharing
-/// the member may add theirs; none here ends one before it is seen).
-pub fn wait_for_watchers(endpoint: &str, before: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while watchers(endpoint) <= before {
-        assert!(Instant::now() < deadline, "no new watch on {endpoint}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -166,7 +166,7 @@ fn spawn_run(w: &World, cmd: &Path, dir: &Path, pause: &str) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    c.cmd.spawn().unwrap()
+    c.grouped().spawn().unwrap()
 }
 
 /// Median times of an undisturbed run: spawn to `started`, and `finished` to

@@ -95,21 +95,6 @@ impl World {
     /// the C locale, no inherited colour or DEPLOY_LOCK_* settings.
     pub fn cmd(&self, program: impl AsRef<OsStr>) -> Cmd {
         let mut c = command(program);
-        let own_group = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let flag = own_group.clone();
-        // SAFETY: setpgid and an atomic load only, between fork and exec.
-        unsafe {
-            c.pre_exec(move || {
-                if flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    nix::unistd::setpgid(
-                        nix::unistd::Pid::from_raw(0),
-                        nix::unistd::Pid::from_raw(0),
-                    )
-                    .map_err(std::io::Error::from)?;
-                }
-                Ok(())
-            });
-        }
         for (k, _) in std::env::vars_os() {
             let k_s = k.to_string_lossy();
             if k_s.starts_with("DEPLOY_LOCK_") || k_s == "NO_COLOR" || k_s == "CLICOLOR_FORCE" {
@@ -126,7 +111,7 @@ impl World {
         Cmd {
             cmd: c,
             stdin: None,
-            own_group,
+            own_group: true,
         }
     }
 
@@ -372,53 +357,69 @@ pub fn real_ls_ld(path: &Path, tz: &str) -> String {
 pub struct Cmd {
     pub cmd: Command,
     stdin: Option<Vec<u8>>,
-    /// Read in the child before exec: `spawn_pty` clears it, since the
-    /// session it makes is a group of its own already (and `setsid` fails
-    /// for a group leader).
-    own_group: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Applied when it is spawned (`grouped`): `spawn_pty` clears it, since
+    /// the session it makes is a group of its own already (and `setsid`
+    /// fails for a group leader).
+    own_group: bool,
 }
 
 /// `Command::new(program)` whose child starts with every catchable signal
 /// at its default disposition and none blocked: a test run with SIGINT
 /// ignored (`nohup`, a script's background job, some CI runners) or from a
 /// thread with signals blocked must not hand that to the processes it
-/// tests, whose signal handling it asserts. A test that wants a signal
-/// ignored says so in its own `pre_exec`, which runs after this one.
+/// tests, whose signal handling it asserts.
+///
+/// Blocked signals: std clears the child's mask on every spawn. Ignored
+/// ones survive exec, so this process itself stops ignoring them (only
+/// SIGPIPE stays ignored, as the Rust runtime set it, and std resets it in
+/// the child). Doing it here rather than in a `pre_exec` hook keeps spawns
+/// on std's posix_spawn (vfork) path: a hook forces fork(), which copies
+/// this large multi-threaded test process's page tables for every command
+/// and was a third of the suite's CPU time. A test that wants a signal
+/// ignored in a child says so in its own `pre_exec`.
 pub fn command(program: impl AsRef<OsStr>) -> Command {
-    let mut c = Command::new(program);
-    // SAFETY: sigaction and sigprocmask only, both async-signal-safe.
-    unsafe {
-        c.pre_exec(|| {
-            // An all-zero kernel sigaction is SIG_DFL, no flags, empty mask.
-            // The raw call also reaches 32 and 33, which glibc's own
-            // sigaction refuses (and a runner may have ignored).
-            let default = [0u64; 4];
-            for signo in 1..=64 {
-                if signo == nix::libc::SIGKILL || signo == nix::libc::SIGSTOP {
-                    continue;
-                }
-                // Only SIG_IGN survives exec, and resetting it is all we need.
-                nix::libc::syscall(
-                    nix::libc::SYS_rt_sigaction,
-                    signo,
-                    default.as_ptr(),
-                    std::ptr::null_mut::<u64>(),
-                    8usize,
-                );
+    default_dispositions();
+    Command::new(program)
+}
+
+/// Every ignored signal of this process back to its default, SIGPIPE
+/// excepted. Cheap (one sigaction per signal) and done for every command,
+/// so that a disposition a test changed on purpose does not leak either.
+fn default_dispositions() {
+    use nix::libc;
+    for signo in 1..=libc::SIGRTMAX() {
+        // 32 and 33 are glibc's own (it refuses them, and handles both).
+        if matches!(
+            signo,
+            libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE | 32 | 33
+        ) {
+            continue;
+        }
+        // SAFETY: reading, then at most resetting, a disposition; no
+        // handler of ours is installed or removed.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signo, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(signo, &new, std::ptr::null_mut());
             }
-            let empty = nix::sys::signal::SigSet::empty();
-            nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&empty),
-                None,
-            )
-            .map_err(std::io::Error::from)
-        });
+        }
     }
-    c
 }
 
 impl Cmd {
+    /// The command, in a process group of its own unless `spawn_pty` made
+    /// it a session: what every spawn goes through.
+    pub fn grouped(&mut self) -> &mut Command {
+        if self.own_group {
+            self.cmd.process_group(0);
+        }
+        &mut self.cmd
+    }
+
     pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Cmd {
         self.cmd.env(k, v);
         self
@@ -440,7 +441,7 @@ impl Cmd {
     /// from the start, whatever the machine's load.
     #[track_caller]
     pub fn run_without_stdin(mut self) -> Out {
-        self.cmd
+        self.grouped()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -456,7 +457,7 @@ impl Cmd {
     /// Runs to completion (stdin empty unless given).
     #[track_caller]
     pub fn run(mut self) -> Out {
-        self.cmd
+        self.grouped()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -477,7 +478,7 @@ impl Cmd {
     }
 
     pub fn spawn(mut self) -> Child {
-        self.cmd
+        self.grouped()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -490,8 +491,7 @@ impl Cmd {
         let pty = nix::pty::openpty(None, None).unwrap();
         let slave = pty.slave;
         let s = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-        self.own_group
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.own_group = false;
         self.cmd
             .stdin(s(&slave))
             .stdout(s(&slave))

@@ -452,7 +452,7 @@ fn typed(w: &World, root: &Path, path: &str, args: &[&str]) -> (i32, String, Str
         .dir(root)
         .env("PATH", path);
     c.cmd.args(args);
-    let out = c.cmd.output().unwrap();
+    let out = c.grouped().output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).unwrap(),

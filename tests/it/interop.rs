@@ -434,7 +434,7 @@ fn unlock_race(persona: &str, via_pty: bool) {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = unlock_cmd.cmd.spawn().unwrap();
+        let mut child = unlock_cmd.grouped().spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let mut stdout = child.stdout.take().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));

@@ -135,7 +135,7 @@ fn issue_11_a_full_disk_is_a_clean_error_for_each_persona() {
             )
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
-        let out = c.cmd.output().unwrap();
+        let out = c.grouped().output().unwrap();
         assert_eq!(out.status.code(), Some(want), "{out:?}");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
@@ -151,7 +151,7 @@ fn issue_11_a_full_disk_is_a_clean_error_for_each_persona() {
     // A reader that went away is no error at all.
     let mut c = w.deploy_lock(&["status", "staging"]);
     c.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.cmd.spawn().unwrap();
+    let mut child = c.grouped().spawn().unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
