@@ -274,6 +274,13 @@ proptest! {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("deployment-state.json");
         std::fs::write(&p, &bytes).unwrap();
+        // Written long ago: a file that does not parse is refused at once,
+        // without the re-reads a file being written gets.
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)))
+            .unwrap();
         let before = StateDoc::parse(&p, &bytes);
         let r: Result<(), StateError> = update(&p, true, |doc| {
             let doc = doc.expect("the file exists");

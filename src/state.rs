@@ -86,22 +86,19 @@ fn position(bytes: &[u8], line: usize, column: usize) -> (usize, usize) {
 /// called corrupt (see [`StateDoc::load`]).
 pub const REREAD_WITHIN: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Whether the file's inode changed (written, created, renamed into place)
-/// within [`REREAD_WITHIN`]: a writer may still be at it. A change time in
-/// the future (the clock was set back) or a file that cannot be looked at
-/// counts as recent, which only costs the wait.
-fn changed_lately(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
+/// Whether the file was modified within [`REREAD_WITHIN`]: a writer may
+/// still be at it. The modification time, not the inode's change time: a
+/// writer in progress keeps it at now (`mv` across file systems copies the
+/// data, then sets the source's time, which jq set a moment before), and
+/// it is what `touch -d` can date back. A time in the future (the clock was
+/// set back) or a file that cannot be looked at counts as recent, which
+/// only costs the wait.
+fn modified_lately(path: &Path) -> bool {
+    let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
         return true;
     };
-    let Ok(secs) = u64::try_from(meta.ctime()) else {
-        return false;
-    };
-    let changed = std::time::UNIX_EPOCH
-        + std::time::Duration::new(secs, u32::try_from(meta.ctime_nsec()).unwrap_or(0));
     std::time::SystemTime::now()
-        .duration_since(changed)
+        .duration_since(modified)
         .map_or(true, |age| age < REREAD_WITHIN)
 }
 
@@ -163,20 +160,20 @@ impl StateDoc {
 
     /// Loads the file; Ok(None) when it does not exist.
     ///
-    /// A file that does not parse, and was written within the last 200 ms,
+    /// A file that does not parse, and was modified within the last 200 ms,
     /// is read again until it is 200 ms old before it is called corrupt:
     /// the legacy deploy.sh writes it with `jq > tmp; mv tmp FILE`, and
     /// with the temp file on another filesystem that `mv` is an unlink and
     /// a copy, so a reader can see the file empty or half written for a
-    /// moment. A file that has not changed for longer is not being written:
-    /// it is refused at once, so a corrupt file costs no wait.
+    /// moment. A file not modified for longer is not being written: it is
+    /// refused at once, so a corrupt file costs no wait.
     pub fn load(path: &Path) -> Result<Option<StateDoc>, StateError> {
         let pause = std::time::Duration::from_millis(5);
         let until = std::time::Instant::now() + REREAD_WITHIN;
         loop {
             match StateDoc::load_once(path) {
                 Err(StateError::Parse { .. })
-                    if std::time::Instant::now() < until && changed_lately(path) =>
+                    if std::time::Instant::now() < until && modified_lately(path) =>
                 {
                     std::thread::sleep(pause);
                 }

@@ -642,9 +642,9 @@ fn a_twenty_megabyte_state_file_is_read_quickly_and_kept_intact() {
 }
 
 /// A state file that does not parse is re-read only while it may still be
-/// being written (changed within the last 200 ms: a legacy `mv` across
-/// file systems). One that has not changed for longer is refused without a
-/// second read: strace counts the pauses between reads and the opens.
+/// being written (modified within the last 200 ms: a legacy `mv` across
+/// file systems). One not modified for longer is refused without a second
+/// read: strace counts the pauses between reads and the opens.
 #[test]
 fn an_old_corrupt_state_file_is_refused_at_once_and_a_fresh_one_reread() {
     if !crate::completions::available("strace", "old_corrupt_state_file") {
@@ -683,8 +683,13 @@ fn an_old_corrupt_state_file_is_refused_at_once_and_a_fresh_one_reread() {
     };
     w.write_state("{\"lock\": {\"locked\": tru");
     let (fresh_opens, fresh_pauses) = trace(&w);
-    // The scenario: a file last changed longer ago than the window.
-    std::thread::sleep(Duration::from_millis(300));
+    // The same file, last modified a minute ago.
+    fs::File::options()
+        .write(true)
+        .open(w.state_path())
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
     let (old_opens, old_pauses) = trace(&w);
     assert_eq!(old_pauses, 0, "an old corrupt file is not waited for");
     assert!(
