@@ -18,21 +18,36 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_deploy-lock");
 /// deploy-lock installed there (the .deb test), shared by tests that need a
 /// machine with none (a server with no deploy-lock on its PATH). A file
 /// lock, so that it also holds between test processes.
+///
+/// Every taker passes a gate (a second file, held exclusively for a moment)
+/// first, and the exclusive taker holds it while it waits: shared holders
+/// that come after it queue behind it instead of starving it (flock alone
+/// lets new shared holders in past a waiting exclusive one; the .deb test
+/// waited most of a run for back-to-back ssh tests).
 pub fn system_install_lock(exclusive: bool) -> nix::fcntl::Flock<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o666)
-        .open(std::env::temp_dir().join("deploy-lock-it-system-install.lock"))
-        .unwrap();
+    let take = |name: &str, arg: nix::fcntl::FlockArg| {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o666)
+            .open(std::env::temp_dir().join(name))
+            .unwrap();
+        nix::fcntl::Flock::lock(f, arg).map_err(|(_, e)| e).unwrap()
+    };
+    let gate = take(
+        "deploy-lock-it-system-install.gate",
+        nix::fcntl::FlockArg::LockExclusive,
+    );
     let arg = if exclusive {
         nix::fcntl::FlockArg::LockExclusive
     } else {
         nix::fcntl::FlockArg::LockShared
     };
-    nix::fcntl::Flock::lock(f, arg).map_err(|(_, e)| e).unwrap()
+    let held = take("deploy-lock-it-system-install.lock", arg);
+    drop(gate);
+    held
 }
 
 /// Skips the rest of a test for a reason the machine has (a tool that is
@@ -761,14 +776,24 @@ impl Pty {
 
 /// Polls `cond` until true or `timeout`; for waiting on files a child writes
 /// (a ready file), never for asserting timing.
+///
+/// It looks every 5 ms, or four times as long as a look took: a look that
+/// starts a process (a `status --json`) then costs at most a fifth of a
+/// core, where at a fixed 5 ms a few waiting tests kept the machine busy.
 #[track_caller]
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
-    while !cond() {
+    loop {
+        let look = Instant::now();
+        if cond() {
+            return;
+        }
         if Instant::now() > deadline {
             panic!("timed out waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(5));
+        let pause =
+            (look.elapsed() * 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        std::thread::sleep(pause);
     }
 }
 

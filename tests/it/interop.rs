@@ -229,14 +229,24 @@ fn signal_rounds(sig: Signal, rounds: usize) {
     );
 }
 
+/// 20 rounds as two worlds of 10 side by side (each its own lock folder
+/// and checkout): a round is mostly the legacy script's sleeps.
+fn twenty_signal_rounds(sig: Signal) {
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(move || signal_rounds(sig, 10));
+        }
+    });
+}
+
 #[test]
 fn issue_10_term_to_a_wrapped_legacy_deploy_never_lets_a_second_deploy_in() {
-    signal_rounds(Signal::SIGTERM, 20);
+    twenty_signal_rounds(Signal::SIGTERM);
 }
 
 #[test]
 fn issue_10_int_to_a_wrapped_legacy_deploy_never_lets_a_second_deploy_in() {
-    signal_rounds(Signal::SIGINT, 20);
+    twenty_signal_rounds(Signal::SIGINT);
 }
 
 /// Item 2: the legacy's takeover rule at 5 s and deploy-lock's stale timeout
