@@ -5,7 +5,8 @@
 #   PATH, else the binary ./install.sh builds, installed into a temporary
 #   prefix: the ordinary dynamically linked release build)
 #   BENCH_ETCD=0 skips the etcd figures (they need a local 3-member cluster).
-# Uses hyperfine when installed, a built-in timer otherwise. Touches only a
+# Times status against ls -ld call by call (python3), everything else with
+# hyperfine when installed and a built-in timer otherwise. Touches only a
 # temporary folder (DEPLOY_LOCK_DIR points there), never /tmp/togather-*.
 set -euo pipefail
 
@@ -76,11 +77,34 @@ time_cmd() {
     fi
 }
 
+# Median wall time in ns of each of two commands run alternately N times:
+#   alternate N CMD1... -- CMD2...   prints "NS1 NS2".
+alternate() {
+    python3 - "$@" <<'PY'
+import os, statistics, sys, time
+n = int(sys.argv[1])
+rest = sys.argv[2:]
+cut = rest.index("--")
+cmds = [rest[:cut], rest[cut + 1:]]
+null = os.open(os.devnull, os.O_WRONLY)
+acts = [(os.POSIX_SPAWN_DUP2, null, 1), (os.POSIX_SPAWN_DUP2, null, 2)]
+times = [[], []]
+for i in range(n + 20):
+    for k, cmd in enumerate(cmds):
+        t0 = time.perf_counter_ns()
+        pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=acts)
+        os.waitpid(pid, 0)
+        if i >= 20:
+            times[k].append(time.perf_counter_ns() - t0)
+print(int(statistics.median(times[0])), int(statistics.median(times[1])))
+PY
+}
+
 echo "deploy-lock benchmark: $("$bin" --version), $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
 linkage="dynamically linked"
 case "$(ldd "$bin" 2>&1 || true)" in *"statically linked"* | *"not a dynamic executable"*) linkage="statically linked" ;; esac
 echo "binary: $bin ($(stat -c %s "$bin") bytes, $linkage)"
-echo "timer: $(command -v hyperfine >/dev/null && hyperfine --version || echo 'built-in (date +%s%N)')"
+echo "timer: status and ls -ld alternated by python3; others $(command -v hyperfine >/dev/null && hyperfine --version || echo 'built-in (date +%s%N)')"
 echo
 
 # 1. Status of a held lock with a live holder, against ls -ld and the bash+jq baseline.
@@ -93,8 +117,11 @@ JSON
 # The whole binary in the page cache, as after an install: what fault-around
 # can map is then everything near a page touched (the figure's worst case).
 cat "$bin" >/dev/null
-t_status=$(time_cmd 300 ./deploy/scripts/unlock.sh staging)
-t_ls=$(time_cmd 300 ls -ld "$lock")
+# Status and ls -ld alternate call by call (python3's posix_spawn, no shell
+# in between), so that a machine growing busier or quieter during the run
+# moves both alike: timed one block after the other (hyperfine's way), the
+# ratio moved by 0.3 with the load of the minutes before.
+read -r t_status t_ls < <(alternate 500 ./deploy/scripts/unlock.sh staging -- ls -ld "$lock")
 t_legacy=$(time_cmd 50 "$here/legacy-status.sh" staging "$state")
 rss_kib=$(peak_rss ./deploy/scripts/unlock.sh staging)
 rss_ls=$(peak_rss ls -ld "$lock")
