@@ -698,48 +698,40 @@ pub fn tid() -> i32 {
 /// recvfrom(2) (a blocking socket read: the library's etcd watch reads its
 /// stream so), or in poll(2) or ppoll(2): the request before it was sent.
 pub fn wait_in_read(tid: i32) {
-    // x86_64 and aarch64 numbers: read 0 / 63, recvfrom 45 / 207, poll 7,
-    // ppoll 271 / 73.
-    let waiting = || {
-        std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|s| {
-            let nr = s.split_whitespace().next().unwrap_or("");
-            if cfg!(target_arch = "x86_64") {
-                matches!(nr, "0" | "45" | "7" | "271")
-            } else {
-                matches!(nr, "63" | "207" | "73")
-            }
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !waiting() {
-        assert!(
-            Instant::now() < deadline,
-            "thread {tid} never waited on a read"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    // read 0 / 63, recvfrom 45 / 207, poll 7 / -, ppoll 271 / 73.
+    wait_in_syscall(
+        tid,
+        &["0", "45", "7", "271"],
+        &["63", "207", "73"],
+        "on a read",
+    );
 }
 
 /// Waits until thread `tid` of this process sleeps in poll(2) or ppoll(2)
 /// (/proc/self/task/TID/syscall): the thread is then inside its wait, so
 /// what the caller does next happens during that wait, not before it.
 pub fn wait_in_poll(tid: i32) {
-    // x86_64 and aarch64 numbers: poll 7 (x86_64 only), ppoll 271 / 73.
-    let polling = || {
-        std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|s| {
-            let nr = s.split_whitespace().next().unwrap_or("");
-            if cfg!(target_arch = "x86_64") {
-                nr == "7" || nr == "271"
-            } else {
-                nr == "73"
-            }
-        })
+    // poll 7 (x86_64 only), ppoll 271 / 73.
+    wait_in_syscall(tid, &["7", "271"], &["73"], "in poll");
+}
+
+/// Waits until thread `tid` of this process sleeps in one of the system
+/// calls numbered `x86_64` (or `aarch64` there).
+fn wait_in_syscall(tid: i32, x86_64: &[&str], aarch64: &[&str], what: &str) {
+    let numbers = if cfg!(target_arch = "x86_64") {
+        x86_64
+    } else {
+        aarch64
+    };
+    let waiting = || {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+            .is_ok_and(|s| numbers.contains(&s.split_whitespace().next().unwrap_or("")))
     };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !polling() {
+    while !waiting() {
         assert!(
             Instant::now() < deadline,
-            "thread {tid} never waited in poll"
+            "thread {tid} never waited {what}"
         );
         std::thread::sleep(Duration::from_millis(2));
     }

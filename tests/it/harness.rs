@@ -137,6 +137,21 @@ impl World {
         c
     }
 
+    /// `./deploy/scripts/unlock.sh ARGS` under `strace -f -qq -e TRACE`:
+    /// its Out and strace's log of the calls traced.
+    pub fn strace_unlock_sh(&self, trace: &str, args: &[&str]) -> (Out, String) {
+        let log = self.tmp.path().join("strace.out");
+        let mut c = self.cmd("strace");
+        c.cmd
+            .args(["-f", "-qq", "-e", trace, "-o"])
+            .arg(&log)
+            .arg("./deploy/scripts/unlock.sh")
+            .args(args);
+        let out = c.run();
+        let calls = fs::read_to_string(&log).unwrap();
+        (out, calls)
+    }
+
     /// `deploy-lock ARGS` (the binary under its own name).
     pub fn deploy_lock(&self, args: &[&str]) -> Cmd {
         let mut c = self.cmd(BIN);

@@ -390,24 +390,8 @@ fn owner_names_come_from_nss_in_process_without_a_fork() {
     let locked_at = now() - 60;
     let p = w.legacy_lock("staging", locked_at);
     w.legacy_state("staging", locked_at, "12345", "build-server-7");
-    let trace = |w: &World| {
-        let log = w.tmp.path().join("strace.out");
-        let mut c = w.cmd("strace");
-        c.cmd
-            .args([
-                "-f",
-                "-qq",
-                "-e",
-                "trace=execve,clone,clone3,fork,vfork",
-                "-o",
-            ])
-            .arg(&log)
-            .arg("./deploy/scripts/unlock.sh")
-            .arg("staging");
-        let out = c.run();
-        let calls = std::fs::read_to_string(&log).unwrap();
-        (out, calls)
-    };
+    let trace =
+        |w: &World| w.strace_unlock_sh("trace=execve,clone,clone3,fork,vfork", &["staging"]);
     let expect = |ls_line: &str, t: i64| {
         let age = t - locked_at;
         format!(

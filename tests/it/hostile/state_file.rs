@@ -653,20 +653,8 @@ fn an_old_corrupt_state_file_is_refused_at_once_and_a_fresh_one_reread() {
     let w = World::new();
     // (opens of the state file, pauses) of one status refusal.
     let trace = |w: &World| {
-        let log = w.tmp.path().join("strace.out");
-        let mut c = w.cmd("strace");
-        c.cmd
-            .args([
-                "-f",
-                "-qq",
-                "-e",
-                "trace=openat,nanosleep,clock_nanosleep",
-                "-o",
-            ])
-            .arg(&log)
-            .arg("./deploy/scripts/unlock.sh")
-            .arg("staging");
-        let out = c.run();
+        let (out, calls) =
+            w.strace_unlock_sh("trace=openat,nanosleep,clock_nanosleep", &["staging"]);
         out.code(1).any_stderr();
         assert!(
             out.stderr.starts_with("ERROR: state file ")
@@ -674,7 +662,6 @@ fn an_old_corrupt_state_file_is_refused_at_once_and_a_fresh_one_reread() {
             "{}",
             out.stderr
         );
-        let calls = fs::read_to_string(&log).unwrap();
         let count = |what: &str| calls.lines().filter(|l| l.contains(what)).count();
         (
             count("deploy/config/deployment-state.json\""),
