@@ -104,7 +104,7 @@ fn need_perl(test: &str) -> bool {
 
 /// Holders at once, each on its own key prefix with its own endpoint list
 /// (`lists`), while `fault` makes the first member of each list
-/// unresponsive for 3 x TTL (4 s; then `heal`): every command runs to its end
+/// unresponsive for 3 x TTL (6 s; then `heal`): every command runs to its end
 /// untouched and exits 0.
 fn holders_survive(test: &str, lists: &[Vec<&str>], fault: &dyn Fn(), heal: &dyn Fn()) {
     let machines: Vec<Machine> = lists
@@ -114,12 +114,13 @@ fn holders_survive(test: &str, lists: &[Vec<&str>], fault: &dyn Fn(), heal: &dyn
     let holders: Vec<KillOnDrop> = machines
         .iter()
         .map(|m| {
-            // TTL 4 here, not the module's 2: twenty holders and three
-            // members share two cores with the rest of the suite, and a 2 s
-            // lease measured the machine's load (one CI run lost a lease
-            // with no fault involved), not the failover this test is about.
+            // TTL 6 here, not the module's 2: twenty holders and three
+            // members share two cores with the rest of the suite (six tests
+            // at a time), and a shorter lease measured the machine's load
+            // (a 2 s lease was lost in a CI run with no fault involved, a
+            // 4 s one at load 12), not the failover this test is about.
             run_cmd(m, &[], &holder_script(m.w.tmp.path()))
-                .env("DEPLOY_LOCK_ETCD_TTL", "4")
+                .env("DEPLOY_LOCK_ETCD_TTL", "6")
                 .spawn_guarded()
         })
         .collect();
@@ -129,8 +130,8 @@ fn holders_survive(test: &str, lists: &[Vec<&str>], fault: &dyn Fn(), heal: &dyn
         });
     }
     fault();
-    // The fault's length is the scenario, not a barrier: 3 x the 4 s TTL.
-    std::thread::sleep(Duration::from_secs(12));
+    // The fault's length is the scenario, not a barrier: 3 x the 6 s TTL.
+    std::thread::sleep(Duration::from_secs(18));
     heal();
     for m in &machines {
         fs::write(m.path("done"), "").unwrap();
