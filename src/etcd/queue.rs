@@ -53,6 +53,25 @@ impl QueueEntry {
         }
     }
 
+    /// A place of this very process other than `current` (its lease hex):
+    /// one left behind when the process joined again, after a revoke that
+    /// could not reach etcd or a put whose answer was lost. A process waits
+    /// in one place only, so such a place is only ever in its own way.
+    pub fn stale_place_of_this_process(&self, host: &str, current: i64) -> bool {
+        let Some(r) = &self.record else {
+            return false;
+        };
+        if self.lease == current || r.waiter.host != host {
+            return false;
+        }
+        if r.boot_id.is_some() && r.boot_id != crate::liveness::boot_id() {
+            return false;
+        }
+        let me = crate::liveness::ProcessIdentity::of_self();
+        r.waiter.pid == std::process::id() as i32
+            && me.is_some_and(|m| r.pid_start_ticks.is_none() || r.pid_start_ticks == m.start_ticks)
+    }
+
     /// Its process is known to be gone: recorded on this host (same boot)
     /// and that pid no longer runs with its start time.
     pub fn dead_here(&self, host: &str) -> bool {
@@ -267,5 +286,44 @@ fn renew(client: &Client, lease: i64, every: Duration, shared: &Keep) {
             // Unreachable for now: the next pass tries again.
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(host: &str, pid: i32, ticks: Option<u64>, lease: i64) -> QueueEntry {
+        QueueEntry {
+            key: format!("q/{lease:x}").into_bytes(),
+            create_revision: 7,
+            lease,
+            record: Some(EtcdWaiter {
+                waiter: crate::queue::WaiterRecord {
+                    user: "u".into(),
+                    host: host.into(),
+                    pid,
+                    reason: None,
+                    since: "2026-12-03T00:00:00Z".into(),
+                },
+                pid_start_ticks: ticks,
+                boot_id: crate::liveness::boot_id(),
+            }),
+        }
+    }
+
+    /// Only another place of this very process (same host, pid and start
+    /// time, another lease) is its own stale place.
+    #[test]
+    fn a_stale_place_is_this_processs_and_not_its_current_one() {
+        let me = std::process::id() as i32;
+        let ticks = crate::liveness::ProcessIdentity::of_self().and_then(|m| m.start_ticks);
+        assert!(entry("h", me, ticks, 5).stale_place_of_this_process("h", 9));
+        assert!(entry("h", me, None, 5).stale_place_of_this_process("h", 9));
+        assert!(!entry("h", me, ticks, 9).stale_place_of_this_process("h", 9));
+        assert!(!entry("other", me, ticks, 5).stale_place_of_this_process("h", 9));
+        assert!(!entry("h", me + 1, ticks, 5).stale_place_of_this_process("h", 9));
+        let older = ticks.map(|t| t.wrapping_sub(1)).or(Some(1));
+        assert!(!entry("h", me, older, 5).stale_place_of_this_process("h", 9));
     }
 }

@@ -222,9 +222,17 @@ impl<'a> EtcdLockStore<'a> {
                 .iter()
                 .rfind(|e| e.create_revision < mine)
                 .cloned();
+            let current = self.place.borrow().as_ref().map_or(0, |p| p.lease);
             match ahead {
                 Some(dead) if dead.dead_here(&self.ctx.host) => {
                     self.etcd.remove_dead_waiter(&dead);
+                    continue;
+                }
+                // Our own earlier place (chaos_short: a waiter cut off from
+                // etcd joined again while its first place's key lived on,
+                // and waited behind itself until its timeout).
+                Some(own) if own.stale_place_of_this_process(&self.ctx.host, current) => {
+                    self.etcd.remove_dead_waiter(&own);
                     continue;
                 }
                 Some(a) => {

@@ -642,7 +642,14 @@ fn chaos(test: &str, secs: u64) -> Option<(usize, usize, f64)> {
             _ => e.1 = Some(e.1.map_or(t, |x: f64| x.min(t))),
         }
     }
-    assert_eq!(spans.len(), runs, "one token per run:\n{text}");
+    // One token per run that started its command: every run that exited 0
+    // did; a run that lost its lock (76) may have lost it before starting
+    // (seen with two busy loops beside the suite), and then started none.
+    assert!(
+        spans.len() <= runs && spans.len() + lost >= runs,
+        "{} tokens for {runs} runs ({lost} lost):\n{text}",
+        spans.len()
+    );
     let mut by_start: Vec<(f64, Option<f64>, i64)> =
         spans.iter().map(|(k, (s, e))| (*s, *e, *k)).collect();
     by_start.sort_by(|a, b| a.0.total_cmp(&b.0));
