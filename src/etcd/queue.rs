@@ -53,35 +53,34 @@ impl QueueEntry {
         }
     }
 
+    /// Its waiter record, when it was written on `host` in this boot.
+    fn recorded_here(&self, host: &str) -> Option<&EtcdWaiter> {
+        let r = self.record.as_ref()?;
+        let this_boot = r.boot_id.is_none() || r.boot_id == crate::liveness::boot_id();
+        (r.waiter.host == host && this_boot).then_some(r)
+    }
+
     /// A place of this very process other than `current` (its lease hex):
     /// one left behind when the process joined again, after a revoke that
     /// could not reach etcd or a put whose answer was lost. A process waits
     /// in one place only, so such a place is only ever in its own way.
     pub fn stale_place_of_this_process(&self, host: &str, current: i64) -> bool {
-        let Some(r) = &self.record else {
+        let Some(r) = self.recorded_here(host) else {
             return false;
         };
-        if self.lease == current || r.waiter.host != host {
-            return false;
-        }
-        if r.boot_id.is_some() && r.boot_id != crate::liveness::boot_id() {
-            return false;
-        }
         let me = crate::liveness::ProcessIdentity::of_self();
-        r.waiter.pid == std::process::id() as i32
+        self.lease != current
+            && r.waiter.pid == std::process::id() as i32
             && me.is_some_and(|m| r.pid_start_ticks.is_none() || r.pid_start_ticks == m.start_ticks)
     }
 
     /// Its process is known to be gone: recorded on this host (same boot)
     /// and that pid no longer runs with its start time.
     pub fn dead_here(&self, host: &str) -> bool {
-        let Some(r) = &self.record else {
+        let Some(r) = self.recorded_here(host) else {
             return false;
         };
-        if r.waiter.host != host || r.waiter.pid <= 0 {
-            return false;
-        }
-        if r.boot_id.is_some() && r.boot_id != crate::liveness::boot_id() {
+        if r.waiter.pid <= 0 {
             return false;
         }
         let id = crate::liveness::ProcessIdentity {
