@@ -584,7 +584,15 @@ fn chaos(test: &str, secs: u64) -> Option<(usize, usize, f64)> {
                         c.cmd.arg(&log);
                         let out = c.run();
                         out.any_code().any_stderr();
-                        codes.push((out.code, out.stderr.clone()));
+                        let mut stderr = out.stderr.clone();
+                        if out.code == Some(124) {
+                            // What the queue held as the wait gave up, for
+                            // the diagnosis (a waiter once stayed 2nd in
+                            // line, the lock free, for its whole minute).
+                            let look = m.dl(&["status", "staging", "--json"]).run();
+                            stderr.push_str(&format!("status --json then: {}", look.stdout));
+                        }
+                        codes.push((out.code, stderr));
                     }
                     codes
                 })
