@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::client::{Client, KeyValue};
 use super::error::EtcdError;
 use super::keeper::boottime;
-use super::wire::{b64, header_revision, parse_kv};
+use super::wire::{b64, header_revision, num, parse_kv};
 use crate::queue::WaiterRecord;
 
 /// What a waiter writes under its key: the local queue's record plus what
@@ -177,6 +177,7 @@ impl QueuePlace {
             "key": b64(key.as_bytes()),
             "value": b64(&value),
             "lease": lease.to_string(),
+            "prev_kv": true,
         });
         let v = match client.call("/v3/kv/put", &put, timeout) {
             Ok(v) => v,
@@ -201,10 +202,21 @@ impl QueuePlace {
                     detail: format!("cannot keep a place in the queue: {e}"),
                 })?;
         }
+        // Our place is the key's create revision. A put whose answer did not
+        // come in time is sent again to the next endpoint (`Client::call`);
+        // when the first one had landed, the key already existed and this
+        // answer's revision is the second put's: a place behind our own
+        // key, which then stood "ahead" of us (chaos_short: a waiter 2nd in
+        // line behind itself, the lock free, until its timeout). The key's
+        // earlier self, when there was one, says where the place really is.
+        let create_revision = match v.get("prev_kv") {
+            Some(prev) => num(prev.get("create_revision")),
+            None => header_revision(&v),
+        };
         Ok(QueuePlace {
             client: client.clone(),
             key,
-            create_revision: header_revision(&v),
+            create_revision,
             lease,
             granted_ttl,
             shared,

@@ -518,3 +518,134 @@ fn a_watcher_made_while_etcd_is_silent_catches_the_release_once_it_answers() {
         deploy_lock::etcd::Release::Released
     );
 }
+
+/// A loopback proxy to `upstream` (an etcd's `host:port`) that relays every
+/// request and answer, except that the answer to the first put under
+/// `/queue/` is never sent: the put lands, the caller's attempt times out.
+fn proxy_losing_the_first_queue_put_answer(upstream: String) -> String {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static LOST: AtomicBool = AtomicBool::new(false);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if h == "\r\n" {
+                        break;
+                    }
+                    let lower = h.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if !lower.starts_with("connection:") {
+                        head.push_str(&h);
+                    }
+                }
+                let mut body = vec![0; len];
+                if r.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let put = head.starts_with("POST /v3/kv/put ");
+                let queue_put = put
+                    && serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| {
+                        v["key"].as_str().is_some_and(|k| {
+                            use base64::Engine;
+                            let k = base64::engine::general_purpose::STANDARD
+                                .decode(k)
+                                .unwrap_or_default();
+                            String::from_utf8_lossy(&k).contains("/queue/")
+                        })
+                    });
+                let mut up = std::net::TcpStream::connect(&upstream).unwrap();
+                up.write_all(head.as_bytes()).unwrap();
+                up.write_all(b"Connection: close\r\n\r\n").unwrap();
+                up.write_all(&body).unwrap();
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer);
+                if queue_put && !LOST.swap(true, Ordering::SeqCst) {
+                    // Landed; the answer is lost. Hold the connection
+                    // until the caller gives up on it.
+                    let _ = r.read_line(&mut String::new());
+                    return;
+                }
+                // One answer per connection: the caller opens a new one.
+                let text = String::from_utf8_lossy(&answer);
+                let answer = match text.split_once("\r\n") {
+                    Some((status, rest)) => format!("{status}\r\nConnection: close\r\n{rest}"),
+                    None => text.into_owned(),
+                };
+                let _ = conn.write_all(answer.as_bytes());
+            });
+        }
+    });
+    url
+}
+
+/// A waiter's put into the queue that landed, whose answer was lost, and
+/// which the client therefore sent again to the next endpoint: the place is
+/// where the key was first created, not the second put's revision. Before,
+/// the waiter's own key stood "ahead" of it (chaos_short, beside two busy
+/// loops: "2nd in line; free, but others were in line first" until its
+/// one-minute limit, exit 124).
+#[test]
+fn a_queue_put_sent_twice_keeps_the_place_of_the_first() {
+    let test = "etcd_failures::a_queue_put_sent_twice_keeps_the_place_of_the_first";
+    let Some(etcd) = etcd_support::shared(test) else {
+        return;
+    };
+    let upstream = etcd.endpoint.trim_start_matches("http://").to_string();
+    let proxy = proxy_losing_the_first_queue_put_answer(upstream);
+    let client = Client::connect(&ClientConfig {
+        attempt_timeout: Duration::from_millis(500),
+        ..ClientConfig::new(vec![proxy.clone(), etcd.endpoint.clone()])
+    })
+    .unwrap();
+    let prefix = format!("/it/{}", std::process::id());
+    let store = EtcdStore::new(client, &format!("{prefix}/twice"), Duration::from_secs(5));
+    let env = Environment::Staging;
+    let me = deploy_lock::liveness::ProcessIdentity::of_self().unwrap();
+    let record = deploy_lock::etcd::queue::EtcdWaiter {
+        waiter: deploy_lock::queue::WaiterRecord {
+            user: "a".into(),
+            host: "it".into(),
+            pid: me.pid,
+            reason: None,
+            since: "2026-12-03T00:00:00Z".into(),
+        },
+        pid_start_ticks: me.start_ticks,
+        boot_id: None,
+    };
+    let place = store.join_queue(env, &record).unwrap();
+    // The put went to the proxy first (its answer lost), then to etcd.
+    assert_eq!(store.client().endpoint(), etcd.endpoint);
+    let listed = store.look_in_line(env).unwrap().waiters;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].key, place.key.as_bytes());
+    assert_eq!(
+        (listed[0].create_revision, listed[0].lease),
+        (place.create_revision, place.lease),
+        "the place is the key's first creation"
+    );
+    // Alone in line, the lock free: it is ours at once.
+    match store
+        .try_acquire_in_line(env, &this_process(env, "a@it").unwrap(), Some(&place))
+        .unwrap()
+    {
+        Acquire::Acquired(lock) => {
+            place.into_lock_lease();
+            lock.release().unwrap();
+        }
+        Acquire::Busy(insp) => panic!("alone in line and refused: {:?}", insp.waiters),
+    }
+}
