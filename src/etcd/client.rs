@@ -229,6 +229,12 @@ impl Client {
             }
             // Credentials for an etcd that does not ask for them: harmless.
             Err(EtcdError::Server { code: 9, .. }) => Ok(()),
+            // No leader, the leader changed, a timeout: the cluster could
+            // not answer the login, which says nothing of the credentials
+            // (seen under load: "refused the login: etcdserver: leader
+            // changed (check DEPLOY_LOCK_ETCD_USER ...)"). Unavailable, so
+            // the next endpoint is asked and a waiter keeps trying.
+            Err(e @ EtcdError::Server { .. }) if e.retryable() => Err(e),
             Err(EtcdError::Server {
                 endpoint, message, ..
             }) => Err(EtcdError::AuthRefused {

@@ -649,3 +649,31 @@ fn a_queue_put_sent_twice_keeps_the_place_of_the_first() {
         Acquire::Busy(insp) => panic!("alone in line and refused: {:?}", insp.waiters),
     }
 }
+
+/// A login the cluster cannot answer (etcd's "leader changed", gRPC 14) is
+/// unavailability, tried at the next endpoint and retried by a waiter, not
+/// a refusal of the credentials. Seen at load 14: "refused the login:
+/// etcdserver: leader changed (check DEPLOY_LOCK_ETCD_USER and ...)".
+#[test]
+fn a_login_during_a_leader_change_is_unavailability_not_a_refusal() {
+    let changing = fake_server(|path| match path {
+        "/v3/auth/authenticate" => (
+            503,
+            r#"{"error":"etcdserver: leader changed","code":14,"message":"etcdserver: leader changed"}"#,
+        ),
+        _ => (404, "404 page not found"),
+    });
+    let cfg = ClientConfig {
+        credentials: Some(deploy_lock::etcd::settings::Credentials {
+            user: "deploy".into(),
+            password: "secret".into(),
+        }),
+        ..ClientConfig::new(vec![changing.clone()])
+    };
+    let e = Client::connect(&cfg).err().expect("no login, no client");
+    assert_eq!(
+        e.to_string(),
+        format!("etcd at {changing}: etcdserver: leader changed (code 14)")
+    );
+    assert!(e.retryable(), "{e:?}");
+}
