@@ -389,9 +389,15 @@ fn with_two_second_tokens_a_ten_second_run_releases_cleanly_and_a_waiter_gets_in
         Machine::new(&endpoints(&c), &prefix),
         Machine::new(&endpoints(&c), &prefix),
     );
+    // A 6 s lease, not the 2 s of the other scenarios: renewed every 2 s,
+    // each renewal may find the token expired (what this test is about),
+    // and a machine at load 10-14 (two busy loops beside the suite) that
+    // leaves etcd without an answer for 2 s does not cost the holder a
+    // lease the test never meant to lose.
     let with_auth = |cmd: Cmd| {
         cmd.env("DEPLOY_LOCK_ETCD_USER", "root")
             .env("DEPLOY_LOCK_ETCD_PASSWORD", "rootpw")
+            .env("DEPLOY_LOCK_ETCD_TTL", "6")
     };
     let h = with_auth(run_cmd(&a, &[], &holder_script(a.w.tmp.path()))).spawn_guarded();
     wait_until(PATIENCE, "the holder's ready file", || {
