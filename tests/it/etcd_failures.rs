@@ -23,6 +23,33 @@ fn connect(endpoints: &[&str]) -> (Result<Client, EtcdError>, Duration) {
     (r, t.elapsed())
 }
 
+/// One HTTP request from `r`: its request line and headers, less any
+/// `Connection` header, and its body (by `Content-Length`). None when the
+/// connection ends first.
+fn read_request(r: &mut BufReader<std::net::TcpStream>) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 {
+            return None;
+        }
+        if h == "\r\n" {
+            break;
+        }
+        let lower = h.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") {
+            head.push_str(&h);
+        }
+    }
+    let mut body = vec![0; len];
+    std::io::Read::read_exact(r, &mut body).ok()?;
+    Some((head, body))
+}
+
 /// A loopback HTTP server answering every request with `answer(path)`
 /// (status, body); it serves until the test process ends.
 fn fake_server(answer: fn(&str) -> (u16, &'static str)) -> String {
@@ -32,21 +59,8 @@ fn fake_server(answer: fn(&str) -> (u16, &'static str)) -> String {
         for conn in l.incoming() {
             let Ok(mut conn) = conn else { continue };
             let mut r = BufReader::new(conn.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = r.read_line(&mut first);
-            let path = first.split(' ').nth(1).unwrap_or("/").to_string();
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = std::io::Read::read_exact(&mut r, &mut body);
+            let (head, _body) = read_request(&mut r).unwrap_or_default();
+            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
             let (status, text) = answer(&path);
             let _ = write!(
                 conn,
@@ -534,28 +548,9 @@ fn proxy_losing_the_first_queue_put_answer(upstream: String) -> String {
             let upstream = upstream.clone();
             std::thread::spawn(move || {
                 let mut r = BufReader::new(conn.try_clone().unwrap());
-                let mut head = String::new();
-                let mut len = 0;
-                loop {
-                    let mut h = String::new();
-                    if r.read_line(&mut h).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if h == "\r\n" {
-                        break;
-                    }
-                    let lower = h.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    if !lower.starts_with("connection:") {
-                        head.push_str(&h);
-                    }
-                }
-                let mut body = vec![0; len];
-                if r.read_exact(&mut body).is_err() {
+                let Some((head, body)) = read_request(&mut r) else {
                     return;
-                }
+                };
                 let put = head.starts_with("POST /v3/kv/put ");
                 let queue_put = put
                     && serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| {
