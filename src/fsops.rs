@@ -140,7 +140,9 @@ pub fn read_small_file_owned_at(dir: impl AsFd, name: &str) -> Option<(Vec<u8>, 
     {
         return None;
     }
-    let mut buf = Vec::new();
+    // Sized from the fstat: one read for the bytes and one for the end
+    // (from an empty buffer std probes with 32-byte reads and doubles).
+    let mut buf = Vec::with_capacity(st.st_size as usize + 1);
     File::from(fd)
         .take(SMALL_FILE_LIMIT)
         .read_to_end(&mut buf)

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::environment::Environment;
-use crate::liveness::{ProcessIdentity, valid_pid};
+use crate::liveness::{ProcessIdentity, Sightings, valid_pid};
 use crate::state::StateDoc;
 use crate::status::{Holder, HolderSource, Liveness, OwnerRecord};
 
@@ -88,6 +88,11 @@ pub fn holder_from(
 /// Alive if any of the holder's processes still runs here; unknowable on
 /// another host or without a usable pid.
 pub fn liveness_of(h: &Holder, this_host: &str) -> Liveness {
+    liveness_in(h, this_host, &Sightings::new())
+}
+
+/// [`liveness_of`] as one look at the lock saw the processes.
+pub fn liveness_in(h: &Holder, this_host: &str, look: &Sightings) -> Liveness {
     match &h.hostname {
         Some(host) if host != this_host => return Liveness::OtherHost,
         None => return Liveness::NoRecord,
@@ -98,7 +103,7 @@ pub fn liveness_of(h: &Holder, this_host: &str) -> Liveness {
     }
     let mut first_alive = None;
     for p in &h.processes {
-        if let Some(info) = p.alive() {
+        if let Some(info) = p.alive_in(look) {
             first_alive.get_or_insert(Liveness::Alive {
                 pid: p.pid,
                 comm: info.ps_comm(),

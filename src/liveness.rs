@@ -16,6 +16,8 @@ pub struct ProcInfo {
     pub state: char,
     /// Field 4: the parent's pid.
     pub ppid: i32,
+    /// Field 20: the number of threads (None if the line lacks it).
+    pub threads: Option<u64>,
 }
 
 impl ProcInfo {
@@ -98,9 +100,46 @@ pub fn probe(pid: i32) -> Option<ProcInfo> {
     if pid <= 0 {
         return None;
     }
-    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let info = parse_stat(&stat)?;
-    Some(info)
+    parse_stat(&read_proc_file(&format!("/proc/{pid}/stat"))?)
+}
+
+/// A /proc file read whole in as few reads as it allows: the kernel reports
+/// size 0 for these, so `fs::read` would start with 32-byte reads and double
+/// (seven reads for one stat line, which status makes on every call).
+fn read_proc_file(path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(1024);
+    fs::File::open(path)
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
+}
+
+/// The processes one look at a lock has seen: each pid's /proc/PID/stat is
+/// read once per look, so the verdict, the holder's liveness and the legacy
+/// "Process N is still running" line judge one reading of it. (Read twice, a
+/// holder ending between the reads was both running and dead in one status.)
+#[derive(Default)]
+pub struct Sightings {
+    seen: std::cell::RefCell<Vec<(i32, Option<ProcInfo>)>>,
+}
+
+impl Sightings {
+    pub fn new() -> Sightings {
+        Sightings::default()
+    }
+
+    /// [`probe`], answered from this look's first reading of `pid`.
+    pub fn probe(&self, pid: i32) -> Option<ProcInfo> {
+        if let Some((_, info)) = self.seen.borrow().iter().find(|(p, _)| *p == pid) {
+            return info.clone();
+        }
+        let info = probe(pid);
+        self.seen.borrow_mut().push((pid, info.clone()));
+        info
+    }
 }
 
 /// Parses `pid (comm) S ppid ...`; comm may itself hold spaces and ')'.
@@ -114,11 +153,13 @@ pub fn parse_stat(stat: &[u8]) -> Option<ProcInfo> {
     let ppid = fields.get(1)?.parse().ok()?;
     // Fields after the comm start at field 3, so field 22 is index 19.
     let start_ticks = fields.get(19)?.parse().ok()?;
+    let threads = fields.get(17).and_then(|t| t.parse().ok());
     Some(ProcInfo {
         comm,
         start_ticks,
         state,
         ppid,
+        threads,
     })
 }
 
@@ -165,7 +206,12 @@ impl ProcessIdentity {
     /// time and boot id both must match, so a recycled pid is not mistaken for
     /// the holder.
     pub fn running(&self) -> Option<ProcInfo> {
-        let info = probe(self.pid)?;
+        self.running_in(&Sightings::new())
+    }
+
+    /// [`running`](Self::running) as one look saw it.
+    pub fn running_in(&self, look: &Sightings) -> Option<ProcInfo> {
+        let info = look.probe(self.pid)?;
         if let Some(ticks) = self.start_ticks
             && ticks != info.start_ticks
         {
@@ -186,20 +232,17 @@ impl ProcessIdentity {
     /// that called pthread_exit also shows `Z` while its other threads run:
     /// that one is alive.
     pub fn alive(&self) -> Option<ProcInfo> {
-        let info = self.running()?;
-        if matches!(info.state, 'Z' | 'X') && thread_count(self.pid).is_none_or(|n| n <= 1) {
+        self.alive_in(&Sightings::new())
+    }
+
+    /// [`alive`](Self::alive) as one look saw it.
+    pub fn alive_in(&self, look: &Sightings) -> Option<ProcInfo> {
+        let info = self.running_in(look)?;
+        if matches!(info.state, 'Z' | 'X') && info.threads.is_none_or(|n| n <= 1) {
             return None;
         }
         Some(info)
     }
-}
-
-/// Field 20 of /proc/PID/stat: the number of threads.
-fn thread_count(pid: i32) -> Option<u64> {
-    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
-    rest.split_ascii_whitespace().nth(17)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -294,12 +337,32 @@ mod tests {
     }
 
     #[test]
+    fn one_look_judges_one_reading_of_a_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let id = ProcessIdentity::of_pid(child.id() as i32).unwrap();
+        let look = Sightings::new();
+        assert!(id.alive_in(&look).is_some());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Gone (and reaped): a new look sees it so; the first look keeps
+        // its reading, so every judgement in it agrees.
+        assert!(id.alive().is_none());
+        assert!(Sightings::new().probe(id.pid).is_none());
+        assert!(id.alive_in(&look).is_some());
+        assert!(id.running_in(&look).is_some());
+    }
+
+    #[test]
     fn zombie_comm_is_marked_defunct() {
         let z = ProcInfo {
             ppid: 1,
             comm: "deploy.sh".into(),
             start_ticks: 1,
             state: 'Z',
+            threads: Some(1),
         };
         assert_eq!(z.ps_comm(), "deploy.sh <defunct>");
     }

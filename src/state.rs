@@ -252,8 +252,12 @@ fn read_regular_file(path: &Path) -> io::Result<Vec<u8>> {
             format!("not a regular file but {}", fsops::file_type_name(&meta)),
         ));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.read_to_end(&mut bytes)?;
+    // Through `take`, whose read_to_end fills the sized buffer without a
+    // second fstat and an lseek of its own (File's asks both for a size hint
+    // we already have). The limit is no limit: a file that grew since the
+    // fstat is still read whole.
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    (&mut f).take(u64::MAX).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 

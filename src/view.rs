@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use crate::liveness::{ProcessIdentity, display_name, valid_pid};
+use crate::liveness::{ProcessIdentity, Sightings, display_name, valid_pid};
 use crate::state::StateDoc;
 use crate::times::{date_d, parse_time};
 
@@ -218,9 +218,9 @@ pub fn record_view(
     v
 }
 
-/// The probe `inspect` uses: /proc.
-pub fn probe_proc(id: &ProcessIdentity) -> Option<(String, String)> {
-    let info = id.alive()?;
+/// The probe `inspect` uses: /proc, as the look's other judgements saw it.
+pub fn probe_proc(look: &Sightings, id: &ProcessIdentity) -> Option<(String, String)> {
+    let info = id.alive_in(look)?;
     let comm = info.ps_comm();
     Some((comm.clone(), display_name(id.pid, &comm)))
 }

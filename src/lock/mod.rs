@@ -18,9 +18,9 @@ use crate::audit;
 use crate::context::Context;
 use crate::environment::Environment;
 use crate::fsops::{self, DirIdentity, FlockGuard, PathKind};
-use crate::holder::{holder_from, liveness_of};
+use crate::holder::{holder_from, liveness_in};
 use crate::ids::new_ids;
-use crate::liveness::{self, ProcessIdentity};
+use crate::liveness::{self, ProcessIdentity, Sightings};
 use crate::state::{self, Edit, StateDoc, StateError};
 use crate::status::{
     Holder, Inspection, LOCKED_AT_FILE, Liveness, OUR_FILES, OWNER_FILE, OtherEnvironment,
@@ -314,12 +314,14 @@ impl<'a> LocalLock<'a> {
         } else {
             None
         };
+        // Every judgement of a process in this look reads /proc once.
+        let look = Sightings::new();
         let other_environment = state
             .as_ref()
-            .and_then(|d| other_environment_of(d, record_env?, self.env, self.ctx));
+            .and_then(|d| other_environment_of(d, record_env?, self.env, self.ctx, &look));
         let liveness = holder
             .as_ref()
-            .map(|h| liveness_of(h, &self.ctx.host))
+            .map(|h| liveness_in(h, &self.ctx.host, &look))
             .unwrap_or(Liveness::NoRecord);
         let now_ts = self.ctx.now();
         let now = now_ts.as_second();
@@ -346,7 +348,14 @@ impl<'a> LocalLock<'a> {
             i64::try_from(self.ctx.settings.stale_after.as_secs()).unwrap_or(i64::MAX);
         let stale = age_seconds.is_some_and(|a| a > stale_after);
         let verdict = verdict(&path_kind, &liveness, holder.is_some(), stale);
-        let view = self.legacy_view(&lock_dir, &path_kind, state.as_ref(), age_seconds, now_ts);
+        let view = self.legacy_view(
+            &lock_dir,
+            &path_kind,
+            state.as_ref(),
+            age_seconds,
+            now_ts,
+            &look,
+        );
         let mut insp = Inspection {
             run_holder: runlock::read_record(&self.ctx.settings.run_file(self.env)),
             network: None,
@@ -383,6 +392,7 @@ impl<'a> LocalLock<'a> {
         state: Option<&StateDoc>,
         age: Option<i64>,
         now: jiff::Timestamp,
+        look: &Sightings,
     ) -> LegacyView {
         // The legacy tested `[ -d "$LOCK_DIR" ]`, which follows a symlink,
         // then printed `ls -ld` of the path itself.
@@ -409,7 +419,7 @@ impl<'a> LocalLock<'a> {
         LegacyView {
             dir,
             obstruction,
-            record: state.map(|doc| record_view(doc, &facts, probe_proc)),
+            record: state.map(|doc| record_view(doc, &facts, |id| probe_proc(look, id))),
             no_checkout: self
                 .ctx
                 .no_checkout
@@ -890,7 +900,8 @@ fn other_environment_record(
     env: Environment,
     ctx: &Context,
 ) -> Option<OtherEnvironment> {
-    other_environment_of(doc, record_environment(doc, ctx)?, env, ctx)
+    let look = Sightings::new();
+    other_environment_of(doc, record_environment(doc, ctx)?, env, ctx, &look)
 }
 
 /// [`other_environment_record`] with the record's environment already told.
@@ -899,6 +910,7 @@ fn other_environment_of(
     other: Environment,
     env: Environment,
     ctx: &Context,
+    look: &Sightings,
 ) -> Option<OtherEnvironment> {
     if other == env {
         return None;
@@ -907,7 +919,7 @@ fn other_environment_of(
         return None;
     }
     let holder = holder_from(None, Some(doc), other)?;
-    let liveness = liveness_of(&holder, &ctx.host);
+    let liveness = liveness_in(&holder, &ctx.host, look);
     if liveness == Liveness::Dead {
         return None;
     }

@@ -140,12 +140,17 @@ impl World {
     /// `./deploy/scripts/unlock.sh ARGS` under `strace -f -qq -e TRACE`:
     /// its Out and strace's log of the calls traced.
     pub fn strace_unlock_sh(&self, trace: &str, args: &[&str]) -> (Out, String) {
+        self.strace(trace, "./deploy/scripts/unlock.sh", args)
+    }
+
+    /// `PROGRAM ARGS` from the checkout under `strace -f -qq -e TRACE`.
+    pub fn strace(&self, trace: &str, program: &str, args: &[&str]) -> (Out, String) {
         let log = self.tmp.path().join("strace.out");
         let mut c = self.cmd("strace");
         c.cmd
             .args(["-f", "-qq", "-e", trace, "-o"])
             .arg(&log)
-            .arg("./deploy/scripts/unlock.sh")
+            .arg(program)
             .args(args);
         let out = c.run();
         let calls = fs::read_to_string(&log).unwrap();

@@ -3,6 +3,8 @@
 
 use std::process::Child;
 
+use serde_json::json;
+
 use crate::harness::*;
 
 const HEADER: &str =
@@ -106,6 +108,63 @@ fn held_and_alive() {
             age % 60
         )
     }));
+}
+
+/// One status is one look at the holder: its /proc/PID/stat is read once,
+/// and the verdict, the JSON and the legacy "still running" line all judge
+/// that reading (read once per judgement, a holder ending between two
+/// reads was both running and dead in one status).
+#[test]
+fn a_status_reads_its_holders_proc_stat_once() {
+    if !crate::completions::available("strace", "a_status_reads_its_holders_proc_stat_once") {
+        return;
+    }
+    let w = World::new();
+    let mut deploy = fake_deploy(&w);
+    let pid = deploy.id();
+    let locked_at = now() - 195;
+    w.legacy_lock("staging", locked_at);
+    w.legacy_state("staging", locked_at, &pid.to_string(), &hostname());
+    let stat = format!("\"/proc/{pid}/stat\"");
+    let opened = |calls: &str| calls.lines().filter(|l| l.contains(&stat)).count();
+
+    let before = now();
+    let (out, calls) = w.strace_unlock_sh("trace=open,openat", &["staging", "--status"]);
+    let after = now();
+    out.code(0).stdout_one_of(&per_second(before, after, |t| {
+        let age = t - locked_at;
+        format!(
+            "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: {pid}\n  Hostname: {}\n  Lock age: {}m {}s\n  ✓ Process {pid} is still running: deploy.sh\n\n",
+            dir_lines(&w, "staging"),
+            iso(locked_at),
+            hostname(),
+            age / 60,
+            age % 60
+        )
+    }));
+    assert_eq!(opened(&calls), 1, "{calls}");
+
+    let (out, calls) = w.strace("trace=open,openat", BIN, &["status", "staging", "--json"]);
+    out.code(0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            &v["verdict"],
+            &v["holder"]["pid"],
+            &v["holder"]["process_name"],
+            &v["holder_alive"]
+        ),
+        (
+            &json!("held"),
+            &json!(pid),
+            &json!("deploy.sh"),
+            &json!(true)
+        ),
+        "{v}"
+    );
+    assert_eq!(opened(&calls), 1, "{calls}");
+    deploy.kill().unwrap();
+    deploy.wait().unwrap();
 }
 
 #[test]
