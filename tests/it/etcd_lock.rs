@@ -325,7 +325,10 @@ fn a_waiting_acquisition_gets_the_lock_when_it_is_released() {
     // Timing out reports the holder it waited for. (2 s, not less: each
     // try gets the rest of the wait as its budget, and on a loaded machine a
     // shorter one ran out inside a try, an error rather than a look.)
-    let mut ticks = 0;
+    // A try that outlives its budget on a loaded machine is reported as an
+    // error (etcd gave no answer in time): allowed, but not every look may
+    // fail, and without one the timeout reports no error.
+    let (mut ticks, mut errors) = (0, 0);
     match b
         .acquire_wait(
             ENV,
@@ -334,8 +337,11 @@ fn a_waiting_acquisition_gets_the_lock_when_it_is_released() {
             Duration::from_millis(200),
             &mut |p| {
                 ticks += 1;
-                assert!(p.error.is_none());
-                assert!(p.last_seen.is_some());
+                if p.error.is_some() {
+                    errors += 1;
+                } else {
+                    assert!(p.last_seen.is_some());
+                }
             },
         )
         .unwrap()
@@ -345,11 +351,14 @@ fn a_waiting_acquisition_gets_the_lock_when_it_is_released() {
             last_error,
         } => {
             assert_eq!(last_seen.unwrap().held.unwrap().token, lock.token());
-            assert_eq!(last_error, None);
+            if errors == 0 {
+                assert_eq!(last_error, None);
+            }
         }
         WaitOutcome::Acquired(_) => panic!("acquired a held lock"),
     }
     assert!(ticks >= 1, "progress was reported");
+    assert!(errors < ticks, "every look of {ticks} failed");
     let (seen_tx, seen) = std::sync::mpsc::channel();
     let waiter = {
         let b = b.clone();
