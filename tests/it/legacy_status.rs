@@ -84,6 +84,20 @@ fn state_without_lock_key() {
     ));
 }
 
+/// The status block of a legacy lock taken at `locked_at` by `pid`, which
+/// still runs, as shown at epoch second `t`.
+fn held_and_alive_block(w: &World, pid: u32, locked_at: i64, t: i64) -> String {
+    let age = t - locked_at;
+    format!(
+        "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: {pid}\n  Hostname: {}\n  Lock age: {}m {}s\n  ✓ Process {pid} is still running: deploy.sh\n\n",
+        dir_lines(w, "staging"),
+        iso(locked_at),
+        hostname(),
+        age / 60,
+        age % 60
+    )
+}
+
 #[test]
 fn held_and_alive() {
     let w = World::new();
@@ -98,15 +112,7 @@ fn held_and_alive() {
     deploy.kill().unwrap();
     deploy.wait().unwrap();
     out.code(0).stdout_one_of(&per_second(before, after, |t| {
-        let age = t - locked_at;
-        format!(
-            "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: {pid}\n  Hostname: {}\n  Lock age: {}m {}s\n  ✓ Process {pid} is still running: deploy.sh\n\n",
-            dir_lines(&w, "staging"),
-            iso(locked_at),
-            hostname(),
-            age / 60,
-            age % 60
-        )
+        held_and_alive_block(&w, pid, locked_at, t)
     }));
 }
 
@@ -132,15 +138,7 @@ fn a_status_reads_its_holders_proc_stat_once() {
     let (out, calls) = w.strace_unlock_sh("trace=open,openat", &["staging", "--status"]);
     let after = now();
     out.code(0).stdout_one_of(&per_second(before, after, |t| {
-        let age = t - locked_at;
-        format!(
-            "{HEADER}{}\nState file info:\n  Locked: true\n  Locked by: deploy@localhost\n  Locked at: {}\n  Deployment ID: dep_1890d66a41888860_47448a50c1f61cc6be49eaf4\n  PID: {pid}\n  Hostname: {}\n  Lock age: {}m {}s\n  ✓ Process {pid} is still running: deploy.sh\n\n",
-            dir_lines(&w, "staging"),
-            iso(locked_at),
-            hostname(),
-            age / 60,
-            age % 60
-        )
+        held_and_alive_block(&w, pid, locked_at, t)
     }));
     assert_eq!(opened(&calls), 1, "{calls}");
 

@@ -481,11 +481,22 @@ const RESTORED: &str = "WARNING: the staging lock directory and state record van
 
 /// A wrapped legacy run's stderr: its warning, and the restore line when
 /// deploy-lock got to restore before deploy.sh exited (it logs 150 ms).
+/// Usually both parts are put back in one restore; when a loaded machine
+/// delays the keeper's look into the middle of the release, the part gone
+/// by then is restored alone (seen: the directory, beside two busy loops).
 #[track_caller]
 fn assert_wrapped_stderr(out: &Out) {
     out.any_stderr();
-    let with = format!("{SKIPPING}{RESTORED}");
-    if out.stderr != with {
+    let restored = |what: &str| RESTORED.replace("lock directory and state record", what);
+    let with: Vec<String> = [
+        "lock directory and state record",
+        "lock directory",
+        "state record",
+    ]
+    .iter()
+    .map(|what| format!("{SKIPPING}{}", restored(what)))
+    .collect();
+    if !with.contains(&out.stderr) {
         out.stderr(SKIPPING);
     }
 }
