@@ -98,14 +98,21 @@ fn held_and_alive_block(w: &World, pid: u32, locked_at: i64, t: i64) -> String {
     )
 }
 
-#[test]
-fn held_and_alive() {
-    let w = World::new();
-    let mut deploy = fake_deploy(&w);
+/// A legacy lock of staging taken 195 s ago by a running deploy.sh:
+/// that process, its pid and the lock's time.
+fn held_by_a_live_legacy_deploy(w: &World) -> (Child, u32, i64) {
+    let deploy = fake_deploy(w);
     let pid = deploy.id();
     let locked_at = now() - 195;
     w.legacy_lock("staging", locked_at);
     w.legacy_state("staging", locked_at, &pid.to_string(), &hostname());
+    (deploy, pid, locked_at)
+}
+
+#[test]
+fn held_and_alive() {
+    let w = World::new();
+    let (mut deploy, pid, locked_at) = held_by_a_live_legacy_deploy(&w);
     let before = now();
     let out = w.unlock_sh(&["staging", "--status"]).run();
     let after = now();
@@ -126,11 +133,7 @@ fn a_status_reads_its_holders_proc_stat_once() {
         return;
     }
     let w = World::new();
-    let mut deploy = fake_deploy(&w);
-    let pid = deploy.id();
-    let locked_at = now() - 195;
-    w.legacy_lock("staging", locked_at);
-    w.legacy_state("staging", locked_at, &pid.to_string(), &hostname());
+    let (mut deploy, pid, locked_at) = held_by_a_live_legacy_deploy(&w);
     let stat = format!("\"/proc/{pid}/stat\"");
     let opened = |calls: &str| calls.lines().filter(|l| l.contains(&stat)).count();
 
