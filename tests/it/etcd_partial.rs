@@ -731,6 +731,14 @@ fn a_foreign_or_oversized_key_is_one_line_75_nothing_run_and_unlock_removes_it()
     let key = format!("{}/v1/env/staging/lock", m.prefix);
     let ran = m.path("ran");
     let big = vec![b'x'; 5 << 20];
+    // Reading the 5 MiB value is no timing scenario: a 10 s TTL gives each
+    // attempt 2 s (the Machine's 2 s TTL gives 0.4 s, which a loaded
+    // machine's read of 7 MB of JSON outlived: "the answer broke off").
+    let dl = |args: &[&str]| {
+        let mut c = m.dl(args);
+        c.cmd.env("DEPLOY_LOCK_ETCD_TTL", "10");
+        c
+    };
     for (value, shown) in [
         (
             &b"hello\x01 \"garbage\""[..],
@@ -743,7 +751,7 @@ fn a_foreign_or_oversized_key_is_one_line_75_nothing_run_and_unlock_removes_it()
         ),
     ] {
         put_by_hand(e, &key, value);
-        let mut c = m.dl(&["run", "staging", "--", "touch"]);
+        let mut c = dl(&["run", "staging", "--", "touch"]);
         c.cmd.arg(&ran);
         let out = c.run();
         out.code(75).stdout("").stderr(&format!(
@@ -752,8 +760,8 @@ fn a_foreign_or_oversized_key_is_one_line_75_nothing_run_and_unlock_removes_it()
              it\n"
         ));
         assert!(!ran.exists(), "nothing runs");
-        m.dl(&["status", "staging", "--quiet"]).run().code(75);
-        let out = m.dl(&["unlock", "staging", "--yes"]).run();
+        dl(&["status", "staging", "--quiet"]).run().code(75);
+        let out = dl(&["unlock", "staging", "--yes"]).run();
         out.code(0);
         assert!(
             out.stdout
@@ -765,6 +773,6 @@ fn a_foreign_or_oversized_key_is_one_line_75_nothing_run_and_unlock_removes_it()
             "{}",
             out.stdout
         );
-        m.dl(&["status", "staging", "--quiet"]).run().code(0);
+        dl(&["status", "staging", "--quiet"]).run().code(0);
     }
 }
